@@ -150,12 +150,21 @@ impl Address {
     }
 
     pub(crate) fn read(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        // Each arm first asks for the whole rest of the address, port included, so a caller
+        // that reads exactly the missing bytes needs one more read, not two.
         let host = match AddrType(reader.u8()?) {
-            AddrType::IPV4 => Host::Ip(IpAddr::V4(Ipv4Addr::from(reader.array::<4>()?))),
-            AddrType::IPV6 => Host::Ip(IpAddr::V6(Ipv6Addr::from(reader.array::<16>()?))),
+            AddrType::IPV4 => {
+                reader.require(4 + 2)?;
+                Host::Ip(IpAddr::V4(Ipv4Addr::from(reader.array::<4>()?)))
+            }
+            AddrType::IPV6 => {
+                reader.require(16 + 2)?;
+                Host::Ip(IpAddr::V6(Ipv6Addr::from(reader.array::<16>()?)))
+            }
             AddrType::DOMAIN => {
-                let len = reader.u8()?;
-                Host::Domain(DomainName::from_bytes(reader.take(usize::from(len))?)?)
+                let len = usize::from(reader.u8()?);
+                reader.require(len + 2)?;
+                Host::Domain(DomainName::from_bytes(reader.take(len)?)?)
             }
             AddrType(other) => return Err(ProtocolError::UnsupportedAddressType(other).into()),
         };

@@ -136,11 +136,17 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    /// Fails with the exact shortfall unless `n` more bytes are available; consumes nothing.
+    pub(crate) fn require(&self, n: usize) -> Result<(), DecodeError> {
         let available = self.input.len() - self.pos;
         if available < n {
             return Err(DecodeError::incomplete(n - available));
         }
+        Ok(())
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        self.require(n)?;
         let bytes = &self.input[self.pos..self.pos + n];
         self.pos += n;
         Ok(bytes)
