@@ -1,0 +1,57 @@
+//! The file as written: serde structs that reject unknown fields. Nothing here is trusted;
+//! `validate` turns it into the types in `model`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) danger_allow_open_proxy: Option<bool>,
+    #[serde(default)]
+    pub(crate) listen: Vec<RawListener>,
+    #[serde(default)]
+    pub(crate) timeouts: RawTimeouts,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) address: Spanned<String>,
+    pub(crate) socks4: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub(crate) handshake: Option<Spanned<RawDuration>>,
+    pub(crate) connect: Option<Spanned<RawDuration>>,
+    pub(crate) idle: Option<Spanned<RawDuration>>,
+    pub(crate) shutdown: Option<Spanned<RawDuration>>,
+}
+
+/// `10`, `"10s"` or `"off"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) max_sessions: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) format: Option<Spanned<String>>,
+    pub(crate) level: Option<Spanned<String>>,
+    pub(crate) access: Option<bool>,
+}

@@ -1,0 +1,136 @@
+//! The configuration file: what is accepted, and what errors say.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::path::Path;
+use std::time::Duration;
+
+use socksgate_config::{Config, LogFormat};
+
+fn parse(text: &str) -> Result<Config, socksgate_config::ConfigError> {
+    Config::parse(text, Path::new("gate.toml"))
+}
+
+#[test]
+fn empty_file_is_the_loopback_default() {
+    let config = parse("").unwrap();
+    assert_eq!(config, Config::default());
+    let addresses: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| l.address.to_string())
+        .collect();
+    assert_eq!(addresses, ["127.0.0.1:1080", "[::1]:1080"]);
+    assert_eq!(config.timeouts.handshake, Duration::from_secs(10));
+    assert_eq!(config.timeouts.idle, None);
+}
+
+#[test]
+fn full_gateway_config() {
+    let config = parse(
+        r#"
+danger_allow_open_proxy = true
+
+[[listen]]
+address = "0.0.0.0:1080"
+socks4 = false
+
+[[listen]]
+address = "[::1]:1081"
+
+[timeouts]
+handshake = "5s"
+connect = 3
+idle = "2h"
+shutdown = "500ms"
+
+[limits]
+max_sessions = 20
+
+[log]
+format = "json"
+level = "debug"
+access = false
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.listeners.len(), 2);
+    assert!(!config.listeners[0].socks4 && config.listeners[1].socks4);
+    assert_eq!(config.timeouts.connect, Duration::from_secs(3));
+    assert_eq!(config.timeouts.idle, Some(Duration::from_secs(7200)));
+    assert_eq!(config.timeouts.shutdown, Duration::from_millis(500));
+    assert_eq!(config.limits.max_sessions, 20);
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert!(!config.log.access);
+}
+
+#[test]
+fn typo_names_file_line_column_and_field() {
+    let error = parse("[[listen]]\naddress = \"127.0.0.1:1080\"\nsock4 = true\n").unwrap_err();
+    assert_eq!(error.position.map(|p| p.0), Some(3));
+    assert_eq!(error.field.as_deref(), Some("sock4"));
+    let shown = error.to_string();
+    assert!(
+        shown.starts_with("gate.toml:3:1: field `sock4`: unknown field"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_value_names_its_field() {
+    let error = parse("[timeouts]\nconnect = \"soon\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("timeouts.connect"));
+    assert_eq!(error.position, Some((2, 11)));
+    let error = parse("[[listen]]\naddress = \"localhost\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("listen[0].address"));
+    let error = parse("[log]\nformat = \"xml\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("log.format"));
+    let error = parse("[limits]\nmax_sessions = 0\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("limits.max_sessions"));
+    let error = parse("[timeouts]\nconnect = \"off\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("timeouts.connect"));
+}
+
+#[test]
+fn open_proxy_is_refused_without_the_danger_switch() {
+    let text = "[[listen]]\naddress = \"127.0.0.1:1080\"\n[[listen]]\naddress = \"0.0.0.0:1080\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("listen[1].address"));
+    assert_eq!(error.position.map(|p| p.0), Some(4));
+    assert!(error.to_string().contains("open proxy"), "{error}");
+    assert!(
+        error.to_string().contains("danger_allow_open_proxy"),
+        "{error}"
+    );
+    assert!(parse(&format!("danger_allow_open_proxy = true\n{text}")).is_ok());
+}
+
+#[test]
+fn command_line_listeners_are_checked_too() {
+    let public = ["0.0.0.0:1080".parse().unwrap()];
+    let error = Config::default().with_listeners(&public).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("<command line>: field `listen[0].address`"),
+        "{error}"
+    );
+    let loopback = ["127.0.0.2:9000".parse().unwrap()];
+    assert_eq!(
+        Config::default()
+            .with_listeners(&loopback)
+            .unwrap()
+            .listeners
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn idle_timeout_off_or_zero_means_never() {
+    assert_eq!(
+        parse("[timeouts]\nidle = \"off\"\n").unwrap().timeouts.idle,
+        None
+    );
+    assert_eq!(parse("[timeouts]\nidle = 0\n").unwrap().timeouts.idle, None);
+}
