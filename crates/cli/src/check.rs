@@ -1,0 +1,24 @@
+//! `socksgate check`: validate a configuration and show what it means.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use socksgate_config::Config;
+
+use crate::exit;
+
+pub(crate) fn run(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}: OK", path.display());
+            let _ = writeln!(out, "{config:#?}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "error: {error}");
+            exit::code(exit::CONFIG)
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `socksgate`: the command-line entry point.
+//!
+//! Exit codes: 0 success; 1 the server failed while running (a listener could not be
+//! opened, …); 2 bad usage or an invalid configuration.
+
+mod check;
+mod logging;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A complete SOCKS system: a SOCKS5, SOCKS4 and SOCKS4a server, and client tools.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the SOCKS server.
+    ///
+    /// Without a configuration file socksgate listens on 127.0.0.1:1080 and [::1]:1080, asks
+    /// for no authentication and allows every request: a proxy for this machine only.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen on ADDR instead of the configured listeners (repeatable).
+        #[arg(short, long, value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+    },
+    /// Check a configuration file and print the configuration it gives.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => serve::run(config.as_deref(), &listen),
+        Command::Check { config } => check::run(&config),
+    }
+}
+
+/// Exit codes, as documented in `--help` and the README.
+pub(crate) mod exit {
+    use std::process::ExitCode;
+
+    /// The server failed while running.
+    pub(crate) const RUNTIME: u8 = 1;
+    /// Bad usage or an invalid configuration.
+    pub(crate) const CONFIG: u8 = 2;
+
+    pub(crate) fn code(code: u8) -> ExitCode {
+        ExitCode::from(code)
+    }
+}

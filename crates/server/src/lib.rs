@@ -1,0 +1,155 @@
+//! The socksgate SOCKS server.
+//!
+//! [`Server::bind`] opens the listeners of a validated [`Config`]; [`Server::run`] serves
+//! until a shutdown future completes, then stops accepting and lets running sessions drain
+//! for the configured time. Each accepted connection is one task that drives
+//! `socksgate-proto`'s server machine, connects to the target (through a [`Resolver`]), replies
+//! with the code [`reply`] chooses, relays with `splice(2)` on Linux, and writes one
+//! access-log event (`tracing` target `socksgate::access`).
+//!
+//! This crate reads no file, flag or environment variable: everything comes in the
+//! [`Config`].
+
+mod access_log;
+mod listener;
+mod outbound;
+mod relay;
+pub mod reply;
+mod session;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socksgate_config::{Config, Timeouts};
+use socksgate_proto::server::ServerOptions;
+use socksgate_proto::{Method, Methods};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use outbound::{ConnectError, ResolveFuture, Resolver, SystemResolver};
+
+/// What every session needs, shared read-only.
+pub(crate) struct Shared {
+    pub(crate) timeouts: Timeouts,
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) access_log: bool,
+}
+
+/// A listener that could not be opened.
+#[derive(Debug)]
+pub struct BindError {
+    /// The configured address.
+    pub address: SocketAddr,
+    /// Why.
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.address, self.source)
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A server with its listeners open.
+pub struct Server {
+    config: Config,
+    resolver: Arc<dyn Resolver>,
+    listeners: Vec<(TcpListener, ServerOptions)>,
+}
+
+impl Server {
+    /// Opens every configured listener.
+    pub async fn bind(config: Config) -> Result<Self, BindError> {
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let socket = TcpListener::bind(listener.address)
+                .await
+                .map_err(|source| BindError {
+                    address: listener.address,
+                    source,
+                })?;
+            let options = ServerOptions {
+                methods: Methods::one(Method::NO_AUTH),
+                allow_socks4: listener.socks4,
+            };
+            listeners.push((socket, options));
+        }
+        Ok(Self {
+            config,
+            resolver: Arc::new(SystemResolver),
+            listeners,
+        })
+    }
+
+    /// Resolves target names with `resolver` instead of the system's.
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(listener, _)| listener.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting and waits for running
+    /// sessions for up to the shutdown timeout. Returns how many sessions were still
+    /// running when the wait ended (they are dropped with the runtime).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> usize {
+        let shared = Arc::new(Shared {
+            timeouts: self.config.timeouts,
+            resolver: self.resolver,
+            access_log: self.config.log.access,
+        });
+        let slots = Arc::new(Semaphore::new(self.config.limits.max_sessions));
+        let sessions = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let mut accept_loops = Vec::with_capacity(self.listeners.len());
+        for (listener, options) in self.listeners {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "listening");
+            }
+            accept_loops.push(tokio::spawn(listener::accept_loop(
+                listener,
+                options,
+                shared.clone(),
+                slots.clone(),
+                sessions.clone(),
+                stop.clone(),
+            )));
+        }
+        shutdown.await;
+        stop.cancel();
+        for accept_loop in accept_loops {
+            let _ = accept_loop.await;
+        }
+        sessions.close();
+        let running = sessions.len();
+        if running > 0 {
+            tracing::info!(
+                sessions = running,
+                "no longer accepting; waiting up to {:?} for sessions to finish",
+                self.config.timeouts.shutdown
+            );
+        }
+        let drained = tokio::time::timeout(self.config.timeouts.shutdown, sessions.wait()).await;
+        if drained.is_ok() {
+            0
+        } else {
+            sessions.len()
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Accepting clients: a cap on concurrent sessions, and back-off when the process runs out
+//! of file descriptors instead of spinning.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socksgate_proto::server::ServerOptions;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{session, Shared};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts until `stop` is cancelled, spawning one task per session on `sessions`.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    options: ServerOptions,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    sessions: TaskTracker,
+    stop: CancellationToken,
+) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        // Wait for a free slot first: while the server is full, clients queue in the
+        // kernel's backlog instead of being accepted and starved.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        match accepted {
+            Ok((client, peer)) => {
+                backoff = MIN_BACKOFF;
+                let shared = shared.clone();
+                sessions.spawn(async move {
+                    session::serve(client, peer, local, options, &shared).await;
+                    drop(permit);
+                });
+            }
+            Err(error) if is_resource_exhaustion(&error) => {
+                tracing::warn!(listener = %local, %error, "accept failed; backing off for {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            // ECONNABORTED and the like concern one client only.
+            Err(error) => tracing::debug!(listener = %local, %error, "accept failed"),
+        }
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would fail again.
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(23 | 24 | 105 | 12))
+}
