@@ -1,0 +1,18 @@
+//! Test support for socksgate's socket-level tests: an in-process server with its access log
+//! captured, loopback targets, a blocking SOCKS client on `socksgate-proto`'s machine,
+//! network namespaces for situations loopback cannot produce, and the rule for third-party
+//! programs (skip on a laptop, fail in CI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in test support is a failed test
+
+pub mod client;
+pub mod interop;
+pub mod netns;
+pub mod server;
+pub mod target;
+
+pub use client::{handshake, raw_exchange, socks5_connect};
+pub use interop::tool;
+pub use netns::NetNs;
+pub use server::{AccessEntry, TestServer};
+pub use target::{EchoTarget, HttpTarget};

@@ -1,0 +1,77 @@
+//! Network namespaces created by a test, for situations loopback cannot produce (no route,
+//! an unreachable route, a silent host). Nothing sent inside one leaves it.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+
+use crate::interop::{skip_or_fail, tool};
+
+/// A named namespace (`ip netns add`), deleted when dropped.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates a namespace with loopback up, then runs each of `setup` as `ip -n NAME …`.
+    /// `None` (after skipping or failing per the interop rule) without root or `ip`.
+    pub fn create(setup: &[&str]) -> Option<Self> {
+        tool("ip")?;
+        if !rustix::process::geteuid().is_root() {
+            skip_or_fail("network namespaces need root");
+            return None;
+        }
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "sgtest-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        run_ip(&["netns", "add", &name]);
+        let namespace = Self { name };
+        namespace.ip("link set lo up");
+        for line in setup {
+            namespace.ip(line);
+        }
+        Some(namespace)
+    }
+
+    /// Runs `ip -n NAME ARGS…` and panics if it fails.
+    pub fn ip(&self, args: &str) {
+        let mut full = vec!["-n", &self.name];
+        full.extend(args.split_whitespace());
+        run_ip(&full);
+    }
+
+    /// Runs `body` on a thread inside the namespace; threads it starts are inside too.
+    pub fn run<T: Send>(&self, body: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let namespace = File::open(&path).unwrap();
+                    move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Network))
+                        .unwrap();
+                    body()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run_ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().unwrap();
+    assert!(status.success(), "ip {} failed", args.join(" "));
+}

@@ -1,0 +1,155 @@
+//! The real server, in this process, on a port of its own, with its access log captured.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socksgate_config::{Config, Listener};
+use socksgate_server::Server;
+use tokio::sync::oneshot;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// One access-log event: field name → value as text.
+pub type AccessEntry = BTreeMap<String, String>;
+
+static ACCESS_LOG: Mutex<Vec<AccessEntry>> = Mutex::new(Vec::new());
+
+/// Records every `socksgate::access` event of this test process.
+struct AccessCapture;
+
+struct Fields<'a>(&'a mut AccessEntry);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for AccessCapture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() == "socksgate::access" {
+            let mut entry = AccessEntry::new();
+            event.record(&mut Fields(&mut entry));
+            ACCESS_LOG.lock().unwrap().push(entry);
+        }
+    }
+}
+
+fn capture_access_log() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = tracing_subscriber::registry()
+            .with(AccessCapture)
+            .try_init();
+    });
+}
+
+/// A running server; stopped (gracefully) when dropped.
+pub struct TestServer {
+    addrs: Vec<SocketAddr>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// The embedded default, but on 127.0.0.1 with a free port.
+    pub fn start() -> Self {
+        Self::start_with(Self::loopback_config())
+    }
+
+    /// The default configuration listening on 127.0.0.1:0, to adjust before starting.
+    pub fn loopback_config() -> Config {
+        let mut config = Config::default();
+        config.listeners = vec![Listener {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            socks4: true,
+        }];
+        config.timeouts.shutdown = Duration::from_secs(2);
+        config
+    }
+
+    /// Starts a server on `config`'s listeners, on a thread (and runtime) of its own.
+    pub fn start_with(config: Config) -> Self {
+        capture_access_log();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let server = Server::bind(config).await.unwrap();
+                ready_tx.send(server.local_addrs()).unwrap();
+                server
+                    .run(async {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let addrs = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server started");
+        Self {
+            addrs,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Every listener's address.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Access-log entries of this server's sessions so far.
+    pub fn access_log(&self) -> Vec<AccessEntry> {
+        let mine: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        ACCESS_LOG
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry.get("listener").is_some_and(|l| mine.contains(l)))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until at least `count` sessions are logged; returns them.
+    pub fn wait_for_sessions(&self, count: usize) -> Vec<AccessEntry> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self.access_log();
+            if entries.len() >= count || Instant::now() > deadline {
+                return entries;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Loopback targets for the proxy to connect to, served by a background runtime.
+
+use std::future::Future;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+/// The runtime every target runs on.
+pub fn background() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Accepts on `listener` forever, running `handler` for each connection.
+pub fn serve<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    background().spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handler(stream));
+        }
+    });
+}
+
+/// Binds 127.0.0.1 and [::1] on the same free port, so a name that resolves to either
+/// reaches the target. Returns the port.
+fn bind_dual_stack() -> (TcpListener, Option<TcpListener>, u16) {
+    background().block_on(async {
+        for _ in 0..20 {
+            let v4 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = v4.local_addr().unwrap().port();
+            match TcpListener::bind((Ipv6Addr::LOCALHOST, port)).await {
+                Ok(v6) => return (v4, Some(v6), port),
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => continue,
+                // No IPv6 on this machine: serve IPv4 only.
+                Err(_) => return (v4, None, port),
+            }
+        }
+        panic!("no port free on both 127.0.0.1 and [::1]");
+    })
+}
+
+/// A minimal HTTP/1.1 server answering every request with the same body.
+pub struct HttpTarget {
+    /// The port, on 127.0.0.1 and (when available) [::1].
+    pub port: u16,
+    /// Whether [::1] is served too.
+    pub ipv6: bool,
+    requests: Arc<AtomicUsize>,
+}
+
+impl HttpTarget {
+    /// Starts serving `body`.
+    pub fn start(body: &str) -> Self {
+        let (v4, v6, port) = bind_dual_stack();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let body: Arc<str> = body.into();
+        let ipv6 = v6.is_some();
+        for listener in std::iter::once(v4).chain(v6) {
+            let (body, requests) = (body.clone(), requests.clone());
+            serve(listener, move |stream| {
+                requests.fetch_add(1, Ordering::SeqCst);
+                answer_http(stream, body.clone())
+            });
+        }
+        Self {
+            port,
+            ipv6,
+            requests,
+        }
+    }
+
+    /// A URL on `host` (`127.0.0.1`, `[::1]`, `localhost`).
+    pub fn url(&self, host: &str) -> String {
+        format!("http://{host}:{}/", self.port)
+    }
+
+    /// Connections the target accepted so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer_http(mut stream: TcpStream, body: Arc<str>) {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Echoes everything back until the client closes.
+pub struct EchoTarget {
+    /// Where it listens (127.0.0.1).
+    pub addr: SocketAddr,
+}
+
+impl EchoTarget {
+    /// Starts the echo server.
+    pub fn start() -> Self {
+        let listener = background()
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        serve(listener, |mut stream| async move {
+            let (mut reader, mut writer) = stream.split();
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            let _ = writer.shutdown().await;
+        });
+        Self { addr }
+    }
+}
