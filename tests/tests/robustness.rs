@@ -1,0 +1,158 @@
+//! Bad clients close only their own session: garbage, truncated and stalled handshakes get
+//! the right answer (or none) and the server keeps serving everyone else.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use socksgate_tests::{raw_exchange, socks5_connect, EchoTarget, TestServer};
+
+/// The server still completes a normal session.
+fn still_serves(server: &TestServer, echo: &EchoTarget) {
+    let mut stream = socks5_connect(server.addr(), &echo.addr.to_string()).unwrap();
+    stream.write_all(b"alive").unwrap();
+    let mut answer = [0u8; 5];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"alive");
+}
+
+#[test]
+fn garbage_first_byte_is_closed_without_reply() {
+    let server = TestServer::start();
+    let echo = EchoTarget::start();
+    assert_eq!(
+        raw_exchange(server.addr(), b"GET / HTTP/1.1\r\n\r\n").unwrap(),
+        b""
+    );
+    assert_eq!(raw_exchange(server.addr(), &[0x00; 64]).unwrap(), b"");
+    still_serves(&server, &echo);
+    let log = server.wait_for_sessions(3);
+    assert_eq!(
+        log.iter()
+            .filter(|e| e["outcome"] == "bad-handshake")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn greeting_without_methods_gets_no_acceptable_methods() {
+    let server = TestServer::start();
+    assert_eq!(
+        raw_exchange(server.addr(), &[0x05, 0x00]).unwrap(),
+        [0x05, 0xff]
+    );
+}
+
+#[test]
+fn greeting_without_an_acceptable_method_gets_0xff() {
+    let server = TestServer::start();
+    assert_eq!(
+        raw_exchange(server.addr(), &[0x05, 0x01, 0x02]).unwrap(),
+        [0x05, 0xff]
+    );
+}
+
+#[test]
+fn truncated_handshakes_close_only_their_session() {
+    let server = TestServer::start();
+    let echo = EchoTarget::start();
+    let truncated: [&[u8]; 5] = [
+        &[0x05],
+        &[0x05, 0x02, 0x00],
+        &[0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x03, 20, b'a'],
+        &[0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x04, 0, 0],
+        &[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, b'u', b's'],
+    ];
+    for bytes in truncated {
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        stream.write_all(bytes).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.len() <= 2, "at most a method selection: {rest:?}");
+    }
+    still_serves(&server, &echo);
+    let log = server.wait_for_sessions(6);
+    assert_eq!(
+        log.iter().filter(|e| e["outcome"] == "client-gone").count(),
+        5
+    );
+}
+
+#[test]
+fn stalled_clients_do_not_block_others_and_time_out() {
+    let mut config = TestServer::loopback_config();
+    config.timeouts.handshake = Duration::from_millis(600);
+    let server = TestServer::start_with(config);
+    let echo = EchoTarget::start();
+    let mut stalled: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut stream = TcpStream::connect(server.addr()).unwrap();
+            // Half a handshake, then silence.
+            let partial: &[u8] = if i % 2 == 0 {
+                &[0x05]
+            } else {
+                &[0x05, 0x01, 0x00, 0x05]
+            };
+            stream.write_all(partial).unwrap();
+            stream
+        })
+        .collect();
+    still_serves(&server, &echo);
+    let started = Instant::now();
+    for stream in &mut stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed by the handshake timeout"
+    );
+    let log = server.wait_for_sessions(21);
+    assert_eq!(
+        log.iter()
+            .filter(|e| e["outcome"] == "handshake-timeout")
+            .count(),
+        20
+    );
+}
+
+#[test]
+fn endless_handshake_bytes_are_cut_off() {
+    let server = TestServer::start();
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    // A SOCKS4 USERID that never ends.
+    stream
+        .write_all(&[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1])
+        .unwrap();
+    let junk = vec![b'x'; 4096];
+    let _ = stream.write_all(&junk);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert_eq!(rest, [0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn many_bad_sessions_then_good_ones() {
+    let server = TestServer::start();
+    let echo = EchoTarget::start();
+    for i in 0..200u32 {
+        let bytes = i.to_be_bytes().repeat(i as usize % 7 + 1);
+        let _ = raw_exchange(server.addr(), &bytes);
+    }
+    for _ in 0..20 {
+        still_serves(&server, &echo);
+    }
+}
