@@ -68,11 +68,13 @@ impl TestServer {
 
     /// The default configuration listening on 127.0.0.1:0, to adjust before starting.
     pub fn loopback_config() -> Config {
-        let mut config = Config::default();
-        config.listeners = vec![Listener {
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            socks4: true,
-        }];
+        let mut config = Config {
+            listeners: vec![Listener {
+                address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                socks4: true,
+            }],
+            ..Config::default()
+        };
         config.timeouts.shutdown = Duration::from_secs(2);
         config
     }
