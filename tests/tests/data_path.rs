@@ -79,7 +79,7 @@ fn send_and_receive(stream: TcpStream, seed: u64, blocks: usize) -> (Vec<u8>, us
 #[test]
 fn two_hundred_fifty_six_mib_each_way_arrive_intact() {
     const BLOCKS: usize = 256;
-    let (client_seed, target_seed) = (0x5eed_c11e, 0x7a26_e7);
+    let (client_seed, target_seed) = (0x5eed_c11e, 0x7a26_0e07);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap();
     let target_side = std::thread::spawn(move || {
