@@ -26,3 +26,34 @@ pub fn skip_or_fail(why: &str) {
     assert!(!required(), "SOCKSGATE_REQUIRE_INTEROP=1 but {why}");
     eprintln!("skipping: {why}");
 }
+
+/// Output of a third-party program run under `timeout(1)`.
+#[derive(Debug)]
+pub struct Run {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` (and `env`), killed after `seconds`; proxy variables from the
+/// caller's environment are removed so only the test's settings apply.
+pub fn run(program: &std::path::Path, args: &[&str], env: &[(&str, &str)], seconds: u32) -> Run {
+    let mut command = std::process::Command::new("timeout");
+    command.arg(seconds.to_string()).arg(program).args(args);
+    for variable in [
+        "http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+        "ALL_PROXY", "NO_PROXY", "SOCKS_SERVER", "SOCKS5_SERVER",
+    ] {
+        command.env_remove(variable);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().expect("timeout(1) runs");
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -39,6 +39,11 @@ impl NetNs {
         Some(namespace)
     }
 
+    /// The namespace's name, for `ip … netns NAME`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Runs `ip -n NAME ARGS…` and panics if it fails.
     pub fn ip(&self, args: &str) {
         let mut full = vec!["-n", &self.name];

@@ -82,6 +82,25 @@ impl HttpTarget {
         }
     }
 
+    /// Serves `body` on `ip` only (an address the caller owns, e.g. in a test namespace).
+    pub fn start_at(ip: std::net::IpAddr, body: &str) -> Self {
+        let listener = background()
+            .block_on(TcpListener::bind(SocketAddr::new(ip, 0)))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (body, counter): (Arc<str>, _) = (body.into(), requests.clone());
+        serve(listener, move |stream| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            answer_http(stream, body.clone())
+        });
+        Self {
+            port,
+            ipv6: ip.is_ipv6(),
+            requests,
+        }
+    }
+
     /// A URL on `host` (`127.0.0.1`, `[::1]`, `localhost`).
     pub fn url(&self, host: &str) -> String {
         format!("http://{host}:{}/", self.port)

@@ -15,7 +15,13 @@ use clap::{Parser, Subcommand};
 
 /// A complete SOCKS system: a SOCKS5, SOCKS4 and SOCKS4a server, and client tools.
 #[derive(Debug, Parser)]
-#[command(version, about, propagate_version = true)]
+#[command(
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success; 1 the server failed while running (e.g. a listener \
+                  could not be opened); 2 bad usage or an invalid configuration."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
