@@ -44,8 +44,16 @@ pub fn run(program: &std::path::Path, args: &[&str], env: &[(&str, &str)], secon
     let mut command = std::process::Command::new("timeout");
     command.arg(seconds.to_string()).arg(program).args(args);
     for variable in [
-        "http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-        "ALL_PROXY", "NO_PROXY", "SOCKS_SERVER", "SOCKS5_SERVER",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "SOCKS_SERVER",
+        "SOCKS5_SERVER",
     ] {
         command.env_remove(variable);
     }

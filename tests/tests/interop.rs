@@ -34,7 +34,12 @@ mod curl {
     fn fetch(flag: &str, proxy: SocketAddr, url: &str) -> String {
         let curl = tool("curl").unwrap();
         let proxy = proxy.to_string();
-        let result = run(&curl, &["-sS", "--max-time", "15", flag, &proxy, url], &[], 30);
+        let result = run(
+            &curl,
+            &["-sS", "--max-time", "15", flag, &proxy, url],
+            &[],
+            30,
+        );
         assert!(result.success, "curl {flag} {url}: {}", result.stderr);
         result.stdout
     }
@@ -84,10 +89,20 @@ mod curl {
         let server = TestServer::start_with(config);
         let v6_proxy = server.addrs()[1];
         assert_eq!(fetch("--socks5", server.addr(), &target.url("[::1]")), BODY);
-        assert_eq!(fetch("--socks5-hostname", v6_proxy, &target.url("[::1]")), BODY);
+        assert_eq!(
+            fetch("--socks5-hostname", v6_proxy, &target.url("[::1]")),
+            BODY
+        );
         let log = server.wait_for_sessions(2);
-        assert!(log.iter().any(|e| e["listener"] == v6_proxy.to_string()), "{log:#?}");
-        assert!(log.iter().all(|e| e["target"] == format!("[::1]:{}", target.port)), "{log:#?}");
+        assert!(
+            log.iter().any(|e| e["listener"] == v6_proxy.to_string()),
+            "{log:#?}"
+        );
+        assert!(
+            log.iter()
+                .all(|e| e["target"] == format!("[::1]:{}", target.port)),
+            "{log:#?}"
+        );
     }
 }
 
@@ -146,7 +161,12 @@ mod proxychains {
         let curl = curl.to_string_lossy().into_owned();
         let conf = conf.to_string_lossy().into_owned();
         let url = target.url("127.0.0.1");
-        let result = run(&proxychains, &["-q", "-f", &conf, &curl, "-sS", &url], &[], 30);
+        let result = run(
+            &proxychains,
+            &["-q", "-f", &conf, &curl, "-sS", &url],
+            &[],
+            30,
+        );
         assert!(result.success, "proxychains4: {}", result.stderr);
         assert_eq!(result.stdout, BODY);
         assert_sessions(&server, &[("socks5", format!("127.0.0.1:{}", target.port))]);
@@ -169,8 +189,13 @@ mod dante_socksify {
         let Some(target_host) = NetNs::create(&["addr add 198.51.100.10/32 dev lo"]) else {
             return;
         };
-        let Some(client_host) = NetNs::create(&[]) else { return };
-        client_host.ip(&format!("link add sga type veth peer name sgb netns {}", target_host.name()));
+        let Some(client_host) = NetNs::create(&[]) else {
+            return;
+        };
+        client_host.ip(&format!(
+            "link add sga type veth peer name sgb netns {}",
+            target_host.name()
+        ));
         client_host.ip("addr add 192.0.2.1/30 dev sga");
         client_host.ip("link set sga up");
         target_host.ip("addr add 192.0.2.2/30 dev sgb");
@@ -194,11 +219,19 @@ mod dante_socksify {
             let curl = curl.to_string_lossy().into_owned();
             let url = target.url("198.51.100.10");
             let conf = conf.to_string_lossy().into_owned();
-            let result = run(&socksify, &[&curl, "-sS", &url], &[("SOCKS_CONF", &conf)], 30);
+            let result = run(
+                &socksify,
+                &[&curl, "-sS", &url],
+                &[("SOCKS_CONF", &conf)],
+                30,
+            );
             let _ = std::fs::remove_dir_all(dir);
             assert!(result.success, "socksify: {}", result.stderr);
             assert_eq!(result.stdout, BODY);
-            assert_sessions(&server, &[("socks5", format!("198.51.100.10:{}", target.port))]);
+            assert_sessions(
+                &server,
+                &[("socks5", format!("198.51.100.10:{}", target.port))],
+            );
         });
     }
 }
@@ -208,7 +241,9 @@ mod chromium {
 
     #[test]
     fn headless_chromium_loads_a_page_through_the_proxy() {
-        let Some(chromium) = tool("chromium") else { return };
+        let Some(chromium) = tool("chromium") else {
+            return;
+        };
         let target = HttpTarget::start(BODY);
         let server = TestServer::start();
         let profile = std::env::temp_dir().join(format!("sg-chromium-{}", std::process::id()));
@@ -241,6 +276,10 @@ mod chromium {
         );
         let log = server.wait_for_sessions(1);
         let wanted = format!("127.0.0.1:{}", target.port);
-        assert!(log.iter().any(|e| e["target"] == wanted && e["reply"] == "0x00"), "{log:#?}");
+        assert!(
+            log.iter()
+                .any(|e| e["target"] == wanted && e["reply"] == "0x00"),
+            "{log:#?}"
+        );
     }
 }

@@ -12,8 +12,12 @@ pub(crate) fn run(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}: OK", path.display());
-            let _ = writeln!(out, "{config:#?}");
+            let _ = writeln!(
+                out,
+                "# {}: OK. The effective configuration:",
+                path.display()
+            );
+            let _ = write!(out, "{}", config.to_toml());
             ExitCode::SUCCESS
         }
         Err(error) => {

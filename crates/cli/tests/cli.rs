@@ -44,7 +44,10 @@ fn config_typo_names_file_line_and_field() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let expected = format!("error: {}:3:1: field `sock4`: unknown field `sock4`", path.display());
+    let expected = format!(
+        "error: {}:3:1: field `sock4`: unknown field `sock4`",
+        path.display()
+    );
     assert!(stderr.starts_with(&expected), "{stderr}");
 }
 
@@ -52,9 +55,16 @@ fn config_typo_names_file_line_and_field() {
 fn the_example_gateway_config_checks() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway.toml");
     let output = socksgate().args(["check", "-c", example]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("OK") && stdout.contains("0.0.0.0:1080"), "{stdout}");
+    assert!(
+        stdout.contains("OK") && stdout.contains("0.0.0.0:1080"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -116,7 +126,10 @@ fn serve_proxies_then_stops_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
@@ -129,5 +142,8 @@ fn help_documents_the_exit_codes() {
     let output = socksgate().arg("--help").output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Exit codes"), "{stdout}");
-    assert!(stdout.contains("serve") && stdout.contains("check"), "{stdout}");
+    assert!(
+        stdout.contains("serve") && stdout.contains("check"),
+        "{stdout}"
+    );
 }

@@ -32,6 +32,7 @@ mod duration;
 mod error;
 mod model;
 mod raw;
+mod render;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -69,6 +70,11 @@ impl Config {
             }
         })?;
         validate(raw, &origin)
+    }
+
+    /// The configuration as TOML, every default written out; parses back to `self`.
+    pub fn to_toml(&self) -> String {
+        render::to_toml(self)
     }
 
     /// Replaces the listeners (from `--listen` flags), keeping each one's other settings at

@@ -134,3 +134,21 @@ fn idle_timeout_off_or_zero_means_never() {
     );
     assert_eq!(parse("[timeouts]\nidle = 0\n").unwrap().timeouts.idle, None);
 }
+
+#[test]
+fn rendered_config_parses_back_to_itself() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/gateway.toml"
+    ))
+    .unwrap();
+    for config in [Config::default(), parse(&text).unwrap()] {
+        let rendered = config.to_toml();
+        assert_eq!(parse(&rendered).unwrap(), config, "{rendered}");
+    }
+    let mut odd = Config::default();
+    odd.timeouts.connect = Duration::from_millis(1500);
+    odd.timeouts.idle = Some(Duration::from_secs(90));
+    assert!(odd.to_toml().contains("connect = \"1500ms\""));
+    assert_eq!(parse(&odd.to_toml()).unwrap(), odd);
+}

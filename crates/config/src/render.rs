@@ -1,0 +1,55 @@
+//! The effective configuration written back as TOML, defaults included: what
+//! `socksgate check` prints, and valid input for `Config::parse`.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::model::{Config, LogFormat};
+
+/// Renders `config` as a TOML document that parses back to the same `Config`.
+pub(crate) fn to_toml(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "danger_allow_open_proxy = {}",
+        config.danger_allow_open_proxy
+    );
+    for listener in &config.listeners {
+        let _ = writeln!(out, "\n[[listen]]");
+        let _ = writeln!(out, "address = \"{}\"", listener.address);
+        let _ = writeln!(out, "socks4 = {}", listener.socks4);
+    }
+    let timeouts = &config.timeouts;
+    let _ = writeln!(out, "\n[timeouts]");
+    let _ = writeln!(out, "handshake = \"{}\"", duration(timeouts.handshake));
+    let _ = writeln!(out, "connect = \"{}\"", duration(timeouts.connect));
+    let idle = timeouts.idle.map_or("off".to_owned(), duration);
+    let _ = writeln!(out, "idle = \"{idle}\"");
+    let _ = writeln!(out, "shutdown = \"{}\"", duration(timeouts.shutdown));
+    let _ = writeln!(out, "\n[limits]");
+    let _ = writeln!(out, "max_sessions = {}", config.limits.max_sessions);
+    let _ = writeln!(out, "\n[log]");
+    let format = match config.log.format {
+        LogFormat::Human => "human",
+        LogFormat::Json => "json",
+    };
+    let _ = writeln!(out, "format = \"{format}\"");
+    let _ = writeln!(out, "level = {:?}", config.log.level);
+    let _ = writeln!(out, "access = {}", config.log.access);
+    out
+}
+
+/// The largest whole unit: `2h`, `90s`, `1500ms`.
+fn duration(value: Duration) -> String {
+    let millis = value.as_millis();
+    if millis % 1000 != 0 {
+        return format!("{millis}ms");
+    }
+    let seconds = value.as_secs();
+    match seconds {
+        s if s % 86400 == 0 && s > 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
