@@ -34,7 +34,7 @@ where
     });
 }
 
-/// Binds 127.0.0.1 and [::1] on the same free port, so a name that resolves to either
+/// Binds `127.0.0.1` and `[::1]` on the same free port, so a name that resolves to either
 /// reaches the target. Returns the port.
 fn bind_dual_stack() -> (TcpListener, Option<TcpListener>, u16) {
     background().block_on(async {
@@ -54,9 +54,9 @@ fn bind_dual_stack() -> (TcpListener, Option<TcpListener>, u16) {
 
 /// A minimal HTTP/1.1 server answering every request with the same body.
 pub struct HttpTarget {
-    /// The port, on 127.0.0.1 and (when available) [::1].
+    /// The port, on `127.0.0.1` and (when available) `[::1]`.
     pub port: u16,
-    /// Whether [::1] is served too.
+    /// Whether `[::1]` is served too.
     pub ipv6: bool,
     requests: Arc<AtomicUsize>,
 }

@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Run the SOCKS server.
     ///
-    /// Without a configuration file socksgate listens on 127.0.0.1:1080 and [::1]:1080, asks
+    /// Without a configuration file socksgate listens on port 1080 of 127.0.0.1 and ::1, asks
     /// for no authentication and allows every request: a proxy for this machine only.
     Serve {
         /// The configuration file (TOML).

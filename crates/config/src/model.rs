@@ -98,7 +98,7 @@ pub enum LogFormat {
 }
 
 impl Default for Config {
-    /// The embedded default: loopback only (127.0.0.1:1080 and [::1]:1080), no
+    /// The embedded default: loopback only (`127.0.0.1:1080` and `[::1]:1080`), no
     /// authentication, everything allowed.
     fn default() -> Self {
         let loopback = |address: &str| Listener {
