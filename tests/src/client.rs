@@ -84,3 +84,11 @@ pub fn raw_exchange(proxy: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
         Err(error) => Err(error),
     }
 }
+
+/// Writes `payload` and asserts the same bytes come back (through an echo target).
+pub fn assert_echoes(stream: &mut TcpStream, payload: &[u8]) {
+    stream.write_all(payload).unwrap();
+    let mut answer = vec![0u8; payload.len()];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, payload);
+}

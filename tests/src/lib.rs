@@ -12,7 +12,7 @@ pub mod netns;
 pub mod server;
 pub mod target;
 
-pub use client::{handshake, raw_exchange, socks5_connect};
+pub use client::{assert_echoes, handshake, raw_exchange, socks5_connect};
 pub use interop::tool;
 pub use netns::NetNs;
 pub use server::{AccessEntry, TestServer};

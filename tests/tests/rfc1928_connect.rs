@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::{Command, Reply};
 use socksgate_tests::client::{connect_via, HandshakeFailure};
-use socksgate_tests::{handshake, raw_exchange, socks5_connect, EchoTarget, NetNs, TestServer};
+use socksgate_tests::{
+    assert_echoes, handshake, raw_exchange, socks5_connect, EchoTarget, NetNs, TestServer,
+};
 
 fn refused_with(result: Result<TcpStream, HandshakeFailure>) -> Reply {
     match result {
@@ -37,10 +39,7 @@ mod section_4_requests {
         let server = TestServer::start();
         let echo = EchoTarget::start();
         let mut stream = socks5_connect(server.addr(), &echo.addr.to_string()).unwrap();
-        stream.write_all(b"ping").unwrap();
-        let mut answer = [0u8; 4];
-        stream.read_exact(&mut answer).unwrap();
-        assert_eq!(&answer, b"ping");
+        assert_echoes(&mut stream, b"ping");
     }
 
     #[test]
@@ -275,10 +274,7 @@ mod socks4 {
         let protocol = ClientProtocol::Socks4a { user_id: vec![] };
         let target = format!("localhost:{}", echo.addr.port());
         let mut stream = connect_via(server.addr(), protocol, &target).unwrap();
-        stream.write_all(b"4a").unwrap();
-        let mut answer = [0u8; 2];
-        stream.read_exact(&mut answer).unwrap();
-        assert_eq!(&answer, b"4a");
+        assert_echoes(&mut stream, b"4a");
         drop(stream);
         assert_eq!(server.wait_for_sessions(1)[0]["protocol"], "socks4a");
     }

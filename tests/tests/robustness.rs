@@ -7,15 +7,12 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use socksgate_tests::{raw_exchange, socks5_connect, EchoTarget, TestServer};
+use socksgate_tests::{assert_echoes, raw_exchange, socks5_connect, EchoTarget, TestServer};
 
 /// The server still completes a normal session.
 fn still_serves(server: &TestServer, echo: &EchoTarget) {
     let mut stream = socks5_connect(server.addr(), &echo.addr.to_string()).unwrap();
-    stream.write_all(b"alive").unwrap();
-    let mut answer = [0u8; 5];
-    stream.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer, b"alive");
+    assert_echoes(&mut stream, b"alive");
 }
 
 #[test]
