@@ -39,7 +39,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::ConfigError;
-pub use model::{Config, Limits, Listener, Log, LogFormat, Timeouts};
+pub use model::{
+    Bind, Config, Fragments, Limits, Listener, Log, LogFormat, Timeouts, Udp, UdpFiltering,
+};
 
 use error::Origin;
 use raw::{RawConfig, RawDuration};
@@ -128,25 +130,28 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
 
     let timeouts = &raw.timeouts;
     let fallback = defaults.timeouts;
-    let required =
-        |value: &Option<Spanned<RawDuration>>, name: &str, default: Duration| match duration(
-            value, name, origin,
-        )? {
-            Some(Some(duration)) if !duration.is_zero() => Ok(duration),
-            None => Ok(default),
-            Some(_) => Err(
-                ConfigError::new(origin, "this timeout cannot be off or zero")
-                    .at(origin, value.as_ref().map(Spanned::span))
-                    .field(format!("timeouts.{name}")),
-            ),
-        };
     let timeouts = Timeouts {
-        handshake: required(&timeouts.handshake, "handshake", fallback.handshake)?,
-        connect: required(&timeouts.connect, "connect", fallback.connect)?,
-        idle: duration(&timeouts.idle, "idle", origin)?
+        handshake: required_duration(
+            &timeouts.handshake,
+            "timeouts.handshake",
+            fallback.handshake,
+            origin,
+        )?,
+        connect: required_duration(
+            &timeouts.connect,
+            "timeouts.connect",
+            fallback.connect,
+            origin,
+        )?,
+        idle: duration(&timeouts.idle, "timeouts.idle", origin)?
             .flatten()
             .filter(|d| !d.is_zero()),
-        shutdown: required(&timeouts.shutdown, "shutdown", fallback.shutdown)?,
+        shutdown: required_duration(
+            &timeouts.shutdown,
+            "timeouts.shutdown",
+            fallback.shutdown,
+            origin,
+        )?,
     };
 
     let limits = Limits {
@@ -164,18 +169,18 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
     };
 
     let log = Log {
-        format: match &raw.log.format {
-            None => LogFormat::Human,
-            Some(format) => match format.get_ref().as_str() {
-                "human" => LogFormat::Human,
-                "json" => LogFormat::Json,
-                _ => {
-                    return Err(ConfigError::new(origin, "expected \"human\" or \"json\"")
-                        .at(origin, Some(format.span()))
-                        .field("log.format"))
-                }
+        format: text_field(
+            &raw.log.format,
+            "log.format",
+            "\"human\" or \"json\"",
+            origin,
+            |text| match text {
+                "human" => Some(LogFormat::Human),
+                "json" => Some(LogFormat::Json),
+                _ => None,
             },
-        },
+        )?
+        .unwrap_or(LogFormat::Human),
         level: raw
             .log
             .level
@@ -184,21 +189,139 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         access: raw.log.access.unwrap_or(true),
     };
 
+    let bind = validate_bind(&raw.bind, origin)?;
+    let udp = validate_udp(&raw.udp, origin)?;
+
     let config = Config {
         listeners,
         timeouts,
         limits,
         log,
+        bind,
+        udp,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;
     Ok(config)
 }
 
+fn ip_field(
+    value: &Option<Spanned<String>>,
+    field: &str,
+    origin: &Origin<'_>,
+) -> Result<Option<std::net::IpAddr>, ConfigError> {
+    text_field(value, field, "an IP address", origin, |text| {
+        text.parse().ok()
+    })
+}
+
+/// Parses an optional text field; an error names what was expected, where.
+fn text_field<T>(
+    value: &Option<Spanned<String>>,
+    field: &str,
+    expected: &str,
+    origin: &Origin<'_>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    parse(value.get_ref()).map(Some).ok_or_else(|| {
+        ConfigError::new(origin, format!("expected {expected}"))
+            .at(origin, Some(value.span()))
+            .field(field)
+    })
+}
+
+fn validate_bind(raw: &raw::RawBind, origin: &Origin<'_>) -> Result<Bind, ConfigError> {
+    let defaults = Bind::default();
+    Ok(Bind {
+        address: ip_field(&raw.address, "bind.address", origin)?,
+        advertise_address: ip_field(&raw.advertise_address, "bind.advertise_address", origin)?,
+        timeout: required_duration(&raw.timeout, "bind.timeout", defaults.timeout, origin)?,
+    })
+}
+
+fn validate_udp(raw: &raw::RawUdp, origin: &Origin<'_>) -> Result<Udp, ConfigError> {
+    let defaults = Udp::default();
+    let ports = text_field(
+        &raw.ports,
+        "udp.ports",
+        "a port range like \"40000-40999\"",
+        origin,
+        |text| {
+            let (low, high) = text.split_once('-').unwrap_or((text, text));
+            let (low, high): (u16, u16) = (low.trim().parse().ok()?, high.trim().parse().ok()?);
+            (low > 0 && low <= high).then_some(low..=high)
+        },
+    )?;
+    let filtering = text_field(
+        &raw.filtering,
+        "udp.filtering",
+        "\"address-and-port\", \"address\" or \"endpoint-independent\"",
+        origin,
+        |text| match text {
+            "address-and-port" => Some(UdpFiltering::AddressAndPort),
+            "address" => Some(UdpFiltering::Address),
+            "endpoint-independent" => Some(UdpFiltering::EndpointIndependent),
+            _ => None,
+        },
+    )?;
+    let fragments = text_field(
+        &raw.fragments,
+        "udp.fragments",
+        "\"reassemble\" or \"drop\"",
+        origin,
+        |text| match text {
+            "reassemble" => Some(Fragments::Reassemble),
+            "drop" => Some(Fragments::Drop),
+            _ => None,
+        },
+    )?;
+    let reassembly_timeout = required_duration(
+        &raw.reassembly_timeout,
+        "udp.reassembly_timeout",
+        defaults.reassembly_timeout,
+        origin,
+    )?;
+    if reassembly_timeout < Duration::from_secs(5) {
+        return Err(
+            ConfigError::new(origin, "RFC 1928 §7 requires at least 5 seconds")
+                .at(origin, raw.reassembly_timeout.as_ref().map(Spanned::span))
+                .field("udp.reassembly_timeout"),
+        );
+    }
+    Ok(Udp {
+        address: ip_field(&raw.address, "udp.address", origin)?,
+        ports,
+        advertise_address: ip_field(&raw.advertise_address, "udp.advertise_address", origin)?,
+        filtering: filtering.unwrap_or(defaults.filtering),
+        fragments: fragments.unwrap_or(defaults.fragments),
+        reassembly_timeout,
+        idle: required_duration(&raw.idle, "udp.idle", defaults.idle, origin)?,
+    })
+}
+
+/// A duration that must be set to something positive, or left at its default.
+fn required_duration(
+    value: &Option<Spanned<RawDuration>>,
+    field: &str,
+    default: Duration,
+    origin: &Origin<'_>,
+) -> Result<Duration, ConfigError> {
+    match duration(value, field, origin)? {
+        Some(Some(duration)) if !duration.is_zero() => Ok(duration),
+        None => Ok(default),
+        Some(_) => Err(ConfigError::new(origin, "cannot be off or zero")
+            .at(origin, value.as_ref().map(Spanned::span))
+            .field(field)),
+    }
+}
+
 /// `Some(None)` for "off", `Some(Some(d))` for a duration, `None` when absent.
 fn duration(
     value: &Option<Spanned<RawDuration>>,
-    name: &str,
+    field: &str,
     origin: &Origin<'_>,
 ) -> Result<Option<Option<Duration>>, ConfigError> {
     let Some(value) = value else {
@@ -215,7 +338,7 @@ fn duration(
             "expected a duration like \"500ms\", \"10s\", \"5m\", \"2h\" or \"off\"",
         )
         .at(origin, Some(value.span()))
-        .field(format!("timeouts.{name}"))
+        .field(field)
     })
 }
 

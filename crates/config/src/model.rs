@@ -1,6 +1,7 @@
 //! The validated configuration: what the server runs on. Every value here has been checked.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// A whole, valid configuration.
@@ -14,6 +15,10 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: Log,
+    /// The BIND command.
+    pub bind: Bind,
+    /// The UDP ASSOCIATE command.
+    pub udp: Udp,
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
@@ -112,7 +117,87 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             log: Log::default(),
+            bind: Bind::default(),
+            udp: Udp::default(),
             danger_allow_open_proxy: false,
         }
     }
+}
+
+/// How BIND listens for the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// The address to listen on; `None` for every address (dual stack where possible).
+    pub address: Option<IpAddr>,
+    /// The address sent in the first reply, where the peer must connect; `None` to use the
+    /// address through which the server reaches the expected peer (or, when the request
+    /// names none, the address the client reached the server on).
+    pub advertise_address: Option<IpAddr>,
+    /// How long to wait for the peer (default 2 minutes).
+    pub timeout: Duration,
+}
+
+impl Default for Bind {
+    fn default() -> Self {
+        Self {
+            address: None,
+            advertise_address: None,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How UDP ASSOCIATE relays datagrams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Udp {
+    /// The address relay sockets bind to; `None` for every address (dual stack where
+    /// possible).
+    pub address: Option<IpAddr>,
+    /// The ports relay sockets may use; `None` for any free port.
+    pub ports: Option<RangeInclusive<u16>>,
+    /// The address sent in the reply, where the client must send datagrams; `None` for the
+    /// address the client reached the server on. Set it behind NAT.
+    pub advertise_address: Option<IpAddr>,
+    /// Which outside senders may reach the client.
+    pub filtering: UdpFiltering,
+    /// What to do with fragmented datagrams (RFC 1928 §7).
+    pub fragments: Fragments,
+    /// How long a fragment sequence may take to complete (at least 5 s).
+    pub reassembly_timeout: Duration,
+    /// An association with no datagram either way for this long ends (default 5 minutes).
+    pub idle: Duration,
+}
+
+impl Default for Udp {
+    fn default() -> Self {
+        Self {
+            address: None,
+            ports: None,
+            advertise_address: None,
+            filtering: UdpFiltering::AddressAndPort,
+            fragments: Fragments::Reassemble,
+            reassembly_timeout: Duration::from_secs(5),
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Which datagrams from the outside are relayed to the client (the terms of RFC 4787).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpFiltering {
+    /// Only from an address and port the client has sent to (a strict NAT; the default).
+    AddressAndPort,
+    /// From any port of an address the client has sent to.
+    Address,
+    /// From anyone (a full-cone NAT).
+    EndpointIndependent,
+}
+
+/// Fragmented datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragments {
+    /// Reassemble them (RFC 1928 §7).
+    Reassemble,
+    /// Drop them, as the RFC allows an implementation without fragmentation to.
+    Drop,
 }

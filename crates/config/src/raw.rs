@@ -16,6 +16,30 @@ pub(crate) struct RawConfig {
     pub(crate) limits: RawLimits,
     #[serde(default)]
     pub(crate) log: RawLog,
+    #[serde(default)]
+    pub(crate) bind: RawBind,
+    #[serde(default)]
+    pub(crate) udp: RawUdp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBind {
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) advertise_address: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUdp {
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) ports: Option<Spanned<String>>,
+    pub(crate) advertise_address: Option<Spanned<String>>,
+    pub(crate) filtering: Option<Spanned<String>>,
+    pub(crate) fragments: Option<Spanned<String>>,
+    pub(crate) reassembly_timeout: Option<Spanned<RawDuration>>,
+    pub(crate) idle: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::model::{Config, LogFormat};
+use crate::model::{Config, Fragments, LogFormat, UdpFiltering};
 
 /// Renders `config` as a TOML document that parses back to the same `Config`.
 pub(crate) fn to_toml(config: &Config) -> String {
@@ -36,6 +36,45 @@ pub(crate) fn to_toml(config: &Config) -> String {
     let _ = writeln!(out, "format = \"{format}\"");
     let _ = writeln!(out, "level = {:?}", config.log.level);
     let _ = writeln!(out, "access = {}", config.log.access);
+
+    let bind = &config.bind;
+    let _ = writeln!(out, "\n[bind]");
+    if let Some(address) = bind.address {
+        let _ = writeln!(out, "address = \"{address}\"");
+    }
+    if let Some(address) = bind.advertise_address {
+        let _ = writeln!(out, "advertise_address = \"{address}\"");
+    }
+    let _ = writeln!(out, "timeout = \"{}\"", duration(bind.timeout));
+
+    let udp = &config.udp;
+    let _ = writeln!(out, "\n[udp]");
+    if let Some(address) = udp.address {
+        let _ = writeln!(out, "address = \"{address}\"");
+    }
+    if let Some(ports) = &udp.ports {
+        let _ = writeln!(out, "ports = \"{}-{}\"", ports.start(), ports.end());
+    }
+    if let Some(address) = udp.advertise_address {
+        let _ = writeln!(out, "advertise_address = \"{address}\"");
+    }
+    let filtering = match udp.filtering {
+        UdpFiltering::AddressAndPort => "address-and-port",
+        UdpFiltering::Address => "address",
+        UdpFiltering::EndpointIndependent => "endpoint-independent",
+    };
+    let _ = writeln!(out, "filtering = \"{filtering}\"");
+    let fragments = match udp.fragments {
+        Fragments::Reassemble => "reassemble",
+        Fragments::Drop => "drop",
+    };
+    let _ = writeln!(out, "fragments = \"{fragments}\"");
+    let _ = writeln!(
+        out,
+        "reassembly_timeout = \"{}\"",
+        duration(udp.reassembly_timeout)
+    );
+    let _ = writeln!(out, "idle = \"{}\"", duration(udp.idle));
     out
 }
 

@@ -152,3 +152,31 @@ fn rendered_config_parses_back_to_itself() {
     assert!(odd.to_toml().contains("connect = \"1500ms\""));
     assert_eq!(parse(&odd.to_toml()).unwrap(), odd);
 }
+
+#[test]
+fn bind_and_udp_sections() {
+    let config = parse(
+        "[bind]\naddress = \"127.0.0.1\"\ntimeout = \"30s\"\n\
+         [udp]\nports = \"40000-40009\"\nadvertise_address = \"198.51.100.7\"\n\
+         filtering = \"address\"\nfragments = \"drop\"\nidle = \"1m\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.bind.address, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(config.bind.timeout, Duration::from_secs(30));
+    assert_eq!(config.udp.ports, Some(40000..=40009));
+    assert_eq!(config.udp.filtering, socksgate_config::UdpFiltering::Address);
+    assert_eq!(config.udp.fragments, socksgate_config::Fragments::Drop);
+    assert_eq!(parse(&config.to_toml()).unwrap(), config);
+
+    for (text, field) in [
+        ("[udp]\nports = \"9-1\"\n", "udp.ports"),
+        ("[udp]\nports = \"0\"\n", "udp.ports"),
+        ("[udp]\nfiltering = \"cone\"\n", "udp.filtering"),
+        ("[udp]\nreassembly_timeout = \"1s\"\n", "udp.reassembly_timeout"),
+        ("[bind]\nadvertise_address = \"gateway\"\n", "bind.advertise_address"),
+    ] {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+        assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
+    }
+}

@@ -11,6 +11,10 @@
 //! A datagram is always whole, so an incomplete header is reported as
 //! [`crate::DecodeError::Incomplete`] and simply means a truncated datagram.
 
+mod reassembly;
+
+pub use reassembly::{fragment, DropReason, Reassembled, Reassembler, MIN_TIMEOUT};
+
 use crate::addr::Address;
 use crate::wire::{DecodeError, Reader, Wire};
 
