@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
-use socksgate_proto::{Address, Command, Step};
+use socksgate_proto::{Address, Command, Step, Wire};
 
 /// A handshake that did not complete.
 #[derive(Debug)]
@@ -91,4 +91,46 @@ pub fn assert_echoes(stream: &mut TcpStream, payload: &[u8]) {
     let mut answer = vec![0u8; payload.len()];
     stream.read_exact(&mut answer).unwrap();
     assert_eq!(answer, payload);
+}
+
+/// Opens a UDP association (SOCKS5, no authentication) for `client`, a UDP socket on
+/// loopback. Returns the control connection (the association lives as long as it does) and
+/// the relay's address.
+pub fn udp_associate(
+    proxy: SocketAddr,
+    client: &std::net::UdpSocket,
+) -> Result<(TcpStream, SocketAddr), HandshakeFailure> {
+    let machine = ClientHandshake::new(
+        ClientProtocol::socks5(),
+        Command::UDP_ASSOCIATE,
+        Address::from(client.local_addr().map_err(HandshakeFailure::Io)?),
+    )
+    .map_err(HandshakeFailure::Socks)?;
+    let mut control = TcpStream::connect(proxy).map_err(HandshakeFailure::Io)?;
+    let events = handshake(&mut control, machine)?;
+    let Some(ClientEvent::Granted { bound }) = events.last() else {
+        panic!("no grant in {events:?}");
+    };
+    let relay = bound.socket_addr().expect("the relay is an IP address");
+    Ok((control, relay))
+}
+
+/// Sends `payload` for `target` through the relay, as one standalone datagram.
+pub fn send_via(socket: &std::net::UdpSocket, relay: SocketAddr, target: &Address, payload: &[u8]) {
+    let mut datagram = socksgate_proto::udp::UdpHeader::new(target.clone()).to_bytes();
+    datagram.extend_from_slice(payload);
+    socket.send_to(&datagram, relay).unwrap();
+}
+
+/// Receives one datagram from the relay within `timeout`: the source it names and the data.
+pub fn recv_via(socket: &std::net::UdpSocket, timeout: Duration) -> Option<(Address, Vec<u8>)> {
+    socket.set_read_timeout(Some(timeout)).unwrap();
+    let mut buffer = vec![0u8; 65536];
+    let (len, _) = socket.recv_from(&mut buffer).ok()?;
+    let (header, data) = socksgate_proto::udp::UdpHeader::split(&buffer[..len]).unwrap();
+    assert!(
+        header.frag.is_standalone(),
+        "the relay sends whole datagrams"
+    );
+    Some((header.address, data.to_vec()))
 }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socksgate_config::{Config, Listener};
-use socksgate_server::Server;
+use socksgate_server::{Server, Stats};
 use tokio::sync::oneshot;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -56,6 +56,7 @@ fn capture_access_log() {
 /// A running server; stopped (gracefully) when dropped.
 pub struct TestServer {
     addrs: Vec<SocketAddr>,
+    stats: std::sync::Arc<Stats>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -92,7 +93,9 @@ impl TestServer {
                 .unwrap();
             runtime.block_on(async move {
                 let server = Server::bind(config).await.unwrap();
-                ready_tx.send(server.local_addrs()).unwrap();
+                ready_tx
+                    .send((server.local_addrs(), server.stats()))
+                    .unwrap();
                 server
                     .run(async {
                         let _ = shutdown_rx.await;
@@ -100,11 +103,12 @@ impl TestServer {
                     .await;
             });
         });
-        let addrs = ready_rx
+        let (addrs, stats) = ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
         Self {
             addrs,
+            stats,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         }
@@ -113,6 +117,11 @@ impl TestServer {
     /// The first listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// Live counts (sessions, associations).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Every listener's address.

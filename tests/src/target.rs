@@ -150,3 +150,48 @@ impl EchoTarget {
         Self { addr }
     }
 }
+
+/// Echoes UDP datagrams back to their sender, on every IPv6 and IPv4 address (dual stack),
+/// counting them.
+pub struct UdpEcho {
+    /// The port.
+    pub port: u16,
+    received: Arc<AtomicUsize>,
+    last: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl UdpEcho {
+    /// Starts the echo on a thread of its own.
+    pub fn start() -> Self {
+        let socket = std::net::UdpSocket::bind("[::]:0")
+            .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let received = Arc::new(AtomicUsize::new(0));
+        let last = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, kept) = (received.clone(), last.clone());
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 65536];
+            while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                count.fetch_add(1, Ordering::SeqCst);
+                *kept.lock().unwrap() = buffer[..len].to_vec();
+                let _ = socket.send_to(&buffer[..len], from);
+            }
+        });
+        Self {
+            port,
+            received,
+            last,
+        }
+    }
+
+    /// Datagrams received so far.
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    /// The last datagram received.
+    pub fn last(&self) -> Vec<u8> {
+        self.last.lock().unwrap().clone()
+    }
+}

@@ -164,7 +164,10 @@ fn bind_and_udp_sections() {
     assert_eq!(config.bind.address, Some("127.0.0.1".parse().unwrap()));
     assert_eq!(config.bind.timeout, Duration::from_secs(30));
     assert_eq!(config.udp.ports, Some(40000..=40009));
-    assert_eq!(config.udp.filtering, socksgate_config::UdpFiltering::Address);
+    assert_eq!(
+        config.udp.filtering,
+        socksgate_config::UdpFiltering::Address
+    );
     assert_eq!(config.udp.fragments, socksgate_config::Fragments::Drop);
     assert_eq!(parse(&config.to_toml()).unwrap(), config);
 
@@ -172,8 +175,14 @@ fn bind_and_udp_sections() {
         ("[udp]\nports = \"9-1\"\n", "udp.ports"),
         ("[udp]\nports = \"0\"\n", "udp.ports"),
         ("[udp]\nfiltering = \"cone\"\n", "udp.filtering"),
-        ("[udp]\nreassembly_timeout = \"1s\"\n", "udp.reassembly_timeout"),
-        ("[bind]\nadvertise_address = \"gateway\"\n", "bind.advertise_address"),
+        (
+            "[udp]\nreassembly_timeout = \"1s\"\n",
+            "udp.reassembly_timeout",
+        ),
+        (
+            "[bind]\nadvertise_address = \"gateway\"\n",
+            "bind.advertise_address",
+        ),
     ] {
         let error = parse(text).unwrap_err();
         assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");

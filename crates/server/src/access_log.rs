@@ -21,6 +21,37 @@ pub(crate) struct AccessRecord {
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
     pub(crate) counters: Counters,
+    /// BIND: the peer that connected.
+    pub(crate) peer: Option<SocketAddr>,
+    /// BIND: connections from other hosts than the expected peer, closed.
+    pub(crate) rejected_peers: u64,
+    /// UDP ASSOCIATE: what the association relayed and dropped.
+    pub(crate) udp: Option<UdpStats>,
+}
+
+/// Datagrams and bytes each way, and drops by reason, of one association.
+#[derive(Debug, Default)]
+pub(crate) struct UdpStats {
+    pub(crate) datagrams_up: u64,
+    pub(crate) bytes_up: u64,
+    pub(crate) datagrams_down: u64,
+    pub(crate) bytes_down: u64,
+    pub(crate) drops: UdpDrops,
+}
+
+/// Why datagrams were dropped.
+#[derive(Debug, Default)]
+pub(crate) struct UdpDrops {
+    /// From neither the client nor a permitted outside sender (anti-spoofing, filtering).
+    pub(crate) unexpected_source: u64,
+    /// Too short or otherwise not a SOCKS UDP datagram.
+    pub(crate) malformed: u64,
+    /// Fragments dropped: out of order, timed out, too large, or fragments switched off.
+    pub(crate) fragments: u64,
+    /// The target's name did not resolve.
+    pub(crate) unresolved: u64,
+    /// The target could not be sent to (wrong address family, no route).
+    pub(crate) unreachable: u64,
 }
 
 impl AccessRecord {
@@ -35,11 +66,17 @@ impl AccessRecord {
             target: None,
             reply: None,
             counters: Counters::default(),
+            peer: None,
+            rejected_peers: 0,
+            udp: None,
         }
     }
 
     /// Writes the event; `outcome` is a short word (`closed`, `refused`, `idle-timeout`, …).
     pub(crate) fn emit(&self, outcome: &str, detail: Option<&dyn std::fmt::Display>) {
+        if let Some(udp) = &self.udp {
+            return self.emit_association(outcome, detail, udp);
+        }
         let none = "-";
         tracing::info!(
             target: "socksgate::access",
@@ -52,10 +89,46 @@ impl AccessRecord {
             outcome,
             reply = self.reply.map_or(none.to_owned(), |r| format!("{:#04x}", r.0)),
             detail = detail.map_or(none.to_owned(), ToString::to_string),
+            peer = self.peer.map_or(none.to_owned(), |p| p.to_string()),
+            rejected_peers = self.rejected_peers,
             bytes_up = self.counters.up.load(Ordering::Relaxed),
             bytes_down = self.counters.down.load(Ordering::Relaxed),
             duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "session"
+        );
+    }
+
+    fn emit_association(
+        &self,
+        outcome: &str,
+        detail: Option<&dyn std::fmt::Display>,
+        udp: &UdpStats,
+    ) {
+        let none = "-";
+        let drops = &udp.drops;
+        tracing::info!(
+            target: "socksgate::access",
+            client = %self.client,
+            listener = %self.listener,
+            protocol = self.version.map_or(none.to_owned(), |v| v.to_string()),
+            user = self.user.as_deref().unwrap_or(none),
+            command = self.command.map_or(none.to_owned(), |c| c.to_string()),
+            target = self.target.as_ref().map_or(none.to_owned(), ToString::to_string),
+            outcome,
+            reply = self.reply.map_or(none.to_owned(), |r| format!("{:#04x}", r.0)),
+            detail = detail.map_or(none.to_owned(), ToString::to_string),
+            datagrams_up = udp.datagrams_up,
+            datagrams_down = udp.datagrams_down,
+            bytes_up = udp.bytes_up,
+            bytes_down = udp.bytes_down,
+            dropped = drops.total(),
+            dropped_unexpected_source = drops.unexpected_source,
+            dropped_malformed = drops.malformed,
+            dropped_fragments = drops.fragments,
+            dropped_unresolved = drops.unresolved,
+            dropped_unreachable = drops.unreachable,
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "association"
         );
     }
 }

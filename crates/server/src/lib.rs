@@ -11,18 +11,22 @@
 //! [`Config`].
 
 mod access_log;
+mod command;
 mod listener;
 mod outbound;
 mod relay;
 pub mod reply;
 mod session;
+mod sockets;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use socksgate_config::{Config, Timeouts};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use socksgate_config::{Bind, Config, Timeouts, Udp};
 use socksgate_proto::server::ServerOptions;
 use socksgate_proto::{Method, Methods};
 use tokio::net::TcpListener;
@@ -35,8 +39,30 @@ pub use outbound::{ConnectError, ResolveFuture, Resolver, SystemResolver};
 /// What every session needs, shared read-only.
 pub(crate) struct Shared {
     pub(crate) timeouts: Timeouts,
+    pub(crate) bind: Bind,
+    pub(crate) udp: Udp,
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) access_log: bool,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// Live counts, readable while the server runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) sessions: AtomicUsize,
+    pub(crate) associations: AtomicUsize,
+}
+
+impl Stats {
+    /// Sessions being served (handshake, relay or association).
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// UDP associations open, each with its relay socket.
+    pub fn associations(&self) -> usize {
+        self.associations.load(Ordering::Relaxed)
+    }
 }
 
 /// A listener that could not be opened.
@@ -64,6 +90,7 @@ impl std::error::Error for BindError {
 pub struct Server {
     config: Config,
     resolver: Arc<dyn Resolver>,
+    stats: Arc<Stats>,
     listeners: Vec<(TcpListener, ServerOptions)>,
 }
 
@@ -87,6 +114,7 @@ impl Server {
         Ok(Self {
             config,
             resolver: Arc::new(SystemResolver),
+            stats: Arc::default(),
             listeners,
         })
     }
@@ -95,6 +123,11 @@ impl Server {
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
         self.resolver = resolver;
         self
+    }
+
+    /// Live counts of this server, to read while it runs.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -111,8 +144,11 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> usize {
         let shared = Arc::new(Shared {
             timeouts: self.config.timeouts,
+            bind: self.config.bind.clone(),
+            udp: self.config.udp.clone(),
             resolver: self.resolver,
             access_log: self.config.log.access,
+            stats: self.stats,
         });
         let slots = Arc::new(Semaphore::new(self.config.limits.max_sessions));
         let sessions = TaskTracker::new();

@@ -2,6 +2,7 @@
 //! of file descriptors instead of spinning.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +49,9 @@ pub(crate) async fn accept_loop(
                 backoff = MIN_BACKOFF;
                 let shared = shared.clone();
                 sessions.spawn(async move {
+                    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
                     session::serve(client, peer, local, options, &shared).await;
+                    shared.stats.sessions.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 });
             }

@@ -1,18 +1,19 @@
-//! One client session: handshake, request, outbound connection, relay, access log.
+//! One client session: handshake, request, the command it asks for, access log.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake, ServerOptions};
-use socksgate_proto::{Address, Command, Reply, Step};
+use socksgate_proto::{Address, Command, Reply, Step, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::access_log::AccessRecord;
-use crate::outbound::{self, ConnectError};
-use crate::relay::{self, RelayEnd};
-use crate::{reply, Shared};
+use crate::command::{self, AssociationEnd};
+use crate::outbound::ConnectError;
+use crate::relay::RelayEnd;
+use crate::Shared;
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
 /// sends more without completing a message is not speaking SOCKS.
@@ -23,19 +24,23 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a session ended before or instead of relaying.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// The client broke the protocol or offered nothing acceptable.
     Handshake(ServerError),
     /// The client did not complete the handshake in time.
     HandshakeTimeout,
     /// The client sent too much without completing a message.
     HandshakeTooLong,
-    /// The client closed or reset the connection during the handshake.
+    /// The client closed or reset the connection before the relay began.
     ClientGone(io::Error),
     /// The request names a command this server does not serve.
     UnsupportedCommand,
     /// The target could not be reached.
     Connect(ConnectError),
+    /// No listening (BIND) or relay (UDP) socket could be opened.
+    Setup(io::Error),
+    /// No peer connected to a BIND socket in time.
+    BindTimeout,
 }
 
 impl Failure {
@@ -48,15 +53,56 @@ impl Failure {
             Self::Connect(ConnectError::TimedOut) => "connect-timeout",
             Self::Connect(ConnectError::Resolve(_)) => "unresolved",
             Self::Connect(_) => "connect-failed",
+            Self::Setup(_) => "setup-failed",
+            Self::BindTimeout => "bind-timeout",
         }
     }
 
     fn detail(&self) -> Option<String> {
         match self {
             Self::Handshake(error) => Some(error.to_string()),
-            Self::ClientGone(error) => Some(error.to_string()),
+            Self::ClientGone(error) | Self::Setup(error) => Some(error.to_string()),
             Self::Connect(error) => Some(error.to_string()),
             _ => None,
+        }
+    }
+}
+
+/// How a granted session ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// A CONNECT or BIND relay.
+    Relay(RelayEnd),
+    /// A UDP association.
+    Association(AssociationEnd),
+}
+
+/// A session whose request is known, waiting for its command to run.
+pub(crate) struct Requested<'a> {
+    pub(crate) client: &'a mut TcpStream,
+    pub(crate) machine: ServerHandshake,
+    pub(crate) request: Request,
+    /// Bytes the client sent after its request, for the target.
+    pub(crate) pipelined: Vec<u8>,
+    pub(crate) shared: &'a Shared,
+    pub(crate) record: &'a mut AccessRecord,
+}
+
+impl Requested<'_> {
+    /// Sends a reply (the first, or BIND's second).
+    pub(crate) async fn reply(&mut self, reply: Reply, bound: &Address) -> io::Result<()> {
+        self.record.reply = Some(reply);
+        if self.machine.reply(reply, bound).is_err() {
+            return Err(io::Error::other("reply out of order"));
+        }
+        flush(self.client, &mut self.machine).await
+    }
+
+    /// Sends a failure reply and closes the connection (RFC 1928 §6: at once, and no later
+    /// than 10 seconds).
+    pub(crate) async fn refuse(&mut self, reply: Reply) {
+        if self.reply(reply, &Address::unspecified()).await.is_ok() {
+            linger_close(self.client).await;
         }
     }
 }
@@ -76,9 +122,13 @@ pub(crate) async fn serve(
         return;
     }
     match result {
-        Ok(RelayEnd::Closed) => record.emit("closed", None),
-        Ok(RelayEnd::Idle) => record.emit("idle-timeout", None),
-        Ok(RelayEnd::Error(error)) => record.emit("reset", Some(&error)),
+        Ok(Ended::Relay(RelayEnd::Closed)) => record.emit("closed", None),
+        Ok(Ended::Relay(RelayEnd::Idle)) => record.emit("idle-timeout", None),
+        Ok(Ended::Relay(RelayEnd::Error(error))) => record.emit("reset", Some(&error)),
+        Ok(Ended::Association(end)) => record.emit(
+            end.outcome(),
+            end.error().map(|error| error as &dyn std::fmt::Display),
+        ),
         Err(failure) => {
             let detail = failure.detail();
             record.emit(
@@ -94,9 +144,9 @@ async fn run(
     options: ServerOptions,
     shared: &Shared,
     record: &mut AccessRecord,
-) -> Result<RelayEnd, Failure> {
+) -> Result<Ended, Failure> {
     let handshake = tokio::time::timeout(shared.timeouts.handshake, read_request(client, options));
-    let (mut machine, request, pipelined) = match handshake.await {
+    let (machine, request, pipelined) = match handshake.await {
         Ok(result) => result?,
         Err(_) => return Err(Failure::HandshakeTimeout),
     };
@@ -106,45 +156,25 @@ async fn run(
     if !request.user_id.is_empty() {
         record.user = Some(String::from_utf8_lossy(&request.user_id).into_owned());
     }
-
-    if request.command != Command::CONNECT {
-        refuse(client, &mut machine, Reply::COMMAND_NOT_SUPPORTED, record).await;
-        return Err(Failure::UnsupportedCommand);
-    }
-    let connected = outbound::connect(
-        &request.target,
-        shared.resolver.as_ref(),
-        shared.timeouts.connect,
-    )
-    .await;
-    let mut target = match connected {
-        Ok(target) => target,
-        Err(error) => {
-            refuse(
-                client,
-                &mut machine,
-                reply::for_connect_error(&error),
-                record,
-            )
-            .await;
-            return Err(Failure::Connect(error));
-        }
-    };
-    let _ = target.set_nodelay(true);
-    let bound = target
-        .local_addr()
-        .map_or(Address::unspecified(), Address::from);
-    answer(client, &mut machine, Reply::SUCCEEDED, &bound, record)
-        .await
-        .map_err(Failure::ClientGone)?;
-    Ok(relay::relay(
+    let mut session = Requested {
         client,
-        &mut target,
-        &pipelined,
-        shared.timeouts.idle,
-        &record.counters,
-    )
-    .await)
+        machine,
+        request,
+        pipelined,
+        shared,
+        record,
+    };
+    match session.request.command {
+        Command::CONNECT => command::connect(session).await.map(Ended::Relay),
+        Command::BIND => command::bind(session).await.map(Ended::Relay),
+        Command::UDP_ASSOCIATE if session.request.version == Version::Socks5 => {
+            command::associate(session).await.map(Ended::Association)
+        }
+        _ => {
+            session.refuse(Reply::COMMAND_NOT_SUPPORTED).await;
+            Err(Failure::UnsupportedCommand)
+        }
+    }
 }
 
 /// Runs the handshake up to the request. Returns the machine (waiting for the reply), the
@@ -198,38 +228,7 @@ async fn read_request(
     }
 }
 
-/// Sends the reply to the request.
-async fn answer(
-    client: &mut TcpStream,
-    machine: &mut ServerHandshake,
-    reply: Reply,
-    bound: &Address,
-    record: &mut AccessRecord,
-) -> io::Result<()> {
-    record.reply = Some(reply);
-    if machine.reply(reply, bound).is_err() {
-        return Err(io::Error::other("reply out of order"));
-    }
-    flush(client, machine).await
-}
-
-/// Sends a failure reply and closes the connection (RFC 1928 §6: at once, and no later
-/// than 10 seconds).
-async fn refuse(
-    client: &mut TcpStream,
-    machine: &mut ServerHandshake,
-    reply: Reply,
-    record: &mut AccessRecord,
-) {
-    if answer(client, machine, reply, &Address::unspecified(), record)
-        .await
-        .is_ok()
-    {
-        linger_close(client).await;
-    }
-}
-
-async fn flush(client: &mut TcpStream, machine: &mut ServerHandshake) -> io::Result<()> {
+pub(crate) async fn flush(client: &mut TcpStream, machine: &mut ServerHandshake) -> io::Result<()> {
     let pending = machine.pending_output();
     if !pending.is_empty() {
         client.write_all(pending).await?;
@@ -242,7 +241,7 @@ async fn flush(client: &mut TcpStream, machine: &mut ServerHandshake) -> io::Res
 /// Closes so that the client reads the last reply: send FIN, then wait briefly for the
 /// client's own close, discarding what it still sends. Closing with unread input would send
 /// a reset, which can destroy the reply before the client reads it.
-async fn linger_close(client: &mut TcpStream) {
+pub(crate) async fn linger_close(client: &mut TcpStream) {
     if client.shutdown().await.is_err() {
         return;
     }

@@ -1,0 +1,378 @@
+//! UDP ASSOCIATE: relay datagrams between the client and the targets it names
+//! (RFC 1928 §7).
+//!
+//! One relay socket per association faces both ways, like a NAT: datagrams from the client
+//! carry a SOCKS UDP header naming their target; datagrams from outside get one naming their
+//! source. Only the client may send through the relay: its IP is the control connection's
+//! peer, and its port is DST.PORT of the request or, when that is 0, the port of its first
+//! datagram; it is fixed from then on. (DST.ADDR is not used to narrow the client's IP: a
+//! client behind NAT names an address the server never sees.) Datagrams from outside reach
+//! the client only from where the client has sent, unless the filtering is loosened. The
+//! association ends with its control connection, or when it has been idle too long; all its
+//! state goes with it.
+
+use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use socksgate_config::{Fragments, Udp, UdpFiltering};
+use socksgate_proto::udp::{Reassembled, Reassembler, UdpHeader};
+use socksgate_proto::{Address, DomainName, Host, Reply, Wire};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::access_log::{UdpDrops, UdpStats};
+use crate::session::{Failure, Requested};
+use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
+use crate::{Resolver, Stats};
+
+/// Room in front of a received datagram for the header that goes back to the client: ATYP,
+/// 16 bytes of IPv6 address, port, RSV and FRAG.
+const HEADROOM: usize = 3 + 1 + 16 + 2;
+/// The largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// How many targets an association remembers for filtering before it starts over.
+const MAX_PERMITTED: usize = 4096;
+/// How many resolved names an association remembers, and for how long.
+const NAME_CACHE_SIZE: usize = 256;
+const NAME_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// How an association ended.
+#[derive(Debug)]
+pub(crate) enum AssociationEnd {
+    /// The client closed (or reset) its control connection.
+    ControlClosed,
+    /// No datagram either way for the idle timeout.
+    Idle,
+    /// The relay socket failed.
+    Error(io::Error),
+}
+
+impl AssociationEnd {
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::ControlClosed => "closed",
+            Self::Idle => "idle-timeout",
+            Self::Error(_) => "relay-error",
+        }
+    }
+
+    pub(crate) fn error(&self) -> Option<&io::Error> {
+        match self {
+            Self::Error(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) async fn associate(mut session: Requested<'_>) -> Result<AssociationEnd, Failure> {
+    let shared = session.shared;
+    let config = &shared.udp;
+    let control_peer = session.client.peer_addr().map_err(Failure::ClientGone)?;
+    let socket = match bind_relay(config).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            session.refuse(Reply::GENERAL_FAILURE).await;
+            return Err(Failure::Setup(error));
+        }
+    };
+    let local = socket.local_addr().map_err(Failure::Setup)?;
+    let advertised = config.advertise_address.unwrap_or_else(|| {
+        session
+            .client
+            .local_addr()
+            .map_or(local.ip(), |control| control.ip().to_canonical())
+    });
+    session
+        .reply(
+            Reply::SUCCEEDED,
+            &Address::from(SocketAddr::new(advertised, local.port())),
+        )
+        .await
+        .map_err(Failure::ClientGone)?;
+
+    let requested_port = session.request.target.port;
+    let mut association = Association {
+        socket,
+        local,
+        client_ip: control_peer.ip().to_canonical(),
+        client_port: (requested_port != 0).then_some(requested_port),
+        filter: Filter::new(config.filtering),
+        fragments: config.fragments,
+        reassembler: Reassembler::new(config.reassembly_timeout, MAX_DATAGRAM),
+        names: HashMap::new(),
+        resolver: shared.resolver.as_ref(),
+        resolve_timeout: shared.timeouts.connect,
+        stats: UdpStats::default(),
+        _live: LiveAssociation::new(&shared.stats),
+    };
+    let end = association.run(session.client, config.idle).await;
+    session.record.udp = Some(association.stats);
+    Ok(end)
+}
+
+/// Binds the relay socket: on the configured address or every address, on a free port of
+/// the configured range (tried from a random start) or any free port.
+async fn bind_relay(config: &Udp) -> io::Result<UdpSocket> {
+    let addresses = config
+        .address
+        .map_or(wildcard_candidates().to_vec(), |ip| vec![ip]);
+    let ports: Vec<u16> = match &config.ports {
+        None => vec![0],
+        Some(range) => {
+            let count = usize::from(range.end() - range.start()) + 1;
+            let start = RandomState::new().hash_one(0u8) as usize % count;
+            let all: Vec<u16> = range.clone().collect();
+            all[start..].iter().chain(&all[..start]).copied().collect()
+        }
+    };
+    let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no free port in udp.ports");
+    for ip in addresses {
+        for &port in &ports {
+            match UdpSocket::bind((ip, port)).await {
+                Ok(socket) => return Ok(socket),
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse => last_error = error,
+                Err(error) if is_family_unavailable(&error) => {
+                    last_error = error;
+                    break;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// Counts live associations for as long as it exists.
+struct LiveAssociation<'a>(&'a Stats);
+
+impl<'a> LiveAssociation<'a> {
+    fn new(stats: &'a Stats) -> Self {
+        stats.associations.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for LiveAssociation<'_> {
+    fn drop(&mut self) {
+        self.0.associations.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Which outside senders may reach the client: those it has sent to.
+struct Filter {
+    mode: UdpFiltering,
+    permitted: HashSet<SocketAddr>,
+}
+
+impl Filter {
+    fn new(mode: UdpFiltering) -> Self {
+        Self {
+            mode,
+            permitted: HashSet::new(),
+        }
+    }
+
+    fn key(&self, addr: SocketAddr) -> SocketAddr {
+        match self.mode {
+            UdpFiltering::Address => SocketAddr::new(addr.ip(), 0),
+            _ => addr,
+        }
+    }
+
+    fn permit(&mut self, target: SocketAddr) {
+        if self.mode == UdpFiltering::EndpointIndependent {
+            return;
+        }
+        if self.permitted.len() >= MAX_PERMITTED {
+            self.permitted.clear();
+        }
+        self.permitted.insert(self.key(target));
+    }
+
+    fn allows(&self, source: SocketAddr) -> bool {
+        self.mode == UdpFiltering::EndpointIndependent || self.permitted.contains(&self.key(source))
+    }
+}
+
+struct Association<'a> {
+    socket: UdpSocket,
+    local: SocketAddr,
+    client_ip: IpAddr,
+    client_port: Option<u16>,
+    filter: Filter,
+    fragments: Fragments,
+    reassembler: Reassembler,
+    names: HashMap<DomainName, (SocketAddr, Instant)>,
+    resolver: &'a dyn Resolver,
+    resolve_timeout: Duration,
+    stats: UdpStats,
+    _live: LiveAssociation<'a>,
+}
+
+impl Association<'_> {
+    async fn run(&mut self, control: &mut TcpStream, idle: Duration) -> AssociationEnd {
+        let mut buffer = vec![0u8; HEADROOM + MAX_DATAGRAM];
+        let mut discard = [0u8; 256];
+        let mut deadline = tokio::time::Instant::now() + idle;
+        loop {
+            tokio::select! {
+                read = control.read(&mut discard) => match read {
+                    Ok(0) | Err(_) => return AssociationEnd::ControlClosed,
+                    // Nothing is expected on the control connection; ignore it.
+                    Ok(_) => {}
+                },
+                received = self.socket.recv_from(&mut buffer[HEADROOM..]) => match received {
+                    Ok((len, from)) => {
+                        self.on_datagram(&mut buffer, len, canonical(from)).await;
+                        deadline = tokio::time::Instant::now() + idle;
+                    }
+                    // An ICMP error for an earlier datagram: not the association's end.
+                    Err(error) if is_transient(&error) => {}
+                    Err(error) => return AssociationEnd::Error(error),
+                },
+                () = tokio::time::sleep_until(deadline) => return AssociationEnd::Idle,
+            }
+        }
+    }
+
+    /// Sorts a datagram: from the client, a reply for the client, or dropped.
+    async fn on_datagram(&mut self, buffer: &mut [u8], len: usize, from: SocketAddr) {
+        let client = self
+            .client_port
+            .map(|port| SocketAddr::new(self.client_ip, port));
+        if Some(from) == client {
+            self.relay_outbound(&buffer[HEADROOM..HEADROOM + len]).await;
+        } else if let Some(client) = client.filter(|_| self.filter.allows(from)) {
+            self.relay_inbound(buffer, len, from, client).await;
+        } else if client.is_none() && from.ip() == self.client_ip {
+            self.client_port = Some(from.port());
+            self.relay_outbound(&buffer[HEADROOM..HEADROOM + len]).await;
+        } else {
+            self.stats.drops.unexpected_source += 1;
+        }
+    }
+
+    async fn relay_outbound(&mut self, datagram: &[u8]) {
+        let Ok((header, payload)) = UdpHeader::split(datagram) else {
+            self.stats.drops.malformed += 1;
+            return;
+        };
+        let (target, data) = if header.frag.is_standalone() {
+            self.reassembler.abandon();
+            (header.address, Cow::Borrowed(payload))
+        } else if self.fragments == Fragments::Drop {
+            self.stats.drops.fragments += 1;
+            return;
+        } else {
+            match self
+                .reassembler
+                .push(Instant::now(), header.frag, &header.address, payload)
+            {
+                Reassembled::Complete { address, data } => (address, Cow::Owned(data)),
+                Reassembled::Queued => return,
+                Reassembled::Dropped(_) => {
+                    self.stats.drops.fragments += 1;
+                    return;
+                }
+            }
+        };
+        let Some(destination) = self.resolve(&target).await else {
+            self.stats.drops.unresolved += 1;
+            return;
+        };
+        let Some(send_to) = reachable_from(self.local, destination) else {
+            self.stats.drops.unreachable += 1;
+            return;
+        };
+        self.filter.permit(destination);
+        match self.socket.send_to(&data, send_to).await {
+            Ok(_) => {
+                self.stats.datagrams_up += 1;
+                self.stats.bytes_up += data.len() as u64;
+            }
+            Err(_) => self.stats.drops.unreachable += 1,
+        }
+    }
+
+    /// Prefixes the datagram in `buffer` with a header naming `from`, in the room left in
+    /// front of it, and sends it to the client.
+    async fn relay_inbound(
+        &mut self,
+        buffer: &mut [u8],
+        len: usize,
+        from: SocketAddr,
+        client: SocketAddr,
+    ) {
+        let header = UdpHeader::new(Address::from(from)).to_bytes();
+        let start = HEADROOM - header.len();
+        buffer[start..HEADROOM].copy_from_slice(&header);
+        let Some(send_to) = reachable_from(self.local, client) else {
+            return;
+        };
+        if self
+            .socket
+            .send_to(&buffer[start..HEADROOM + len], send_to)
+            .await
+            .is_ok()
+        {
+            self.stats.datagrams_down += 1;
+            self.stats.bytes_down += len as u64;
+        }
+    }
+
+    /// The socket address of a target; names are resolved and cached briefly.
+    async fn resolve(&mut self, target: &Address) -> Option<SocketAddr> {
+        let name = match &target.host {
+            Host::Ip(ip) => return Some(SocketAddr::new(ip.to_canonical(), target.port)),
+            Host::Domain(name) => name,
+        };
+        let now = Instant::now();
+        if let Some(&(address, resolved)) = self.names.get(name) {
+            if now.duration_since(resolved) < NAME_CACHE_TTL {
+                return Some(SocketAddr::new(address.ip(), target.port));
+            }
+        }
+        let lookup = self.resolver.resolve(name, target.port);
+        let addresses = tokio::time::timeout(self.resolve_timeout, lookup)
+            .await
+            .ok()?
+            .ok()?;
+        let address = addresses
+            .into_iter()
+            .map(canonical)
+            .find(|&a| reachable_from(self.local, a).is_some())?;
+        if self.names.len() >= NAME_CACHE_SIZE {
+            self.names.clear();
+        }
+        self.names.insert(name.clone(), (address, now));
+        Some(address)
+    }
+}
+
+/// Errors a UDP socket reports for earlier datagrams (ICMP unreachable and the like).
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+impl UdpDrops {
+    /// All drops, whatever the reason.
+    pub(crate) fn total(&self) -> u64 {
+        self.unexpected_source
+            + self.malformed
+            + self.fragments
+            + self.unresolved
+            + self.unreachable
+    }
+}

@@ -1,0 +1,151 @@
+//! BIND: listen for one inbound connection on the client's behalf (RFC 1928 §4, SOCKS4).
+//!
+//! The first reply names where the peer must connect; the second names the peer once it
+//! has. When the request names a peer (DST.ADDR), only a connection from that host is
+//! accepted — others are closed and counted — as RFC 1928 lets the server "use DST.ADDR
+//! and DST.PORT in evaluating the BIND request". The peer's port is not checked: an
+//! application's callback (FTP's data connection, say) comes from a port of its own.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use socksgate_proto::{Address, Host, Reply};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::relay::{self, RelayEnd};
+use crate::session::{Failure, Requested};
+use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
+
+/// Bytes a client may send while waiting for its peer; they are delivered to the peer.
+const MAX_EARLY_DATA: usize = 64 * 1024;
+
+pub(crate) async fn bind(mut session: Requested<'_>) -> Result<RelayEnd, Failure> {
+    let shared = session.shared;
+    let expected = expected_peer(&session).await;
+    let listener = match listen(shared.bind.address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            session.refuse(Reply::GENERAL_FAILURE).await;
+            return Err(Failure::Setup(error));
+        }
+    };
+    let port = listener.local_addr().map_err(Failure::Setup)?.port();
+    let advertised = advertised_address(&session, &listener, expected.as_ref());
+    session
+        .reply(
+            Reply::SUCCEEDED,
+            &Address::from(SocketAddr::new(advertised, port)),
+        )
+        .await
+        .map_err(Failure::ClientGone)?;
+
+    let waited = tokio::time::timeout(
+        shared.bind.timeout,
+        wait_for_peer(&mut session, &listener, expected),
+    )
+    .await;
+    let (mut peer, peer_addr) = match waited {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(error)) => return Err(Failure::ClientGone(error)),
+        Err(_) => {
+            session.refuse(Reply::TTL_EXPIRED).await;
+            return Err(Failure::BindTimeout);
+        }
+    };
+    drop(listener);
+    let _ = peer.set_nodelay(true);
+    session.record.peer = Some(peer_addr);
+    session
+        .reply(Reply::SUCCEEDED, &Address::from(peer_addr))
+        .await
+        .map_err(Failure::ClientGone)?;
+    Ok(relay::relay(
+        session.client,
+        &mut peer,
+        &session.pipelined,
+        shared.timeouts.idle,
+        &session.record.counters,
+    )
+    .await)
+}
+
+/// The host the request names as the peer, if any (a name is resolved).
+async fn expected_peer(session: &Requested<'_>) -> Option<Vec<IpAddr>> {
+    match &session.request.target.host {
+        Host::Ip(ip) if ip.is_unspecified() => None,
+        Host::Ip(ip) => Some(vec![ip.to_canonical()]),
+        Host::Domain(name) => {
+            let resolved = session.shared.resolver.resolve(name, 0).await.ok()?;
+            Some(resolved.iter().map(|a| a.ip().to_canonical()).collect())
+        }
+    }
+}
+
+/// Listens on the configured address, or on every address (dual stack where possible).
+async fn listen(address: Option<IpAddr>) -> io::Result<TcpListener> {
+    if let Some(ip) = address {
+        return TcpListener::bind((ip, 0)).await;
+    }
+    let [dual, v4] = wildcard_candidates();
+    match TcpListener::bind((dual, 0)).await {
+        Err(error) if is_family_unavailable(&error) => TcpListener::bind((v4, 0)).await,
+        other => other,
+    }
+}
+
+/// The address for the first reply: configured, or the listening address, or the one that
+/// routes to the expected peer, or the one the client reached us on.
+fn advertised_address(
+    session: &Requested<'_>,
+    listener: &TcpListener,
+    expected: Option<&Vec<IpAddr>>,
+) -> IpAddr {
+    if let Some(ip) = session.shared.bind.advertise_address {
+        return ip;
+    }
+    if let Ok(local) = listener.local_addr() {
+        if !local.ip().is_unspecified() {
+            return local.ip();
+        }
+    }
+    let control = session
+        .client
+        .local_addr()
+        .map(|a| a.ip().to_canonical())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    expected
+        .and_then(|peers| peers.first())
+        .and_then(|&peer| route_source(peer))
+        .map_or(control, |ip| ip.to_canonical())
+}
+
+/// Accepts until the expected peer connects, keeping whatever the client sends meanwhile;
+/// fails if the client closes its connection.
+async fn wait_for_peer(
+    session: &mut Requested<'_>,
+    listener: &TcpListener,
+    expected: Option<Vec<IpAddr>>,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        let reading = session.pipelined.len() < MAX_EARLY_DATA;
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, from) = accepted?;
+                let from = canonical(from);
+                match &expected {
+                    Some(peers) if !peers.contains(&from.ip()) => {
+                        session.record.rejected_peers += 1;
+                        tracing::debug!(%from, "BIND: connection from an unexpected peer closed");
+                    }
+                    _ => return Ok((stream, from)),
+                }
+            }
+            read = session.client.read(&mut chunk), if reading => match read? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => session.pipelined.extend_from_slice(&chunk[..n]),
+            },
+        }
+    }
+}

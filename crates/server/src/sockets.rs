@@ -1,0 +1,94 @@
+//! Socket helpers shared by BIND and UDP ASSOCIATE: dual-stack binding, address
+//! normalisation, and finding the local address that routes to a peer.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
+
+/// `addr` with an IPv4-mapped IPv6 address (as a dual-stack socket reports IPv4 peers)
+/// turned back into IPv4.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Where to bind when the configuration names no address: every IPv6 and IPv4 address
+/// (one dual-stack socket), or every IPv4 address on a host without IPv6.
+pub(crate) fn wildcard_candidates() -> [IpAddr; 2] {
+    [
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    ]
+}
+
+/// Whether a bind failure means "this address family is not available here".
+pub(crate) fn is_family_unavailable(error: &io::Error) -> bool {
+    // EAFNOSUPPORT, EADDRNOTAVAIL
+    matches!(error.raw_os_error(), Some(97 | 99))
+}
+
+/// `target` in the form a socket bound to `local` can send to: an IPv4 target is written as
+/// an IPv4-mapped IPv6 address for a dual-stack (IPv6) socket. `None` if the socket cannot
+/// reach it (an IPv6 target from an IPv4 socket).
+pub(crate) fn reachable_from(local: SocketAddr, target: SocketAddr) -> Option<SocketAddr> {
+    match (local, target) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => Some(SocketAddr::V6(SocketAddrV6::new(
+            v4.ip().to_ipv6_mapped(),
+            v4.port(),
+            0,
+            0,
+        ))),
+        (SocketAddr::V4(_), SocketAddr::V6(v6)) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| SocketAddr::new(IpAddr::V4(ip), v6.port())),
+        _ => Some(target),
+    }
+}
+
+/// The local address the kernel would use to reach `peer` (connecting a UDP socket sends
+/// nothing; it only chooses a route).
+pub(crate) fn route_source(peer: IpAddr) -> Option<IpAddr> {
+    let unspecified = match peer {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let probe = StdUdpSocket::bind((unspecified, 0)).ok()?;
+    probe.connect((peer, 9)).ok()?;
+    Some(probe.local_addr().ok()?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_addresses_become_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:53"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(canonical(mapped).to_string(), "127.0.0.1:53");
+    }
+
+    #[test]
+    fn targets_are_written_for_the_socket_family() {
+        let dual: SocketAddr = "[::]:1".parse().unwrap_or_else(|_| unreachable!());
+        let v4_only: SocketAddr = "0.0.0.0:1".parse().unwrap_or_else(|_| unreachable!());
+        let v4_target: SocketAddr = "192.0.2.1:53".parse().unwrap_or_else(|_| unreachable!());
+        let v6_target: SocketAddr = "[2001:db8::1]:53"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            reachable_from(dual, v4_target).map(|a| a.to_string()),
+            Some("[::ffff:192.0.2.1]:53".to_owned())
+        );
+        assert_eq!(reachable_from(v4_only, v6_target), None);
+        assert_eq!(reachable_from(v4_only, v4_target), Some(v4_target));
+    }
+
+    #[test]
+    fn loopback_routes_from_loopback() {
+        assert_eq!(
+            route_source(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+    }
+}
