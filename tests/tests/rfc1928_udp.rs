@@ -1,0 +1,269 @@
+//! RFC 1928 §7 over real sockets: UDP ASSOCIATE — relaying to IPv4, IPv6 and named targets,
+//! anti-spoofing, NAT-like filtering, fragment reassembly, and the association's lifetime.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use socksgate_config::{Fragments, UdpFiltering};
+use socksgate_proto::udp::{Frag, UdpHeader};
+use socksgate_proto::{Address, Wire};
+use socksgate_tests::client::{recv_via, send_via, udp_associate};
+use socksgate_tests::{TestServer, UdpEcho};
+
+const WAIT: Duration = Duration::from_secs(3);
+const BRIEF: Duration = Duration::from_millis(300);
+
+fn client_socket() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+fn target(text: &str) -> Address {
+    text.parse().unwrap()
+}
+
+#[test]
+fn echo_through_ipv4_ipv6_and_named_targets() {
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let mut targets = vec![
+        target(&format!("127.0.0.1:{}", echo.port)),
+        target(&format!("localhost:{}", echo.port)),
+    ];
+    if UdpSocket::bind("[::1]:0").is_ok() {
+        targets.push(target(&format!("[::1]:{}", echo.port)));
+    }
+    for (index, destination) in targets.iter().enumerate() {
+        let payload = format!("datagram {index}");
+        send_via(&socket, relay, destination, payload.as_bytes());
+        let (source, data) = recv_via(&socket, WAIT).expect("an answer");
+        assert_eq!(data, payload.as_bytes(), "via {destination}");
+        assert_eq!(source.port, echo.port);
+        assert!(
+            source.socket_addr().is_some(),
+            "the source is reported as an address"
+        );
+    }
+}
+
+#[test]
+fn datagrams_from_a_foreign_source_are_dropped() {
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let destination = target(&format!("127.0.0.1:{}", echo.port));
+    send_via(&socket, relay, &destination, b"mine");
+    recv_via(&socket, WAIT).expect("the client's own datagram is relayed");
+
+    // Another host, and another port on the client's host: neither may use the relay.
+    let mut intruders = vec![UdpSocket::bind("127.0.0.1:0").unwrap()];
+    intruders.extend(UdpSocket::bind("127.0.0.2:0").ok());
+    for intruder in &intruders {
+        send_via(intruder, relay, &destination, b"spoofed");
+    }
+    std::thread::sleep(BRIEF);
+    assert_eq!(
+        echo.received(),
+        1,
+        "nothing but the client's datagram reached the target"
+    );
+    drop(control);
+    let log = server.wait_for_sessions(1);
+    assert_eq!(
+        log[0]["dropped_unexpected_source"],
+        intruders.len().to_string()
+    );
+    assert_eq!(log[0]["datagrams_up"], "1");
+}
+
+#[test]
+fn only_addressed_targets_may_answer_in_strict_mode() {
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    send_via(
+        &socket,
+        relay,
+        &target(&format!("127.0.0.1:{}", echo.port)),
+        b"hello",
+    );
+    recv_via(&socket, WAIT).unwrap();
+    // A host the client never sent to writes to the relay's port directly.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.send_to(b"unsolicited", relay).unwrap();
+    assert_eq!(recv_via(&socket, BRIEF), None);
+}
+
+#[test]
+fn endpoint_independent_filtering_lets_anyone_answer() {
+    let mut config = TestServer::loopback_config();
+    config.udp.filtering = UdpFiltering::EndpointIndependent;
+    let server = TestServer::start_with(config);
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    send_via(
+        &socket,
+        relay,
+        &target(&format!("127.0.0.1:{}", echo.port)),
+        b"hello",
+    );
+    recv_via(&socket, WAIT).unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.send_to(b"unsolicited", relay).unwrap();
+    let (source, data) = recv_via(&socket, WAIT).expect("relayed in this mode");
+    assert_eq!(data, b"unsolicited");
+    assert_eq!(source.socket_addr(), Some(stranger.local_addr().unwrap()));
+}
+
+fn send_fragment(socket: &UdpSocket, relay: SocketAddr, to: &Address, frag: Frag, data: &[u8]) {
+    let mut datagram = UdpHeader {
+        frag,
+        address: to.clone(),
+    }
+    .to_bytes();
+    datagram.extend_from_slice(data);
+    socket.send_to(&datagram, relay).unwrap();
+}
+
+fn frag(position: u8, last: bool) -> Frag {
+    Frag::fragment(position, last).unwrap()
+}
+
+#[test]
+fn a_fragment_sequence_arrives_as_one_datagram() {
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let to = target(&format!("127.0.0.1:{}", echo.port));
+    send_fragment(&socket, relay, &to, frag(1, false), b"first ");
+    send_fragment(&socket, relay, &to, frag(2, false), b"second ");
+    send_fragment(&socket, relay, &to, frag(3, true), b"third");
+    let (_, data) = recv_via(&socket, WAIT).expect("the reassembled datagram, echoed");
+    assert_eq!(data, b"first second third");
+    assert_eq!(echo.received(), 1);
+}
+
+#[test]
+fn a_lower_frag_than_the_highest_seen_abandons_the_sequence() {
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let to = target(&format!("127.0.0.1:{}", echo.port));
+    send_fragment(&socket, relay, &to, frag(1, false), b"old-1 ");
+    send_fragment(&socket, relay, &to, frag(2, false), b"old-2 ");
+    send_fragment(&socket, relay, &to, frag(1, false), b"new-1 ");
+    send_fragment(&socket, relay, &to, frag(2, true), b"new-2");
+    let (_, data) = recv_via(&socket, WAIT).unwrap();
+    assert_eq!(data, b"new-1 new-2");
+    assert_eq!(echo.received(), 1);
+}
+
+#[test]
+fn a_sequence_that_outlives_the_reassembly_timer_is_discarded() {
+    let server = TestServer::start(); // the timer: 5 s, the RFC's minimum
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let to = target(&format!("127.0.0.1:{}", echo.port));
+    send_fragment(&socket, relay, &to, frag(1, false), b"early ");
+    std::thread::sleep(Duration::from_millis(5200));
+    send_fragment(&socket, relay, &to, frag(2, true), b"late");
+    assert_eq!(recv_via(&socket, BRIEF), None);
+    assert_eq!(echo.received(), 0);
+}
+
+#[test]
+fn fragments_can_be_switched_off() {
+    let mut config = TestServer::loopback_config();
+    config.udp.fragments = Fragments::Drop;
+    let server = TestServer::start_with(config);
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let to = target(&format!("127.0.0.1:{}", echo.port));
+    send_fragment(&socket, relay, &to, frag(1, true), b"fragment");
+    send_via(&socket, relay, &to, b"whole");
+    let (_, data) = recv_via(&socket, WAIT).unwrap();
+    assert_eq!(data, b"whole");
+    drop(control);
+    assert_eq!(server.wait_for_sessions(1)[0]["dropped_fragments"], "1");
+}
+
+#[test]
+fn the_association_ends_within_a_second_of_its_control_connection() {
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    send_via(
+        &socket,
+        relay,
+        &target(&format!("127.0.0.1:{}", echo.port)),
+        b"x",
+    );
+    recv_via(&socket, WAIT).unwrap();
+    assert_eq!(server.stats().associations(), 1);
+    drop(control);
+    let closed = Instant::now();
+    while server.stats().associations() > 0 {
+        assert!(
+            closed.elapsed() < Duration::from_secs(1),
+            "still open after 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send_via(
+        &socket,
+        relay,
+        &target(&format!("127.0.0.1:{}", echo.port)),
+        b"after",
+    );
+    assert_eq!(recv_via(&socket, BRIEF), None, "the relay socket is gone");
+}
+
+#[test]
+fn ten_thousand_associations_leave_nothing_behind() {
+    let server = TestServer::start();
+    let socket = client_socket();
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    // Warm up: the runtime's own descriptors and buffers exist after the first one.
+    drop(udp_associate(server.addr(), &socket).unwrap());
+    while server.stats().sessions() > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = open_fds();
+    let rss_before = resident_bytes();
+    for _ in 0..10_000 {
+        let (control, _relay) = udp_associate(server.addr(), &socket).unwrap();
+        drop(control);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats().sessions() > 0 || server.stats().associations() > 0 {
+        assert!(Instant::now() < deadline, "associations still open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = open_fds();
+    assert!(
+        after <= before + 2,
+        "descriptors before {before}, after {after}"
+    );
+    // Each association held a 64 KiB buffer: a leak of them would show as hundreds of MiB.
+    let growth = resident_bytes().saturating_sub(rss_before);
+    assert!(growth < 16 << 20, "resident memory grew by {growth} bytes");
+    assert_eq!(server.stats().associations(), 0);
+}
+
+/// This process's resident memory, from /proc/self/statm (pages × page size).
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * rustix::param::page_size()
+}
