@@ -231,7 +231,10 @@ fn the_association_ends_within_a_second_of_its_control_connection() {
 
 #[test]
 fn ten_thousand_associations_leave_nothing_behind() {
-    let server = TestServer::start();
+    // Without the access log, whose capture in this process would grow by itself.
+    let mut config = TestServer::loopback_config();
+    config.log.access = false;
+    let server = TestServer::start_with(config);
     let socket = client_socket();
     let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     // Warm up: the runtime's own descriptors and buffers exist after the first one.
@@ -255,9 +258,10 @@ fn ten_thousand_associations_leave_nothing_behind() {
         after <= before + 2,
         "descriptors before {before}, after {after}"
     );
-    // Each association held a 64 KiB buffer: a leak of them would show as hundreds of MiB.
+    // Each association held a 64 KiB buffer; 10,000 leaked ones would be 640 MiB, and even
+    // 400 leaked bytes each would show. (Measured growth here: about 200 KiB.)
     let growth = resident_bytes().saturating_sub(rss_before);
-    assert!(growth < 16 << 20, "resident memory grew by {growth} bytes");
+    assert!(growth < 4 << 20, "resident memory grew by {growth} bytes");
     assert_eq!(server.stats().associations(), 0);
 }
 
