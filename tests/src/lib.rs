@@ -16,4 +16,4 @@ pub use client::{assert_echoes, handshake, raw_exchange, socks5_connect};
 pub use interop::tool;
 pub use netns::NetNs;
 pub use server::{AccessEntry, TestServer};
-pub use target::{EchoTarget, HttpTarget, UdpEcho};
+pub use target::{DnsResponder, EchoTarget, HttpTarget, UdpEcho};

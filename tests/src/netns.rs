@@ -39,6 +39,25 @@ impl NetNs {
         Some(namespace)
     }
 
+    /// Two hosts one router hop apart: a client host (192.0.2.1) and a target host whose
+    /// service address is 198.51.100.10, reached through 192.0.2.2 over a veth pair. Used
+    /// where a client connects directly to loopback and local networks (Dante's socksify),
+    /// so the target must be another host.
+    pub fn two_hosts() -> Option<(Self, Self)> {
+        let target_host = Self::create(&["addr add 198.51.100.10/32 dev lo"])?;
+        let client_host = Self::create(&[])?;
+        client_host.ip(&format!(
+            "link add sga type veth peer name sgb netns {}",
+            target_host.name()
+        ));
+        client_host.ip("addr add 192.0.2.1/30 dev sga");
+        client_host.ip("link set sga up");
+        target_host.ip("addr add 192.0.2.2/30 dev sgb");
+        target_host.ip("link set sgb up");
+        client_host.ip("route add 198.51.100.10/32 via 192.0.2.2");
+        Some((client_host, target_host))
+    }
+
     /// The namespace's name, for `ip … netns NAME`.
     pub fn name(&self) -> &str {
         &self.name

@@ -195,3 +195,60 @@ impl UdpEcho {
         self.last.lock().unwrap().clone()
     }
 }
+
+/// A DNS server that answers every A question with one address: enough for `dig`.
+pub struct DnsResponder {
+    /// The UDP port.
+    pub port: u16,
+    /// The address every name resolves to.
+    pub answer: std::net::Ipv4Addr,
+    queries: Arc<AtomicUsize>,
+}
+
+impl DnsResponder {
+    /// Serves on `ip` (an address the caller owns), on a thread of its own.
+    pub fn start_at(ip: std::net::IpAddr) -> Self {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let answer = std::net::Ipv4Addr::new(192, 0, 2, 53);
+        let queries = Arc::new(AtomicUsize::new(0));
+        let count = queries.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 1500];
+            while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                if let Some(response) = dns_answer(&buffer[..len], answer) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = socket.send_to(&response, from);
+                }
+            }
+        });
+        Self {
+            port,
+            answer,
+            queries,
+        }
+    }
+
+    /// Questions answered so far.
+    pub fn queries(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
+    }
+}
+
+/// A response to a one-question query (RFC 1035 §4.1): the question, and one A record.
+fn dns_answer(query: &[u8], answer: std::net::Ipv4Addr) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    let question = query.get(12..end + 5)?;
+    let mut response = Vec::with_capacity(64);
+    response.extend_from_slice(&header[..2]); // ID
+    response.extend_from_slice(&[0x81, 0x80]); // response, recursion desired and available
+    response.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]); // 1 question, 1 answer
+    response.extend_from_slice(question);
+    response.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]); // A, IN, TTL 60
+    response.extend_from_slice(&answer.octets());
+    Some(response)
+}

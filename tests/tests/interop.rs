@@ -184,23 +184,10 @@ mod dante_socksify {
             return;
         };
         // Dante's client connects directly to loopback and to the networks of local
-        // interfaces, so the target is a second host, one router hop away: two namespaces
-        // of this test's, joined by a veth pair.
-        let Some(target_host) = NetNs::create(&["addr add 198.51.100.10/32 dev lo"]) else {
+        // interfaces, so the target is a second host.
+        let Some((client_host, target_host)) = NetNs::two_hosts() else {
             return;
         };
-        let Some(client_host) = NetNs::create(&[]) else {
-            return;
-        };
-        client_host.ip(&format!(
-            "link add sga type veth peer name sgb netns {}",
-            target_host.name()
-        ));
-        client_host.ip("addr add 192.0.2.1/30 dev sga");
-        client_host.ip("link set sga up");
-        target_host.ip("addr add 192.0.2.2/30 dev sgb");
-        target_host.ip("link set sgb up");
-        client_host.ip("route add 198.51.100.10/32 via 192.0.2.2");
         let target = target_host.run(|| HttpTarget::start_at([198, 51, 100, 10].into(), BODY));
         client_host.run(|| {
             let server = TestServer::start();

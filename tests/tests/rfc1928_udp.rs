@@ -271,3 +271,38 @@ fn resident_bytes() -> usize {
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * rustix::param::page_size()
 }
+
+#[test]
+fn relay_port_comes_from_the_range_and_the_reply_advertises_the_configured_address() {
+    let mut config = TestServer::loopback_config();
+    config.udp.ports = Some(41000..=41009);
+    config.udp.advertise_address = Some("127.0.0.9".parse().unwrap());
+    let server = TestServer::start_with(config);
+    let echo = UdpEcho::start();
+    let socket = client_socket();
+    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    assert_eq!(relay.ip().to_string(), "127.0.0.9");
+    assert!((41000..=41009).contains(&relay.port()), "{relay}");
+    // The advertised address works: the relay listens on every address.
+    send_via(
+        &socket,
+        relay,
+        &target(&format!("127.0.0.1:{}", echo.port)),
+        b"via NAT",
+    );
+    assert_eq!(recv_via(&socket, WAIT).unwrap().1, b"via NAT");
+}
+
+#[test]
+fn an_idle_association_ends() {
+    let mut config = TestServer::loopback_config();
+    config.udp.idle = Duration::from_millis(300);
+    let server = TestServer::start_with(config);
+    let socket = client_socket();
+    let (mut control, _relay) = udp_associate(server.addr(), &socket).unwrap();
+    control.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut control, &mut rest).unwrap();
+    assert!(rest.is_empty(), "the server closed the control connection");
+    assert_eq!(server.wait_for_sessions(1)[0]["outcome"], "idle-timeout");
+}
