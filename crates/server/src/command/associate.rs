@@ -109,6 +109,7 @@ pub(crate) async fn associate(mut session: Requested<'_>) -> Result<AssociationE
         resolver: shared.resolver.as_ref(),
         resolve_timeout: shared.timeouts.connect,
         stats: UdpStats::default(),
+        header: Vec::with_capacity(HEADROOM),
         _live: LiveAssociation::new(&shared.stats),
     };
     let end = association.run(session.client, config.idle).await;
@@ -212,6 +213,9 @@ struct Association<'a> {
     resolver: &'a dyn Resolver,
     resolve_timeout: Duration,
     stats: UdpStats,
+    /// Where the header of a datagram for the client is written (reused: no allocation per
+    /// datagram).
+    header: Vec<u8>,
     _live: LiveAssociation<'a>,
 }
 
@@ -309,9 +313,10 @@ impl Association<'_> {
         from: SocketAddr,
         client: SocketAddr,
     ) {
-        let header = UdpHeader::new(Address::from(from)).to_bytes();
-        let start = HEADROOM - header.len();
-        buffer[start..HEADROOM].copy_from_slice(&header);
+        self.header.clear();
+        UdpHeader::new(Address::from(from)).encode(&mut self.header);
+        let start = HEADROOM - self.header.len();
+        buffer[start..HEADROOM].copy_from_slice(&self.header);
         let Some(send_to) = reachable_from(self.local, client) else {
             return;
         };
