@@ -70,10 +70,7 @@ impl TestServer {
     /// The default configuration listening on 127.0.0.1:0, to adjust before starting.
     pub fn loopback_config() -> Config {
         let mut config = Config {
-            listeners: vec![Listener {
-                address: SocketAddr::from(([127, 0, 0, 1], 0)),
-                socks4: true,
-            }],
+            listeners: vec![Listener::open(SocketAddr::from(([127, 0, 0, 1], 0)))],
             ..Config::default()
         };
         config.timeouts.shutdown = Duration::from_secs(2);

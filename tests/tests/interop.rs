@@ -82,10 +82,9 @@ mod curl {
             return;
         }
         let mut config = TestServer::loopback_config();
-        config.listeners.push(Listener {
-            address: "[::1]:0".parse().unwrap(),
-            socks4: true,
-        });
+        config
+            .listeners
+            .push(Listener::open("[::1]:0".parse().unwrap()));
         let server = TestServer::start_with(config);
         let v6_proxy = server.addrs()[1];
         assert_eq!(fetch("--socks5", server.addr(), &target.url("[::1]")), BODY);

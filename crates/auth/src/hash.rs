@@ -116,14 +116,26 @@ mod tests {
 
     #[test]
     fn schemes_are_recognised() {
-        assert!(matches!(PasswordHash::parse("$2y$05$abc", false), Ok(PasswordHash::Bcrypt(_))));
-        assert!(matches!(PasswordHash::parse("$6$salt$x", false), Ok(PasswordHash::Sha512Crypt(_))));
-        assert!(matches!(PasswordHash::parse("$5$salt$x", false), Ok(PasswordHash::Sha256Crypt(_))));
+        assert!(matches!(
+            PasswordHash::parse("$2y$05$abc", false),
+            Ok(PasswordHash::Bcrypt(_))
+        ));
+        assert!(matches!(
+            PasswordHash::parse("$6$salt$x", false),
+            Ok(PasswordHash::Sha512Crypt(_))
+        ));
+        assert!(matches!(
+            PasswordHash::parse("$5$salt$x", false),
+            Ok(PasswordHash::Sha256Crypt(_))
+        ));
         assert_eq!(
             PasswordHash::parse("$apr1$x$y", false),
             Err(HashError::Unsupported("$apr1$".to_owned()))
         );
-        assert_eq!(PasswordHash::parse("hunter2", false), Err(HashError::Plaintext));
+        assert_eq!(
+            PasswordHash::parse("hunter2", false),
+            Err(HashError::Plaintext)
+        );
         assert!(PasswordHash::parse("hunter2", true).is_ok_and(|h| h.verify(b"hunter2")));
     }
 

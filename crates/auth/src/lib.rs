@@ -11,17 +11,17 @@
 //! the types that hold them redact `Debug` and wipe themselves when dropped.
 
 mod hash;
-mod password_file;
 #[cfg(feature = "pam")]
 mod pam;
+mod password_file;
 mod throttle;
 
 use std::fmt;
 
 pub use hash::{hash_password, HashError, PasswordHash};
-pub use password_file::{FileError, PasswordFile};
 #[cfg(feature = "pam")]
 pub use pam::Pam;
+pub use password_file::{FileError, PasswordFile};
 pub use socksgate_proto::password::Credentials;
 pub use socksgate_proto::Method;
 pub use throttle::{Throttle, ThrottleSettings};

@@ -37,9 +37,7 @@ impl Authenticator for Pam {
         session
             .get_handler()
             .set_credentials(user, password.as_str());
-        session
-            .authenticate()
-            .map_err(|_| Refusal::WrongPassword)?;
+        session.authenticate().map_err(|_| Refusal::WrongPassword)?;
         Ok(Identity {
             user: user.to_owned(),
             groups: system_groups(user),

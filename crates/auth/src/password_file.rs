@@ -205,7 +205,9 @@ fn parse_users(
         let hash = PasswordHash::parse(stored, allow_plaintext)
             .map_err(|why| error(format!("user {user}: {why}")))?;
         if let Some(first) = first_seen.insert(user.to_owned(), line_number) {
-            return Err(error(format!("user {user} appears again (first on line {first})")));
+            return Err(error(format!(
+                "user {user} appears again (first on line {first})"
+            )));
         }
         users.insert(user.to_owned(), hash);
     }

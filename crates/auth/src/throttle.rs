@@ -169,10 +169,16 @@ mod tests {
         let waits: Vec<u128> = (0..12)
             .map(|_| fail(&throttle, now, attacker(), ALICE).as_millis())
             .collect();
-        assert_eq!(waits, [0, 0, 0, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(
+            waits,
+            [0, 0, 0, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
+        );
         // The real user, from elsewhere, waits at most the per-user cap.
         let elsewhere = IpAddr::from([198, 51, 100, 1]);
-        assert_eq!(throttle.begin(now, elsewhere, ALICE), Duration::from_secs(1));
+        assert_eq!(
+            throttle.begin(now, elsewhere, ALICE),
+            Duration::from_secs(1)
+        );
         throttle.finish(now, elsewhere, ALICE, true);
         // Another user from elsewhere is not slowed at all.
         assert_eq!(throttle.begin(now, elsewhere, "bob"), Duration::ZERO);
@@ -182,7 +188,9 @@ mod tests {
     fn parallel_attempts_count_before_they_finish() {
         let throttle = Throttle::new(ThrottleSettings::default());
         let now = Instant::now();
-        let waits: Vec<Duration> = (0..6).map(|_| throttle.begin(now, attacker(), ALICE)).collect();
+        let waits: Vec<Duration> = (0..6)
+            .map(|_| throttle.begin(now, attacker(), ALICE))
+            .collect();
         assert_eq!(waits[5], Duration::from_millis(400));
     }
 

@@ -3,8 +3,10 @@
 //! Exit codes: 0 success; 1 the server failed while running (a listener could not be
 //! opened, …); 2 bad usage or an invalid configuration.
 
+mod authentication;
 mod check;
 mod logging;
+mod passwd;
 mod serve;
 
 use std::net::SocketAddr;
@@ -47,6 +49,25 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Add a user to a password file, or change their password (bcrypt, as `htpasswd -B`).
+    ///
+    /// The password is asked twice without echo, or read as one line from standard input with
+    /// --stdin. The file is created if needed (mode 0600) and replaced atomically.
+    Passwd {
+        /// The password file (htpasswd format).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// Read the password from standard input instead of asking.
+        #[arg(long)]
+        stdin: bool,
+        /// bcrypt cost: each step doubles the work of every check (4–31).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+        /// Remove the user instead.
+        #[arg(long, conflicts_with_all = ["stdin"])]
+        delete: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +75,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => serve::run(config.as_deref(), &listen),
         Command::Check { config } => check::run(&config),
+        Command::Passwd {
+            file,
+            user,
+            stdin,
+            cost,
+            delete,
+        } => passwd::run(&file, &user, stdin, cost, delete),
     }
 }
 

@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use socksgate_auth::Authenticator;
 use socksgate_config::{Config, ConfigError};
 use socksgate_server::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{exit, logging};
+use crate::{authentication, exit, logging};
 
 pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
     let config = match load(path, listen) {
@@ -22,6 +25,13 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
         }
     };
     logging::init(&config.log);
+    let authenticator = match authentication::from_config(&config.auth) {
+        Ok(authenticator) => authenticator,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            return exit::code(exit::CONFIG);
+        }
+    };
     raise_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -33,7 +43,7 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
             return exit::code(exit::RUNTIME);
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, authenticator)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -54,8 +64,14 @@ fn load(path: Option<&Path>, listen: &[SocketAddr]) -> Result<Config, ConfigErro
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let server = Server::bind(config).await.context("starting the server")?;
+async fn serve(
+    config: Config,
+    authenticator: Option<Arc<dyn Authenticator>>,
+) -> anyhow::Result<()> {
+    let mut server = Server::bind(config).await.context("starting the server")?;
+    if let Some(authenticator) = authenticator {
+        server = server.with_authenticator(authenticator);
+    }
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let shutdown = async {

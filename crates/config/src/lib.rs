@@ -40,11 +40,13 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Bind, Config, Fragments, Limits, Listener, Log, LogFormat, Timeouts, Udp, UdpFiltering,
+    Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, Log, LogFormat, LoginThrottle,
+    Timeouts, Udp, UdpFiltering,
 };
 
 use error::Origin;
-use raw::{RawConfig, RawDuration};
+use raw::{RawConfig, RawDuration, RawListener};
+use socksgate_proto::Method;
 use toml::Spanned;
 
 impl Config {
@@ -82,11 +84,13 @@ impl Config {
     /// Replaces the listeners (from `--listen` flags), keeping each one's other settings at
     /// their defaults, and checks the result again.
     pub fn with_listeners(mut self, addresses: &[SocketAddr]) -> Result<Self, ConfigError> {
+        let methods = default_methods(&self.auth);
         self.listeners = addresses
             .iter()
             .map(|&address| Listener {
                 address,
-                socks4: true,
+                socks4: methods.contains(&Method::NO_AUTH),
+                methods: methods.clone(),
             })
             .collect();
         let origin = Origin {
@@ -106,26 +110,24 @@ fn unknown_field_name(message: &str) -> Option<String> {
 
 fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> {
     let defaults = Config::default();
+    let auth = validate_auth(&raw.auth, origin)?;
     let mut spans = Vec::new();
     let mut listeners = Vec::new();
     for (index, listener) in raw.listen.iter().enumerate() {
-        let field = format!("listen[{index}].address");
-        let address = listener.address.get_ref().parse().map_err(|_| {
-            ConfigError::new(
-                origin,
-                "expected IP:PORT, like \"0.0.0.0:1080\" or \"[::]:1080\"",
-            )
-            .at(origin, Some(listener.address.span()))
-            .field(&field)
-        })?;
+        listeners.push(validate_listener(listener, index, &auth, origin)?);
         spans.push(listener.address.span());
-        listeners.push(Listener {
-            address,
-            socks4: listener.socks4.unwrap_or(true),
-        });
     }
     if listeners.is_empty() {
-        listeners = defaults.listeners;
+        let methods = default_methods(&auth);
+        listeners = defaults
+            .listeners
+            .into_iter()
+            .map(|listener| Listener {
+                socks4: methods.contains(&Method::NO_AUTH),
+                methods: methods.clone(),
+                ..listener
+            })
+            .collect();
     }
 
     let timeouts = &raw.timeouts;
@@ -197,12 +199,143 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         timeouts,
         limits,
         log,
+        auth,
         bind,
         udp,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;
     Ok(config)
+}
+
+/// Password when a back end is configured, no authentication otherwise.
+fn default_methods(auth: &Auth) -> Vec<Method> {
+    match auth.backend {
+        Some(_) => vec![Method::PASSWORD],
+        None => vec![Method::NO_AUTH],
+    }
+}
+
+fn validate_listener(
+    raw: &RawListener,
+    index: usize,
+    auth: &Auth,
+    origin: &Origin<'_>,
+) -> Result<Listener, ConfigError> {
+    let address = raw.address.get_ref().parse().map_err(|_| {
+        ConfigError::new(
+            origin,
+            "expected IP:PORT, like \"0.0.0.0:1080\" or \"[::]:1080\"",
+        )
+        .at(origin, Some(raw.address.span()))
+        .field(format!("listen[{index}].address"))
+    })?;
+    let field = format!("listen[{index}].methods");
+    let methods = match &raw.methods {
+        None => default_methods(auth),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                return Err(ConfigError::new(origin, "list at least one method")
+                    .at(origin, Some(list.span()))
+                    .field(&field));
+            }
+            let mut methods = Vec::new();
+            for name in list.get_ref() {
+                let error = |message: &str| {
+                    ConfigError::new(origin, message)
+                        .at(origin, Some(name.span()))
+                        .field(&field)
+                };
+                let method = match name.get_ref().as_str() {
+                    "none" => Method::NO_AUTH,
+                    "password" if auth.backend.is_some() => Method::PASSWORD,
+                    "password" => {
+                        return Err(error(
+                            "\"password\" needs [auth] password_file or pam_service",
+                        ))
+                    }
+                    "gssapi" => return Err(error("GSS-API is not supported yet")),
+                    _ => return Err(error("expected \"none\" or \"password\"")),
+                };
+                if !methods.contains(&method) {
+                    methods.push(method);
+                }
+            }
+            methods
+        }
+    };
+    let anonymous = methods.contains(&Method::NO_AUTH);
+    let socks4 = match &raw.socks4 {
+        None => anonymous,
+        Some(socks4) if *socks4.get_ref() && !anonymous => {
+            return Err(ConfigError::new(
+                origin,
+                "SOCKS4 cannot authenticate: allow \"none\" in methods, or set socks4 = false",
+            )
+            .at(origin, Some(socks4.span()))
+            .field(format!("listen[{index}].socks4")))
+        }
+        Some(socks4) => *socks4.get_ref(),
+    };
+    Ok(Listener {
+        address,
+        methods,
+        socks4,
+    })
+}
+
+fn validate_auth(raw: &raw::RawAuth, origin: &Origin<'_>) -> Result<Auth, ConfigError> {
+    let backend = match (&raw.password_file, &raw.pam_service) {
+        (Some(_), Some(pam)) => {
+            return Err(ConfigError::new(
+                origin,
+                "choose one back end: password_file or pam_service",
+            )
+            .at(origin, Some(pam.span()))
+            .field("auth.pam_service"))
+        }
+        (Some(path), None) => Some(AuthBackend::PasswordFile {
+            path: resolve_path(origin, path.get_ref()),
+            groups: raw.group_file.as_deref().map(|p| resolve_path(origin, p)),
+            danger_plaintext_passwords: raw.danger_plaintext_passwords.unwrap_or(false),
+        }),
+        (None, Some(service)) => Some(AuthBackend::Pam {
+            service: service.get_ref().clone(),
+        }),
+        (None, None) => None,
+    };
+    let defaults = LoginThrottle::default();
+    let throttle = LoginThrottle {
+        free_failures: raw.throttle_free_failures.unwrap_or(defaults.free_failures),
+        base: required_duration(
+            &raw.throttle_base,
+            "auth.throttle_base",
+            defaults.base,
+            origin,
+        )?,
+        source_cap: required_duration(
+            &raw.throttle_source_cap,
+            "auth.throttle_source_cap",
+            defaults.source_cap,
+            origin,
+        )?,
+        user_cap: required_duration(
+            &raw.throttle_user_cap,
+            "auth.throttle_user_cap",
+            defaults.user_cap,
+            origin,
+        )?,
+    };
+    Ok(Auth { backend, throttle })
+}
+
+/// A path in the file is relative to the file's directory.
+fn resolve_path(origin: &Origin<'_>, path: &str) -> std::path::PathBuf {
+    let path = Path::new(path);
+    match origin.file.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
 }
 
 fn ip_field(
@@ -354,7 +487,7 @@ fn check_open_proxy(
     match config
         .listeners
         .iter()
-        .position(|listener| !listener.address.ip().is_loopback())
+        .position(|listener| listener.allows_anonymous() && !listener.address.ip().is_loopback())
     {
         None => Ok(()),
         Some(index) => Err(ConfigError::new(

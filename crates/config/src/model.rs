@@ -1,6 +1,9 @@
 //! The validated configuration: what the server runs on. Every value here has been checked.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use socksgate_proto::Method;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -15,6 +18,8 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: Log,
+    /// Authentication back ends.
+    pub auth: Auth,
     /// The BIND command.
     pub bind: Bind,
     /// The UDP ASSOCIATE command.
@@ -29,8 +34,29 @@ pub struct Config {
 pub struct Listener {
     /// The address to bind.
     pub address: SocketAddr,
-    /// Whether SOCKS4 and SOCKS4a are served.
+    /// SOCKS5 authentication methods, in order of preference: [`Method::NO_AUTH`],
+    /// [`Method::PASSWORD`]. Default: password when an authentication back end is
+    /// configured, none otherwise.
+    pub methods: Vec<Method>,
+    /// Whether SOCKS4 and SOCKS4a are served (they cannot authenticate, so only where
+    /// "none" is allowed).
     pub socks4: bool,
+}
+
+impl Listener {
+    /// A listener on `address` without authentication, SOCKS4 included.
+    pub fn open(address: SocketAddr) -> Self {
+        Self {
+            address,
+            methods: vec![Method::NO_AUTH],
+            socks4: true,
+        }
+    }
+
+    /// Whether clients may connect without authenticating.
+    pub fn allows_anonymous(&self) -> bool {
+        self.methods.contains(&Method::NO_AUTH)
+    }
 }
 
 /// How long each phase may take.
@@ -106,17 +132,19 @@ impl Default for Config {
     /// The embedded default: loopback only (`127.0.0.1:1080` and `[::1]:1080`), no
     /// authentication, everything allowed.
     fn default() -> Self {
-        let loopback = |address: &str| Listener {
-            address: address
-                .parse()
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1080))),
-            socks4: true,
+        let loopback = |address: &str| {
+            Listener::open(
+                address
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1080))),
+            )
         };
         Self {
             listeners: vec![loopback("127.0.0.1:1080"), loopback("[::1]:1080")],
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             log: Log::default(),
+            auth: Auth::default(),
             bind: Bind::default(),
             udp: Udp::default(),
             danger_allow_open_proxy: false,
@@ -200,4 +228,56 @@ pub enum Fragments {
     Reassemble,
     /// Drop them, as the RFC allows an implementation without fragmentation to.
     Drop,
+}
+
+/// Where usernames and passwords are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Auth {
+    /// The back end, if any.
+    pub backend: Option<AuthBackend>,
+    /// Slowing down failed logins.
+    pub throttle: LoginThrottle,
+}
+
+/// One authentication back end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthBackend {
+    /// An htpasswd-format file (reloaded when it changes).
+    PasswordFile {
+        /// The password file.
+        path: PathBuf,
+        /// An optional group file (`group: user1 user2`).
+        groups: Option<PathBuf>,
+        /// Whether plaintext passwords in the file are accepted.
+        danger_plaintext_passwords: bool,
+    },
+    /// PAM, with this service name (/etc/pam.d/SERVICE).
+    Pam {
+        /// The service name.
+        service: String,
+    },
+}
+
+/// How failed logins are slowed down, per source address and per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    /// Failures allowed before any wait.
+    pub free_failures: u32,
+    /// The first wait; doubled with each further failure.
+    pub base: Duration,
+    /// The longest wait for attempts from one address.
+    pub source_cap: Duration,
+    /// The longest wait for attempts on one user.
+    pub user_cap: Duration,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            free_failures: 3,
+            base: Duration::from_millis(100),
+            source_cap: Duration::from_secs(5),
+            user_cap: Duration::from_secs(1),
+        }
+    }
 }

@@ -17,6 +17,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) log: RawLog,
     #[serde(default)]
+    pub(crate) auth: RawAuth,
+    #[serde(default)]
     pub(crate) bind: RawBind,
     #[serde(default)]
     pub(crate) udp: RawUdp,
@@ -46,7 +48,8 @@ pub(crate) struct RawUdp {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListener {
     pub(crate) address: Spanned<String>,
-    pub(crate) socks4: Option<bool>,
+    pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) socks4: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,4 +81,17 @@ pub(crate) struct RawLog {
     pub(crate) format: Option<Spanned<String>>,
     pub(crate) level: Option<Spanned<String>>,
     pub(crate) access: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub(crate) password_file: Option<Spanned<String>>,
+    pub(crate) group_file: Option<String>,
+    pub(crate) pam_service: Option<Spanned<String>>,
+    pub(crate) danger_plaintext_passwords: Option<bool>,
+    pub(crate) throttle_free_failures: Option<u32>,
+    pub(crate) throttle_base: Option<Spanned<RawDuration>>,
+    pub(crate) throttle_source_cap: Option<Spanned<RawDuration>>,
+    pub(crate) throttle_user_cap: Option<Spanned<RawDuration>>,
 }

@@ -4,7 +4,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::model::{Config, Fragments, LogFormat, UdpFiltering};
+use socksgate_proto::Method;
+
+use crate::model::{AuthBackend, Config, Fragments, LogFormat, UdpFiltering};
 
 /// Renders `config` as a TOML document that parses back to the same `Config`.
 pub(crate) fn to_toml(config: &Config) -> String {
@@ -17,6 +19,15 @@ pub(crate) fn to_toml(config: &Config) -> String {
     for listener in &config.listeners {
         let _ = writeln!(out, "\n[[listen]]");
         let _ = writeln!(out, "address = \"{}\"", listener.address);
+        let methods: Vec<String> = listener
+            .methods
+            .iter()
+            .map(|&method| match method {
+                Method::PASSWORD => "\"password\"".to_owned(),
+                _ => "\"none\"".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(out, "methods = [{}]", methods.join(", "));
         let _ = writeln!(out, "socks4 = {}", listener.socks4);
     }
     let timeouts = &config.timeouts;
@@ -36,6 +47,42 @@ pub(crate) fn to_toml(config: &Config) -> String {
     let _ = writeln!(out, "format = \"{format}\"");
     let _ = writeln!(out, "level = {:?}", config.log.level);
     let _ = writeln!(out, "access = {}", config.log.access);
+
+    let auth = &config.auth;
+    let _ = writeln!(out, "\n[auth]");
+    match &auth.backend {
+        Some(AuthBackend::PasswordFile {
+            path,
+            groups,
+            danger_plaintext_passwords,
+        }) => {
+            let _ = writeln!(out, "password_file = {:?}", path.display().to_string());
+            if let Some(groups) = groups {
+                let _ = writeln!(out, "group_file = {:?}", groups.display().to_string());
+            }
+            let _ = writeln!(
+                out,
+                "danger_plaintext_passwords = {danger_plaintext_passwords}"
+            );
+        }
+        Some(AuthBackend::Pam { service }) => {
+            let _ = writeln!(out, "pam_service = {service:?}");
+        }
+        None => {}
+    }
+    let throttle = &auth.throttle;
+    let _ = writeln!(out, "throttle_free_failures = {}", throttle.free_failures);
+    let _ = writeln!(out, "throttle_base = \"{}\"", duration(throttle.base));
+    let _ = writeln!(
+        out,
+        "throttle_source_cap = \"{}\"",
+        duration(throttle.source_cap)
+    );
+    let _ = writeln!(
+        out,
+        "throttle_user_cap = \"{}\"",
+        duration(throttle.user_cap)
+    );
 
     let bind = &config.bind;
     let _ = writeln!(out, "\n[bind]");

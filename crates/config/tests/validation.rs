@@ -189,3 +189,82 @@ fn bind_and_udp_sections() {
         assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
     }
 }
+
+#[test]
+fn authentication_methods_per_listener() {
+    use socksgate_config::AuthBackend;
+    use socksgate_proto::Method;
+    let config = Config::parse(
+        "[auth]\npassword_file = \"users.htpasswd\"\n\
+         [[listen]]\naddress = \"0.0.0.0:1080\"\n\
+         [[listen]]\naddress = \"127.0.0.1:1081\"\nmethods = [\"password\", \"none\"]\n",
+        Path::new("/etc/socksgate/gate.toml"),
+    )
+    .unwrap();
+    // A public listener that requires a password is not an open proxy.
+    assert_eq!(config.listeners[0].methods, [Method::PASSWORD]);
+    assert!(!config.listeners[0].socks4, "SOCKS4 cannot authenticate");
+    assert_eq!(
+        config.listeners[1].methods,
+        [Method::PASSWORD, Method::NO_AUTH]
+    );
+    assert!(config.listeners[1].socks4);
+    assert_eq!(
+        config.auth.backend,
+        Some(AuthBackend::PasswordFile {
+            path: "/etc/socksgate/users.htpasswd".into(),
+            groups: None,
+            danger_plaintext_passwords: false,
+        })
+    );
+    assert_eq!(
+        Config::parse(&config.to_toml(), Path::new("/elsewhere/x.toml")).unwrap(),
+        config
+    );
+}
+
+#[test]
+fn authentication_mistakes_are_named() {
+    for (text, field, line) in [
+        (
+            "[[listen]]\naddress = \"127.0.0.1:1\"\nmethods = [\"password\"]\n",
+            "listen[0].methods",
+            3,
+        ),
+        (
+            "[[listen]]\naddress = \"127.0.0.1:1\"\nmethods = [\"kerberos\"]\n",
+            "listen[0].methods",
+            3,
+        ),
+        (
+            "[[listen]]\naddress = \"127.0.0.1:1\"\nmethods = []\n",
+            "listen[0].methods",
+            3,
+        ),
+        (
+            "[auth]\npam_service = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nsocks4 = true\n",
+            "listen[0].socks4",
+            5,
+        ),
+        (
+            "[auth]\npassword_file = \"a\"\npam_service = \"x\"\n",
+            "auth.pam_service",
+            3,
+        ),
+    ] {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+        assert_eq!(error.position.map(|p| p.0), Some(line), "{error}");
+    }
+}
+
+#[test]
+fn command_line_listeners_require_passwords_when_a_back_end_is_configured() {
+    let config = parse("[auth]\npam_service = \"socksgate\"\n").unwrap();
+    let public = ["0.0.0.0:1080".parse().unwrap()];
+    let config = config.with_listeners(&public).unwrap();
+    assert_eq!(
+        config.listeners[0].methods,
+        [socksgate_proto::Method::PASSWORD]
+    );
+}

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use socksgate_auth::Identity;
 use socksgate_proto::{Address, Command, Reply, Version};
 
 use crate::relay::Counters;
@@ -16,7 +17,10 @@ pub(crate) struct AccessRecord {
     pub(crate) listener: SocketAddr,
     pub(crate) started: Instant,
     pub(crate) version: Option<Version>,
+    /// The user name: authenticated, attempted, or the SOCKS4 USERID.
     pub(crate) user: Option<String>,
+    /// Who authenticated, for policy.
+    pub(crate) identity: Option<Identity>,
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
@@ -62,6 +66,7 @@ impl AccessRecord {
             started: Instant::now(),
             version: None,
             user: None,
+            identity: None,
             command: None,
             target: None,
             reply: None,

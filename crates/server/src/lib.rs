@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use socksgate_config::{Bind, Config, Timeouts, Udp};
+use socksgate_auth::{Authenticator, Throttle, ThrottleSettings};
+use socksgate_config::{Bind, Config, LoginThrottle, Timeouts, Udp};
 use socksgate_proto::server::ServerOptions;
 use socksgate_proto::{Method, Methods};
 use tokio::net::TcpListener;
@@ -42,6 +43,10 @@ pub(crate) struct Shared {
     pub(crate) bind: Bind,
     pub(crate) udp: Udp,
     pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    pub(crate) throttle: Throttle,
+    /// Bounds the password checks running at once (bcrypt is expensive by design).
+    pub(crate) verifications: Semaphore,
     pub(crate) access_log: bool,
     pub(crate) stats: Arc<Stats>,
 }
@@ -90,6 +95,7 @@ impl std::error::Error for BindError {
 pub struct Server {
     config: Config,
     resolver: Arc<dyn Resolver>,
+    authenticator: Option<Arc<dyn Authenticator>>,
     stats: Arc<Stats>,
     listeners: Vec<(TcpListener, ServerOptions)>,
 }
@@ -106,7 +112,7 @@ impl Server {
                     source,
                 })?;
             let options = ServerOptions {
-                methods: Methods::one(Method::NO_AUTH),
+                methods: Methods::new(&listener.methods).unwrap_or(Methods::one(Method::NO_AUTH)),
                 allow_socks4: listener.socks4,
             };
             listeners.push((socket, options));
@@ -114,6 +120,7 @@ impl Server {
         Ok(Self {
             config,
             resolver: Arc::new(SystemResolver),
+            authenticator: None,
             stats: Arc::default(),
             listeners,
         })
@@ -122,6 +129,13 @@ impl Server {
     /// Resolves target names with `resolver` instead of the system's.
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
         self.resolver = resolver;
+        self
+    }
+
+    /// Checks usernames and passwords with `authenticator`. Without one, every password is
+    /// refused.
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
         self
     }
 
@@ -147,6 +161,11 @@ impl Server {
             bind: self.config.bind.clone(),
             udp: self.config.udp.clone(),
             resolver: self.resolver,
+            authenticator: self.authenticator,
+            throttle: Throttle::new(throttle_settings(&self.config.auth.throttle)),
+            verifications: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
             access_log: self.config.log.access,
             stats: self.stats,
         });
@@ -187,5 +206,15 @@ impl Server {
         } else {
             sessions.len()
         }
+    }
+}
+
+fn throttle_settings(config: &LoginThrottle) -> ThrottleSettings {
+    ThrottleSettings {
+        free_failures: config.free_failures,
+        base: config.base,
+        source_cap: config.source_cap,
+        user_cap: config.user_cap,
+        ..ThrottleSettings::default()
     }
 }

@@ -1,9 +1,10 @@
 //! One client session: handshake, request, the command it asks for, access log.
 
 use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
+use socksgate_auth::{Credentials, Identity, Refusal, Throttle};
 use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake, ServerOptions};
 use socksgate_proto::{Address, Command, Reply, Step, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +36,8 @@ pub(crate) enum Failure {
     ClientGone(io::Error),
     /// The request names a command this server does not serve.
     UnsupportedCommand,
+    /// The credentials were refused.
+    Authentication(Refusal),
     /// The target could not be reached.
     Connect(ConnectError),
     /// No listening (BIND) or relay (UDP) socket could be opened.
@@ -50,6 +53,7 @@ impl Failure {
             Self::HandshakeTimeout => "handshake-timeout",
             Self::ClientGone(_) => "client-gone",
             Self::UnsupportedCommand => "unsupported-command",
+            Self::Authentication(_) => "auth-failed",
             Self::Connect(ConnectError::TimedOut) => "connect-timeout",
             Self::Connect(ConnectError::Resolve(_)) => "unresolved",
             Self::Connect(_) => "connect-failed",
@@ -63,6 +67,7 @@ impl Failure {
             Self::Handshake(error) => Some(error.to_string()),
             Self::ClientGone(error) | Self::Setup(error) => Some(error.to_string()),
             Self::Connect(error) => Some(error.to_string()),
+            Self::Authentication(refusal) => Some(refusal.to_string()),
             _ => None,
         }
     }
@@ -145,7 +150,10 @@ async fn run(
     shared: &Shared,
     record: &mut AccessRecord,
 ) -> Result<Ended, Failure> {
-    let handshake = tokio::time::timeout(shared.timeouts.handshake, read_request(client, options));
+    let handshake = tokio::time::timeout(
+        shared.timeouts.handshake,
+        read_request(client, options, shared, record),
+    );
     let (machine, request, pipelined) = match handshake.await {
         Ok(result) => result?,
         Err(_) => return Err(Failure::HandshakeTimeout),
@@ -182,6 +190,8 @@ async fn run(
 async fn read_request(
     client: &mut TcpStream,
     options: ServerOptions,
+    shared: &Shared,
+    record: &mut AccessRecord,
 ) -> Result<(ServerHandshake, Request, Vec<u8>), Failure> {
     let mut machine = ServerHandshake::new(options);
     let mut input = Vec::with_capacity(256);
@@ -192,13 +202,25 @@ async fn read_request(
                 match event {
                     ServerEvent::Request(request) => return Ok((machine, request, input)),
                     ServerEvent::MethodSelected(_) => {}
-                    // Only "no authentication" is offered until authentication back ends
-                    // exist; a machine configured that way never asks for a verdict.
-                    ServerEvent::Credentials(_) | ServerEvent::Gssapi(_) => {
-                        let _ = machine.authenticated(false);
+                    ServerEvent::Credentials(credentials) => {
+                        record.user = Some(credentials.username_lossy());
+                        let verdict = authenticate(shared, record.client.ip(), credentials).await;
+                        let _ = machine.authenticated(verdict.is_ok());
                         flush(client, &mut machine)
                             .await
                             .map_err(Failure::ClientGone)?;
+                        match verdict {
+                            Ok(identity) => record.identity = Some(identity),
+                            Err(refusal) => {
+                                // RFC 1929 §2: after a failure status the server closes.
+                                linger_close(client).await;
+                                return Err(Failure::Authentication(refusal));
+                            }
+                        }
+                    }
+                    // GSS-API is never offered yet, so the machine never reaches it.
+                    ServerEvent::Gssapi(_) => {
+                        let _ = machine.authenticated(false);
                         return Err(Failure::Handshake(ServerError::NoAcceptableMethod));
                     }
                 }
@@ -256,4 +278,64 @@ pub(crate) async fn linger_close(client: &mut TcpStream) {
         }
     };
     let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Checks credentials: waits as long as the throttle says, then verifies on a blocking
+/// thread (at most a few at once). The password is wiped when `credentials` is dropped.
+async fn authenticate(
+    shared: &Shared,
+    source: IpAddr,
+    credentials: Credentials,
+) -> Result<Identity, Refusal> {
+    let Some(authenticator) = shared.authenticator.clone() else {
+        return Err(Refusal::BackEnd("no authentication back end".to_owned()));
+    };
+    let attempt = ThrottledAttempt::begin(&shared.throttle, source, credentials.username_lossy());
+    tokio::time::sleep(attempt.wait).await;
+    let Ok(_permit) = shared.verifications.acquire().await else {
+        return Err(Refusal::BackEnd("shutting down".to_owned()));
+    };
+    let verdict = tokio::task::spawn_blocking(move || authenticator.verify(&credentials))
+        .await
+        .unwrap_or_else(|error| Err(Refusal::BackEnd(error.to_string())));
+    attempt.finish(verdict.is_ok());
+    verdict
+}
+
+/// One login attempt as the throttle sees it; an attempt abandoned midway (the client left,
+/// the handshake timed out) counts as a failure.
+struct ThrottledAttempt<'a> {
+    throttle: &'a Throttle,
+    source: IpAddr,
+    user: String,
+    wait: Duration,
+    finished: bool,
+}
+
+impl<'a> ThrottledAttempt<'a> {
+    fn begin(throttle: &'a Throttle, source: IpAddr, user: String) -> Self {
+        let wait = throttle.begin(Instant::now(), source, &user);
+        Self {
+            throttle,
+            source,
+            user,
+            wait,
+            finished: false,
+        }
+    }
+
+    fn finish(mut self, success: bool) {
+        self.finished = true;
+        self.throttle
+            .finish(Instant::now(), self.source, &self.user, success);
+    }
+}
+
+impl Drop for ThrottledAttempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.throttle
+                .finish(Instant::now(), self.source, &self.user, false);
+        }
+    }
 }
