@@ -55,6 +55,22 @@ pub fn socks5_connect(proxy: SocketAddr, target: &str) -> Result<TcpStream, Hand
     connect_via(proxy, ClientProtocol::socks5(), target)
 }
 
+/// Connects through a SOCKS5 proxy with a username and password (RFC 1929).
+pub fn socks5_login(
+    proxy: SocketAddr,
+    user: &[u8],
+    password: &[u8],
+    target: &str,
+) -> Result<TcpStream, HandshakeFailure> {
+    let credentials = socksgate_proto::password::Credentials::new(user, password)
+        .map_err(|e| HandshakeFailure::Socks(ClientError::Protocol(e)))?;
+    let protocol = ClientProtocol::Socks5 {
+        credentials: Some(credentials),
+        gssapi: false,
+    };
+    connect_via(proxy, protocol, target)
+}
+
 /// Connects through a proxy with the given protocol.
 pub fn connect_via(
     proxy: SocketAddr,

@@ -79,6 +79,14 @@ impl TestServer {
 
     /// Starts a server on `config`'s listeners, on a thread (and runtime) of its own.
     pub fn start_with(config: Config) -> Self {
+        Self::start_with_authenticator(config, None)
+    }
+
+    /// As [`TestServer::start_with`], checking passwords with `authenticator`.
+    pub fn start_with_authenticator(
+        config: Config,
+        authenticator: Option<std::sync::Arc<dyn socksgate_auth::Authenticator>>,
+    ) -> Self {
         capture_access_log();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -89,7 +97,10 @@ impl TestServer {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let server = Server::bind(config).await.unwrap();
+                let mut server = Server::bind(config).await.unwrap();
+                if let Some(authenticator) = authenticator {
+                    server = server.with_authenticator(authenticator);
+                }
                 ready_tx
                     .send((server.local_addrs(), server.stats()))
                     .unwrap();

@@ -147,3 +147,159 @@ fn help_documents_the_exit_codes() {
         "{stdout}"
     );
 }
+
+/// Starts `socksgate serve` with `args` and extra environment; returns the child and the
+/// port it logged.
+fn start_serving(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    u16,
+) {
+    let mut child = socksgate()
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let port = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited");
+        if let Some(rest) = line.split("address=127.0.0.1:").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    (child, stderr, port)
+}
+
+fn stop(child: &mut std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A SOCKS5 login attempt (CONNECT to a closed port); returns the RFC 1929 status byte.
+fn login_status(port: u16, user: &str, password: &str) -> u8 {
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = vec![0x05, 0x01, 0x02, 0x01, user.len() as u8];
+    request.extend(user.as_bytes());
+    request.push(password.len() as u8);
+    request.extend(password.as_bytes());
+    client.write_all(&request).unwrap();
+    let mut answer = [0u8; 4];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(answer[..2], [0x05, 0x02]);
+    answer[3]
+}
+
+fn passwd(file: &str, user: &str, password: Option<&str>, extra: &[&str]) -> std::process::Output {
+    let mut child = socksgate()
+        .args(["passwd", file, user])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(password) = password {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{password}").unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passwd_adds_changes_and_removes_users_in_htpasswd_format() {
+    let file = temp_file("passwd-users", "");
+    std::fs::remove_file(&file).unwrap();
+    let path = file.to_str().unwrap();
+    for (user, password) in [("alice", "first"), ("bob", "second"), ("alice", "changed")] {
+        let output = passwd(path, user, Some(password), &["--stdin", "--cost", "4"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.starts_with("alice:$2"), "{text}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // Apache's own tool agrees with the hashes.
+    if let Ok(status) = Command::new("htpasswd")
+        .args(["-vb", path, "alice", "changed"])
+        .output()
+    {
+        assert!(
+            status.status.success(),
+            "htpasswd -v: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var("SOCKSGATE_REQUIRE_INTEROP").is_err(),
+            "htpasswd is missing"
+        );
+    }
+    let output = passwd(path, "bob", None, &["--delete"]);
+    assert!(output.status.success());
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("bob:"));
+    let output = passwd(path, "bad:name", Some("x"), &["--stdin"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn passwords_never_reach_the_logs_even_at_trace_level() {
+    const RIGHT: &str = "Pw-Right-7f3a9";
+    const WRONG: &str = "Pw-Wrong-c41d2";
+    let users = temp_file("secret-users", "");
+    std::fs::remove_file(&users).unwrap();
+    let output = passwd(
+        users.to_str().unwrap(),
+        "alice",
+        Some(RIGHT),
+        &["--stdin", "--cost", "4"],
+    );
+    assert!(output.status.success());
+    let config = temp_file(
+        "secret.toml",
+        &format!(
+            "[auth]\npassword_file = {:?}\n[[listen]]\naddress = \"127.0.0.1:0\"\n",
+            users.to_str().unwrap()
+        ),
+    );
+    let (mut child, mut stderr, port) =
+        start_serving(&["-c", config.to_str().unwrap()], &[("RUST_LOG", "trace")]);
+    assert_eq!(login_status(port, "alice", RIGHT), 0x00);
+    assert_eq!(login_status(port, "alice", WRONG), 0x01);
+    assert_eq!(login_status(port, "nobody", WRONG), 0x01);
+    stop(&mut child);
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(
+        log.contains("auth-failed"),
+        "the attempts were logged: {log}"
+    );
+    for secret in [RIGHT, WRONG] {
+        let as_bytes: Vec<String> = secret.bytes().map(|b| b.to_string()).collect();
+        assert!(!log.contains(secret), "{secret} appears in the log");
+        assert!(
+            !log.contains(&as_bytes.join(", ")),
+            "{secret} appears as bytes in the log"
+        );
+    }
+}

@@ -1,0 +1,535 @@
+//! RFC 1929 username/password over real sockets: the password file and PAM back ends,
+//! third-party clients that log in, and the throttle against guessing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socksgate_auth::{hash_password, Authenticator, PasswordFile};
+use socksgate_config::{Config, LoginThrottle};
+use socksgate_proto::client::ClientError;
+use socksgate_proto::Method;
+use socksgate_tests::client::{socks5_login, HandshakeFailure};
+use socksgate_tests::interop::{run, skip_or_fail, tool};
+use socksgate_tests::{assert_echoes, raw_exchange, EchoTarget, HttpTarget, TestServer};
+
+/// A password file with `users` (bcrypt at the lowest cost: tests need speed, not strength).
+fn password_file(name: &str, users: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let lines: String = users
+        .iter()
+        .map(|(user, password)| {
+            format!(
+                "{user}:{}\n",
+                hash_password(password.as_bytes(), 4).unwrap()
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// A server on 127.0.0.1 that requires a password, checked against `authenticator`.
+fn password_server(authenticator: Arc<dyn Authenticator>, throttle: LoginThrottle) -> TestServer {
+    let mut config: Config = TestServer::loopback_config();
+    config.listeners[0].methods = vec![Method::PASSWORD];
+    config.listeners[0].socks4 = false;
+    config.auth.throttle = throttle;
+    TestServer::start_with_authenticator(config, Some(authenticator))
+}
+
+fn file_server(users: &[(&str, &str)]) -> TestServer {
+    // Tests run in parallel: each server gets a file of its own.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = password_file(&format!("users-{number}"), users);
+    let file = PasswordFile::open(&path, None, false).unwrap();
+    password_server(Arc::new(file), LoginThrottle::default())
+}
+
+fn refused(result: Result<std::net::TcpStream, HandshakeFailure>) -> bool {
+    matches!(
+        result,
+        Err(HandshakeFailure::Socks(ClientError::AuthenticationFailed))
+    )
+}
+
+mod section_2_subnegotiation {
+    use super::*;
+
+    #[test]
+    fn right_password_is_accepted_and_the_user_is_logged() {
+        let server = file_server(&[("alice", "wonderland")]);
+        let echo = EchoTarget::start();
+        let mut stream = socks5_login(
+            server.addr(),
+            b"alice",
+            b"wonderland",
+            &echo.addr.to_string(),
+        )
+        .unwrap();
+        assert_echoes(&mut stream, b"hello");
+        drop(stream);
+        assert_eq!(server.wait_for_sessions(1)[0]["user"], "alice");
+    }
+
+    #[test]
+    fn wrong_password_gets_a_failure_status_then_close() {
+        let server = file_server(&[("alice", "wonderland")]);
+        let mut bytes = vec![0x05, 0x01, 0x02, 0x01, 5];
+        bytes.extend(b"alice");
+        bytes.push(5);
+        bytes.extend(b"wrong");
+        bytes.extend([0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, 0, 80]); // pipelined request
+        let answer = raw_exchange(server.addr(), &bytes).unwrap();
+        assert_eq!(
+            answer,
+            [0x05, 0x02, 0x01, 0x01],
+            "method, then status 1, then close"
+        );
+        let log = server.wait_for_sessions(1);
+        assert_eq!(log[0]["outcome"], "auth-failed");
+        assert_eq!(log[0]["detail"], "wrong password");
+    }
+
+    #[test]
+    fn unknown_user_is_refused() {
+        let server = file_server(&[("alice", "wonderland")]);
+        assert!(refused(socks5_login(
+            server.addr(),
+            b"mallory",
+            b"wonderland",
+            "127.0.0.1:9"
+        )));
+        assert_eq!(server.wait_for_sessions(1)[0]["detail"], "unknown user");
+    }
+
+    #[test]
+    fn longest_user_name_and_password_work() {
+        let (user, password) = ("u".repeat(255), "p".repeat(255));
+        let server = file_server(&[(&user, &password)]);
+        let echo = EchoTarget::start();
+        let mut stream = socks5_login(
+            server.addr(),
+            user.as_bytes(),
+            password.as_bytes(),
+            &echo.addr.to_string(),
+        )
+        .unwrap();
+        assert_echoes(&mut stream, b"long");
+    }
+
+    #[test]
+    fn empty_user_name_or_password_is_refused() {
+        let server = file_server(&[("alice", "wonderland")]);
+        assert!(refused(socks5_login(
+            server.addr(),
+            b"",
+            b"wonderland",
+            "127.0.0.1:9"
+        )));
+        assert!(refused(socks5_login(
+            server.addr(),
+            b"alice",
+            b"",
+            "127.0.0.1:9"
+        )));
+    }
+
+    #[test]
+    fn a_client_without_a_password_gets_no_acceptable_methods() {
+        let server = file_server(&[("alice", "wonderland")]);
+        assert_eq!(
+            raw_exchange(server.addr(), &[0x05, 0x01, 0x00]).unwrap(),
+            [0x05, 0xff]
+        );
+        // SOCKS4 cannot authenticate, so it is refused on this listener.
+        let answer = raw_exchange(server.addr(), &[0x04, 0x01, 0, 80, 127, 0, 0, 1, 0]).unwrap();
+        assert_eq!(answer, [0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_password_file_is_reloaded_when_it_changes() {
+        let path = password_file("reloaded", &[("alice", "first")]);
+        let file = PasswordFile::open(&path, None, false).unwrap();
+        let server = password_server(Arc::new(file), LoginThrottle::default());
+        let echo = EchoTarget::start();
+        let target = echo.addr.to_string();
+        assert!(socks5_login(server.addr(), b"alice", b"first", &target).is_ok());
+        let line = format!("alice:{}\n", hash_password(b"second", 4).unwrap());
+        std::fs::write(&path, line).unwrap();
+        assert!(refused(socks5_login(
+            server.addr(),
+            b"alice",
+            b"first",
+            &target
+        )));
+        assert!(socks5_login(server.addr(), b"alice", b"second", &target).is_ok());
+        // A broken file keeps the previous users.
+        std::fs::write(&path, "alice\n").unwrap();
+        assert!(socks5_login(server.addr(), b"alice", b"second", &target).is_ok());
+    }
+}
+
+mod password_files {
+    use super::*;
+
+    #[test]
+    fn apache_htpasswd_bcrypt_files_are_accepted_as_they_are() {
+        let Some(htpasswd) = tool("htpasswd") else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("sg-htpasswd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("apache.htpasswd");
+        let path_text = path.to_str().unwrap();
+        assert!(
+            run(
+                &htpasswd,
+                &["-c", "-b", "-B", path_text, "carol", "s3cret"],
+                &[],
+                10
+            )
+            .success
+        );
+        assert!(
+            run(
+                &htpasswd,
+                &["-b", "-B", "-C", "6", path_text, "dave", "pa55"],
+                &[],
+                10
+            )
+            .success
+        );
+        let file = PasswordFile::open(&path, None, false).unwrap();
+        assert_eq!(file.len(), 2);
+        let server = password_server(Arc::new(file), LoginThrottle::default());
+        let echo = EchoTarget::start();
+        assert!(socks5_login(server.addr(), b"carol", b"s3cret", &echo.addr.to_string()).is_ok());
+        assert!(socks5_login(server.addr(), b"dave", b"pa55", &echo.addr.to_string()).is_ok());
+        assert!(refused(socks5_login(
+            server.addr(),
+            b"dave",
+            b"s3cret",
+            "127.0.0.1:9"
+        )));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line_and_plaintext_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sg-badfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.htpasswd");
+        let good = hash_password(b"x", 4).unwrap();
+        std::fs::write(&path, format!("# users\nalice:{good}\nbob:hunter2\n")).unwrap();
+        let error = PasswordFile::open(&path, None, false).unwrap_err();
+        assert_eq!(error.line, Some(3));
+        assert!(error.to_string().contains("plaintext"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            PasswordFile::open(&path, None, true).is_ok(),
+            "allowed when asked"
+        );
+    }
+
+    #[test]
+    fn groups_come_from_the_group_file() {
+        let path = password_file("grouped", &[("alice", "pw"), ("bob", "pw")]);
+        let groups = path.with_extension("groups");
+        std::fs::write(&groups, "staff: alice bob\nadmins: alice\n").unwrap();
+        let file = PasswordFile::open(&path, Some(&groups), false).unwrap();
+        let credentials = socksgate_auth::Credentials::new("alice", "pw").unwrap();
+        let identity = file.verify(&credentials).unwrap();
+        assert_eq!(identity.groups, ["staff", "admins"]);
+    }
+}
+
+mod interop {
+    use super::*;
+
+    const BODY: &str = "authenticated page";
+
+    fn logged_in_server() -> TestServer {
+        file_server(&[("alice", "wonder land")])
+    }
+
+    #[test]
+    fn curl_proxy_user() {
+        let Some(curl) = tool("curl") else { return };
+        let target = HttpTarget::start(BODY);
+        let server = logged_in_server();
+        let proxy = format!("socks5h://{}", server.addr());
+        let url = target.url("127.0.0.1");
+        let ok = run(
+            &curl,
+            &[
+                "-sS",
+                "--proxy",
+                &proxy,
+                "--proxy-user",
+                "alice:wonder land",
+                &url,
+            ],
+            &[],
+            30,
+        );
+        assert!(ok.success, "{}", ok.stderr);
+        assert_eq!(ok.stdout, BODY);
+        let bad = run(
+            &curl,
+            &["-sS", "--proxy", &proxy, "--proxy-user", "alice:nope", &url],
+            &[],
+            30,
+        );
+        assert!(!bad.success);
+        let log = server.wait_for_sessions(2);
+        assert!(
+            log.iter()
+                .any(|e| e["user"] == "alice" && e["reply"] == "0x00"),
+            "{log:#?}"
+        );
+    }
+
+    #[test]
+    fn ncat_proxy_auth() {
+        let Some(ncat) = tool("ncat") else { return };
+        let target = HttpTarget::start(BODY);
+        let server = logged_in_server();
+        let script = format!(
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | {} --proxy {} --proxy-type socks5 \
+             --proxy-auth 'alice:wonder land' 127.0.0.1 {}",
+            ncat.display(),
+            server.addr(),
+            target.port
+        );
+        let result = run("sh".as_ref(), &["-c", &script], &[], 30);
+        assert!(result.success, "{}", result.stderr);
+        assert!(result.stdout.ends_with(BODY), "{}", result.stdout);
+        assert_eq!(server.wait_for_sessions(1)[0]["user"], "alice");
+    }
+
+    #[test]
+    fn proxychains_with_a_user_in_its_config() {
+        let (Some(proxychains), Some(curl)) = (tool("proxychains4"), tool("curl")) else {
+            return;
+        };
+        let target = HttpTarget::start(BODY);
+        // proxychains separates fields with spaces, so this password has none.
+        let server = file_server(&[("bob", "builder")]);
+        let dir = std::env::temp_dir().join(format!("sg-pc-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("proxychains.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 {} bob builder\n",
+                server.addr().port()
+            ),
+        )
+        .unwrap();
+        let args = [
+            "-q",
+            "-f",
+            conf.to_str().unwrap(),
+            curl.to_str().unwrap(),
+            "-sS",
+        ];
+        let url = target.url("127.0.0.1");
+        let result = run(
+            &proxychains,
+            &[&args[..], &[url.as_str()]].concat(),
+            &[],
+            30,
+        );
+        assert!(result.success, "{}", result.stderr);
+        assert_eq!(result.stdout, BODY);
+        assert_eq!(server.wait_for_sessions(1)[0]["user"], "bob");
+    }
+}
+
+mod pam {
+    use super::*;
+    use socksgate_auth::Pam;
+
+    /// A system user made for the test, removed afterwards.
+    struct SystemUser(String);
+
+    impl SystemUser {
+        fn create(password: &str) -> Option<Self> {
+            let (Some(useradd), Some(chpasswd)) = (tool("useradd"), tool("chpasswd")) else {
+                return None;
+            };
+            if !rustix::process::geteuid().is_root() {
+                skip_or_fail("creating a system user needs root");
+                return None;
+            }
+            let name = format!("sgpam{}", std::process::id() % 100_000);
+            let created = run(
+                &useradd,
+                &["--no-create-home", "--shell", "/usr/sbin/nologin", &name],
+                &[],
+                10,
+            );
+            assert!(created.success, "useradd: {}", created.stderr);
+            let user = Self(name);
+            let mut child = std::process::Command::new(chpasswd)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let line = format!("{}:{password}\n", user.0);
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(line.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+            Some(user)
+        }
+    }
+
+    impl Drop for SystemUser {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_real_system_user_logs_in_through_pam() {
+        let Some(user) = SystemUser::create("pam-pass-1") else {
+            return;
+        };
+        // No /etc/pam.d/socksgate-test: PAM falls back to "other", i.e. the system accounts.
+        let server = password_server(
+            Arc::new(Pam::new("socksgate-test")),
+            LoginThrottle::default(),
+        );
+        let echo = EchoTarget::start();
+        let name = user.0.as_bytes();
+        let mut stream =
+            socks5_login(server.addr(), name, b"pam-pass-1", &echo.addr.to_string()).unwrap();
+        assert_echoes(&mut stream, b"pam");
+        drop(stream);
+        assert!(refused(socks5_login(
+            server.addr(),
+            name,
+            b"wrong",
+            "127.0.0.1:9"
+        )));
+        let log = server.wait_for_sessions(2);
+        assert!(
+            log.iter()
+                .any(|e| e["user"] == user.0 && e["reply"] == "0x00"),
+            "{log:#?}"
+        );
+        let identity = Pam::new("socksgate-test")
+            .verify(&socksgate_auth::Credentials::new(name, "pam-pass-1").unwrap())
+            .unwrap();
+        assert!(
+            identity.groups.contains(&user.0),
+            "the user's own group: {identity:?}"
+        );
+    }
+}
+
+mod throttling {
+    use super::*;
+
+    #[test]
+    fn guessing_from_one_source_is_slowed_while_others_log_in_promptly() {
+        let throttle = LoginThrottle {
+            free_failures: 3,
+            base: Duration::from_millis(50),
+            source_cap: Duration::from_millis(500),
+            user_cap: Duration::from_millis(500),
+        };
+        let path = password_file("brute", &[("alice", "correct"), ("bob", "builder")]);
+        let file = PasswordFile::open(&path, None, false).unwrap();
+        let server = password_server(Arc::new(file), throttle);
+        let proxy = server.addr();
+
+        // 200 wrong guesses for alice from 127.0.0.1, 25 at a time.
+        let started = Instant::now();
+        let attackers: Vec<_> = (0..25)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..8)
+                        .map(|_| {
+                            let attempt = Instant::now();
+                            assert!(refused(socks5_login(
+                                proxy,
+                                b"alice",
+                                b"guess",
+                                "127.0.0.1:9"
+                            )));
+                            attempt.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // Meanwhile bob logs in from another address.
+        let login = Instant::now();
+        let from_elsewhere = login_from([127, 0, 0, 2].into(), proxy, b"bob", b"builder");
+        let prompt = login.elapsed();
+        let mut latencies: Vec<Duration> = attackers
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let total = started.elapsed();
+        latencies.sort();
+        let median = latencies[latencies.len() / 2];
+
+        assert!(from_elsewhere, "bob's login from 127.0.0.2 succeeded");
+        assert!(prompt < Duration::from_millis(250), "bob waited {prompt:?}");
+        assert!(
+            median >= Duration::from_millis(400),
+            "guesses took {median:?} (median)"
+        );
+        assert!(
+            total >= Duration::from_millis(3000),
+            "200 guesses took only {total:?}"
+        );
+    }
+
+    /// A SOCKS5 login from a given local address.
+    fn login_from(
+        source: std::net::IpAddr,
+        proxy: SocketAddr,
+        user: &[u8],
+        password: &[u8],
+    ) -> bool {
+        use socksgate_proto::client::{ClientHandshake, ClientProtocol};
+        let socket = rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(&socket, &SocketAddr::new(source, 0)).unwrap();
+        rustix::net::connect(&socket, &proxy).unwrap();
+        let mut stream = std::net::TcpStream::from(socket);
+        let protocol = ClientProtocol::Socks5 {
+            credentials: Some(socksgate_proto::password::Credentials::new(user, password).unwrap()),
+            gssapi: false,
+        };
+        let machine = ClientHandshake::new(
+            protocol,
+            socksgate_proto::Command::CONNECT,
+            "127.0.0.1:9".parse().unwrap(),
+        )
+        .unwrap();
+        match socksgate_tests::handshake(&mut stream, machine) {
+            // Authenticated; the target itself (port 9) refuses, which is fine here.
+            Ok(_) | Err(HandshakeFailure::Socks(ClientError::Rejected(_))) => true,
+            Err(_) => false,
+        }
+    }
+}
