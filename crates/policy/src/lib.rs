@@ -1,0 +1,437 @@
+//! socksgate's policy: rules are data, and [`Policy::decide`] is a pure function of a
+//! request and the time (passed in), returning the decision and the rule behind it.
+//!
+//! Two stages, each evaluated first match wins, in file order:
+//!
+//! * **client rules**, when a connection is accepted: source address and listener;
+//! * **request rules**, once the client has authenticated and asked: source, listener, user,
+//!   groups, authentication method, command, destination (address block, exact name or
+//!   `*.suffix`), port, day of the week and time of day.
+//!
+//! A stage with no rules allows everything (the embedded default); a stage with rules denies
+//! what none of them allows. `deny_private_destinations` refuses loopback, private,
+//! link-local (cloud metadata) and other internal addresses whatever the rules say — checked
+//! on the address a name resolves to, so DNS cannot be used to get around it.
+//!
+//! A destination given as a name can match a name pattern at once, but an address block
+//! only once the name is resolved: when evaluation reaches such a rule (or must apply
+//! `deny_private_destinations`) without the address, it answers
+//! [`Evaluation::NeedsAddress`], and the caller resolves and asks again for each address.
+//! Names are thus only resolved when the decision depends on their address.
+
+mod matchers;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub use matchers::{is_private_destination, Cidr, Days, HostPattern, Hours, PortRange};
+use socksgate_proto::{Command, Host, Method};
+
+/// Where a rule was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The configuration file.
+    pub file: Arc<str>,
+    /// The 1-based line where the rule starts.
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// What a rule does with what it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Serve the request.
+    Allow,
+    /// Refuse it (SOCKS5 reply 0x02, SOCKS4 0x5B).
+    Deny,
+}
+
+/// The level of a matched request's access-log event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LogLevel {
+    /// Not logged.
+    Off,
+    /// Logged at debug level.
+    Debug,
+    /// Logged at info level (the default).
+    #[default]
+    Info,
+    /// Logged at warn level.
+    Warn,
+}
+
+/// Per-rule options for the requests a rule allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleOptions {
+    /// The access-log level.
+    pub log: LogLevel,
+    /// Sessions one user may hold at once under this rule.
+    pub max_sessions_per_user: Option<u32>,
+    /// Sessions one source address may hold at once under this rule.
+    pub max_sessions_per_source: Option<u32>,
+    /// Bytes per second each way, per session.
+    pub bandwidth: Option<u64>,
+}
+
+/// A client (connection-stage) rule. Empty lists match anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRule {
+    /// Where it was written.
+    pub origin: Origin,
+    /// Source address blocks.
+    pub from: Vec<Cidr>,
+    /// Listener addresses.
+    pub listeners: Vec<SocketAddr>,
+    /// Allow or deny.
+    pub action: Action,
+}
+
+/// A request rule. Empty lists (and `None`) match anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Where it was written.
+    pub origin: Origin,
+    /// Source address blocks.
+    pub from: Vec<Cidr>,
+    /// Listener addresses.
+    pub listeners: Vec<SocketAddr>,
+    /// User names (authenticated, or the SOCKS4 USERID).
+    pub users: Vec<String>,
+    /// Groups; the user must belong to one of them.
+    pub groups: Vec<String>,
+    /// Authentication methods.
+    pub methods: Vec<Method>,
+    /// Commands.
+    pub commands: Vec<Command>,
+    /// Destinations.
+    pub to: Vec<HostPattern>,
+    /// Destination ports.
+    pub ports: Vec<PortRange>,
+    /// Days of the week (local time of the caller's clock).
+    pub days: Option<Days>,
+    /// Times of day.
+    pub hours: Option<Hours>,
+    /// Allow or deny.
+    pub action: Action,
+    /// Options for what it allows.
+    pub options: RuleOptions,
+}
+
+/// A whole policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Connection-stage rules.
+    pub client_rules: Vec<ClientRule>,
+    /// Request-stage rules.
+    pub rules: Vec<Rule>,
+    /// Refuse internal destinations whatever the rules say.
+    pub deny_private_destinations: bool,
+}
+
+/// A moment in the caller's local time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    /// 0 = Monday … 6 = Sunday.
+    pub weekday: u8,
+    /// Minutes since midnight, 0–1439.
+    pub minute: u16,
+}
+
+/// Everything a request rule can look at.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The client's address.
+    pub source: IpAddr,
+    /// The listener the client reached.
+    pub listener: SocketAddr,
+    /// The user name, if any.
+    pub user: Option<&'a str>,
+    /// The user's groups.
+    pub groups: &'a [String],
+    /// How the client authenticated ([`Method::NO_AUTH`] for none and SOCKS4).
+    pub method: Method,
+    /// The command.
+    pub command: Command,
+    /// The destination host as requested.
+    pub host: &'a Host,
+    /// The destination port.
+    pub port: u16,
+    /// The address a named host resolved to, when known.
+    pub address: Option<IpAddr>,
+    /// When.
+    pub moment: Moment,
+}
+
+impl Request<'_> {
+    /// The destination's address: the requested IP, or the resolved one.
+    fn destination_ip(&self) -> Option<IpAddr> {
+        match self.host {
+            Host::Ip(ip) => Some(*ip),
+            Host::Domain(_) => self.address,
+        }
+    }
+}
+
+/// Why a decision was made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reason<'p, R> {
+    /// This rule matched.
+    Rule(&'p R),
+    /// The stage has no rules: everything is allowed.
+    NoRules,
+    /// No rule matched: denied.
+    NoMatch,
+    /// The destination is internal and `deny_private_destinations` is on.
+    PrivateDestination,
+}
+
+/// A decision and its reason.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict<'p, R> {
+    /// Allow or deny.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason<'p, R>,
+}
+
+// Copy without requiring `R: Copy`: only a reference to the rule is held.
+impl<R> Clone for Reason<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Reason<'_, R> {}
+impl<R> Clone for Verdict<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Verdict<'_, R> {}
+
+impl<'p, R> Verdict<'p, R> {
+    /// The rule that decided, if one did.
+    pub fn rule(&self) -> Option<&'p R> {
+        match self.reason {
+            Reason::Rule(rule) => Some(rule),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of evaluating a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation<'p> {
+    /// Decided.
+    Decided(Verdict<'p, Rule>),
+    /// The decision depends on the address the destination name resolves to: resolve it and
+    /// evaluate again with [`Request::address`] set, for each address.
+    NeedsAddress,
+}
+
+/// Three-valued matching: a name-only request cannot yet say whether an address block holds
+/// its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Yes,
+    No,
+    Unknown,
+}
+
+impl Match {
+    fn from_bool(value: bool) -> Self {
+        if value {
+            Self::Yes
+        } else {
+            Self::No
+        }
+    }
+
+    fn and(self, other: impl FnOnce() -> Match) -> Match {
+        match self {
+            Self::No => Self::No,
+            Self::Yes => other(),
+            Self::Unknown => match other() {
+                Self::No => Self::No,
+                _ => Self::Unknown,
+            },
+        }
+    }
+}
+
+/// An empty list matches anything; otherwise some item must match.
+fn any_of<T>(items: &[T], matches: impl Fn(&T) -> bool) -> bool {
+    items.is_empty() || items.iter().any(matches)
+}
+
+impl ClientRule {
+    /// Whether the rule matches a connection from `source` on `listener`.
+    pub fn matches(&self, source: IpAddr, listener: SocketAddr) -> bool {
+        any_of(&self.from, |block| block.contains(source))
+            && any_of(&self.listeners, |l| *l == listener)
+    }
+}
+
+impl Rule {
+    fn matches(&self, request: &Request<'_>) -> Match {
+        let simple = any_of(&self.from, |block| block.contains(request.source))
+            && any_of(&self.listeners, |l| *l == request.listener)
+            && any_of(&self.users, |user| Some(user.as_str()) == request.user)
+            && any_of(&self.groups, |group| request.groups.contains(group))
+            && any_of(&self.methods, |method| *method == request.method)
+            && any_of(&self.commands, |command| *command == request.command)
+            && any_of(&self.ports, |range| range.contains(request.port))
+            && self
+                .days
+                .is_none_or(|days| days.contains(request.moment.weekday))
+            && self
+                .hours
+                .is_none_or(|hours| hours.contains(request.moment.minute));
+        Match::from_bool(simple).and(|| self.matches_destination(request))
+    }
+
+    fn matches_destination(&self, request: &Request<'_>) -> Match {
+        if self.to.is_empty() {
+            return Match::Yes;
+        }
+        let mut unknown = false;
+        for pattern in &self.to {
+            let found = match (pattern, request.host) {
+                (HostPattern::Block(block), _) => match request.destination_ip() {
+                    Some(ip) => Match::from_bool(block.contains(ip)),
+                    None => Match::Unknown,
+                },
+                (_, Host::Domain(name)) => Match::from_bool(pattern.matches_name(name.as_str())),
+                (_, Host::Ip(_)) => Match::No,
+            };
+            match found {
+                Match::Yes => return Match::Yes,
+                Match::Unknown => unknown = true,
+                Match::No => {}
+            }
+        }
+        if unknown {
+            Match::Unknown
+        } else {
+            Match::No
+        }
+    }
+
+    /// Whether every request this rule matches is also matched by `earlier` (which then
+    /// makes this rule unreachable). Conservative: `false` when in doubt.
+    pub fn is_shadowed_by(&self, earlier: &Rule) -> bool {
+        fn covered<T>(earlier: &[T], later: &[T], covers: impl Fn(&T, &T) -> bool) -> bool {
+            earlier.is_empty()
+                || (!later.is_empty() && later.iter().all(|l| earlier.iter().any(|e| covers(e, l))))
+        }
+        fn optional<T>(
+            earlier: Option<T>,
+            later: Option<T>,
+            covers: impl Fn(&T, &T) -> bool,
+        ) -> bool {
+            match (earlier, later) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(e), Some(l)) => covers(&e, &l),
+            }
+        }
+        covered(&earlier.from, &self.from, Cidr::covers)
+            && covered(&earlier.listeners, &self.listeners, PartialEq::eq)
+            && covered(&earlier.users, &self.users, PartialEq::eq)
+            && covered(&earlier.groups, &self.groups, PartialEq::eq)
+            && covered(&earlier.methods, &self.methods, PartialEq::eq)
+            && covered(&earlier.commands, &self.commands, PartialEq::eq)
+            && covered(&earlier.to, &self.to, HostPattern::covers)
+            && covered(&earlier.ports, &self.ports, PortRange::covers)
+            && optional(earlier.days, self.days, Days::covers)
+            && optional(earlier.hours, self.hours, Hours::covers)
+    }
+}
+
+impl Policy {
+    /// The connection stage: may `source` use `listener` at all?
+    pub fn decide_client(&self, source: IpAddr, listener: SocketAddr) -> Verdict<'_, ClientRule> {
+        if self.client_rules.is_empty() {
+            return Verdict {
+                action: Action::Allow,
+                reason: Reason::NoRules,
+            };
+        }
+        match self
+            .client_rules
+            .iter()
+            .find(|rule| rule.matches(source, listener))
+        {
+            Some(rule) => Verdict {
+                action: rule.action,
+                reason: Reason::Rule(rule),
+            },
+            None => Verdict {
+                action: Action::Deny,
+                reason: Reason::NoMatch,
+            },
+        }
+    }
+
+    /// The request stage.
+    pub fn decide(&self, request: &Request<'_>) -> Evaluation<'_> {
+        let private_check_pending =
+            self.deny_private_destinations && request.destination_ip().is_none();
+        if self.deny_private_destinations {
+            if let Some(ip) = request.destination_ip() {
+                if is_private_destination(ip) {
+                    return Evaluation::Decided(Verdict {
+                        action: Action::Deny,
+                        reason: Reason::PrivateDestination,
+                    });
+                }
+            }
+        }
+        let verdict = if self.rules.is_empty() {
+            Verdict {
+                action: Action::Allow,
+                reason: Reason::NoRules,
+            }
+        } else {
+            let mut decided = None;
+            for rule in &self.rules {
+                match rule.matches(request) {
+                    Match::Yes => {
+                        decided = Some(Verdict {
+                            action: rule.action,
+                            reason: Reason::Rule(rule),
+                        });
+                        break;
+                    }
+                    Match::Unknown => return Evaluation::NeedsAddress,
+                    Match::No => {}
+                }
+            }
+            decided.unwrap_or(Verdict {
+                action: Action::Deny,
+                reason: Reason::NoMatch,
+            })
+        };
+        // An allowed name still has to prove its address is not internal.
+        if verdict.action == Action::Allow && private_check_pending {
+            return Evaluation::NeedsAddress;
+        }
+        Evaluation::Decided(verdict)
+    }
+
+    /// Pairs (unreachable rule, the earlier rule that shadows it), for `socksgate check`.
+    pub fn shadowed_rules(&self) -> Vec<(&Rule, &Rule)> {
+        let mut shadowed = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if let Some(earlier) = self.rules[..index].iter().find(|e| rule.is_shadowed_by(e)) {
+                shadowed.push((rule, earlier));
+            }
+        }
+        shadowed
+    }
+}
