@@ -33,6 +33,7 @@ mod error;
 mod model;
 mod raw;
 mod render;
+mod rules;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -191,6 +192,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         access: raw.log.access.unwrap_or(true),
     };
 
+    let policy = rules::validate_policy(&raw.policy, &raw.client_rule, &raw.rule, origin)?;
     let bind = validate_bind(&raw.bind, origin)?;
     let udp = validate_udp(&raw.udp, origin)?;
 
@@ -200,6 +202,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         limits,
         log,
         auth,
+        policy,
         bind,
         udp,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),

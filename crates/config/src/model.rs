@@ -20,6 +20,8 @@ pub struct Config {
     pub log: Log,
     /// Authentication back ends.
     pub auth: Auth,
+    /// Who may do what.
+    pub policy: socksgate_policy::Policy,
     /// The BIND command.
     pub bind: Bind,
     /// The UDP ASSOCIATE command.
@@ -145,6 +147,7 @@ impl Default for Config {
             limits: Limits::default(),
             log: Log::default(),
             auth: Auth::default(),
+            policy: socksgate_policy::Policy::default(),
             bind: Bind::default(),
             udp: Udp::default(),
             danger_allow_open_proxy: false,

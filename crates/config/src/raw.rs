@@ -19,6 +19,12 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) auth: RawAuth,
     #[serde(default)]
+    pub(crate) policy: RawPolicy,
+    #[serde(default)]
+    pub(crate) client_rule: Vec<Spanned<RawClientRule>>,
+    #[serde(default)]
+    pub(crate) rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
     pub(crate) bind: RawBind,
     #[serde(default)]
     pub(crate) udp: RawUdp,
@@ -94,4 +100,48 @@ pub(crate) struct RawAuth {
     pub(crate) throttle_base: Option<Spanned<RawDuration>>,
     pub(crate) throttle_source_cap: Option<Spanned<RawDuration>>,
     pub(crate) throttle_user_cap: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) deny_private_destinations: Option<bool>,
+}
+
+/// A port written as a number or as a string range.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawPort {
+    Number(u16),
+    Text(String),
+}
+
+type List = Option<Vec<Spanned<String>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientRule {
+    pub(crate) from: List,
+    pub(crate) listener: List,
+    pub(crate) action: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) from: List,
+    pub(crate) listener: List,
+    pub(crate) users: List,
+    pub(crate) groups: List,
+    pub(crate) methods: List,
+    pub(crate) commands: List,
+    pub(crate) to: List,
+    pub(crate) ports: Option<Vec<Spanned<RawPort>>>,
+    pub(crate) days: List,
+    pub(crate) hours: Option<Spanned<String>>,
+    pub(crate) action: Spanned<String>,
+    pub(crate) log: Option<Spanned<String>>,
+    pub(crate) max_sessions_per_user: Option<u32>,
+    pub(crate) max_sessions_per_source: Option<u32>,
+    pub(crate) bandwidth: Option<Spanned<String>>,
 }

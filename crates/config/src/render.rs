@@ -84,6 +84,8 @@ pub(crate) fn to_toml(config: &Config) -> String {
         duration(throttle.user_cap)
     );
 
+    render_policy(&mut out, &config.policy);
+
     let bind = &config.bind;
     let _ = writeln!(out, "\n[bind]");
     if let Some(address) = bind.address {
@@ -137,5 +139,86 @@ fn duration(value: Duration) -> String {
         s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
+    use socksgate_policy::{Action, LogLevel};
+    fn list<T: std::fmt::Display>(out: &mut String, key: &str, items: &[T]) {
+        if !items.is_empty() {
+            let quoted: Vec<String> = items.iter().map(|item| format!("\"{item}\"")).collect();
+            let _ = writeln!(out, "{key} = [{}]", quoted.join(", "));
+        }
+    }
+    let action = |action: Action| match action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    };
+    let _ = writeln!(out, "\n[policy]");
+    let _ = writeln!(
+        out,
+        "deny_private_destinations = {}",
+        policy.deny_private_destinations
+    );
+    for rule in &policy.client_rules {
+        let _ = writeln!(out, "\n[[client_rule]]  # {}", rule.origin);
+        list(out, "from", &rule.from);
+        list(out, "listener", &rule.listeners);
+        let _ = writeln!(out, "action = \"{}\"", action(rule.action));
+    }
+    for rule in &policy.rules {
+        let _ = writeln!(out, "\n[[rule]]  # {}", rule.origin);
+        list(out, "from", &rule.from);
+        list(out, "listener", &rule.listeners);
+        list(out, "users", &rule.users);
+        list(out, "groups", &rule.groups);
+        let methods: Vec<&str> = rule
+            .methods
+            .iter()
+            .map(|&m| match m {
+                Method::PASSWORD => "password",
+                Method::GSSAPI => "gssapi",
+                _ => "none",
+            })
+            .collect();
+        list(out, "methods", &methods);
+        let commands: Vec<&str> = rule
+            .commands
+            .iter()
+            .map(|&c| match c {
+                socksgate_proto::Command::BIND => "bind",
+                socksgate_proto::Command::UDP_ASSOCIATE => "udp",
+                _ => "connect",
+            })
+            .collect();
+        list(out, "commands", &commands);
+        list(out, "to", &rule.to);
+        list(out, "ports", &rule.ports);
+        if let Some(days) = rule.days {
+            list(out, "days", &days.names().collect::<Vec<_>>());
+        }
+        if let Some(hours) = rule.hours {
+            let _ = writeln!(out, "hours = \"{hours}\"");
+        }
+        let _ = writeln!(out, "action = \"{}\"", action(rule.action));
+        let options = &rule.options;
+        if options.log != LogLevel::Info {
+            let level = match options.log {
+                LogLevel::Off => "off",
+                LogLevel::Debug => "debug",
+                LogLevel::Warn => "warn",
+                LogLevel::Info => "info",
+            };
+            let _ = writeln!(out, "log = \"{level}\"");
+        }
+        if let Some(limit) = options.max_sessions_per_user {
+            let _ = writeln!(out, "max_sessions_per_user = {limit}");
+        }
+        if let Some(limit) = options.max_sessions_per_source {
+            let _ = writeln!(out, "max_sessions_per_source = {limit}");
+        }
+        if let Some(rate) = options.bandwidth {
+            let _ = writeln!(out, "bandwidth = \"{rate}B/s\"");
+        }
     }
 }

@@ -268,3 +268,126 @@ fn command_line_listeners_require_passwords_when_a_back_end_is_configured() {
         [socksgate_proto::Method::PASSWORD]
     );
 }
+
+const POLICY: &str = r#"[policy]
+deny_private_destinations = true
+
+[[client_rule]]
+from = ["10.0.0.0/8", "192.168.0.0/16"]
+action = "allow"
+
+# Office hours for staff, to the web.
+[[rule]]
+groups = ["staff"]
+commands = ["connect"]
+to = ["*.example.com", "example.com", "192.0.2.0/24"]
+ports = [80, 443, "8000-8100"]
+days = ["mon-fri"]
+hours = "08:00-18:00"
+action = "allow"
+log = "debug"
+max_sessions_per_user = 20
+bandwidth = "10MB/s"
+
+[[rule]]
+users = ["backup"]
+action = "deny"
+"#;
+
+#[test]
+fn policy_rules_remember_their_line() {
+    use socksgate_policy::{Action, LogLevel};
+    let config = parse(POLICY).unwrap();
+    let policy = &config.policy;
+    assert!(policy.deny_private_destinations);
+    assert_eq!(policy.client_rules.len(), 1);
+    assert_eq!(policy.client_rules[0].origin.to_string(), "gate.toml:4");
+    let office = &policy.rules[0];
+    assert_eq!(office.origin.to_string(), "gate.toml:9");
+    assert_eq!(office.groups, ["staff"]);
+    let single = parse("[[rule]]\ngroups = \"staff\"\naction = \"allow\"\n").unwrap_err();
+    assert!(
+        single.to_string().contains("expected a sequence"),
+        "{single}"
+    );
+    assert_eq!(office.to.len(), 3);
+    assert_eq!(office.ports.len(), 3);
+    assert_eq!(office.options.log, LogLevel::Debug);
+    assert_eq!(office.options.max_sessions_per_user, Some(20));
+    assert_eq!(office.options.bandwidth, Some(10_000_000));
+    assert_eq!(policy.rules[1].origin.line, 21);
+    assert_eq!(policy.rules[1].action, Action::Deny);
+}
+
+#[test]
+fn policy_round_trips_through_the_rendered_config() {
+    let config = parse(POLICY).unwrap();
+    let mut again = parse(&config.to_toml()).unwrap();
+    // Only where the rules were written differs.
+    for (rule, original) in again.policy.rules.iter_mut().zip(&config.policy.rules) {
+        rule.origin = original.origin.clone();
+    }
+    for (rule, original) in again
+        .policy
+        .client_rules
+        .iter_mut()
+        .zip(&config.policy.client_rules)
+    {
+        rule.origin = original.origin.clone();
+    }
+    assert_eq!(again, config);
+}
+
+#[test]
+fn policy_mistakes_are_named() {
+    for (text, field, line) in [
+        (
+            "[[rule]]\nto = [\"*.exa*mple.com\"]\naction = \"allow\"\n",
+            "rule[0].to",
+            2,
+        ),
+        (
+            "[[rule]]\nports = [\"90-80\"]\naction = \"allow\"\n",
+            "rule[0].ports",
+            2,
+        ),
+        (
+            "[[rule]]\ndays = [\"someday\"]\naction = \"allow\"\n",
+            "rule[0].days",
+            2,
+        ),
+        (
+            "[[rule]]\nhours = \"8-18\"\naction = \"allow\"\n",
+            "rule[0].hours",
+            2,
+        ),
+        ("[[rule]]\naction = \"permit\"\n", "rule[0].action", 2),
+        ("[[rule]]\naction = \"route\"\n", "rule[0].action", 2),
+        (
+            "[[rule]]\nfrom = [\"10.0.0.0/33\"]\naction = \"allow\"\n",
+            "rule[0].from",
+            2,
+        ),
+        (
+            "[[rule]]\ncommands = [\"ping\"]\naction = \"allow\"\n",
+            "rule[0].commands",
+            2,
+        ),
+        (
+            "[[rule]]\nbandwidth = \"fast\"\naction = \"allow\"\n",
+            "rule[0].bandwidth",
+            2,
+        ),
+        (
+            "[[client_rule]]\nlistener = [\"*:1080\"]\naction = \"deny\"\n",
+            "client_rule[0].listener",
+            2,
+        ),
+    ] {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+        assert_eq!(error.position.map(|p| p.0), Some(line), "{error}");
+    }
+    let error = parse("[[rule]]\nuser = \"x\"\naction = \"allow\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("user"), "{error}");
+}

@@ -155,6 +155,16 @@ impl FromStr for HostPattern {
     }
 }
 
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Block(block) => block.fmt(f),
+            Self::Name(name) => f.write_str(name),
+            Self::Suffix(suffix) => write!(f, "*.{suffix}"),
+        }
+    }
+}
+
 /// A port or a range of ports, `443` or `8000-8100`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortRange {
@@ -194,6 +204,16 @@ impl FromStr for PortRange {
     }
 }
 
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
 /// Days of the week, as a set (bit 0 is Monday).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Days(u8);
@@ -212,6 +232,13 @@ impl Days {
     /// Whether this set holds every day of `other`.
     pub fn covers(&self, other: &Days) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The day names in the set, Monday first.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        (0..7u8)
+            .filter(|&day| self.contains(day))
+            .map(|day| DAY_NAMES[usize::from(day)])
     }
 
     /// Parses items like `mon-fri`, `sat`, `sun`.
@@ -261,6 +288,19 @@ impl Hours {
         (0..1440)
             .filter(|&m| other.contains(m))
             .all(|m| self.contains(m))
+    }
+}
+
+impl fmt::Display for Hours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
     }
 }
 

@@ -1,0 +1,247 @@
+//! `[policy]`, `[[client_rule]]` and `[[rule]]`: validated into a `socksgate_policy::Policy`,
+//! each rule remembering the file and line of its `[[rule]]` header.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use socksgate_policy::{
+    Action, Cidr, ClientRule, Days, HostPattern, Hours, LogLevel, Origin, Policy, PortRange, Rule,
+    RuleOptions,
+};
+use socksgate_proto::{Command, Method};
+use toml::Spanned;
+
+use crate::error::{ConfigError, Origin as TextOrigin};
+use crate::raw::{RawClientRule, RawPolicy, RawPort, RawRule};
+
+pub(crate) fn validate_policy(
+    raw: &RawPolicy,
+    client_rules: &[Spanned<RawClientRule>],
+    rules: &[Spanned<RawRule>],
+    origin: &TextOrigin<'_>,
+) -> Result<Policy, ConfigError> {
+    let file: Arc<str> = Arc::from(origin.file.display().to_string());
+    let at = |span: std::ops::Range<usize>| Origin {
+        file: file.clone(),
+        line: origin.line_column(span.start).0,
+    };
+    let client_rules = client_rules
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let field = |name: &str| format!("client_rule[{index}].{name}");
+            Ok(ClientRule {
+                origin: at(raw.span()),
+                from: list(&raw.get_ref().from, &field("from"), origin, Cidr::from_str)?,
+                listeners: list(
+                    &raw.get_ref().listener,
+                    &field("listener"),
+                    origin,
+                    parse_listener,
+                )?,
+                action: action(&raw.get_ref().action, &field("action"), origin)?,
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    let rules = rules
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| validate_rule(raw.get_ref(), at(raw.span()), index, origin))
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(Policy {
+        client_rules,
+        rules,
+        deny_private_destinations: raw.deny_private_destinations.unwrap_or(false),
+    })
+}
+
+fn validate_rule(
+    raw: &RawRule,
+    rule_origin: Origin,
+    index: usize,
+    origin: &TextOrigin<'_>,
+) -> Result<Rule, ConfigError> {
+    let field = |name: &str| format!("rule[{index}].{name}");
+    let to_string = |text: &str| Ok::<_, String>(text.to_owned());
+    let ports = match &raw.ports {
+        None => Vec::new(),
+        Some(ports) => ports
+            .iter()
+            .map(|port| match port.get_ref() {
+                RawPort::Number(number) => Ok(PortRange {
+                    first: *number,
+                    last: *number,
+                }),
+                RawPort::Text(text) => text.parse().map_err(|message: String| {
+                    ConfigError::new(origin, message)
+                        .at(origin, Some(port.span()))
+                        .field(field("ports"))
+                }),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let days = match &raw.days {
+        None => None,
+        Some(days) => {
+            let items: Vec<&Spanned<String>> = days.iter().collect();
+            Some(
+                Days::parse(items.iter().map(|d| d.get_ref().as_str())).map_err(|message| {
+                    ConfigError::new(origin, message)
+                        .at(origin, items.first().map(|d| d.span()))
+                        .field(field("days"))
+                })?,
+            )
+        }
+    };
+    let hours = match &raw.hours {
+        None => None,
+        Some(hours) => Some(hours.get_ref().parse::<Hours>().map_err(|message| {
+            ConfigError::new(origin, message)
+                .at(origin, Some(hours.span()))
+                .field(field("hours"))
+        })?),
+    };
+    let log = match &raw.log {
+        None => LogLevel::Info,
+        Some(level) => match level.get_ref().as_str() {
+            "off" => LogLevel::Off,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" => LogLevel::Warn,
+            _ => {
+                return Err(ConfigError::new(
+                    origin,
+                    "expected \"off\", \"debug\", \"info\" or \"warn\"",
+                )
+                .at(origin, Some(level.span()))
+                .field(field("log")))
+            }
+        },
+    };
+    let bandwidth = match &raw.bandwidth {
+        None => None,
+        Some(text) => Some(parse_bandwidth(text.get_ref()).ok_or_else(|| {
+            ConfigError::new(
+                origin,
+                "expected a rate like \"10MB/s\", \"512KiB/s\" or \"100mbit\"",
+            )
+            .at(origin, Some(text.span()))
+            .field(field("bandwidth"))
+        })?),
+    };
+    Ok(Rule {
+        origin: rule_origin,
+        from: list(&raw.from, &field("from"), origin, Cidr::from_str)?,
+        listeners: list(&raw.listener, &field("listener"), origin, parse_listener)?,
+        users: list(&raw.users, &field("users"), origin, to_string)?,
+        groups: list(&raw.groups, &field("groups"), origin, to_string)?,
+        methods: list(&raw.methods, &field("methods"), origin, parse_method)?,
+        commands: list(&raw.commands, &field("commands"), origin, parse_command)?,
+        to: list(&raw.to, &field("to"), origin, HostPattern::from_str)?,
+        ports,
+        days,
+        hours,
+        action: action(&raw.action, &field("action"), origin)?,
+        options: RuleOptions {
+            log,
+            max_sessions_per_user: raw.max_sessions_per_user,
+            max_sessions_per_source: raw.max_sessions_per_source,
+            bandwidth,
+        },
+    })
+}
+
+/// Parses every item of an optional list; an error points at the item.
+fn list<T, E: ToString>(
+    items: &Option<Vec<Spanned<String>>>,
+    field: &str,
+    origin: &TextOrigin<'_>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>, ConfigError> {
+    let Some(items) = items else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|item| {
+            parse(item.get_ref()).map_err(|error| {
+                ConfigError::new(origin, error.to_string())
+                    .at(origin, Some(item.span()))
+                    .field(field)
+            })
+        })
+        .collect()
+}
+
+fn action(
+    value: &Spanned<String>,
+    field: &str,
+    origin: &TextOrigin<'_>,
+) -> Result<Action, ConfigError> {
+    match value.get_ref().as_str() {
+        "allow" => Ok(Action::Allow),
+        "deny" => Ok(Action::Deny),
+        "route" => Err(ConfigError::new(
+            origin,
+            "routes through upstream proxies are not supported yet",
+        )
+        .at(origin, Some(value.span()))
+        .field(field)),
+        _ => Err(ConfigError::new(origin, "expected \"allow\" or \"deny\"")
+            .at(origin, Some(value.span()))
+            .field(field)),
+    }
+}
+
+fn parse_listener(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?}: expected a listener address like \"0.0.0.0:1080\""))
+}
+
+fn parse_method(text: &str) -> Result<Method, String> {
+    match text {
+        "none" => Ok(Method::NO_AUTH),
+        "password" => Ok(Method::PASSWORD),
+        "gssapi" => Ok(Method::GSSAPI),
+        _ => Err(format!(
+            "{text:?}: expected \"none\", \"password\" or \"gssapi\""
+        )),
+    }
+}
+
+fn parse_command(text: &str) -> Result<Command, String> {
+    match text {
+        "connect" => Ok(Command::CONNECT),
+        "bind" => Ok(Command::BIND),
+        "udp" => Ok(Command::UDP_ASSOCIATE),
+        _ => Err(format!(
+            "{text:?}: expected \"connect\", \"bind\" or \"udp\""
+        )),
+    }
+}
+
+/// `10MB/s`, `512KiB/s`, `100mbit`, `1000` (bytes per second).
+pub(crate) fn parse_bandwidth(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let text = text.strip_suffix("/s").unwrap_or(text);
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let bytes_per_unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kbit" => 125,
+        "mbit" => 125_000,
+        "gbit" => 125_000_000,
+        _ => return None,
+    };
+    number.checked_mul(bytes_per_unit).filter(|&rate| rate > 0)
+}
