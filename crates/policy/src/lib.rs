@@ -277,8 +277,18 @@ impl ClientRule {
     }
 }
 
+/// Which conditions a decision looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// All of them.
+    Everything,
+    /// All but the destination and port: a UDP association is judged before it has any
+    /// destination; each datagram is judged on its own destination later.
+    NoDestination,
+}
+
 impl Rule {
-    fn matches(&self, request: &Request<'_>) -> Match {
+    fn matches(&self, request: &Request<'_>, scope: Scope) -> Match {
         let simple = any_of(&self.from, |block| block.contains(request.source))
             && any_of(&self.listeners, |l| *l == request.listener)
             && any_of(&self.users, |user| Some(user.as_str()) == request.user)
@@ -292,7 +302,10 @@ impl Rule {
             && self
                 .hours
                 .is_none_or(|hours| hours.contains(request.moment.minute));
-        Match::from_bool(simple).and(|| self.matches_destination(request))
+        match scope {
+            Scope::Everything => Match::from_bool(simple).and(|| self.matches_destination(request)),
+            Scope::NoDestination => Match::from_bool(simple),
+        }
     }
 
     fn matches_destination(&self, request: &Request<'_>) -> Match {
@@ -400,7 +413,7 @@ impl Policy {
         } else {
             let mut decided = None;
             for rule in &self.rules {
-                match rule.matches(request) {
+                match rule.matches(request, Scope::Everything) {
                     Match::Yes => {
                         decided = Some(Verdict {
                             action: rule.action,
@@ -422,6 +435,37 @@ impl Policy {
             return Evaluation::NeedsAddress;
         }
         Evaluation::Decided(verdict)
+    }
+
+    /// Whether a UDP association may be opened at all: the rules are evaluated without their
+    /// destination and port conditions (the first rule that could apply decides); each
+    /// datagram is then judged by [`Policy::decide`] with its own destination.
+    pub fn decide_association(&self, request: &Request<'_>) -> Verdict<'_, Rule> {
+        if self.rules.is_empty() {
+            return Verdict {
+                action: Action::Allow,
+                reason: Reason::NoRules,
+            };
+        }
+        let first = self.rules.iter().find(|rule| {
+            rule.matches(request, Scope::NoDestination) == Match::Yes
+                && (rule.action == Action::Allow || (rule.to.is_empty() && rule.ports.is_empty()))
+        });
+        match first {
+            Some(rule) => Verdict {
+                action: rule.action,
+                reason: Reason::Rule(rule),
+            },
+            None => Verdict {
+                action: Action::Deny,
+                reason: Reason::NoMatch,
+            },
+        }
+    }
+
+    /// Whether any rule or switch looks at destinations (if not, datagrams need no check).
+    pub fn judges_destinations(&self) -> bool {
+        self.deny_private_destinations || !self.rules.is_empty()
     }
 
     /// Pairs (unreachable rule, the earlier rule that shadows it), for `socksgate check`.

@@ -6,9 +6,22 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use socksgate_auth::Identity;
+use socksgate_policy::LogLevel;
 use socksgate_proto::{Address, Command, Reply, Version};
 
 use crate::relay::Counters;
+
+/// A `tracing` event at the session's level (the deciding rule's `log` option).
+macro_rules! at_level {
+    ($level:expr, $($event:tt)*) => {
+        match $level {
+            LogLevel::Off => {}
+            LogLevel::Debug => tracing::debug!($($event)*),
+            LogLevel::Info => tracing::info!($($event)*),
+            LogLevel::Warn => tracing::warn!($($event)*),
+        }
+    };
+}
 
 /// What is known about a session, filled in as it goes.
 #[derive(Debug)]
@@ -31,6 +44,10 @@ pub(crate) struct AccessRecord {
     pub(crate) rejected_peers: u64,
     /// UDP ASSOCIATE: what the association relayed and dropped.
     pub(crate) udp: Option<UdpStats>,
+    /// The policy rule that decided (`file:line`), or why no rule did.
+    pub(crate) rule: Option<String>,
+    /// The level of this session's event (the deciding rule's `log` option).
+    pub(crate) log: LogLevel,
 }
 
 /// Datagrams and bytes each way, and drops by reason, of one association.
@@ -56,6 +73,8 @@ pub(crate) struct UdpDrops {
     pub(crate) unresolved: u64,
     /// The target could not be sent to (wrong address family, no route).
     pub(crate) unreachable: u64,
+    /// The policy does not allow the target.
+    pub(crate) denied: u64,
 }
 
 impl AccessRecord {
@@ -74,6 +93,8 @@ impl AccessRecord {
             peer: None,
             rejected_peers: 0,
             udp: None,
+            rule: None,
+            log: LogLevel::Info,
         }
     }
 
@@ -83,7 +104,8 @@ impl AccessRecord {
             return self.emit_association(outcome, detail, udp);
         }
         let none = "-";
-        tracing::info!(
+        at_level!(
+            self.log,
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
@@ -93,6 +115,7 @@ impl AccessRecord {
             target = self.target.as_ref().map_or(none.to_owned(), ToString::to_string),
             outcome,
             reply = self.reply.map_or(none.to_owned(), |r| format!("{:#04x}", r.0)),
+            rule = self.rule.as_deref().unwrap_or(none),
             detail = detail.map_or(none.to_owned(), ToString::to_string),
             peer = self.peer.map_or(none.to_owned(), |p| p.to_string()),
             rejected_peers = self.rejected_peers,
@@ -111,7 +134,8 @@ impl AccessRecord {
     ) {
         let none = "-";
         let drops = &udp.drops;
-        tracing::info!(
+        at_level!(
+            self.log,
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
@@ -121,6 +145,7 @@ impl AccessRecord {
             target = self.target.as_ref().map_or(none.to_owned(), ToString::to_string),
             outcome,
             reply = self.reply.map_or(none.to_owned(), |r| format!("{:#04x}", r.0)),
+            rule = self.rule.as_deref().unwrap_or(none),
             detail = detail.map_or(none.to_owned(), ToString::to_string),
             datagrams_up = udp.datagrams_up,
             datagrams_down = udp.datagrams_down,
@@ -132,6 +157,7 @@ impl AccessRecord {
             dropped_fragments = drops.fragments,
             dropped_unresolved = drops.unresolved,
             dropped_unreachable = drops.unreachable,
+            dropped_denied = drops.denied,
             duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "association"
         );

@@ -11,6 +11,7 @@
 //! [`Config`].
 
 mod access_log;
+mod authorize;
 mod command;
 mod listener;
 mod outbound;
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use socksgate_auth::{Authenticator, Throttle, ThrottleSettings};
 use socksgate_config::{Bind, Config, LoginThrottle, Timeouts, Udp};
+use socksgate_policy::{Moment, Policy};
 use socksgate_proto::server::ServerOptions;
 use socksgate_proto::{Method, Methods};
 use tokio::net::TcpListener;
@@ -49,7 +51,13 @@ pub(crate) struct Shared {
     pub(crate) verifications: Semaphore,
     pub(crate) access_log: bool,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) policy: Policy,
+    pub(crate) clock: Clock,
+    pub(crate) limits: Arc<authorize::SessionLimits>,
 }
+
+/// Tells the policy what time it is (local time by default; tests inject their own).
+pub type Clock = Arc<dyn Fn() -> Moment + Send + Sync>;
 
 /// Live counts, readable while the server runs.
 #[derive(Debug, Default)]
@@ -96,6 +104,7 @@ pub struct Server {
     config: Config,
     resolver: Arc<dyn Resolver>,
     authenticator: Option<Arc<dyn Authenticator>>,
+    clock: Clock,
     stats: Arc<Stats>,
     listeners: Vec<(TcpListener, ServerOptions)>,
 }
@@ -121,6 +130,7 @@ impl Server {
             config,
             resolver: Arc::new(SystemResolver),
             authenticator: None,
+            clock: Arc::new(authorize::local_moment),
             stats: Arc::default(),
             listeners,
         })
@@ -136,6 +146,12 @@ impl Server {
     /// refused.
     pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Uses `clock` for the policy's day and time windows.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -168,6 +184,9 @@ impl Server {
             ),
             access_log: self.config.log.access,
             stats: self.stats,
+            policy: self.config.policy.clone(),
+            clock: self.clock,
+            limits: Arc::default(),
         });
         let slots = Arc::new(Semaphore::new(self.config.limits.max_sessions));
         let sessions = TaskTracker::new();

@@ -92,6 +92,25 @@ pub(crate) async fn connect(
         .unwrap_or(Err(ConnectError::TimedOut))
 }
 
+/// Connects to the first of `addresses` that answers (already resolved, and allowed by the
+/// policy), within `timeout`.
+pub(crate) async fn connect_to(
+    addresses: Vec<SocketAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    if addresses.is_empty() {
+        return Err(ConnectError::Resolve(io::Error::new(
+            io::ErrorKind::NotFound,
+            "name has no addresses",
+        )));
+    }
+    let attempt = race(interleave_families(addresses));
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result.map_err(ConnectError::Connect),
+        Err(_) => Err(ConnectError::TimedOut),
+    }
+}
+
 /// Alternates address families, starting with the resolver's first choice (RFC 8305 §4).
 fn interleave_families(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let Some(first) = addresses.first() else {

@@ -77,6 +77,50 @@ struct Direction<'a> {
     to: &'a TcpStream,
     counter: &'a AtomicU64,
     activity: &'a Activity,
+    /// Bytes per second this direction may move, if capped.
+    bandwidth: Option<u64>,
+}
+
+/// A token bucket: `rate` bytes per second, bursts up to a quarter of a second's worth
+/// (at least 16 KiB). One per direction, so no lock.
+pub(crate) struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(rate: u64) -> Self {
+        let rate = rate.max(1) as f64;
+        let capacity = (rate / 4.0).max(16_384.0);
+        Self {
+            rate,
+            capacity,
+            tokens: capacity,
+            last: Instant::now(),
+        }
+    }
+
+    /// Waits until some bytes may move; returns how many (at most `want`).
+    pub(crate) async fn take(&mut self, want: usize) -> usize {
+        loop {
+            let now = Instant::now();
+            let elapsed = now.duration_since(self.last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+            self.last = now;
+            if self.tokens >= 1.0 {
+                return want.min(self.tokens as usize);
+            }
+            let wait = (1.0 - self.tokens) / self.rate;
+            tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))).await;
+        }
+    }
+
+    /// Records that `moved` bytes went through.
+    pub(crate) fn spend(&mut self, moved: usize) {
+        self.tokens -= moved as f64;
+    }
 }
 
 impl Direction<'_> {
@@ -102,6 +146,7 @@ pub(crate) async fn relay(
     target: &mut TcpStream,
     pipelined: &[u8],
     idle: Option<Duration>,
+    bandwidth: Option<u64>,
     counters: &Counters,
 ) -> RelayEnd {
     if !pipelined.is_empty() {
@@ -121,12 +166,14 @@ pub(crate) async fn relay(
         to: target,
         counter: &counters.up,
         activity: &activity,
+        bandwidth,
     };
     let down = Direction {
         from: target,
         to: client,
         counter: &counters.down,
         activity: &activity,
+        bandwidth,
     };
     let both = async { tokio::try_join!(pump(&up), pump(&down)) };
     let idle_watch = async {

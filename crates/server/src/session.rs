@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::access_log::AccessRecord;
+use crate::authorize;
 use crate::command::{self, AssociationEnd};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
@@ -44,6 +45,10 @@ pub(crate) enum Failure {
     Setup(io::Error),
     /// No peer connected to a BIND socket in time.
     BindTimeout,
+    /// The client rules refused the connection.
+    ClientDenied(String),
+    /// The request rules refused the request (which rule, or why).
+    Denied(String),
 }
 
 impl Failure {
@@ -59,6 +64,8 @@ impl Failure {
             Self::Connect(_) => "connect-failed",
             Self::Setup(_) => "setup-failed",
             Self::BindTimeout => "bind-timeout",
+            Self::ClientDenied(_) => "client-denied",
+            Self::Denied(_) => "denied",
         }
     }
 
@@ -68,6 +75,7 @@ impl Failure {
             Self::ClientGone(error) | Self::Setup(error) => Some(error.to_string()),
             Self::Connect(error) => Some(error.to_string()),
             Self::Authentication(refusal) => Some(refusal.to_string()),
+            Self::ClientDenied(why) | Self::Denied(why) => Some(why.clone()),
             _ => None,
         }
     }
@@ -121,8 +129,16 @@ pub(crate) async fn serve(
     shared: &Shared,
 ) {
     let mut record = AccessRecord::new(peer, listener);
-    let _ = client.set_nodelay(true);
-    let result = run(&mut client, options, shared, &mut record).await;
+    let verdict = shared.policy.decide_client(peer.ip(), listener);
+    let result = if verdict.action == socksgate_policy::Action::Deny {
+        // Refused before a byte is read: the connection is simply closed.
+        let why = authorize::describe(&verdict, |rule| rule.origin.to_string());
+        record.rule = Some(why.clone());
+        Err(Failure::ClientDenied(why))
+    } else {
+        let _ = client.set_nodelay(true);
+        run(&mut client, options, shared, &mut record).await
+    };
     if !shared.access_log {
         return;
     }
@@ -172,16 +188,23 @@ async fn run(
         shared,
         record,
     };
+    let supported = match session.request.command {
+        Command::CONNECT | Command::BIND => true,
+        Command::UDP_ASSOCIATE => session.request.version == Version::Socks5,
+        _ => false,
+    };
+    if !supported {
+        session.refuse(Reply::COMMAND_NOT_SUPPORTED).await;
+        return Err(Failure::UnsupportedCommand);
+    }
+    let grant = authorize::authorize(&mut session).await?;
+    session.record.log = grant.options.log;
     match session.request.command {
-        Command::CONNECT => command::connect(session).await.map(Ended::Relay),
-        Command::BIND => command::bind(session).await.map(Ended::Relay),
-        Command::UDP_ASSOCIATE if session.request.version == Version::Socks5 => {
-            command::associate(session).await.map(Ended::Association)
-        }
-        _ => {
-            session.refuse(Reply::COMMAND_NOT_SUPPORTED).await;
-            Err(Failure::UnsupportedCommand)
-        }
+        Command::CONNECT => command::connect(session, grant).await.map(Ended::Relay),
+        Command::BIND => command::bind(session, grant).await.map(Ended::Relay),
+        _ => command::associate(session, grant)
+            .await
+            .map(Ended::Association),
     }
 }
 

@@ -27,9 +27,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::access_log::{UdpDrops, UdpStats};
+use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
-use crate::{Resolver, Stats};
+use crate::{Resolver, Shared, Stats};
 
 /// Room in front of a received datagram for the header that goes back to the client: ATYP,
 /// 16 bytes of IPv6 address, port, RSV and FRAG.
@@ -70,7 +71,10 @@ impl AssociationEnd {
     }
 }
 
-pub(crate) async fn associate(mut session: Requested<'_>) -> Result<AssociationEnd, Failure> {
+pub(crate) async fn associate(
+    mut session: Requested<'_>,
+    _grant: Grant,
+) -> Result<AssociationEnd, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
     let control_peer = session.client.peer_addr().map_err(Failure::ClientGone)?;
@@ -97,7 +101,18 @@ pub(crate) async fn associate(mut session: Requested<'_>) -> Result<AssociationE
         .map_err(Failure::ClientGone)?;
 
     let requested_port = session.request.target.port;
+    let identity = session.record.identity.as_ref();
+    let subject = PolicySubject {
+        source: control_peer.ip().to_canonical(),
+        listener: session.record.listener,
+        user: session.record.user.clone(),
+        groups: identity.map(|i| i.groups.clone()).unwrap_or_default(),
+        method: identity.map_or(socksgate_proto::Method::NO_AUTH, |i| i.method),
+    };
     let mut association = Association {
+        shared,
+        subject,
+        verdicts: HashMap::new(),
         socket,
         local,
         client_ip: control_peer.ip().to_canonical(),
@@ -201,7 +216,20 @@ impl Filter {
     }
 }
 
+/// Who the association belongs to, as the policy sees it.
+struct PolicySubject {
+    source: IpAddr,
+    listener: SocketAddr,
+    user: Option<String>,
+    groups: Vec<String>,
+    method: socksgate_proto::Method,
+}
+
 struct Association<'a> {
+    shared: &'a Shared,
+    subject: PolicySubject,
+    /// The policy's answer per destination, remembered (bounded like the filter).
+    verdicts: HashMap<SocketAddr, bool>,
     socket: UdpSocket,
     local: SocketAddr,
     client_ip: IpAddr,
@@ -290,6 +318,10 @@ impl Association<'_> {
             self.stats.drops.unresolved += 1;
             return;
         };
+        if !self.allowed(&target.host, destination) {
+            self.stats.drops.denied += 1;
+            return;
+        }
         let Some(send_to) = reachable_from(self.local, destination) else {
             self.stats.drops.unreachable += 1;
             return;
@@ -329,6 +361,29 @@ impl Association<'_> {
             self.stats.datagrams_down += 1;
             self.stats.bytes_down += len as u64;
         }
+    }
+
+    /// Whether the policy lets a datagram go to `destination` (named `host` in the request).
+    fn allowed(&mut self, host: &Host, destination: SocketAddr) -> bool {
+        if !self.shared.policy.judges_destinations() {
+            return true;
+        }
+        if let Some(&allowed) = self.verdicts.get(&destination) {
+            return allowed;
+        }
+        let subject = DatagramSubject {
+            source: self.subject.source,
+            listener: self.subject.listener,
+            user: self.subject.user.as_deref(),
+            groups: &self.subject.groups,
+            method: self.subject.method,
+        };
+        let allowed = datagram_allowed(self.shared, &subject, host, destination);
+        if self.verdicts.len() >= MAX_PERMITTED {
+            self.verdicts.clear();
+        }
+        self.verdicts.insert(destination, allowed);
+        allowed
     }
 
     /// The socket address of a target; names are resolved and cached briefly.

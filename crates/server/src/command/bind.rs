@@ -13,6 +13,7 @@ use socksgate_proto::{Address, Host, Reply};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::authorize::Grant;
 use crate::relay::{self, RelayEnd};
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
@@ -20,7 +21,7 @@ use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_ca
 /// Bytes a client may send while waiting for its peer; they are delivered to the peer.
 const MAX_EARLY_DATA: usize = 64 * 1024;
 
-pub(crate) async fn bind(mut session: Requested<'_>) -> Result<RelayEnd, Failure> {
+pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
     let shared = session.shared;
     let expected = expected_peer(&session).await;
     let listener = match listen(shared.bind.address).await {
@@ -65,6 +66,7 @@ pub(crate) async fn bind(mut session: Requested<'_>) -> Result<RelayEnd, Failure
         &mut peer,
         &session.pipelined,
         shared.timeouts.idle,
+        grant.options.bandwidth,
         &session.record.counters,
     )
     .await)

@@ -2,19 +2,26 @@
 
 use socksgate_proto::{Address, Reply};
 
+use crate::authorize::Grant;
 use crate::outbound;
 use crate::relay::{self, RelayEnd};
 use crate::reply;
 use crate::session::{Failure, Requested};
 
-pub(crate) async fn connect(mut session: Requested<'_>) -> Result<RelayEnd, Failure> {
+pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
     let shared = session.shared;
-    let connected = outbound::connect(
-        &session.request.target,
-        shared.resolver.as_ref(),
-        shared.timeouts.connect,
-    )
-    .await;
+    let connected = match grant.addresses.clone() {
+        // The policy resolved the name and kept the addresses it allows.
+        Some(addresses) => outbound::connect_to(addresses, shared.timeouts.connect).await,
+        None => {
+            outbound::connect(
+                &session.request.target,
+                shared.resolver.as_ref(),
+                shared.timeouts.connect,
+            )
+            .await
+        }
+    };
     let mut target = match connected {
         Ok(target) => target,
         Err(error) => {
@@ -35,6 +42,7 @@ pub(crate) async fn connect(mut session: Requested<'_>) -> Result<RelayEnd, Fail
         &mut target,
         &session.pipelined,
         shared.timeouts.idle,
+        grant.options.bandwidth,
         &session.record.counters,
     )
     .await)

@@ -1,0 +1,258 @@
+//! The policy, applied: at accept (client rules), on each request (request rules, resolving
+//! a name only when the decision depends on its address), and per rule the session limits.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+
+use socksgate_policy::{Action, Evaluation, Moment, Reason, Request, Rule, RuleOptions, Verdict};
+use socksgate_proto::{Command, Host, Method, Reply};
+
+use crate::session::{Failure, Requested};
+use crate::Shared;
+
+/// What the policy granted a request.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    /// The options of the rule that allowed it (defaults when no rule did).
+    pub(crate) options: RuleOptions,
+    /// The addresses of a named destination that the policy checked and allowed; `None`
+    /// when it did not need them (the command resolves as usual).
+    pub(crate) addresses: Option<Vec<SocketAddr>>,
+    /// Holds the rule's session-limit slots for as long as the session lives.
+    pub(crate) _slots: Vec<LimitSlot>,
+}
+
+/// Why a request was denied, for the access log.
+pub(crate) fn describe<R>(verdict: &Verdict<'_, R>, origin: impl Fn(&R) -> String) -> String {
+    match verdict.reason {
+        Reason::Rule(rule) => format!("rule {}", origin(rule)),
+        Reason::NoRules => "no rules".to_owned(),
+        Reason::NoMatch => "no rule matched".to_owned(),
+        Reason::PrivateDestination => "private destination".to_owned(),
+    }
+}
+
+/// The current moment in the server's local time zone.
+pub(crate) fn local_moment() -> Moment {
+    let now = jiff::Zoned::now();
+    Moment {
+        weekday: u8::try_from(now.weekday().to_monday_zero_offset()).unwrap_or(0),
+        minute: u16::try_from(now.hour()).unwrap_or(0) * 60
+            + u16::try_from(now.minute()).unwrap_or(0),
+    }
+}
+
+/// Applies the request rules to a session's request; a denial is answered (0x02 / 0x5B).
+pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Failure> {
+    let shared = session.shared;
+    let policy = &shared.policy;
+    let identity = session.record.identity.as_ref();
+    let groups = identity.map_or(&[][..], |identity| &identity.groups[..]);
+    let method = identity.map_or(Method::NO_AUTH, |identity| identity.method);
+    let user = session.record.user.clone();
+    let target = session.request.target.clone();
+    let request = Request {
+        source: session.record.client.ip(),
+        listener: session.record.listener,
+        user: user.as_deref(),
+        groups,
+        method,
+        command: session.request.command,
+        host: &target.host,
+        port: target.port,
+        address: None,
+        moment: (shared.clock)(),
+    };
+    let (verdict, addresses) = if session.request.command == Command::UDP_ASSOCIATE {
+        (policy.decide_association(&request), None)
+    } else {
+        match policy.decide(&request) {
+            Evaluation::Decided(verdict) => (verdict, None),
+            Evaluation::NeedsAddress => {
+                decide_by_address(shared, &request, &target.host, target.port).await?
+            }
+        }
+    };
+    let rule_name = describe(&verdict, |rule: &Rule| rule.origin.to_string());
+    session.record.rule = Some(rule_name.clone());
+    if verdict.action == Action::Deny {
+        session.refuse(Reply::NOT_ALLOWED).await;
+        return Err(Failure::Denied(rule_name));
+    }
+    let Some(rule) = verdict.rule() else {
+        return Ok(Grant {
+            options: RuleOptions::default(),
+            addresses,
+            _slots: Vec::new(),
+        });
+    };
+    let slots = match shared.limits.acquire(rule, request.source, request.user) {
+        Ok(slots) => slots,
+        Err(limit) => {
+            session.refuse(Reply::NOT_ALLOWED).await;
+            return Err(Failure::Denied(format!("{rule_name}: {limit}")));
+        }
+    };
+    Ok(Grant {
+        options: rule.options,
+        addresses,
+        _slots: slots,
+    })
+}
+
+/// Resolves the destination name and decides for each address; the allowed ones are kept.
+async fn decide_by_address<'p>(
+    shared: &'p Shared,
+    request: &Request<'_>,
+    host: &Host,
+    port: u16,
+) -> Result<(Verdict<'p, Rule>, Option<Vec<SocketAddr>>), Failure> {
+    let Host::Domain(name) = host else {
+        unreachable!("an address destination never needs resolving");
+    };
+    let resolved =
+        tokio::time::timeout(shared.timeouts.connect, shared.resolver.resolve(name, port))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            .map_err(|error| Failure::Connect(crate::ConnectError::Resolve(error)))?;
+    let mut allowed = Vec::new();
+    let mut first: Option<Verdict<'p, Rule>> = None;
+    for address in resolved {
+        let with_address = Request {
+            address: Some(address.ip().to_canonical()),
+            ..request.clone()
+        };
+        let Evaluation::Decided(verdict) = shared.policy.decide(&with_address) else {
+            continue;
+        };
+        if verdict.action == Action::Allow {
+            if first.is_none_or(|f| f.action == Action::Deny) {
+                first = Some(verdict);
+            }
+            allowed.push(address);
+        } else if first.is_none() {
+            first = Some(verdict);
+        }
+    }
+    let verdict = first.unwrap_or(Verdict {
+        action: Action::Deny,
+        reason: Reason::NoMatch,
+    });
+    Ok((verdict, Some(allowed)))
+}
+
+/// Whether a datagram to `destination` (an address) may be sent, for an association.
+pub(crate) fn datagram_allowed(
+    shared: &Shared,
+    record: &DatagramSubject<'_>,
+    host: &Host,
+    destination: SocketAddr,
+) -> bool {
+    let request = Request {
+        source: record.source,
+        listener: record.listener,
+        user: record.user,
+        groups: record.groups,
+        method: record.method,
+        command: Command::UDP_ASSOCIATE,
+        host,
+        port: destination.port(),
+        address: Some(destination.ip()),
+        moment: (shared.clock)(),
+    };
+    matches!(
+        shared.policy.decide(&request),
+        Evaluation::Decided(verdict) if verdict.action == Action::Allow
+    )
+}
+
+/// Who sends a datagram, as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DatagramSubject<'a> {
+    pub(crate) source: IpAddr,
+    pub(crate) listener: SocketAddr,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) groups: &'a [String],
+    pub(crate) method: Method,
+}
+
+/// Counts sessions per rule and user, and per rule and source address.
+#[derive(Debug, Default)]
+pub(crate) struct SessionLimits {
+    counts: Mutex<HashMap<(usize, LimitKey), u32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LimitKey {
+    User(String),
+    Source(IpAddr),
+}
+
+/// One held slot; released when dropped.
+#[derive(Debug)]
+pub(crate) struct LimitSlot {
+    limits: std::sync::Arc<SessionLimits>,
+    key: (usize, LimitKey),
+}
+
+impl Drop for LimitSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .limits
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl SessionLimits {
+    /// Takes a slot under each of the rule's limits, or says which one is full.
+    fn acquire(
+        self: &std::sync::Arc<Self>,
+        rule: &Rule,
+        source: IpAddr,
+        user: Option<&str>,
+    ) -> Result<Vec<LimitSlot>, &'static str> {
+        // A rule is identified by where it was written: unique within one configuration.
+        let id = rule.origin.line;
+        let mut wanted = Vec::new();
+        if let (Some(limit), Some(user)) = (rule.options.max_sessions_per_user, user) {
+            wanted.push((
+                (id, LimitKey::User(user.to_owned())),
+                limit,
+                "max_sessions_per_user",
+            ));
+        }
+        if let Some(limit) = rule.options.max_sessions_per_source {
+            wanted.push((
+                (id, LimitKey::Source(source)),
+                limit,
+                "max_sessions_per_source",
+            ));
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, name)) = wanted
+            .iter()
+            .find(|(key, limit, _)| counts.get(key).copied().unwrap_or(0) >= *limit)
+        {
+            return Err(name);
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|(key, _, _)| {
+                *counts.entry(key.clone()).or_insert(0) += 1;
+                LimitSlot {
+                    limits: self.clone(),
+                    key,
+                }
+            })
+            .collect())
+    }
+}
