@@ -87,6 +87,19 @@ impl TestServer {
         config: Config,
         authenticator: Option<std::sync::Arc<dyn socksgate_auth::Authenticator>>,
     ) -> Self {
+        Self::start_full(config, authenticator, None)
+    }
+
+    /// As [`TestServer::start_with`], with the policy's clock given.
+    pub fn start_with_clock(config: Config, clock: socksgate_server::Clock) -> Self {
+        Self::start_full(config, None, Some(clock))
+    }
+
+    fn start_full(
+        config: Config,
+        authenticator: Option<std::sync::Arc<dyn socksgate_auth::Authenticator>>,
+        clock: Option<socksgate_server::Clock>,
+    ) -> Self {
         capture_access_log();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -100,6 +113,9 @@ impl TestServer {
                 let mut server = Server::bind(config).await.unwrap();
                 if let Some(authenticator) = authenticator {
                     server = server.with_authenticator(authenticator);
+                }
+                if let Some(clock) = clock {
+                    server = server.with_clock(clock);
                 }
                 ready_tx
                     .send((server.local_addrs(), server.stats()))

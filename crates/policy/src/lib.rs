@@ -295,7 +295,8 @@ impl Rule {
             && any_of(&self.groups, |group| request.groups.contains(group))
             && any_of(&self.methods, |method| *method == request.method)
             && any_of(&self.commands, |command| *command == request.command)
-            && any_of(&self.ports, |range| range.contains(request.port))
+            && (scope == Scope::NoDestination
+                || any_of(&self.ports, |range| range.contains(request.port)))
             && self
                 .days
                 .is_none_or(|days| days.contains(request.moment.weekday))

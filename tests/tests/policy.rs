@@ -1,0 +1,286 @@
+//! The policy over real sockets: denials with the right reply and the rule in the log,
+//! client rules, time windows on an injected clock, the private-destination guard (names
+//! included), session limits, bandwidth caps, and per-datagram UDP checks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socksgate_config::Config;
+use socksgate_policy::Moment;
+use socksgate_proto::client::{ClientError, ClientProtocol};
+use socksgate_proto::Reply;
+use socksgate_tests::client::{connect_via, recv_via, send_via, udp_associate, HandshakeFailure};
+use socksgate_tests::{
+    assert_echoes, raw_exchange, socks5_connect, EchoTarget, TestServer, UdpEcho,
+};
+
+/// A loopback test server whose configuration also holds `policy` (TOML).
+fn config_with(policy: &str) -> Config {
+    let mut config = Config::parse(policy, Path::new("policy.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    config
+}
+
+fn denied_with(result: Result<TcpStream, HandshakeFailure>) -> Reply {
+    match result {
+        Err(HandshakeFailure::Socks(ClientError::Rejected(reply))) => reply,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_denied_connect_gets_0x02_and_the_log_names_the_rule() {
+    let echo = EchoTarget::start();
+    let policy = format!(
+        "[[rule]]\nto = [\"127.0.0.1\"]\nports = [{port}]\naction = \"allow\"\n\n\
+         [[rule]]\nports = [\"1-1023\"]\naction = \"deny\"\n",
+        port = echo.addr.port()
+    );
+    let server = TestServer::start_with(config_with(&policy));
+    let mut allowed = socks5_connect(server.addr(), &echo.addr.to_string()).unwrap();
+    assert_echoes(&mut allowed, b"allowed");
+    drop(allowed);
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), "127.0.0.1:22")),
+        Reply::NOT_ALLOWED
+    );
+    // Nothing matches port 60000: the default with rules present is deny.
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), "127.0.0.1:60000")),
+        Reply::NOT_ALLOWED
+    );
+    let log = server.wait_for_sessions(3);
+    let rule_of = |target: &str| {
+        log.iter()
+            .find(|e| e["target"] == target)
+            .map(|e| e["rule"].clone())
+            .unwrap()
+    };
+    assert_eq!(rule_of(&echo.addr.to_string()), "rule policy.toml:1");
+    assert_eq!(rule_of("127.0.0.1:22"), "rule policy.toml:6");
+    assert_eq!(rule_of("127.0.0.1:60000"), "no rule matched");
+    assert!(log
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .all(|e| e["reply"] == "0x02"));
+}
+
+#[test]
+fn socks4_denials_are_0x5b() {
+    let server = TestServer::start_with(config_with("[[rule]]\nports = [1]\naction = \"allow\"\n"));
+    let answer = raw_exchange(server.addr(), &[0x04, 0x01, 0, 80, 127, 0, 0, 1, 0]).unwrap();
+    assert_eq!(answer, [0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(server.wait_for_sessions(1)[0]["outcome"], "denied");
+}
+
+#[test]
+fn users_and_names_are_matched_and_names_need_no_lookup_when_a_name_rule_decides() {
+    let echo = EchoTarget::start();
+    let policy = "[[rule]]\nto = [\"*.blocked.test\"]\naction = \"deny\"\n\n\
+                  [[rule]]\nusers = [\"alice\"]\naction = \"allow\"\n";
+    let server = TestServer::start_with(config_with(policy));
+    let alice = ClientProtocol::Socks4a {
+        user_id: b"alice".to_vec(),
+    };
+    // A name nobody can resolve, denied by its name alone.
+    let refused = connect_via(server.addr(), alice.clone(), "www.blocked.test:80");
+    assert!(matches!(
+        refused,
+        Err(HandshakeFailure::Socks(ClientError::RejectedV4(_)))
+    ));
+    let mut stream = connect_via(server.addr(), alice, &echo.addr.to_string()).unwrap();
+    assert_echoes(&mut stream, b"alice");
+    let bob = ClientProtocol::Socks4a {
+        user_id: b"bob".to_vec(),
+    };
+    assert!(connect_via(server.addr(), bob, &echo.addr.to_string()).is_err());
+    drop(stream);
+    let log = server.wait_for_sessions(3);
+    let blocked = log
+        .iter()
+        .find(|e| e["target"] == "www.blocked.test:80")
+        .unwrap();
+    assert_eq!(blocked["rule"], "rule policy.toml:1");
+    assert_eq!(
+        blocked["outcome"], "denied",
+        "denied, not unresolved: no lookup was made"
+    );
+}
+
+#[test]
+fn client_rules_close_other_sources_at_once() {
+    let echo = EchoTarget::start();
+    let server = TestServer::start_with(config_with(
+        "[[client_rule]]\nfrom = [\"127.0.0.1/32\"]\naction = \"allow\"\n",
+    ));
+    let mut allowed = socks5_connect(server.addr(), &echo.addr.to_string()).unwrap();
+    assert_echoes(&mut allowed, b"local");
+    let outsider = connect_from([127, 0, 0, 2].into(), server.addr());
+    let mut outsider = outsider.unwrap();
+    outsider
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = outsider.write_all(&[0x05, 0x01, 0x00]);
+    let mut answer = Vec::new();
+    let _ = outsider.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "closed without a word: {answer:?}");
+    drop(allowed);
+    let log = server.wait_for_sessions(2);
+    assert!(log
+        .iter()
+        .any(|e| e["outcome"] == "client-denied" && e["rule"] == "no rule matched"));
+}
+
+#[test]
+fn time_windows_follow_the_injected_clock() {
+    let echo = EchoTarget::start();
+    let policy = "[[rule]]\ndays = [\"mon-fri\"]\nhours = \"08:00-18:00\"\naction = \"allow\"\n";
+    let now = Arc::new(AtomicU16::new(0)); // (weekday << 11) | minute
+    let clock_state = now.clone();
+    let clock: socksgate_server::Clock = Arc::new(move || {
+        let value = clock_state.load(Ordering::SeqCst);
+        Moment {
+            weekday: (value >> 11) as u8,
+            minute: value & 0x7ff,
+        }
+    });
+    let server = TestServer::start_with_clock(config_with(policy), clock);
+    let at = |weekday: u16, hour: u16, minute: u16| {
+        now.store((weekday << 11) | (hour * 60 + minute), Ordering::SeqCst)
+    };
+    let target = echo.addr.to_string();
+    at(2, 9, 30); // Wednesday 09:30
+    assert!(socks5_connect(server.addr(), &target).is_ok());
+    at(2, 18, 0); // Wednesday 18:00: the window has closed
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &target)),
+        Reply::NOT_ALLOWED
+    );
+    at(5, 10, 0); // Saturday 10:00
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &target)),
+        Reply::NOT_ALLOWED
+    );
+    at(4, 17, 59); // Friday 17:59
+    assert!(socks5_connect(server.addr(), &target).is_ok());
+}
+
+#[test]
+fn private_destinations_are_denied_by_address_and_by_name() {
+    let echo = EchoTarget::start();
+    let server =
+        TestServer::start_with(config_with("[policy]\ndeny_private_destinations = true\n"));
+    let port = echo.addr.port();
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &format!("127.0.0.1:{port}"))),
+        Reply::NOT_ALLOWED
+    );
+    // "localhost" resolves (through /etc/hosts) to loopback: the name does not get around it.
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &format!("localhost:{port}"))),
+        Reply::NOT_ALLOWED
+    );
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), "169.254.169.254:80")),
+        Reply::NOT_ALLOWED
+    );
+    let log = server.wait_for_sessions(3);
+    assert!(
+        log.iter().all(|e| e["rule"] == "private destination"),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_rule_limits_sessions_per_source() {
+    let echo = EchoTarget::start();
+    let server = TestServer::start_with(config_with(
+        "[[rule]]\naction = \"allow\"\nmax_sessions_per_source = 2\n",
+    ));
+    let target = echo.addr.to_string();
+    let first = socks5_connect(server.addr(), &target).unwrap();
+    let mut second = socks5_connect(server.addr(), &target).unwrap();
+    assert_echoes(&mut second, b"two");
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &target)),
+        Reply::NOT_ALLOWED
+    );
+    drop(first);
+    // The slot comes back when a session ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while socks5_connect(server.addr(), &target).is_err() {
+        assert!(Instant::now() < deadline, "the slot was not released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_rule_caps_bandwidth() {
+    // 1 MiB through a 1 MB/s cap cannot take less than about 0.75 s (a 250 KB burst first).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(&vec![7u8; 1 << 20]).unwrap();
+    });
+    let server = TestServer::start_with(config_with(
+        "[[rule]]\naction = \"allow\"\nbandwidth = \"1MB/s\"\n",
+    ));
+    let mut stream = socks5_connect(server.addr(), &target.to_string()).unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).unwrap();
+    assert_eq!(received.len(), 1 << 20);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "took only {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn udp_datagrams_are_judged_one_destination_at_a_time() {
+    let allowed = UdpEcho::start();
+    let other = UdpEcho::start();
+    let policy = format!(
+        "[[rule]]\ncommands = [\"udp\"]\nto = [\"127.0.0.1\"]\nports = [{}]\naction = \"allow\"\n",
+        allowed.port
+    );
+    let server = TestServer::start_with(config_with(&policy));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let to = |port: u16| format!("127.0.0.1:{port}").parse().unwrap();
+    send_via(&socket, relay, &to(other.port), b"not allowed");
+    send_via(&socket, relay, &to(allowed.port), b"allowed");
+    assert_eq!(
+        recv_via(&socket, Duration::from_secs(3)).unwrap().1,
+        b"allowed"
+    );
+    assert_eq!(other.received(), 0);
+    drop(control);
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["dropped_denied"], "1");
+    // A CONNECT matches no rule here.
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &to(allowed.port).to_string())),
+        Reply::NOT_ALLOWED
+    );
+}
+
+fn connect_from(ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )?;
+    rustix::net::bind(&socket, &SocketAddr::new(ip, 0))?;
+    rustix::net::connect(&socket, &to)?;
+    Ok(TcpStream::from(socket))
+}
