@@ -18,6 +18,14 @@ pub(crate) fn run(path: &Path) -> ExitCode {
                 path.display()
             );
             let _ = write!(out, "{}", config.to_toml());
+            let mut err = std::io::stderr().lock();
+            for (rule, earlier) in config.policy.shadowed_rules() {
+                let _ = writeln!(
+                    err,
+                    "warning: rule {} can never match: rule {} above it matches everything it does",
+                    rule.origin, earlier.origin
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -303,3 +303,101 @@ fn passwords_never_reach_the_logs_even_at_trace_level() {
         );
     }
 }
+
+const OFFICE: &str = r#"[[client_rule]]
+from = ["10.0.0.0/8"]
+action = "allow"
+
+[[rule]]
+to = ["*.social.example"]
+action = "deny"
+
+[[rule]]
+groups = ["staff"]
+to = ["10.20.0.0/16"]
+action = "allow"
+
+[[rule]]
+groups = ["staff"]
+to = ["10.20.30.0/24"]
+action = "allow"
+"#;
+
+fn explain(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = socksgate()
+        .args(["explain", "-c", config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn explain_names_the_deciding_rule() {
+    let config = temp_file("office.toml", OFFICE);
+    let file = config.display().to_string();
+    let (code, text) = explain(
+        &config,
+        &["--from", "192.0.2.1", "connect", "example.com:443"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("client stage:  deny (no rule matches: denied by default)"),
+        "{text}"
+    );
+
+    let (code, text) = explain(
+        &config,
+        &["--from", "10.1.1.1", "connect", "www.social.example:443"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains(&format!("request stage: deny (rule {file}:5)")),
+        "{text}"
+    );
+
+    let staff = ["--from", "10.1.1.1", "--user", "alice", "--group", "staff"];
+    let (code, text) = explain(
+        &config,
+        &[&staff[..], &["connect", "10.20.1.1:22"]].concat(),
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains(&format!("request stage: allow (rule {file}:9)")),
+        "{text}"
+    );
+
+    // A name: the decision depends on its address, given here.
+    let args = [
+        &staff[..],
+        &["--resolve", "10.20.9.9", "connect", "intranet.corp:443"],
+    ]
+    .concat();
+    let (code, text) = explain(&config, &args);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains(&format!("10.20.9.9: allow (rule {file}:9)")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_rules_that_can_never_match() {
+    let config = temp_file("shadowed.toml", OFFICE);
+    let output = socksgate()
+        .args(["check", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let file = config.display();
+    assert!(
+        stderr.contains(&format!(
+            "warning: rule {file}:14 can never match: rule {file}:9 above it"
+        )),
+        "{stderr}"
+    );
+}

@@ -200,6 +200,35 @@ pub struct Verdict<'p, R> {
     pub reason: Reason<'p, R>,
 }
 
+/// A rule that knows where it was written.
+pub trait Located {
+    /// Where the rule was written.
+    fn origin(&self) -> &Origin;
+}
+
+impl Located for Rule {
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+impl Located for ClientRule {
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+impl<R: Located> fmt::Display for Reason<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rule(rule) => write!(f, "rule {}", rule.origin()),
+            Self::NoRules => f.write_str("no rules"),
+            Self::NoMatch => f.write_str("no rule matched"),
+            Self::PrivateDestination => f.write_str("private destination"),
+        }
+    }
+}
+
 // Copy without requiring `R: Copy`: only a reference to the rule is held.
 impl<R> Clone for Reason<'_, R> {
     fn clone(&self) -> Self {

@@ -23,16 +23,6 @@ pub(crate) struct Grant {
     pub(crate) _slots: Vec<LimitSlot>,
 }
 
-/// Why a request was denied, for the access log.
-pub(crate) fn describe<R>(verdict: &Verdict<'_, R>, origin: impl Fn(&R) -> String) -> String {
-    match verdict.reason {
-        Reason::Rule(rule) => format!("rule {}", origin(rule)),
-        Reason::NoRules => "no rules".to_owned(),
-        Reason::NoMatch => "no rule matched".to_owned(),
-        Reason::PrivateDestination => "private destination".to_owned(),
-    }
-}
-
 /// The current moment in the server's local time zone.
 pub(crate) fn local_moment() -> Moment {
     let now = jiff::Zoned::now();
@@ -74,7 +64,7 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             }
         }
     };
-    let rule_name = describe(&verdict, |rule: &Rule| rule.origin.to_string());
+    let rule_name = verdict.reason.to_string();
     session.record.rule = Some(rule_name.clone());
     if verdict.action == Action::Deny {
         session.refuse(Reply::NOT_ALLOWED).await;

@@ -132,7 +132,7 @@ pub(crate) async fn serve(
     let verdict = shared.policy.decide_client(peer.ip(), listener);
     let result = if verdict.action == socksgate_policy::Action::Deny {
         // Refused before a byte is read: the connection is simply closed.
-        let why = authorize::describe(&verdict, |rule| rule.origin.to_string());
+        let why = verdict.reason.to_string();
         record.rule = Some(why.clone());
         Err(Failure::ClientDenied(why))
     } else {

@@ -1,0 +1,169 @@
+//! `socksgate explain`: the policy's decision for one request, and the rule behind it.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use socksgate_config::Config;
+use socksgate_policy::{Action, Evaluation, Located, Moment, Reason, Request, Verdict};
+use socksgate_proto::{Address, Command, Host, Method};
+
+use crate::exit;
+
+/// What `explain` was asked.
+pub(crate) struct Question {
+    pub(crate) config: PathBuf,
+    pub(crate) from: IpAddr,
+    pub(crate) listener: Option<SocketAddr>,
+    pub(crate) user: Option<String>,
+    pub(crate) groups: Vec<String>,
+    pub(crate) method: Option<String>,
+    pub(crate) at: Option<String>,
+    pub(crate) resolve: Vec<IpAddr>,
+    pub(crate) command: String,
+    pub(crate) target: String,
+}
+
+pub(crate) fn run(question: &Question) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match answer(question, &mut out) {
+        Ok(Action::Allow) => ExitCode::SUCCESS,
+        Ok(Action::Deny) => ExitCode::from(1),
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            exit::code(exit::CONFIG)
+        }
+    }
+}
+
+fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
+    let config = Config::load(&question.config)?;
+    let policy = &config.policy;
+    let listener = match question.listener {
+        Some(listener) => listener,
+        None => config.listeners[0].address,
+    };
+    let client = policy.decide_client(question.from, listener);
+    writeln!(out, "client stage:  {}", describe(&client))?;
+    if client.action == Action::Deny {
+        return Ok(Action::Deny);
+    }
+    let command = match question.command.as_str() {
+        "connect" => Command::CONNECT,
+        "bind" => Command::BIND,
+        "udp" => Command::UDP_ASSOCIATE,
+        other => bail!("{other:?}: expected connect, bind or udp"),
+    };
+    let target: Address = question
+        .target
+        .parse()
+        .with_context(|| format!("{:?}: expected HOST:PORT", question.target))?;
+    let method = match (question.method.as_deref(), &question.user) {
+        (Some("none"), _) | (None, None) => Method::NO_AUTH,
+        (Some("password"), _) | (None, Some(_)) => Method::PASSWORD,
+        (Some("gssapi"), _) => Method::GSSAPI,
+        (Some(other), _) => bail!("{other:?}: expected none, password or gssapi"),
+    };
+    let request = Request {
+        source: question.from,
+        listener,
+        user: question.user.as_deref(),
+        groups: &question.groups,
+        method,
+        command,
+        host: &target.host,
+        port: target.port,
+        address: None,
+        moment: moment(question.at.as_deref())?,
+    };
+    if command == Command::UDP_ASSOCIATE {
+        let verdict = policy.decide_association(&request);
+        writeln!(out, "association:   {}", describe(&verdict))?;
+        if verdict.action == Action::Deny {
+            return Ok(Action::Deny);
+        }
+    }
+    match policy.decide(&request) {
+        Evaluation::Decided(verdict) => {
+            writeln!(out, "request stage: {}", describe(&verdict))?;
+            Ok(verdict.action)
+        }
+        Evaluation::NeedsAddress => {
+            let Host::Domain(name) = &target.host else {
+                unreachable!("an address destination never needs resolving");
+            };
+            let addresses = if question.resolve.is_empty() {
+                (name.as_str(), target.port)
+                    .to_socket_addrs()
+                    .with_context(|| format!("resolving {name} (or give --resolve IP)"))?
+                    .map(|address| address.ip())
+                    .collect()
+            } else {
+                question.resolve.clone()
+            };
+            writeln!(
+                out,
+                "request stage: depends on the address {name} resolves to:"
+            )?;
+            let mut any_allowed = false;
+            for address in addresses {
+                let with_address = Request {
+                    address: Some(address),
+                    ..request.clone()
+                };
+                if let Evaluation::Decided(verdict) = policy.decide(&with_address) {
+                    any_allowed |= verdict.action == Action::Allow;
+                    writeln!(out, "  {address}: {}", describe(&verdict))?;
+                }
+            }
+            Ok(if any_allowed {
+                Action::Allow
+            } else {
+                Action::Deny
+            })
+        }
+    }
+}
+
+fn describe<R: Located>(verdict: &Verdict<'_, R>) -> String {
+    let action = match verdict.action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    };
+    let why = match verdict.reason {
+        Reason::NoRules => "no rules in this stage: everything is allowed".to_owned(),
+        Reason::NoMatch => "no rule matches: denied by default".to_owned(),
+        Reason::PrivateDestination => "an internal address (deny_private_destinations)".to_owned(),
+        reason => reason.to_string(),
+    };
+    format!("{action} ({why})")
+}
+
+/// "wed 09:30", or now in local time.
+fn moment(at: Option<&str>) -> anyhow::Result<Moment> {
+    let Some(at) = at else {
+        let now = jiff::Zoned::now();
+        return Ok(Moment {
+            weekday: u8::try_from(now.weekday().to_monday_zero_offset())?,
+            minute: u16::try_from(now.hour())? * 60 + u16::try_from(now.minute())?,
+        });
+    };
+    let (day, clock) = at
+        .split_once(' ')
+        .with_context(|| format!("{at:?}: expected a day and a time, like \"wed 09:30\""))?;
+    let days = socksgate_policy::Days::parse([day]).map_err(anyhow::Error::msg)?;
+    let weekday = (0..7).find(|&d| days.contains(d)).unwrap_or(0);
+    let (hours, minutes) = clock
+        .split_once(':')
+        .with_context(|| format!("{clock:?}: expected HH:MM"))?;
+    let (hours, minutes): (u16, u16) = (hours.parse()?, minutes.parse()?);
+    if hours > 23 || minutes > 59 {
+        bail!("{clock:?}: expected HH:MM");
+    }
+    Ok(Moment {
+        weekday,
+        minute: hours * 60 + minutes,
+    })
+}
