@@ -3,15 +3,16 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use socksgate_auth::Authenticator;
 use socksgate_config::{Config, ConfigError};
-use socksgate_server::Server;
+use socksgate_server::{ReloadHandle, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{authentication, exit, logging};
@@ -43,7 +44,11 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
             return exit::code(exit::RUNTIME);
         }
     };
-    match runtime.block_on(serve(config, authenticator)) {
+    let source = ConfigSource {
+        path: path.map(Path::to_path_buf),
+        listen: listen.to_vec(),
+    };
+    match runtime.block_on(serve(config, authenticator, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -64,14 +69,41 @@ fn load(path: Option<&Path>, listen: &[SocketAddr]) -> Result<Config, ConfigErro
     }
 }
 
+/// Where the configuration comes from, to load it again on reload.
+struct ConfigSource {
+    path: Option<PathBuf>,
+    listen: Vec<SocketAddr>,
+}
+
 async fn serve(
     config: Config,
     authenticator: Option<Arc<dyn Authenticator>>,
+    source: ConfigSource,
 ) -> anyhow::Result<()> {
     let mut server = Server::bind(config).await.context("starting the server")?;
     if let Some(authenticator) = authenticator {
         server = server.with_authenticator(authenticator);
     }
+    let reloads = server.reload_handle();
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        let mut stamp = source.path.as_deref().and_then(file_stamp);
+        let mut poll = tokio::time::interval(RELOAD_POLL);
+        loop {
+            let cause = tokio::select! {
+                _ = hangup.recv() => "SIGHUP",
+                _ = poll.tick() => {
+                    let now = source.path.as_deref().and_then(file_stamp);
+                    if now == stamp {
+                        continue;
+                    }
+                    stamp = now;
+                    "the configuration file changed"
+                }
+            };
+            reload(&reloads, &source, cause);
+        }
+    });
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let shutdown = async {
@@ -88,6 +120,45 @@ async fn serve(
         );
     }
     Ok(())
+}
+
+/// How often the configuration file is checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// What tells one version of a file from the next.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
+/// Loads and applies the configuration again; on any error the running one stays.
+fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) {
+    let Some(path) = &source.path else {
+        tracing::info!(
+            "{cause}: no configuration file to reload (running on the embedded default)"
+        );
+        return;
+    };
+    let config = match load(Some(path), &source.listen) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "{cause}: configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    let authenticator = match authentication::from_config(&config.auth) {
+        Ok(authenticator) => authenticator,
+        Err(error) => {
+            tracing::error!(
+                "{cause}: configuration not reloaded; the running one stays: {error:#}"
+            );
+            return;
+        }
+    };
+    for warning in handle.reload(&config, authenticator) {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(path = %path.display(), "{cause}: configuration reloaded; new sessions use it");
 }
 
 /// Each session holds two sockets and two pipes: raise the soft descriptor limit to the hard

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -400,4 +400,113 @@ fn check_reports_rules_that_can_never_match() {
         )),
         "{stderr}"
     );
+}
+
+/// Collects a child's standard error lines on a thread, to wait for one.
+struct LogLines(std::sync::mpsc::Receiver<String>);
+
+impl LogLines {
+    fn follow(stderr: BufReader<std::process::ChildStderr>) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self(receiver)
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?}"),
+            }
+        }
+    }
+}
+
+/// The first reply code of a SOCKS5 CONNECT to `target`, and the connection.
+fn connect_reply(port: u16, target: SocketAddr) -> (u8, TcpStream) {
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = vec![0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1];
+    request.extend(target.port().to_be_bytes());
+    client.write_all(&request).unwrap();
+    let mut answer = [0u8; 12];
+    client.read_exact(&mut answer).unwrap();
+    (answer[3], client)
+}
+
+fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    address
+}
+
+fn echoes(stream: &mut TcpStream, payload: &[u8]) -> bool {
+    let mut answer = vec![0u8; payload.len()];
+    stream.write_all(payload).is_ok() && stream.read_exact(&mut answer).is_ok() && answer == payload
+}
+
+#[test]
+fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs() {
+    let echo = echo_server();
+    let listen = "[[listen]]\naddress = \"127.0.0.1:0\"\n";
+    let config = temp_file("reloaded.toml", listen);
+    let (mut child, stderr, port) = start_serving(&["-c", config.to_str().unwrap()], &[]);
+    let log = LogLines::follow(stderr);
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    let hangup = || rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+
+    let (reply, mut before) = connect_reply(port, echo);
+    assert_eq!(reply, 0x00);
+    assert!(echoes(&mut before, b"before"));
+
+    // Deny everything from now on; SIGHUP.
+    std::fs::write(&config, format!("{listen}[[rule]]\naction = \"deny\"\n")).unwrap();
+    hangup();
+    log.wait_for("configuration reloaded");
+    assert_eq!(
+        connect_reply(port, echo).0,
+        0x02,
+        "a new session is judged by the new rules"
+    );
+    assert!(
+        echoes(&mut before, b"still flowing"),
+        "the running session keeps going"
+    );
+
+    // A broken file is refused; the deny-all configuration stays in force.
+    std::fs::write(&config, format!("{listen}[[rule]]\nactoin = \"allow\"\n")).unwrap();
+    hangup();
+    let refused = log.wait_for("configuration not reloaded");
+    assert!(refused.contains("actoin"), "{refused}");
+    assert_eq!(connect_reply(port, echo).0, 0x02);
+
+    // A change of the file alone is noticed too.
+    std::fs::write(
+        &config,
+        format!("{listen}[[rule]]\naction = \"allow\"\n# changed\n"),
+    )
+    .unwrap();
+    log.wait_for("the configuration file changed: configuration reloaded");
+    let (reply, mut after) = connect_reply(port, echo);
+    assert_eq!(reply, 0x00);
+    assert!(echoes(&mut after, b"after"));
+    drop((before, after));
+    stop(&mut child);
 }

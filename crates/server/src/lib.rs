@@ -25,7 +25,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use socksgate_auth::{Authenticator, Throttle, ThrottleSettings};
 use socksgate_config::{Bind, Config, LoginThrottle, Timeouts, Udp};
@@ -46,7 +48,7 @@ pub(crate) struct Shared {
     pub(crate) udp: Udp,
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
-    pub(crate) throttle: Throttle,
+    pub(crate) throttle: Arc<Throttle>,
     /// Bounds the password checks running at once (bcrypt is expensive by design).
     pub(crate) verifications: Semaphore,
     pub(crate) access_log: bool,
@@ -54,6 +56,93 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
     pub(crate) limits: Arc<authorize::SessionLimits>,
+    /// What each configured listener accepts (methods, SOCKS4).
+    pub(crate) listener_options: HashMap<SocketAddr, ServerOptions>,
+}
+
+/// What outlives a reload: counts, the login throttle (a reload must not forgive guessers),
+/// the resolver and the clock.
+#[derive(Clone)]
+struct Lasting {
+    resolver: Arc<dyn Resolver>,
+    clock: Clock,
+    stats: Arc<Stats>,
+    throttle: Arc<Throttle>,
+}
+
+impl Shared {
+    fn new(
+        config: &Config,
+        authenticator: Option<Arc<dyn Authenticator>>,
+        lasting: &Lasting,
+    ) -> Self {
+        Self {
+            timeouts: config.timeouts,
+            bind: config.bind.clone(),
+            udp: config.udp.clone(),
+            resolver: lasting.resolver.clone(),
+            authenticator,
+            throttle: lasting.throttle.clone(),
+            verifications: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
+            access_log: config.log.access,
+            stats: lasting.stats.clone(),
+            policy: config.policy.clone(),
+            clock: lasting.clock.clone(),
+            limits: Arc::default(),
+            listener_options: config
+                .listeners
+                .iter()
+                .map(|listener| (listener.address, listener_options(listener)))
+                .collect(),
+        }
+    }
+}
+
+fn listener_options(listener: &socksgate_config::Listener) -> ServerOptions {
+    ServerOptions {
+        methods: Methods::new(&listener.methods).unwrap_or(Methods::one(Method::NO_AUTH)),
+        allow_socks4: listener.socks4,
+    }
+}
+
+/// The configuration sessions start with; replaced whole by a reload.
+type Current = Arc<RwLock<Arc<Shared>>>;
+
+/// Applies a new configuration to a running server: sessions started afterwards use it,
+/// running ones keep the one they started with.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    current: Current,
+    lasting: Lasting,
+    listeners: Vec<SocketAddr>,
+    max_sessions: usize,
+}
+
+impl ReloadHandle {
+    /// Installs `config` (already validated) with its `authenticator`. Returns what could not
+    /// be applied without a restart (listeners added or removed, the session cap).
+    pub fn reload(
+        &self,
+        config: &Config,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Vec<String> {
+        let mut not_applied = Vec::new();
+        let configured: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+        for address in configured.iter().filter(|a| !self.listeners.contains(a)) {
+            not_applied.push(format!("new listener {address} needs a restart"));
+        }
+        for address in self.listeners.iter().filter(|a| !configured.contains(a)) {
+            not_applied.push(format!("removing listener {address} needs a restart"));
+        }
+        if config.limits.max_sessions != self.max_sessions {
+            not_applied.push("a new limits.max_sessions needs a restart".to_owned());
+        }
+        let shared = Arc::new(Shared::new(config, authenticator, &self.lasting));
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = shared;
+        not_applied
+    }
 }
 
 /// Tells the policy what time it is (local time by default; tests inject their own).
@@ -102,11 +191,10 @@ impl std::error::Error for BindError {
 /// A server with its listeners open.
 pub struct Server {
     config: Config,
-    resolver: Arc<dyn Resolver>,
     authenticator: Option<Arc<dyn Authenticator>>,
-    clock: Clock,
-    stats: Arc<Stats>,
-    listeners: Vec<(TcpListener, ServerOptions)>,
+    lasting: Lasting,
+    current: Current,
+    listeners: Vec<(TcpListener, SocketAddr)>,
 }
 
 impl Server {
@@ -120,25 +208,34 @@ impl Server {
                     address: listener.address,
                     source,
                 })?;
-            let options = ServerOptions {
-                methods: Methods::new(&listener.methods).unwrap_or(Methods::one(Method::NO_AUTH)),
-                allow_socks4: listener.socks4,
-            };
-            listeners.push((socket, options));
+            listeners.push((socket, listener.address));
         }
-        Ok(Self {
-            config,
+        let lasting = Lasting {
             resolver: Arc::new(SystemResolver),
-            authenticator: None,
             clock: Arc::new(authorize::local_moment),
             stats: Arc::default(),
+            throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
+        };
+        let current = Arc::new(RwLock::new(Arc::new(Shared::new(&config, None, &lasting))));
+        Ok(Self {
+            config,
+            authenticator: None,
+            lasting,
+            current,
             listeners,
         })
     }
 
     /// Resolves target names with `resolver` instead of the system's.
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
-        self.resolver = resolver;
+        self.lasting.resolver = resolver;
+        self.refresh()
+    }
+
+    /// Rebuilds the current configuration after a builder call changed what it holds.
+    fn refresh(self) -> Self {
+        let shared = Shared::new(&self.config, self.authenticator.clone(), &self.lasting);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(shared);
         self
     }
 
@@ -146,18 +243,32 @@ impl Server {
     /// refused.
     pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);
-        self
+        self.refresh()
     }
 
     /// Uses `clock` for the policy's day and time windows.
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
+        self.lasting.clock = clock;
+        self.refresh()
+    }
+
+    /// A handle to apply new configurations while the server runs.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            current: self.current.clone(),
+            lasting: self.lasting.clone(),
+            listeners: self
+                .listeners
+                .iter()
+                .map(|(_, configured)| *configured)
+                .collect(),
+            max_sessions: self.config.limits.max_sessions,
+        }
     }
 
     /// Live counts of this server, to read while it runs.
     pub fn stats(&self) -> Arc<Stats> {
-        self.stats.clone()
+        self.lasting.stats.clone()
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -172,34 +283,18 @@ impl Server {
     /// sessions for up to the shutdown timeout. Returns how many sessions were still
     /// running when the wait ended (they are dropped with the runtime).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> usize {
-        let shared = Arc::new(Shared {
-            timeouts: self.config.timeouts,
-            bind: self.config.bind.clone(),
-            udp: self.config.udp.clone(),
-            resolver: self.resolver,
-            authenticator: self.authenticator,
-            throttle: Throttle::new(throttle_settings(&self.config.auth.throttle)),
-            verifications: Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
-            ),
-            access_log: self.config.log.access,
-            stats: self.stats,
-            policy: self.config.policy.clone(),
-            clock: self.clock,
-            limits: Arc::default(),
-        });
         let slots = Arc::new(Semaphore::new(self.config.limits.max_sessions));
         let sessions = TaskTracker::new();
         let stop = CancellationToken::new();
         let mut accept_loops = Vec::with_capacity(self.listeners.len());
-        for (listener, options) in self.listeners {
+        for (listener, configured) in self.listeners {
             if let Ok(address) = listener.local_addr() {
                 tracing::info!(%address, "listening");
             }
             accept_loops.push(tokio::spawn(listener::accept_loop(
                 listener,
-                options,
-                shared.clone(),
+                configured,
+                self.current.clone(),
                 slots.clone(),
                 sessions.clone(),
                 stop.clone(),

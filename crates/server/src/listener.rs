@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socksgate_proto::server::ServerOptions;
+use std::net::SocketAddr;
+use std::sync::PoisonError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{session, Shared};
+use crate::{session, Current};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -20,8 +21,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Accepts until `stop` is cancelled, spawning one task per session on `sessions`.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    options: ServerOptions,
-    shared: Arc<Shared>,
+    configured: SocketAddr,
+    current: Current,
     slots: Arc<Semaphore>,
     sessions: TaskTracker,
     stop: CancellationToken,
@@ -30,6 +31,14 @@ pub(crate) async fn accept_loop(
         return;
     };
     let mut backoff = MIN_BACKOFF;
+    let initial = current
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Some(mut options) = initial.listener_options.get(&configured).copied() else {
+        return;
+    };
+    drop(initial);
     loop {
         // Wait for a free slot first: while the server is full, clients queue in the
         // kernel's backlog instead of being accepted and starved.
@@ -47,7 +56,17 @@ pub(crate) async fn accept_loop(
         match accepted {
             Ok((client, peer)) => {
                 backoff = MIN_BACKOFF;
-                let shared = shared.clone();
+                // The configuration in force now; a reload later does not change it for
+                // this session.
+                let shared = current
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                // A reload that drops this listener keeps its last options (never the
+                // defaults, which would open it).
+                if let Some(current_options) = shared.listener_options.get(&configured) {
+                    options = *current_options;
+                }
                 sessions.spawn(async move {
                     shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
                     session::serve(client, peer, local, options, &shared).await;
