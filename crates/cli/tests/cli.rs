@@ -510,3 +510,59 @@ fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs(
     drop((before, after));
     stop(&mut child);
 }
+
+/// The TOML examples of a document, in order.
+fn toml_blocks(document: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(document).unwrap();
+    text.split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
+    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/policy.md");
+    let blocks = toml_blocks(guide);
+    assert!(blocks.len() >= 5, "{} examples", blocks.len());
+    for (index, block) in blocks.iter().enumerate() {
+        let path = temp_file(&format!("guide-{index}.toml"), block);
+        let output = socksgate()
+            .args(["check", "-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "example {index}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let office = blocks
+        .iter()
+        .find(|b| b.contains("users = [\"backup\"]"))
+        .unwrap();
+    let office = temp_file("guide-office.toml", office);
+    let alice = ["--from", "10.1.1.1", "--user", "alice", "--group", "staff"];
+    let (code, text) = explain(
+        &office,
+        &[
+            &alice[..],
+            &["--at", "sat 10:00", "connect", "example.com:443"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("deny (no rule matches: denied by default)"),
+        "{text}"
+    );
+    let (code, text) = explain(
+        &office,
+        &[
+            &alice[..],
+            &["--at", "wed 10:00", "connect", "example.com:443"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{text}");
+}
