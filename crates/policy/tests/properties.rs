@@ -438,3 +438,45 @@ fn allow_all() -> Rule {
         options: RuleOptions::default(),
     }
 }
+
+proptest! {
+    #[test]
+    fn parsers_never_panic(text in "\\PC{0,40}", also in "[0-9a-f:./*-]{0,30}") {
+        for input in [&text, &also] {
+            let _ = input.parse::<Cidr>();
+            let _ = input.parse::<HostPattern>();
+            let _ = input.parse::<PortRange>();
+            let _ = input.parse::<Hours>();
+            let _ = Days::parse([input.as_str()]);
+        }
+    }
+
+    #[test]
+    fn evaluation_never_panics_on_any_address_or_moment(
+        rules in proptest::collection::vec(rule(), 0..6),
+        source in ip(),
+        destination in ip(),
+        weekday in any::<u8>(),
+        minute in any::<u16>(),
+        port in any::<u16>(),
+        private in any::<bool>(),
+    ) {
+        let policy = Policy { rules, deny_private_destinations: private, ..Policy::default() };
+        let host = Host::Ip(destination);
+        let request = Request {
+            source,
+            listener: SocketAddr::from(([127, 0, 0, 1], 1080)),
+            user: None,
+            groups: &[],
+            method: Method::NO_AUTH,
+            command: Command(weekday),
+            host: &host,
+            port,
+            address: None,
+            moment: Moment { weekday, minute },
+        };
+        prop_assert!(matches!(policy.decide(&request), Evaluation::Decided(_)), "an address always settles it");
+        let _ = policy.decide_association(&request);
+        let _ = policy.decide_client(source, request.listener);
+    }
+}
