@@ -5,9 +5,12 @@
 
 mod authentication;
 mod check;
+mod connect;
 mod explain;
+mod forward;
 mod logging;
 mod passwd;
+mod proxies;
 mod serve;
 
 use std::net::SocketAddr;
@@ -86,6 +89,33 @@ enum Command {
         /// The target, HOST:PORT.
         target: String,
     },
+    /// Connect standard input and output to HOST PORT through the proxies (OpenSSH's
+    /// ProxyCommand: `ssh -o ProxyCommand='socksgate connect -x socks5h://gw:1080 %h %p'`).
+    ///
+    /// Without -x, the proxies come from SOCKSGATE_PROXY, ALL_PROXY, SOCKS_PROXY or
+    /// SOCKS5_PROXY (one URL, or several separated by commas for a chain).
+    Connect {
+        /// A proxy URL: socks5h://[USER:PASS@]HOST[:PORT] (also socks5, socks4a, socks4);
+        /// repeat for a chain, first hop first.
+        #[arg(short = 'x', long = "proxy", value_name = "URL")]
+        proxies: Vec<String>,
+        /// The target host.
+        host: String,
+        /// The target port.
+        port: u16,
+    },
+    /// Forward local ports to targets through the proxies.
+    Forward {
+        /// A proxy URL (repeat for a chain); defaults as for `connect`.
+        #[arg(short = 'x', long = "proxy", value_name = "URL")]
+        proxies: Vec<String>,
+        /// TCP: [BIND:]PORT:HOST:PORT (BIND defaults to 127.0.0.1).
+        #[arg(short = 'L', value_name = "SPEC")]
+        tcp: Vec<String>,
+        /// UDP: [BIND:]PORT:HOST:PORT, each local sender getting its own association.
+        #[arg(short = 'U', value_name = "SPEC")]
+        udp: Vec<String>,
+    },
     /// Add a user to a password file, or change their password (bcrypt, as `htpasswd -B`).
     ///
     /// The password is asked twice without echo, or read as one line from standard input with
@@ -112,6 +142,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => serve::run(config.as_deref(), &listen),
         Command::Check { config } => check::run(&config),
+        Command::Connect {
+            proxies,
+            host,
+            port,
+        } => connect::run(&proxies, &host, port),
+        Command::Forward { proxies, tcp, udp } => forward::run(&proxies, &tcp, &udp),
         Command::Explain {
             config,
             from,

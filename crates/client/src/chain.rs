@@ -1,0 +1,362 @@
+//! Reaching a target through the hops of a chain.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
+use socksgate_proto::{Address, Command, Host, Reply, Step};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::hop::{Flavour, Hop};
+
+/// Proxies to go through, first to last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    hops: Vec<Hop>,
+}
+
+impl FromIterator<Hop> for Chain {
+    fn from_iter<I: IntoIterator<Item = Hop>>(hops: I) -> Self {
+        Self {
+            hops: hops.into_iter().collect(),
+        }
+    }
+}
+
+/// What went wrong at one hop.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HopFailure {
+    /// The proxy itself could not be reached (only for the first hop; later hops are
+    /// reached through the previous one, whose refusal is a [`HopFailure::Refused`]).
+    Unreachable(io::Error),
+    /// A name the client had to resolve for this hop did not resolve.
+    Resolve(io::Error),
+    /// The proxy answered with a failure, or broke the protocol.
+    Refused(ClientError),
+    /// The previous hop could not reach this proxy (it is down, or the previous hop may
+    /// not connect to it); the previous hop's answer.
+    UnreachableVia(ClientError),
+    /// The connection broke during the handshake.
+    Io(io::Error),
+}
+
+/// A failure, and the hop it happened at.
+#[derive(Debug)]
+pub struct ChainError {
+    /// 1-based position of the hop in the chain (0 when the chain is empty).
+    pub hop: usize,
+    /// The hop's URL, without its password.
+    pub proxy: String,
+    /// What happened.
+    pub failure: HopFailure,
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hop {} ({}): ", self.hop, self.proxy)?;
+        match &self.failure {
+            HopFailure::Unreachable(error) => write!(f, "cannot reach the proxy: {error}"),
+            HopFailure::Resolve(error) => write!(f, "cannot resolve: {error}"),
+            HopFailure::Refused(error) => write!(f, "{error}"),
+            HopFailure::UnreachableVia(error) => {
+                write!(f, "the previous hop cannot reach this proxy: {error}")
+            }
+            HopFailure::Io(error) => write!(f, "connection lost: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ChainError {}
+
+impl Chain {
+    /// The hops.
+    pub fn hops(&self) -> &[Hop] {
+        &self.hops
+    }
+
+    /// Whether the chain has no hop (connections go direct).
+    pub fn is_empty(&self) -> bool {
+        self.hops.is_empty()
+    }
+
+    /// A TCP connection to `target` through every hop.
+    pub async fn connect(&self, target: &Address) -> Result<TcpStream, ChainError> {
+        let (mut stream, last) = self.reach_last_hop().await?;
+        match last {
+            None => Ok(stream),
+            Some(index) => {
+                self.request(&mut stream, index, Command::CONNECT, target)
+                    .await?;
+                Ok(stream)
+            }
+        }
+    }
+
+    /// Asks the last hop to accept one connection from `peer` (BIND); returns where the peer
+    /// must connect, and a listener to wait for it.
+    pub async fn bind(&self, peer: &Address) -> Result<BindListener, ChainError> {
+        let (mut stream, last) = self.reach_last_hop().await?;
+        let index = last
+            .ok_or_else(|| self.error(0, HopFailure::Io(io::Error::other("BIND needs a proxy"))))?;
+        let (machine, events) = self
+            .handshake_until(&mut stream, index, Command::BIND, peer, |events| {
+                events
+                    .iter()
+                    .any(|e| matches!(e, ClientEvent::Granted { .. }))
+            })
+            .await?;
+        let bound = events
+            .iter()
+            .find_map(|event| match event {
+                ClientEvent::Granted { bound } => Some(bound.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(Address::unspecified);
+        Ok(BindListener {
+            chain: self.clone(),
+            index,
+            stream,
+            machine,
+            bound,
+        })
+    }
+
+    /// Connects to the first hop, and CONNECTs through each hop to the next one; returns
+    /// the stream to the last hop (or to nothing, for an empty chain) and its index.
+    async fn reach_last_hop(&self) -> Result<(TcpStream, Option<usize>), ChainError> {
+        let Some(first) = self.hops.first() else {
+            return Err(self.error(0, HopFailure::Io(io::Error::other("the chain is empty"))));
+        };
+        let addresses = resolve(&first.address)
+            .await
+            .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
+        let stream = connect_any(&addresses)
+            .await
+            .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
+        let _ = stream.set_nodelay(true);
+        let mut stream = stream;
+        for index in 0..self.hops.len() - 1 {
+            let next = self.hops[index + 1].address.clone();
+            self.request(&mut stream, index, Command::CONNECT, &next)
+                .await
+                .map_err(|error| match error.failure {
+                    // The hop could not reach the next one: blame the next. (A refusal by
+                    // the hop's own rules stays the hop's.)
+                    HopFailure::Refused(ClientError::Rejected(reply)) if is_unreachable(reply) => {
+                        self.error(
+                            index + 1,
+                            HopFailure::UnreachableVia(ClientError::Rejected(reply)),
+                        )
+                    }
+                    _ => error,
+                })?;
+        }
+        Ok((stream, Some(self.hops.len() - 1)))
+    }
+
+    /// A request at the last hop (reached through the others): the stream and the first
+    /// reply's address.
+    pub(crate) async fn request_with_reply(
+        &self,
+        command: Command,
+        target: &Address,
+    ) -> Result<(TcpStream, Address), ChainError> {
+        let (mut stream, last) = self.reach_last_hop().await?;
+        let index = last.unwrap_or(0);
+        let (_, events) = self
+            .handshake_until(&mut stream, index, command, target, |_| false)
+            .await?;
+        let bound = events
+            .into_iter()
+            .find_map(|event| match event {
+                ClientEvent::Granted { bound } => Some(bound),
+                _ => None,
+            })
+            .unwrap_or_else(Address::unspecified);
+        Ok((stream, bound))
+    }
+
+    /// One request at hop `index`, up to its (first) reply.
+    async fn request(
+        &self,
+        stream: &mut TcpStream,
+        index: usize,
+        command: Command,
+        target: &Address,
+    ) -> Result<(), ChainError> {
+        self.handshake_until(stream, index, command, target, |_| false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs the handshake with hop `index` until it is established or `enough` says so.
+    async fn handshake_until(
+        &self,
+        stream: &mut TcpStream,
+        index: usize,
+        command: Command,
+        target: &Address,
+        enough: impl Fn(&[ClientEvent]) -> bool,
+    ) -> Result<(ClientHandshake, Vec<ClientEvent>), ChainError> {
+        let hop = &self.hops[index];
+        let target = self.as_hop_wants(index, target).await?;
+        let machine = ClientHandshake::new(protocol(hop), command, target)
+            .map_err(|error| self.error(index, HopFailure::Refused(error)))?;
+        drive(stream, machine, enough)
+            .await
+            .map_err(|failure| self.error(index, failure))
+    }
+
+    /// The target as hop `index` accepts it: names resolved here unless the hop resolves
+    /// them itself.
+    async fn as_hop_wants(&self, index: usize, target: &Address) -> Result<Address, ChainError> {
+        let hop = &self.hops[index];
+        match &target.host {
+            Host::Domain(_) if !hop.flavour.resolves_names() => {
+                let addresses = resolve(target)
+                    .await
+                    .map_err(|error| self.error(index, HopFailure::Resolve(error)))?;
+                let usable = addresses
+                    .into_iter()
+                    .find(|a| hop.flavour != Flavour::Socks4 || a.is_ipv4());
+                usable.map(Address::from).ok_or_else(|| {
+                    self.error(
+                        index,
+                        HopFailure::Resolve(io::Error::other("no usable address")),
+                    )
+                })
+            }
+            _ => Ok(target.clone()),
+        }
+    }
+
+    fn error(&self, index: usize, failure: HopFailure) -> ChainError {
+        ChainError {
+            hop: if self.hops.is_empty() { 0 } else { index + 1 },
+            proxy: self
+                .hops
+                .get(index)
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
+            failure,
+        }
+    }
+}
+
+/// A BIND waiting for its peer.
+#[derive(Debug)]
+pub struct BindListener {
+    chain: Chain,
+    index: usize,
+    stream: TcpStream,
+    machine: ClientHandshake,
+    bound: Address,
+}
+
+impl BindListener {
+    /// Where the peer must connect (the last hop's listening address).
+    pub fn bound(&self) -> &Address {
+        &self.bound
+    }
+
+    /// Waits for the peer; returns the relayed connection and the peer's address.
+    pub async fn accept(mut self) -> Result<(TcpStream, Address), ChainError> {
+        let (_, events) = drive(&mut self.stream, self.machine, |_| false)
+            .await
+            .map_err(|failure| self.chain.error(self.index, failure))?;
+        let peer = events
+            .into_iter()
+            .find_map(|event| match event {
+                ClientEvent::PeerConnected { peer } => Some(peer),
+                _ => None,
+            })
+            .unwrap_or_else(Address::unspecified);
+        Ok((self.stream, peer))
+    }
+}
+
+/// The handshake with one hop: write what the machine wants, read exactly what it needs.
+async fn drive(
+    stream: &mut TcpStream,
+    mut machine: ClientHandshake,
+    enough: impl Fn(&[ClientEvent]) -> bool,
+) -> Result<(ClientHandshake, Vec<ClientEvent>), HopFailure> {
+    let mut events = Vec::new();
+    let mut input = Vec::new();
+    loop {
+        let pending = machine.pending_output();
+        if !pending.is_empty() {
+            stream.write_all(pending).await.map_err(HopFailure::Io)?;
+            let written = pending.len();
+            machine.output_written(written);
+        }
+        if machine.is_established() || enough(&events) {
+            return Ok((machine, events));
+        }
+        match machine.feed(&input).map_err(HopFailure::Refused)? {
+            Step::Event { used, event } => {
+                input.drain(..used);
+                events.push(event);
+            }
+            Step::NeedMore { at_least } => {
+                let start = input.len();
+                input.resize(start + at_least.get(), 0);
+                stream
+                    .read_exact(&mut input[start..])
+                    .await
+                    .map_err(HopFailure::Io)?;
+            }
+            Step::Idle => return Ok((machine, events)),
+        }
+    }
+}
+
+/// Replies that say the target could not be reached (rather than that it was refused).
+fn is_unreachable(reply: Reply) -> bool {
+    matches!(
+        reply,
+        Reply::CONNECTION_REFUSED
+            | Reply::NETWORK_UNREACHABLE
+            | Reply::HOST_UNREACHABLE
+            | Reply::TTL_EXPIRED
+    )
+}
+
+fn protocol(hop: &Hop) -> ClientProtocol {
+    let user_id = || {
+        hop.credentials
+            .as_ref()
+            .map(|c| c.username().to_vec())
+            .unwrap_or_default()
+    };
+    match hop.flavour {
+        Flavour::Socks4 => ClientProtocol::Socks4 { user_id: user_id() },
+        Flavour::Socks4a => ClientProtocol::Socks4a { user_id: user_id() },
+        Flavour::Socks5 | Flavour::Socks5h => ClientProtocol::Socks5 {
+            credentials: hop.credentials.clone(),
+            gssapi: false,
+        },
+    }
+}
+
+pub(crate) async fn resolve(address: &Address) -> io::Result<Vec<SocketAddr>> {
+    match &address.host {
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, address.port)]),
+        Host::Domain(name) => Ok(tokio::net::lookup_host((name.as_str(), address.port))
+            .await?
+            .collect()),
+    }
+}
+
+async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::other("no address");
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}

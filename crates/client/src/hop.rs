@@ -1,0 +1,171 @@
+//! One proxy of a chain, written as a URL in the conventions of curl and proxychains.
+
+use std::fmt;
+use std::str::FromStr;
+
+use socksgate_proto::password::Credentials;
+use socksgate_proto::Address;
+
+/// The protocol spoken to a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavour {
+    /// SOCKS4: names are resolved by the client.
+    Socks4,
+    /// SOCKS4a: names are resolved by the proxy.
+    Socks4a,
+    /// SOCKS5 with names resolved by the client (`socks5://`, as curl).
+    Socks5,
+    /// SOCKS5 with names resolved by the proxy (`socks5h://`, as curl).
+    Socks5h,
+}
+
+impl Flavour {
+    /// Whether the proxy is given names as they are (rather than addresses).
+    pub fn resolves_names(self) -> bool {
+        matches!(self, Self::Socks4a | Self::Socks5h)
+    }
+
+    fn scheme(self) -> &'static str {
+        match self {
+            Self::Socks4 => "socks4",
+            Self::Socks4a => "socks4a",
+            Self::Socks5 => "socks5",
+            Self::Socks5h => "socks5h",
+        }
+    }
+}
+
+/// A proxy: its protocol, address and (SOCKS5) credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The protocol.
+    pub flavour: Flavour,
+    /// Where the proxy listens.
+    pub address: Address,
+    /// Username and password (SOCKS5), or the USERID (SOCKS4, the username part).
+    pub credentials: Option<Credentials>,
+}
+
+impl fmt::Debug for Hop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hop({self})")
+    }
+}
+
+impl fmt::Display for Hop {
+    /// The URL without the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://", self.flavour.scheme())?;
+        if let Some(credentials) = &self.credentials {
+            write!(f, "{}@", credentials.username_lossy())?;
+        }
+        write!(f, "{}", self.address)
+    }
+}
+
+/// Why a proxy URL does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError(pub String);
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+impl FromStr for Hop {
+    type Err = UrlError;
+
+    /// `socks5h://user:pass@host:port`; the scheme is one of socks4, socks4a, socks5,
+    /// socks5h (`socks://` means socks5, as curl takes it); the port defaults to 1080;
+    /// user and password are percent-decoded.
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let error = |why: &str| UrlError(format!("{url:?}: {why}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| error("expected SCHEME://[USER:PASS@]HOST[:PORT]"))?;
+        let flavour = match scheme.to_ascii_lowercase().as_str() {
+            "socks4" => Flavour::Socks4,
+            "socks4a" => Flavour::Socks4a,
+            "socks5" | "socks" => Flavour::Socks5,
+            "socks5h" => Flavour::Socks5h,
+            _ => {
+                return Err(error(
+                    "the scheme must be socks4, socks4a, socks5 or socks5h",
+                ))
+            }
+        };
+        let rest = rest.trim_end_matches('/');
+        let (userinfo, host) = match rest.rsplit_once('@') {
+            Some((userinfo, host)) => (Some(userinfo), host),
+            None => (None, rest),
+        };
+        let credentials = match userinfo {
+            None => None,
+            Some(userinfo) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let (user, password) = (percent_decode(user), percent_decode(password));
+                Some(Credentials::new(user, password).map_err(|e| error(&e.to_string()))?)
+            }
+        };
+        let with_port = if host.starts_with('[') && host.ends_with(']') || !host.contains(':') {
+            format!("{host}:1080")
+        } else {
+            host.to_owned()
+        };
+        let address = with_port
+            .parse()
+            .map_err(|e: socksgate_proto::addr::AddressParseError| error(&e.to_string()))?;
+        Ok(Self {
+            flavour,
+            address,
+            credentials,
+        })
+    }
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[index + 1]), hex(bytes[index + 2])) {
+                out.push((high * 16 + low) as u8);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_the_usual_forms() {
+        let hop: Hop = "socks5h://alice:s%40cret@proxy.example:1081"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hop.flavour, Flavour::Socks5h);
+        assert_eq!(hop.address.to_string(), "proxy.example:1081");
+        let credentials = hop.credentials.clone().unwrap_or_else(|| unreachable!());
+        assert_eq!(credentials.password(), b"s@cret");
+        assert_eq!(hop.to_string(), "socks5h://alice@proxy.example:1081");
+        let plain: Hop = "socks4a://10.0.0.1"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.address.to_string(), "10.0.0.1:1080");
+        let v6: Hop = "socks5://[::1]".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v6.address.to_string(), "[::1]:1080");
+        assert!("http://proxy:3128".parse::<Hop>().is_err());
+        assert!("proxy:1080".parse::<Hop>().is_err());
+    }
+}

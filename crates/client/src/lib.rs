@@ -1,0 +1,24 @@
+//! A tokio SOCKS client: CONNECT, BIND and UDP ASSOCIATE through one proxy or a chain of
+//! them, each hop SOCKS4, SOCKS4a or SOCKS5 (with local or remote name resolution, with or
+//! without a password), driven by `socksgate-proto`'s client machine.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), socksgate_client::ChainError> {
+//! use socksgate_client::Chain;
+//! let chain: Chain = ["socks5h://gateway:1080", "socks5://alice:secret@inner:1080"]
+//!     .iter()
+//!     .map(|url| url.parse().unwrap())
+//!     .collect();
+//! let stream = chain.connect(&"example.com:443".parse().unwrap()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Errors say which hop failed and why ([`ChainError`]), with the reply code in words.
+
+mod chain;
+mod hop;
+mod udp;
+
+pub use chain::{BindListener, Chain, ChainError, HopFailure};
+pub use hop::{Flavour, Hop, UrlError};
+pub use udp::UdpChain;
