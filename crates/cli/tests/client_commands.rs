@@ -1,0 +1,220 @@
+//! `socksgate connect` as OpenSSH's ProxyCommand, and `socksgate forward` for TCP and UDP,
+//! through real socksgate servers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use socksgate_tests::interop::{run, skip_or_fail, tool};
+use socksgate_tests::{DnsResponder, HttpTarget, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socksgate");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-client-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An sshd on a loopback port, for the test's own key; stopped when dropped.
+struct Sshd {
+    child: Child,
+    port: u16,
+    client_key: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Option<Self> {
+        let (Some(sshd), Some(keygen)) = (tool("sshd"), tool("ssh-keygen")) else {
+            return None;
+        };
+        if !rustix::process::geteuid().is_root() {
+            skip_or_fail("running sshd needs root");
+            return None;
+        }
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for key in ["host", "client"] {
+            let path = dir.join(key);
+            let made = run(
+                &keygen,
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-f",
+                    path.to_str().unwrap(),
+                ],
+                &[],
+                20,
+            );
+            assert!(made.success, "ssh-keygen: {}", made.stderr);
+        }
+        std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host\n\
+                 AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nPidFile {dir}/sshd.pid\n",
+                dir = dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f", config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self {
+            child,
+            port,
+            client_key: dir.join("client"),
+        })
+    }
+}
+
+#[test]
+fn ssh_reaches_a_local_sshd_through_socksgate_connect() {
+    let Some(ssh) = tool("ssh") else { return };
+    let dir = scratch("ssh");
+    let Some(sshd) = Sshd::start(&dir) else {
+        return;
+    };
+    let server = TestServer::start();
+    let proxy_command = format!("{BIN} connect -x socks5h://{} %h %p", server.addr());
+    let port = sshd.port.to_string();
+    let user = format!("{}@localhost", whoami());
+    let args = [
+        "-F",
+        "/dev/null",
+        "-i",
+        sshd.client_key.to_str().unwrap(),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        &format!("ProxyCommand={proxy_command}"),
+        "-p",
+        &port,
+        &user,
+        "echo",
+        "through-socksgate",
+    ];
+    let result = run(&ssh, &args, &[], 60);
+    assert!(result.success, "ssh: {}", result.stderr);
+    assert_eq!(result.stdout.trim(), "through-socksgate");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["target"], format!("localhost:{}", sshd.port));
+}
+
+fn whoami() -> String {
+    let uid = rustix::process::getuid();
+    if uid.is_root() {
+        return "root".to_owned();
+    }
+    std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
+}
+
+/// Starts `socksgate forward` with `args`; returns it and the local addresses it reports.
+fn forward(args: &[&str], count: usize) -> (Child, Vec<SocketAddr>) {
+    let mut child = Command::new(BIN)
+        .arg("forward")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut locals = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        // "forwarding tcp 127.0.0.1:PORT -> TARGET"
+        if let Some(local) = line.split_whitespace().nth(2) {
+            locals.push(local.parse().unwrap());
+        }
+        if locals.len() == count {
+            break;
+        }
+    }
+    (child, locals)
+}
+
+#[test]
+fn forward_carries_http_over_tcp_and_dns_over_udp_through_a_chain() {
+    let first = TestServer::start();
+    let second = TestServer::start();
+    let web = HttpTarget::start("forwarded page");
+    let dns = DnsResponder::start_at([127, 0, 0, 1].into());
+    let tcp = format!("127.0.0.1:0:127.0.0.1:{}", web.port);
+    let udp = format!("127.0.0.1:0:127.0.0.1:{}", dns.port);
+    let hop1 = format!("socks5://{}", first.addr());
+    let hop2 = format!("socks5h://{}", second.addr());
+    let (mut child, locals) = forward(&["-x", &hop1, "-x", &hop2, "-L", &tcp, "-U", &udp], 2);
+
+    let mut http = TcpStream::connect(locals[0]).unwrap();
+    http.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.ends_with("forwarded page"), "{page}");
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // A query for www.example.test, type A.
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["www", "example", "test"] {
+        query.push(label.len() as u8);
+        query.extend(label.as_bytes());
+    }
+    query.extend([0, 0, 1, 0, 1]);
+    socket.send_to(&query, locals[1]).unwrap();
+    let mut answer = [0u8; 512];
+    let (len, _) = socket.recv_from(&mut answer).unwrap();
+    assert_eq!(answer[..2], [0x12, 0x34], "the answer to our query");
+    assert!(
+        answer[..len].ends_with(&dns.answer.octets()),
+        "the A record"
+    );
+
+    drop(http);
+    let _ = child.kill();
+    let _ = child.wait();
+    // Both went through the chain: the first hop saw a CONNECT (to the second hop) and,
+    // for UDP, CONNECTs to reach the second hop's association plus its own association.
+    let first_log = first.wait_for_sessions(3);
+    let commands: Vec<&str> = first_log.iter().map(|e| e["command"].as_str()).collect();
+    assert!(
+        commands.contains(&"connect") && commands.contains(&"udp associate"),
+        "{commands:?}"
+    );
+}
