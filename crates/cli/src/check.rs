@@ -17,7 +17,7 @@ pub(crate) fn run(path: &Path) -> ExitCode {
                 "# {}: OK. The effective configuration:",
                 path.display()
             );
-            let _ = write!(out, "{}", config.to_toml());
+            let _ = write!(out, "{}", config.to_toml_redacted());
             let mut err = std::io::stderr().lock();
             for (rule, earlier) in config.policy.shadowed_rules() {
                 let _ = writeln!(

@@ -29,7 +29,7 @@ pub(crate) struct Question {
 pub(crate) fn run(question: &Question) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match answer(question, &mut out) {
-        Ok(Action::Allow) => ExitCode::SUCCESS,
+        Ok(Action::Allow | Action::Route) => ExitCode::SUCCESS,
         Ok(Action::Deny) => ExitCode::from(1),
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "error: {error:#}");
@@ -114,7 +114,7 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
                     ..request.clone()
                 };
                 if let Evaluation::Decided(verdict) = policy.decide(&with_address) {
-                    any_allowed |= verdict.action == Action::Allow;
+                    any_allowed |= verdict.action.serves();
                     writeln!(out, "  {address}: {}", describe(&verdict))?;
                 }
             }
@@ -127,10 +127,14 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
     }
 }
 
-fn describe<R: Located>(verdict: &Verdict<'_, R>) -> String {
+fn describe<R: Located + MaybeRoute>(verdict: &Verdict<'_, R>) -> String {
     let action = match verdict.action {
-        Action::Allow => "allow",
-        Action::Deny => "deny",
+        Action::Allow => "allow".to_owned(),
+        Action::Deny => "deny".to_owned(),
+        Action::Route => match verdict.rule().and_then(|rule| rule.route()) {
+            Some(group) => format!("route through {group}"),
+            None => "route".to_owned(),
+        },
     };
     let why = match verdict.reason {
         Reason::NoRules => "no rules in this stage: everything is allowed".to_owned(),
@@ -139,6 +143,23 @@ fn describe<R: Located>(verdict: &Verdict<'_, R>) -> String {
         reason => reason.to_string(),
     };
     format!("{action} ({why})")
+}
+
+/// The upstream group of a rule, for rules that have one.
+trait MaybeRoute {
+    fn route(&self) -> Option<&str>;
+}
+
+impl MaybeRoute for socksgate_policy::Rule {
+    fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+}
+
+impl MaybeRoute for socksgate_policy::ClientRule {
+    fn route(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// "wed 09:30", or now in local time.

@@ -9,7 +9,7 @@ use socksgate_proto::{Address, Command, Host, Reply, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::hop::{Flavour, Hop};
+use socksgate_proto::hop::{Flavour, Hop};
 
 /// Proxies to go through, first to last.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +93,15 @@ impl Chain {
                 Ok(stream)
             }
         }
+    }
+
+    /// As [`Chain::connect`], also returning the address the last hop connected from (its
+    /// reply's BND.ADDR).
+    pub async fn connect_reporting(
+        &self,
+        target: &Address,
+    ) -> Result<(TcpStream, Address), ChainError> {
+        self.request_with_reply(Command::CONNECT, target).await
     }
 
     /// Asks the last hop to accept one connection from `peer` (BIND); returns where the peer

@@ -16,9 +16,8 @@
 //! Errors say which hop failed and why ([`ChainError`]), with the reply code in words.
 
 mod chain;
-mod hop;
 mod udp;
 
 pub use chain::{BindListener, Chain, ChainError, HopFailure};
-pub use hop::{Flavour, Hop, UrlError};
+pub use socksgate_proto::hop::{Flavour, Hop, UrlError};
 pub use udp::UdpChain;

@@ -42,7 +42,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use model::{
     Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, Log, LogFormat, LoginThrottle,
-    Timeouts, Udp, UdpFiltering,
+    Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
 };
 
 use error::Origin;
@@ -79,7 +79,12 @@ impl Config {
 
     /// The configuration as TOML, every default written out; parses back to `self`.
     pub fn to_toml(&self) -> String {
-        render::to_toml(self)
+        render::to_toml(self, false)
+    }
+
+    /// As [`Config::to_toml`], with upstream passwords replaced by `REDACTED`: for display.
+    pub fn to_toml_redacted(&self) -> String {
+        render::to_toml(self, true)
     }
 
     /// Replaces the listeners (from `--listen` flags), keeping each one's other settings at
@@ -192,7 +197,9 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         access: raw.log.access.unwrap_or(true),
     };
 
+    let upstreams = validate_upstreams(&raw.upstream, origin)?;
     let policy = rules::validate_policy(&raw.policy, &raw.client_rule, &raw.rule, origin)?;
+    rules::check_routes(&policy, &raw.rule, &upstreams, origin)?;
     let bind = validate_bind(&raw.bind, origin)?;
     let udp = validate_udp(&raw.udp, origin)?;
 
@@ -203,6 +210,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         log,
         auth,
         policy,
+        upstreams,
         bind,
         udp,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
@@ -367,6 +375,77 @@ fn text_field<T>(
             .at(origin, Some(value.span()))
             .field(field)
     })
+}
+
+fn validate_upstreams(
+    raw: &[Spanned<raw::RawUpstream>],
+    origin: &Origin<'_>,
+) -> Result<Vec<UpstreamGroup>, ConfigError> {
+    let mut groups: Vec<UpstreamGroup> = Vec::new();
+    for (index, spanned) in raw.iter().enumerate() {
+        let group = spanned.get_ref();
+        let field = |name: &str| format!("upstream[{index}].{name}");
+        let name = group.name.get_ref().clone();
+        if groups.iter().any(|g| g.name == name) {
+            return Err(
+                ConfigError::new(origin, format!("another group is named {name:?}"))
+                    .at(origin, Some(group.name.span()))
+                    .field(field("name")),
+            );
+        }
+        if group.chains.is_empty() || group.chains.iter().any(Vec::is_empty) {
+            return Err(ConfigError::new(
+                origin,
+                "each group needs at least one chain of one proxy or more",
+            )
+            .at(origin, Some(spanned.span()))
+            .field(field("chains")));
+        }
+        let chains = group
+            .chains
+            .iter()
+            .map(|chain| {
+                chain
+                    .iter()
+                    .map(|url| {
+                        url.get_ref()
+                            .parse()
+                            .map_err(|error: socksgate_proto::hop::UrlError| {
+                                ConfigError::new(origin, error.to_string())
+                                    .at(origin, Some(url.span()))
+                                    .field(field("chains"))
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let selection = text_field(
+            &group.selection,
+            &field("selection"),
+            "\"failover\", \"round-robin\" or \"hash-client\"",
+            origin,
+            |text| match text {
+                "failover" => Some(Selection::Failover),
+                "round-robin" => Some(Selection::RoundRobin),
+                "hash-client" => Some(Selection::HashByClient),
+                _ => None,
+            },
+        )?
+        .unwrap_or(Selection::Failover);
+        groups.push(UpstreamGroup {
+            name,
+            chains,
+            selection,
+            max_failures: group.max_failures.unwrap_or(3).max(1),
+            retry_after: required_duration(
+                &group.retry_after,
+                &field("retry_after"),
+                Duration::from_secs(30),
+                origin,
+            )?,
+        });
+    }
+    Ok(groups)
 }
 
 fn validate_bind(raw: &raw::RawBind, origin: &Origin<'_>) -> Result<Bind, ConfigError> {

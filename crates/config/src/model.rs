@@ -22,6 +22,8 @@ pub struct Config {
     pub auth: Auth,
     /// Who may do what.
     pub policy: socksgate_policy::Policy,
+    /// Groups of upstream proxy chains that `route` rules send traffic through.
+    pub upstreams: Vec<UpstreamGroup>,
     /// The BIND command.
     pub bind: Bind,
     /// The UDP ASSOCIATE command.
@@ -148,6 +150,7 @@ impl Default for Config {
             log: Log::default(),
             auth: Auth::default(),
             policy: socksgate_policy::Policy::default(),
+            upstreams: Vec::new(),
             bind: Bind::default(),
             udp: Udp::default(),
             danger_allow_open_proxy: false,
@@ -283,4 +286,31 @@ impl Default for LoginThrottle {
             user_cap: Duration::from_secs(1),
         }
     }
+}
+
+/// A named group of upstream chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamGroup {
+    /// The name `route` rules use.
+    pub name: String,
+    /// The members: each a chain of proxies, first hop first. Credentials come from here,
+    /// never from the end user.
+    pub chains: Vec<Vec<socksgate_proto::hop::Hop>>,
+    /// How a member is chosen.
+    pub selection: Selection,
+    /// Consecutive failures after which a member is set aside.
+    pub max_failures: u32,
+    /// How long a member that failed stays set aside before it is tried again.
+    pub retry_after: Duration,
+}
+
+/// How a group picks the member for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The first healthy member, in order (the others are standbys).
+    Failover,
+    /// Healthy members in turn.
+    RoundRobin,
+    /// The same member for the same client address while it is healthy.
+    HashByClient,
 }

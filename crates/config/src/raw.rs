@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
+    pub(crate) upstream: Vec<Spanned<RawUpstream>>,
+    #[serde(default)]
     pub(crate) bind: RawBind,
     #[serde(default)]
     pub(crate) udp: RawUdp,
@@ -140,8 +142,19 @@ pub(crate) struct RawRule {
     pub(crate) days: List,
     pub(crate) hours: Option<Spanned<String>>,
     pub(crate) action: Spanned<String>,
+    pub(crate) route: Option<Spanned<String>>,
     pub(crate) log: Option<Spanned<String>>,
     pub(crate) max_sessions_per_user: Option<u32>,
     pub(crate) max_sessions_per_source: Option<u32>,
     pub(crate) bandwidth: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) name: Spanned<String>,
+    pub(crate) chains: Vec<Vec<Spanned<String>>>,
+    pub(crate) selection: Option<Spanned<String>>,
+    pub(crate) max_failures: Option<u32>,
+    pub(crate) retry_after: Option<Spanned<RawDuration>>,
 }

@@ -9,7 +9,7 @@ use socksgate_proto::Method;
 use crate::model::{AuthBackend, Config, Fragments, LogFormat, UdpFiltering};
 
 /// Renders `config` as a TOML document that parses back to the same `Config`.
-pub(crate) fn to_toml(config: &Config) -> String {
+pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -84,6 +84,7 @@ pub(crate) fn to_toml(config: &Config) -> String {
         duration(throttle.user_cap)
     );
 
+    render_upstreams(&mut out, &config.upstreams, redact);
     render_policy(&mut out, &config.policy);
 
     let bind = &config.bind;
@@ -153,6 +154,7 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
     let action = |action: Action| match action {
         Action::Allow => "allow",
         Action::Deny => "deny",
+        Action::Route => "route",
     };
     let _ = writeln!(out, "\n[policy]");
     let _ = writeln!(
@@ -201,6 +203,9 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
             let _ = writeln!(out, "hours = \"{hours}\"");
         }
         let _ = writeln!(out, "action = \"{}\"", action(rule.action));
+        if let Some(route) = &rule.route {
+            let _ = writeln!(out, "route = {route:?}");
+        }
         let options = &rule.options;
         if options.log != LogLevel::Info {
             let level = match options.log {
@@ -221,4 +226,65 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
             let _ = writeln!(out, "bandwidth = \"{rate}B/s\"");
         }
     }
+}
+
+/// Upstream URLs are written with their passwords (so the rendered file works as the original
+/// does), or with `REDACTED` in their place for display.
+fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], redact: bool) {
+    use crate::model::Selection;
+    for group in groups {
+        let _ = writeln!(out, "\n[[upstream]]");
+        let _ = writeln!(out, "name = {:?}", group.name);
+        let chains: Vec<String> = group
+            .chains
+            .iter()
+            .map(|chain| {
+                let urls: Vec<String> = chain
+                    .iter()
+                    .map(|hop| format!("{:?}", hop_url(hop, redact)))
+                    .collect();
+                format!("[{}]", urls.join(", "))
+            })
+            .collect();
+        let _ = writeln!(out, "chains = [{}]", chains.join(", "));
+        let selection = match group.selection {
+            Selection::Failover => "failover",
+            Selection::RoundRobin => "round-robin",
+            Selection::HashByClient => "hash-client",
+        };
+        let _ = writeln!(out, "selection = \"{selection}\"");
+        let _ = writeln!(out, "max_failures = {}", group.max_failures);
+        let _ = writeln!(out, "retry_after = \"{}\"", duration(group.retry_after));
+    }
+}
+
+/// The URL with percent-encoded credentials.
+fn hop_url(hop: &socksgate_proto::hop::Hop, redact: bool) -> String {
+    let shown = hop.to_string();
+    let Some(credentials) = &hop.credentials else {
+        return shown;
+    };
+    let encode = |bytes: &[u8]| -> String {
+        bytes
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let (scheme, rest) = shown.split_once("://").unwrap_or(("socks5", &shown));
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!(
+        "{scheme}://{}:{}@{host}",
+        encode(credentials.username()),
+        if redact {
+            "REDACTED".to_owned()
+        } else {
+            encode(credentials.password())
+        }
+    )
 }

@@ -143,6 +143,10 @@ fn validate_rule(
         days,
         hours,
         action: action(&raw.action, &field("action"), origin)?,
+        route: raw
+            .route
+            .as_ref()
+            .map(|route| Arc::from(route.get_ref().as_str())),
         options: RuleOptions {
             log,
             max_sessions_per_user: raw.max_sessions_per_user,
@@ -182,15 +186,12 @@ fn action(
     match value.get_ref().as_str() {
         "allow" => Ok(Action::Allow),
         "deny" => Ok(Action::Deny),
-        "route" => Err(ConfigError::new(
-            origin,
-            "routes through upstream proxies are not supported yet",
-        )
-        .at(origin, Some(value.span()))
-        .field(field)),
-        _ => Err(ConfigError::new(origin, "expected \"allow\" or \"deny\"")
-            .at(origin, Some(value.span()))
-            .field(field)),
+        "route" => Ok(Action::Route),
+        _ => Err(
+            ConfigError::new(origin, "expected \"allow\", \"deny\" or \"route\"")
+                .at(origin, Some(value.span()))
+                .field(field),
+        ),
     }
 }
 
@@ -244,4 +245,43 @@ pub(crate) fn parse_bandwidth(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(bytes_per_unit).filter(|&rate| rate > 0)
+}
+
+/// Every `route` rule names a group that exists, and only `route` rules name one.
+pub(crate) fn check_routes(
+    policy: &Policy,
+    raw: &[Spanned<RawRule>],
+    upstreams: &[crate::model::UpstreamGroup],
+    origin: &TextOrigin<'_>,
+) -> Result<(), ConfigError> {
+    for (index, (rule, raw)) in policy.rules.iter().zip(raw).enumerate() {
+        let raw = raw.get_ref();
+        let field = format!("rule[{index}].route");
+        match (rule.action, &raw.route) {
+            (Action::Route, None) => {
+                return Err(
+                    ConfigError::new(origin, "a route rule needs route = \"GROUP\"")
+                        .at(origin, Some(raw.action.span()))
+                        .field(field),
+                )
+            }
+            (Action::Route, Some(name)) if !upstreams.iter().any(|g| g.name == *name.get_ref()) => {
+                return Err(ConfigError::new(
+                    origin,
+                    format!("no [[upstream]] is named {:?}", name.get_ref()),
+                )
+                .at(origin, Some(name.span()))
+                .field(field))
+            }
+            (Action::Allow | Action::Deny, Some(name)) => {
+                return Err(
+                    ConfigError::new(origin, "route = … needs action = \"route\"")
+                        .at(origin, Some(name.span()))
+                        .field(field),
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -362,7 +362,6 @@ fn policy_mistakes_are_named() {
             2,
         ),
         ("[[rule]]\naction = \"permit\"\n", "rule[0].action", 2),
-        ("[[rule]]\naction = \"route\"\n", "rule[0].action", 2),
         (
             "[[rule]]\nfrom = [\"10.0.0.0/33\"]\naction = \"allow\"\n",
             "rule[0].from",
@@ -390,4 +389,63 @@ fn policy_mistakes_are_named() {
     }
     let error = parse("[[rule]]\nuser = \"x\"\naction = \"allow\"\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("user"), "{error}");
+}
+
+#[test]
+fn upstream_groups_and_route_rules() {
+    use socksgate_config::Selection;
+    use socksgate_policy::Action;
+    let text = r#"[[upstream]]
+name = "corp"
+chains = [["socks5://u:p%40ss@10.0.0.1:1080", "socks5h://10.0.0.2"], ["socks4a://10.0.0.3:1081"]]
+selection = "round-robin"
+max_failures = 2
+retry_after = "10s"
+
+[[rule]]
+to = ["*.corp.example"]
+action = "route"
+route = "corp"
+"#;
+    let config = parse(text).unwrap();
+    let group = &config.upstreams[0];
+    assert_eq!(
+        (
+            group.name.as_str(),
+            group.chains.len(),
+            group.chains[0].len()
+        ),
+        ("corp", 2, 2)
+    );
+    assert_eq!(group.selection, Selection::RoundRobin);
+    assert_eq!(group.retry_after, Duration::from_secs(10));
+    assert_eq!(config.policy.rules[0].action, Action::Route);
+    assert_eq!(config.policy.rules[0].route.as_deref(), Some("corp"));
+    let mut again = parse(&config.to_toml()).unwrap();
+    again.policy.rules[0].origin = config.policy.rules[0].origin.clone();
+    assert_eq!(again, config, "passwords survive the round trip");
+    assert!(!config.to_toml_redacted().contains("p%40ss"));
+
+    for (text, field) in [
+        ("[[rule]]\naction = \"route\"\n", "rule[0].route"),
+        (
+            "[[rule]]\naction = \"route\"\nroute = \"nowhere\"\n",
+            "rule[0].route",
+        ),
+        (
+            "[[rule]]\naction = \"allow\"\nroute = \"x\"\n",
+            "rule[0].route",
+        ),
+        (
+            "[[upstream]]\nname = \"x\"\nchains = [[\"http://proxy\"]]\n",
+            "upstream[0].chains",
+        ),
+        (
+            "[[upstream]]\nname = \"x\"\nchains = []\n",
+            "upstream[0].chains",
+        ),
+    ] {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+    }
 }

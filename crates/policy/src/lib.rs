@@ -50,6 +50,15 @@ pub enum Action {
     Allow,
     /// Refuse it (SOCKS5 reply 0x02, SOCKS4 0x5B).
     Deny,
+    /// Serve it through the rule's upstream group ([`Rule::route`]).
+    Route,
+}
+
+impl Action {
+    /// Whether the request is served (directly or through upstreams).
+    pub fn serves(self) -> bool {
+        self != Self::Deny
+    }
 }
 
 /// The level of a matched request's access-log event.
@@ -117,8 +126,10 @@ pub struct Rule {
     pub days: Option<Days>,
     /// Times of day.
     pub hours: Option<Hours>,
-    /// Allow or deny.
+    /// Allow, deny or route.
     pub action: Action,
+    /// The upstream group for [`Action::Route`].
+    pub route: Option<Arc<str>>,
     /// Options for what it allows.
     pub options: RuleOptions,
 }
@@ -461,7 +472,7 @@ impl Policy {
             })
         };
         // An allowed name still has to prove its address is not internal.
-        if verdict.action == Action::Allow && private_check_pending {
+        if verdict.action.serves() && private_check_pending {
             return Evaluation::NeedsAddress;
         }
         Evaluation::Decided(verdict)
@@ -479,7 +490,7 @@ impl Policy {
         }
         let first = self.rules.iter().find(|rule| {
             rule.matches(request, Scope::NoDestination) == Match::Yes
-                && (rule.action == Action::Allow || (rule.to.is_empty() && rule.ports.is_empty()))
+                && (rule.action.serves() || (rule.to.is_empty() && rule.ports.is_empty()))
         });
         match first {
             Some(rule) => Verdict {

@@ -120,6 +120,7 @@ fn rule() -> impl Strategy<Value = Rule> {
                 days,
                 hours,
                 action: if allow { Action::Allow } else { Action::Deny },
+                route: None,
                 options: RuleOptions::default(),
             },
         )
@@ -435,6 +436,7 @@ fn allow_all() -> Rule {
         days: None,
         hours: None,
         action: Action::Allow,
+        route: None,
         options: RuleOptions::default(),
     }
 }

@@ -9,6 +9,9 @@
 //! * two handshake state machines, [`server::ServerHandshake`] and
 //!   [`client::ClientHandshake`]: bytes in, bytes to send and events out.
 //!
+//! It also reads proxy URLs ([`hop::Hop`]: `socks5h://user:pass@host:port`), which every
+//! client of socksgate understands.
+//!
 //! Contract: nothing here reads a socket, a file or a clock, spawns, or allocates per byte.
 //! Decoders tell "need more bytes" ([`DecodeError::Incomplete`], with how many) from
 //! "invalid" ([`DecodeError::Invalid`]), never read past the message they recognise, and
@@ -21,6 +24,7 @@ pub mod addr;
 pub mod client;
 pub mod gssapi;
 mod handshake;
+pub mod hop;
 pub mod password;
 pub mod server;
 pub mod udp;

@@ -19,6 +19,8 @@ pub(crate) struct Grant {
     /// The addresses of a named destination that the policy checked and allowed; `None`
     /// when it did not need them (the command resolves as usual).
     pub(crate) addresses: Option<Vec<SocketAddr>>,
+    /// The upstream group to go through, for a `route` rule.
+    pub(crate) route: Option<std::sync::Arc<str>>,
     /// Holds the rule's session-limit slots for as long as the session lives.
     pub(crate) _slots: Vec<LimitSlot>,
 }
@@ -74,6 +76,7 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
         return Ok(Grant {
             options: RuleOptions::default(),
             addresses,
+            route: None,
             _slots: Vec::new(),
         });
     };
@@ -86,7 +89,13 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
     };
     Ok(Grant {
         options: rule.options,
-        addresses,
+        // A routed name is resolved by the upstream, not here.
+        addresses: if rule.route.is_some() {
+            None
+        } else {
+            addresses
+        },
+        route: rule.route.clone(),
         _slots: slots,
     })
 }
@@ -116,7 +125,7 @@ async fn decide_by_address<'p>(
         let Evaluation::Decided(verdict) = shared.policy.decide(&with_address) else {
             continue;
         };
-        if verdict.action == Action::Allow {
+        if verdict.action.serves() {
             if first.is_none_or(|f| f.action == Action::Deny) {
                 first = Some(verdict);
             }
@@ -153,7 +162,7 @@ pub(crate) fn datagram_allowed(
     };
     matches!(
         shared.policy.decide(&request),
-        Evaluation::Decided(verdict) if verdict.action == Action::Allow
+        Evaluation::Decided(verdict) if verdict.action.serves()
     )
 }
 

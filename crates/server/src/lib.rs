@@ -19,6 +19,7 @@ mod relay;
 pub mod reply;
 mod session;
 mod sockets;
+mod upstream;
 
 use std::future::Future;
 use std::io;
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Arc<authorize::SessionLimits>,
     /// What each configured listener accepts (methods, SOCKS4).
     pub(crate) listener_options: HashMap<SocketAddr, ServerOptions>,
+    /// Upstream groups for `route` rules.
+    pub(crate) upstreams: upstream::Upstreams,
 }
 
 /// What outlives a reload: counts, the login throttle (a reload must not forgive guessers),
@@ -96,6 +99,7 @@ impl Shared {
                 .iter()
                 .map(|listener| (listener.address, listener_options(listener)))
                 .collect(),
+            upstreams: upstream::Upstreams::new(&config.upstreams),
         }
     }
 }

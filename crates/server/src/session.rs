@@ -49,6 +49,8 @@ pub(crate) enum Failure {
     ClientDenied(String),
     /// The request rules refused the request (which rule, or why).
     Denied(String),
+    /// The upstream group could not carry the request.
+    Upstream(String),
 }
 
 impl Failure {
@@ -66,6 +68,7 @@ impl Failure {
             Self::BindTimeout => "bind-timeout",
             Self::ClientDenied(_) => "client-denied",
             Self::Denied(_) => "denied",
+            Self::Upstream(_) => "upstream-failed",
         }
     }
 
@@ -75,7 +78,7 @@ impl Failure {
             Self::ClientGone(error) | Self::Setup(error) => Some(error.to_string()),
             Self::Connect(error) => Some(error.to_string()),
             Self::Authentication(refusal) => Some(refusal.to_string()),
-            Self::ClientDenied(why) | Self::Denied(why) => Some(why.clone()),
+            Self::ClientDenied(why) | Self::Denied(why) | Self::Upstream(why) => Some(why.clone()),
             _ => None,
         }
     }

@@ -31,6 +31,7 @@ use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::{Resolver, Shared, Stats};
+use socksgate_client::UdpChain;
 
 /// Room in front of a received datagram for the header that goes back to the client: ATYP,
 /// 16 bytes of IPv6 address, port, RSV and FRAG.
@@ -73,11 +74,35 @@ impl AssociationEnd {
 
 pub(crate) async fn associate(
     mut session: Requested<'_>,
-    _grant: Grant,
+    grant: Grant,
 ) -> Result<AssociationEnd, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
     let control_peer = session.client.peer_addr().map_err(Failure::ClientGone)?;
+    // Through an upstream group, datagrams go out wrapped for its chain.
+    let upstream = match &grant.route {
+        None => None,
+        Some(route) => {
+            let Some(group) = shared.upstreams.get(route) else {
+                session.refuse(Reply::GENERAL_FAILURE).await;
+                return Err(Failure::Upstream(format!("no upstream group {route}")));
+            };
+            let attempt = group.run(control_peer.ip(), |chain| async move {
+                chain.udp_associate().await
+            });
+            match tokio::time::timeout(shared.timeouts.connect, attempt).await {
+                Ok(Ok(chain)) => Some(chain),
+                Ok(Err(error)) => {
+                    session.refuse(error.reply()).await;
+                    return Err(Failure::Upstream(format!("via {route}: {error}")));
+                }
+                Err(_) => {
+                    session.refuse(Reply::TTL_EXPIRED).await;
+                    return Err(Failure::Upstream(format!("via {route}: timed out")));
+                }
+            }
+        }
+    };
     let socket = match bind_relay(config).await {
         Ok(socket) => socket,
         Err(error) => {
@@ -111,6 +136,7 @@ pub(crate) async fn associate(
     };
     let mut association = Association {
         shared,
+        upstream,
         subject,
         verdicts: HashMap::new(),
         socket,
@@ -227,6 +253,8 @@ struct PolicySubject {
 
 struct Association<'a> {
     shared: &'a Shared,
+    /// The association through an upstream group's chain, for routed traffic.
+    upstream: Option<UdpChain>,
     subject: PolicySubject,
     /// The policy's answer per destination, remembered (bounded like the filter).
     verdicts: HashMap<SocketAddr, bool>,
@@ -250,6 +278,12 @@ struct Association<'a> {
 impl Association<'_> {
     async fn run(&mut self, control: &mut TcpStream, idle: Duration) -> AssociationEnd {
         let mut buffer = vec![0u8; HEADROOM + MAX_DATAGRAM];
+        let upstream_room = if self.upstream.is_some() {
+            HEADROOM + MAX_DATAGRAM
+        } else {
+            HEADROOM
+        };
+        let mut from_upstream = vec![0u8; upstream_room];
         let mut discard = [0u8; 256];
         let mut deadline = tokio::time::Instant::now() + idle;
         loop {
@@ -266,6 +300,13 @@ impl Association<'_> {
                     }
                     // An ICMP error for an earlier datagram: not the association's end.
                     Err(error) if is_transient(&error) => {}
+                    Err(error) => return AssociationEnd::Error(error),
+                },
+                received = upstream_recv(self.upstream.as_ref(), &mut from_upstream[HEADROOM..]) => match received {
+                    Ok((len, source)) => {
+                        self.relay_from_upstream(&mut from_upstream, len, source).await;
+                        deadline = tokio::time::Instant::now() + idle;
+                    }
                     Err(error) => return AssociationEnd::Error(error),
                 },
                 () = tokio::time::sleep_until(deadline) => return AssociationEnd::Idle,
@@ -314,6 +355,25 @@ impl Association<'_> {
                 }
             }
         };
+        if self.upstream.is_some() {
+            // Names travel as they are: the upstream resolves them. Addresses are judged here.
+            let allowed = match target.socket_addr() {
+                Some(address) => self.allowed(&target.host, address),
+                None => true,
+            };
+            let Some(upstream) = &self.upstream else {
+                return;
+            };
+            if !allowed {
+                self.stats.drops.denied += 1;
+            } else if upstream.send_to(&data, &target).await.is_ok() {
+                self.stats.datagrams_up += 1;
+                self.stats.bytes_up += data.len() as u64;
+            } else {
+                self.stats.drops.unreachable += 1;
+            }
+            return;
+        }
         let Some(destination) = self.resolve(&target).await else {
             self.stats.drops.unresolved += 1;
             return;
@@ -347,6 +407,36 @@ impl Association<'_> {
     ) {
         self.header.clear();
         UdpHeader::new(Address::from(from)).encode(&mut self.header);
+        let start = HEADROOM - self.header.len();
+        buffer[start..HEADROOM].copy_from_slice(&self.header);
+        let Some(send_to) = reachable_from(self.local, client) else {
+            return;
+        };
+        if self
+            .socket
+            .send_to(&buffer[start..HEADROOM + len], send_to)
+            .await
+            .is_ok()
+        {
+            self.stats.datagrams_down += 1;
+            self.stats.bytes_down += len as u64;
+        }
+    }
+
+    /// Passes a datagram that came back through the upstream chain to the client, with a
+    /// header naming its source.
+    async fn relay_from_upstream(&mut self, buffer: &mut [u8], len: usize, source: Address) {
+        let Some(client) = self
+            .client_port
+            .map(|port| SocketAddr::new(self.client_ip, port))
+        else {
+            return;
+        };
+        self.header.clear();
+        UdpHeader::new(source).encode(&mut self.header);
+        if self.header.len() > HEADROOM {
+            return;
+        }
         let start = HEADROOM - self.header.len();
         buffer[start..HEADROOM].copy_from_slice(&self.header);
         let Some(send_to) = reachable_from(self.local, client) else {
@@ -412,6 +502,17 @@ impl Association<'_> {
         }
         self.names.insert(name.clone(), (address, now));
         Some(address)
+    }
+}
+
+/// The next datagram from the upstream chain, or never when there is none.
+async fn upstream_recv(
+    upstream: Option<&UdpChain>,
+    buffer: &mut [u8],
+) -> io::Result<(usize, Address)> {
+    match upstream {
+        Some(upstream) => upstream.recv_from(buffer).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -23,6 +23,9 @@ const MAX_EARLY_DATA: usize = 64 * 1024;
 
 pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
     let shared = session.shared;
+    if let Some(route) = grant.route.clone() {
+        return bind_through(session, &route, grant).await;
+    }
     let expected = expected_peer(&session).await;
     let listener = match listen(shared.bind.address).await {
         Ok(listener) => listener,
@@ -150,4 +153,65 @@ async fn wait_for_peer(
             },
         }
     }
+}
+
+/// BIND at the last hop of an upstream group: its listening address is the first reply, the
+/// peer it reports the second.
+async fn bind_through(
+    mut session: Requested<'_>,
+    route: &str,
+    grant: Grant,
+) -> Result<RelayEnd, Failure> {
+    let shared = session.shared;
+    let Some(group) = shared.upstreams.get(route) else {
+        session.refuse(Reply::GENERAL_FAILURE).await;
+        return Err(Failure::Upstream(format!("no upstream group {route}")));
+    };
+    let peer = session.request.target.clone();
+    let attempt = group.run(session.record.client.ip(), |chain| {
+        let peer = peer.clone();
+        async move { chain.bind(&peer).await }
+    });
+    let listener = match tokio::time::timeout(shared.timeouts.connect, attempt).await {
+        Ok(Ok(listener)) => listener,
+        Ok(Err(error)) => {
+            session.refuse(error.reply()).await;
+            return Err(Failure::Upstream(format!("via {route}: {error}")));
+        }
+        Err(_) => {
+            session.refuse(Reply::TTL_EXPIRED).await;
+            return Err(Failure::Upstream(format!("via {route}: timed out")));
+        }
+    };
+    let bound = listener.bound().clone();
+    session
+        .reply(Reply::SUCCEEDED, &bound)
+        .await
+        .map_err(Failure::ClientGone)?;
+    let (mut upstream, peer) =
+        match tokio::time::timeout(shared.bind.timeout, listener.accept()).await {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(error)) => {
+                session.refuse(Reply::GENERAL_FAILURE).await;
+                return Err(Failure::Upstream(format!("via {route}: {error}")));
+            }
+            Err(_) => {
+                session.refuse(Reply::TTL_EXPIRED).await;
+                return Err(Failure::BindTimeout);
+            }
+        };
+    session.record.peer = peer.socket_addr();
+    session
+        .reply(Reply::SUCCEEDED, &peer)
+        .await
+        .map_err(Failure::ClientGone)?;
+    Ok(relay::relay(
+        session.client,
+        &mut upstream,
+        &session.pipelined,
+        shared.timeouts.idle,
+        grant.options.bandwidth,
+        &session.record.counters,
+    )
+    .await)
 }

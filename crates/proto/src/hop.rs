@@ -1,10 +1,12 @@
-//! One proxy of a chain, written as a URL in the conventions of curl and proxychains.
+//! One proxy of a chain, written as a URL in the conventions of curl and proxychains. Here
+//! rather than in the client library because every client — the tokio library, the server's
+//! upstream routes, the LD_PRELOAD shim — reads the same URLs.
 
 use std::fmt;
 use std::str::FromStr;
 
-use socksgate_proto::password::Credentials;
-use socksgate_proto::Address;
+use crate::password::Credentials;
+use crate::Address;
 
 /// The protocol spoken to a proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +119,7 @@ impl FromStr for Hop {
         };
         let address = with_port
             .parse()
-            .map_err(|e: socksgate_proto::addr::AddressParseError| error(&e.to_string()))?;
+            .map_err(|e: crate::addr::AddressParseError| error(&e.to_string()))?;
         Ok(Self {
             flavour,
             address,

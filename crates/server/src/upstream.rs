@@ -1,0 +1,192 @@
+//! Upstream groups: chains of proxies that `route` rules send traffic through, with
+//! failover, round-robin or hash-by-client selection, and members set aside after repeated
+//! failures and tried again after a while.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use socksgate_client::{Chain, ChainError, HopFailure};
+use socksgate_config::{Selection, UpstreamGroup};
+use socksgate_proto::client::ClientError;
+use socksgate_proto::Reply;
+
+/// Every configured group, by name.
+#[derive(Debug, Default)]
+pub(crate) struct Upstreams {
+    groups: HashMap<Arc<str>, Group>,
+}
+
+impl Upstreams {
+    pub(crate) fn new(groups: &[UpstreamGroup]) -> Self {
+        Self {
+            groups: groups
+                .iter()
+                .map(|group| (Arc::from(group.name.as_str()), Group::new(group)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+}
+
+/// Why a routed request failed.
+#[derive(Debug)]
+pub(crate) enum RouteError {
+    /// The upstream reached its last hop, which answered for the target: pass the reply on.
+    Target(Reply, ChainError),
+    /// No member of the group could carry the request.
+    Upstream(ChainError),
+}
+
+impl RouteError {
+    /// The reply for the client.
+    pub(crate) fn reply(&self) -> Reply {
+        match self {
+            Self::Target(reply, _) => *reply,
+            Self::Upstream(_) => Reply::GENERAL_FAILURE,
+        }
+    }
+}
+
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Target(_, error) => write!(f, "upstream: {error}"),
+            Self::Upstream(error) => write!(f, "no upstream could carry it; last: {error}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    chain: Chain,
+    failures: AtomicU32,
+    set_aside_until: Mutex<Option<Instant>>,
+}
+
+/// One group.
+#[derive(Debug)]
+pub(crate) struct Group {
+    members: Vec<Member>,
+    selection: Selection,
+    turn: AtomicUsize,
+    max_failures: u32,
+    retry_after: Duration,
+}
+
+impl Group {
+    fn new(config: &UpstreamGroup) -> Self {
+        Self {
+            members: config
+                .chains
+                .iter()
+                .map(|hops| Member {
+                    chain: hops.iter().cloned().collect(),
+                    failures: AtomicU32::new(0),
+                    set_aside_until: Mutex::new(None),
+                })
+                .collect(),
+            selection: config.selection,
+            turn: AtomicUsize::new(0),
+            max_failures: config.max_failures,
+            retry_after: config.retry_after,
+        }
+    }
+
+    /// The members to try, in order: healthy ones as the selection says, then the ones set
+    /// aside (a last resort is better than no service).
+    fn order(&self, client: IpAddr, now: Instant) -> Vec<usize> {
+        let count = self.members.len();
+        let start = match self.selection {
+            Selection::Failover => 0,
+            Selection::RoundRobin => self.turn.fetch_add(1, Ordering::Relaxed) % count,
+            Selection::HashByClient => {
+                let mut hasher = DefaultHasher::new();
+                client.hash(&mut hasher);
+                (hasher.finish() % count as u64) as usize
+            }
+        };
+        let rotated = (0..count).map(|offset| (start + offset) % count);
+        let (healthy, aside): (Vec<usize>, Vec<usize>) =
+            rotated.partition(|&index| self.is_healthy(index, now));
+        healthy.into_iter().chain(aside).collect()
+    }
+
+    fn is_healthy(&self, index: usize, now: Instant) -> bool {
+        let until = *self.members[index]
+            .set_aside_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        until.is_none_or(|until| now >= until)
+    }
+
+    fn record(&self, index: usize, healthy: bool) {
+        let member = &self.members[index];
+        if healthy {
+            member.failures.store(0, Ordering::Relaxed);
+            *member
+                .set_aside_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+            return;
+        }
+        let failures = member.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.max_failures {
+            tracing::warn!(
+                upstream = %member.chain.hops().first().map_or_else(String::new, ToString::to_string),
+                failures,
+                "upstream set aside for {:?}",
+                self.retry_after
+            );
+            member.failures.store(0, Ordering::Relaxed);
+            *member
+                .set_aside_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + self.retry_after);
+        }
+    }
+
+    /// Runs `attempt` on the members in order until one carries it. A failure of the target
+    /// itself (the last hop's reply to the request) ends the search: every member would
+    /// say the same, and the member is healthy.
+    pub(crate) async fn run<T, F, Fut>(&self, client: IpAddr, attempt: F) -> Result<T, RouteError>
+    where
+        F: Fn(Chain) -> Fut,
+        Fut: Future<Output = Result<T, ChainError>>,
+    {
+        let mut last = None;
+        for index in self.order(client, Instant::now()) {
+            let chain = self.members[index].chain.clone();
+            let hops = chain.hops().len();
+            match attempt(chain).await {
+                Ok(value) => {
+                    self.record(index, true);
+                    return Ok(value);
+                }
+                Err(error) => {
+                    if let (true, HopFailure::Refused(ClientError::Rejected(reply))) =
+                        (error.hop == hops, &error.failure)
+                    {
+                        self.record(index, true);
+                        return Err(RouteError::Target(*reply, error));
+                    }
+                    self.record(index, false);
+                    last = Some(error);
+                }
+            }
+        }
+        Err(RouteError::Upstream(last.unwrap_or(ChainError {
+            hop: 0,
+            proxy: "-".to_owned(),
+            failure: HopFailure::Io(std::io::Error::other("the group has no member")),
+        })))
+    }
+}

@@ -1,0 +1,184 @@
+//! Server routes: `route` rules send CONNECT, BIND and UDP through upstream groups of
+//! socksgate chains, with failover and retry after the backoff.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use socksgate_config::{Config, Listener};
+use socksgate_proto::client::ClientError;
+use socksgate_proto::Reply;
+use socksgate_tests::client::{recv_via, send_via, udp_associate, HandshakeFailure};
+use socksgate_tests::{assert_echoes, socks5_connect, EchoTarget, TestServer, UdpEcho};
+
+/// A front server whose every request is routed through `group` (TOML for [[upstream]]).
+fn front(group: &str) -> TestServer {
+    let text = format!("{group}\n[[rule]]\naction = \"route\"\nroute = \"up\"\n");
+    let mut config = Config::parse(&text, Path::new("front.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    TestServer::start_with(config)
+}
+
+fn group(chains: &[&[String]], extra: &str) -> String {
+    let chains: Vec<String> = chains
+        .iter()
+        .map(|chain| {
+            let urls: Vec<String> = chain.iter().map(|url| format!("{url:?}")).collect();
+            format!("[{}]", urls.join(", "))
+        })
+        .collect();
+    format!(
+        "[[upstream]]\nname = \"up\"\nchains = [{}]\n{extra}",
+        chains.join(", ")
+    )
+}
+
+#[test]
+fn connect_bind_and_udp_go_through_the_upstream_chain() {
+    let (a, b) = (TestServer::start(), TestServer::start());
+    let chain = [
+        format!("socks5://{}", a.addr()),
+        format!("socks5h://{}", b.addr()),
+    ];
+    let front = front(&group(&[&chain], ""));
+
+    let echo = EchoTarget::start();
+    let mut stream = socks5_connect(front.addr(), &echo.addr.to_string()).unwrap();
+    assert_echoes(&mut stream, b"routed");
+    drop(stream);
+    let front_log = front.wait_for_sessions(1);
+    assert!(front_log[0]["rule"].ends_with("via up"), "{front_log:#?}");
+    assert_eq!(b.wait_for_sessions(1)[0]["target"], echo.addr.to_string());
+
+    // UDP: datagrams re-wrapped at each hop.
+    let udp_echo = UdpEcho::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let target = format!("127.0.0.1:{}", udp_echo.port).parse().unwrap();
+    send_via(&socket, relay, &target, b"routed datagram");
+    let (source, data) = recv_via(&socket, Duration::from_secs(3)).expect("an answer");
+    assert_eq!(data, b"routed datagram");
+    assert_eq!(source, target);
+    drop(control);
+
+    // BIND: the last hop listens; the peer connects there.
+    let machine = socksgate_proto::client::ClientHandshake::new(
+        socksgate_proto::client::ClientProtocol::socks5(),
+        socksgate_proto::Command::BIND,
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let mut control = TcpStream::connect(front.addr()).unwrap();
+    let bound = first_bind_reply(&mut control, machine);
+    let mut peer = TcpStream::connect(bound).unwrap();
+    let mut second = [0u8; 10];
+    control.read_exact(&mut second).unwrap();
+    assert_eq!(second[1], 0x00, "second reply: the peer connected");
+    peer.write_all(b"callback").unwrap();
+    let mut answer = [0u8; 8];
+    control.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"callback");
+}
+
+/// Runs a BIND handshake up to the first reply; returns where the peer must connect.
+fn first_bind_reply(
+    control: &mut TcpStream,
+    machine: socksgate_proto::client::ClientHandshake,
+) -> std::net::SocketAddr {
+    let mut machine = machine;
+    let greeting = machine.pending_output().to_vec();
+    control.write_all(&greeting).unwrap();
+    machine.output_written(greeting.len());
+    let mut selection = [0u8; 2];
+    control.read_exact(&mut selection).unwrap();
+    machine.feed(&selection).unwrap();
+    let request = machine.pending_output().to_vec();
+    control.write_all(&request).unwrap();
+    let mut reply = [0u8; 10];
+    control.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0x00, "first reply: listening");
+    std::net::SocketAddr::from((
+        [reply[4], reply[5], reply[6], reply[7]],
+        u16::from_be_bytes([reply[8], reply[9]]),
+    ))
+}
+
+#[test]
+fn a_dead_member_fails_over_and_is_retried_after_its_backoff() {
+    let spare = TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_address = spare.local_addr().unwrap();
+    drop(spare);
+    let up = TestServer::start();
+    let members = [
+        vec![format!("socks5://{down_address}")],
+        vec![format!("socks5://{}", up.addr())],
+    ];
+    let front = front(&group(
+        &[&members[0], &members[1]],
+        "selection = \"failover\"\nmax_failures = 1\nretry_after = \"1s\"\n",
+    ));
+    let echo = EchoTarget::start();
+    let target = echo.addr.to_string();
+
+    // The first member is down: the session goes through the second.
+    drop(socks5_connect(front.addr(), &target).unwrap());
+    assert_eq!(up.wait_for_sessions(1).len(), 1);
+
+    // The first member comes back, but it is set aside until its backoff ends.
+    let mut config = TestServer::loopback_config();
+    config.listeners = vec![Listener::open(down_address)];
+    let revived = TestServer::start_with(config);
+    drop(socks5_connect(front.addr(), &target).unwrap());
+    assert_eq!(up.wait_for_sessions(2).len(), 2);
+    assert!(revived.access_log().is_empty(), "still set aside");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    drop(socks5_connect(front.addr(), &target).unwrap());
+    assert_eq!(
+        revived.wait_for_sessions(1).len(),
+        1,
+        "retried after the backoff"
+    );
+    assert_eq!(up.access_log().len(), 2);
+}
+
+#[test]
+fn replies_say_whether_the_target_or_the_upstream_failed() {
+    let up = TestServer::start();
+    let front_ok = front(&group(&[&[format!("socks5://{}", up.addr())]], ""));
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The target refuses: the upstream's 0x05 is passed on.
+    let refused = socks5_connect(front_ok.addr(), &closed.to_string());
+    assert!(
+        matches!(
+            refused,
+            Err(HandshakeFailure::Socks(ClientError::Rejected(
+                Reply::CONNECTION_REFUSED
+            )))
+        ),
+        "{refused:?}"
+    );
+    // No member works: general failure.
+    let front_dead = front(&group(&[&[format!("socks5://{closed}")]], ""));
+    let failed = socks5_connect(front_dead.addr(), "127.0.0.1:9");
+    assert!(
+        matches!(
+            failed,
+            Err(HandshakeFailure::Socks(ClientError::Rejected(
+                Reply::GENERAL_FAILURE
+            )))
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(
+        front_dead.wait_for_sessions(1)[0]["outcome"],
+        "upstream-failed"
+    );
+}
