@@ -218,3 +218,51 @@ fn forward_carries_http_over_tcp_and_dns_over_udp_through_a_chain() {
         "{commands:?}"
     );
 }
+
+#[test]
+fn connect_takes_its_proxy_from_the_environment() {
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    for (variable, value) in [
+        ("SOCKS_PROXY", server.addr().to_string()),
+        ("ALL_PROXY", format!("socks5h://{}", server.addr())),
+    ] {
+        let mut child = Command::new(BIN)
+            .args(["connect", "127.0.0.1", &echo.addr.port().to_string()])
+            .env_remove("SOCKSGATE_PROXY")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("SOCKS_PROXY")
+            .env_remove("SOCKS5_PROXY")
+            .env(variable, value)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"ping through env")
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{variable}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout, b"ping through env", "{variable}");
+    }
+    assert_eq!(server.wait_for_sessions(2).len(), 2);
+    let none = Command::new(BIN)
+        .args(["connect", "127.0.0.1", "9"])
+        .env_remove("SOCKSGATE_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("SOCKS_PROXY")
+        .env_remove("SOCKS5_PROXY")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no proxy"));
+}
