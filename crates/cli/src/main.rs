@@ -3,6 +3,9 @@
 //! Exit codes: 0 success; 1 the server failed while running (a listener could not be
 //! opened, …); 2 bad usage or an invalid configuration.
 
+// Doc comments here are --help text, where [OPTIONAL] parts are the convention, not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod authentication;
 mod check;
 mod connect;
