@@ -190,3 +190,73 @@ impl Group {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(selection: Selection, members: usize) -> Group {
+        let chains = (0..members)
+            .map(|i| {
+                vec![format!("socks5://10.0.0.{}:1080", i + 1)
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!())]
+            })
+            .collect();
+        Group::new(&UpstreamGroup {
+            name: "g".to_owned(),
+            chains,
+            selection,
+            max_failures: 2,
+            retry_after: Duration::from_secs(30),
+        })
+    }
+
+    fn client(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    #[test]
+    fn failover_keeps_the_order_and_puts_set_aside_members_last() {
+        let group = group(Selection::Failover, 3);
+        let now = Instant::now();
+        assert_eq!(group.order(client(1), now), [0, 1, 2]);
+        group.record(0, false);
+        assert_eq!(
+            group.order(client(1), now),
+            [0, 1, 2],
+            "one failure of two allowed"
+        );
+        group.record(0, false);
+        assert_eq!(group.order(client(1), Instant::now()), [1, 2, 0]);
+        assert_eq!(
+            group.order(client(1), Instant::now() + Duration::from_secs(31)),
+            [0, 1, 2]
+        );
+        group.record(0, true);
+        assert_eq!(group.order(client(1), Instant::now()), [0, 1, 2]);
+    }
+
+    #[test]
+    fn round_robin_takes_turns() {
+        let group = group(Selection::RoundRobin, 3);
+        let firsts: Vec<usize> = (0..6)
+            .map(|_| group.order(client(1), Instant::now())[0])
+            .collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn hash_by_client_sticks_to_one_member_per_client() {
+        let group = group(Selection::HashByClient, 4);
+        let now = Instant::now();
+        for last in 0..50 {
+            let first = group.order(client(last), now)[0];
+            assert!((0..5).all(|_| group.order(client(last), now)[0] == first));
+        }
+        let spread: std::collections::HashSet<usize> = (0..50)
+            .map(|last| group.order(client(last), now)[0])
+            .collect();
+        assert!(spread.len() > 1, "clients spread over members");
+    }
+}
