@@ -26,6 +26,7 @@ use socksgate_proto::{Address, DomainName, Host, Reply, Wire};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
 use crate::session::{Failure, Requested};
@@ -80,28 +81,14 @@ pub(crate) async fn associate(
     let config = &shared.udp;
     let control_peer = session.client.peer_addr().map_err(Failure::ClientGone)?;
     // Through an upstream group, datagrams go out wrapped for its chain.
-    let upstream = match &grant.route {
+    let upstream = match grant.route.clone() {
         None => None,
-        Some(route) => {
-            let Some(group) = shared.upstreams.get(route) else {
-                session.refuse(Reply::GENERAL_FAILURE).await;
-                return Err(Failure::Upstream(format!("no upstream group {route}")));
-            };
-            let attempt = group.run(control_peer.ip(), |chain| async move {
+        Some(route) => Some(
+            through_route(&mut session, &route, |chain| async move {
                 chain.udp_associate().await
-            });
-            match tokio::time::timeout(shared.timeouts.connect, attempt).await {
-                Ok(Ok(chain)) => Some(chain),
-                Ok(Err(error)) => {
-                    session.refuse(error.reply()).await;
-                    return Err(Failure::Upstream(format!("via {route}: {error}")));
-                }
-                Err(_) => {
-                    session.refuse(Reply::TTL_EXPIRED).await;
-                    return Err(Failure::Upstream(format!("via {route}: timed out")));
-                }
-            }
-        }
+            })
+            .await?,
+        ),
     };
     let socket = match bind_relay(config).await {
         Ok(socket) => socket,
@@ -322,7 +309,8 @@ impl Association<'_> {
         if Some(from) == client {
             self.relay_outbound(&buffer[HEADROOM..HEADROOM + len]).await;
         } else if let Some(client) = client.filter(|_| self.filter.allows(from)) {
-            self.relay_inbound(buffer, len, from, client).await;
+            self.relay_inbound(buffer, len, Address::from(from), client)
+                .await;
         } else if client.is_none() && from.ip() == self.client_ip {
             self.client_port = Some(from.port());
             self.relay_outbound(&buffer[HEADROOM..HEADROOM + len]).await;
@@ -396,18 +384,20 @@ impl Association<'_> {
         }
     }
 
-    /// Prefixes the datagram in `buffer` with a header naming `from`, in the room left in
+    /// Prefixes the datagram in `buffer` with a header naming `source`, in the room left in
     /// front of it, and sends it to the client.
     async fn relay_inbound(
         &mut self,
         buffer: &mut [u8],
         len: usize,
-        from: SocketAddr,
+        source: Address,
         client: SocketAddr,
     ) {
         self.header.clear();
-        UdpHeader::new(Address::from(from)).encode(&mut self.header);
-        let start = HEADROOM - self.header.len();
+        UdpHeader::new(source).encode(&mut self.header);
+        let Some(start) = HEADROOM.checked_sub(self.header.len()) else {
+            return;
+        };
         buffer[start..HEADROOM].copy_from_slice(&self.header);
         let Some(send_to) = reachable_from(self.local, client) else {
             return;
@@ -423,33 +413,11 @@ impl Association<'_> {
         }
     }
 
-    /// Passes a datagram that came back through the upstream chain to the client, with a
-    /// header naming its source.
+    /// Passes a datagram that came back through the upstream chain to the client.
     async fn relay_from_upstream(&mut self, buffer: &mut [u8], len: usize, source: Address) {
-        let Some(client) = self
-            .client_port
-            .map(|port| SocketAddr::new(self.client_ip, port))
-        else {
-            return;
-        };
-        self.header.clear();
-        UdpHeader::new(source).encode(&mut self.header);
-        if self.header.len() > HEADROOM {
-            return;
-        }
-        let start = HEADROOM - self.header.len();
-        buffer[start..HEADROOM].copy_from_slice(&self.header);
-        let Some(send_to) = reachable_from(self.local, client) else {
-            return;
-        };
-        if self
-            .socket
-            .send_to(&buffer[start..HEADROOM + len], send_to)
-            .await
-            .is_ok()
-        {
-            self.stats.datagrams_down += 1;
-            self.stats.bytes_down += len as u64;
+        if let Some(port) = self.client_port {
+            let client = SocketAddr::new(self.client_ip, port);
+            self.relay_inbound(buffer, len, source, client).await;
         }
     }
 

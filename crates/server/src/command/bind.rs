@@ -13,8 +13,9 @@ use socksgate_proto::{Address, Host, Reply};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::{relay_to, through_route};
 use crate::authorize::Grant;
-use crate::relay::{self, RelayEnd};
+use crate::relay::RelayEnd;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
 
@@ -64,15 +65,7 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Rel
         .reply(Reply::SUCCEEDED, &Address::from(peer_addr))
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay::relay(
-        session.client,
-        &mut peer,
-        &session.pipelined,
-        shared.timeouts.idle,
-        grant.options.bandwidth,
-        &session.record.counters,
-    )
-    .await)
+    Ok(relay_to(&mut session, &mut peer, &grant).await)
 }
 
 /// The host the request names as the peer, if any (a name is resolved).
@@ -163,26 +156,12 @@ async fn bind_through(
     grant: Grant,
 ) -> Result<RelayEnd, Failure> {
     let shared = session.shared;
-    let Some(group) = shared.upstreams.get(route) else {
-        session.refuse(Reply::GENERAL_FAILURE).await;
-        return Err(Failure::Upstream(format!("no upstream group {route}")));
-    };
     let peer = session.request.target.clone();
-    let attempt = group.run(session.record.client.ip(), |chain| {
+    let listener = through_route(&mut session, route, |chain| {
         let peer = peer.clone();
         async move { chain.bind(&peer).await }
-    });
-    let listener = match tokio::time::timeout(shared.timeouts.connect, attempt).await {
-        Ok(Ok(listener)) => listener,
-        Ok(Err(error)) => {
-            session.refuse(error.reply()).await;
-            return Err(Failure::Upstream(format!("via {route}: {error}")));
-        }
-        Err(_) => {
-            session.refuse(Reply::TTL_EXPIRED).await;
-            return Err(Failure::Upstream(format!("via {route}: timed out")));
-        }
-    };
+    })
+    .await?;
     let bound = listener.bound().clone();
     session
         .reply(Reply::SUCCEEDED, &bound)
@@ -205,13 +184,5 @@ async fn bind_through(
         .reply(Reply::SUCCEEDED, &peer)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay::relay(
-        session.client,
-        &mut upstream,
-        &session.pipelined,
-        shared.timeouts.idle,
-        grant.options.bandwidth,
-        &session.record.counters,
-    )
-    .await)
+    Ok(relay_to(&mut session, &mut upstream, &grant).await)
 }

@@ -2,9 +2,10 @@
 
 use socksgate_proto::{Address, Reply};
 
+use super::{relay_to, through_route};
 use crate::authorize::Grant;
 use crate::outbound;
-use crate::relay::{self, RelayEnd};
+use crate::relay::RelayEnd;
 use crate::reply;
 use crate::session::{Failure, Requested};
 
@@ -40,15 +41,7 @@ pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay::relay(
-        session.client,
-        &mut target,
-        &session.pipelined,
-        shared.timeouts.idle,
-        grant.options.bandwidth,
-        &session.record.counters,
-    )
-    .await)
+    Ok(relay_to(&mut session, &mut target, &grant).await)
 }
 
 /// CONNECT through an upstream group: the last hop's reply is passed on.
@@ -57,27 +50,12 @@ async fn connect_through(
     route: &str,
     grant: &Grant,
 ) -> Result<RelayEnd, Failure> {
-    let shared = session.shared;
-    let Some(group) = shared.upstreams.get(route) else {
-        session.refuse(Reply::GENERAL_FAILURE).await;
-        return Err(Failure::Upstream(format!("no upstream group {route}")));
-    };
     let target = session.request.target.clone();
-    let attempt = group.run(session.record.client.ip(), |chain| {
+    let (mut upstream, bound) = through_route(&mut session, route, |chain| {
         let target = target.clone();
         async move { chain.connect_reporting(&target).await }
-    });
-    let (mut upstream, bound) = match tokio::time::timeout(shared.timeouts.connect, attempt).await {
-        Ok(Ok(connected)) => connected,
-        Ok(Err(error)) => {
-            session.refuse(error.reply()).await;
-            return Err(Failure::Upstream(format!("via {route}: {error}")));
-        }
-        Err(_) => {
-            session.refuse(Reply::TTL_EXPIRED).await;
-            return Err(Failure::Upstream(format!("via {route}: timed out")));
-        }
-    };
+    })
+    .await?;
     session.record.rule = session
         .record
         .rule
@@ -87,13 +65,5 @@ async fn connect_through(
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay::relay(
-        session.client,
-        &mut upstream,
-        &session.pipelined,
-        shared.timeouts.idle,
-        grant.options.bandwidth,
-        &session.record.counters,
-    )
-    .await)
+    Ok(relay_to(&mut session, &mut upstream, grant).await)
 }
