@@ -258,33 +258,13 @@ fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], re
     }
 }
 
-/// The URL with percent-encoded credentials.
+/// The URL with its password, or `REDACTED` in its place.
 fn hop_url(hop: &socksgate_proto::hop::Hop, redact: bool) -> String {
+    if !redact || hop.credentials.is_none() {
+        return hop.url_with_password();
+    }
     let shown = hop.to_string();
-    let Some(credentials) = &hop.credentials else {
-        return shown;
-    };
-    let encode = |bytes: &[u8]| -> String {
-        bytes
-            .iter()
-            .map(|&b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
     let (scheme, rest) = shown.split_once("://").unwrap_or(("socks5", &shown));
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    format!(
-        "{scheme}://{}:{}@{host}",
-        encode(credentials.username()),
-        if redact {
-            "REDACTED".to_owned()
-        } else {
-            encode(credentials.password())
-        }
-    )
+    let (user, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+    format!("{scheme}://{user}:REDACTED@{host}")
 }

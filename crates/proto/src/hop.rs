@@ -65,6 +65,36 @@ impl fmt::Display for Hop {
     }
 }
 
+impl Hop {
+    /// The URL with the credentials, percent-encoded: parses back to the same hop. Keep it
+    /// out of logs.
+    pub fn url_with_password(&self) -> String {
+        let Some(credentials) = &self.credentials else {
+            return self.to_string();
+        };
+        format!(
+            "{}://{}:{}@{}",
+            self.flavour.scheme(),
+            percent_encode(credentials.username()),
+            percent_encode(credentials.password()),
+            self.address
+        )
+    }
+}
+
+fn percent_encode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Why a proxy URL does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlError(pub String);
@@ -167,6 +197,11 @@ mod tests {
         assert_eq!(plain.address.to_string(), "10.0.0.1:1080");
         let v6: Hop = "socks5://[::1]".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v6.address.to_string(), "[::1]:1080");
+        let again: Hop = hop
+            .url_with_password()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, hop);
         assert!("http://proxy:3128".parse::<Hop>().is_err());
         assert!("proxy:1080".parse::<Hop>().is_err());
     }

@@ -1,0 +1,408 @@
+//! `socksgate socksify`'s LD_PRELOAD library: an unmodified, dynamically linked program's TCP
+//! connections go through a chain of SOCKS proxies.
+//!
+//! What it replaces:
+//!
+//! * `connect` on a TCP socket to an address outside the direct blocks (loopback by
+//!   default): the socket is connected to the first proxy and the SOCKS handshake with each hop
+//!   runs on it (blocking calls, through `socksgate-proto`'s client machine) before `connect`
+//!   returns; non-blocking sockets get their handshake done at once and `connect` returns 0.
+//! * `getaddrinfo`/`freeaddrinfo`/`getnameinfo`: when the last proxy resolves names (socks5h,
+//!   socks4a), a name gets a fake IPv4 address from a reserved block, mapped back to the name
+//!   when the program connects to it — so names are resolved by the proxy, not here.
+//! * `getpeername`: the destination the program asked for, not the proxy.
+//! * `close`, `dup`, `dup2`, `dup3`: bookkeeping of redirected sockets.
+//!
+//! Unsafe code lives here and only here in socksgate: it is the C ABI. A panic never unwinds
+//! into the program: unwinding out of an `extern "C"` function aborts.
+//!
+//! Limits: statically linked programs and Go binaries do not load the library; setuid
+//! programs ignore LD_PRELOAD; UDP is not redirected yet.
+
+mod address;
+mod real;
+mod settings;
+mod state;
+mod tunnel;
+
+use std::ffi::{CStr, CString};
+use std::net::{IpAddr, SocketAddr};
+
+use libc::{addrinfo, c_char, c_int, sockaddr, socklen_t};
+use socksgate_proto::{Address, DomainName};
+
+use crate::address::SockAddr;
+use crate::settings::settings;
+use crate::tunnel::{canonical, is_fake, is_stream, set_errno};
+
+/// Replaces `connect(2)`.
+///
+/// # Safety
+/// As `connect(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
+    // SAFETY: the caller passes a socket address valid for `length` bytes.
+    let destination = unsafe { address::read(address, length) }.map(canonical);
+    let settings = settings();
+    let redirect = destination.filter(|d| {
+        !settings.chain.is_empty()
+            && (is_fake(d.ip(), settings.fake_base, settings.fake_size)
+                || !settings.is_direct(d.ip()))
+            && is_stream(fd)
+    });
+    let Some(destination) = redirect else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::connect(fd, address, length) };
+    };
+    let target = target_of(destination);
+    match tunnel::establish(fd, &settings.chain, &target) {
+        Ok(()) => {
+            state::remember(fd, destination);
+            if settings.debug {
+                debug(&format!("connect {target} through the proxies"));
+            }
+            0
+        }
+        Err(errno) => {
+            if settings.debug {
+                debug(&format!(
+                    "connect {target} through the proxies failed: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                ));
+            }
+            set_errno(errno);
+            -1
+        }
+    }
+}
+
+/// The target to ask the proxies for: the name behind a fake address, or the address.
+fn target_of(destination: SocketAddr) -> Address {
+    if let IpAddr::V4(v4) = destination.ip() {
+        let settings = settings();
+        if is_fake(destination.ip(), settings.fake_base, settings.fake_size) {
+            if let Some(name) = state::name_of(v4).and_then(|n| DomainName::new(&n).ok()) {
+                return Address::domain(name, destination.port());
+            }
+        }
+    }
+    Address::from(destination)
+}
+
+/// Replaces `getpeername(2)`: a redirected socket's peer is its real destination.
+///
+/// # Safety
+/// As `getpeername(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn getpeername(
+    fd: c_int,
+    address: *mut sockaddr,
+    length: *mut socklen_t,
+) -> c_int {
+    let Some(destination) = state::destination(fd) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::getpeername(fd, address, length) };
+    };
+    match SockAddr::for_socket(fd, destination) {
+        Some(peer) if !address.is_null() && !length.is_null() => {
+            // SAFETY: the caller provides a buffer of `*length` bytes.
+            unsafe { peer.copy_out(address, length) };
+            0
+        }
+        // SAFETY: the caller's arguments, unchanged.
+        _ => unsafe { real::getpeername(fd, address, length) },
+    }
+}
+
+/// Replaces `close(2)`.
+///
+/// # Safety
+/// As `close(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    state::forget(fd);
+    // SAFETY: the caller's argument, unchanged.
+    unsafe { real::close(fd) }
+}
+
+/// Replaces `dup(2)`.
+///
+/// # Safety
+/// As `dup(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: the caller's argument, unchanged.
+    let new = unsafe { real::dup(fd) };
+    if new >= 0 {
+        state::duplicate(fd, new);
+    }
+    new
+}
+
+/// Replaces `dup2(2)`.
+///
+/// # Safety
+/// As `dup2(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    // SAFETY: the caller's arguments, unchanged.
+    let result = unsafe { real::dup2(old, new) };
+    if result >= 0 && old != new {
+        state::duplicate(old, new);
+    }
+    result
+}
+
+/// Replaces `dup3(2)`.
+///
+/// # Safety
+/// As `dup3(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    // SAFETY: the caller's arguments, unchanged.
+    let result = unsafe { real::dup3(old, new, flags) };
+    if result >= 0 {
+        state::duplicate(old, new);
+    }
+    result
+}
+
+/// The addrinfo blocks this library allocated (freed by its `freeaddrinfo`).
+static OURS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// Replaces `getaddrinfo(3)`: with a name-resolving last proxy, a name gets a fake address.
+///
+/// # Safety
+/// As `getaddrinfo(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn getaddrinfo(
+    node: *const c_char,
+    service: *const c_char,
+    hints: *const addrinfo,
+    result: *mut *mut addrinfo,
+) -> c_int {
+    // SAFETY: the caller's arguments are valid per getaddrinfo's contract.
+    match unsafe { fake_answer(node, service, hints) } {
+        Some(answer) if !result.is_null() => {
+            // SAFETY: `result` is a valid out-pointer.
+            unsafe { *result = answer };
+            0
+        }
+        // SAFETY: the caller's arguments, unchanged.
+        _ => unsafe { real::getaddrinfo(node, service, hints, result) },
+    }
+}
+
+/// A one-entry addrinfo list with the fake address for `node`, or `None` to let libc answer
+/// (no proxies resolving names, no name, a numeric host, localhost, or a flag that forbids it).
+///
+/// # Safety
+/// `node`, `service` and `hints` as for getaddrinfo.
+unsafe fn fake_answer(
+    node: *const c_char,
+    service: *const c_char,
+    hints: *const addrinfo,
+) -> Option<*mut addrinfo> {
+    let settings = settings();
+    if !settings.remote_names || settings.chain.is_empty() || node.is_null() {
+        return None;
+    }
+    // SAFETY: `node` is a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(node) }.to_str().ok()?;
+    // SAFETY: `hints` is null or a valid addrinfo.
+    let hints = unsafe { hints.as_ref() };
+    let flags = hints.map_or(0, |h| h.ai_flags);
+    let family = hints.map_or(libc::AF_UNSPEC, |h| h.ai_family);
+    if name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || flags & libc::AI_NUMERICHOST != 0
+        || DomainName::new(name).is_err()
+        || !matches!(family, libc::AF_UNSPEC | libc::AF_INET | libc::AF_INET6)
+    {
+        return None;
+    }
+    // SAFETY: `service` is null or a NUL-terminated string.
+    let port = unsafe { service_port(service, hints) }?;
+    let fake = state::fake_address(name);
+    let address = SocketAddr::new(
+        if family == libc::AF_INET6 {
+            IpAddr::V6(fake.to_ipv6_mapped())
+        } else {
+            IpAddr::V4(fake)
+        },
+        port,
+    );
+    let socket_type = hints.map_or(0, |h| h.ai_socktype);
+    let socket_type = if socket_type == 0 {
+        libc::SOCK_STREAM
+    } else {
+        socket_type
+    };
+    let protocol = match hints.map_or(0, |h| h.ai_protocol) {
+        0 if socket_type == libc::SOCK_DGRAM => libc::IPPROTO_UDP,
+        0 => libc::IPPROTO_TCP,
+        given => given,
+    };
+    let canonical = (flags & libc::AI_CANONNAME != 0)
+        .then(|| CString::new(name).ok())
+        .flatten();
+    let entry = allocate(address, socket_type, protocol, canonical)?;
+    OURS.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(entry as usize);
+    if settings.debug {
+        debug(&format!(
+            "resolve {name} by the proxy (fake address {fake})"
+        ));
+    }
+    Some(entry)
+}
+
+/// The port a service string names: a number, or a name libc knows (http, ssh, …).
+///
+/// # Safety
+/// `service` is null or a NUL-terminated string; `hints` as for getaddrinfo.
+unsafe fn service_port(service: *const c_char, hints: Option<&addrinfo>) -> Option<u16> {
+    if service.is_null() {
+        return Some(0);
+    }
+    // SAFETY: NUL-terminated per the contract.
+    let text = unsafe { CStr::from_ptr(service) }.to_str().ok()?;
+    if let Ok(port) = text.parse() {
+        return Some(port);
+    }
+    // Ask libc for the service alone, with a numeric host: no name lookup happens.
+    // SAFETY: all-zero is a valid addrinfo hints value.
+    let mut numeric: addrinfo = unsafe { std::mem::zeroed() };
+    numeric.ai_family = libc::AF_INET;
+    numeric.ai_socktype = hints.map_or(libc::SOCK_STREAM, |h| h.ai_socktype);
+    numeric.ai_flags = libc::AI_NUMERICHOST;
+    let mut list: *mut addrinfo = std::ptr::null_mut();
+    // SAFETY: valid strings, hints and out-pointer.
+    if unsafe { real::getaddrinfo(c"127.0.0.1".as_ptr(), service, &numeric, &mut list) } != 0
+        || list.is_null()
+    {
+        return None;
+    }
+    // SAFETY: libc returned a valid list.
+    let port = unsafe { address::read((*list).ai_addr, (*list).ai_addrlen) }.map(|a| a.port());
+    // SAFETY: the list came from the real getaddrinfo.
+    unsafe { real::freeaddrinfo(list) };
+    port
+}
+
+/// One addrinfo and its socket address in one malloc'd block.
+fn allocate(
+    address: SocketAddr,
+    socket_type: c_int,
+    protocol: c_int,
+    canonical: Option<CString>,
+) -> Option<*mut addrinfo> {
+    let raw = SockAddr::from(address);
+    let size = std::mem::size_of::<addrinfo>() + std::mem::size_of::<libc::sockaddr_storage>();
+    // SAFETY: calloc returns zeroed memory or null.
+    let block = unsafe { libc::calloc(1, size) }.cast::<addrinfo>();
+    if block.is_null() {
+        return None;
+    }
+    // SAFETY: `block` has room for an addrinfo followed by a sockaddr_storage.
+    unsafe {
+        let storage = block.add(1).cast::<sockaddr>();
+        std::ptr::copy_nonoverlapping(
+            raw.as_ptr().cast::<u8>(),
+            storage.cast::<u8>(),
+            raw.len() as usize,
+        );
+        let entry = &mut *block;
+        entry.ai_family = i32::from((*storage).sa_family);
+        entry.ai_socktype = socket_type;
+        entry.ai_protocol = protocol;
+        entry.ai_addrlen = raw.len();
+        entry.ai_addr = storage;
+        entry.ai_canonname =
+            canonical.map_or(std::ptr::null_mut(), |name| libc::strdup(name.as_ptr()));
+        entry.ai_next = std::ptr::null_mut();
+    }
+    Some(block)
+}
+
+/// Replaces `freeaddrinfo(3)`: frees this library's lists itself, passes others to libc.
+///
+/// # Safety
+/// As `freeaddrinfo(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn freeaddrinfo(list: *mut addrinfo) {
+    let ours = {
+        let mut ours = OURS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match ours.iter().position(|&p| p == list as usize) {
+            Some(index) => {
+                ours.swap_remove(index);
+                true
+            }
+            None => false,
+        }
+    };
+    if ours {
+        // SAFETY: `list` is one block from `allocate`; its name came from strdup.
+        unsafe {
+            libc::free((*list).ai_canonname.cast());
+            libc::free(list.cast());
+        }
+    } else {
+        // SAFETY: a list from the real getaddrinfo.
+        unsafe { real::freeaddrinfo(list) }
+    }
+}
+
+/// Replaces `getnameinfo(3)`: a fake address is named by the name it stands for.
+///
+/// # Safety
+/// As `getnameinfo(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn getnameinfo(
+    address: *const sockaddr,
+    length: socklen_t,
+    host: *mut c_char,
+    host_length: socklen_t,
+    service: *mut c_char,
+    service_length: socklen_t,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: the caller's address is valid for `length` bytes.
+    let name = unsafe { address::read(address, length) }
+        .map(canonical)
+        .and_then(|a| match a.ip() {
+            IpAddr::V4(v4) if flags & libc::NI_NUMERICHOST == 0 => state::name_of(v4),
+            _ => None,
+        });
+    // SAFETY: the caller's arguments, unchanged.
+    let result = unsafe {
+        real::getnameinfo(
+            address,
+            length,
+            host,
+            host_length,
+            service,
+            service_length,
+            flags,
+        )
+    };
+    if let (0, Some(name)) = (result, name) {
+        if !host.is_null() && (name.len() as socklen_t) < host_length {
+            // SAFETY: `host` has room for the name and its NUL (checked above).
+            unsafe {
+                std::ptr::copy_nonoverlapping(name.as_ptr(), host.cast::<u8>(), name.len());
+                *host.add(name.len()) = 0;
+            }
+        }
+    }
+    result
+}
+
+fn debug(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "socksgate socksify: {message}");
+}

@@ -1,0 +1,52 @@
+//! The functions this library replaces, as the next library in the search order (libc)
+//! provides them: found once with `dlsym(RTLD_NEXT, …)`.
+
+use std::ffi::CStr;
+use std::sync::OnceLock;
+
+use libc::{addrinfo, c_char, c_int, sockaddr, socklen_t};
+
+/// Looks a symbol up in the libraries after this one.
+fn next(name: &CStr) -> usize {
+    // SAFETY: `dlsym` with RTLD_NEXT and a NUL-terminated name has no other precondition.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
+}
+
+macro_rules! real {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            /// Calls the real function of the same name.
+            ///
+            /// # Safety
+            /// The same as calling the libc function.
+            pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
+                static ADDRESS: OnceLock<usize> = OnceLock::new();
+                let address = *ADDRESS.get_or_init(|| {
+                    next(CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
+                        .unwrap_or(c"abort"))
+                });
+                if address == 0 {
+                    // Without libc's function there is nothing sensible to do.
+                    std::process::abort();
+                }
+                type Function = unsafe extern "C" fn($($ty),*) -> $ret;
+                // SAFETY: `address` is the libc function with exactly this signature.
+                let function = unsafe { std::mem::transmute::<usize, Function>(address) };
+                // SAFETY: the caller upholds the libc function's contract.
+                unsafe { function($($arg),*) }
+            }
+        )*
+    };
+}
+
+real! {
+    fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int;
+    fn getpeername(fd: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int;
+    fn close(fd: c_int) -> c_int;
+    fn dup(fd: c_int) -> c_int;
+    fn dup2(old: c_int, new: c_int) -> c_int;
+    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, result: *mut *mut addrinfo) -> c_int;
+    fn freeaddrinfo(list: *mut addrinfo) -> ();
+    fn getnameinfo(address: *const sockaddr, length: socklen_t, host: *mut c_char, host_length: socklen_t, service: *mut c_char, service_length: socklen_t, flags: c_int) -> c_int;
+}

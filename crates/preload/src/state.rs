@@ -1,0 +1,87 @@
+//! What the library remembers: the real destination of each redirected socket, and the
+//! fake addresses handed out for names.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use libc::c_int;
+
+use crate::settings::settings;
+
+static DESTINATIONS: Mutex<Option<HashMap<c_int, SocketAddr>>> = Mutex::new(None);
+/// How many sockets are redirected: `close` skips the lock while it is zero.
+static REDIRECTED: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn remember(fd: c_int, destination: SocketAddr) {
+    let mut map = DESTINATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    if map
+        .get_or_insert_with(HashMap::new)
+        .insert(fd, destination)
+        .is_none()
+    {
+        REDIRECTED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn destination(fd: c_int) -> Option<SocketAddr> {
+    if REDIRECTED.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let map = DESTINATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    map.as_ref()?.get(&fd).copied()
+}
+
+pub(crate) fn forget(fd: c_int) {
+    if REDIRECTED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut map = DESTINATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    if map.as_mut().and_then(|m| m.remove(&fd)).is_some() {
+        REDIRECTED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn duplicate(old: c_int, new: c_int) {
+    if let Some(destination) = destination(old) {
+        remember(new, destination);
+    } else {
+        forget(new);
+    }
+}
+
+#[derive(Default)]
+struct Names {
+    next: u32,
+    by_name: HashMap<String, Ipv4Addr>,
+    by_address: HashMap<Ipv4Addr, String>,
+}
+
+static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+
+/// The fake address standing for `name` (the same one every time).
+pub(crate) fn fake_address(name: &str) -> Ipv4Addr {
+    let settings = settings();
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    let names = names.get_or_insert_with(Names::default);
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(&address) = names.by_name.get(&name) {
+        return address;
+    }
+    // Skip the block's first and last addresses; wrap around when it is used up.
+    let offset = 1 + names.next % (settings.fake_size - 2);
+    names.next = names.next.wrapping_add(1);
+    let address = Ipv4Addr::from(settings.fake_base + offset);
+    if let Some(old) = names.by_address.insert(address, name.clone()) {
+        names.by_name.remove(&old);
+    }
+    names.by_name.insert(name, address);
+    address
+}
+
+/// The name a fake address stands for.
+pub(crate) fn name_of(address: Ipv4Addr) -> Option<String> {
+    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    names.as_ref()?.by_address.get(&address).cloned()
+}

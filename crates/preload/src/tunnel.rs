@@ -1,0 +1,236 @@
+//! The handshake through the chain, on the program's own socket, with blocking libc calls.
+//!
+//! A non-blocking socket is made blocking for the handshake and restored afterwards; the
+//! `connect` then returns 0 at once, which every event loop accepts (a connect may complete
+//! immediately). The cost is that the program waits for the proxies' round trips inside
+//! `connect`, bounded by a timeout.
+
+use std::net::{IpAddr, SocketAddr};
+
+use libc::{c_int, c_void};
+use socksgate_proto::client::{ClientError, ClientHandshake, ClientProtocol};
+use socksgate_proto::hop::{Flavour, Hop};
+use socksgate_proto::{Address, Command, Reply, Step};
+
+use crate::address::SockAddr;
+use crate::real;
+
+/// The longest a handshake may take.
+const HANDSHAKE_SECONDS: libc::time_t = 30;
+
+/// Connects `fd` through `chain` to `target`; an errno on failure.
+pub(crate) fn establish(fd: c_int, chain: &[Hop], target: &Address) -> Result<(), c_int> {
+    let Some(first) = chain.first() else {
+        return Err(libc::ECONNREFUSED);
+    };
+    let Some(proxy) = first.address.socket_addr() else {
+        // `socksgate socksify` passes proxies as addresses; a name here is a mistake.
+        return Err(libc::EHOSTUNREACH);
+    };
+    let flags = fcntl(fd, libc::F_GETFL, 0)?;
+    let blocking = flags & !libc::O_NONBLOCK;
+    if blocking != flags {
+        fcntl(fd, libc::F_SETFL, blocking)?;
+    }
+    let result = (|| {
+        set_timeouts(fd, HANDSHAKE_SECONDS)?;
+        let address = SockAddr::for_socket(fd, proxy).ok_or(libc::EAFNOSUPPORT)?;
+        // SAFETY: `address` holds a valid socket address of the length given.
+        if unsafe { real::connect(fd, address.as_ptr(), address.len()) } != 0 {
+            return Err(errno());
+        }
+        for (index, hop) in chain.iter().enumerate() {
+            let next = match chain.get(index + 1) {
+                Some(next) => next.address.clone(),
+                None => target.clone(),
+            };
+            handshake(fd, hop, next)?;
+        }
+        set_timeouts(fd, 0)
+    })();
+    if blocking != flags {
+        let _ = fcntl(fd, libc::F_SETFL, flags);
+    }
+    result
+}
+
+/// One hop's handshake: CONNECT to `target`.
+fn handshake(fd: c_int, hop: &Hop, target: Address) -> Result<(), c_int> {
+    let user_id = || {
+        hop.credentials
+            .as_ref()
+            .map(|c| c.username().to_vec())
+            .unwrap_or_default()
+    };
+    let protocol = match hop.flavour {
+        Flavour::Socks4 => ClientProtocol::Socks4 { user_id: user_id() },
+        Flavour::Socks4a => ClientProtocol::Socks4a { user_id: user_id() },
+        Flavour::Socks5 | Flavour::Socks5h => ClientProtocol::Socks5 {
+            credentials: hop.credentials.clone(),
+            gssapi: false,
+        },
+    };
+    let mut machine =
+        ClientHandshake::new(protocol, Command::CONNECT, target).map_err(errno_for)?;
+    let mut input = Vec::new();
+    loop {
+        let pending = machine.pending_output().to_vec();
+        if !pending.is_empty() {
+            send_all(fd, &pending)?;
+            machine.output_written(pending.len());
+        }
+        if machine.is_established() {
+            return Ok(());
+        }
+        match machine.feed(&input).map_err(errno_for)? {
+            Step::Event { used, .. } => {
+                input.drain(..used);
+            }
+            Step::NeedMore { at_least } => {
+                let start = input.len();
+                input.resize(start + at_least.get(), 0);
+                recv_exact(fd, &mut input[start..])?;
+            }
+            Step::Idle => return Err(libc::EPROTO),
+        }
+    }
+}
+
+/// The errno a program expects for a proxy's refusal.
+fn errno_for(error: ClientError) -> c_int {
+    match error {
+        ClientError::Rejected(reply) => match reply {
+            Reply::NETWORK_UNREACHABLE => libc::ENETUNREACH,
+            Reply::HOST_UNREACHABLE => libc::EHOSTUNREACH,
+            Reply::TTL_EXPIRED => libc::ETIMEDOUT,
+            Reply::NOT_ALLOWED => libc::EACCES,
+            _ => libc::ECONNREFUSED,
+        },
+        ClientError::AuthenticationFailed | ClientError::NoAcceptableMethod => libc::EACCES,
+        _ => libc::ECONNREFUSED,
+    }
+}
+
+fn send_all(fd: c_int, mut bytes: &[u8]) -> Result<(), c_int> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for its length.
+        let sent = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast::<c_void>(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match sent {
+            n if n > 0 => bytes = &bytes[n as usize..],
+            _ if errno() == libc::EINTR => {}
+            _ => return Err(errno()),
+        }
+    }
+    Ok(())
+}
+
+fn recv_exact(fd: c_int, mut buffer: &mut [u8]) -> Result<(), c_int> {
+    while !buffer.is_empty() {
+        // SAFETY: `buffer` is valid and writable for its length.
+        let received =
+            unsafe { libc::recv(fd, buffer.as_mut_ptr().cast::<c_void>(), buffer.len(), 0) };
+        match received {
+            0 => return Err(libc::ECONNRESET),
+            n if n > 0 => buffer = &mut buffer[n as usize..],
+            _ if errno() == libc::EINTR => {}
+            _ => return Err(errno()),
+        }
+    }
+    Ok(())
+}
+
+fn set_timeouts(fd: c_int, seconds: libc::time_t) -> Result<(), c_int> {
+    let timeout = libc::timeval {
+        tv_sec: seconds,
+        tv_usec: 0,
+    };
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: `timeout` is a valid timeval of the size given.
+        let done = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&raw const timeout).cast::<c_void>(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if done != 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+fn fcntl(fd: c_int, command: c_int, argument: c_int) -> Result<c_int, c_int> {
+    // SAFETY: F_GETFL and F_SETFL take an integer argument.
+    match unsafe { libc::fcntl(fd, command, argument) } {
+        -1 => Err(errno()),
+        value => Ok(value),
+    }
+}
+
+pub(crate) fn errno() -> c_int {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+pub(crate) fn set_errno(value: c_int) {
+    // SAFETY: `__errno_location` returns this thread's errno.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// The address family a socket was created with.
+pub(crate) fn family(fd: c_int) -> Option<c_int> {
+    let mut family: c_int = 0;
+    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `family` is a writable c_int and `length` its size.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&raw mut family).cast::<c_void>(),
+            &mut length,
+        )
+    };
+    (done == 0).then_some(family)
+}
+
+/// Whether a socket is a stream (TCP) socket.
+pub(crate) fn is_stream(fd: c_int) -> bool {
+    let mut kind: c_int = 0;
+    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `kind` is a writable c_int and `length` its size.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut kind).cast::<c_void>(),
+            &mut length,
+        )
+    };
+    done == 0 && kind == libc::SOCK_STREAM
+}
+
+/// A destination as the policy of this library sees it.
+pub(crate) fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
+/// Whether `ip` is in the fake-address block.
+pub(crate) fn is_fake(ip: IpAddr, base: u32, size: u32) -> bool {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4).wrapping_sub(base) < size,
+        IpAddr::V6(_) => false,
+    }
+}
