@@ -10,10 +10,11 @@ pub mod client;
 pub mod interop;
 pub mod netns;
 pub mod server;
+pub mod sshd;
 pub mod target;
 
 pub use client::{assert_echoes, handshake, raw_exchange, socks5_connect};
 pub use interop::tool;
 pub use netns::NetNs;
-pub use server::{AccessEntry, TestServer};
+pub use server::{AccessEntry, StaticResolver, TestServer};
 pub use target::{DnsResponder, EchoTarget, HttpTarget, UdpEcho};

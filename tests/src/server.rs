@@ -90,6 +90,14 @@ impl TestServer {
         Self::start_full(config, authenticator, None)
     }
 
+    /// As [`TestServer::start_with`], resolving names with `resolver`.
+    pub fn start_with_resolver(
+        config: Config,
+        resolver: std::sync::Arc<dyn socksgate_server::Resolver>,
+    ) -> Self {
+        Self::start_inner(config, None, None, Some(resolver))
+    }
+
     /// As [`TestServer::start_with`], with the policy's clock given.
     pub fn start_with_clock(config: Config, clock: socksgate_server::Clock) -> Self {
         Self::start_full(config, None, Some(clock))
@@ -99,6 +107,15 @@ impl TestServer {
         config: Config,
         authenticator: Option<std::sync::Arc<dyn socksgate_auth::Authenticator>>,
         clock: Option<socksgate_server::Clock>,
+    ) -> Self {
+        Self::start_inner(config, authenticator, clock, None)
+    }
+
+    fn start_inner(
+        config: Config,
+        authenticator: Option<std::sync::Arc<dyn socksgate_auth::Authenticator>>,
+        clock: Option<socksgate_server::Clock>,
+        resolver: Option<std::sync::Arc<dyn socksgate_server::Resolver>>,
     ) -> Self {
         capture_access_log();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -116,6 +133,9 @@ impl TestServer {
                 }
                 if let Some(clock) = clock {
                     server = server.with_clock(clock);
+                }
+                if let Some(resolver) = resolver {
+                    server = server.with_resolver(resolver);
                 }
                 ready_tx
                     .send((server.local_addrs(), server.stats()))
@@ -198,5 +218,26 @@ impl Drop for TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A resolver that knows a few names and nothing else — the proxy-side "hosts file" of a
+/// test, so that no name ever reaches the machine's real resolver.
+#[derive(Debug, Clone, Default)]
+pub struct StaticResolver(pub std::collections::HashMap<String, std::net::IpAddr>);
+
+impl socksgate_server::Resolver for StaticResolver {
+    fn resolve<'a>(
+        &'a self,
+        name: &'a socksgate_proto::DomainName,
+        port: u16,
+    ) -> socksgate_server::ResolveFuture<'a> {
+        let found = self
+            .0
+            .get(name.as_str())
+            .map(|ip| vec![SocketAddr::new(*ip, port)]);
+        Box::pin(async move {
+            found.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "unknown name"))
+        })
     }
 }

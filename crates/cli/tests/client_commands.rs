@@ -5,11 +5,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use socksgate_tests::interop::{run, skip_or_fail, tool};
+use socksgate_tests::interop::{run, tool};
+use socksgate_tests::sshd::Sshd;
 use socksgate_tests::{DnsResponder, HttpTarget, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_socksgate");
@@ -21,84 +22,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// An sshd on a loopback port, for the test's own key; stopped when dropped.
-struct Sshd {
-    child: Child,
-    port: u16,
-    client_key: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sshd {
-    fn start(dir: &Path) -> Option<Self> {
-        let (Some(sshd), Some(keygen)) = (tool("sshd"), tool("ssh-keygen")) else {
-            return None;
-        };
-        if !rustix::process::geteuid().is_root() {
-            skip_or_fail("running sshd needs root");
-            return None;
-        }
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        for key in ["host", "client"] {
-            let path = dir.join(key);
-            let made = run(
-                &keygen,
-                &[
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-f",
-                    path.to_str().unwrap(),
-                ],
-                &[],
-                20,
-            );
-            assert!(made.success, "ssh-keygen: {}", made.stderr);
-        }
-        std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nPidFile {dir}/sshd.pid\n",
-                dir = dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f", config.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self {
-            child,
-            port,
-            client_key: dir.join("client"),
-        })
-    }
-}
-
 #[test]
 fn ssh_reaches_a_local_sshd_through_socksgate_connect() {
     let Some(ssh) = tool("ssh") else { return };
@@ -108,42 +31,14 @@ fn ssh_reaches_a_local_sshd_through_socksgate_connect() {
     };
     let server = TestServer::start();
     let proxy_command = format!("{BIN} connect -x socks5h://{} %h %p", server.addr());
-    let port = sshd.port.to_string();
-    let user = format!("{}@localhost", whoami());
-    let args = [
-        "-F",
-        "/dev/null",
-        "-i",
-        sshd.client_key.to_str().unwrap(),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        &format!("ProxyCommand={proxy_command}"),
-        "-p",
-        &port,
-        &user,
-        "echo",
-        "through-socksgate",
-    ];
+    let extra = ["-o".to_owned(), format!("ProxyCommand={proxy_command}")];
+    let args = sshd.ssh_args(&extra, &["echo", "through-socksgate"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = run(&ssh, &args, &[], 60);
     assert!(result.success, "ssh: {}", result.stderr);
     assert_eq!(result.stdout.trim(), "through-socksgate");
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["target"], format!("localhost:{}", sshd.port));
-}
-
-fn whoami() -> String {
-    let uid = rustix::process::getuid();
-    if uid.is_root() {
-        return "root".to_owned();
-    }
-    std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
 }
 
 /// Starts `socksgate forward` with `args`; returns it and the local addresses it reports.

@@ -1,0 +1,214 @@
+//! `socksgate socksify` running real programs; the server's access log proves their traffic
+//! went through it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use socksgate_tests::interop::{run, skip_or_fail, tool, Run};
+use socksgate_tests::sshd::Sshd;
+use socksgate_tests::{HttpTarget, StaticResolver, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socksgate");
+const BODY: &str = "socksified page";
+/// A name only the proxy knows (through the test's resolver); the program cannot resolve it.
+const PROXY_ONLY_NAME: &str = "intranet.socksify.test";
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// A server that resolves [`PROXY_ONLY_NAME`] to 127.0.0.1, and nothing else.
+fn server() -> TestServer {
+    let names = HashMap::from([(PROXY_ONLY_NAME.to_owned(), [127, 0, 0, 1].into())]);
+    TestServer::start_with_resolver(
+        TestServer::loopback_config(),
+        Arc::new(StaticResolver(names)),
+    )
+}
+
+/// Runs `program args…` under socksify through `server`, loopback included.
+fn socksified(server: &TestServer, program: &Path, args: &[&str]) -> Run {
+    let proxy = format!("socks5h://{}", server.addr());
+    let mut full = vec![
+        "socksify",
+        "-x",
+        &proxy,
+        "--include-loopback",
+        "--",
+        program.to_str().unwrap(),
+    ];
+    full.extend(args);
+    run(Path::new(BIN), &full, &[], 60)
+}
+
+fn targets(server: &TestServer, count: usize) -> Vec<String> {
+    server
+        .wait_for_sessions(count)
+        .iter()
+        .map(|e| e["target"].clone())
+        .collect()
+}
+
+fn python() -> Option<PathBuf> {
+    let path = PathBuf::from(DEBIAN_PYTHON);
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip_or_fail("Debian's python3 is missing");
+        None
+    }
+}
+
+#[test]
+fn curl_by_address_and_by_a_name_only_the_proxy_knows() {
+    let Some(curl) = tool("curl") else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let by_address = socksified(&server, &curl, &["-sS", &web.url("127.0.0.1")]);
+    assert_eq!(by_address.stdout, BODY, "{}", by_address.stderr);
+    let by_name = socksified(&server, &curl, &["-sS", &web.url(PROXY_ONLY_NAME)]);
+    assert_eq!(by_name.stdout, BODY, "{}", by_name.stderr);
+    let seen = targets(&server, 2);
+    assert!(
+        seen.contains(&format!("127.0.0.1:{}", web.port)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&format!("{PROXY_ONLY_NAME}:{}", web.port)),
+        "the proxy resolved it: {seen:?}"
+    );
+}
+
+#[test]
+fn wget_goes_through_the_proxy() {
+    let Some(wget) = tool("wget") else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let result = socksified(
+        &server,
+        &wget,
+        &["-q", "-O", "-", &web.url(PROXY_ONLY_NAME)],
+    );
+    assert_eq!(result.stdout, BODY, "{}", result.stderr);
+    assert_eq!(
+        targets(&server, 1),
+        [format!("{PROXY_ONLY_NAME}:{}", web.port)]
+    );
+}
+
+#[test]
+fn python_urllib_asyncio_and_getpeername() {
+    let Some(python) = python() else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let script = format!(
+        r#"
+import asyncio, socket, urllib.request
+url = "http://{name}:{port}/"
+assert urllib.request.urlopen(url).read().decode() == "{BODY}"
+
+async def fetch():
+    reader, writer = await asyncio.open_connection("127.0.0.1", {port})
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    return data.decode()
+assert asyncio.run(fetch()).endswith("{BODY}")
+
+s = socket.create_connection(("127.0.0.1", {port}))
+print(s.getpeername()[1])
+"#,
+        name = PROXY_ONLY_NAME,
+        port = web.port
+    );
+    let result = socksified(&server, &python, &["-c", &script]);
+    assert!(result.success, "{}", result.stderr);
+    assert_eq!(
+        result.stdout.trim(),
+        web.port.to_string(),
+        "getpeername names the real destination"
+    );
+    let seen = targets(&server, 3);
+    assert_eq!(
+        seen.iter()
+            .filter(|t| t.ends_with(&format!(":{}", web.port)))
+            .count(),
+        3,
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_forked_and_a_multithreaded_program() {
+    let Some(python) = python() else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let script = format!(
+        r#"
+import os, threading, urllib.request
+url = "http://127.0.0.1:{port}/"
+def fetch():
+    assert urllib.request.urlopen(url).read().decode() == "{BODY}"
+threads = [threading.Thread(target=fetch) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+pid = os.fork()
+if pid == 0:
+    fetch()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert status == 0, status
+fetch()
+print("ok")
+"#,
+        port = web.port
+    );
+    let result = socksified(&server, &python, &["-c", &script]);
+    assert!(result.success, "{}", result.stderr);
+    assert_eq!(result.stdout.trim(), "ok");
+    assert_eq!(
+        targets(&server, 10).len(),
+        10,
+        "8 threads, the child and the parent"
+    );
+}
+
+#[test]
+fn ssh_to_a_local_sshd() {
+    let Some(ssh) = tool("ssh") else { return };
+    let dir = std::env::temp_dir().join(format!("sg-socksify-ssh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(sshd) = Sshd::start(&dir) else {
+        return;
+    };
+    let server = server();
+    let args = sshd.ssh_args(&[], &["echo", "socksified-ssh"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = socksified(&server, &ssh, &args);
+    assert!(result.success, "{}", result.stderr);
+    assert_eq!(result.stdout.trim(), "socksified-ssh");
+    assert_eq!(targets(&server, 1), [format!("127.0.0.1:{}", sshd.port)]);
+}
+
+#[test]
+fn loopback_goes_direct_unless_asked() {
+    let Some(curl) = tool("curl") else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let proxy = format!("socks5h://{}", server.addr());
+    let url = web.url("127.0.0.1");
+    let args = [
+        "socksify",
+        "-x",
+        &proxy,
+        "--",
+        curl.to_str().unwrap(),
+        "-sS",
+        &url,
+    ];
+    let result = run(Path::new(BIN), &args, &[], 30);
+    assert_eq!(result.stdout, BODY, "{}", result.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(server.access_log().is_empty(), "loopback went direct");
+    assert_eq!(web.requests(), 1);
+}
