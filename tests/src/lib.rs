@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod client;
+pub mod dante;
 pub mod interop;
 pub mod netns;
 pub mod server;

@@ -212,3 +212,42 @@ fn loopback_goes_direct_unless_asked() {
     assert!(server.access_log().is_empty(), "loopback went direct");
     assert_eq!(web.requests(), 1);
 }
+
+#[test]
+fn the_same_programs_work_against_dantes_server() {
+    let (Some(curl), Some(python)) = (tool("curl"), python()) else {
+        return;
+    };
+    let Some(dante) = socksgate_tests::dante::Danted::start("") else {
+        return;
+    };
+    let web = HttpTarget::start(BODY);
+    let proxy = format!("socks5h://{}", dante.address);
+    let under_dante = |program: &Path, args: &[&str]| {
+        let mut full = vec![
+            "socksify",
+            "-x",
+            &proxy,
+            "--include-loopback",
+            "--",
+            program.to_str().unwrap(),
+        ];
+        full.extend(args);
+        run(Path::new(BIN), &full, &[], 60)
+    };
+    let fetched = under_dante(&curl, &["-sS", &web.url("127.0.0.1")]);
+    assert_eq!(fetched.stdout, BODY, "{}", fetched.stderr);
+    let script = format!(
+        "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:{}/').read().decode())",
+        web.port
+    );
+    let fetched = under_dante(&python, &["-c", &script]);
+    assert_eq!(fetched.stdout.trim(), BODY, "{}", fetched.stderr);
+    assert_eq!(web.requests(), 2);
+    let log = dante.log();
+    let through_dante = log
+        .lines()
+        .filter(|line| line.contains("pass") && line.contains(&format!("127.0.0.1.{}", web.port)))
+        .count();
+    assert!(through_dante >= 2, "Dante served both: {log}");
+}
