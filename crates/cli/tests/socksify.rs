@@ -251,3 +251,41 @@ fn the_same_programs_work_against_dantes_server() {
         .count();
     assert!(through_dante >= 2, "Dante served both: {log}");
 }
+
+/// The README's comparison with proxychains4, checked: the same script under both tools.
+#[test]
+fn compared_with_proxychains_getpeername_tells_the_truth() {
+    let (Some(proxychains), Some(python)) = (tool("proxychains4"), python()) else {
+        return;
+    };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let script = format!(
+        "import socket\ns = socket.create_connection(('127.0.0.1', {}))\nprint(s.getpeername()[1])",
+        web.port
+    );
+    let ours = socksified(&server, &python, &["-c", &script]);
+    assert_eq!(ours.stdout.trim(), web.port.to_string(), "{}", ours.stderr);
+
+    let dir = std::env::temp_dir().join(format!("sg-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("proxychains.conf");
+    std::fs::write(
+        &conf,
+        format!("strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 {}\n", server.addr().port()),
+    )
+    .unwrap();
+    let theirs = run(
+        &proxychains,
+        &["-q", "-f", conf.to_str().unwrap(), python.to_str().unwrap(), "-c", &script],
+        &[],
+        30,
+    );
+    assert!(theirs.success, "{}", theirs.stderr);
+    assert_eq!(
+        theirs.stdout.trim(),
+        server.addr().port().to_string(),
+        "proxychains4 reports the proxy as the peer"
+    );
+    assert_eq!(targets(&server, 2).len(), 2, "both went through the proxy");
+}
