@@ -272,12 +272,22 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
     let conf = dir.join("proxychains.conf");
     std::fs::write(
         &conf,
-        format!("strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 {}\n", server.addr().port()),
+        format!(
+            "strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 {}\n",
+            server.addr().port()
+        ),
     )
     .unwrap();
     let theirs = run(
         &proxychains,
-        &["-q", "-f", conf.to_str().unwrap(), python.to_str().unwrap(), "-c", &script],
+        &[
+            "-q",
+            "-f",
+            conf.to_str().unwrap(),
+            python.to_str().unwrap(),
+            "-c",
+            &script,
+        ],
         &[],
         30,
     );
@@ -288,4 +298,59 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
         "proxychains4 reports the proxy as the peer"
     );
     assert_eq!(targets(&server, 2).len(), 2, "both went through the proxy");
+}
+
+#[test]
+fn udp_dns_with_dig_and_python_through_the_relay() {
+    let Some(python) = python() else { return };
+    let dns = socksgate_tests::DnsResponder::start_at([127, 0, 0, 1].into());
+    let server = server();
+    let script = format!(
+        r#"
+import socket
+query = bytes([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3]) + b"www" + bytes([4]) + b"test" + bytes([0, 0, 1, 0, 1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(query, ("127.0.0.1", {port}))
+answer, source = s.recvfrom(512)
+assert answer[:2] == b"\x12\x34" and source == ("127.0.0.1", {port}), (answer, source)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(5)
+c.connect(("127.0.0.1", {port}))
+c.send(query)
+assert c.recv(512)[:2] == b"\x12\x34"
+print(c.getpeername()[1])
+"#,
+        port = dns.port
+    );
+    let result = socksified(&server, &python, &["-c", &script]);
+    assert!(result.success, "{}", result.stderr);
+    assert_eq!(result.stdout.trim(), dns.port.to_string());
+
+    let Some(dig) = tool("dig") else { return };
+    let port = dns.port.to_string();
+    let result = socksified(
+        &server,
+        &dig,
+        &[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+notcp",
+            "+tries=1",
+            "+time=5",
+            "+short",
+            "www.example.test",
+            "A",
+        ],
+    );
+    assert!(result.success, "dig: {} {}", result.stdout, result.stderr);
+    assert_eq!(result.stdout.trim(), dns.answer.to_string());
+    let log = server.wait_for_sessions(3);
+    let associations = log
+        .iter()
+        .filter(|e| e["command"] == "udp associate")
+        .count();
+    assert_eq!(associations, 3, "python's two sockets and dig's: {log:#?}");
+    assert_eq!(dns.queries(), 3);
 }

@@ -4,7 +4,10 @@
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
-use libc::{addrinfo, c_char, c_int, sockaddr, socklen_t};
+use libc::{
+    addrinfo, c_char, c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t,
+    timespec,
+};
 
 /// Looks a symbol up in the libraries after this one.
 fn next(name: &CStr) -> usize {
@@ -48,5 +51,16 @@ real! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, result: *mut *mut addrinfo) -> c_int;
     fn freeaddrinfo(list: *mut addrinfo) -> ();
+    fn send(fd: c_int, buffer: *const c_void, length: size_t, flags: c_int) -> ssize_t;
+    fn sendto(fd: c_int, buffer: *const c_void, length: size_t, flags: c_int, address: *const sockaddr, address_length: socklen_t) -> ssize_t;
+    fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int) -> ssize_t;
+    fn sendmmsg(fd: c_int, messages: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int;
+    fn write(fd: c_int, buffer: *const c_void, length: size_t) -> ssize_t;
+    fn recv(fd: c_int, buffer: *mut c_void, length: size_t, flags: c_int) -> ssize_t;
+    fn recvfrom(fd: c_int, buffer: *mut c_void, length: size_t, flags: c_int, address: *mut sockaddr, address_length: *mut socklen_t) -> ssize_t;
+    fn recvmsg(fd: c_int, message: *mut msghdr, flags: c_int) -> ssize_t;
+    fn recvmmsg(fd: c_int, messages: *mut mmsghdr, count: c_uint, flags: c_int, timeout: *mut timespec) -> c_int;
+    fn read(fd: c_int, buffer: *mut c_void, length: size_t) -> ssize_t;
+    fn syscall(number: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long;
     fn getnameinfo(address: *const sockaddr, length: socklen_t, host: *mut c_char, host_length: socklen_t, service: *mut c_char, service_length: socklen_t, flags: c_int) -> c_int;
 }

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use libc::{c_int, c_void};
-use socksgate_proto::client::{ClientError, ClientHandshake, ClientProtocol};
+use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::hop::{Flavour, Hop};
 use socksgate_proto::{Address, Command, Reply, Step};
 
@@ -18,8 +18,14 @@ use crate::real;
 /// The longest a handshake may take.
 const HANDSHAKE_SECONDS: libc::time_t = 30;
 
-/// Connects `fd` through `chain` to `target`; an errno on failure.
-pub(crate) fn establish(fd: c_int, chain: &[Hop], target: &Address) -> Result<(), c_int> {
+/// Connects `fd` through `chain` and asks the last hop for `command` to `target`; returns
+/// the last reply's address (BND), or an errno.
+pub(crate) fn establish(
+    fd: c_int,
+    chain: &[Hop],
+    command: Command,
+    target: &Address,
+) -> Result<Address, c_int> {
     let Some(first) = chain.first() else {
         return Err(libc::ECONNREFUSED);
     };
@@ -39,14 +45,15 @@ pub(crate) fn establish(fd: c_int, chain: &[Hop], target: &Address) -> Result<()
         if unsafe { real::connect(fd, address.as_ptr(), address.len()) } != 0 {
             return Err(errno());
         }
+        let mut bound = Address::unspecified();
         for (index, hop) in chain.iter().enumerate() {
-            let next = match chain.get(index + 1) {
-                Some(next) => next.address.clone(),
-                None => target.clone(),
+            bound = match chain.get(index + 1) {
+                Some(next) => handshake(fd, hop, Command::CONNECT, next.address.clone())?,
+                None => handshake(fd, hop, command, target.clone())?,
             };
-            handshake(fd, hop, next)?;
         }
-        set_timeouts(fd, 0)
+        set_timeouts(fd, 0)?;
+        Ok(bound)
     })();
     if blocking != flags {
         let _ = fcntl(fd, libc::F_SETFL, flags);
@@ -54,8 +61,8 @@ pub(crate) fn establish(fd: c_int, chain: &[Hop], target: &Address) -> Result<()
     result
 }
 
-/// One hop's handshake: CONNECT to `target`.
-fn handshake(fd: c_int, hop: &Hop, target: Address) -> Result<(), c_int> {
+/// One hop's handshake: `command` to `target`; returns the reply's address.
+fn handshake(fd: c_int, hop: &Hop, command: Command, target: Address) -> Result<Address, c_int> {
     let user_id = || {
         hop.credentials
             .as_ref()
@@ -70,9 +77,9 @@ fn handshake(fd: c_int, hop: &Hop, target: Address) -> Result<(), c_int> {
             gssapi: false,
         },
     };
-    let mut machine =
-        ClientHandshake::new(protocol, Command::CONNECT, target).map_err(errno_for)?;
+    let mut machine = ClientHandshake::new(protocol, command, target).map_err(errno_for)?;
     let mut input = Vec::new();
+    let mut bound = Address::unspecified();
     loop {
         let pending = machine.pending_output().to_vec();
         if !pending.is_empty() {
@@ -80,11 +87,14 @@ fn handshake(fd: c_int, hop: &Hop, target: Address) -> Result<(), c_int> {
             machine.output_written(pending.len());
         }
         if machine.is_established() {
-            return Ok(());
+            return Ok(bound);
         }
         match machine.feed(&input).map_err(errno_for)? {
-            Step::Event { used, .. } => {
+            Step::Event { used, event } => {
                 input.drain(..used);
+                if let ClientEvent::Granted { bound: granted } = event {
+                    bound = granted;
+                }
             }
             Step::NeedMore { at_least } => {
                 let start = input.len();
@@ -115,7 +125,7 @@ fn send_all(fd: c_int, mut bytes: &[u8]) -> Result<(), c_int> {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is valid for its length.
         let sent = unsafe {
-            libc::send(
+            real::send(
                 fd,
                 bytes.as_ptr().cast::<c_void>(),
                 bytes.len(),
@@ -135,7 +145,7 @@ fn recv_exact(fd: c_int, mut buffer: &mut [u8]) -> Result<(), c_int> {
     while !buffer.is_empty() {
         // SAFETY: `buffer` is valid and writable for its length.
         let received =
-            unsafe { libc::recv(fd, buffer.as_mut_ptr().cast::<c_void>(), buffer.len(), 0) };
+            unsafe { real::recv(fd, buffer.as_mut_ptr().cast::<c_void>(), buffer.len(), 0) };
         match received {
             0 => return Err(libc::ECONNRESET),
             n if n > 0 => buffer = &mut buffer[n as usize..],

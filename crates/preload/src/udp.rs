@@ -1,0 +1,280 @@
+//! UDP through the proxy's relay (SOCKS5 UDP ASSOCIATE), on the program's own socket.
+//!
+//! The first datagram a UDP socket sends to a redirected destination opens an association:
+//! a TCP control connection to the proxy (the library's own socket), and the relay's
+//! address. From then on the library wraps each datagram the program sends in the SOCKS UDP
+//! header and sends it to the relay from the program's socket; datagrams that come back
+//! from the relay are unwrapped, and their source is the one the header names. A program that
+//! `connect`s its UDP socket has it connected to the relay, and `send`/`write` go to the
+//! destination it asked for. Only a chain of one proxy is supported for UDP (the relay must
+//! be reachable directly).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use libc::{c_int, c_void};
+use socksgate_proto::udp::UdpHeader;
+use socksgate_proto::{Address, Command, Host, Wire};
+
+use crate::address::SockAddr;
+use crate::settings::settings;
+use crate::tunnel::{self, errno};
+use crate::{real, target_of};
+
+struct Association {
+    /// The TCP control connection: the association lives as long as it.
+    control: c_int,
+    /// Where datagrams go.
+    relay: SocketAddr,
+    /// The destination of a connected socket.
+    peer: Option<SocketAddr>,
+}
+
+static ASSOCIATIONS: Mutex<Option<HashMap<c_int, Association>>> = Mutex::new(None);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Room for the largest header the relay sends back (an IPv6 source).
+const HEADER_ROOM: usize = 3 + 1 + 16 + 2;
+
+/// Whether `fd` has an association (cheap when none exists).
+pub(crate) fn is_associated(fd: c_int) -> bool {
+    COUNT.load(Ordering::Relaxed) > 0 && with(fd, |_| ()).is_some()
+}
+
+fn with<T>(fd: c_int, action: impl FnOnce(&mut Association) -> T) -> Option<T> {
+    let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    map.as_mut()?.get_mut(&fd).map(action)
+}
+
+/// The relay address for `fd`, opening the association if needed.
+fn relay_for(fd: c_int) -> Result<SocketAddr, c_int> {
+    if let Some(relay) = with(fd, |association| association.relay) {
+        return Ok(relay);
+    }
+    let association = open(fd)?;
+    let relay = association.relay;
+    let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    if map
+        .get_or_insert_with(HashMap::new)
+        .insert(fd, association)
+        .is_none()
+    {
+        COUNT.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(relay)
+}
+
+fn open(fd: c_int) -> Result<Association, c_int> {
+    let chain = &settings().chain;
+    let [proxy] = &chain[..] else {
+        // The relay of a later hop is not reachable from here.
+        return Err(libc::EOPNOTSUPP);
+    };
+    let local = ensure_bound(fd)?;
+    let proxy_address = proxy.address.socket_addr().ok_or(libc::EHOSTUNREACH)?;
+    let family = if proxy_address.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket creation.
+    let control = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if control < 0 {
+        return Err(errno());
+    }
+    let unspecified = if proxy_address.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    // DST: the port datagrams will come from; the address is the proxy's to see.
+    let request = Address::from(SocketAddr::new(unspecified, local.port()));
+    let bound = match tunnel::establish(control, chain, Command::UDP_ASSOCIATE, &request) {
+        Ok(bound) => bound,
+        Err(error) => {
+            // SAFETY: our own descriptor.
+            unsafe { real::close(control) };
+            return Err(error);
+        }
+    };
+    let mut relay = bound.socket_addr().ok_or(libc::EPROTO)?;
+    if relay.ip().is_unspecified() {
+        relay.set_ip(proxy_address.ip());
+    }
+    Ok(Association {
+        control,
+        relay,
+        peer: None,
+    })
+}
+
+/// Binds an unbound socket to a free port (as the first `sendto` would); returns its
+/// local address.
+fn ensure_bound(fd: c_int) -> Result<SocketAddr, c_int> {
+    let local = local_address(fd)?;
+    if local.port() != 0 {
+        return Ok(local);
+    }
+    let any = SockAddr::from(SocketAddr::new(local.ip(), 0));
+    // SAFETY: a valid address of the given length.
+    if unsafe { libc::bind(fd, any.as_ptr(), any.len()) } != 0 {
+        return Err(errno());
+    }
+    local_address(fd)
+}
+
+fn local_address(fd: c_int) -> Result<SocketAddr, c_int> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `length` bytes.
+    if unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &mut length) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: the kernel wrote a valid address of `length` bytes.
+    unsafe { crate::address::read((&raw const storage).cast(), length) }.ok_or(libc::EAFNOSUPPORT)
+}
+
+/// Whether a datagram to `destination` from `fd` goes through the proxy.
+pub(crate) fn redirects(fd: c_int, destination: SocketAddr) -> bool {
+    let settings = settings();
+    !settings.chain.is_empty()
+        && (crate::tunnel::is_fake(destination.ip(), settings.fake_base, settings.fake_size)
+            || !settings.is_direct(destination.ip()))
+        && is_datagram(fd)
+}
+
+fn is_datagram(fd: c_int) -> bool {
+    let mut kind: c_int = 0;
+    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `kind` is a writable c_int and `length` its size.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut kind).cast::<c_void>(),
+            &mut length,
+        )
+    };
+    done == 0 && kind == libc::SOCK_DGRAM
+}
+
+/// `connect` on a UDP socket: remember the destination, connect to the relay.
+pub(crate) fn connect(fd: c_int, destination: SocketAddr) -> Result<(), c_int> {
+    let relay = relay_for(fd)?;
+    with(fd, |association| association.peer = Some(destination));
+    // getpeername answers with the destination, not the relay.
+    crate::state::remember(fd, destination);
+    let relay = SockAddr::for_socket(fd, relay).ok_or(libc::EAFNOSUPPORT)?;
+    // SAFETY: a valid address of the given length.
+    if unsafe { real::connect(fd, relay.as_ptr(), relay.len()) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// The destination of a send without an address, on a connected, associated socket.
+pub(crate) fn peer(fd: c_int) -> Option<SocketAddr> {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    with(fd, |association| association.peer).flatten()
+}
+
+/// Sends `payload` to `destination` through the relay; the payload's length, or an errno.
+pub(crate) fn send(
+    fd: c_int,
+    payload: &[u8],
+    flags: c_int,
+    destination: SocketAddr,
+) -> Result<usize, c_int> {
+    let relay = relay_for(fd)?;
+    let mut datagram = UdpHeader::new(target_of(destination)).to_bytes();
+    datagram.extend_from_slice(payload);
+    let relay = SockAddr::for_socket(fd, relay).ok_or(libc::EAFNOSUPPORT)?;
+    // SAFETY: `datagram` and `relay` are valid for their lengths.
+    let sent = unsafe {
+        real::sendto(
+            fd,
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            flags,
+            relay.as_ptr(),
+            relay.len(),
+        )
+    };
+    if sent < 0 {
+        return Err(errno());
+    }
+    Ok(payload.len())
+}
+
+/// Receives one datagram from the relay into `buffer`; its length (truncated to the buffer),
+/// whether it was truncated, and its source. Datagrams from elsewhere are dropped.
+pub(crate) fn receive(
+    fd: c_int,
+    buffer: &mut [u8],
+    flags: c_int,
+) -> Result<(usize, bool, SocketAddr), c_int> {
+    let Some(relay) = with(fd, |association| association.relay) else {
+        return Err(libc::EBADF);
+    };
+    let mut datagram = vec![0u8; buffer.len() + HEADER_ROOM + 256];
+    loop {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut from_length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `datagram` and `from` are writable for their lengths.
+        let received = unsafe {
+            real::recvfrom(
+                fd,
+                datagram.as_mut_ptr().cast(),
+                datagram.len(),
+                flags & !libc::MSG_TRUNC,
+                (&raw mut from).cast(),
+                &mut from_length,
+            )
+        };
+        if received < 0 {
+            return Err(errno());
+        }
+        // SAFETY: the kernel wrote a valid address of `from_length` bytes.
+        let sender = unsafe { crate::address::read((&raw const from).cast(), from_length) }
+            .map(tunnel::canonical);
+        if sender != Some(relay) {
+            continue;
+        }
+        let Ok((header, payload)) = UdpHeader::split(&datagram[..received as usize]) else {
+            continue;
+        };
+        let Host::Ip(ip) = header.address.host else {
+            continue;
+        };
+        let copied = payload.len().min(buffer.len());
+        buffer[..copied].copy_from_slice(&payload[..copied]);
+        return Ok((
+            copied,
+            copied < payload.len(),
+            SocketAddr::new(ip, header.address.port),
+        ));
+    }
+}
+
+/// Ends `fd`'s association, if any.
+pub(crate) fn forget(fd: c_int) {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let removed = {
+        let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        map.as_mut().and_then(|map| map.remove(&fd))
+    };
+    if let Some(association) = removed {
+        COUNT.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: our own descriptor.
+        unsafe { real::close(association.control) };
+    }
+}
