@@ -160,6 +160,12 @@ impl Response {
 impl Wire for Response {
     fn decode(input: &[u8]) -> Result<(Self, usize), DecodeError> {
         let mut reader = Reader::new(input);
+        if input
+            .first()
+            .is_none_or(|&v| v == Self::VERSION || v == VERSION)
+        {
+            reader.require(8)?;
+        }
         match reader.u8()? {
             Self::VERSION | VERSION => {}
             other => return Err(ProtocolError::UnsupportedVersion(other).into()),

@@ -120,6 +120,10 @@ pub struct MethodSelection {
 impl Wire for MethodSelection {
     fn decode(input: &[u8]) -> Result<(Self, usize), DecodeError> {
         let mut reader = Reader::new(input);
+        // Ask for the whole message at once: a blocking reader then needs one read.
+        if input.first().is_none_or(|&v| v == VERSION) {
+            reader.require(2)?;
+        }
         reader.version(VERSION)?;
         let method = Method(reader.u8()?);
         Ok((Self { method }, reader.position()))
@@ -205,6 +209,11 @@ impl Wire for Response {
 /// Requests and replies share one layout: VER, a code, RSV, then an address.
 fn decode_framed_address(input: &[u8]) -> Result<(u8, Address, usize), DecodeError> {
     let mut reader = Reader::new(input);
+    // VER, the code, RSV, ATYP and the first byte of the address: one read for a blocking
+    // reader, then one more for the rest of the address.
+    if input.len() < 4 && input.first().is_none_or(|&v| v == VERSION) {
+        reader.require(5)?;
+    }
     reader.version(VERSION)?;
     let code = reader.u8()?;
     let _reserved = reader.u8()?;

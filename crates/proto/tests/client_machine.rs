@@ -251,3 +251,20 @@ fn garbage_from_the_server_is_a_protocol_error() {
         )))
     );
 }
+
+#[test]
+fn a_blocking_reader_needs_few_reads_per_message() {
+    use socksgate_proto::password::Status;
+    use socksgate_proto::v5::{MethodSelection, Response};
+    use socksgate_proto::{DecodeError, Wire};
+    let needed = |result: Result<(), DecodeError>| match result {
+        Err(DecodeError::Incomplete { needed }) => needed.get(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(needed(MethodSelection::decode(&[]).map(|_| ())), 2);
+    assert_eq!(needed(Status::decode(&[]).map(|_| ())), 2);
+    assert_eq!(needed(v4::Response::decode(&[]).map(|_| ())), 8);
+    // A SOCKS5 reply: five bytes, then exactly the rest of the address.
+    assert_eq!(needed(Response::decode(&[]).map(|_| ())), 5);
+    assert_eq!(needed(Response::decode(&[5, 0, 0, 1, 127]).map(|_| ())), 5);
+}
