@@ -354,3 +354,63 @@ print(c.getpeername()[1])
     assert_eq!(associations, 3, "python's two sockets and dig's: {log:#?}");
     assert_eq!(dns.queries(), 3);
 }
+
+#[test]
+fn gethostbyname_names_are_resolved_by_the_proxy() {
+    let Some(perl) = tool("perl") else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    // Old-style resolution and connect, as many older programs do it.
+    let script = format!(
+        r#"use Socket;
+my $packed = gethostbyname("{PROXY_ONLY_NAME}") or die "no address";
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+connect($s, sockaddr_in({port}, $packed)) or die "connect: $!";
+syswrite($s, "GET / HTTP/1.0\r\n\r\n");
+local $/; my $answer = <$s>; print $answer;"#,
+        port = web.port
+    );
+    let result = socksified(&server, &perl, &["-e", &script]);
+    assert!(
+        result.stdout.ends_with(BODY),
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+    assert_eq!(
+        targets(&server, 1),
+        [format!("{PROXY_ONLY_NAME}:{}", web.port)]
+    );
+}
+
+#[test]
+fn plain_gethostbyname_too() {
+    let Some(cc) = tool("cc") else { return };
+    let dir = std::env::temp_dir().join(format!("sg-ghbn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("ghbn.c");
+    std::fs::write(
+        &source,
+        "#include <netdb.h>\n#include <stdio.h>\n#include <arpa/inet.h>\n\
+         int main(int argc, char **argv) {\n\
+           struct hostent *h = gethostbyname(argv[1]);\n\
+           if (!h) return 1;\n\
+           printf(\"%s %s\\n\", h->h_name, inet_ntoa(*(struct in_addr *)h->h_addr_list[0]));\n\
+           return 0;\n}\n",
+    )
+    .unwrap();
+    let program = dir.join("ghbn");
+    let built = run(
+        &cc,
+        &["-o", program.to_str().unwrap(), source.to_str().unwrap()],
+        &[],
+        60,
+    );
+    assert!(built.success, "{}", built.stderr);
+    let server = server();
+    let result = socksified(&server, &program, &[PROXY_ONLY_NAME]);
+    assert!(result.success, "{}", result.stderr);
+    let (name, address) = result.stdout.trim().split_once(' ').unwrap();
+    assert_eq!(name, PROXY_ONLY_NAME);
+    assert!(address.starts_with("240."), "a fake address: {address}");
+}

@@ -372,6 +372,175 @@ pub unsafe extern "C" fn freeaddrinfo(list: *mut addrinfo) {
     }
 }
 
+thread_local! {
+    /// The storage `gethostbyname` answers point into (one per thread, as glibc's does per
+    /// process: the API hands out static storage).
+    static HOST_ENTRY: std::cell::RefCell<HostEntry> = std::cell::RefCell::new(HostEntry::default());
+}
+
+#[derive(Default)]
+struct HostEntry {
+    entry: Option<libc::hostent>,
+    name: CString,
+    address: [u8; 16],
+    addresses: [*mut c_char; 2],
+    aliases: [*mut c_char; 1],
+}
+
+/// Replaces `gethostbyname(3)`: with a name-resolving last proxy, a name gets a fake address.
+///
+/// # Safety
+/// As `gethostbyname(3)`; the answer is valid until this thread's next call.
+#[no_mangle]
+pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut libc::hostent {
+    // SAFETY: as gethostbyname2 for IPv4.
+    unsafe { gethostbyname2(name, libc::AF_INET) }
+}
+
+/// Replaces `gethostbyname2(3)`.
+///
+/// # Safety
+/// As `gethostbyname2(3)`; the answer is valid until this thread's next call.
+#[no_mangle]
+pub unsafe extern "C" fn gethostbyname2(name: *const c_char, family: c_int) -> *mut libc::hostent {
+    // SAFETY: `name` is null or NUL-terminated.
+    let Some(text) = (unsafe { name_to_fake(name, family) }) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::gethostbyname2(name, family) };
+    };
+    let address = state::fake_address(&text);
+    if settings().debug {
+        debug(&format!(
+            "resolve {text} by the proxy (fake address {address})"
+        ));
+    }
+    HOST_ENTRY.with(|cell| {
+        let mut host = cell.borrow_mut();
+        let host = &mut *host;
+        host.name = CString::new(text.as_str()).unwrap_or_default();
+        let length = if family == libc::AF_INET6 {
+            host.address = address.to_ipv6_mapped().octets();
+            16
+        } else {
+            host.address[..4].copy_from_slice(&address.octets());
+            4
+        };
+        host.addresses = [host.address.as_mut_ptr().cast(), std::ptr::null_mut()];
+        host.aliases = [std::ptr::null_mut()];
+        host.entry = Some(libc::hostent {
+            h_name: host.name.as_ptr().cast_mut(),
+            h_aliases: host.aliases.as_mut_ptr(),
+            h_addrtype: family,
+            h_length: length,
+            h_addr_list: host.addresses.as_mut_ptr(),
+        });
+        host.entry
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |entry| entry as *mut libc::hostent)
+    })
+}
+
+/// Replaces `gethostbyname_r(3)`.
+///
+/// # Safety
+/// As `gethostbyname_r(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn gethostbyname_r(
+    name: *const c_char,
+    entry: *mut libc::hostent,
+    buffer: *mut c_char,
+    length: libc::size_t,
+    result: *mut *mut libc::hostent,
+    h_errno: *mut c_int,
+) -> c_int {
+    // SAFETY: as gethostbyname2_r for IPv4.
+    unsafe { gethostbyname2_r(name, libc::AF_INET, entry, buffer, length, result, h_errno) }
+}
+
+/// Replaces `gethostbyname2_r(3)`: the answer is built in the caller's buffer.
+///
+/// # Safety
+/// As `gethostbyname2_r(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn gethostbyname2_r(
+    name: *const c_char,
+    family: c_int,
+    entry: *mut libc::hostent,
+    buffer: *mut c_char,
+    length: libc::size_t,
+    result: *mut *mut libc::hostent,
+    h_errno: *mut c_int,
+) -> c_int {
+    // SAFETY: `name` is null or NUL-terminated.
+    let Some(text) = (unsafe { name_to_fake(name, family) }) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe {
+            real::gethostbyname2_r(name, family, entry, buffer, length, result, h_errno)
+        };
+    };
+    let address = state::fake_address(&text);
+    let (bytes, address_length) = if family == libc::AF_INET6 {
+        (address.to_ipv6_mapped().octets().to_vec(), 16)
+    } else {
+        (address.octets().to_vec(), 4)
+    };
+    // The buffer holds: three pointers (address list, its end, the empty alias list),
+    // the address, the name and its NUL.
+    let pointers = 3 * std::mem::size_of::<*mut c_char>();
+    let align = buffer.align_offset(std::mem::align_of::<*mut c_char>());
+    let needed = align + pointers + bytes.len() + text.len() + 1;
+    if entry.is_null() || buffer.is_null() || result.is_null() || length < needed {
+        return libc::ERANGE;
+    }
+    // SAFETY: `buffer` has room for `needed` bytes (checked), aligned at `align`.
+    unsafe {
+        let base = buffer.add(align);
+        let list = base.cast::<*mut c_char>();
+        let address_bytes = base.add(pointers);
+        let name_bytes = address_bytes.add(bytes.len());
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), address_bytes.cast::<u8>(), bytes.len());
+        std::ptr::copy_nonoverlapping(text.as_ptr(), name_bytes.cast::<u8>(), text.len());
+        *name_bytes.add(text.len()) = 0;
+        *list = address_bytes;
+        *list.add(1) = std::ptr::null_mut();
+        *list.add(2) = std::ptr::null_mut();
+        *entry = libc::hostent {
+            h_name: name_bytes,
+            h_aliases: list.add(2),
+            h_addrtype: family,
+            h_length: address_length,
+            h_addr_list: list,
+        };
+        *result = entry;
+    }
+    if settings().debug {
+        debug(&format!(
+            "resolve {text} by the proxy (fake address {address})"
+        ));
+    }
+    0
+}
+
+/// The name to give a fake address to, if `name` is one (per the same rules as
+/// `getaddrinfo`).
+///
+/// # Safety
+/// `name` is null or NUL-terminated.
+unsafe fn name_to_fake(name: *const c_char, family: c_int) -> Option<String> {
+    let settings = settings();
+    if name.is_null() || !settings.remote_names || settings.chain.is_empty() {
+        return None;
+    }
+    // SAFETY: per the caller.
+    let text = unsafe { CStr::from_ptr(name) }.to_str().ok()?;
+    let fake = text.parse::<IpAddr>().is_err()
+        && !text.eq_ignore_ascii_case("localhost")
+        && !text.to_ascii_lowercase().ends_with(".localhost")
+        && DomainName::new(text).is_ok()
+        && matches!(family, libc::AF_INET | libc::AF_INET6);
+    fake.then(|| text.to_owned())
+}
+
 /// Replaces `getnameinfo(3)`: a fake address is named by the name it stands for.
 ///
 /// # Safety
@@ -417,7 +586,7 @@ pub unsafe extern "C" fn getnameinfo(
     result
 }
 
-fn debug(message: &str) {
+pub(crate) fn debug(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "socksgate socksify: {message}");
 }

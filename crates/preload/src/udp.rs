@@ -103,6 +103,9 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     if relay.ip().is_unspecified() {
         relay.set_ip(proxy_address.ip());
     }
+    if settings().debug {
+        crate::debug(&format!("UDP association for socket {fd}: relay {relay}"));
+    }
     Ok(Association {
         control,
         relay,
