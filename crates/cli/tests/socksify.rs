@@ -243,13 +243,43 @@ fn the_same_programs_work_against_dantes_server() {
     );
     let fetched = under_dante(&python, &["-c", &script]);
     assert_eq!(fetched.stdout.trim(), BODY, "{}", fetched.stderr);
-    assert_eq!(web.requests(), 2);
+    if let Some(wget) = tool("wget") {
+        let fetched = under_dante(&wget, &["-q", "-O", "-", &web.url("127.0.0.1")]);
+        assert_eq!(fetched.stdout, BODY, "{}", fetched.stderr);
+    }
     let log = dante.log();
     let through_dante = log
         .lines()
         .filter(|line| line.contains("pass") && line.contains(&format!("127.0.0.1.{}", web.port)))
         .count();
-    assert!(through_dante >= 2, "Dante served both: {log}");
+    assert!(through_dante >= 3, "Dante served all three: {log}");
+
+    // UDP: dig through Dante's relay.
+    if let Some(dig) = tool("dig") {
+        let dns = socksgate_tests::DnsResponder::start_at([127, 0, 0, 1].into());
+        let port = dns.port.to_string();
+        let args = [
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+notcp",
+            "+tries=1",
+            "+time=5",
+            "+short",
+            "www.example.test",
+            "A",
+        ];
+        let answered = under_dante(&dig, &args);
+        assert_eq!(
+            answered.stdout.trim(),
+            dns.answer.to_string(),
+            "{}",
+            answered.stderr
+        );
+        assert_eq!(dns.queries(), 1);
+        let log = dante.log();
+        assert!(log.contains("udp"), "Dante relayed the query: {log}");
+    }
 }
 
 /// The README's comparison with proxychains4, checked: the same script under both tools.
