@@ -90,24 +90,61 @@ fn resolved(hop: &Hop) -> anyhow::Result<String> {
     Ok(hop.url_with_password())
 }
 
-/// The preload library: $SOCKSGATE_PRELOAD, next to this program, or in ../lib/socksgate/.
+/// The preload library, built with this binary and carried inside it (see build.rs).
+const EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libsocksgate_preload.so"));
+
+/// The preload library: $SOCKSGATE_PRELOAD, an installed one in ../lib/socksgate/, or the
+/// embedded one written out once to a private directory.
 fn library() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("SOCKSGATE_PRELOAD") {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().context("locating socksgate")?;
-    let dir = exe.parent().context("locating socksgate")?;
-    let candidates = [
-        dir.join("libsocksgate_preload.so"),
-        dir.join("../lib/socksgate/libsocksgate_preload.so"),
-        // `cargo test` runs binaries from target/debug/deps.
-        dir.join("../libsocksgate_preload.so"),
-    ];
-    candidates
-        .into_iter()
-        .find(|path| path.is_file())
-        .map(|path| path.canonicalize().unwrap_or(path))
-        .context(
-            "libsocksgate_preload.so not found (build the workspace, or set SOCKSGATE_PRELOAD)",
-        )
+    if let Some(installed) = exe
+        .parent()
+        .map(|dir| dir.join("../lib/socksgate/libsocksgate_preload.so"))
+        .filter(|path| path.is_file())
+    {
+        return Ok(installed);
+    }
+    write_embedded()
+}
+
+/// Writes the embedded library to $XDG_RUNTIME_DIR (or /tmp)/socksgate-UID/, named by its
+/// content, so every build finds its own and each is written once. The directory is the
+/// user's own (0700), so nobody else can swap the file.
+fn write_embedded() -> anyhow::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    let uid = rustix::process::getuid().as_raw();
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    let dir = base.join(format!("socksgate-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
+    }
+    let metadata = std::fs::symlink_metadata(&dir)?;
+    if !metadata.is_dir() || metadata.uid() != uid || metadata.mode() & 0o077 != 0 {
+        bail!("{} is not a private directory of this user", dir.display());
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    EMBEDDED.hash(&mut hasher);
+    let path = dir.join(format!("libsocksgate_preload-{:016x}.so", hasher.finish()));
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == EMBEDDED.len() as u64) {
+        return Ok(path);
+    }
+    let partial = dir.join(format!("preload.{}.partial", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&partial)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::io::Write::write_all(&mut file, EMBEDDED)?;
+    drop(file);
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
 }
