@@ -444,3 +444,25 @@ fn plain_gethostbyname_too() {
     assert_eq!(name, PROXY_ONLY_NAME);
     assert!(address.starts_with("240."), "a fake address: {address}");
 }
+
+#[test]
+fn fake_addresses_map_back_to_their_names() {
+    let Some(python) = python() else { return };
+    let server = server();
+    let script = format!(
+        r#"
+import socket
+address = socket.getaddrinfo("{PROXY_ONLY_NAME}", 443, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+assert address.startswith("240."), address
+assert socket.getnameinfo((address, 443), 0)[0] == "{PROXY_ONLY_NAME}"
+assert socket.getaddrinfo("{PROXY_ONLY_NAME}", 80)[0][4][0] == address, "the same name, the same address"
+print(address)
+"#
+    );
+    let result = socksified(&server, &python, &["-c", &script]);
+    assert!(result.success, "{}", result.stderr);
+    assert!(
+        server.access_log().is_empty(),
+        "resolving alone sends nothing to the proxy"
+    );
+}
