@@ -97,7 +97,13 @@ async fn serve(
                     if now == stamp {
                         continue;
                     }
-                    stamp = now;
+                    // Let a writer finish: load only once the file has stopped changing.
+                    tokio::time::sleep(SETTLE).await;
+                    let settled = source.path.as_deref().and_then(file_stamp);
+                    if settled != now {
+                        continue;
+                    }
+                    stamp = settled;
                     "the configuration file changed"
                 }
             };
@@ -124,6 +130,8 @@ async fn serve(
 
 /// How often the configuration file is checked for changes.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// How long a changed file must stay unchanged before it is loaded (a writer may be midway).
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// What tells one version of a file from the next.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {

@@ -479,7 +479,7 @@ fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs(
     // Deny everything from now on; SIGHUP.
     std::fs::write(&config, format!("{listen}[[rule]]\naction = \"deny\"\n")).unwrap();
     hangup();
-    log.wait_for("configuration reloaded");
+    log.wait_for("SIGHUP: configuration reloaded");
     assert_eq!(
         connect_reply(port, echo).0,
         0x02,
@@ -493,7 +493,7 @@ fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs(
     // A broken file is refused; the deny-all configuration stays in force.
     std::fs::write(&config, format!("{listen}[[rule]]\nactoin = \"allow\"\n")).unwrap();
     hangup();
-    let refused = log.wait_for("configuration not reloaded");
+    let refused = log.wait_for("SIGHUP: configuration not reloaded");
     assert!(refused.contains("actoin"), "{refused}");
     assert_eq!(connect_reply(port, echo).0, 0x02);
 
