@@ -238,8 +238,18 @@ fn the_same_programs_work_against_dantes_server() {
     let fetched = under_dante(&curl, &["-sS", &web.url("127.0.0.1")]);
     assert_eq!(fetched.stdout, BODY, "{}", fetched.stderr);
     let script = format!(
-        "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:{}/').read().decode())",
-        web.port
+        r#"
+import asyncio, urllib.request
+print(urllib.request.urlopen('http://127.0.0.1:{port}/').read().decode())
+async def fetch():
+    reader, writer = await asyncio.open_connection("127.0.0.1", {port})
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    return data.decode()
+assert asyncio.run(fetch()).endswith("{BODY}")
+"#,
+        port = web.port
     );
     let fetched = under_dante(&python, &["-c", &script]);
     assert_eq!(fetched.stdout.trim(), BODY, "{}", fetched.stderr);
@@ -252,7 +262,27 @@ fn the_same_programs_work_against_dantes_server() {
         .lines()
         .filter(|line| line.contains("pass") && line.contains(&format!("127.0.0.1.{}", web.port)))
         .count();
-    assert!(through_dante >= 3, "Dante served all three: {log}");
+    assert!(through_dante >= 4, "Dante served all four: {log}");
+
+    if let Some(ssh) = tool("ssh") {
+        let dir = std::env::temp_dir().join(format!("sg-dante-ssh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(sshd) = Sshd::start(&dir) {
+            let args = sshd.ssh_args(&[], &["echo", "ssh-through-dante"]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let result = under_dante(&ssh, &args);
+            assert_eq!(
+                result.stdout.trim(),
+                "ssh-through-dante",
+                "{}",
+                result.stderr
+            );
+            assert!(
+                dante.log().contains(&format!("127.0.0.1.{}", sshd.port)),
+                "through Dante"
+            );
+        }
+    }
 
     // UDP: dig through Dante's relay.
     if let Some(dig) = tool("dig") {
