@@ -1,7 +1,13 @@
 //! Zero-copy relay: socket → pipe → socket with `splice(2)`.
+//!
+//! A direction takes its pipe only once its source has something to read, so a session
+//! that idles holds none, and gives it back to a small pool when it ends with the pipe empty,
+//! so a busy server does not create and destroy two pipes per connection.
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
 use tokio::io::Interest;
@@ -12,10 +18,59 @@ use super::{Bucket, Direction};
 /// full when the socket is read and a `EAGAIN` always means "socket not ready".
 const CHUNK: usize = 64 * 1024;
 
+/// Empty pipes kept for reuse (each is two descriptors).
+const POOL_SIZE: usize = 256;
+
+static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
+
+/// A pipe (read end, write end), returned to the pool when dropped empty.
+struct Pipe {
+    ends: Option<(OwnedFd, OwnedFd)>,
+    empty: AtomicBool,
+}
+
+impl Pipe {
+    fn take() -> io::Result<Self> {
+        let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let ends = match pooled {
+            Some(ends) => ends,
+            None => pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?,
+        };
+        Ok(Self {
+            ends: Some(ends),
+            empty: AtomicBool::new(true),
+        })
+    }
+
+    /// The read end and the write end.
+    fn ends(&self) -> Option<(&OwnedFd, &OwnedFd)> {
+        self.ends.as_ref().map(|(read, write)| (read, write))
+    }
+
+    fn set_empty(&self, empty: bool) {
+        self.empty.store(empty, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // Only an empty pipe may serve another session; a full one is simply closed.
+        if let (true, Some(ends)) = (self.empty.load(Ordering::Relaxed), self.ends.take()) {
+            let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < POOL_SIZE {
+                pool.push(ends);
+            }
+        }
+    }
+}
+
 /// Moves one direction until end of file, then half-closes the destination.
 pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
-    let (pipe_out, pipe_in): (OwnedFd, OwnedFd) =
-        pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    direction.from.readable().await?;
+    let pipe = Pipe::take()?;
+    let Some((pipe_out, pipe_in)) = pipe.ends() else {
+        return Err(io::Error::other("pipe missing"));
+    };
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
     let mut bucket = direction.bandwidth.map(Bucket::new);
     loop {
@@ -26,7 +81,7 @@ pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
         let filled = direction
             .from
             .async_io(Interest::READABLE, || {
-                splice(direction.from, None, &pipe_in, None, chunk, flags).map_err(io::Error::from)
+                splice(direction.from, None, pipe_in, None, chunk, flags).map_err(io::Error::from)
             })
             .await?;
         if let Some(bucket) = &mut bucket {
@@ -35,16 +90,18 @@ pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
         if filled == 0 {
             return direction.finish();
         }
+        pipe.set_empty(false);
         let mut in_pipe = filled;
         while in_pipe > 0 {
             in_pipe -= direction
                 .to
                 .async_io(Interest::WRITABLE, || {
-                    splice(&pipe_out, None, direction.to, None, in_pipe, flags)
+                    splice(pipe_out, None, direction.to, None, in_pipe, flags)
                         .map_err(io::Error::from)
                 })
                 .await?;
         }
+        pipe.set_empty(true);
         direction.moved(filled);
     }
 }
