@@ -223,18 +223,7 @@ fn the_same_programs_work_against_dantes_server() {
     };
     let web = HttpTarget::start(BODY);
     let proxy = format!("socks5h://{}", dante.address);
-    let under_dante = |program: &Path, args: &[&str]| {
-        let mut full = vec![
-            "socksify",
-            "-x",
-            &proxy,
-            "--include-loopback",
-            "--",
-            program.to_str().unwrap(),
-        ];
-        full.extend(args);
-        run(Path::new(BIN), &full, &[], 60)
-    };
+    let under_dante = |program: &Path, args: &[&str]| socksified_via(&proxy, program, args);
     let fetched = under_dante(&curl, &["-sS", &web.url("127.0.0.1")]);
     assert_eq!(fetched.stdout, BODY, "{}", fetched.stderr);
     let script = format!(

@@ -732,19 +732,12 @@ pub mod udp_hooks {
             // SAFETY: unchanged.
             return unsafe { real::sendmmsg(fd, messages, count, flags) };
         }
-        let mut sent = 0;
-        for index in 0..count as usize {
-            // SAFETY: `index` < `count` entries of the caller's vector.
-            let entry = unsafe { &mut *messages.add(index) };
+        let send_one = |entry: &mut mmsghdr, _| {
             // SAFETY: a valid message header.
-            let result = unsafe { sendmsg(fd, &entry.msg_hdr, flags) };
-            if result < 0 {
-                return if sent > 0 { sent } else { -1 };
-            }
-            entry.msg_len = result as c_uint;
-            sent += 1;
-        }
-        sent
+            unsafe { sendmsg(fd, &entry.msg_hdr, flags) }
+        };
+        // SAFETY: the caller's vector of `count` messages.
+        unsafe { each_message(messages, count, send_one) }
     }
 
     /// Replaces `recvfrom(2)`.
@@ -885,24 +878,42 @@ pub mod udp_hooks {
             // SAFETY: unchanged.
             return unsafe { real::recvmmsg(fd, messages, count, flags, timeout) };
         }
-        let mut received = 0;
-        for index in 0..count as usize {
+        let receive_one = |entry: &mut mmsghdr, index: usize| {
+            // The first datagram as asked; the rest only if already waiting.
             let these = if index == 0 {
-                flags & !libc::MSG_WAITFORONE
+                flags
             } else {
                 flags | libc::MSG_DONTWAIT
             };
-            // SAFETY: `index` < `count` entries of the caller's vector.
-            let entry = unsafe { &mut *messages.add(index) };
             // SAFETY: a valid message header.
-            let result = unsafe { recvmsg(fd, &mut entry.msg_hdr, these & !libc::MSG_WAITFORONE) };
+            unsafe { recvmsg(fd, &mut entry.msg_hdr, these & !libc::MSG_WAITFORONE) }
+        };
+        // SAFETY: the caller's vector of `count` messages.
+        unsafe { each_message(messages, count, receive_one) }
+    }
+
+    /// Runs `one` on each message in turn, recording its result as the message's length;
+    /// returns how many succeeded, or -1 (errno set) when the first one failed.
+    ///
+    /// # Safety
+    /// `messages` is valid for `count` entries.
+    unsafe fn each_message(
+        messages: *mut mmsghdr,
+        count: c_uint,
+        mut one: impl FnMut(&mut mmsghdr, usize) -> ssize_t,
+    ) -> c_int {
+        let mut done = 0;
+        for index in 0..count as usize {
+            // SAFETY: `index` < `count` entries, per the caller.
+            let entry = unsafe { &mut *messages.add(index) };
+            let result = one(entry, index);
             if result < 0 {
-                return if received > 0 { received } else { -1 };
+                return if done > 0 { done } else { -1 };
             }
             entry.msg_len = result as c_uint;
-            received += 1;
+            done += 1;
         }
-        received
+        done
     }
 
     /// Replaces `syscall(2)` for `sendmmsg` and `recvmmsg`, which libuv (and so `dig`, Node.js

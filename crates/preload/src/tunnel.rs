@@ -215,8 +215,8 @@ pub(crate) fn family(fd: c_int) -> Option<c_int> {
     (done == 0).then_some(family)
 }
 
-/// Whether a socket is a stream (TCP) socket.
-pub(crate) fn is_stream(fd: c_int) -> bool {
+/// A socket's type (SOCK_STREAM, SOCK_DGRAM, …).
+pub(crate) fn socket_type(fd: c_int) -> Option<c_int> {
     let mut kind: c_int = 0;
     let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
     // SAFETY: `kind` is a writable c_int and `length` its size.
@@ -229,7 +229,12 @@ pub(crate) fn is_stream(fd: c_int) -> bool {
             &mut length,
         )
     };
-    done == 0 && kind == libc::SOCK_STREAM
+    (done == 0).then_some(kind)
+}
+
+/// Whether a socket is a stream (TCP) socket.
+pub(crate) fn is_stream(fd: c_int) -> bool {
+    socket_type(fd) == Some(libc::SOCK_STREAM)
 }
 
 /// A destination as the policy of this library sees it.

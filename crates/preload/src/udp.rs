@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use libc::{c_int, c_void};
+use libc::c_int;
 use socksgate_proto::udp::UdpHeader;
 use socksgate_proto::{Address, Command, Host, Wire};
 
@@ -150,19 +150,7 @@ pub(crate) fn redirects(fd: c_int, destination: SocketAddr) -> bool {
 }
 
 fn is_datagram(fd: c_int) -> bool {
-    let mut kind: c_int = 0;
-    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `kind` is a writable c_int and `length` its size.
-    let done = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut kind).cast::<c_void>(),
-            &mut length,
-        )
-    };
-    done == 0 && kind == libc::SOCK_DGRAM
+    tunnel::socket_type(fd) == Some(libc::SOCK_DGRAM)
 }
 
 /// `connect` on a UDP socket: remember the destination, connect to the relay.
