@@ -28,11 +28,15 @@ fn server() -> TestServer {
 
 /// Runs `program args…` under socksify through `server`, loopback included.
 fn socksified(server: &TestServer, program: &Path, args: &[&str]) -> Run {
-    let proxy = format!("socks5h://{}", server.addr());
+    socksified_via(&format!("socks5h://{}", server.addr()), program, args)
+}
+
+/// Runs `program args…` under socksify through the proxy at `url`, loopback included.
+fn socksified_via(url: &str, program: &Path, args: &[&str]) -> Run {
     let mut full = vec![
         "socksify",
         "-x",
-        &proxy,
+        url,
         "--include-loopback",
         "--",
         program.to_str().unwrap(),
