@@ -1,8 +1,9 @@
 //! Zero-copy relay: socket → pipe → socket with `splice(2)`.
 //!
-//! A direction takes its pipe only once its source has something to read, so a session
-//! that idles holds none, and gives it back to a small pool when it ends with the pipe empty,
-//! so a busy server does not create and destroy two pipes per connection.
+//! A direction holds a pipe only while data flows: it takes one from a small pool when its
+//! source becomes readable and gives it back (empty) as soon as the source has nothing more
+//! to read. An idle session holds no pipe, and a busy server does not create and destroy two
+//! pipes per connection.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -66,31 +67,43 @@ impl Drop for Pipe {
 
 /// Moves one direction until end of file, then half-closes the destination.
 pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
-    direction.from.readable().await?;
-    let pipe = Pipe::take()?;
-    let Some((pipe_out, pipe_in)) = pipe.ends() else {
-        return Err(io::Error::other("pipe missing"));
-    };
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
     let mut bucket = direction.bandwidth.map(Bucket::new);
+    let mut pipe: Option<Pipe> = None;
     loop {
         let chunk = match &mut bucket {
             Some(bucket) => bucket.take(CHUNK).await,
             None => CHUNK,
         };
-        let filled = direction
-            .from
-            .async_io(Interest::READABLE, || {
-                splice(direction.from, None, pipe_in, None, chunk, flags).map_err(io::Error::from)
-            })
-            .await?;
+        let current = match &pipe {
+            Some(current) => current,
+            None => {
+                // Hold a pipe only while data flows.
+                direction.from.readable().await?;
+                pipe.insert(Pipe::take()?)
+            }
+        };
+        let Some((pipe_out, pipe_in)) = current.ends() else {
+            return Err(io::Error::other("pipe missing"));
+        };
+        let filled = match direction.from.try_io(Interest::READABLE, || {
+            splice(direction.from, None, pipe_in, None, chunk, flags).map_err(io::Error::from)
+        }) {
+            Ok(filled) => filled,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing to read now: give the (empty) pipe back while waiting.
+                pipe = None;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if let Some(bucket) = &mut bucket {
             bucket.spend(filled);
         }
         if filled == 0 {
             return direction.finish();
         }
-        pipe.set_empty(false);
+        current.set_empty(false);
         let mut in_pipe = filled;
         while in_pipe > 0 {
             in_pipe -= direction
@@ -101,7 +114,7 @@ pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
                 })
                 .await?;
         }
-        pipe.set_empty(true);
+        current.set_empty(true);
         direction.moved(filled);
     }
 }
