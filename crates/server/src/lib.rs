@@ -42,6 +42,15 @@ use tokio_util::task::TaskTracker;
 
 pub use outbound::{ConnectError, ResolveFuture, Resolver, SystemResolver};
 
+/// Puts a future on the heap. A plain function, not an async one: a future boxed inside an
+/// async fn still takes room in the caller's state (rust-lang/rust#62958), which is exactly
+/// what boxing is meant to avoid.
+pub(crate) fn boxed<'a, T>(
+    future: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
+}
+
 /// What every session needs, shared read-only.
 pub(crate) struct Shared {
     pub(crate) timeouts: Timeouts,

@@ -15,7 +15,7 @@ use crate::authorize;
 use crate::command::{self, AssociationEnd};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
-use crate::Shared;
+use crate::{boxed, Shared};
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
 /// sends more without completing a message is not speaking SOCKS.
@@ -171,7 +171,7 @@ async fn run(
 ) -> Result<Ended, Failure> {
     let handshake = tokio::time::timeout(
         shared.timeouts.handshake,
-        read_request(client, options, shared, record),
+        boxed(read_request(client, options, shared, record)),
     );
     let (machine, request, pipelined) = match handshake.await {
         Ok(result) => result?,
@@ -200,12 +200,16 @@ async fn run(
         session.refuse(Reply::COMMAND_NOT_SUPPORTED).await;
         return Err(Failure::UnsupportedCommand);
     }
-    let grant = authorize::authorize(&mut session).await?;
+    let grant = boxed(authorize::authorize(&mut session)).await?;
     session.record.log = grant.options.log;
+    // Each command's state lives in its own allocation, sized for that command: a CONNECT
+    // session does not carry room for a UDP association's state.
     match session.request.command {
-        Command::CONNECT => command::connect(session, grant).await.map(Ended::Relay),
-        Command::BIND => command::bind(session, grant).await.map(Ended::Relay),
-        _ => command::associate(session, grant)
+        Command::CONNECT => boxed(command::connect(session, grant))
+            .await
+            .map(Ended::Relay),
+        Command::BIND => boxed(command::bind(session, grant)).await.map(Ended::Relay),
+        _ => boxed(command::associate(session, grant))
             .await
             .map(Ended::Association),
     }

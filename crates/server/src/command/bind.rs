@@ -25,7 +25,7 @@ const MAX_EARLY_DATA: usize = 64 * 1024;
 pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
     let shared = session.shared;
     if let Some(route) = grant.route.clone() {
-        return bind_through(session, &route, grant).await;
+        return crate::boxed(bind_through(session, &route, grant)).await;
     }
     let expected = expected_peer(&session).await;
     let listener = match listen(shared.bind.address).await {

@@ -12,7 +12,7 @@ use crate::session::{Failure, Requested};
 pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
     let shared = session.shared;
     if let Some(route) = &grant.route {
-        return connect_through(session, route, &grant).await;
+        return crate::boxed(connect_through(session, route, &grant)).await;
     }
     let connected = match grant.addresses.clone() {
         // The policy resolved the name and kept the addresses it allows.
@@ -29,7 +29,7 @@ pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<
     let mut target = match connected {
         Ok(target) => target,
         Err(error) => {
-            session.refuse(reply::for_connect_error(&error)).await;
+            crate::boxed(session.refuse(reply::for_connect_error(&error))).await;
             return Err(Failure::Connect(error));
         }
     };
