@@ -10,14 +10,19 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{
+    fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags,
+};
 use tokio::io::Interest;
 
 use super::{Bucket, Direction};
 
-/// At most this much is moved per splice: the default pipe capacity, so the pipe is never
-/// full when the socket is read and a `EAGAIN` always means "socket not ready".
-const CHUNK: usize = 64 * 1024;
+/// The pipe capacity asked for: bulk transfers move more per splice (fewer calls per byte).
+/// Pipes are only held while data flows, so idle sessions do not pay for it.
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// The default capacity, the fallback when a larger one is refused (pipe-user-pages-soft).
+const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 /// Empty pipes kept for reuse (each is two descriptors).
 const POOL_SIZE: usize = 256;
@@ -28,6 +33,9 @@ static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
 struct Pipe {
     ends: Option<(OwnedFd, OwnedFd)>,
     empty: AtomicBool,
+    /// The most a splice may move into it: its capacity, so the pipe is never full when the
+    /// socket is read and `EAGAIN` always means "socket not ready".
+    capacity: usize,
 }
 
 impl Pipe {
@@ -35,11 +43,17 @@ impl Pipe {
         let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let ends = match pooled {
             Some(ends) => ends,
-            None => pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?,
+            None => {
+                let ends = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+                let _ = fcntl_setpipe_size(&ends.1, PIPE_SIZE);
+                ends
+            }
         };
+        let capacity = fcntl_getpipe_size(&ends.1).unwrap_or(DEFAULT_PIPE_SIZE);
         Ok(Self {
             ends: Some(ends),
             empty: AtomicBool::new(true),
+            capacity,
         })
     }
 
@@ -71,10 +85,6 @@ pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
     let mut bucket = direction.bandwidth.map(Bucket::new);
     let mut pipe: Option<Pipe> = None;
     loop {
-        let chunk = match &mut bucket {
-            Some(bucket) => bucket.take(CHUNK).await,
-            None => CHUNK,
-        };
         let current = match &pipe {
             Some(current) => current,
             None => {
@@ -82,6 +92,10 @@ pub(super) async fn pump(direction: &Direction<'_>) -> io::Result<()> {
                 direction.from.readable().await?;
                 pipe.insert(Pipe::take()?)
             }
+        };
+        let chunk = match &mut bucket {
+            Some(bucket) => bucket.take(current.capacity).await,
+            None => current.capacity,
         };
         let Some((pipe_out, pipe_in)) = current.ends() else {
             return Err(io::Error::other("pipe missing"));
