@@ -351,6 +351,74 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
         "proxychains4 reports the proxy as the peer"
     );
     assert_eq!(targets(&server, 2).len(), 2, "both went through the proxy");
+
+    // Names by the proxy: proxychains' proxy_dns passes the name on too.
+    let named = format!(
+        "import urllib.request\nprint(urllib.request.urlopen('http://{PROXY_ONLY_NAME}:{}/').read().decode())",
+        web.port
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "strict_chain\nquiet_mode\nproxy_dns\n[ProxyList]\nsocks5 127.0.0.1 {}\n",
+            server.addr().port()
+        ),
+    )
+    .unwrap();
+    let theirs = run(
+        &proxychains,
+        &[
+            "-q",
+            "-f",
+            conf.to_str().unwrap(),
+            python.to_str().unwrap(),
+            "-c",
+            &named,
+        ],
+        &[],
+        30,
+    );
+    assert_eq!(theirs.stdout.trim(), BODY, "{}", theirs.stderr);
+    assert!(targets(&server, 3).contains(&format!("{PROXY_ONLY_NAME}:{}", web.port)));
+
+    // UDP: proxychains sends datagrams directly; socksify through the proxy.
+    let dns = socksgate_tests::DnsResponder::start_at([127, 0, 0, 1].into());
+    let udp = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n\
+         q = bytes([1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]) + b'a' + bytes([0, 0, 1, 0, 1])\n\
+         s.sendto(q, ('127.0.0.1', {}))\nprint(len(s.recvfrom(512)[0]))",
+        dns.port
+    );
+    let associations = |server: &TestServer| {
+        server
+            .access_log()
+            .iter()
+            .filter(|e| e["command"] == "udp associate")
+            .count()
+    };
+    let theirs = run(
+        &proxychains,
+        &[
+            "-q",
+            "-f",
+            conf.to_str().unwrap(),
+            python.to_str().unwrap(),
+            "-c",
+            &udp,
+        ],
+        &[],
+        30,
+    );
+    assert!(theirs.success, "{}", theirs.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(associations(&server), 0, "proxychains does not proxy UDP");
+    let ours = socksified(&server, &python, &["-c", &udp]);
+    assert!(ours.success, "{}", ours.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while associations(&server) == 0 {
+        assert!(std::time::Instant::now() < deadline, "socksify proxies UDP");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
