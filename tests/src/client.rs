@@ -150,3 +150,17 @@ pub fn recv_via(socket: &std::net::UdpSocket, timeout: Duration) -> Option<(Addr
     );
     Some((header.address, data.to_vec()))
 }
+
+/// A TCP connection to `to` from the local address `ip` (any port): another "host" on
+/// loopback, such as 127.0.0.2.
+pub fn connect_from(ip: std::net::IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
+    let family = if ip.is_ipv4() {
+        rustix::net::AddressFamily::INET
+    } else {
+        rustix::net::AddressFamily::INET6
+    };
+    let socket = rustix::net::socket(family, rustix::net::SocketType::STREAM, None)?;
+    rustix::net::bind(&socket, &SocketAddr::new(ip, 0))?;
+    rustix::net::connect(&socket, &to)?;
+    Ok(TcpStream::from(socket))
+}

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,9 @@ use socksgate_config::Config;
 use socksgate_policy::Moment;
 use socksgate_proto::client::{ClientError, ClientProtocol};
 use socksgate_proto::Reply;
-use socksgate_tests::client::{connect_via, recv_via, send_via, udp_associate, HandshakeFailure};
+use socksgate_tests::client::{
+    connect_from, connect_via, recv_via, send_via, udp_associate, HandshakeFailure,
+};
 use socksgate_tests::{
     assert_echoes, raw_exchange, socks5_connect, EchoTarget, TestServer, UdpEcho,
 };
@@ -272,15 +274,4 @@ fn udp_datagrams_are_judged_one_destination_at_a_time() {
         denied_with(socks5_connect(server.addr(), &to(allowed.port).to_string())),
         Reply::NOT_ALLOWED
     );
-}
-
-fn connect_from(ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = rustix::net::socket(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::STREAM,
-        None,
-    )?;
-    rustix::net::bind(&socket, &SocketAddr::new(ip, 0))?;
-    rustix::net::connect(&socket, &to)?;
-    Ok(TcpStream::from(socket))
 }

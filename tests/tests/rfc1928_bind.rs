@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::{Address, Command, Reply};
-use socksgate_tests::client::HandshakeFailure;
+use socksgate_tests::client::{connect_from, HandshakeFailure};
 use socksgate_tests::{handshake, TestServer};
 
 /// Sends a BIND request and returns the control connection, the machine (waiting for the
@@ -188,16 +188,4 @@ fn assert_echo_pair(control: &mut TcpStream, peer: &mut TcpStream) {
     control.write_all(b"pong").unwrap();
     peer.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"pong");
-}
-
-/// A TCP connection to `to` from the local address `ip` (any port).
-fn connect_from(ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = rustix::net::socket(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::STREAM,
-        None,
-    )?;
-    rustix::net::bind(&socket, &SocketAddr::new(ip, 0))?;
-    rustix::net::connect(&socket, &to)?;
-    Ok(TcpStream::from(socket))
 }

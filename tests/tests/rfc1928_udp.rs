@@ -19,6 +19,14 @@ fn client_socket() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").unwrap()
 }
 
+/// A client socket on loopback with an association at `server`: the socket, the control
+/// connection (the association lives as long as it) and the relay's address.
+fn associate(server: &TestServer) -> (UdpSocket, std::net::TcpStream, SocketAddr) {
+    let socket = client_socket();
+    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    (socket, control, relay)
+}
+
 fn target(text: &str) -> Address {
     text.parse().unwrap()
 }
@@ -27,8 +35,7 @@ fn target(text: &str) -> Address {
 fn echo_through_ipv4_ipv6_and_named_targets() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     let mut targets = vec![
         target(&format!("127.0.0.1:{}", echo.port)),
         target(&format!("localhost:{}", echo.port)),
@@ -53,8 +60,7 @@ fn echo_through_ipv4_ipv6_and_named_targets() {
 fn datagrams_from_a_foreign_source_are_dropped() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, control, relay) = associate(&server);
     let destination = target(&format!("127.0.0.1:{}", echo.port));
     send_via(&socket, relay, &destination, b"mine");
     recv_via(&socket, WAIT).expect("the client's own datagram is relayed");
@@ -84,8 +90,7 @@ fn datagrams_from_a_foreign_source_are_dropped() {
 fn only_addressed_targets_may_answer_in_strict_mode() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     send_via(
         &socket,
         relay,
@@ -105,8 +110,7 @@ fn endpoint_independent_filtering_lets_anyone_answer() {
     config.udp.filtering = UdpFiltering::EndpointIndependent;
     let server = TestServer::start_with(config);
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     send_via(
         &socket,
         relay,
@@ -139,8 +143,7 @@ fn frag(position: u8, last: bool) -> Frag {
 fn a_fragment_sequence_arrives_as_one_datagram() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     let to = target(&format!("127.0.0.1:{}", echo.port));
     send_fragment(&socket, relay, &to, frag(1, false), b"first ");
     send_fragment(&socket, relay, &to, frag(2, false), b"second ");
@@ -154,8 +157,7 @@ fn a_fragment_sequence_arrives_as_one_datagram() {
 fn a_lower_frag_than_the_highest_seen_abandons_the_sequence() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     let to = target(&format!("127.0.0.1:{}", echo.port));
     send_fragment(&socket, relay, &to, frag(1, false), b"old-1 ");
     send_fragment(&socket, relay, &to, frag(2, false), b"old-2 ");
@@ -170,8 +172,7 @@ fn a_lower_frag_than_the_highest_seen_abandons_the_sequence() {
 fn a_sequence_that_outlives_the_reassembly_timer_is_discarded() {
     let server = TestServer::start(); // the timer: 5 s, the RFC's minimum
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     let to = target(&format!("127.0.0.1:{}", echo.port));
     send_fragment(&socket, relay, &to, frag(1, false), b"early ");
     std::thread::sleep(Duration::from_millis(5200));
@@ -186,8 +187,7 @@ fn fragments_can_be_switched_off() {
     config.udp.fragments = Fragments::Drop;
     let server = TestServer::start_with(config);
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, control, relay) = associate(&server);
     let to = target(&format!("127.0.0.1:{}", echo.port));
     send_fragment(&socket, relay, &to, frag(1, true), b"fragment");
     send_via(&socket, relay, &to, b"whole");
@@ -201,8 +201,7 @@ fn fragments_can_be_switched_off() {
 fn the_association_ends_within_a_second_of_its_control_connection() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, control, relay) = associate(&server);
     send_via(
         &socket,
         relay,
@@ -279,8 +278,7 @@ fn relay_port_comes_from_the_range_and_the_reply_advertises_the_configured_addre
     config.udp.advertise_address = Some("127.0.0.9".parse().unwrap());
     let server = TestServer::start_with(config);
     let echo = UdpEcho::start();
-    let socket = client_socket();
-    let (_control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let (socket, _control, relay) = associate(&server);
     assert_eq!(relay.ip().to_string(), "127.0.0.9");
     assert!((41000..=41009).contains(&relay.port()), "{relay}");
     // The advertised address works: the relay listens on every address.

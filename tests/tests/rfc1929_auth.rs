@@ -507,15 +507,7 @@ mod throttling {
         password: &[u8],
     ) -> bool {
         use socksgate_proto::client::{ClientHandshake, ClientProtocol};
-        let socket = rustix::net::socket(
-            rustix::net::AddressFamily::INET,
-            rustix::net::SocketType::STREAM,
-            None,
-        )
-        .unwrap();
-        rustix::net::bind(&socket, &SocketAddr::new(source, 0)).unwrap();
-        rustix::net::connect(&socket, &proxy).unwrap();
-        let mut stream = std::net::TcpStream::from(socket);
+        let mut stream = socksgate_tests::client::connect_from(source, proxy).unwrap();
         let protocol = ClientProtocol::Socks5 {
             credentials: Some(socksgate_proto::password::Credentials::new(user, password).unwrap()),
             gssapi: false,
