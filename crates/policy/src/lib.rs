@@ -255,6 +255,26 @@ impl<R> Clone for Verdict<'_, R> {
 impl<R> Copy for Verdict<'_, R> {}
 
 impl<'p, R> Verdict<'p, R> {
+    /// No rules at all: everything is allowed.
+    const NO_RULES: Self = Self {
+        action: Action::Allow,
+        reason: Reason::NoRules,
+    };
+
+    /// The first matching rule decides; when none matched, the request is denied.
+    fn first_match(rule: Option<&'p R>, action_of: fn(&R) -> Action) -> Self {
+        match rule {
+            Some(rule) => Self {
+                action: action_of(rule),
+                reason: Reason::Rule(rule),
+            },
+            None => Self {
+                action: Action::Deny,
+                reason: Reason::NoMatch,
+            },
+        }
+    }
+
     /// The rule that decided, if one did.
     pub fn rule(&self) -> Option<&'p R> {
         match self.reason {
@@ -411,25 +431,13 @@ impl Policy {
     /// The connection stage: may `source` use `listener` at all?
     pub fn decide_client(&self, source: IpAddr, listener: SocketAddr) -> Verdict<'_, ClientRule> {
         if self.client_rules.is_empty() {
-            return Verdict {
-                action: Action::Allow,
-                reason: Reason::NoRules,
-            };
+            return Verdict::NO_RULES;
         }
-        match self
+        let first = self
             .client_rules
             .iter()
-            .find(|rule| rule.matches(source, listener))
-        {
-            Some(rule) => Verdict {
-                action: rule.action,
-                reason: Reason::Rule(rule),
-            },
-            None => Verdict {
-                action: Action::Deny,
-                reason: Reason::NoMatch,
-            },
-        }
+            .find(|rule| rule.matches(source, listener));
+        Verdict::first_match(first, |rule| rule.action)
     }
 
     /// The request stage.
@@ -447,29 +455,20 @@ impl Policy {
             }
         }
         let verdict = if self.rules.is_empty() {
-            Verdict {
-                action: Action::Allow,
-                reason: Reason::NoRules,
-            }
+            Verdict::NO_RULES
         } else {
-            let mut decided = None;
+            let mut first = None;
             for rule in &self.rules {
                 match rule.matches(request, Scope::Everything) {
                     Match::Yes => {
-                        decided = Some(Verdict {
-                            action: rule.action,
-                            reason: Reason::Rule(rule),
-                        });
+                        first = Some(rule);
                         break;
                     }
                     Match::Unknown => return Evaluation::NeedsAddress,
                     Match::No => {}
                 }
             }
-            decided.unwrap_or(Verdict {
-                action: Action::Deny,
-                reason: Reason::NoMatch,
-            })
+            Verdict::first_match(first, |rule| rule.action)
         };
         // An allowed name still has to prove its address is not internal.
         if verdict.action.serves() && private_check_pending {
@@ -483,25 +482,13 @@ impl Policy {
     /// datagram is then judged by [`Policy::decide`] with its own destination.
     pub fn decide_association(&self, request: &Request<'_>) -> Verdict<'_, Rule> {
         if self.rules.is_empty() {
-            return Verdict {
-                action: Action::Allow,
-                reason: Reason::NoRules,
-            };
+            return Verdict::NO_RULES;
         }
         let first = self.rules.iter().find(|rule| {
             rule.matches(request, Scope::NoDestination) == Match::Yes
                 && (rule.action.serves() || (rule.to.is_empty() && rule.ports.is_empty()))
         });
-        match first {
-            Some(rule) => Verdict {
-                action: rule.action,
-                reason: Reason::Rule(rule),
-            },
-            None => Verdict {
-                action: Action::Deny,
-                reason: Reason::NoMatch,
-            },
-        }
+        Verdict::first_match(first, |rule| rule.action)
     }
 
     /// Whether any rule or switch looks at destinations (if not, datagrams need no check).

@@ -1,6 +1,7 @@
 //! One access-log event per session: who, from where, what, to where, how it ended, bytes
 //! each way, how long. Never a password.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -99,54 +100,47 @@ impl AccessRecord {
     }
 
     /// Writes the event; `outcome` is a short word (`closed`, `refused`, `idle-timeout`, …).
-    pub(crate) fn emit(&self, outcome: &str, detail: Option<&dyn std::fmt::Display>) {
+    pub(crate) fn emit(&self, outcome: &str, detail: Option<&dyn fmt::Display>) {
         if let Some(udp) = &self.udp {
             return self.emit_association(outcome, detail, udp);
         }
-        let none = "-";
         at_level!(
             self.log,
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
-            protocol = self.version.map_or(none.to_owned(), |v| v.to_string()),
-            user = self.user.as_deref().unwrap_or(none),
-            command = self.command.map_or(none.to_owned(), |c| c.to_string()),
-            target = self.target.as_ref().map_or(none.to_owned(), ToString::to_string),
+            protocol = %OrDash(self.version),
+            user = %OrDash(self.user.as_deref()),
+            command = %OrDash(self.command),
+            target = %OrDash(self.target.as_ref()),
             outcome,
-            reply = self.reply.map_or(none.to_owned(), |r| format!("{:#04x}", r.0)),
-            rule = self.rule.as_deref().unwrap_or(none),
-            detail = detail.map_or(none.to_owned(), ToString::to_string),
-            peer = self.peer.map_or(none.to_owned(), |p| p.to_string()),
+            reply = %OrDash(self.reply.map(ReplyCode)),
+            rule = %OrDash(self.rule.as_deref()),
+            detail = %OrDash(detail),
+            peer = %OrDash(self.peer),
             rejected_peers = self.rejected_peers,
             bytes_up = self.counters.up.load(Ordering::Relaxed),
             bytes_down = self.counters.down.load(Ordering::Relaxed),
-            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms = self.duration_ms(),
             "session"
         );
     }
 
-    fn emit_association(
-        &self,
-        outcome: &str,
-        detail: Option<&dyn std::fmt::Display>,
-        udp: &UdpStats,
-    ) {
-        let none = "-";
+    fn emit_association(&self, outcome: &str, detail: Option<&dyn fmt::Display>, udp: &UdpStats) {
         let drops = &udp.drops;
         at_level!(
             self.log,
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
-            protocol = self.version.map_or(none.to_owned(), |v| v.to_string()),
-            user = self.user.as_deref().unwrap_or(none),
-            command = self.command.map_or(none.to_owned(), |c| c.to_string()),
-            target = self.target.as_ref().map_or(none.to_owned(), ToString::to_string),
+            protocol = %OrDash(self.version),
+            user = %OrDash(self.user.as_deref()),
+            command = %OrDash(self.command),
+            target = %OrDash(self.target.as_ref()),
             outcome,
-            reply = self.reply.map_or(none.to_owned(), |r| format!("{:#04x}", r.0)),
-            rule = self.rule.as_deref().unwrap_or(none),
-            detail = detail.map_or(none.to_owned(), ToString::to_string),
+            reply = %OrDash(self.reply.map(ReplyCode)),
+            rule = %OrDash(self.rule.as_deref()),
+            detail = %OrDash(detail),
             datagrams_up = udp.datagrams_up,
             datagrams_down = udp.datagrams_down,
             bytes_up = udp.bytes_up,
@@ -158,8 +152,34 @@ impl AccessRecord {
             dropped_unresolved = drops.unresolved,
             dropped_unreachable = drops.unreachable,
             dropped_denied = drops.denied,
-            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms = self.duration_ms(),
             "association"
         );
+    }
+
+    fn duration_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A field not known (yet) shows as `-`; formatted straight into the event, with no
+/// `String` per field.
+struct OrDash<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The reply code as the RFC writes it: `0x05`.
+struct ReplyCode(Reply);
+
+impl fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#04x}", self.0 .0)
     }
 }
