@@ -12,17 +12,38 @@ use socksgate_proto::{Address, Command, Host, Method};
 
 use crate::exit;
 
-/// What `explain` was asked.
+// What `explain` was asked (a plain comment: a doc comment would become --help text).
+#[derive(Debug, clap::Args)]
 pub(crate) struct Question {
+    /// The configuration file (TOML).
+    #[arg(short, long, value_name = "FILE")]
     pub(crate) config: PathBuf,
+    /// The client's address.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub(crate) from: IpAddr,
+    /// The listener the client reaches (default: the first configured).
+    #[arg(long, value_name = "ADDR")]
     pub(crate) listener: Option<SocketAddr>,
+    /// The user name (authenticated, or a SOCKS4 USERID).
+    #[arg(long)]
     pub(crate) user: Option<String>,
+    /// A group of the user (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
     pub(crate) groups: Vec<String>,
+    /// How the user authenticated: none, password or gssapi (default: password with
+    /// --user, none without).
+    #[arg(long)]
     pub(crate) method: Option<String>,
+    /// When: a day and a time, like "wed 09:30" (default: now).
+    #[arg(long, value_name = "DAY HH:MM")]
     pub(crate) at: Option<String>,
+    /// The address a named target resolves to (default: ask the system resolver, if
+    /// the decision depends on it).
+    #[arg(long, value_name = "IP")]
     pub(crate) resolve: Vec<IpAddr>,
+    /// connect, bind or udp.
     pub(crate) command: String,
+    /// The target, HOST:PORT.
     pub(crate) target: String,
 }
 

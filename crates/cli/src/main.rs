@@ -61,38 +61,7 @@ enum Command {
     ///
     /// Exit code 0 when the request would be allowed, 1 when denied, 2 for a bad
     /// configuration or arguments.
-    Explain {
-        /// The configuration file (TOML).
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
-        /// The client's address.
-        #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
-        from: std::net::IpAddr,
-        /// The listener the client reaches (default: the first configured).
-        #[arg(long, value_name = "ADDR")]
-        listener: Option<SocketAddr>,
-        /// The user name (authenticated, or a SOCKS4 USERID).
-        #[arg(long)]
-        user: Option<String>,
-        /// A group of the user (repeatable).
-        #[arg(long = "group", value_name = "GROUP")]
-        groups: Vec<String>,
-        /// How the user authenticated: none, password or gssapi (default: password with
-        /// --user, none without).
-        #[arg(long)]
-        method: Option<String>,
-        /// When: a day and a time, like "wed 09:30" (default: now).
-        #[arg(long, value_name = "DAY HH:MM")]
-        at: Option<String>,
-        /// The address a named target resolves to (default: ask the system resolver, if
-        /// the decision depends on it).
-        #[arg(long, value_name = "IP")]
-        resolve: Vec<std::net::IpAddr>,
-        /// connect, bind or udp.
-        command: String,
-        /// The target, HOST:PORT.
-        target: String,
-    },
+    Explain(explain::Question),
     /// Connect standard input and output to HOST PORT through the proxies (OpenSSH's
     /// ProxyCommand: `ssh -o ProxyCommand='socksgate connect -x socks5h://gw:1080 %h %p'`).
     ///
@@ -192,29 +161,7 @@ fn main() -> ExitCode {
             debug,
             command,
         }),
-        Command::Explain {
-            config,
-            from,
-            listener,
-            user,
-            groups,
-            method,
-            at,
-            resolve,
-            command,
-            target,
-        } => explain::run(&explain::Question {
-            config,
-            from,
-            listener,
-            user,
-            groups,
-            method,
-            at,
-            resolve,
-            command,
-            target,
-        }),
+        Command::Explain(question) => explain::run(&question),
         Command::Passwd {
             file,
             user,
