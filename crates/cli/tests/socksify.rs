@@ -323,27 +323,23 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
     let dir = std::env::temp_dir().join(format!("sg-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("proxychains.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "strict_chain\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 {}\n",
-            server.addr().port()
-        ),
-    )
-    .unwrap();
-    let theirs = run(
-        &proxychains,
-        &[
+    // Python under proxychains4, its config with `options` before the proxy list.
+    let under_proxychains = |options: &str, script: &str| {
+        let proxy = server.addr().port();
+        let text =
+            format!("strict_chain\nquiet_mode\n{options}[ProxyList]\nsocks5 127.0.0.1 {proxy}\n");
+        std::fs::write(&conf, text).unwrap();
+        let args = [
             "-q",
             "-f",
             conf.to_str().unwrap(),
             python.to_str().unwrap(),
             "-c",
-            &script,
-        ],
-        &[],
-        30,
-    );
+            script,
+        ];
+        run(&proxychains, &args, &[], 30)
+    };
+    let theirs = under_proxychains("", &script);
     assert!(theirs.success, "{}", theirs.stderr);
     assert_eq!(
         theirs.stdout.trim(),
@@ -357,27 +353,7 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
         "import urllib.request\nprint(urllib.request.urlopen('http://{PROXY_ONLY_NAME}:{}/').read().decode())",
         web.port
     );
-    std::fs::write(
-        &conf,
-        format!(
-            "strict_chain\nquiet_mode\nproxy_dns\n[ProxyList]\nsocks5 127.0.0.1 {}\n",
-            server.addr().port()
-        ),
-    )
-    .unwrap();
-    let theirs = run(
-        &proxychains,
-        &[
-            "-q",
-            "-f",
-            conf.to_str().unwrap(),
-            python.to_str().unwrap(),
-            "-c",
-            &named,
-        ],
-        &[],
-        30,
-    );
+    let theirs = under_proxychains("proxy_dns\n", &named);
     assert_eq!(theirs.stdout.trim(), BODY, "{}", theirs.stderr);
     assert!(targets(&server, 3).contains(&format!("{PROXY_ONLY_NAME}:{}", web.port)));
 
@@ -396,19 +372,7 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
             .filter(|e| e["command"] == "udp associate")
             .count()
     };
-    let theirs = run(
-        &proxychains,
-        &[
-            "-q",
-            "-f",
-            conf.to_str().unwrap(),
-            python.to_str().unwrap(),
-            "-c",
-            &udp,
-        ],
-        &[],
-        30,
-    );
+    let theirs = under_proxychains("proxy_dns\n", &udp);
     assert!(theirs.success, "{}", theirs.stderr);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(associations(&server), 0, "proxychains does not proxy UDP");
