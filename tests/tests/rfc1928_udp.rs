@@ -31,13 +31,18 @@ fn target(text: &str) -> Address {
     text.parse().unwrap()
 }
 
+/// The echo's IPv4 loopback address, as a SOCKS target.
+fn at_loopback(echo: &UdpEcho) -> Address {
+    target(&format!("127.0.0.1:{}", echo.port))
+}
+
 #[test]
 fn echo_through_ipv4_ipv6_and_named_targets() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let (socket, _control, relay) = associate(&server);
     let mut targets = vec![
-        target(&format!("127.0.0.1:{}", echo.port)),
+        at_loopback(&echo),
         target(&format!("localhost:{}", echo.port)),
     ];
     if UdpSocket::bind("[::1]:0").is_ok() {
@@ -61,7 +66,7 @@ fn datagrams_from_a_foreign_source_are_dropped() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let (socket, control, relay) = associate(&server);
-    let destination = target(&format!("127.0.0.1:{}", echo.port));
+    let destination = at_loopback(&echo);
     send_via(&socket, relay, &destination, b"mine");
     recv_via(&socket, WAIT).expect("the client's own datagram is relayed");
 
@@ -91,12 +96,7 @@ fn only_addressed_targets_may_answer_in_strict_mode() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let (socket, _control, relay) = associate(&server);
-    send_via(
-        &socket,
-        relay,
-        &target(&format!("127.0.0.1:{}", echo.port)),
-        b"hello",
-    );
+    send_via(&socket, relay, &at_loopback(&echo), b"hello");
     recv_via(&socket, WAIT).unwrap();
     // A host the client never sent to writes to the relay's port directly.
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -111,12 +111,7 @@ fn endpoint_independent_filtering_lets_anyone_answer() {
     let server = TestServer::start_with(config);
     let echo = UdpEcho::start();
     let (socket, _control, relay) = associate(&server);
-    send_via(
-        &socket,
-        relay,
-        &target(&format!("127.0.0.1:{}", echo.port)),
-        b"hello",
-    );
+    send_via(&socket, relay, &at_loopback(&echo), b"hello");
     recv_via(&socket, WAIT).unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     stranger.send_to(b"unsolicited", relay).unwrap();
@@ -144,7 +139,7 @@ fn a_fragment_sequence_arrives_as_one_datagram() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let (socket, _control, relay) = associate(&server);
-    let to = target(&format!("127.0.0.1:{}", echo.port));
+    let to = at_loopback(&echo);
     send_fragment(&socket, relay, &to, frag(1, false), b"first ");
     send_fragment(&socket, relay, &to, frag(2, false), b"second ");
     send_fragment(&socket, relay, &to, frag(3, true), b"third");
@@ -158,7 +153,7 @@ fn a_lower_frag_than_the_highest_seen_abandons_the_sequence() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let (socket, _control, relay) = associate(&server);
-    let to = target(&format!("127.0.0.1:{}", echo.port));
+    let to = at_loopback(&echo);
     send_fragment(&socket, relay, &to, frag(1, false), b"old-1 ");
     send_fragment(&socket, relay, &to, frag(2, false), b"old-2 ");
     send_fragment(&socket, relay, &to, frag(1, false), b"new-1 ");
@@ -173,7 +168,7 @@ fn a_sequence_that_outlives_the_reassembly_timer_is_discarded() {
     let server = TestServer::start(); // the timer: 5 s, the RFC's minimum
     let echo = UdpEcho::start();
     let (socket, _control, relay) = associate(&server);
-    let to = target(&format!("127.0.0.1:{}", echo.port));
+    let to = at_loopback(&echo);
     send_fragment(&socket, relay, &to, frag(1, false), b"early ");
     std::thread::sleep(Duration::from_millis(5200));
     send_fragment(&socket, relay, &to, frag(2, true), b"late");
@@ -188,7 +183,7 @@ fn fragments_can_be_switched_off() {
     let server = TestServer::start_with(config);
     let echo = UdpEcho::start();
     let (socket, control, relay) = associate(&server);
-    let to = target(&format!("127.0.0.1:{}", echo.port));
+    let to = at_loopback(&echo);
     send_fragment(&socket, relay, &to, frag(1, true), b"fragment");
     send_via(&socket, relay, &to, b"whole");
     let (_, data) = recv_via(&socket, WAIT).unwrap();
@@ -202,12 +197,7 @@ fn the_association_ends_within_a_second_of_its_control_connection() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let (socket, control, relay) = associate(&server);
-    send_via(
-        &socket,
-        relay,
-        &target(&format!("127.0.0.1:{}", echo.port)),
-        b"x",
-    );
+    send_via(&socket, relay, &at_loopback(&echo), b"x");
     recv_via(&socket, WAIT).unwrap();
     assert_eq!(server.stats().associations(), 1);
     drop(control);
@@ -219,12 +209,7 @@ fn the_association_ends_within_a_second_of_its_control_connection() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    send_via(
-        &socket,
-        relay,
-        &target(&format!("127.0.0.1:{}", echo.port)),
-        b"after",
-    );
+    send_via(&socket, relay, &at_loopback(&echo), b"after");
     assert_eq!(recv_via(&socket, BRIEF), None, "the relay socket is gone");
 }
 
@@ -282,12 +267,7 @@ fn relay_port_comes_from_the_range_and_the_reply_advertises_the_configured_addre
     assert_eq!(relay.ip().to_string(), "127.0.0.9");
     assert!((41000..=41009).contains(&relay.port()), "{relay}");
     // The advertised address works: the relay listens on every address.
-    send_via(
-        &socket,
-        relay,
-        &target(&format!("127.0.0.1:{}", echo.port)),
-        b"via NAT",
-    );
+    send_via(&socket, relay, &at_loopback(&echo), b"via NAT");
     assert_eq!(recv_via(&socket, WAIT).unwrap().1, b"via NAT");
 }
 
