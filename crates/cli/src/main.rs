@@ -94,26 +94,7 @@ enum Command {
     /// Names are resolved by the last proxy when it is socks5h or socks4a; loopback is reached
     /// directly unless --include-loopback. Statically linked programs (and Go binaries)
     /// ignore LD_PRELOAD, and so do setuid programs.
-    Socksify {
-        /// A proxy URL (repeat for a chain); defaults as for `connect`.
-        #[arg(short = 'x', long = "proxy", value_name = "URL")]
-        proxies: Vec<String>,
-        /// Send connections to loopback addresses through the proxies too.
-        #[arg(long)]
-        include_loopback: bool,
-        /// An address block to reach directly (repeatable).
-        #[arg(long, value_name = "CIDR")]
-        direct: Vec<String>,
-        /// The IPv4 block for the fake addresses that stand for names (default 240.0.0.0/8).
-        #[arg(long, value_name = "CIDR")]
-        fake_range: Option<String>,
-        /// Log each redirected connection and name on standard error.
-        #[arg(long)]
-        debug: bool,
-        /// The program and its arguments.
-        #[arg(last = true, required = true, value_name = "PROGRAM")]
-        command: Vec<std::ffi::OsString>,
-    },
+    Socksify(socksify::Socksify),
     /// Add a user to a password file, or change their password (bcrypt, as `htpasswd -B`).
     ///
     /// The password is asked twice without echo, or read as one line from standard input with
@@ -146,21 +127,7 @@ fn main() -> ExitCode {
             port,
         } => connect::run(&proxies, &host, port),
         Command::Forward { proxies, tcp, udp } => forward::run(&proxies, &tcp, &udp),
-        Command::Socksify {
-            proxies,
-            include_loopback,
-            direct,
-            fake_range,
-            debug,
-            command,
-        } => socksify::run(&socksify::Socksify {
-            proxies,
-            include_loopback,
-            direct,
-            fake_range,
-            debug,
-            command,
-        }),
+        Command::Socksify(request) => socksify::run(&request),
         Command::Explain(question) => explain::run(&question),
         Command::Passwd {
             file,

@@ -14,13 +14,26 @@ use socksgate_proto::{Address, Host};
 
 use crate::{exit, proxies};
 
-/// What `socksify` was asked.
+// What `socksify` was asked (a plain comment: a doc comment would become --help text).
+#[derive(Debug, clap::Args)]
 pub(crate) struct Socksify {
+    /// A proxy URL (repeat for a chain); defaults as for `connect`.
+    #[arg(short = 'x', long = "proxy", value_name = "URL")]
     pub(crate) proxies: Vec<String>,
+    /// Send connections to loopback addresses through the proxies too.
+    #[arg(long)]
     pub(crate) include_loopback: bool,
+    /// An address block to reach directly (repeatable).
+    #[arg(long, value_name = "CIDR")]
     pub(crate) direct: Vec<String>,
+    /// The IPv4 block for the fake addresses that stand for names (default 240.0.0.0/8).
+    #[arg(long, value_name = "CIDR")]
     pub(crate) fake_range: Option<String>,
+    /// Log each redirected connection and name on standard error.
+    #[arg(long)]
     pub(crate) debug: bool,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub(crate) command: Vec<OsString>,
 }
 
