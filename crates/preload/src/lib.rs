@@ -773,6 +773,21 @@ pub mod udp_hooks {
         }
     }
 
+    /// A redirected UDP socket's next datagram, without its source (`recv`, `read`).
+    ///
+    /// # Safety
+    /// As `recv(2)`.
+    unsafe fn recv_from_association(
+        fd: c_int,
+        buffer: *mut c_void,
+        length: size_t,
+        flags: c_int,
+    ) -> ssize_t {
+        let (no_address, no_length) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: as recvfrom with no address buffer, which it accepts.
+        unsafe { recvfrom(fd, buffer, length, flags, no_address, no_length) }
+    }
+
     /// Replaces `recv(2)`.
     ///
     /// # Safety
@@ -785,17 +800,8 @@ pub mod udp_hooks {
         flags: c_int,
     ) -> ssize_t {
         if udp::is_associated(fd) {
-            // SAFETY: as recvfrom without an address.
-            unsafe {
-                recvfrom(
-                    fd,
-                    buffer,
-                    length,
-                    flags,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            }
+            // SAFETY: as recv(2), which the caller's contract covers.
+            unsafe { recv_from_association(fd, buffer, length, flags) }
         } else {
             // SAFETY: unchanged.
             unsafe { real::recv(fd, buffer, length, flags) }
@@ -809,17 +815,8 @@ pub mod udp_hooks {
     #[no_mangle]
     pub unsafe extern "C" fn read(fd: c_int, buffer: *mut c_void, length: size_t) -> ssize_t {
         if udp::is_associated(fd) {
-            // SAFETY: as recvfrom without an address.
-            unsafe {
-                recvfrom(
-                    fd,
-                    buffer,
-                    length,
-                    0,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            }
+            // SAFETY: as recv(2), which the caller's contract covers.
+            unsafe { recv_from_association(fd, buffer, length, 0) }
         } else {
             // SAFETY: unchanged.
             unsafe { real::read(fd, buffer, length) }
