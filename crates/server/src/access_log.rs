@@ -34,7 +34,8 @@ pub(crate) struct AccessRecord {
     /// The user name: authenticated, attempted, or the SOCKS4 USERID.
     pub(crate) user: Option<String>,
     /// Who authenticated, for policy.
-    pub(crate) identity: Option<Identity>,
+    /// Boxed, as is `udp`: a long-lived session carries this record, and most have neither.
+    pub(crate) identity: Option<Box<Identity>>,
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
@@ -44,7 +45,7 @@ pub(crate) struct AccessRecord {
     /// BIND: connections from other hosts than the expected peer, closed.
     pub(crate) rejected_peers: u64,
     /// UDP ASSOCIATE: what the association relayed and dropped.
-    pub(crate) udp: Option<UdpStats>,
+    pub(crate) udp: Option<Box<UdpStats>>,
     /// The policy rule that decided (`file:line`), or why no rule did.
     pub(crate) rule: Option<String>,
     /// The level of this session's event (the deciding rule's `log` option).

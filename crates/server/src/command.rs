@@ -9,13 +9,14 @@ pub(crate) use bind::bind;
 pub(crate) use connect::connect;
 
 use std::future::Future;
+use std::time::Duration;
 
 use socksgate_client::{Chain, ChainError};
 use socksgate_proto::Reply;
 use tokio::net::TcpStream;
 
-use crate::authorize::Grant;
-use crate::relay::{self, RelayEnd};
+use crate::authorize::{Grant, LimitSlot};
+use crate::relay::{self, Counters, Relay};
 use crate::session::{Failure, Requested};
 
 /// Runs `attempt` through the members of upstream group `route`, within the connect
@@ -49,14 +50,43 @@ where
 }
 
 /// Relays between the client and `other` until both close, with the rule's options.
-async fn relay_to(session: &mut Requested<'_>, other: &mut TcpStream, grant: &Grant) -> RelayEnd {
-    relay::relay(
-        session.client,
+/// A CONNECT or BIND whose replies have been sent: what the relay needs, and nothing of the
+/// handshake (which is freed before the relay starts, so a long-lived session stays small).
+pub(crate) struct Established {
+    /// The target (CONNECT) or the peer (BIND), or the upstream carrying either.
+    pub(crate) other: TcpStream,
+    /// Bytes the client sent after its request, for `other` first.
+    pub(crate) pipelined: Vec<u8>,
+    /// The deciding rule's cap, bytes per second each way.
+    pub(crate) bandwidth: Option<u64>,
+    /// The rule's session-limit slots, held for as long as the relay runs.
+    pub(crate) _slots: Vec<LimitSlot>,
+}
+
+impl Established {
+    /// The relay between the client and `other`; it holds the slots until it ends.
+    pub(crate) fn relay<'a>(
+        self,
+        client: &'a TcpStream,
+        idle: Option<Duration>,
+        counters: &'a Counters,
+    ) -> Relay<'a, Vec<LimitSlot>> {
+        relay::relay(
+            client,
+            self.other,
+            self._slots,
+            idle,
+            self.bandwidth,
+            counters,
+        )
+    }
+}
+
+fn established(session: &mut Requested<'_>, other: TcpStream, grant: Grant) -> Established {
+    Established {
         other,
-        &session.pipelined,
-        session.shared.timeouts.idle,
-        grant.options.bandwidth,
-        &session.record.counters,
-    )
-    .await
+        pipelined: std::mem::take(&mut session.pipelined),
+        bandwidth: grant.options.bandwidth,
+        _slots: grant._slots,
+    }
 }

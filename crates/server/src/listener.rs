@@ -2,7 +2,6 @@
 //! of file descriptors instead of spinning.
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,12 +66,7 @@ pub(crate) async fn accept_loop(
                 if let Some(current_options) = shared.listener_options.get(&configured) {
                     options = *current_options;
                 }
-                sessions.spawn(async move {
-                    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
-                    session::serve(client, peer, local, options, &shared).await;
-                    shared.stats.sessions.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
+                sessions.spawn(session::serve(client, peer, local, options, shared, permit));
             }
             Err(error) if is_resource_exhaustion(&error) => {
                 tracing::warn!(listener = %local, %error, "accept failed; backing off for {backoff:?}");

@@ -5,27 +5,29 @@
 //! whole response. An error in either direction ends both. With an idle timeout, a relay
 //! that moved nothing either way for that long is ended.
 //!
-//! On Linux the bytes move with `splice(2)` through a pipe per direction: they never enter
-//! user space, and an idle session holds no buffer. Elsewhere a small buffer per direction
-//! is used.
+//! The relay is one hand-written future over both directions ([`Flow`]): waiting costs no
+//! future state beyond the two flows (the sockets keep the wakers), so an idle session is a
+//! few hundred bytes. Small messages are read into a stack buffer and written straight on;
+//! on Linux a direction that fills that buffer switches to `splice(2)` through a pooled pipe
+//! until the burst ends, so bulk data never enters user space.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
+mod bucket;
+mod flow;
 #[cfg(target_os = "linux")]
-mod splice;
-#[cfg(target_os = "linux")]
-use splice::pump;
+mod pipe;
 
-#[cfg(not(target_os = "linux"))]
-mod copy;
-#[cfg(not(target_os = "linux"))]
-use copy::pump;
+pub(crate) use bucket::Bucket;
+use flow::Flow;
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -47,146 +49,105 @@ pub(crate) struct Counters {
     pub(crate) down: AtomicU64,
 }
 
-/// The last time anything moved, in milliseconds since the relay started.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(now, Ordering::Relaxed);
-    }
-
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + limit;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
+impl Counters {
+    fn total(&self) -> u64 {
+        self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
     }
 }
 
-/// One direction: where from, where to, what to count.
-struct Direction<'a> {
-    from: &'a TcpStream,
-    to: &'a TcpStream,
-    counter: &'a AtomicU64,
-    activity: &'a Activity,
-    /// Bytes per second this direction may move, if capped.
-    bandwidth: Option<u64>,
-}
-
-/// A token bucket: `rate` bytes per second, bursts up to a quarter of a second's worth
-/// (at least 16 KiB). One per direction, so no lock.
-pub(crate) struct Bucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    pub(crate) fn new(rate: u64) -> Self {
-        let rate = rate.max(1) as f64;
-        let capacity = (rate / 4.0).max(16_384.0);
-        Self {
-            rate,
-            capacity,
-            tokens: capacity,
-            last: Instant::now(),
-        }
-    }
-
-    /// Waits until some bytes may move; returns how many (at most `want`).
-    pub(crate) async fn take(&mut self, want: usize) -> usize {
-        loop {
-            let now = Instant::now();
-            let elapsed = now.duration_since(self.last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-            self.last = now;
-            if self.tokens >= 1.0 {
-                return want.min(self.tokens as usize);
-            }
-            let wait = (1.0 - self.tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))).await;
-        }
-    }
-
-    /// Records that `moved` bytes went through.
-    pub(crate) fn spend(&mut self, moved: usize) {
-        self.tokens -= moved as f64;
-    }
-}
-
-impl Direction<'_> {
-    fn moved(&self, bytes: usize) {
-        self.counter.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.activity.touch();
-    }
-
-    /// The source is finished: pass the end of file on.
-    fn finish(&self) -> io::Result<()> {
-        match rustix::net::shutdown(self.to, rustix::net::Shutdown::Write) {
-            // The peer may have gone already; the other direction will see it.
-            Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
-            Err(errno) => Err(errno.into()),
-        }
-    }
-}
-
-/// Relays until both directions are closed. `pipelined` (bytes the client sent right after
-/// its request) is delivered to the target first.
-pub(crate) async fn relay(
-    client: &mut TcpStream,
-    target: &mut TcpStream,
-    pipelined: &[u8],
+/// Relays between `client` and `target` until both directions are closed, a socket fails,
+/// or (with `idle`) nothing moves for that long. `bandwidth` caps each direction, in bytes
+/// per second.
+/// The relay owns `target` and `held` (what must live as long as it does), so a session
+/// keeps them in one place.
+pub(crate) fn relay<'a, H>(
+    client: &'a TcpStream,
+    target: TcpStream,
+    held: H,
     idle: Option<Duration>,
     bandwidth: Option<u64>,
-    counters: &Counters,
-) -> RelayEnd {
-    if !pipelined.is_empty() {
-        if let Err(error) = target.write_all(pipelined).await {
-            return RelayEnd::Error(error);
-        }
-        counters
-            .up
-            .fetch_add(pipelined.len() as u64, Ordering::Relaxed);
+    counters: &'a Counters,
+) -> Relay<'a, H> {
+    Relay {
+        client,
+        target,
+        _held: held,
+        up: Flow::new(bandwidth),
+        down: Flow::new(bandwidth),
+        counters,
+        idle: idle.map(|limit| Box::new(IdleTimer::new(limit))),
     }
-    let activity = Activity {
-        start: Instant::now(),
-        last_ms: AtomicU64::new(0),
-    };
-    let up = Direction {
-        from: client,
-        to: target,
-        counter: &counters.up,
-        activity: &activity,
-        bandwidth,
-    };
-    let down = Direction {
-        from: target,
-        to: client,
-        counter: &counters.down,
-        activity: &activity,
-        bandwidth,
-    };
-    let both = async { tokio::try_join!(pump(&up), pump(&down)) };
-    let idle_watch = async {
-        match idle {
-            Some(limit) => activity.idle_for(limit).await,
-            None => std::future::pending().await,
+}
+
+/// The relay future (see [`relay`]).
+pub(crate) struct Relay<'a, H> {
+    client: &'a TcpStream,
+    target: TcpStream,
+    _held: H,
+    up: Flow,
+    down: Flow,
+    counters: &'a Counters,
+    /// Boxed: most relays have no idle timeout and should not carry a timer's room.
+    idle: Option<Box<IdleTimer>>,
+}
+
+impl<H: Unpin> Future for Relay<'_, H> {
+    type Output = RelayEnd;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
+        let this = self.get_mut();
+        let before = this.idle.as_ref().map(|_| this.counters.total());
+        let up = this
+            .up
+            .poll(cx, this.client, &this.target, &this.counters.up);
+        let down = this
+            .down
+            .poll(cx, &this.target, this.client, &this.counters.down);
+        match (up, down) {
+            (Poll::Ready(Err(error)), _) | (_, Poll::Ready(Err(error))) => {
+                return Poll::Ready(RelayEnd::Error(error))
+            }
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(RelayEnd::Closed),
+            _ => {}
         }
-    };
-    tokio::select! {
-        result = both => match result {
-            Ok(_) => RelayEnd::Closed,
-            Err(error) => RelayEnd::Error(error),
-        },
-        () = idle_watch => RelayEnd::Idle,
+        if let (Some(idle), Some(before)) = (&mut this.idle, before) {
+            if this.counters.total() != before {
+                idle.last_activity = Instant::now();
+            }
+            if idle.poll_expired(cx).is_ready() {
+                return Poll::Ready(RelayEnd::Idle);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Ends a relay after `limit` without traffic. The timer is only re-armed when it fires
+/// early, not on every byte.
+struct IdleTimer {
+    limit: Duration,
+    last_activity: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(limit: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            limit,
+            last_activity: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + limit)),
+        }
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            let deadline = self.last_activity + self.limit;
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
     }
 }

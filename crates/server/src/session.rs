@@ -1,7 +1,10 @@
 //! One client session: handshake, request, the command it asks for, access log.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socksgate_auth::{Credentials, Identity, Refusal, Throttle};
@@ -9,12 +12,13 @@ use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake
 use socksgate_proto::{Address, Command, Reply, Step, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access_log::AccessRecord;
 use crate::authorize;
-use crate::command::{self, AssociationEnd};
+use crate::command::{self, AssociationEnd, Established};
 use crate::outbound::ConnectError;
-use crate::relay::RelayEnd;
+use crate::relay::{Counters, RelayEnd};
 use crate::{boxed, Shared};
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
@@ -84,6 +88,14 @@ impl Failure {
     }
 }
 
+/// What a granted request leads to once its replies are sent.
+enum Next {
+    /// A CONNECT or BIND, ready to relay.
+    Relay(Established),
+    /// A UDP association, already over.
+    Ended(Ended),
+}
+
 /// How a granted session ended.
 #[derive(Debug)]
 pub(crate) enum Ended {
@@ -123,28 +135,83 @@ impl Requested<'_> {
     }
 }
 
-/// Serves one accepted connection to the end.
-pub(crate) async fn serve(
-    mut client: TcpStream,
+/// Serves one accepted connection to the end, then gives its session slot back.
+///
+/// A plain function returning the session's future (the task spawned): what it captures
+/// is all a session carries for its whole life, so only what is needed is captured.
+pub(crate) fn serve(
+    client: TcpStream,
     peer: SocketAddr,
     listener: SocketAddr,
     options: ServerOptions,
-    shared: &Shared,
-) {
-    let mut record = AccessRecord::new(peer, listener);
-    let verdict = shared.policy.decide_client(peer.ip(), listener);
-    let result = if verdict.action == socksgate_policy::Action::Deny {
-        // Refused before a byte is read: the connection is simply closed.
-        let why = verdict.reason.to_string();
-        record.rule = Some(why.clone());
-        Err(Failure::ClientDenied(why))
-    } else {
-        let _ = client.set_nodelay(true);
-        run(&mut client, options, shared, &mut record).await
+    shared: Arc<Shared>,
+    slot: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
+    shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    let live = Live {
+        shared,
+        _slot: slot,
     };
-    if !shared.access_log {
-        return;
+    serve_session(client, options, live, AccessRecord::new(peer, listener))
+}
+
+/// Counts a session as live, and holds its slot, until dropped (also when the task is
+/// cancelled).
+struct Live {
+    shared: Arc<Shared>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.shared.stats.sessions.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The session's whole life. An async block, not an async fn: an async fn copies its
+/// arguments into locals, and both copies would stay in the session's state; the block uses
+/// its captures in place. Locals that live across the relay's await stay in that state for
+/// the session's whole life too, so they are few.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice in the session's state"
+)]
+fn serve_session(
+    mut client: TcpStream,
+    options: ServerOptions,
+    live: Live,
+    mut record: AccessRecord,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let shared = &*live.shared;
+        let next = match client_refusal(shared, &record) {
+            Some(why) => {
+                // Refused before a byte is read: the connection is simply closed.
+                record.rule = Some(why.clone());
+                Err(Failure::ClientDenied(why))
+            }
+            None => {
+                let _ = client.set_nodelay(true);
+                // The handshake, the request and the command's set-up live in one
+                // allocation, freed before the relay starts.
+                boxed(run(&mut client, options, shared, &mut record)).await
+            }
+        };
+        let result = match next {
+            Ok(Next::Relay(established)) => {
+                let relay = established.relay(&client, shared.timeouts.idle, &record.counters);
+                Ok(Ended::Relay(relay.await))
+            }
+            Ok(Next::Ended(ended)) => Ok(ended),
+            Err(failure) => Err(failure),
+        };
+        if shared.access_log {
+            log_end(&record, result);
+        }
+    }
+}
+
+fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
     match result {
         Ok(Ended::Relay(RelayEnd::Closed)) => record.emit("closed", None),
         Ok(Ended::Relay(RelayEnd::Idle)) => record.emit("idle-timeout", None),
@@ -163,12 +230,20 @@ pub(crate) async fn serve(
     }
 }
 
+/// Why the client rules refuse this client, if they do.
+fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
+    let verdict = shared
+        .policy
+        .decide_client(record.client.ip(), record.listener);
+    (verdict.action == socksgate_policy::Action::Deny).then(|| verdict.reason.to_string())
+}
+
 async fn run(
     client: &mut TcpStream,
     options: ServerOptions,
     shared: &Shared,
     record: &mut AccessRecord,
-) -> Result<Ended, Failure> {
+) -> Result<Next, Failure> {
     let handshake = tokio::time::timeout(
         shared.timeouts.handshake,
         boxed(read_request(client, options, shared, record)),
@@ -205,14 +280,33 @@ async fn run(
     // Each command's state lives in its own allocation, sized for that command: a CONNECT
     // session does not carry room for a UDP association's state.
     match session.request.command {
-        Command::CONNECT => boxed(command::connect(session, grant))
-            .await
-            .map(Ended::Relay),
-        Command::BIND => boxed(command::bind(session, grant)).await.map(Ended::Relay),
+        Command::CONNECT => {
+            let established = boxed(command::connect(session, grant)).await?;
+            Ok(deliver_pipelined(established, &record.counters).await)
+        }
+        Command::BIND => {
+            let established = boxed(command::bind(session, grant)).await?;
+            Ok(deliver_pipelined(established, &record.counters).await)
+        }
         _ => boxed(command::associate(session, grant))
             .await
-            .map(Ended::Association),
+            .map(|end| Next::Ended(Ended::Association(end))),
     }
+}
+
+/// Delivers the bytes the client sent after its request (before the relay, so the
+/// long-lived relay state does not carry them).
+async fn deliver_pipelined(mut established: Established, counters: &Counters) -> Next {
+    let pipelined = std::mem::take(&mut established.pipelined);
+    if !pipelined.is_empty() {
+        if let Err(error) = established.other.write_all(&pipelined).await {
+            return Next::Ended(Ended::Relay(RelayEnd::Error(error)));
+        }
+        counters
+            .up
+            .fetch_add(pipelined.len() as u64, Ordering::Relaxed);
+    }
+    Next::Relay(established)
 }
 
 /// Runs the handshake up to the request. Returns the machine (waiting for the reply), the
@@ -240,7 +334,7 @@ async fn read_request(
                             .await
                             .map_err(Failure::ClientGone)?;
                         match verdict {
-                            Ok(identity) => record.identity = Some(identity),
+                            Ok(identity) => record.identity = Some(Box::new(identity)),
                             Err(refusal) => {
                                 // RFC 1929 §2: after a failure status the server closes.
                                 linger_close(client).await;

@@ -141,7 +141,7 @@ pub(crate) async fn associate(
         _live: LiveAssociation::new(&shared.stats),
     };
     let end = association.run(session.client, config.idle).await;
-    session.record.udp = Some(association.stats);
+    session.record.udp = Some(Box::new(association.stats));
     Ok(end)
 }
 

@@ -13,16 +13,15 @@ use socksgate_proto::{Address, Host, Reply};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{relay_to, through_route};
+use super::{established, through_route, Established};
 use crate::authorize::Grant;
-use crate::relay::RelayEnd;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
 
 /// Bytes a client may send while waiting for its peer; they are delivered to the peer.
 const MAX_EARLY_DATA: usize = 64 * 1024;
 
-pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
+pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Established, Failure> {
     let shared = session.shared;
     if let Some(route) = grant.route.clone() {
         return crate::boxed(bind_through(session, &route, grant)).await;
@@ -50,7 +49,7 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Rel
         wait_for_peer(&mut session, &listener, expected),
     )
     .await;
-    let (mut peer, peer_addr) = match waited {
+    let (peer, peer_addr) = match waited {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(error)) => return Err(Failure::ClientGone(error)),
         Err(_) => {
@@ -65,7 +64,7 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Rel
         .reply(Reply::SUCCEEDED, &Address::from(peer_addr))
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay_to(&mut session, &mut peer, &grant).await)
+    Ok(established(&mut session, peer, grant))
 }
 
 /// The host the request names as the peer, if any (a name is resolved).
@@ -154,7 +153,7 @@ async fn bind_through(
     mut session: Requested<'_>,
     route: &str,
     grant: Grant,
-) -> Result<RelayEnd, Failure> {
+) -> Result<Established, Failure> {
     let shared = session.shared;
     let peer = session.request.target.clone();
     let listener = through_route(&mut session, route, |chain| {
@@ -167,22 +166,22 @@ async fn bind_through(
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    let (mut upstream, peer) =
-        match tokio::time::timeout(shared.bind.timeout, listener.accept()).await {
-            Ok(Ok(accepted)) => accepted,
-            Ok(Err(error)) => {
-                session.refuse(Reply::GENERAL_FAILURE).await;
-                return Err(Failure::Upstream(format!("via {route}: {error}")));
-            }
-            Err(_) => {
-                session.refuse(Reply::TTL_EXPIRED).await;
-                return Err(Failure::BindTimeout);
-            }
-        };
+    let (upstream, peer) = match tokio::time::timeout(shared.bind.timeout, listener.accept()).await
+    {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(error)) => {
+            session.refuse(Reply::GENERAL_FAILURE).await;
+            return Err(Failure::Upstream(format!("via {route}: {error}")));
+        }
+        Err(_) => {
+            session.refuse(Reply::TTL_EXPIRED).await;
+            return Err(Failure::BindTimeout);
+        }
+    };
     session.record.peer = peer.socket_addr();
     session
         .reply(Reply::SUCCEEDED, &peer)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay_to(&mut session, &mut upstream, &grant).await)
+    Ok(established(&mut session, upstream, grant))
 }

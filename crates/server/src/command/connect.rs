@@ -2,17 +2,20 @@
 
 use socksgate_proto::{Address, Reply};
 
-use super::{relay_to, through_route};
+use super::{established, through_route, Established};
 use crate::authorize::Grant;
 use crate::outbound;
-use crate::relay::RelayEnd;
 use crate::reply;
 use crate::session::{Failure, Requested};
 
-pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<RelayEnd, Failure> {
+pub(crate) async fn connect(
+    mut session: Requested<'_>,
+    grant: Grant,
+) -> Result<Established, Failure> {
     let shared = session.shared;
     if let Some(route) = &grant.route {
-        return crate::boxed(connect_through(session, route, &grant)).await;
+        let route = route.clone();
+        return crate::boxed(connect_through(session, &route, grant)).await;
     }
     let connected = match grant.addresses.clone() {
         // The policy resolved the name and kept the addresses it allows.
@@ -26,7 +29,7 @@ pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<
             .await
         }
     };
-    let mut target = match connected {
+    let target = match connected {
         Ok(target) => target,
         Err(error) => {
             crate::boxed(session.refuse(reply::for_connect_error(&error))).await;
@@ -41,17 +44,17 @@ pub(crate) async fn connect(mut session: Requested<'_>, grant: Grant) -> Result<
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay_to(&mut session, &mut target, &grant).await)
+    Ok(established(&mut session, target, grant))
 }
 
 /// CONNECT through an upstream group: the last hop's reply is passed on.
 async fn connect_through(
     mut session: Requested<'_>,
     route: &str,
-    grant: &Grant,
-) -> Result<RelayEnd, Failure> {
+    grant: Grant,
+) -> Result<Established, Failure> {
     let target = session.request.target.clone();
-    let (mut upstream, bound) = through_route(&mut session, route, |chain| {
+    let (upstream, bound) = through_route(&mut session, route, |chain| {
         let target = target.clone();
         async move { chain.connect_reporting(&target).await }
     })
@@ -65,5 +68,5 @@ async fn connect_through(
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(relay_to(&mut session, &mut upstream, grant).await)
+    Ok(established(&mut session, upstream, grant))
 }
