@@ -9,10 +9,12 @@ pub(crate) use bind::bind;
 pub(crate) use connect::connect;
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use socksgate_client::{Chain, ChainError};
 use socksgate_proto::Reply;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::authorize::{Grant, LimitSlot};
@@ -55,12 +57,10 @@ where
 pub(crate) struct Established {
     /// The target (CONNECT) or the peer (BIND), or the upstream carrying either.
     pub(crate) other: TcpStream,
-    /// Bytes the client sent after its request, for `other` first.
-    pub(crate) pipelined: Vec<u8>,
     /// The deciding rule's cap, bytes per second each way.
     pub(crate) bandwidth: Option<u64>,
     /// The rule's session-limit slots, held for as long as the relay runs.
-    pub(crate) _slots: Vec<LimitSlot>,
+    pub(crate) _slots: Box<[LimitSlot]>,
 }
 
 impl Established {
@@ -70,7 +70,7 @@ impl Established {
         client: &'a TcpStream,
         idle: Option<Duration>,
         counters: &'a Counters,
-    ) -> Relay<'a, Vec<LimitSlot>> {
+    ) -> Relay<'a, Box<[LimitSlot]>> {
         relay::relay(
             client,
             self.other,
@@ -82,11 +82,26 @@ impl Established {
     }
 }
 
-fn established(session: &mut Requested<'_>, other: TcpStream, grant: Grant) -> Established {
-    Established {
-        other,
-        pipelined: std::mem::take(&mut session.pipelined),
-        bandwidth: grant.options.bandwidth,
-        _slots: grant._slots,
+/// Delivers the bytes the client sent after its request (here, so the long-lived relay state
+/// does not carry them), and keeps what the relay needs.
+async fn established(
+    session: &mut Requested<'_>,
+    mut other: TcpStream,
+    grant: Grant,
+) -> Result<Established, Failure> {
+    let pipelined = std::mem::take(&mut session.pipelined);
+    if !pipelined.is_empty() {
+        other.write_all(&pipelined).await.map_err(Failure::Reset)?;
+        let counted = pipelined.len() as u64;
+        session
+            .record
+            .counters
+            .up
+            .fetch_add(counted, Ordering::Relaxed);
     }
+    Ok(Established {
+        other,
+        bandwidth: grant.options.bandwidth,
+        _slots: grant._slots.into_boxed_slice(),
+    })
 }

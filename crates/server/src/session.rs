@@ -18,7 +18,7 @@ use crate::access_log::AccessRecord;
 use crate::authorize;
 use crate::command::{self, AssociationEnd, Established};
 use crate::outbound::ConnectError;
-use crate::relay::{Counters, RelayEnd};
+use crate::relay::RelayEnd;
 use crate::{boxed, Shared};
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
@@ -39,6 +39,8 @@ pub(crate) enum Failure {
     HandshakeTooLong,
     /// The client closed or reset the connection before the relay began.
     ClientGone(io::Error),
+    /// The other side failed while taking the bytes the client sent with its request.
+    Reset(io::Error),
     /// The request names a command this server does not serve.
     UnsupportedCommand,
     /// The credentials were refused.
@@ -63,6 +65,7 @@ impl Failure {
             Self::Handshake(_) | Self::HandshakeTooLong => "bad-handshake",
             Self::HandshakeTimeout => "handshake-timeout",
             Self::ClientGone(_) => "client-gone",
+            Self::Reset(_) => "reset",
             Self::UnsupportedCommand => "unsupported-command",
             Self::Authentication(_) => "auth-failed",
             Self::Connect(ConnectError::TimedOut) => "connect-timeout",
@@ -79,7 +82,9 @@ impl Failure {
     fn detail(&self) -> Option<String> {
         match self {
             Self::Handshake(error) => Some(error.to_string()),
-            Self::ClientGone(error) | Self::Setup(error) => Some(error.to_string()),
+            Self::ClientGone(error) | Self::Reset(error) | Self::Setup(error) => {
+                Some(error.to_string())
+            }
             Self::Connect(error) => Some(error.to_string()),
             Self::Authentication(refusal) => Some(refusal.to_string()),
             Self::ClientDenied(why) | Self::Denied(why) | Self::Upstream(why) => Some(why.clone()),
@@ -246,7 +251,7 @@ async fn run(
 ) -> Result<Next, Failure> {
     let handshake = tokio::time::timeout(
         shared.timeouts.handshake,
-        boxed(read_request(client, options, shared, record)),
+        read_request(client, options, shared, record),
     );
     let (machine, request, pipelined) = match handshake.await {
         Ok(result) => result?,
@@ -275,38 +280,17 @@ async fn run(
         session.refuse(Reply::COMMAND_NOT_SUPPORTED).await;
         return Err(Failure::UnsupportedCommand);
     }
-    let grant = boxed(authorize::authorize(&mut session)).await?;
+    let grant = authorize::authorize(&mut session).await?;
     session.record.log = grant.options.log;
-    // Each command's state lives in its own allocation, sized for that command: a CONNECT
-    // session does not carry room for a UDP association's state.
+    // No boxes inside: this whole future is one short-lived allocation (a UDP association
+    // keeps it for its life), and fewer allocations per session cost less and fragment less.
     match session.request.command {
-        Command::CONNECT => {
-            let established = boxed(command::connect(session, grant)).await?;
-            Ok(deliver_pipelined(established, &record.counters).await)
-        }
-        Command::BIND => {
-            let established = boxed(command::bind(session, grant)).await?;
-            Ok(deliver_pipelined(established, &record.counters).await)
-        }
-        _ => boxed(command::associate(session, grant))
+        Command::CONNECT => command::connect(session, grant).await.map(Next::Relay),
+        Command::BIND => command::bind(session, grant).await.map(Next::Relay),
+        _ => command::associate(session, grant)
             .await
             .map(|end| Next::Ended(Ended::Association(end))),
     }
-}
-
-/// Delivers the bytes the client sent after its request (before the relay, so the
-/// long-lived relay state does not carry them).
-async fn deliver_pipelined(mut established: Established, counters: &Counters) -> Next {
-    let pipelined = std::mem::take(&mut established.pipelined);
-    if !pipelined.is_empty() {
-        if let Err(error) = established.other.write_all(&pipelined).await {
-            return Next::Ended(Ended::Relay(RelayEnd::Error(error)));
-        }
-        counters
-            .up
-            .fetch_add(pipelined.len() as u64, Ordering::Relaxed);
-    }
-    Next::Relay(established)
 }
 
 /// Runs the handshake up to the request. Returns the machine (waiting for the reply), the

@@ -64,7 +64,7 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Est
         .reply(Reply::SUCCEEDED, &Address::from(peer_addr))
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(established(&mut session, peer, grant))
+    established(&mut session, peer, grant).await
 }
 
 /// The host the request names as the peer, if any (a name is resolved).
@@ -183,5 +183,5 @@ async fn bind_through(
         .reply(Reply::SUCCEEDED, &peer)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(established(&mut session, upstream, grant))
+    established(&mut session, upstream, grant).await
 }

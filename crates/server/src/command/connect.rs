@@ -44,7 +44,7 @@ pub(crate) async fn connect(
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(established(&mut session, target, grant))
+    established(&mut session, target, grant).await
 }
 
 /// CONNECT through an upstream group: the last hop's reply is passed on.
@@ -68,5 +68,5 @@ async fn connect_through(
         .reply(Reply::SUCCEEDED, &bound)
         .await
         .map_err(Failure::ClientGone)?;
-    Ok(established(&mut session, upstream, grant))
+    established(&mut session, upstream, grant).await
 }

@@ -16,8 +16,8 @@ const SMALL: usize = 16 * 1024;
 /// One direction's state between polls. Waiting holds no buffer: bytes are only kept here
 /// when the destination would not take them at once.
 pub(super) struct Flow {
-    /// Bytes read (small mode) that the destination has not taken yet.
-    spill: Option<Spill>,
+    /// Bytes read (small mode) that the destination has not taken yet (boxed: rare).
+    spill: Option<Box<Spill>>,
     /// The pipe of a bulk transfer in progress.
     #[cfg(target_os = "linux")]
     pipe: Option<super::pipe::Pipe>,
@@ -102,10 +102,10 @@ impl Flow {
             Err(error) => return Err(error),
         };
         if written < read {
-            self.spill = Some(Spill {
+            self.spill = Some(Box::new(Spill {
                 bytes: buffer[written..read].into(),
                 written: 0,
-            });
+            }));
         }
         #[cfg(target_os = "linux")]
         if read == SMALL {
