@@ -34,10 +34,7 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
         }
     };
     raise_file_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");
@@ -54,6 +51,18 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
             tracing::error!("{error:#}");
             exit::code(exit::RUNTIME)
         }
+    }
+}
+
+/// One scheduler thread per CPU the process may use. With one CPU (a container limit, or
+/// `taskset`), the single-threaded scheduler does the same work without the work-stealing
+/// machinery: fewer atomics and cross-thread wake-ups per event.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
     }
 }
 
