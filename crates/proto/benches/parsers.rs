@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_main, Criterion, Throughput};
 use socksgate_proto::server::{ServerEvent, ServerHandshake, ServerOptions};
 use socksgate_proto::udp::UdpHeader;
 use socksgate_proto::v5::Request;
@@ -84,5 +84,11 @@ fn udp_header(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, server_handshake, request, udp_header);
+// In a private module: the macro defines an undocumented public `benches` function.
+mod group {
+    use super::{request, server_handshake, udp_header};
+    criterion::criterion_group!(benches, server_handshake, request, udp_header);
+}
+use group::benches;
+
 criterion_main!(benches);
