@@ -33,7 +33,7 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
             return exit::code(exit::CONFIG);
         }
     };
-    raise_file_limit();
+    raise_file_limit(config.limits.max_sessions);
     let runtime = match runtime_builder().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -180,7 +180,9 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) {
 
 /// Each session holds two sockets and two pipes: raise the soft descriptor limit to the hard
 /// one, as busy servers do, so the session cap and not the default 1024 is the limit.
-fn raise_file_limit() {
+/// Raises the soft descriptor limit to the hard one, and warns when even that cannot hold
+/// `max_sessions` sessions: each holds two sockets, plus pooled pipes and listeners.
+fn raise_file_limit(max_sessions: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -188,5 +190,15 @@ fn raise_file_limit() {
         if let Err(error) = setrlimit(Resource::Nofile, limit) {
             tracing::debug!(%error, "cannot raise the file descriptor limit");
         }
+    }
+    let current = getrlimit(Resource::Nofile).current;
+    let needed = socksgate_server::descriptors_needed(max_sessions);
+    if let Some(current) = current.filter(|&current| current < needed as u64) {
+        tracing::warn!(
+            limit = current,
+            needed,
+            "the descriptor limit is below what limits.max_sessions needs; beyond it, accepting \
+             backs off (raise LimitNOFILE, or lower limits.max_sessions)"
+        );
     }
 }

@@ -42,6 +42,17 @@ use tokio_util::task::TaskTracker;
 
 pub use outbound::{ConnectError, ResolveFuture, Resolver, SystemResolver};
 
+/// Descriptors a server needs to hold `max_sessions` relaying sessions at once: two sockets
+/// each, the relay's pooled pipes, and room for listeners, logs and name lookups. A pipe
+/// that cannot be had (descriptors exhausted) only slows a bulk transfer down to buffered
+/// reads; an accept that fails for lack of descriptors backs off and retries.
+pub fn descriptors_needed(max_sessions: usize) -> usize {
+    const MISCELLANEOUS: usize = 512;
+    max_sessions
+        .saturating_mul(2)
+        .saturating_add(relay::POOLED_DESCRIPTORS + MISCELLANEOUS)
+}
+
 /// Puts a future on the heap. A plain function, not an async one: a future boxed inside an
 /// async fn still takes room in the caller's state (rust-lang/rust#62958), which is exactly
 /// what boxing is meant to avoid.

@@ -27,6 +27,12 @@ mod flow;
 mod pipe;
 
 pub(crate) use bucket::Bucket;
+
+/// Descriptors the relay may hold beyond the sessions' own sockets: the pooled pipes.
+#[cfg(target_os = "linux")]
+pub(crate) const POOLED_DESCRIPTORS: usize = 2 * pipe::POOL_SIZE;
+#[cfg(not(target_os = "linux"))]
+pub(crate) const POOLED_DESCRIPTORS: usize = 0;
 use flow::Flow;
 
 /// How a relay ended.

@@ -39,6 +39,8 @@ use socksgate_client::UdpChain;
 const HEADROOM: usize = 3 + 1 + 16 + 2;
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams handled per wake-up before the association yields to its other events.
+const DRAIN_BATCH: usize = 32;
 /// How many targets an association remembers for filtering before it starts over.
 const MAX_PERMITTED: usize = 4096;
 /// How many resolved names an association remembers, and for how long.
@@ -272,7 +274,11 @@ impl Association<'_> {
         };
         let mut from_upstream = vec![0u8; upstream_room];
         let mut discard = [0u8; 256];
-        let mut deadline = tokio::time::Instant::now() + idle;
+        // One timer for the association's life, re-armed only when it fires early: a timer
+        // per datagram would cost a timer-wheel insertion and removal each time.
+        let mut last_activity = tokio::time::Instant::now();
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
         loop {
             tokio::select! {
                 read = control.read(&mut discard) => match read {
@@ -280,25 +286,46 @@ impl Association<'_> {
                     // Nothing is expected on the control connection; ignore it.
                     Ok(_) => {}
                 },
-                received = self.socket.recv_from(&mut buffer[HEADROOM..]) => match received {
-                    Ok((len, from)) => {
-                        self.on_datagram(&mut buffer, len, canonical(from)).await;
-                        deadline = tokio::time::Instant::now() + idle;
+                ready = self.socket.readable() => {
+                    if let Err(error) = ready {
+                        return AssociationEnd::Error(error);
                     }
-                    // An ICMP error for an earlier datagram: not the association's end.
-                    Err(error) if is_transient(&error) => {}
-                    Err(error) => return AssociationEnd::Error(error),
+                    if let Err(error) = self.drain(&mut buffer).await {
+                        return AssociationEnd::Error(error);
+                    }
+                    last_activity = tokio::time::Instant::now();
                 },
                 received = upstream_recv(self.upstream.as_ref(), &mut from_upstream[HEADROOM..]) => match received {
                     Ok((len, source)) => {
                         self.relay_from_upstream(&mut from_upstream, len, source).await;
-                        deadline = tokio::time::Instant::now() + idle;
+                        last_activity = tokio::time::Instant::now();
                     }
                     Err(error) => return AssociationEnd::Error(error),
                 },
-                () = tokio::time::sleep_until(deadline) => return AssociationEnd::Idle,
+                () = &mut idle_timer => {
+                    let deadline = last_activity + idle;
+                    if tokio::time::Instant::now() >= deadline {
+                        return AssociationEnd::Idle;
+                    }
+                    idle_timer.as_mut().reset(deadline);
+                },
             }
         }
+    }
+
+    /// Handles the datagrams waiting on the relay socket, up to a batch (then the other
+    /// events get their turn), without going back to the scheduler between them.
+    async fn drain(&mut self, buffer: &mut [u8]) -> io::Result<()> {
+        for _ in 0..DRAIN_BATCH {
+            match self.socket.try_recv_from(&mut buffer[HEADROOM..]) {
+                Ok((len, from)) => self.on_datagram(buffer, len, canonical(from)).await,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // An ICMP error for an earlier datagram: not the association's end.
+                Err(error) if is_transient(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Sorts a datagram: from the client, a reply for the client, or dropped.

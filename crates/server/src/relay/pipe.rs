@@ -15,7 +15,7 @@ const PIPE_SIZE: usize = 256 * 1024;
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 /// Empty pipes kept for reuse (each is two descriptors).
-const POOL_SIZE: usize = 256;
+pub(super) const POOL_SIZE: usize = 256;
 
 /// A pipe's two ends and its capacity, as kept in the pool.
 struct Ends {
