@@ -172,7 +172,14 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) {
             return;
         }
     };
-    for warning in handle.reload(&config, authenticator) {
+    let warnings = match handle.reload(&config, authenticator) {
+        Ok(warnings) => warnings,
+        Err(error) => {
+            tracing::error!("{cause}: configuration not reloaded; the running one stays: {error}");
+            return;
+        }
+    };
+    for warning in warnings {
         tracing::warn!("{warning}");
     }
     tracing::info!(path = %path.display(), "{cause}: configuration reloaded; new sessions use it");

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, Log, LogFormat, LoginThrottle,
+    Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, ListenerTls, Log, LogFormat, LoginThrottle,
     Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
 };
 
@@ -97,6 +97,7 @@ impl Config {
                 address,
                 socks4: methods.contains(&Method::NO_AUTH),
                 methods: methods.clone(),
+                tls: None,
             })
             .collect();
         let origin = Origin {
@@ -288,10 +289,16 @@ fn validate_listener(
         }
         Some(socks4) => *socks4.get_ref(),
     };
+    let tls = raw.tls.as_ref().map(|tls| ListenerTls {
+        cert: resolve_path(origin, &tls.cert),
+        key: resolve_path(origin, &tls.key),
+        client_ca: tls.client_ca.as_deref().map(|ca| resolve_path(origin, ca)),
+    });
     Ok(Listener {
         address,
         methods,
         socks4,
+        tls,
     })
 }
 

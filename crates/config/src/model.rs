@@ -45,6 +45,21 @@ pub struct Listener {
     /// Whether SOCKS4 and SOCKS4a are served (they cannot authenticate, so only where
     /// "none" is allowed).
     pub socks4: bool,
+    /// SOCKS inside TLS on this listener.
+    pub tls: Option<ListenerTls>,
+}
+
+/// A TLS listener's certificate, key and (for client certificates) trusted authorities.
+/// The files are PEM; they are read when the server starts and on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The server's certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// When set, clients must present a certificate issued by one of these authorities;
+    /// its subject's common name becomes the session's user.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Listener {
@@ -54,12 +69,18 @@ impl Listener {
             address,
             methods: vec![Method::NO_AUTH],
             socks4: true,
+            tls: None,
         }
     }
 
-    /// Whether clients may connect without authenticating.
+    /// Whether clients may connect without authenticating (a TLS listener that requires
+    /// client certificates authenticates them).
     pub fn allows_anonymous(&self) -> bool {
-        self.methods.contains(&Method::NO_AUTH)
+        let certified = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca.is_some());
+        self.methods.contains(&Method::NO_AUTH) && !certified
     }
 }
 

@@ -58,6 +58,15 @@ pub(crate) struct RawListener {
     pub(crate) address: Spanned<String>,
     pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) socks4: Option<Spanned<bool>>,
+    pub(crate) tls: Option<RawListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -29,6 +29,18 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             .collect();
         let _ = writeln!(out, "methods = [{}]", methods.join(", "));
         let _ = writeln!(out, "socks4 = {}", listener.socks4);
+        if let Some(tls) = &listener.tls {
+            let _ = write!(
+                out,
+                "tls = {{ cert = {:?}, key = {:?}",
+                tls.cert.display().to_string(),
+                tls.key.display().to_string()
+            );
+            if let Some(ca) = &tls.client_ca {
+                let _ = write!(out, ", client_ca = {:?}", ca.display().to_string());
+            }
+            let _ = writeln!(out, " }}");
+        }
     }
     let timeouts = &config.timeouts;
     let _ = writeln!(out, "\n[timeouts]");

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use crate::authorize::{Grant, LimitSlot};
 use crate::relay::{self, Counters, Relay};
 use crate::session::{Failure, Requested};
+use crate::stream::ClientStream;
 
 /// Runs `attempt` through the members of upstream group `route`, within the connect
 /// timeout; on failure the client gets the reply that says why, and the session ends.
@@ -67,7 +68,7 @@ impl Established {
     /// The relay between the client and `other`; it holds the slots until it ends.
     pub(crate) fn relay<'a>(
         self,
-        client: &'a TcpStream,
+        client: &'a mut ClientStream,
         idle: Option<Duration>,
         counters: &'a Counters,
     ) -> Relay<'a, Box<[LimitSlot]>> {

@@ -19,6 +19,7 @@ mod relay;
 pub mod reply;
 mod session;
 mod sockets;
+mod stream;
 mod upstream;
 
 use std::future::Future;
@@ -35,6 +36,8 @@ use socksgate_config::{Bind, Config, LoginThrottle, Timeouts, Udp};
 use socksgate_policy::{Moment, Policy};
 use socksgate_proto::server::ServerOptions;
 use socksgate_proto::{Method, Methods};
+use socksgate_tls::tokio_rustls::TlsAcceptor;
+use socksgate_tls::TlsError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -77,8 +80,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
     pub(crate) limits: Arc<authorize::SessionLimits>,
-    /// What each configured listener accepts (methods, SOCKS4).
-    pub(crate) listener_options: HashMap<SocketAddr, ServerOptions>,
+    /// What each configured listener accepts (methods, SOCKS4, TLS).
+    pub(crate) listener_setups: HashMap<SocketAddr, ListenerSetup>,
     /// Upstream groups for `route` rules.
     pub(crate) upstreams: upstream::Upstreams,
 }
@@ -97,6 +100,7 @@ impl Shared {
     fn new(
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
+        tls: &TlsAcceptors,
         lasting: &Lasting,
     ) -> Self {
         Self {
@@ -114,14 +118,45 @@ impl Shared {
             policy: config.policy.clone(),
             clock: lasting.clock.clone(),
             limits: Arc::default(),
-            listener_options: config
+            listener_setups: config
                 .listeners
                 .iter()
-                .map(|listener| (listener.address, listener_options(listener)))
+                .map(|listener| {
+                    let setup = ListenerSetup {
+                        options: listener_options(listener),
+                        tls: tls.get(&listener.address).cloned(),
+                    };
+                    (listener.address, setup)
+                })
                 .collect(),
             upstreams: upstream::Upstreams::new(&config.upstreams),
         }
     }
+}
+
+/// What one listener accepts.
+#[derive(Clone)]
+pub(crate) struct ListenerSetup {
+    pub(crate) options: ServerOptions,
+    /// SOCKS inside TLS, when configured.
+    pub(crate) tls: Option<TlsAcceptor>,
+}
+
+/// The TLS listeners' acceptors, by configured address.
+type TlsAcceptors = HashMap<SocketAddr, TlsAcceptor>;
+
+/// Reads every TLS listener's certificate and key (and client authorities).
+fn tls_acceptors(config: &Config) -> Result<TlsAcceptors, (SocketAddr, TlsError)> {
+    let mut acceptors = HashMap::new();
+    for listener in &config.listeners {
+        if let Some(tls) = &listener.tls {
+            let server_config =
+                socksgate_tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
+                    .map_err(|error| (listener.address, error))?;
+            acceptors.insert(listener.address, TlsAcceptor::from(server_config));
+        }
+    }
+    Ok(acceptors)
 }
 
 fn listener_options(listener: &socksgate_config::Listener) -> ServerOptions {
@@ -139,19 +174,25 @@ type Current = Arc<RwLock<Arc<Shared>>>;
 #[derive(Clone)]
 pub struct ReloadHandle {
     current: Current,
+    /// The acceptors in force, for the builder calls that rebuild the configuration.
+    tls: Arc<RwLock<TlsAcceptors>>,
     lasting: Lasting,
     listeners: Vec<SocketAddr>,
     max_sessions: usize,
 }
 
 impl ReloadHandle {
-    /// Installs `config` (already validated) with its `authenticator`. Returns what could not
-    /// be applied without a restart (listeners added or removed, the session cap).
+    /// Installs `config` (already validated) with its `authenticator`, reading TLS
+    /// certificates and keys again. Returns what could not be applied without a restart
+    /// (listeners added or removed, the session cap); a TLS file that cannot be used is an
+    /// error, and the running configuration stays.
     pub fn reload(
         &self,
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, String> {
+        let tls = tls_acceptors(config)
+            .map_err(|(address, error)| format!("listener {address}: TLS: {error}"))?;
         let mut not_applied = Vec::new();
         let configured: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         for address in configured.iter().filter(|a| !self.listeners.contains(a)) {
@@ -163,9 +204,10 @@ impl ReloadHandle {
         if config.limits.max_sessions != self.max_sessions {
             not_applied.push("a new limits.max_sessions needs a restart".to_owned());
         }
-        let shared = Arc::new(Shared::new(config, authenticator, &self.lasting));
+        let shared = Arc::new(Shared::new(config, authenticator, &tls, &self.lasting));
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = shared;
-        not_applied
+        *self.tls.write().unwrap_or_else(PoisonError::into_inner) = tls;
+        Ok(not_applied)
     }
 }
 
@@ -216,14 +258,19 @@ impl std::error::Error for BindError {
 pub struct Server {
     config: Config,
     authenticator: Option<Arc<dyn Authenticator>>,
+    tls: Arc<RwLock<TlsAcceptors>>,
     lasting: Lasting,
     current: Current,
     listeners: Vec<(TcpListener, SocketAddr)>,
 }
 
 impl Server {
-    /// Opens every configured listener.
+    /// Reads the TLS listeners' certificates and keys, and opens every configured listener.
     pub async fn bind(config: Config) -> Result<Self, BindError> {
+        let tls = tls_acceptors(&config).map_err(|(address, error)| BindError {
+            address,
+            source: io::Error::other(format!("TLS: {error}")),
+        })?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let socket = TcpListener::bind(listener.address)
@@ -240,10 +287,13 @@ impl Server {
             stats: Arc::default(),
             throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
         };
-        let current = Arc::new(RwLock::new(Arc::new(Shared::new(&config, None, &lasting))));
+        let current = Arc::new(RwLock::new(Arc::new(Shared::new(
+            &config, None, &tls, &lasting,
+        ))));
         Ok(Self {
             config,
             authenticator: None,
+            tls: Arc::new(RwLock::new(tls)),
             lasting,
             current,
             listeners,
@@ -258,7 +308,8 @@ impl Server {
 
     /// Rebuilds the current configuration after a builder call changed what it holds.
     fn refresh(self) -> Self {
-        let shared = Shared::new(&self.config, self.authenticator.clone(), &self.lasting);
+        let tls = self.tls.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let shared = Shared::new(&self.config, self.authenticator.clone(), &tls, &self.lasting);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(shared);
         self
     }
@@ -280,6 +331,7 @@ impl Server {
     pub fn reload_handle(&self) -> ReloadHandle {
         ReloadHandle {
             current: self.current.clone(),
+            tls: self.tls.clone(),
             lasting: self.lasting.clone(),
             listeners: self
                 .listeners

@@ -34,7 +34,7 @@ pub(crate) async fn accept_loop(
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let Some(mut options) = initial.listener_options.get(&configured).copied() else {
+    let Some(mut setup) = initial.listener_setups.get(&configured).cloned() else {
         return;
     };
     drop(initial);
@@ -61,12 +61,13 @@ pub(crate) async fn accept_loop(
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                // A reload that drops this listener keeps its last options (never the
+                // A reload that drops this listener keeps its last setup (never the
                 // defaults, which would open it).
-                if let Some(current_options) = shared.listener_options.get(&configured) {
-                    options = *current_options;
+                if let Some(current) = shared.listener_setups.get(&configured) {
+                    setup.clone_from(current);
                 }
-                sessions.spawn(session::serve(client, peer, local, options, shared, permit));
+                let session = session::serve(client, peer, local, setup.clone(), shared, permit);
+                sessions.spawn(session);
             }
             Err(error) if is_resource_exhaustion(&error) => {
                 tracing::warn!(listener = %local, %error, "accept failed; backing off for {backoff:?}");

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 mod bucket;
+mod copy;
 mod flow;
 #[cfg(target_os = "linux")]
 mod pipe;
@@ -33,7 +34,10 @@ pub(crate) use bucket::Bucket;
 pub(crate) const POOLED_DESCRIPTORS: usize = 2 * pipe::POOL_SIZE;
 #[cfg(not(target_os = "linux"))]
 pub(crate) const POOLED_DESCRIPTORS: usize = 0;
+use copy::Copy;
 use flow::Flow;
+
+use crate::stream::ClientStream;
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -67,19 +71,30 @@ impl Counters {
 /// The relay owns `target` and `held` (what must live as long as it does), so a session
 /// keeps them in one place.
 pub(crate) fn relay<'a, H>(
-    client: &'a TcpStream,
+    client: &'a mut ClientStream,
     target: TcpStream,
     held: H,
     idle: Option<Duration>,
     bandwidth: Option<u64>,
     counters: &'a Counters,
 ) -> Relay<'a, H> {
+    let ends = match client {
+        ClientStream::Plain(client) => Ends::Splice {
+            client,
+            target,
+            up: Flow::new(bandwidth),
+            down: Flow::new(bandwidth),
+        },
+        ClientStream::Tls(_) => Ends::Buffered {
+            client,
+            target,
+            up: Copy::new(bandwidth),
+            down: Copy::new(bandwidth),
+        },
+    };
     Relay {
-        client,
-        target,
+        ends,
         _held: held,
-        up: Flow::new(bandwidth),
-        down: Flow::new(bandwidth),
         counters,
         idle: idle.map(|limit| Box::new(IdleTimer::new(limit))),
     }
@@ -87,14 +102,29 @@ pub(crate) fn relay<'a, H>(
 
 /// The relay future (see [`relay`]).
 pub(crate) struct Relay<'a, H> {
-    client: &'a TcpStream,
-    target: TcpStream,
+    ends: Ends<'a>,
     _held: H,
-    up: Flow,
-    down: Flow,
     counters: &'a Counters,
     /// Boxed: most relays have no idle timeout and should not carry a timer's room.
     idle: Option<Box<IdleTimer>>,
+}
+
+/// The two connections and the state of each direction.
+enum Ends<'a> {
+    /// Plain TCP both ways: read and write directly, splice bursts.
+    Splice {
+        client: &'a TcpStream,
+        target: TcpStream,
+        up: Flow,
+        down: Flow,
+    },
+    /// A wrapped client connection (TLS): through pooled buffers.
+    Buffered {
+        client: &'a mut ClientStream,
+        target: TcpStream,
+        up: Copy,
+        down: Copy,
+    },
 }
 
 impl<H: Unpin> Future for Relay<'_, H> {
@@ -103,12 +133,27 @@ impl<H: Unpin> Future for Relay<'_, H> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         let this = self.get_mut();
         let before = this.idle.as_ref().map(|_| this.counters.total());
-        let up = this
-            .up
-            .poll(cx, this.client, &this.target, &this.counters.up);
-        let down = this
-            .down
-            .poll(cx, &this.target, this.client, &this.counters.down);
+        let counters = this.counters;
+        let (up, down) = match &mut this.ends {
+            Ends::Splice {
+                client,
+                target,
+                up,
+                down,
+            } => (
+                up.poll(cx, client, target, &counters.up),
+                down.poll(cx, target, client, &counters.down),
+            ),
+            Ends::Buffered {
+                client,
+                target,
+                up,
+                down,
+            } => (
+                up.poll(cx, *client, target, &counters.up),
+                down.poll(cx, target, *client, &counters.down),
+            ),
+        };
         match (up, down) {
             (Poll::Ready(Err(error)), _) | (_, Poll::Ready(Err(error))) => {
                 return Poll::Ready(RelayEnd::Error(error))

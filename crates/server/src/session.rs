@@ -19,7 +19,9 @@ use crate::authorize;
 use crate::command::{self, AssociationEnd, Established};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
-use crate::{boxed, Shared};
+use crate::stream::ClientStream;
+use crate::{boxed, ListenerSetup, Shared};
+use socksgate_tls::tokio_rustls::TlsAcceptor;
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
 /// sends more without completing a message is not speaking SOCKS.
@@ -39,6 +41,8 @@ pub(crate) enum Failure {
     HandshakeTooLong,
     /// The client closed or reset the connection before the relay began.
     ClientGone(io::Error),
+    /// The TLS handshake failed (a certificate refused, not TLS at all, …).
+    Tls(io::Error),
     /// The other side failed while taking the bytes the client sent with its request.
     Reset(io::Error),
     /// The request names a command this server does not serve.
@@ -65,6 +69,7 @@ impl Failure {
             Self::Handshake(_) | Self::HandshakeTooLong => "bad-handshake",
             Self::HandshakeTimeout => "handshake-timeout",
             Self::ClientGone(_) => "client-gone",
+            Self::Tls(_) => "tls-failed",
             Self::Reset(_) => "reset",
             Self::UnsupportedCommand => "unsupported-command",
             Self::Authentication(_) => "auth-failed",
@@ -82,7 +87,7 @@ impl Failure {
     fn detail(&self) -> Option<String> {
         match self {
             Self::Handshake(error) => Some(error.to_string()),
-            Self::ClientGone(error) | Self::Reset(error) | Self::Setup(error) => {
+            Self::ClientGone(error) | Self::Tls(error) | Self::Reset(error) | Self::Setup(error) => {
                 Some(error.to_string())
             }
             Self::Connect(error) => Some(error.to_string()),
@@ -112,7 +117,7 @@ pub(crate) enum Ended {
 
 /// A session whose request is known, waiting for its command to run.
 pub(crate) struct Requested<'a> {
-    pub(crate) client: &'a mut TcpStream,
+    pub(crate) client: &'a mut ClientStream,
     pub(crate) machine: ServerHandshake,
     pub(crate) request: Request,
     /// Bytes the client sent after its request, for the target.
@@ -148,7 +153,7 @@ pub(crate) fn serve(
     client: TcpStream,
     peer: SocketAddr,
     listener: SocketAddr,
-    options: ServerOptions,
+    setup: ListenerSetup,
     shared: Arc<Shared>,
     slot: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
@@ -157,7 +162,8 @@ pub(crate) fn serve(
         shared,
         _slot: slot,
     };
-    serve_session(client, options, live, AccessRecord::new(peer, listener))
+    let record = AccessRecord::new(peer, listener);
+    serve_session(ClientStream::Plain(client), setup, live, record)
 }
 
 /// Counts a session as live, and holds its slot, until dropped (also when the task is
@@ -182,38 +188,66 @@ impl Drop for Live {
     reason = "an async fn would store its arguments twice in the session's state"
 )]
 fn serve_session(
-    mut client: TcpStream,
-    options: ServerOptions,
+    mut client: ClientStream,
+    setup: ListenerSetup,
     live: Live,
     mut record: AccessRecord,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let shared = &*live.shared;
-        let next = match client_refusal(shared, &record) {
-            Some(why) => {
+        let result = 'session: {
+            if let Some(why) = client_refusal(shared, &record) {
                 // Refused before a byte is read: the connection is simply closed.
                 record.rule = Some(why.clone());
-                Err(Failure::ClientDenied(why))
+                break 'session Err(Failure::ClientDenied(why));
             }
-            None => {
-                let _ = client.set_nodelay(true);
-                // The handshake, the request and the command's set-up live in one
-                // allocation, freed before the relay starts.
-                boxed(run(&mut client, options, shared, &mut record)).await
+            let _ = client.tcp().set_nodelay(true);
+            if let Some(acceptor) = setup.tls {
+                let limit = shared.timeouts.handshake;
+                client = match boxed(secure(client, acceptor, limit, &mut record)).await {
+                    Ok(secured) => secured,
+                    Err(failure) => break 'session Err(failure),
+                };
             }
-        };
-        let result = match next {
-            Ok(Next::Relay(established)) => {
-                let relay = established.relay(&client, shared.timeouts.idle, &record.counters);
-                Ok(Ended::Relay(relay.await))
+            // The handshake, the request and the command's set-up live in one allocation,
+            // freed before the relay starts.
+            match boxed(run(&mut client, setup.options, shared, &mut record)).await {
+                Ok(Next::Relay(established)) => {
+                    let idle = shared.timeouts.idle;
+                    let relay = established.relay(&mut client, idle, &record.counters);
+                    Ok(Ended::Relay(relay.await))
+                }
+                Ok(Next::Ended(ended)) => Ok(ended),
+                Err(failure) => Err(failure),
             }
-            Ok(Next::Ended(ended)) => Ok(ended),
-            Err(failure) => Err(failure),
         };
         if shared.access_log {
             log_end(&record, result);
         }
     }
+}
+
+/// The TLS handshake of a TLS listener, within the handshake timeout. The subject of a
+/// client certificate (when the listener asks for one) becomes the session's user.
+async fn secure(
+    client: ClientStream,
+    acceptor: TlsAcceptor,
+    limit: Duration,
+    record: &mut AccessRecord,
+) -> Result<ClientStream, Failure> {
+    let ClientStream::Plain(tcp) = client else {
+        return Ok(client);
+    };
+    let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(Failure::Tls(error)),
+        Err(_) => return Err(Failure::HandshakeTimeout),
+    };
+    let certificate = stream.get_ref().1.peer_certificates().and_then(<[_]>::first);
+    if let Some(user) = certificate.and_then(socksgate_tls::certificate_user) {
+        record.user = Some(user);
+    }
+    Ok(ClientStream::Tls(Box::new(stream)))
 }
 
 fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
@@ -244,7 +278,7 @@ fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
 }
 
 async fn run(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     options: ServerOptions,
     shared: &Shared,
     record: &mut AccessRecord,
@@ -296,7 +330,7 @@ async fn run(
 /// Runs the handshake up to the request. Returns the machine (waiting for the reply), the
 /// request, and any bytes the client sent after it.
 async fn read_request(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     options: ServerOptions,
     shared: &Shared,
     record: &mut AccessRecord,
@@ -358,10 +392,15 @@ async fn read_request(
     }
 }
 
-pub(crate) async fn flush(client: &mut TcpStream, machine: &mut ServerHandshake) -> io::Result<()> {
+pub(crate) async fn flush(
+    client: &mut ClientStream,
+    machine: &mut ServerHandshake,
+) -> io::Result<()> {
     let pending = machine.pending_output();
     if !pending.is_empty() {
         client.write_all(pending).await?;
+        // A TLS stream may hold the last record until flushed.
+        client.flush().await?;
         let written = pending.len();
         machine.output_written(written);
     }
@@ -371,7 +410,7 @@ pub(crate) async fn flush(client: &mut TcpStream, machine: &mut ServerHandshake)
 /// Closes so that the client reads the last reply: send FIN, then wait briefly for the
 /// client's own close, discarding what it still sends. Closing with unread input would send
 /// a reset, which can destroy the reply before the client reads it.
-pub(crate) async fn linger_close(client: &mut TcpStream) {
+pub(crate) async fn linger_close(client: &mut ClientStream) {
     if client.shutdown().await.is_err() {
         return;
     }

@@ -24,12 +24,13 @@ use socksgate_config::{Fragments, Udp, UdpFiltering};
 use socksgate_proto::udp::{Reassembled, Reassembler, UdpHeader};
 use socksgate_proto::{Address, DomainName, Host, Reply, Wire};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
 use crate::session::{Failure, Requested};
+use crate::stream::ClientStream;
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::{Resolver, Shared, Stats};
 use socksgate_client::UdpChain;
@@ -81,7 +82,7 @@ pub(crate) async fn associate(
 ) -> Result<AssociationEnd, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
-    let control_peer = session.client.peer_addr().map_err(Failure::ClientGone)?;
+    let control_peer = session.client.tcp().peer_addr().map_err(Failure::ClientGone)?;
     // Through an upstream group, datagrams go out wrapped for its chain.
     let upstream = match grant.route.clone() {
         None => None,
@@ -103,6 +104,7 @@ pub(crate) async fn associate(
     let advertised = config.advertise_address.unwrap_or_else(|| {
         session
             .client
+            .tcp()
             .local_addr()
             .map_or(local.ip(), |control| control.ip().to_canonical())
     });
@@ -265,7 +267,7 @@ struct Association<'a> {
 }
 
 impl Association<'_> {
-    async fn run(&mut self, control: &mut TcpStream, idle: Duration) -> AssociationEnd {
+    async fn run(&mut self, control: &mut ClientStream, idle: Duration) -> AssociationEnd {
         let mut buffer = vec![0u8; HEADROOM + MAX_DATAGRAM];
         let upstream_room = if self.upstream.is_some() {
             HEADROOM + MAX_DATAGRAM

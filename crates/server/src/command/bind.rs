@@ -108,6 +108,7 @@ fn advertised_address(
     }
     let control = session
         .client
+        .tcp()
         .local_addr()
         .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
