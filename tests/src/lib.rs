@@ -10,6 +10,7 @@ pub mod client;
 pub mod dante;
 pub mod interop;
 pub mod netns;
+pub mod pki;
 pub mod server;
 pub mod sshd;
 pub mod target;

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, ListenerTls, Log, LogFormat, LoginThrottle,
-    Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
+    Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, ListenerTls, Log, LogFormat,
+    LoginThrottle, Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
 };
 
 use error::Origin;

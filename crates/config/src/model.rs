@@ -76,10 +76,7 @@ impl Listener {
     /// Whether clients may connect without authenticating (a TLS listener that requires
     /// client certificates authenticates them).
     pub fn allows_anonymous(&self) -> bool {
-        let certified = self
-            .tls
-            .as_ref()
-            .is_some_and(|tls| tls.client_ca.is_some());
+        let certified = self.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
         self.methods.contains(&Method::NO_AUTH) && !certified
     }
 }

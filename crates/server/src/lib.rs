@@ -308,8 +308,17 @@ impl Server {
 
     /// Rebuilds the current configuration after a builder call changed what it holds.
     fn refresh(self) -> Self {
-        let tls = self.tls.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let shared = Shared::new(&self.config, self.authenticator.clone(), &tls, &self.lasting);
+        let tls = self
+            .tls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let shared = Shared::new(
+            &self.config,
+            self.authenticator.clone(),
+            &tls,
+            &self.lasting,
+        );
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(shared);
         self
     }

@@ -87,9 +87,10 @@ impl Failure {
     fn detail(&self) -> Option<String> {
         match self {
             Self::Handshake(error) => Some(error.to_string()),
-            Self::ClientGone(error) | Self::Tls(error) | Self::Reset(error) | Self::Setup(error) => {
-                Some(error.to_string())
-            }
+            Self::ClientGone(error)
+            | Self::Tls(error)
+            | Self::Reset(error)
+            | Self::Setup(error) => Some(error.to_string()),
             Self::Connect(error) => Some(error.to_string()),
             Self::Authentication(refusal) => Some(refusal.to_string()),
             Self::ClientDenied(why) | Self::Denied(why) | Self::Upstream(why) => Some(why.clone()),
@@ -243,7 +244,11 @@ async fn secure(
         Ok(Err(error)) => return Err(Failure::Tls(error)),
         Err(_) => return Err(Failure::HandshakeTimeout),
     };
-    let certificate = stream.get_ref().1.peer_certificates().and_then(<[_]>::first);
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first);
     if let Some(user) = certificate.and_then(socksgate_tls::certificate_user) {
         record.user = Some(user);
     }

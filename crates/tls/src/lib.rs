@@ -209,7 +209,11 @@ pub fn client_config(options: &ClientTls) -> Result<Arc<ClientConfig>, TlsError>
             .with_client_auth_cert(load_certificates(cert)?, load_private_key(key)?)
             .map_err(|error| TlsError::file(key, error))?,
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err(TlsError::other("a client certificate needs both cert and key")),
+        _ => {
+            return Err(TlsError::other(
+                "a client certificate needs both cert and key",
+            ))
+        }
     };
     Ok(Arc::new(config))
 }

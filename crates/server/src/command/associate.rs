@@ -30,8 +30,8 @@ use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
 use crate::session::{Failure, Requested};
-use crate::stream::ClientStream;
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
+use crate::stream::ClientStream;
 use crate::{Resolver, Shared, Stats};
 use socksgate_client::UdpChain;
 
@@ -82,7 +82,11 @@ pub(crate) async fn associate(
 ) -> Result<AssociationEnd, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
-    let control_peer = session.client.tcp().peer_addr().map_err(Failure::ClientGone)?;
+    let control_peer = session
+        .client
+        .tcp()
+        .peer_addr()
+        .map_err(Failure::ClientGone)?;
     // Through an upstream group, datagrams go out wrapped for its chain.
     let upstream = match grant.route.clone() {
         None => None,

@@ -1,0 +1,279 @@
+//! TLS listeners: SOCKS inside TLS, client certificates that name the user, refusals that
+//! say why, a stock TLS client (stunnel, with curl behind it), and data integrity through the
+//! buffered relay a TLS session uses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use socksgate_config::{Config, ListenerTls};
+use socksgate_tests::interop::{run, tool};
+use socksgate_tests::pki::{Authority, Pem};
+use socksgate_tests::target::EchoTarget;
+use socksgate_tests::{HttpTarget, TestServer};
+use socksgate_tls::rustls::pki_types::ServerName;
+use socksgate_tls::tokio_rustls::{client::TlsStream, TlsConnector};
+use socksgate_tls::ClientTls;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BODY: &str = "<html><body>hello over TLS</body></html>";
+
+/// A server whose only listener speaks TLS with `server` (and asks for client certificates
+/// from `client_ca`, when given).
+fn tls_server(server: &Pem, client_ca: Option<&Authority>) -> TestServer {
+    let mut config: Config = TestServer::loopback_config();
+    config.listeners.truncate(1);
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: server.cert.clone(),
+        key: server.key.clone(),
+        client_ca: client_ca.map(|ca| ca.cert.clone()),
+    });
+    TestServer::start_with(config)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// TLS to `proxy` trusting `ca` (presenting `client`, if any), then a SOCKS5 CONNECT to
+/// `target` without authentication. Returns the stream once the reply said success.
+async fn socks_over_tls(
+    proxy: SocketAddr,
+    ca: &Authority,
+    client: Option<&Pem>,
+    target: SocketAddr,
+) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
+    let options = ClientTls {
+        ca: Some(ca.cert.clone()),
+        cert: client.map(|pem| pem.cert.clone()),
+        key: client.map(|pem| pem.key.clone()),
+        ..ClientTls::default()
+    };
+    let config = socksgate_tls::client_config(&options).map_err(std::io::Error::other)?;
+    let tcp = tokio::net::TcpStream::connect(proxy).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = TlsConnector::from(config).connect(name, tcp).await?;
+    // RFC 1928 §3 and §4: greeting (no authentication), then CONNECT to an IPv4 address.
+    let SocketAddr::V4(v4) = target else {
+        panic!("IPv4 targets only")
+    };
+    let mut request = vec![5, 1, 0, 5, 1, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    tls.write_all(&request).await?;
+    tls.flush().await?;
+    let mut replies = [0u8; 2 + 10];
+    tls.read_exact(&mut replies).await?;
+    assert_eq!(&replies[..2], &[5, 0], "method selection");
+    assert_eq!(replies[3], 0, "CONNECT reply {replies:?}");
+    Ok(tls)
+}
+
+#[test]
+fn socks_inside_tls_relays_and_half_closes_intact() {
+    let ca = Authority::new("relay");
+    let server = tls_server(&ca.server("server"), None);
+    let echo = EchoTarget::start();
+    let (sent, received) = runtime().block_on(async {
+        let tls = socks_over_tls(server.addr(), &ca, None, echo.addr)
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = tokio::io::split(tls);
+        // 8 MiB of counter bytes up, then end of file; the echo comes back whole.
+        let writing = tokio::spawn(async move {
+            let mut hash = Sha256::new();
+            for block in 0..512u32 {
+                let chunk: Vec<u8> = (0..16_384u32)
+                    .map(|i| (block.wrapping_mul(31) ^ i) as u8)
+                    .collect();
+                hash.update(&chunk);
+                writer.write_all(&chunk).await.unwrap();
+            }
+            writer.shutdown().await.unwrap();
+            hash.finalize().to_vec()
+        });
+        let mut hash = Sha256::new();
+        let mut buffer = vec![0u8; 65_536];
+        loop {
+            let read = reader.read(&mut buffer).await.unwrap();
+            if read == 0 {
+                break;
+            }
+            hash.update(&buffer[..read]);
+        }
+        (writing.await.unwrap(), hash.finalize().to_vec())
+    });
+    assert_eq!(sent, received);
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "closed", "{log:#?}");
+    assert_eq!(log[0]["bytes_up"], (8u64 << 20).to_string(), "{log:#?}");
+}
+
+#[test]
+fn plain_socks_on_a_tls_listener_is_refused_and_logged() {
+    let ca = Authority::new("plain");
+    let server = tls_server(&ca.server("server"), None);
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&[5, 1, 0]).unwrap();
+    // No SOCKS reply ever comes: the server wanted a TLS ClientHello, and closes.
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    assert!(!reply.starts_with(&[5, 0]), "{reply:?}");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "tls-failed", "{log:#?}");
+}
+
+#[test]
+fn a_client_certificate_names_the_user_and_bad_ones_are_refused_with_the_reason() {
+    let ca = Authority::new("clients");
+    let stranger = Authority::new("stranger");
+    let server = tls_server(&ca.server("server"), Some(&ca));
+    let echo = EchoTarget::start();
+    let alice = ca.client("alice");
+    let expired = ca.expired_client("bob");
+    let forged = stranger.client("mallory");
+    runtime().block_on(async {
+        let mut tls = socks_over_tls(server.addr(), &ca, Some(&alice), echo.addr)
+            .await
+            .unwrap();
+        tls.write_all(b"ping").await.unwrap();
+        tls.flush().await.unwrap();
+        let mut echoed = [0u8; 4];
+        tls.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"ping");
+        drop(tls);
+        for (client, who) in [
+            (Some(&expired), "expired"),
+            (Some(&forged), "other authority"),
+            (None, "none"),
+        ] {
+            let refused = socks_over_tls(server.addr(), &ca, client, echo.addr).await;
+            assert!(refused.is_err(), "{who}: accepted");
+        }
+    });
+    let log = server.wait_for_sessions(4);
+    let accepted: Vec<_> = log.iter().filter(|e| e["reply"] == "0x00").collect();
+    assert_eq!(accepted.len(), 1, "{log:#?}");
+    assert_eq!(accepted[0]["user"], "alice", "{log:#?}");
+    let reasons: Vec<&str> = log
+        .iter()
+        .filter(|entry| entry["outcome"] == "tls-failed")
+        .map(|entry| entry["detail"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{log:#?}");
+    for expected in ["Expired", "UnknownIssuer", "no certificate"] {
+        assert!(
+            reasons
+                .iter()
+                .any(|reason| reason.to_lowercase().contains(&expected.to_lowercase())),
+            "no refusal saying {expected:?} in {reasons:#?}"
+        );
+    }
+}
+
+/// A port nothing listens on yet.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn curl_through_stunnel_reaches_its_target_over_the_tls_listener() {
+    let (Some(stunnel), Some(curl)) = (tool("stunnel4"), tool("curl")) else {
+        return;
+    };
+    let ca = Authority::new("stunnel");
+    let server = tls_server(&ca.server("server"), None);
+    let target = HttpTarget::start(BODY);
+    // stunnel in client mode: plain SOCKS in on a local port, TLS out to socksgate,
+    // checking socksgate's certificate against the test's authority.
+    let local = free_port();
+    let config = ca.dir().join("stunnel.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "foreground = yes\npid =\n[socks]\nclient = yes\naccept = 127.0.0.1:{local}\n\
+             connect = {}\nCAfile = {}\nverifyChain = yes\ncheckHost = localhost\n",
+            server.addr(),
+            ca.cert.display()
+        ),
+    )
+    .unwrap();
+    let mut tunnel = std::process::Command::new(&stunnel)
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", local)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stunnel did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let proxy = format!("127.0.0.1:{local}");
+    let fetched = run(
+        &curl,
+        &[
+            "-sS",
+            "--max-time",
+            "15",
+            "--socks5-hostname",
+            &proxy,
+            &target.url("localhost"),
+        ],
+        &[],
+        30,
+    );
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+    assert!(fetched.success, "curl: {}", fetched.stderr);
+    assert_eq!(fetched.stdout, BODY);
+    // The probe connection above was refused by socksgate (it sent no ClientHello) or
+    // never reached it; curl's session is the one that says 0x00.
+    let log = server.access_log();
+    assert!(
+        log.iter()
+            .any(|entry| entry["reply"] == "0x00" && entry["target"].starts_with("localhost:")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn tls_configuration_errors_name_the_file() {
+    let ca = Authority::new("errors");
+    let pem = ca.server("server");
+    let mut config: Config = TestServer::loopback_config();
+    config.listeners.truncate(1);
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: pem.cert.clone(),
+        key: ca.dir().join("missing.key"),
+        client_ca: None,
+    });
+    let error = runtime()
+        .block_on(socksgate_server::Server::bind(config))
+        .err()
+        .expect("a missing key file is refused");
+    assert!(error.to_string().contains("missing.key"), "{error}");
+    // The client side names its files the same way.
+    let options = ClientTls {
+        ca: Some(ca.dir().join("nowhere.pem")),
+        ..ClientTls::default()
+    };
+    let error = socksgate_tls::client_config(&options).unwrap_err();
+    assert!(error.to_string().contains("nowhere.pem"), "{error}");
+}
