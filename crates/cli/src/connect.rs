@@ -8,9 +8,10 @@ use anyhow::Context;
 use socksgate_proto::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{exit, proxies};
+use crate::exit;
+use crate::proxies::ProxyArgs;
 
-pub(crate) fn run(proxies: &[String], host: &str, port: u16) -> ExitCode {
+pub(crate) fn run(proxies: &ProxyArgs, host: &str, port: u16) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,14 +30,14 @@ fn fail(error: &anyhow::Error) -> ExitCode {
     exit::code(exit::RUNTIME)
 }
 
-async fn relay(proxies: &[String], host: &str, port: u16) -> anyhow::Result<()> {
-    let chain = proxies::chain(proxies)?;
+async fn relay(proxies: &ProxyArgs, host: &str, port: u16) -> anyhow::Result<()> {
+    let chain = proxies.chain()?;
     let target: Address = format!("{host}:{port}")
         .parse()
         .or_else(|_| format!("[{host}]:{port}").parse())
         .with_context(|| format!("{host}:{port} is not a valid target"))?;
     let stream = chain.connect(&target).await?;
-    let (mut from_target, mut to_target) = stream.into_split();
+    let (mut from_target, mut to_target) = tokio::io::split(stream);
     let upstream = async {
         let mut stdin = tokio::io::stdin();
         let mut buffer = vec![0u8; 32 * 1024];

@@ -13,7 +13,8 @@ use socksgate_proto::Address;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Mutex;
 
-use crate::{exit, proxies};
+use crate::exit;
+use crate::proxies::ProxyArgs;
 
 /// One forwarding: a local address and the target behind it.
 #[derive(Debug, Clone)]
@@ -51,12 +52,12 @@ fn split_spec(spec: &str) -> Option<(&str, &str)> {
     Some((local, &spec[host_start..]))
 }
 
-pub(crate) fn run(proxies: &[String], tcp: &[String], udp: &[String]) -> ExitCode {
+pub(crate) fn run(proxies: &ProxyArgs, tcp: &[String], udp: &[String]) -> ExitCode {
     let result = (|| {
         if tcp.is_empty() && udp.is_empty() {
             bail!("nothing to forward: give -L and/or -U");
         }
-        let chain = Arc::new(proxies::chain(proxies)?);
+        let chain = Arc::new(proxies.chain()?);
         let tcp: Vec<Forwarding> = tcp.iter().map(|s| parse(s)).collect::<Result<_, _>>()?;
         let udp: Vec<Forwarding> = udp.iter().map(|s| parse(s)).collect::<Result<_, _>>()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

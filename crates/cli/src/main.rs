@@ -68,10 +68,8 @@ enum Command {
     /// Without -x, the proxies come from SOCKSGATE_PROXY, ALL_PROXY, SOCKS_PROXY or
     /// SOCKS5_PROXY (one URL, or several separated by commas for a chain).
     Connect {
-        /// A proxy URL: socks5h://[USER:PASS@]HOST[:PORT] (also socks5, socks4a, socks4);
-        /// repeat for a chain, first hop first.
-        #[arg(short = 'x', long = "proxy", value_name = "URL")]
-        proxies: Vec<String>,
+        #[command(flatten)]
+        proxies: proxies::ProxyArgs,
         /// The target host.
         host: String,
         /// The target port.
@@ -79,9 +77,8 @@ enum Command {
     },
     /// Forward local ports to targets through the proxies.
     Forward {
-        /// A proxy URL (repeat for a chain); defaults as for `connect`.
-        #[arg(short = 'x', long = "proxy", value_name = "URL")]
-        proxies: Vec<String>,
+        #[command(flatten)]
+        proxies: proxies::ProxyArgs,
         /// TCP: [BIND:]PORT:HOST:PORT (BIND defaults to 127.0.0.1).
         #[arg(short = 'L', value_name = "SPEC")]
         tcp: Vec<String>,

@@ -1,7 +1,9 @@
 //! The chain of proxies for `connect` and `forward`: `-x URL` flags, or the environment.
 
 use anyhow::{bail, Context};
-use socksgate_client::{Chain, Hop};
+use std::path::PathBuf;
+
+use socksgate_client::{Chain, ClientTls, Hop};
 
 /// Environment variables read when no `-x` is given, in this order (as curl reads
 /// ALL_PROXY; SOCKS_PROXY and SOCKS5_PROXY as other SOCKS tools do). Each may hold one URL
@@ -13,6 +15,48 @@ pub(crate) const ENVIRONMENT: [&str; 5] = [
     "SOCKS_PROXY",
     "SOCKS5_PROXY",
 ];
+
+/// The proxies of `connect` and `forward`, and how TLS hops are checked (curl's names).
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// A proxy URL: socks5h://[USER:PASS@]HOST[:PORT] (also socks5, socks4a, socks4, and
+    /// socks5s, socks5hs for SOCKS inside TLS); repeat for a chain, first hop first.
+    #[arg(short = 'x', long = "proxy", value_name = "URL")]
+    pub(crate) proxies: Vec<String>,
+    /// TLS hops: trust these authorities (PEM) instead of the system's.
+    #[arg(long = "proxy-cacert", value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// TLS hops: accept only this public key, sha256//BASE64 (as curl).
+    #[arg(long = "proxy-pinnedpubkey", value_name = "PIN")]
+    pub(crate) pin: Option<String>,
+    /// TLS hops: present this client certificate (PEM), with --proxy-key.
+    #[arg(long = "proxy-cert", value_name = "FILE", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+    /// TLS hops: the client certificate's private key (PEM).
+    #[arg(long = "proxy-key", value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+}
+
+impl ProxyArgs {
+    /// The chain, with the TLS settings when any is given.
+    pub(crate) fn chain(&self) -> anyhow::Result<Chain> {
+        let chain = chain(&self.proxies)?;
+        if self.cacert.is_none() && self.pin.is_none() && self.cert.is_none() {
+            return Ok(chain);
+        }
+        let pin = match &self.pin {
+            Some(pin) => Some(pin.parse().context("--proxy-pinnedpubkey")?),
+            None => None,
+        };
+        let options = ClientTls {
+            ca: self.cacert.clone(),
+            pin,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        };
+        Ok(chain.with_tls(&options)?)
+    }
+}
 
 pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
     let urls: Vec<String> = if urls.is_empty() {

@@ -52,6 +52,12 @@ fn prepare(request: &Socksify) -> anyhow::Result<std::process::Command> {
         bail!("nothing to run: socksgate socksify [-x URL]… -- PROGRAM [ARGUMENTS]…");
     };
     let chain = proxies::chain(&request.proxies)?;
+    if let Some(hop) = chain.hops().iter().find(|hop| hop.tls) {
+        bail!(
+            "{hop}: socksify speaks plain SOCKS to its proxies; for a TLS proxy, run a \
+             local `socksgate serve` whose route goes through it, and socksify through that"
+        );
+    }
     // The library never resolves names itself: proxies are handed over as addresses.
     let urls: Vec<String> = chain
         .hops()

@@ -215,7 +215,9 @@ fn passwd(file: &str, user: &str, password: Option<&str>, extra: &[&str]) -> std
         .unwrap();
     if let Some(password) = password {
         let mut stdin = child.stdin.take().unwrap();
-        writeln!(stdin, "{password}").unwrap();
+        // A child that fails early closes its input: its exit status and stderr (checked by
+        // the caller) say why, not a broken pipe here.
+        let _ = writeln!(stdin, "{password}");
     }
     child.wait_with_output().unwrap()
 }

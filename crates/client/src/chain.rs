@@ -3,24 +3,49 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::{Address, Command, Host, Reply, Step};
+use socksgate_tls::rustls::pki_types::ServerName;
+use socksgate_tls::rustls::ClientConfig;
+use socksgate_tls::tokio_rustls::TlsConnector;
+use socksgate_tls::{ClientTls, TlsError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::ProxyStream;
 
 use socksgate_proto::hop::{Flavour, Hop};
 
 /// Proxies to go through, first to last.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Chain {
     hops: Vec<Hop>,
+    /// How TLS hops are checked (the system's authorities when not set).
+    tls: Option<Arc<ClientConfig>>,
 }
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.hops).finish()
+    }
+}
+
+impl PartialEq for Chain {
+    /// The same hops (TLS settings are not compared).
+    fn eq(&self, other: &Self) -> bool {
+        self.hops == other.hops
+    }
+}
+
+impl Eq for Chain {}
 
 impl FromIterator<Hop> for Chain {
     fn from_iter<I: IntoIterator<Item = Hop>>(hops: I) -> Self {
         Self {
             hops: hops.into_iter().collect(),
+            tls: None,
         }
     }
 }
@@ -41,6 +66,8 @@ pub enum HopFailure {
     UnreachableVia(ClientError),
     /// The connection broke during the handshake.
     Io(io::Error),
+    /// The TLS handshake with the proxy failed (its certificate, or ours, refused).
+    Tls(io::Error),
 }
 
 /// A failure, and the hop it happened at.
@@ -65,6 +92,7 @@ impl fmt::Display for ChainError {
                 write!(f, "the previous hop cannot reach this proxy: {error}")
             }
             HopFailure::Io(error) => write!(f, "connection lost: {error}"),
+            HopFailure::Tls(error) => write!(f, "TLS: {error}"),
         }
     }
 }
@@ -82,8 +110,22 @@ impl Chain {
         self.hops.is_empty()
     }
 
+    /// Checks TLS hops' certificates (and presents a client certificate) as `options` say.
+    pub fn with_tls(mut self, options: &ClientTls) -> Result<Self, TlsError> {
+        self.tls = Some(socksgate_tls::client_config(options)?);
+        Ok(self)
+    }
+
+    /// The first `index + 1` hops, with the same TLS settings.
+    pub(crate) fn prefix(&self, index: usize) -> Self {
+        Self {
+            hops: self.hops[..=index].to_vec(),
+            tls: self.tls.clone(),
+        }
+    }
+
     /// A TCP connection to `target` through every hop.
-    pub async fn connect(&self, target: &Address) -> Result<TcpStream, ChainError> {
+    pub async fn connect(&self, target: &Address) -> Result<ProxyStream, ChainError> {
         let (mut stream, last) = self.reach_last_hop().await?;
         match last {
             None => Ok(stream),
@@ -100,7 +142,7 @@ impl Chain {
     pub async fn connect_reporting(
         &self,
         target: &Address,
-    ) -> Result<(TcpStream, Address), ChainError> {
+    ) -> Result<(ProxyStream, Address), ChainError> {
         self.request_with_reply(Command::CONNECT, target).await
     }
 
@@ -135,7 +177,7 @@ impl Chain {
 
     /// Connects to the first hop, and CONNECTs through each hop to the next one; returns
     /// the stream to the last hop (or to nothing, for an empty chain) and its index.
-    async fn reach_last_hop(&self) -> Result<(TcpStream, Option<usize>), ChainError> {
+    async fn reach_last_hop(&self) -> Result<(ProxyStream, Option<usize>), ChainError> {
         let Some(first) = self.hops.first() else {
             return Err(self.error(0, HopFailure::Io(io::Error::other("the chain is empty"))));
         };
@@ -146,7 +188,7 @@ impl Chain {
             .await
             .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
         let _ = stream.set_nodelay(true);
-        let mut stream = stream;
+        let mut stream = self.secure(ProxyStream::Tcp(stream), 0).await?;
         for index in 0..self.hops.len() - 1 {
             let next = self.hops[index + 1].address.clone();
             self.request(&mut stream, index, Command::CONNECT, &next)
@@ -162,8 +204,33 @@ impl Chain {
                     }
                     _ => error,
                 })?;
+            stream = self.secure(stream, index + 1).await?;
         }
         Ok((stream, Some(self.hops.len() - 1)))
+    }
+
+    /// TLS to hop `index` over `stream`, when the hop asks for it.
+    async fn secure(&self, stream: ProxyStream, index: usize) -> Result<ProxyStream, ChainError> {
+        let hop = &self.hops[index];
+        if !hop.tls {
+            return Ok(stream);
+        }
+        let tls_error = |error: io::Error| self.error(index, HopFailure::Tls(error));
+        let config = match &self.tls {
+            Some(config) => config.clone(),
+            None => socksgate_tls::client_config(&ClientTls::default())
+                .map_err(|error| tls_error(io::Error::other(error)))?,
+        };
+        let name = match &hop.address.host {
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            Host::Domain(name) => ServerName::try_from(name.as_str().to_owned())
+                .map_err(|error| tls_error(io::Error::other(error)))?,
+        };
+        let secured = TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(tls_error)?;
+        Ok(ProxyStream::Tls(Box::new(secured)))
     }
 
     /// A request at the last hop (reached through the others): the stream and the first
@@ -172,7 +239,7 @@ impl Chain {
         &self,
         command: Command,
         target: &Address,
-    ) -> Result<(TcpStream, Address), ChainError> {
+    ) -> Result<(ProxyStream, Address), ChainError> {
         let (mut stream, last) = self.reach_last_hop().await?;
         let index = last.unwrap_or(0);
         let (_, events) = self
@@ -191,7 +258,7 @@ impl Chain {
     /// One request at hop `index`, up to its (first) reply.
     async fn request(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut ProxyStream,
         index: usize,
         command: Command,
         target: &Address,
@@ -204,7 +271,7 @@ impl Chain {
     /// Runs the handshake with hop `index` until it is established or `enough` says so.
     async fn handshake_until(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut ProxyStream,
         index: usize,
         command: Command,
         target: &Address,
@@ -259,7 +326,7 @@ impl Chain {
 pub struct BindListener {
     chain: Chain,
     index: usize,
-    stream: TcpStream,
+    stream: ProxyStream,
     machine: ClientHandshake,
     bound: Address,
 }
@@ -271,7 +338,7 @@ impl BindListener {
     }
 
     /// Waits for the peer; returns the relayed connection and the peer's address.
-    pub async fn accept(mut self) -> Result<(TcpStream, Address), ChainError> {
+    pub async fn accept(mut self) -> Result<(ProxyStream, Address), ChainError> {
         let (_, events) = drive(&mut self.stream, self.machine, |_| false)
             .await
             .map_err(|failure| self.chain.error(self.index, failure))?;
@@ -288,7 +355,7 @@ impl BindListener {
 
 /// The handshake with one hop: write what the machine wants, read exactly what it needs.
 async fn drive(
-    stream: &mut TcpStream,
+    stream: &mut ProxyStream,
     mut machine: ClientHandshake,
     enough: impl Fn(&[ClientEvent]) -> bool,
 ) -> Result<(ClientHandshake, Vec<ClientEvent>), HopFailure> {
@@ -298,6 +365,7 @@ async fn drive(
         let pending = machine.pending_output();
         if !pending.is_empty() {
             stream.write_all(pending).await.map_err(HopFailure::Io)?;
+            stream.flush().await.map_err(HopFailure::Io)?;
             let written = pending.len();
             machine.output_written(written);
         }

@@ -14,10 +14,15 @@
 //! ```
 //!
 //! Errors say which hop failed and why ([`ChainError`]), with the reply code in words.
+//! A `socks5s://` or `socks5hs://` hop is reached over TLS ([`Chain::with_tls`] says how
+//! its certificate is checked); the connection comes back as a [`ProxyStream`].
 
 mod chain;
+mod stream;
 mod udp;
 
 pub use chain::{BindListener, Chain, ChainError, HopFailure};
 pub use socksgate_proto::hop::{Flavour, Hop, UrlError};
+pub use socksgate_tls::{ClientTls, PublicKeyPin, TlsError};
+pub use stream::ProxyStream;
 pub use udp::UdpChain;

@@ -11,9 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socksgate_proto::udp::UdpHeader;
 use socksgate_proto::{Address, Command, Wire};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 use crate::chain::{resolve, Chain, ChainError, HopFailure};
+use crate::ProxyStream;
 
 /// A UDP association through every hop of a chain.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub struct UdpChain {
     /// Each hop's relay address; datagrams go to the first.
     relays: Vec<SocketAddr>,
     /// The control connections: an association lives as long as its connection.
-    _controls: Vec<TcpStream>,
+    _controls: Vec<ProxyStream>,
 }
 
 impl Chain {
@@ -31,7 +32,7 @@ impl Chain {
         let mut relays = Vec::with_capacity(self.hops().len());
         let mut controls = Vec::with_capacity(self.hops().len());
         for index in 0..self.hops().len() {
-            let prefix: Chain = self.hops()[..=index].iter().cloned().collect();
+            let prefix = self.prefix(index);
             // The prefix's hops are numbered as in the whole chain.
             let (control, relay) = prefix.associate_at_last().await?;
             relays.push(relay);
@@ -62,7 +63,7 @@ impl Chain {
 
     /// UDP ASSOCIATE at the last hop (reached through the others); returns the control
     /// connection and the relay address.
-    async fn associate_at_last(&self) -> Result<(TcpStream, SocketAddr), ChainError> {
+    async fn associate_at_last(&self) -> Result<(ProxyStream, SocketAddr), ChainError> {
         let unknown = Address::unspecified();
         let (stream, bound) = self
             .request_with_reply(Command::UDP_ASSOCIATE, &unknown)

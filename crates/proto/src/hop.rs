@@ -46,6 +46,8 @@ pub struct Hop {
     pub address: Address,
     /// Username and password (SOCKS5), or the USERID (SOCKS4, the username part).
     pub credentials: Option<Credentials>,
+    /// SOCKS inside TLS to this proxy (`socks5s://`, `socks5hs://`).
+    pub tls: bool,
 }
 
 impl fmt::Debug for Hop {
@@ -57,7 +59,7 @@ impl fmt::Debug for Hop {
 impl fmt::Display for Hop {
     /// The URL without the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://", self.flavour.scheme())?;
+        write!(f, "{}://", self.scheme())?;
         if let Some(credentials) = &self.credentials {
             write!(f, "{}@", credentials.username_lossy())?;
         }
@@ -66,6 +68,11 @@ impl fmt::Display for Hop {
 }
 
 impl Hop {
+    fn scheme(&self) -> String {
+        let tls = if self.tls { "s" } else { "" };
+        format!("{}{tls}", self.flavour.scheme())
+    }
+
     /// The URL with the credentials, percent-encoded: parses back to the same hop. Keep it
     /// out of logs.
     pub fn url_with_password(&self) -> String {
@@ -74,7 +81,7 @@ impl Hop {
         };
         format!(
             "{}://{}:{}@{}",
-            self.flavour.scheme(),
+            self.scheme(),
             percent_encode(credentials.username()),
             percent_encode(credentials.password()),
             self.address
@@ -111,21 +118,23 @@ impl FromStr for Hop {
     type Err = UrlError;
 
     /// `socks5h://user:pass@host:port`; the scheme is one of socks4, socks4a, socks5,
-    /// socks5h (`socks://` means socks5, as curl takes it); the port defaults to 1080;
-    /// user and password are percent-decoded.
+    /// socks5h (`socks://` means socks5, as curl takes it), or socks5s, socks5hs for SOCKS5
+    /// inside TLS; the port defaults to 1080; user and password are percent-decoded.
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         let error = |why: &str| UrlError(format!("{url:?}: {why}"));
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| error("expected SCHEME://[USER:PASS@]HOST[:PORT]"))?;
-        let flavour = match scheme.to_ascii_lowercase().as_str() {
-            "socks4" => Flavour::Socks4,
-            "socks4a" => Flavour::Socks4a,
-            "socks5" | "socks" => Flavour::Socks5,
-            "socks5h" => Flavour::Socks5h,
+        let (flavour, tls) = match scheme.to_ascii_lowercase().as_str() {
+            "socks4" => (Flavour::Socks4, false),
+            "socks4a" => (Flavour::Socks4a, false),
+            "socks5" | "socks" => (Flavour::Socks5, false),
+            "socks5h" => (Flavour::Socks5h, false),
+            "socks5s" => (Flavour::Socks5, true),
+            "socks5hs" => (Flavour::Socks5h, true),
             _ => {
                 return Err(error(
-                    "the scheme must be socks4, socks4a, socks5 or socks5h",
+                    "the scheme must be socks4, socks4a, socks5, socks5h, socks5s or socks5hs",
                 ))
             }
         };
@@ -154,6 +163,7 @@ impl FromStr for Hop {
             flavour,
             address,
             credentials,
+            tls,
         })
     }
 }
@@ -196,6 +206,15 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(plain.address.to_string(), "10.0.0.1:1080");
         let v6: Hop = "socks5://[::1]".parse().unwrap_or_else(|e| panic!("{e}"));
+        let over_tls: Hop = "socks5hs://bob:pw@gw.example:1443"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(over_tls.tls && over_tls.flavour == Flavour::Socks5h);
+        assert_eq!(over_tls.to_string(), "socks5hs://bob@gw.example:1443");
+        assert_eq!(
+            over_tls.url_with_password().parse::<Hop>().ok(),
+            Some(over_tls)
+        );
         assert_eq!(v6.address.to_string(), "[::1]:1080");
         let again: Hop = hop
             .url_with_password()

@@ -12,10 +12,9 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use socksgate_client::{Chain, ChainError};
+use socksgate_client::{Chain, ChainError, ProxyStream};
 use socksgate_proto::Reply;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::authorize::{Grant, LimitSlot};
 use crate::relay::{self, Counters, Relay};
@@ -57,7 +56,7 @@ where
 /// handshake (which is freed before the relay starts, so a long-lived session stays small).
 pub(crate) struct Established {
     /// The target (CONNECT) or the peer (BIND), or the upstream carrying either.
-    pub(crate) other: TcpStream,
+    pub(crate) other: ProxyStream,
     /// The deciding rule's cap, bytes per second each way.
     pub(crate) bandwidth: Option<u64>,
     /// The rule's session-limit slots, held for as long as the relay runs.
@@ -87,12 +86,14 @@ impl Established {
 /// does not carry them), and keeps what the relay needs.
 async fn established(
     session: &mut Requested<'_>,
-    mut other: TcpStream,
+    other: impl Into<ProxyStream>,
     grant: Grant,
 ) -> Result<Established, Failure> {
+    let mut other = other.into();
     let pipelined = std::mem::take(&mut session.pipelined);
     if !pipelined.is_empty() {
         other.write_all(&pipelined).await.map_err(Failure::Reset)?;
+        other.flush().await.map_err(Failure::Reset)?;
         let counted = pipelined.len() as u64;
         session
             .record

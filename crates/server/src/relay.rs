@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use socksgate_client::ProxyStream;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -72,20 +73,20 @@ impl Counters {
 /// keeps them in one place.
 pub(crate) fn relay<'a, H>(
     client: &'a mut ClientStream,
-    target: TcpStream,
+    target: ProxyStream,
     held: H,
     idle: Option<Duration>,
     bandwidth: Option<u64>,
     counters: &'a Counters,
 ) -> Relay<'a, H> {
-    let ends = match client {
-        ClientStream::Plain(client) => Ends::Splice {
+    let ends = match (client, target) {
+        (ClientStream::Plain(client), ProxyStream::Tcp(target)) => Ends::Splice {
             client,
             target,
             up: Flow::new(bandwidth),
             down: Flow::new(bandwidth),
         },
-        ClientStream::Tls(_) => Ends::Buffered {
+        (client, target) => Ends::Buffered {
             client,
             target,
             up: Copy::new(bandwidth),
@@ -118,10 +119,10 @@ enum Ends<'a> {
         up: Flow,
         down: Flow,
     },
-    /// A wrapped client connection (TLS): through pooled buffers.
+    /// A wrapped connection on either side (TLS): through pooled buffers.
     Buffered {
         client: &'a mut ClientStream,
-        target: TcpStream,
+        target: ProxyStream,
         up: Copy,
         down: Copy,
     },
