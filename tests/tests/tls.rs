@@ -277,3 +277,131 @@ fn tls_configuration_errors_name_the_file() {
     let error = socksgate_tls::client_config(&options).unwrap_err();
     assert!(error.to_string().contains("nowhere.pem"), "{error}");
 }
+
+mod client_hops {
+    use super::*;
+    use socksgate_client::{Chain, HopFailure, PublicKeyPin};
+
+    fn chain(urls: &[String]) -> Chain {
+        urls.iter().map(|url| url.parse().unwrap()).collect()
+    }
+
+    async fn echo_through(
+        chain: &Chain,
+        echo: SocketAddr,
+    ) -> Result<(), socksgate_client::ChainError> {
+        let mut stream = chain.connect(&echo.into()).await?;
+        stream.write_all(b"through tls").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut back = [0u8; 11];
+        stream.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"through tls");
+        Ok(())
+    }
+
+    #[test]
+    fn a_tls_hop_presents_a_client_certificate_and_checks_the_proxy() {
+        let ca = Authority::new("hops");
+        let server = tls_server(&ca.server("server"), Some(&ca));
+        let echo = EchoTarget::start();
+        let alice = ca.client("alice");
+        let url = format!("socks5hs://localhost:{}", server.addr().port());
+        let options = ClientTls {
+            ca: Some(ca.cert.clone()),
+            cert: Some(alice.cert.clone()),
+            key: Some(alice.key.clone()),
+            ..ClientTls::default()
+        };
+        let with_certificate = chain(std::slice::from_ref(&url))
+            .with_tls(&options)
+            .unwrap();
+        runtime()
+            .block_on(echo_through(&with_certificate, echo.addr))
+            .unwrap();
+        // Without a certificate the listener refuses; the error names the hop and TLS.
+        let anonymous = chain(&[url])
+            .with_tls(&ClientTls {
+                ca: Some(ca.cert.clone()),
+                ..ClientTls::default()
+            })
+            .unwrap();
+        let error = runtime()
+            .block_on(echo_through(&anonymous, echo.addr))
+            .unwrap_err();
+        assert_eq!(error.hop, 1, "{error}");
+        let log = server.wait_for_sessions(2);
+        assert!(
+            log.iter()
+                .any(|e| e["user"] == "alice" && e["reply"] == "0x00"),
+            "{log:#?}"
+        );
+    }
+
+    #[test]
+    fn a_pinned_key_is_accepted_and_any_other_refused() {
+        let ca = Authority::new("pins");
+        let pem = ca.server("server");
+        let server = tls_server(&pem, None);
+        let echo = EchoTarget::start();
+        let certificate = &socksgate_tls::load_certificates(&pem.cert).unwrap()[0];
+        let pin = PublicKeyPin::of(certificate).unwrap();
+        let url = format!("socks5s://127.0.0.1:{}", server.addr().port());
+        let pinned = chain(std::slice::from_ref(&url))
+            .with_tls(&ClientTls {
+                pin: Some(pin),
+                ..ClientTls::default()
+            })
+            .unwrap();
+        runtime()
+            .block_on(echo_through(&pinned, echo.addr))
+            .unwrap();
+        // Another key (a certificate the same authority issued) does not match the pin.
+        let other = socksgate_tls::load_certificates(&ca.server("other").cert).unwrap();
+        let wrong = chain(&[url])
+            .with_tls(&ClientTls {
+                pin: PublicKeyPin::of(&other[0]),
+                ..ClientTls::default()
+            })
+            .unwrap();
+        let error = runtime()
+            .block_on(echo_through(&wrong, echo.addr))
+            .unwrap_err();
+        assert!(matches!(error.failure, HopFailure::Tls(_)), "{error}");
+        assert!(
+            error.to_string().contains("does not match the pin"),
+            "{error}"
+        );
+        // The pin reads and prints as curl writes it.
+        assert_eq!(pin.to_string().parse::<PublicKeyPin>().unwrap(), pin);
+    }
+
+    #[test]
+    fn tls_at_the_second_hop_of_a_chain() {
+        let ca = Authority::new("second");
+        let first = TestServer::start();
+        let second = tls_server(&ca.server("server"), None);
+        let echo = EchoTarget::start();
+        let urls = [
+            format!("socks5://{}", first.addr()),
+            format!("socks5hs://localhost:{}", second.addr().port()),
+        ];
+        let through = chain(&urls)
+            .with_tls(&ClientTls {
+                ca: Some(ca.cert.clone()),
+                ..ClientTls::default()
+            })
+            .unwrap();
+        runtime()
+            .block_on(echo_through(&through, echo.addr))
+            .unwrap();
+        // The first hop relayed TLS bytes it cannot read; the second saw the request.
+        let log = second.wait_for_sessions(1);
+        assert_eq!(log[0]["target"], echo.addr.to_string(), "{log:#?}");
+        // (socks5:// resolves names on the client: the first hop got an address.)
+        let to_second = first.wait_for_sessions(1)[0]["target"].clone();
+        assert!(
+            to_second.ends_with(&format!(":{}", second.addr().port())),
+            "{to_second}"
+        );
+    }
+}

@@ -161,3 +161,49 @@ fn connect_takes_its_proxy_from_the_environment() {
         .unwrap();
     assert!(String::from_utf8_lossy(&none.stderr).contains("no proxy"));
 }
+
+#[test]
+fn connect_presents_a_client_certificate_to_a_tls_listener() {
+    use socksgate_tests::pki::Authority;
+    let ca = Authority::new("cli");
+    let pem = ca.server("server");
+    let mut config = TestServer::loopback_config();
+    config.listeners.truncate(1);
+    config.listeners[0].tls = Some(socksgate_config::ListenerTls {
+        cert: pem.cert.clone(),
+        key: pem.key.clone(),
+        client_ca: Some(ca.cert.clone()),
+    });
+    let server = TestServer::start_with(config);
+    let echo = socksgate_tests::EchoTarget::start();
+    let alice = ca.client("alice");
+    let proxy = format!("socks5hs://localhost:{}", server.addr().port());
+    let mut child = Command::new(BIN)
+        .args(["connect", "-x", &proxy, "--proxy-cacert"])
+        .arg(&ca.cert)
+        .arg("--proxy-cert")
+        .arg(&alice.cert)
+        .arg("--proxy-key")
+        .arg(&alice.key)
+        .args(["127.0.0.1", &echo.addr.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello over tls\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, b"hello over tls\n");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["user"], "alice", "{log:#?}");
+}
