@@ -89,6 +89,7 @@ async fn serve(
     authenticator: Option<Arc<dyn Authenticator>>,
     source: ConfigSource,
 ) -> anyhow::Result<()> {
+    let mut watched = watched_files(source.path.as_deref(), &config);
     let mut server = Server::bind(config).await.context("starting the server")?;
     if let Some(authenticator) = authenticator {
         server = server.with_authenticator(authenticator);
@@ -96,27 +97,30 @@ async fn serve(
     let reloads = server.reload_handle();
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     tokio::spawn(async move {
-        let mut stamp = source.path.as_deref().and_then(file_stamp);
+        let mut stamps = file_stamps(&watched);
         let mut poll = tokio::time::interval(RELOAD_POLL);
         loop {
             let cause = tokio::select! {
                 _ = hangup.recv() => "SIGHUP",
                 _ = poll.tick() => {
-                    let now = source.path.as_deref().and_then(file_stamp);
-                    if now == stamp {
+                    let now = file_stamps(&watched);
+                    if now == stamps {
                         continue;
                     }
-                    // Let a writer finish: load only once the file has stopped changing.
+                    // Let a writer finish: load only once the files have stopped changing.
                     tokio::time::sleep(SETTLE).await;
-                    let settled = source.path.as_deref().and_then(file_stamp);
+                    let settled = file_stamps(&watched);
                     if settled != now {
                         continue;
                     }
-                    stamp = settled;
-                    "the configuration file changed"
+                    stamps = settled;
+                    "a configuration or certificate file changed"
                 }
             };
-            reload(&reloads, &source, cause);
+            if let Some(config) = reload(&reloads, &source, cause) {
+                watched = watched_files(source.path.as_deref(), &config);
+                stamps = file_stamps(&watched);
+            }
         }
     });
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -142,25 +146,45 @@ const RELOAD_POLL: Duration = Duration::from_secs(2);
 /// How long a changed file must stay unchanged before it is loaded (a writer may be midway).
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// The files whose change reloads the configuration: the file itself, and the TLS
+/// listeners' certificates, keys and client authorities (a renewed certificate is served
+/// without a restart).
+fn watched_files(path: Option<&Path>, config: &Config) -> Vec<PathBuf> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let mut files = vec![path.to_path_buf()];
+    for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        files.extend([tls.cert.clone(), tls.key.clone()]);
+        files.extend(tls.client_ca.clone());
+    }
+    files
+}
+
+fn file_stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64, u64)>> {
+    files.iter().map(|file| file_stamp(file)).collect()
+}
+
 /// What tells one version of a file from the next.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     let metadata = std::fs::metadata(path).ok()?;
     Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
 }
 
-/// Loads and applies the configuration again; on any error the running one stays.
-fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) {
+/// Loads and applies the configuration again; on any error the running one stays. Returns
+/// the configuration now in force, when it changed.
+fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) -> Option<Config> {
     let Some(path) = &source.path else {
         tracing::info!(
             "{cause}: no configuration file to reload (running on the embedded default)"
         );
-        return;
+        return None;
     };
     let config = match load(Some(path), &source.listen) {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "{cause}: configuration not reloaded; the running one stays");
-            return;
+            return None;
         }
     };
     let authenticator = match authentication::from_config(&config.auth) {
@@ -169,24 +193,23 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) {
             tracing::error!(
                 "{cause}: configuration not reloaded; the running one stays: {error:#}"
             );
-            return;
+            return None;
         }
     };
     let warnings = match handle.reload(&config, authenticator) {
         Ok(warnings) => warnings,
         Err(error) => {
             tracing::error!("{cause}: configuration not reloaded; the running one stays: {error}");
-            return;
+            return None;
         }
     };
     for warning in warnings {
         tracing::warn!("{warning}");
     }
     tracing::info!(path = %path.display(), "{cause}: configuration reloaded; new sessions use it");
+    Some(config)
 }
 
-/// Each session holds two sockets and two pipes: raise the soft descriptor limit to the hard
-/// one, as busy servers do, so the session cap and not the default 1024 is the limit.
 /// Raises the soft descriptor limit to the hard one, and warns when even that cannot hold
 /// `max_sessions` sessions: each holds two sockets, plus pooled pipes and listeners.
 fn raise_file_limit(max_sessions: usize) {

@@ -505,7 +505,7 @@ fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs(
         format!("{listen}[[rule]]\naction = \"allow\"\n# changed\n"),
     )
     .unwrap();
-    log.wait_for("the configuration file changed: configuration reloaded");
+    log.wait_for("a configuration or certificate file changed: configuration reloaded");
     let (reply, mut after) = connect_reply(port, echo);
     assert_eq!(reply, 0x00);
     assert!(echoes(&mut after, b"after"));
@@ -567,4 +567,75 @@ fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
         .concat(),
     );
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// `socksgate connect` through a TLS listener, trusting `ca`: what came back for `payload`.
+fn echo_over_tls(port: u16, ca: &std::path::Path, echo: SocketAddr) -> std::process::Output {
+    let mut child = socksgate()
+        .args(["connect", "-x", &format!("socks5hs://localhost:{port}")])
+        .arg("--proxy-cacert")
+        .arg(ca)
+        .args(["127.0.0.1", &echo.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"renewed?\n");
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_renewed_certificate_is_served_without_a_restart() {
+    use socksgate_tests::pki::Authority;
+    let (old, new) = (Authority::new("old"), Authority::new("new"));
+    let (old_pem, new_pem) = (old.server("server"), new.server("server"));
+    let cert = temp_file(
+        "renewed.pem",
+        &std::fs::read_to_string(&old_pem.cert).unwrap(),
+    );
+    let key = temp_file(
+        "renewed.key",
+        &std::fs::read_to_string(&old_pem.key).unwrap(),
+    );
+    let config = temp_file(
+        "renewed.toml",
+        &format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = {:?}, key = {:?} }}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let echo = echo_server();
+    let (mut child, stderr, port) = start_serving(&["-c", config.to_str().unwrap()], &[]);
+    let log = LogLines::follow(stderr);
+    let before = echo_over_tls(port, &old.cert, echo);
+    assert_eq!(
+        before.stdout,
+        b"renewed?\n",
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    // Renew: the new key and certificate replace the old files (each renamed into place).
+    for (from, to) in [(&new_pem.key, &key), (&new_pem.cert, &cert)] {
+        let staged = to.with_extension("staged");
+        std::fs::copy(from, &staged).unwrap();
+        std::fs::rename(&staged, to).unwrap();
+    }
+    log.wait_for("a configuration or certificate file changed: configuration reloaded");
+    let after = echo_over_tls(port, &new.cert, echo);
+    assert_eq!(
+        after.stdout,
+        b"renewed?\n",
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    let stale = echo_over_tls(port, &old.cert, echo);
+    assert!(!stale.status.success());
+    let why = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        why.contains("TLS") && why.contains("UnknownIssuer"),
+        "{why}"
+    );
+    stop(&mut child);
 }
