@@ -410,3 +410,29 @@ mod client_hops {
         );
     }
 }
+
+#[test]
+fn a_route_reaches_its_upstream_over_tls_with_the_groups_authority() {
+    let ca = Authority::new("route");
+    let upstream = tls_server(&ca.server("server"), None);
+    let toml = format!(
+        "[[upstream]]\nname = \"up\"\nchains = [[\"socks5hs://localhost:{}\"]]\n\
+         tls = {{ ca = {:?} }}\n[[rule]]\naction = \"route\"\nroute = \"up\"\n",
+        upstream.addr().port(),
+        ca.cert.display().to_string()
+    );
+    let mut config = Config::parse(&toml, std::path::Path::new("front.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    let front = TestServer::start_with(config);
+    let echo = EchoTarget::start();
+    let mut stream = socksgate_tests::socks5_connect(front.addr(), &echo.addr.to_string()).unwrap();
+    socksgate_tests::assert_echoes(&mut stream, b"plain in, TLS out");
+    drop(stream);
+    assert_eq!(
+        upstream.wait_for_sessions(1)[0]["target"],
+        echo.addr.to_string()
+    );
+    // The front relayed a plain client to a TLS upstream: the buffered path, bytes counted.
+    let log = front.wait_for_sessions(1);
+    assert_eq!(log[0]["bytes_up"], "17", "{log:#?}");
+}

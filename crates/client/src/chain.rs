@@ -116,6 +116,12 @@ impl Chain {
         Ok(self)
     }
 
+    /// Checks TLS hops with a configuration built already (shared by many chains).
+    pub fn with_client_config(mut self, config: Arc<ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// The first `index + 1` hops, with the same TLS settings.
     pub(crate) fn prefix(&self, index: usize) -> Self {
         Self {

@@ -439,10 +439,15 @@ fn validate_upstreams(
             },
         )?
         .unwrap_or(Selection::Failover);
+        let tls = match &group.tls {
+            None => socksgate_tls::ClientTls::default(),
+            Some(tls) => upstream_tls(tls, &field("tls"), origin)?,
+        };
         groups.push(UpstreamGroup {
             name,
             chains,
             selection,
+            tls,
             max_failures: group.max_failures.unwrap_or(3).max(1),
             retry_after: required_duration(
                 &group.retry_after,
@@ -453,6 +458,43 @@ fn validate_upstreams(
         });
     }
     Ok(groups)
+}
+
+fn upstream_tls(
+    raw: &raw::RawUpstreamTls,
+    field: &str,
+    origin: &Origin<'_>,
+) -> Result<socksgate_tls::ClientTls, ConfigError> {
+    let pin =
+        match &raw.pin {
+            None => None,
+            Some(pin) => Some(pin.get_ref().parse().map_err(
+                |error: socksgate_tls::TlsError| {
+                    ConfigError::new(origin, error.to_string())
+                        .at(origin, Some(pin.span()))
+                        .field(format!("{field}.pin"))
+                },
+            )?),
+        };
+    if let (Some(key), None) = (&raw.key, &raw.cert) {
+        return Err(ConfigError::new(origin, "a client key needs its cert")
+            .at(origin, Some(key.span()))
+            .field(format!("{field}.cert")));
+    }
+    if let (None, Some(_)) = (&raw.key, &raw.cert) {
+        return Err(
+            ConfigError::new(origin, "a client cert needs its key").field(format!("{field}.key"))
+        );
+    }
+    Ok(socksgate_tls::ClientTls {
+        ca: raw.ca.as_deref().map(|ca| resolve_path(origin, ca)),
+        pin,
+        cert: raw.cert.as_deref().map(|cert| resolve_path(origin, cert)),
+        key: raw
+            .key
+            .as_ref()
+            .map(|key| resolve_path(origin, key.get_ref())),
+    })
 }
 
 fn validate_bind(raw: &raw::RawBind, origin: &Origin<'_>) -> Result<Bind, ConfigError> {

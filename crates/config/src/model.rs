@@ -320,6 +320,9 @@ pub struct UpstreamGroup {
     pub max_failures: u32,
     /// How long a member that failed stays set aside before it is tried again.
     pub retry_after: Duration,
+    /// How the group's TLS hops (`socks5s://`, `socks5hs://`) are checked, and the client
+    /// certificate they are shown (the system's authorities, no certificate, by default).
+    pub tls: socksgate_tls::ClientTls,
 }
 
 /// How a group picks the member for a session.

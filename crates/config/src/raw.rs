@@ -166,4 +166,14 @@ pub(crate) struct RawUpstream {
     pub(crate) selection: Option<Spanned<String>>,
     pub(crate) max_failures: Option<u32>,
     pub(crate) retry_after: Option<Spanned<RawDuration>>,
+    pub(crate) tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub(crate) ca: Option<String>,
+    pub(crate) pin: Option<Spanned<String>>,
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<Spanned<String>>,
 }

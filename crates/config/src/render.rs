@@ -267,6 +267,23 @@ fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], re
         let _ = writeln!(out, "selection = \"{selection}\"");
         let _ = writeln!(out, "max_failures = {}", group.max_failures);
         let _ = writeln!(out, "retry_after = \"{}\"", duration(group.retry_after));
+        render_upstream_tls(out, &group.tls);
+    }
+}
+
+fn render_upstream_tls(out: &mut String, tls: &socksgate_tls::ClientTls) {
+    let path = |path: &std::path::PathBuf| format!("{:?}", path.display().to_string());
+    let mut fields = Vec::new();
+    fields.extend(tls.ca.as_ref().map(|ca| format!("ca = {}", path(ca))));
+    fields.extend(tls.pin.map(|pin| format!("pin = \"{pin}\"")));
+    fields.extend(
+        tls.cert
+            .as_ref()
+            .map(|cert| format!("cert = {}", path(cert))),
+    );
+    fields.extend(tls.key.as_ref().map(|key| format!("key = {}", path(key))));
+    if !fields.is_empty() {
+        let _ = writeln!(out, "tls = {{ {} }}", fields.join(", "));
     }
 }
 

@@ -100,7 +100,7 @@ impl Shared {
     fn new(
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
-        tls: &TlsAcceptors,
+        tls: &TlsSetup,
         lasting: &Lasting,
     ) -> Self {
         Self {
@@ -124,12 +124,12 @@ impl Shared {
                 .map(|listener| {
                     let setup = ListenerSetup {
                         options: listener_options(listener),
-                        tls: tls.get(&listener.address).cloned(),
+                        tls: tls.acceptors.get(&listener.address).cloned(),
                     };
                     (listener.address, setup)
                 })
                 .collect(),
-            upstreams: upstream::Upstreams::new(&config.upstreams),
+            upstreams: upstream::Upstreams::new(&config.upstreams, &tls.upstreams),
         }
     }
 }
@@ -142,21 +142,34 @@ pub(crate) struct ListenerSetup {
     pub(crate) tls: Option<TlsAcceptor>,
 }
 
-/// The TLS listeners' acceptors, by configured address.
-type TlsAcceptors = HashMap<SocketAddr, TlsAcceptor>;
+/// What a configuration's TLS files hold, read when it is installed.
+#[derive(Clone, Default)]
+struct TlsSetup {
+    /// The TLS listeners' acceptors, by configured address.
+    acceptors: HashMap<SocketAddr, TlsAcceptor>,
+    /// The upstream groups' client configurations, by name.
+    upstreams: upstream::UpstreamTls,
+}
 
-/// Reads every TLS listener's certificate and key (and client authorities).
-fn tls_acceptors(config: &Config) -> Result<TlsAcceptors, (SocketAddr, TlsError)> {
+/// Reads every TLS listener's certificate and key (and client authorities), and every
+/// upstream group's authorities and client certificate. The error names the listener or
+/// group, and the file.
+fn load_tls(config: &Config) -> Result<TlsSetup, (String, TlsError)> {
     let mut acceptors = HashMap::new();
     for listener in &config.listeners {
         if let Some(tls) = &listener.tls {
             let server_config =
                 socksgate_tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
-                    .map_err(|error| (listener.address, error))?;
+                    .map_err(|error| (format!("listener {}", listener.address), error))?;
             acceptors.insert(listener.address, TlsAcceptor::from(server_config));
         }
     }
-    Ok(acceptors)
+    let upstreams = upstream::upstream_tls(&config.upstreams)
+        .map_err(|(group, error)| (format!("upstream {group:?}"), error))?;
+    Ok(TlsSetup {
+        acceptors,
+        upstreams,
+    })
 }
 
 fn listener_options(listener: &socksgate_config::Listener) -> ServerOptions {
@@ -174,8 +187,8 @@ type Current = Arc<RwLock<Arc<Shared>>>;
 #[derive(Clone)]
 pub struct ReloadHandle {
     current: Current,
-    /// The acceptors in force, for the builder calls that rebuild the configuration.
-    tls: Arc<RwLock<TlsAcceptors>>,
+    /// The TLS material in force, for the builder calls that rebuild the configuration.
+    tls: Arc<RwLock<TlsSetup>>,
     lasting: Lasting,
     listeners: Vec<SocketAddr>,
     max_sessions: usize,
@@ -191,8 +204,7 @@ impl ReloadHandle {
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Result<Vec<String>, String> {
-        let tls = tls_acceptors(config)
-            .map_err(|(address, error)| format!("listener {address}: TLS: {error}"))?;
+        let tls = load_tls(config).map_err(|(what, error)| format!("{what}: TLS: {error}"))?;
         let mut not_applied = Vec::new();
         let configured: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         for address in configured.iter().filter(|a| !self.listeners.contains(a)) {
@@ -233,24 +245,41 @@ impl Stats {
     }
 }
 
-/// A listener that could not be opened.
+/// Why a server could not start.
 #[derive(Debug)]
-pub struct BindError {
-    /// The configured address.
-    pub address: SocketAddr,
-    /// Why.
-    pub source: io::Error,
+pub enum BindError {
+    /// A listener could not be opened.
+    Listen {
+        /// The configured address.
+        address: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// A TLS file (a listener's certificate or key, an upstream group's authorities or
+    /// client certificate) could not be used.
+    Tls {
+        /// The listener or group, as the configuration names it.
+        what: String,
+        /// The file and the reason.
+        error: TlsError,
+    },
 }
 
 impl std::fmt::Display for BindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot listen on {}: {}", self.address, self.source)
+        match self {
+            Self::Listen { address, source } => write!(f, "cannot listen on {address}: {source}"),
+            Self::Tls { what, error } => write!(f, "{what}: TLS: {error}"),
+        }
     }
 }
 
 impl std::error::Error for BindError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match self {
+            Self::Listen { source, .. } => Some(source),
+            Self::Tls { error, .. } => Some(error),
+        }
     }
 }
 
@@ -258,7 +287,7 @@ impl std::error::Error for BindError {
 pub struct Server {
     config: Config,
     authenticator: Option<Arc<dyn Authenticator>>,
-    tls: Arc<RwLock<TlsAcceptors>>,
+    tls: Arc<RwLock<TlsSetup>>,
     lasting: Lasting,
     current: Current,
     listeners: Vec<(TcpListener, SocketAddr)>,
@@ -267,15 +296,12 @@ pub struct Server {
 impl Server {
     /// Reads the TLS listeners' certificates and keys, and opens every configured listener.
     pub async fn bind(config: Config) -> Result<Self, BindError> {
-        let tls = tls_acceptors(&config).map_err(|(address, error)| BindError {
-            address,
-            source: io::Error::other(format!("TLS: {error}")),
-        })?;
+        let tls = load_tls(&config).map_err(|(what, error)| BindError::Tls { what, error })?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let socket = TcpListener::bind(listener.address)
                 .await
-                .map_err(|source| BindError {
+                .map_err(|source| BindError::Listen {
                     address: listener.address,
                     source,
                 })?;

@@ -15,6 +15,8 @@ use socksgate_client::{Chain, ChainError, HopFailure};
 use socksgate_config::{Selection, UpstreamGroup};
 use socksgate_proto::client::ClientError;
 use socksgate_proto::Reply;
+use socksgate_tls::rustls::ClientConfig;
+use socksgate_tls::{ClientTls, TlsError};
 
 /// Every configured group, by name.
 #[derive(Debug, Default)]
@@ -23,11 +25,16 @@ pub(crate) struct Upstreams {
 }
 
 impl Upstreams {
-    pub(crate) fn new(groups: &[UpstreamGroup]) -> Self {
+    /// The groups, their TLS hops checked with `tls` (by group name; the system's
+    /// authorities for a group not in it).
+    pub(crate) fn new(groups: &[UpstreamGroup], tls: &UpstreamTls) -> Self {
         Self {
             groups: groups
                 .iter()
-                .map(|group| (Arc::from(group.name.as_str()), Group::new(group)))
+                .map(|group| {
+                    let config = tls.get(&group.name).cloned();
+                    (Arc::from(group.name.as_str()), Group::new(group, config))
+                })
                 .collect(),
         }
     }
@@ -35,6 +42,22 @@ impl Upstreams {
     pub(crate) fn get(&self, name: &str) -> Option<&Group> {
         self.groups.get(name)
     }
+}
+
+/// The TLS client configuration of each group that configures one, by name.
+pub(crate) type UpstreamTls = std::collections::HashMap<String, Arc<ClientConfig>>;
+
+/// Reads each group's TLS files (authorities, client certificate).
+pub(crate) fn upstream_tls(groups: &[UpstreamGroup]) -> Result<UpstreamTls, (String, TlsError)> {
+    let mut configs = UpstreamTls::new();
+    for group in groups {
+        if group.tls != ClientTls::default() {
+            let config = socksgate_tls::client_config(&group.tls)
+                .map_err(|error| (group.name.clone(), error))?;
+            configs.insert(group.name.clone(), config);
+        }
+    }
+    Ok(configs)
 }
 
 /// Why a routed request failed.
@@ -83,13 +106,19 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    fn new(config: &UpstreamGroup) -> Self {
+    fn new(config: &UpstreamGroup, tls: Option<Arc<ClientConfig>>) -> Self {
         Self {
             members: config
                 .chains
                 .iter()
                 .map(|hops| Member {
-                    chain: hops.iter().cloned().collect(),
+                    chain: {
+                        let chain: Chain = hops.iter().cloned().collect();
+                        match &tls {
+                            Some(tls) => chain.with_client_config(tls.clone()),
+                            None => chain,
+                        }
+                    },
                     failures: AtomicU32::new(0),
                     set_aside_until: Mutex::new(None),
                 })
@@ -203,13 +232,15 @@ mod tests {
                     .unwrap_or_else(|_| unreachable!())]
             })
             .collect();
-        Group::new(&UpstreamGroup {
+        let config = UpstreamGroup {
             name: "g".to_owned(),
             chains,
             selection,
             max_failures: 2,
             retry_after: Duration::from_secs(30),
-        })
+            tls: ClientTls::default(),
+        };
+        Group::new(&config, None)
     }
 
     fn client(last: u8) -> IpAddr {
