@@ -27,10 +27,12 @@ pub struct Authority {
 impl Authority {
     /// A new authority named `name`, its files in a fresh directory.
     pub fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
         let dir = std::env::temp_dir().join(format!(
-            "socksgate-pki-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
+            "socksgate-pki-{name}-{}-{nanos}",
+            std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -8,29 +8,34 @@ use socksgate_config::Config;
 
 use crate::exit;
 
+/// Validates the file, reads the TLS files it names (as starting would), and prints the
+/// effective configuration with warnings about rules that can never match.
 pub(crate) fn run(path: &Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(config) => {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "# {}: OK. The effective configuration:",
-                path.display()
-            );
-            let _ = write!(out, "{}", config.to_toml_redacted());
-            let mut err = std::io::stderr().lock();
-            for (rule, earlier) in config.policy.shadowed_rules() {
-                let _ = writeln!(
-                    err,
-                    "warning: rule {} can never match: rule {} above it matches everything it does",
-                    rule.origin, earlier.origin
-                );
-            }
-            ExitCode::SUCCESS
-        }
+    let config = match Config::load(path) {
+        Ok(config) => config,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "error: {error}");
-            exit::code(exit::CONFIG)
+            return exit::code(exit::CONFIG);
         }
+    };
+    if let Err(error) = socksgate_server::check_tls(&config) {
+        let _ = writeln!(std::io::stderr(), "error: {}: {error}", path.display());
+        return exit::code(exit::CONFIG);
     }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "# {}: OK. The effective configuration:",
+        path.display()
+    );
+    let _ = write!(out, "{}", config.to_toml_redacted());
+    let mut err = std::io::stderr().lock();
+    for (rule, earlier) in config.policy.shadowed_rules() {
+        let _ = writeln!(
+            err,
+            "warning: rule {} can never match: rule {} above it matches everything it does",
+            rule.origin, earlier.origin
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -639,3 +639,53 @@ fn a_renewed_certificate_is_served_without_a_restart() {
     );
     stop(&mut child);
 }
+
+#[test]
+fn the_tls_guide_examples_are_valid() {
+    use socksgate_tests::pki::Authority;
+    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/tls.md");
+    let blocks = toml_blocks(guide);
+    assert!(blocks.len() >= 3, "{} examples", blocks.len());
+    // check reads the files the examples name: make them, beside the examples.
+    let ca = Authority::new("guide");
+    let gateway = ca.server("issued-gateway");
+    let branch = ca.client("issued-branch");
+    for (name, from) in [
+        ("gateway.pem", &gateway.cert),
+        ("gateway.key", &gateway.key),
+        ("clients-ca.pem", &ca.cert),
+        ("hq-ca.pem", &ca.cert),
+        ("branch.pem", &branch.cert),
+        ("branch.key", &branch.key),
+    ] {
+        std::fs::copy(from, ca.dir().join(name)).unwrap();
+    }
+    for (index, block) in blocks.iter().enumerate() {
+        let path = ca.dir().join(format!("tls-guide-{index}.toml"));
+        std::fs::write(&path, block).unwrap();
+        let output = socksgate()
+            .args(["check", "-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "example {index}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            shown.contains("tls = {"),
+            "example {index} lost its TLS settings: {shown}"
+        );
+    }
+    // A missing file is named, and check fails as a bad configuration does.
+    std::fs::remove_file(ca.dir().join("gateway.key")).unwrap();
+    let broken = ca.dir().join("tls-guide-0.toml");
+    let output = socksgate()
+        .args(["check", "-c", broken.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("gateway.key"), "{stderr}");
+}

@@ -142,6 +142,15 @@ pub(crate) struct ListenerSetup {
     pub(crate) tls: Option<TlsAcceptor>,
 }
 
+/// Reads every TLS file the configuration names (listeners' certificates and keys, upstream
+/// groups' authorities and client certificates), as starting the server would: for
+/// `socksgate check`.
+pub fn check_tls(config: &Config) -> Result<(), BindError> {
+    load_tls(config)
+        .map(drop)
+        .map_err(|(what, error)| BindError::Tls { what, error })
+}
+
 /// What a configuration's TLS files hold, read when it is installed.
 #[derive(Clone, Default)]
 struct TlsSetup {
