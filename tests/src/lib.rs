@@ -9,6 +9,7 @@
 pub mod client;
 pub mod dante;
 pub mod interop;
+pub mod kdc;
 pub mod netns;
 pub mod pki;
 pub mod server;

@@ -1,0 +1,172 @@
+//! RFC 1961 §5: after the protection-level negotiation every byte travels in
+//! `ver 0x01, mtyp 0x03, len, token` messages whose token is the wrapped data.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use socksgate_proto::gssapi::{Message, MessageType};
+use socksgate_proto::Wire;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{Context, Level};
+
+/// Plaintext per message: small enough that the wrapped token stays under 64 KiB.
+const CHUNK: usize = 16 * 1024;
+
+/// A stream whose bytes are wrapped per RFC 1961 §5 over `inner`.
+pub struct GssStream<S> {
+    inner: S,
+    context: Box<dyn Context>,
+    encrypt: bool,
+    /// Raw bytes read from `inner`, not yet a whole message.
+    raw: Vec<u8>,
+    /// Unwrapped bytes not yet read by the caller: `plain[plain_start..]`.
+    plain: Vec<u8>,
+    plain_start: usize,
+    /// A framed message not yet written to `inner`: `pending[pending_start..]`.
+    pending: Vec<u8>,
+    pending_start: usize,
+}
+
+impl<S> GssStream<S> {
+    /// Encapsulates at `level` (integrity or confidentiality) over `inner`. `already_read`
+    /// holds bytes of `inner` the caller read past the negotiation (pipelined messages).
+    pub fn new(inner: S, context: Box<dyn Context>, level: Level, already_read: Vec<u8>) -> Self {
+        Self {
+            inner,
+            context,
+            encrypt: level == Level::Confidentiality,
+            raw: already_read,
+            plain: Vec::new(),
+            plain_start: 0,
+            pending: Vec::new(),
+            pending_start: 0,
+        }
+    }
+
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the first whole message of `raw`, if there is one.
+    fn decode_message(&mut self) -> io::Result<bool> {
+        let (message, used) = match Message::decode(&self.raw) {
+            Ok(decoded) => decoded,
+            Err(socksgate_proto::DecodeError::Incomplete { .. }) => return Ok(false),
+            Err(error) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    error.to_string(),
+                ))
+            }
+        };
+        self.raw.drain(..used);
+        match message.kind {
+            MessageType::ENCAPSULATED => {
+                let data = self
+                    .context
+                    .unwrap(&message.token)
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+                self.plain = data;
+                self.plain_start = 0;
+                Ok(true)
+            }
+            MessageType::ABORT => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the peer aborted the GSS-API session",
+            )),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected GSS-API message: {other}"),
+            )),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> GssStream<S> {
+    /// Writes out the framed message in progress.
+    fn poll_pending(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        while self.pending_start < self.pending.len() {
+            let written = ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_start..])
+            )?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending_start += written;
+        }
+        self.pending.clear();
+        self.pending_start = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GssStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.plain_start < this.plain.len() {
+                let available = &this.plain[this.plain_start..];
+                let take = available.len().min(buf.remaining());
+                buf.put_slice(&available[..take]);
+                this.plain_start += take;
+                return Poll::Ready(Ok(()));
+            }
+            if this.decode_message()? {
+                continue;
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                if this.raw.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            this.raw.extend_from_slice(read.filled());
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GssStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        let take = buf.len().min(CHUNK);
+        let token = this
+            .context
+            .wrap(this.encrypt, &buf[..take])
+            .map_err(io::Error::other)?;
+        let message = Message::new(MessageType::ENCAPSULATED, token)
+            .ok_or_else(|| io::Error::other("a wrapped message over 64 KiB"))?;
+        message.encode(&mut this.pending);
+        // The message is ours now: send what the socket takes, the rest on the next call.
+        if let Poll::Ready(Err(error)) = this.poll_pending(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
