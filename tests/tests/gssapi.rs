@@ -45,3 +45,273 @@ fn a_context_is_established_and_wraps_both_ways() {
     assert!(!sealed.windows(6).any(|w| w == b"secret"));
     assert_eq!(server.unwrap(&sealed).unwrap(), b"secret payload");
 }
+
+mod socks {
+    use super::*;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use socksgate_config::{Config, Protection};
+    use socksgate_gssapi::{GssStream, Level};
+    use socksgate_proto::gssapi::{Message, MessageType};
+    use socksgate_proto::{Method, Wire};
+    use socksgate_tests::{EchoTarget, TestServer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const SECRET: &[u8] = b"TOP-SECRET-PAYLOAD-0123456789";
+
+    /// A server whose listener offers `methods` (GSS-API among them) and grants `protection`.
+    pub(super) fn gss_server(
+        methods: &[Method],
+        protection: &[Protection],
+        nec: bool,
+    ) -> TestServer {
+        let mut config: Config = TestServer::loopback_config();
+        config.listeners.truncate(1);
+        config.listeners[0].methods = methods.to_vec();
+        config.listeners[0].socks4 = false;
+        config.gssapi.protection = protection.to_vec();
+        config.gssapi.nec = nec;
+        TestServer::start_with(config)
+    }
+
+    /// A forwarder between a client and `server` that keeps every byte the client sent: the
+    /// wire as an eavesdropper sees it.
+    pub(super) struct Tap {
+        pub(super) addr: SocketAddr,
+        pub(super) seen: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Tap {
+        pub(super) fn start(runtime: &tokio::runtime::Runtime, server: SocketAddr) -> Self {
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let recorded = seen.clone();
+            runtime.spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let recorded = recorded.clone();
+                    tokio::spawn(async move {
+                        let upstream = TcpStream::connect(server).await.unwrap();
+                        let (mut client_read, mut client_write) = client.into_split();
+                        let (mut up_read, mut up_write) = upstream.into_split();
+                        let upward = async {
+                            let mut buffer = vec![0u8; 16384];
+                            loop {
+                                let read = client_read.read(&mut buffer).await.unwrap_or(0);
+                                if read == 0 {
+                                    let _ = up_write.shutdown().await;
+                                    break;
+                                }
+                                recorded.lock().unwrap().extend_from_slice(&buffer[..read]);
+                                if up_write.write_all(&buffer[..read]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        };
+                        let downward = async {
+                            let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
+                            let _ = client_write.shutdown().await;
+                        };
+                        tokio::join!(upward, downward);
+                    });
+                }
+            });
+            Self { addr, seen }
+        }
+
+        pub(super) fn saw(&self, needle: &[u8]) -> bool {
+            self.seen
+                .lock()
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        }
+    }
+
+    async fn read_message(stream: &mut TcpStream, input: &mut Vec<u8>) -> Message {
+        loop {
+            match Message::decode(input) {
+                Ok((message, used)) => {
+                    input.drain(..used);
+                    return message;
+                }
+                Err(socksgate_proto::DecodeError::Incomplete { .. }) => {
+                    let mut chunk = [0u8; 4096];
+                    let read = stream.read(&mut chunk).await.unwrap();
+                    assert!(read > 0, "the server closed during the GSS-API exchange");
+                    input.extend_from_slice(&chunk[..read]);
+                }
+                Err(error) => panic!("not an RFC 1961 message: {error:?}"),
+            }
+        }
+    }
+
+    fn send(message: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        message.encode(&mut out);
+        out
+    }
+
+    /// What the server granted, or the abort it answered with.
+    pub(super) enum Granted {
+        Level(u8),
+        Aborted,
+    }
+
+    /// An RFC 1961 client: greeting, context, protection level `asked` (sent bare when
+    /// `nec`), then CONNECT to `target` and an echo of [`SECRET`] through the level granted.
+    pub(super) async fn exchange(
+        proxy: SocketAddr,
+        asked: u8,
+        nec: bool,
+        target: SocketAddr,
+    ) -> Granted {
+        let mut tcp = TcpStream::connect(proxy).await.unwrap();
+        tcp.write_all(&[5, 1, 1]).await.unwrap();
+        let mut selection = [0u8; 2];
+        tcp.read_exact(&mut selection).await.unwrap();
+        assert_eq!(selection, [5, 1], "GSS-API not selected");
+        // §3: context establishment.
+        let mut context = socksgate_gssapi::ClientContext::new("rcmd", "localhost").unwrap();
+        let mut input = Vec::new();
+        let mut token = context.step(None).unwrap();
+        while let Some(outgoing) = token.take() {
+            let message = Message::new(MessageType::AUTHENTICATION, outgoing).unwrap();
+            tcp.write_all(&send(&message)).await.unwrap();
+            if context.is_complete() {
+                break;
+            }
+            let reply = read_message(&mut tcp, &mut input).await;
+            assert_eq!(reply.kind, MessageType::AUTHENTICATION);
+            token = context.step(Some(&reply.token)).unwrap();
+        }
+        assert!(context.is_complete());
+        // §4: the protection level.
+        let level_token = if nec {
+            vec![asked]
+        } else {
+            socksgate_gssapi::Context::wrap(&mut context, false, &[asked]).unwrap()
+        };
+        let message = Message::new(MessageType::PROTECTION, level_token).unwrap();
+        tcp.write_all(&send(&message)).await.unwrap();
+        let reply = read_message(&mut tcp, &mut input).await;
+        if reply.kind == MessageType::ABORT {
+            return Granted::Aborted;
+        }
+        assert_eq!(reply.kind, MessageType::PROTECTION);
+        let granted = if nec {
+            reply.token.clone()
+        } else {
+            socksgate_gssapi::Context::unwrap(&mut context, &reply.token).unwrap()
+        };
+        let granted = granted[0];
+        // §5: the request and the data, encapsulated unless the level is 0.
+        let SocketAddr::V4(v4) = target else {
+            panic!("IPv4 target")
+        };
+        let mut request = vec![5, 1, 0, 1];
+        request.extend_from_slice(&v4.ip().octets());
+        request.extend_from_slice(&v4.port().to_be_bytes());
+        let level = Level::from_octet(granted).unwrap();
+        if level == Level::None {
+            tcp.write_all(&request).await.unwrap();
+            let mut reply = [0u8; 10];
+            tcp.read_exact(&mut reply).await.unwrap();
+            assert_eq!(reply[1], 0);
+            tcp.write_all(SECRET).await.unwrap();
+            let mut echoed = vec![0u8; SECRET.len()];
+            tcp.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(echoed, SECRET);
+        } else {
+            let mut stream = GssStream::new(tcp, Box::new(context), level, input);
+            stream.write_all(&request).await.unwrap();
+            stream.flush().await.unwrap();
+            let mut reply = [0u8; 10];
+            stream.read_exact(&mut reply).await.unwrap();
+            assert_eq!(reply[1], 0, "CONNECT reply");
+            stream.write_all(SECRET).await.unwrap();
+            stream.flush().await.unwrap();
+            let mut echoed = vec![0u8; SECRET.len()];
+            stream.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(echoed, SECRET);
+        }
+        Granted::Level(granted)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_protection_level_relays_and_confidentiality_hides_the_payload() {
+        if realm().is_none() {
+            return;
+        }
+        let all = [
+            Protection::None,
+            Protection::Integrity,
+            Protection::Confidentiality,
+        ];
+        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let echo = EchoTarget::start();
+        let runtime = runtime();
+        for (asked, secret_visible) in [(0u8, true), (1, true), (2, false)] {
+            let tap = Tap::start(&runtime, server.addr());
+            let granted = runtime.block_on(exchange(tap.addr, asked, false, echo.addr));
+            assert!(matches!(granted, Granted::Level(level) if level == asked));
+            assert_eq!(tap.saw(SECRET), secret_visible, "level {asked}");
+        }
+        let log = server.wait_for_sessions(3);
+        for entry in &log {
+            assert_eq!(
+                entry["user"],
+                format!("alice@{}", socksgate_tests::kdc::REALM),
+                "{log:#?}"
+            );
+            assert_eq!(entry["reply"], "0x00", "{log:#?}");
+            assert_eq!(entry["bytes_up"], SECRET.len().to_string(), "{log:#?}");
+        }
+    }
+
+    #[test]
+    fn a_level_weaker_than_allowed_is_refused_with_an_abort() {
+        if realm().is_none() {
+            return;
+        }
+        let server = gss_server(&[Method::GSSAPI], &[Protection::Confidentiality], false);
+        let echo = EchoTarget::start();
+        let runtime = runtime();
+        let granted = runtime.block_on(exchange(server.addr(), 1, false, echo.addr));
+        assert!(matches!(granted, Granted::Aborted));
+        // A client asking for more than the server's strongest gets the strongest.
+        let granted = runtime.block_on(exchange(server.addr(), 3, false, echo.addr));
+        assert!(matches!(granted, Granted::Level(2)));
+        let log = server.wait_for_sessions(2);
+        let refused = log.iter().find(|e| e["outcome"] == "auth-failed").unwrap();
+        assert!(refused["detail"].contains("protection level 1"), "{log:#?}");
+    }
+
+    #[test]
+    fn the_nec_switch_takes_the_level_unprotected() {
+        if realm().is_none() {
+            return;
+        }
+        let all = [Protection::Integrity, Protection::Confidentiality];
+        let server = gss_server(&[Method::GSSAPI], &all, true);
+        let echo = EchoTarget::start();
+        let granted = runtime().block_on(exchange(server.addr(), 2, true, echo.addr));
+        assert!(matches!(granted, Granted::Level(2)));
+        // Without the switch, a bare level octet does not unwrap: refused.
+        let strict = gss_server(&[Method::GSSAPI], &all, false);
+        let granted = runtime().block_on(exchange(strict.addr(), 2, true, echo.addr));
+        assert!(matches!(granted, Granted::Aborted));
+    }
+}

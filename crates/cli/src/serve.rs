@@ -26,6 +26,11 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
         }
     };
     logging::init(&config.log);
+    // The GSS-API library finds the service's keys through the environment; set it while
+    // the process has one thread (a changed keytab path takes effect at the next start).
+    if let Some(keytab) = &config.gssapi.keytab {
+        std::env::set_var("KRB5_KTNAME", format!("FILE:{}", keytab.display()));
+    }
     let authenticator = match authentication::from_config(&config.auth) {
         Ok(authenticator) => authenticator,
         Err(error) => {

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Auth, AuthBackend, Bind, Config, Fragments, Limits, Listener, ListenerTls, Log, LogFormat,
-    LoginThrottle, Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
+    Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Limits, Listener, ListenerTls, Log,
+    LogFormat, LoginThrottle, Protection, Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
 };
 
 use error::Origin;
@@ -203,6 +203,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
     rules::check_routes(&policy, &raw.rule, &upstreams, origin)?;
     let bind = validate_bind(&raw.bind, origin)?;
     let udp = validate_udp(&raw.udp, origin)?;
+    let gssapi = validate_gssapi(&raw.gssapi, origin)?;
 
     let config = Config {
         listeners,
@@ -214,6 +215,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         upstreams,
         bind,
         udp,
+        gssapi,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;
@@ -266,8 +268,8 @@ fn validate_listener(
                             "\"password\" needs [auth] password_file or pam_service",
                         ))
                     }
-                    "gssapi" => return Err(error("GSS-API is not supported yet")),
-                    _ => return Err(error("expected \"none\" or \"password\"")),
+                    "gssapi" => Method::GSSAPI,
+                    _ => return Err(error("expected \"none\", \"password\" or \"gssapi\"")),
                 };
                 if !methods.contains(&method) {
                     methods.push(method);
@@ -494,6 +496,46 @@ fn upstream_tls(
             .key
             .as_ref()
             .map(|key| resolve_path(origin, key.get_ref())),
+    })
+}
+
+fn validate_gssapi(raw: &raw::RawGssapi, origin: &Origin<'_>) -> Result<Gssapi, ConfigError> {
+    let defaults = Gssapi::default();
+    let protection = match &raw.protection {
+        None => defaults.protection,
+        Some(list) => {
+            let mut levels = Vec::new();
+            for name in list.get_ref() {
+                let level = match name.get_ref().as_str() {
+                    "none" => Protection::None,
+                    "integrity" => Protection::Integrity,
+                    "confidentiality" => Protection::Confidentiality,
+                    _ => {
+                        return Err(ConfigError::new(
+                            origin,
+                            "expected \"none\", \"integrity\" or \"confidentiality\"",
+                        )
+                        .at(origin, Some(name.span()))
+                        .field("gssapi.protection"))
+                    }
+                };
+                if !levels.contains(&level) {
+                    levels.push(level);
+                }
+            }
+            if levels.is_empty() {
+                return Err(ConfigError::new(origin, "list at least one level")
+                    .at(origin, Some(list.span()))
+                    .field("gssapi.protection"));
+            }
+            levels
+        }
+    };
+    Ok(Gssapi {
+        service: raw.service.clone().unwrap_or(defaults.service),
+        keytab: raw.keytab.as_deref().map(|path| resolve_path(origin, path)),
+        protection,
+        nec: raw.nec.unwrap_or(false),
     })
 }
 

@@ -28,9 +28,49 @@ pub struct Config {
     pub bind: Bind,
     /// The UDP ASSOCIATE command.
     pub udp: Udp,
+    /// The GSS-API method (Kerberos, RFC 1961).
+    pub gssapi: Gssapi,
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
+}
+
+/// The GSS-API method: which service's keys, which protection levels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gssapi {
+    /// The service name: clients ask for `SERVICE@HOST` (`rcmd`, as Dante and curl).
+    pub service: String,
+    /// The keytab holding the service's keys (`KRB5_KTNAME` or the system's by default).
+    pub keytab: Option<PathBuf>,
+    /// The levels the server grants, any order: it answers the strongest of them that is not
+    /// stronger than the client asked for.
+    pub protection: Vec<Protection>,
+    /// Accept the protection-level message unprotected, and answer it so (the NEC reference
+    /// implementation's behaviour; curl's `--socks5-gssapi-nec`).
+    pub nec: bool,
+}
+
+impl Default for Gssapi {
+    /// Service `rcmd`; integrity or confidentiality; the protected negotiation of RFC 1961.
+    fn default() -> Self {
+        Self {
+            service: "rcmd".to_owned(),
+            keytab: None,
+            protection: vec![Protection::Integrity, Protection::Confidentiality],
+            nec: false,
+        }
+    }
+}
+
+/// RFC 1961 §4 protection of the data after authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protection {
+    /// Authentication only: the data is not encapsulated (level 0, curl's only level).
+    None,
+    /// Per-message integrity (level 1).
+    Integrity,
+    /// Per-message integrity and confidentiality (level 2).
+    Confidentiality,
 }
 
 /// One listening socket.
@@ -171,6 +211,7 @@ impl Default for Config {
             upstreams: Vec::new(),
             bind: Bind::default(),
             udp: Udp::default(),
+            gssapi: Gssapi::default(),
             danger_allow_open_proxy: false,
         }
     }

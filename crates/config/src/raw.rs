@@ -30,6 +30,17 @@ pub(crate) struct RawConfig {
     pub(crate) bind: RawBind,
     #[serde(default)]
     pub(crate) udp: RawUdp,
+    #[serde(default)]
+    pub(crate) gssapi: RawGssapi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGssapi {
+    pub(crate) service: Option<String>,
+    pub(crate) keytab: Option<String>,
+    pub(crate) protection: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) nec: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

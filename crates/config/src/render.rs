@@ -24,6 +24,7 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             .iter()
             .map(|&method| match method {
                 Method::PASSWORD => "\"password\"".to_owned(),
+                Method::GSSAPI => "\"gssapi\"".to_owned(),
                 _ => "\"none\"".to_owned(),
             })
             .collect();
@@ -97,6 +98,7 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     );
 
     render_upstreams(&mut out, &config.upstreams, redact);
+    render_gssapi(&mut out, &config.gssapi);
     render_policy(&mut out, &config.policy);
 
     let bind = &config.bind;
@@ -269,6 +271,26 @@ fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], re
         let _ = writeln!(out, "retry_after = \"{}\"", duration(group.retry_after));
         render_upstream_tls(out, &group.tls);
     }
+}
+
+fn render_gssapi(out: &mut String, gssapi: &crate::model::Gssapi) {
+    use crate::model::Protection;
+    let _ = writeln!(out, "\n[gssapi]");
+    let _ = writeln!(out, "service = {:?}", gssapi.service);
+    if let Some(keytab) = &gssapi.keytab {
+        let _ = writeln!(out, "keytab = {:?}", keytab.display().to_string());
+    }
+    let levels: Vec<&str> = gssapi
+        .protection
+        .iter()
+        .map(|level| match level {
+            Protection::None => "\"none\"",
+            Protection::Integrity => "\"integrity\"",
+            Protection::Confidentiality => "\"confidentiality\"",
+        })
+        .collect();
+    let _ = writeln!(out, "protection = [{}]", levels.join(", "));
+    let _ = writeln!(out, "nec = {}", gssapi.nec);
 }
 
 fn render_upstream_tls(out: &mut String, tls: &socksgate_tls::ClientTls) {

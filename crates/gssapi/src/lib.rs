@@ -16,7 +16,7 @@ mod level;
 mod stream;
 
 pub use level::{choose_level, Level};
-pub use stream::GssStream;
+pub use stream::{GssLayer, GssStream};
 
 /// A GSS-API failure, with the library's major and minor status in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Acceptor {
 }
 
 /// A security context of either side, for wrapping and unwrapping.
-pub trait Context: Send {
+pub trait Context: Send + Sync {
     /// Wraps `data`; encrypted when `encrypt`, integrity-protected in any case.
     fn wrap(&mut self, encrypt: bool, data: &[u8]) -> Result<Vec<u8>, GssError>;
     /// Checks (and decrypts) a wrapped token.

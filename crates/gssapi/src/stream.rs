@@ -17,6 +17,60 @@ const CHUNK: usize = 16 * 1024;
 /// A stream whose bytes are wrapped per RFC 1961 §5 over `inner`.
 pub struct GssStream<S> {
     inner: S,
+    layer: GssLayer,
+}
+
+impl<S> GssStream<S> {
+    /// Encapsulates at `level` (integrity or confidentiality) over `inner`. `already_read`
+    /// holds bytes of `inner` the caller read past the negotiation (pipelined messages).
+    pub fn new(inner: S, context: Box<dyn Context>, level: Level, already_read: Vec<u8>) -> Self {
+        Self {
+            inner,
+            layer: GssLayer::new(context, level, already_read),
+        }
+    }
+
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GssStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.layer.poll_read(&mut this.inner, cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GssStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.layer.poll_write(&mut this.inner, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.layer.poll_flush(&mut this.inner, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.layer.poll_shutdown(&mut this.inner, cx)
+    }
+}
+
+/// The state of RFC 1961 §5 encapsulation, applied to a stream handed in at each call: a
+/// connection can gain it in place once the negotiation is over.
+pub struct GssLayer {
     context: Box<dyn Context>,
     encrypt: bool,
     /// Raw bytes read from `inner`, not yet a whole message.
@@ -29,12 +83,11 @@ pub struct GssStream<S> {
     pending_start: usize,
 }
 
-impl<S> GssStream<S> {
-    /// Encapsulates at `level` (integrity or confidentiality) over `inner`. `already_read`
-    /// holds bytes of `inner` the caller read past the negotiation (pipelined messages).
-    pub fn new(inner: S, context: Box<dyn Context>, level: Level, already_read: Vec<u8>) -> Self {
+impl GssLayer {
+    /// Encapsulation at `level` (integrity or confidentiality); `already_read` holds bytes
+    /// read past the negotiation (pipelined messages).
+    pub fn new(context: Box<dyn Context>, level: Level, already_read: Vec<u8>) -> Self {
         Self {
-            inner,
             context,
             encrypt: level == Level::Confidentiality,
             raw: already_read,
@@ -43,11 +96,6 @@ impl<S> GssStream<S> {
             pending: Vec::new(),
             pending_start: 0,
         }
-    }
-
-    /// The stream underneath.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 
     /// Unwraps the first whole message of `raw`, if there is one.
@@ -85,13 +133,16 @@ impl<S> GssStream<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> GssStream<S> {
+impl GssLayer {
     /// Writes out the framed message in progress.
-    fn poll_pending(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+    fn poll_pending<S: AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut S,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
         while self.pending_start < self.pending.len() {
-            let written = ready!(
-                Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_start..])
-            )?;
+            let written =
+                ready!(Pin::new(&mut *inner).poll_write(cx, &self.pending[self.pending_start..]))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -101,72 +152,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GssStream<S> {
         self.pending_start = 0;
         Poll::Ready(Ok(()))
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GssStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
+    /// Reads unwrapped bytes, reading and unwrapping messages from `inner` as needed.
+    pub fn poll_read<S: AsyncRead + Unpin>(
+        &mut self,
+        inner: &mut S,
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
         loop {
-            if this.plain_start < this.plain.len() {
-                let available = &this.plain[this.plain_start..];
+            if self.plain_start < self.plain.len() {
+                let available = &self.plain[self.plain_start..];
                 let take = available.len().min(buf.remaining());
                 buf.put_slice(&available[..take]);
-                this.plain_start += take;
+                self.plain_start += take;
                 return Poll::Ready(Ok(()));
             }
-            if this.decode_message()? {
+            if self.decode_message()? {
                 continue;
             }
             let mut chunk = [0u8; 8192];
             let mut read = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            ready!(Pin::new(&mut *inner).poll_read(cx, &mut read))?;
             if read.filled().is_empty() {
-                if this.raw.is_empty() {
+                if self.raw.is_empty() {
                     return Poll::Ready(Ok(()));
                 }
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
-            this.raw.extend_from_slice(read.filled());
+            self.raw.extend_from_slice(read.filled());
         }
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GssStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
+    /// Wraps (up to a chunk of) `buf` into one message for `inner`.
+    pub fn poll_write<S: AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut S,
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        ready!(this.poll_pending(cx))?;
+        ready!(self.poll_pending(inner, cx))?;
         let take = buf.len().min(CHUNK);
-        let token = this
+        let token = self
             .context
-            .wrap(this.encrypt, &buf[..take])
+            .wrap(self.encrypt, &buf[..take])
             .map_err(io::Error::other)?;
         let message = Message::new(MessageType::ENCAPSULATED, token)
             .ok_or_else(|| io::Error::other("a wrapped message over 64 KiB"))?;
-        message.encode(&mut this.pending);
+        message.encode(&mut self.pending);
         // The message is ours now: send what the socket takes, the rest on the next call.
-        if let Poll::Ready(Err(error)) = this.poll_pending(cx) {
+        if let Poll::Ready(Err(error)) = self.poll_pending(inner, cx) {
             return Poll::Ready(Err(error));
         }
         Poll::Ready(Ok(take))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_pending(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+    /// Writes out what is pending, then flushes `inner`.
+    pub fn poll_flush<S: AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut S,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(inner, cx))?;
+        Pin::new(inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_pending(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+    /// Writes out what is pending, then shuts `inner` down for writing.
+    pub fn poll_shutdown<S: AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut S,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(inner, cx))?;
+        Pin::new(inner).poll_shutdown(cx)
     }
 }

@@ -13,6 +13,8 @@
 mod access_log;
 mod authorize;
 mod command;
+#[cfg(feature = "gssapi")]
+mod gss;
 mod listener;
 mod outbound;
 mod relay;
@@ -84,6 +86,9 @@ pub(crate) struct Shared {
     pub(crate) listener_setups: HashMap<SocketAddr, ListenerSetup>,
     /// Upstream groups for `route` rules.
     pub(crate) upstreams: upstream::Upstreams,
+    /// The GSS-API method's acceptor and levels.
+    #[cfg(feature = "gssapi")]
+    pub(crate) gssapi: Option<Arc<gss::GssSetup>>,
 }
 
 /// What outlives a reload: counts, the login throttle (a reload must not forgive guessers),
@@ -100,7 +105,7 @@ impl Shared {
     fn new(
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
-        tls: &TlsSetup,
+        tls: &Material,
         lasting: &Lasting,
     ) -> Self {
         Self {
@@ -130,6 +135,8 @@ impl Shared {
                 })
                 .collect(),
             upstreams: upstream::Upstreams::new(&config.upstreams, &tls.upstreams),
+            #[cfg(feature = "gssapi")]
+            gssapi: tls.gssapi.clone(),
         }
     }
 }
@@ -146,38 +153,60 @@ pub(crate) struct ListenerSetup {
 /// groups' authorities and client certificates), as starting the server would: for
 /// `socksgate check`.
 pub fn check_tls(config: &Config) -> Result<(), BindError> {
-    load_tls(config)
-        .map(drop)
-        .map_err(|(what, error)| BindError::Tls { what, error })
+    load_material(config).map(drop)
 }
 
-/// What a configuration's TLS files hold, read when it is installed.
+/// What a configuration's key material holds (TLS files, GSS-API credentials), read when it
+/// is installed.
 #[derive(Clone, Default)]
-struct TlsSetup {
+struct Material {
     /// The TLS listeners' acceptors, by configured address.
     acceptors: HashMap<SocketAddr, TlsAcceptor>,
     /// The upstream groups' client configurations, by name.
     upstreams: upstream::UpstreamTls,
+    /// The GSS-API acceptor, when a listener offers the method.
+    #[cfg(feature = "gssapi")]
+    gssapi: Option<Arc<gss::GssSetup>>,
 }
 
-/// Reads every TLS listener's certificate and key (and client authorities), and every
-/// upstream group's authorities and client certificate. The error names the listener or
-/// group, and the file.
-fn load_tls(config: &Config) -> Result<TlsSetup, (String, TlsError)> {
+/// Reads every TLS listener's certificate and key (and client authorities), every upstream
+/// group's authorities and client certificate, and the GSS-API service's keys. The error
+/// names the listener, group or service, and the file.
+fn load_material(config: &Config) -> Result<Material, BindError> {
     let mut acceptors = HashMap::new();
     for listener in &config.listeners {
         if let Some(tls) = &listener.tls {
             let server_config =
                 socksgate_tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
-                    .map_err(|error| (format!("listener {}", listener.address), error))?;
+                    .map_err(|error| BindError::Tls {
+                        what: format!("listener {}", listener.address),
+                        error,
+                    })?;
             acceptors.insert(listener.address, TlsAcceptor::from(server_config));
         }
     }
-    let upstreams = upstream::upstream_tls(&config.upstreams)
-        .map_err(|(group, error)| (format!("upstream {group:?}"), error))?;
-    Ok(TlsSetup {
+    let upstreams =
+        upstream::upstream_tls(&config.upstreams).map_err(|(group, error)| BindError::Tls {
+            what: format!("upstream {group:?}"),
+            error,
+        })?;
+    #[cfg(feature = "gssapi")]
+    let gssapi = gss::setup(config).map_err(BindError::Gssapi)?;
+    #[cfg(not(feature = "gssapi"))]
+    if config
+        .listeners
+        .iter()
+        .any(|listener| listener.methods.contains(&Method::GSSAPI))
+    {
+        return Err(BindError::Gssapi(
+            "this build has no GSS-API support (cargo feature gssapi)".to_owned(),
+        ));
+    }
+    Ok(Material {
         acceptors,
         upstreams,
+        #[cfg(feature = "gssapi")]
+        gssapi,
     })
 }
 
@@ -197,7 +226,7 @@ type Current = Arc<RwLock<Arc<Shared>>>;
 pub struct ReloadHandle {
     current: Current,
     /// The TLS material in force, for the builder calls that rebuild the configuration.
-    tls: Arc<RwLock<TlsSetup>>,
+    tls: Arc<RwLock<Material>>,
     lasting: Lasting,
     listeners: Vec<SocketAddr>,
     max_sessions: usize,
@@ -213,7 +242,7 @@ impl ReloadHandle {
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Result<Vec<String>, String> {
-        let tls = load_tls(config).map_err(|(what, error)| format!("{what}: TLS: {error}"))?;
+        let tls = load_material(config).map_err(|error| error.to_string())?;
         let mut not_applied = Vec::new();
         let configured: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         for address in configured.iter().filter(|a| !self.listeners.contains(a)) {
@@ -272,6 +301,8 @@ pub enum BindError {
         /// The file and the reason.
         error: TlsError,
     },
+    /// The GSS-API service's credentials could not be acquired (no keytab, no key for it).
+    Gssapi(String),
 }
 
 impl std::fmt::Display for BindError {
@@ -279,6 +310,7 @@ impl std::fmt::Display for BindError {
         match self {
             Self::Listen { address, source } => write!(f, "cannot listen on {address}: {source}"),
             Self::Tls { what, error } => write!(f, "{what}: TLS: {error}"),
+            Self::Gssapi(error) => write!(f, "GSS-API: {error}"),
         }
     }
 }
@@ -288,6 +320,7 @@ impl std::error::Error for BindError {
         match self {
             Self::Listen { source, .. } => Some(source),
             Self::Tls { error, .. } => Some(error),
+            Self::Gssapi(_) => None,
         }
     }
 }
@@ -296,7 +329,7 @@ impl std::error::Error for BindError {
 pub struct Server {
     config: Config,
     authenticator: Option<Arc<dyn Authenticator>>,
-    tls: Arc<RwLock<TlsSetup>>,
+    tls: Arc<RwLock<Material>>,
     lasting: Lasting,
     current: Current,
     listeners: Vec<(TcpListener, SocketAddr)>,
@@ -305,7 +338,7 @@ pub struct Server {
 impl Server {
     /// Reads the TLS listeners' certificates and keys, and opens every configured listener.
     pub async fn bind(config: Config) -> Result<Self, BindError> {
-        let tls = load_tls(&config).map_err(|(what, error)| BindError::Tls { what, error })?;
+        let tls = load_material(&config)?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let socket = TcpListener::bind(listener.address)

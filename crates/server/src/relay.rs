@@ -79,14 +79,14 @@ pub(crate) fn relay<'a, H>(
     bandwidth: Option<u64>,
     counters: &'a Counters,
 ) -> Relay<'a, H> {
-    let ends = match (client, target) {
-        (ClientStream::Plain(client), ProxyStream::Tcp(target)) => Ends::Splice {
-            client,
+    let ends = match target {
+        ProxyStream::Tcp(target) if client.bare_tcp().is_some() => Ends::Splice {
+            client: &*client,
             target,
             up: Flow::new(bandwidth),
             down: Flow::new(bandwidth),
         },
-        (client, target) => Ends::Buffered {
+        target => Ends::Buffered {
             client,
             target,
             up: Copy::new(bandwidth),
@@ -114,7 +114,8 @@ pub(crate) struct Relay<'a, H> {
 enum Ends<'a> {
     /// Plain TCP both ways: read and write directly, splice bursts.
     Splice {
-        client: &'a TcpStream,
+        /// Bare TCP (checked when the relay was built).
+        client: &'a ClientStream,
         target: TcpStream,
         up: Flow,
         down: Flow,
@@ -141,10 +142,15 @@ impl<H: Unpin> Future for Relay<'_, H> {
                 target,
                 up,
                 down,
-            } => (
-                up.poll(cx, client, target, &counters.up),
-                down.poll(cx, target, client, &counters.down),
-            ),
+            } => {
+                let Some(client) = client.bare_tcp() else {
+                    return Poll::Ready(RelayEnd::Error(io::Error::other("client not bare TCP")));
+                };
+                (
+                    up.poll(cx, client, target, &counters.up),
+                    down.poll(cx, target, client, &counters.down),
+                )
+            }
             Ends::Buffered {
                 client,
                 target,

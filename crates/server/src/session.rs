@@ -17,10 +17,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::access_log::AccessRecord;
 use crate::authorize;
 use crate::command::{self, AssociationEnd, Established};
+#[cfg(feature = "gssapi")]
+use crate::gss::{Negotiation, Progress};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, Transport};
 use crate::{boxed, ListenerSetup, Shared};
+#[cfg(feature = "gssapi")]
+use socksgate_gssapi::{GssLayer, Level};
 use socksgate_tls::tokio_rustls::TlsAcceptor;
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
@@ -49,6 +53,9 @@ pub(crate) enum Failure {
     UnsupportedCommand,
     /// The credentials were refused.
     Authentication(Refusal),
+    /// The GSS-API context or protection level was refused (why).
+    #[cfg_attr(not(feature = "gssapi"), allow(dead_code))]
+    Gssapi(String),
     /// The target could not be reached.
     Connect(ConnectError),
     /// No listening (BIND) or relay (UDP) socket could be opened.
@@ -72,7 +79,7 @@ impl Failure {
             Self::Tls(_) => "tls-failed",
             Self::Reset(_) => "reset",
             Self::UnsupportedCommand => "unsupported-command",
-            Self::Authentication(_) => "auth-failed",
+            Self::Authentication(_) | Self::Gssapi(_) => "auth-failed",
             Self::Connect(ConnectError::TimedOut) => "connect-timeout",
             Self::Connect(ConnectError::Resolve(_)) => "unresolved",
             Self::Connect(_) => "connect-failed",
@@ -93,7 +100,10 @@ impl Failure {
             | Self::Setup(error) => Some(error.to_string()),
             Self::Connect(error) => Some(error.to_string()),
             Self::Authentication(refusal) => Some(refusal.to_string()),
-            Self::ClientDenied(why) | Self::Denied(why) | Self::Upstream(why) => Some(why.clone()),
+            Self::ClientDenied(why)
+            | Self::Denied(why)
+            | Self::Upstream(why)
+            | Self::Gssapi(why) => Some(why.clone()),
             _ => None,
         }
     }
@@ -164,7 +174,7 @@ pub(crate) fn serve(
         _slot: slot,
     };
     let record = AccessRecord::new(peer, listener);
-    serve_session(ClientStream::Plain(client), setup, live, record)
+    serve_session(ClientStream::plain(client), setup, live, record)
 }
 
 /// Counts a session as live, and holds its slot, until dropped (also when the task is
@@ -236,8 +246,8 @@ async fn secure(
     limit: Duration,
     record: &mut AccessRecord,
 ) -> Result<ClientStream, Failure> {
-    let ClientStream::Plain(tcp) = client else {
-        return Ok(client);
+    let Transport::Plain(tcp) = client.into_transport() else {
+        return Err(Failure::Tls(io::Error::other("TLS inside TLS")));
     };
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -252,7 +262,7 @@ async fn secure(
     if let Some(user) = certificate.and_then(socksgate_tls::certificate_user) {
         record.user = Some(user);
     }
-    Ok(ClientStream::Tls(Box::new(stream)))
+    Ok(ClientStream::from(Transport::Tls(Box::new(stream))))
 }
 
 fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
@@ -342,6 +352,8 @@ async fn read_request(
 ) -> Result<(ServerHandshake, Request, Vec<u8>), Failure> {
     let mut machine = ServerHandshake::new(options);
     let mut input = Vec::with_capacity(256);
+    #[cfg(feature = "gssapi")]
+    let mut gss = Negotiation::default();
     loop {
         match machine.feed(&input) {
             Ok(Step::Event { used, event }) => {
@@ -366,6 +378,47 @@ async fn read_request(
                         }
                     }
                     // GSS-API is never offered yet, so the machine never reaches it.
+                    #[cfg(feature = "gssapi")]
+                    ServerEvent::Gssapi(message) => {
+                        let Some(setup) = shared.gssapi.as_deref() else {
+                            let _ = machine.authenticated(false);
+                            return Err(Failure::Handshake(ServerError::NoAcceptableMethod));
+                        };
+                        match gss.on_message(setup, message, &mut machine) {
+                            Ok(Progress::Continue) => {}
+                            Ok(Progress::Established {
+                                level,
+                                principal,
+                                context,
+                            }) => {
+                                // The level's answer goes out as negotiated (§4), before
+                                // everything after it is encapsulated (§5).
+                                flush(client, &mut machine)
+                                    .await
+                                    .map_err(Failure::ClientGone)?;
+                                record.user = Some(principal.clone());
+                                record.identity = Some(Box::new(Identity {
+                                    user: principal,
+                                    groups: Vec::new(),
+                                    method: socksgate_proto::Method::GSSAPI,
+                                }));
+                                if level != Level::None {
+                                    let pipelined = std::mem::take(&mut input);
+                                    let layer = GssLayer::new(Box::new(context), level, pipelined);
+                                    client.encapsulate(layer);
+                                }
+                            }
+                            Err(why) => {
+                                // §3.7: the abort message, then close.
+                                let _ =
+                                    machine.send_gssapi(&socksgate_proto::gssapi::Message::abort());
+                                let _ = machine.authenticated(false);
+                                let _ = flush(client, &mut machine).await;
+                                return Err(Failure::Gssapi(why));
+                            }
+                        }
+                    }
+                    #[cfg(not(feature = "gssapi"))]
                     ServerEvent::Gssapi(_) => {
                         let _ = machine.authenticated(false);
                         return Err(Failure::Handshake(ServerError::NoAcceptableMethod));
