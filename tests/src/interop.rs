@@ -21,6 +21,18 @@ pub fn tool(program: &str) -> Option<PathBuf> {
     found
 }
 
+/// A program at a fixed path (Debian's python3 rather than a pyenv one on PATH), under the
+/// same skip-or-fail rule.
+pub fn tool_at(path: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(path);
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip_or_fail(&format!("{} is missing", path.display()));
+        None
+    }
+}
+
 /// Panics in CI, prints a skip notice elsewhere.
 pub fn skip_or_fail(why: &str) {
     assert!(!required(), "SOCKSGATE_REQUIRE_INTEROP=1 but {why}");

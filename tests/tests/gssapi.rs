@@ -315,3 +315,143 @@ mod socks {
         assert!(matches!(granted, Granted::Aborted));
     }
 }
+
+mod interop {
+    use super::socks::gss_server;
+    use super::*;
+    use socksgate_config::Protection;
+    use socksgate_proto::Method;
+    use socksgate_tests::interop::{run, tool};
+    use socksgate_tests::HttpTarget;
+
+    const BODY: &str = "<p>kerberized</p>";
+
+    fn fetch(extra: &[&str], port: u16, url: &str) -> socksgate_tests::interop::Run {
+        let curl = tool("curl").unwrap();
+        let proxy = format!("socks5h://localhost:{port}");
+        let mut args = vec!["-sS", "--max-time", "15", "-x", &proxy];
+        args.extend_from_slice(extra);
+        args.push(url);
+        run(&curl, &args, &[], 30)
+    }
+
+    // Debian's curl offers GSS-API (0x01) in every SOCKS5 greeting: a listener that prefers
+    // "none" must still pick it.
+    #[test]
+    fn stock_curl_works_where_gssapi_is_offered_after_none() {
+        if realm().is_none() || tool("curl").is_none() {
+            return;
+        }
+        let all = [Protection::Integrity, Protection::Confidentiality];
+        let server = gss_server(&[Method::NO_AUTH, Method::GSSAPI], &all, false);
+        let target = HttpTarget::start(BODY);
+        let fetched = fetch(&[], server.addr().port(), &target.url("127.0.0.1"));
+        assert!(fetched.success, "{}", fetched.stderr);
+        assert_eq!(fetched.stdout, BODY);
+        assert_eq!(server.wait_for_sessions(1)[0]["user"], "-");
+    }
+
+    // Debian's curl offers GSS-API but cannot use it (it answers the server's choice with
+    // "Undocumented SOCKS5 mode"): an independent RFC 1961 client is Python's gssapi
+    // module (Debian's python3-gssapi over the same MIT library), driving every step itself.
+    const PYTHON_CLIENT: &str = r#"
+import socket, struct, sys, gssapi
+proxy, target, asked = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", proxy))
+def exact(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit("closed")
+        data += chunk
+    return data
+def send(mtyp, token):
+    s.sendall(struct.pack(">BBH", 1, mtyp, len(token)) + token)
+def receive():
+    ver, mtyp = exact(2)
+    if mtyp == 0xff:
+        sys.exit("aborted")
+    (length,) = struct.unpack(">H", exact(2))
+    return mtyp, exact(length)
+s.sendall(b"\x05\x01\x01")
+assert exact(2) == b"\x05\x01", "GSS-API not selected"
+name = gssapi.Name("rcmd@localhost", gssapi.NameType.hostbased_service)
+flags = [gssapi.RequirementFlag.mutual_authentication, gssapi.RequirementFlag.integrity,
+         gssapi.RequirementFlag.confidentiality]
+ctx = gssapi.SecurityContext(name=name, usage="initiate", flags=flags)
+token = ctx.step()
+while token:
+    send(1, token)
+    if ctx.complete:
+        break
+    mtyp, reply = receive()
+    token = ctx.step(reply)
+send(2, ctx.wrap(bytes([asked]), False).message)
+mtyp, reply = receive()
+granted = ctx.unwrap(reply).message[0]
+def put(data):
+    if granted:
+        send(3, ctx.wrap(data, granted == 2).message)
+    else:
+        s.sendall(data)
+def get(n):
+    if not granted:
+        return exact(n)
+    data = b""
+    while len(data) < n:
+        mtyp, token = receive()
+        data += ctx.unwrap(token).message
+    return data
+put(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
+reply = get(10)
+assert reply[1] == 0, reply
+put(b"hello from python-gssapi")
+print(granted, get(24).decode())
+"#;
+
+    #[test]
+    fn python_gssapi_drives_the_whole_exchange_at_each_level() {
+        use socksgate_tests::interop::tool_at;
+        if realm().is_none() {
+            return;
+        }
+        let Some(python) = tool_at("/usr/bin/python3") else {
+            return;
+        };
+        if !run(&python, &["-c", "import gssapi"], &[], 10).success {
+            socksgate_tests::interop::skip_or_fail("python3-gssapi is not installed");
+            return;
+        }
+        let all = [
+            Protection::None,
+            Protection::Integrity,
+            Protection::Confidentiality,
+        ];
+        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let echo = socksgate_tests::EchoTarget::start();
+        for level in ["0", "1", "2"] {
+            let (proxy, target) = (
+                server.addr().port().to_string(),
+                echo.addr.port().to_string(),
+            );
+            let result = run(
+                &python,
+                &["-c", PYTHON_CLIENT, &proxy, &target, level],
+                &[],
+                30,
+            );
+            assert!(result.success, "level {level}: {}", result.stderr);
+            assert_eq!(
+                result.stdout.trim(),
+                format!("{level} hello from python-gssapi")
+            );
+        }
+        let log = server.wait_for_sessions(3);
+        assert!(
+            log.iter()
+                .all(|e| e["user"] == format!("alice@{}", socksgate_tests::kdc::REALM)),
+            "{log:#?}"
+        );
+    }
+}

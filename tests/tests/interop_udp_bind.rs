@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
-use socksgate_tests::interop::{run, tool};
+use socksgate_tests::interop::{run, tool, tool_at};
 use socksgate_tests::{DnsResponder, NetNs, TestServer, UdpEcho};
 
 /// Debian's Python, which has Debian's python3-socks (the PATH may hold another Python).
@@ -112,16 +112,6 @@ fn socks_conf(port: u16) -> std::path::PathBuf {
     )
     .unwrap();
     conf
-}
-
-fn tool_at(path: &str) -> Option<std::path::PathBuf> {
-    let path = std::path::PathBuf::from(path);
-    if path.is_file() {
-        Some(path)
-    } else {
-        socksgate_tests::interop::skip_or_fail(&format!("{} is missing", path.display()));
-        None
-    }
 }
 
 #[test]
