@@ -46,7 +46,7 @@ fn a_context_is_established_and_wraps_both_ways() {
     assert_eq!(server.unwrap(&sealed).unwrap(), b"secret payload");
 }
 
-mod socks {
+pub(crate) mod socks {
     use super::*;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
@@ -157,14 +157,14 @@ mod socks {
     }
 
     /// What the server granted, or the abort it answered with.
-    pub(super) enum Granted {
+    pub(crate) enum Granted {
         Level(u8),
         Aborted,
     }
 
     /// An RFC 1961 client: greeting, context, protection level `asked` (sent bare when
     /// `nec`), then CONNECT to `target` and an echo of [`SECRET`] through the level granted.
-    pub(super) async fn exchange(
+    pub(crate) async fn exchange(
         proxy: SocketAddr,
         asked: u8,
         nec: bool,
@@ -453,5 +453,39 @@ print(granted, get(24).decode())
                 .all(|e| e["user"] == format!("alice@{}", socksgate_tests::kdc::REALM)),
             "{log:#?}"
         );
+    }
+}
+
+#[test]
+fn policy_rules_match_the_kerberos_principal() {
+    use socksgate_config::Config;
+    if realm().is_none() {
+        return;
+    }
+    let echo = socksgate_tests::EchoTarget::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (allowed_user, expected) in [("alice", true), ("bob", false)] {
+        let text = format!(
+            "[[rule]]\nusers = [\"{allowed_user}@{}\"]\naction = \"allow\"\n\
+             [[rule]]\naction = \"deny\"\n",
+            socksgate_tests::kdc::REALM
+        );
+        let mut config = Config::parse(&text, std::path::Path::new("principals.toml")).unwrap();
+        config.listeners = socksgate_tests::TestServer::loopback_config().listeners;
+        config.listeners.truncate(1);
+        config.listeners[0].methods = vec![socksgate_proto::Method::GSSAPI];
+        config.listeners[0].socks4 = false;
+        let server = socksgate_tests::TestServer::start_with(config);
+        let outcome = runtime.block_on(async {
+            let (proxy, target) = (server.addr(), echo.addr);
+            tokio::spawn(async move { socks::exchange(proxy, 2, false, target).await })
+                .await
+                .is_ok()
+        });
+        assert_eq!(outcome, expected, "rule for {allowed_user}");
+        let log = server.wait_for_sessions(1);
+        let reply = if expected { "0x00" } else { "0x02" };
+        assert_eq!(log[0]["reply"], reply, "{log:#?}");
+        assert!(log[0]["rule"].contains("principals.toml:"), "{log:#?}");
     }
 }

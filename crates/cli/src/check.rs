@@ -18,6 +18,7 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             return exit::code(exit::CONFIG);
         }
     };
+    crate::serve::use_keytab(&config);
     if let Err(error) = socksgate_server::check_tls(&config) {
         let _ = writeln!(std::io::stderr(), "error: {}: {error}", path.display());
         return exit::code(exit::CONFIG);

@@ -26,11 +26,7 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
         }
     };
     logging::init(&config.log);
-    // The GSS-API library finds the service's keys through the environment; set it while
-    // the process has one thread (a changed keytab path takes effect at the next start).
-    if let Some(keytab) = &config.gssapi.keytab {
-        std::env::set_var("KRB5_KTNAME", format!("FILE:{}", keytab.display()));
-    }
+    use_keytab(&config);
     let authenticator = match authentication::from_config(&config.auth) {
         Ok(authenticator) => authenticator,
         Err(error) => {
@@ -56,6 +52,15 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
             tracing::error!("{error:#}");
             exit::code(exit::RUNTIME)
         }
+    }
+}
+
+/// The GSS-API library finds the service's keys through the environment: point it at the
+/// configured keytab. Called while the process has one thread; a changed keytab path takes
+/// effect at the next start.
+pub(crate) fn use_keytab(config: &Config) {
+    if let Some(keytab) = &config.gssapi.keytab {
+        std::env::set_var("KRB5_KTNAME", format!("FILE:{}", keytab.display()));
     }
 }
 

@@ -689,3 +689,44 @@ fn the_tls_guide_examples_are_valid() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("gateway.key"), "{stderr}");
 }
+
+#[test]
+fn the_kerberos_guide_examples_are_valid() {
+    let Some(kdc) = socksgate_tests::kdc::Kdc::start() else {
+        return;
+    };
+    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/kerberos.md");
+    let blocks = toml_blocks(guide);
+    assert!(blocks.len() >= 3, "{} examples", blocks.len());
+    let keytab = kdc.keytab.display().to_string();
+    let env = kdc.env();
+    for (index, block) in blocks.iter().enumerate() {
+        // The guide's keytab is the test realm's; check acquires the service's keys from it.
+        let block = block.replace("/etc/socksgate/socksgate.keytab", &keytab);
+        let path = temp_file(&format!("kerberos-guide-{index}.toml"), &block);
+        let output = socksgate()
+            .args(["check", "-c", path.to_str().unwrap()])
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "example {index}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // A keytab without the service's keys is refused, with the reason.
+    let path = temp_file(
+        "kerberos-missing.toml",
+        "[[listen]]\naddress = \"127.0.0.1:1080\"\nmethods = [\"gssapi\"]\n\
+         [gssapi]\nkeytab = \"/nonexistent/socksgate.keytab\"\n",
+    );
+    let output = socksgate()
+        .args(["check", "-c", path.to_str().unwrap()])
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("GSS-API"), "{stderr}");
+}

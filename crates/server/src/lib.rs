@@ -150,8 +150,8 @@ pub(crate) struct ListenerSetup {
 }
 
 /// Reads every TLS file the configuration names (listeners' certificates and keys, upstream
-/// groups' authorities and client certificates), as starting the server would: for
-/// `socksgate check`.
+/// groups' authorities and client certificates) and acquires the GSS-API service's keys, as
+/// starting the server would: for `socksgate check`.
 pub fn check_tls(config: &Config) -> Result<(), BindError> {
     load_material(config).map(drop)
 }
