@@ -489,3 +489,87 @@ fn policy_rules_match_the_kerberos_principal() {
         assert!(log[0]["rule"].contains("principals.toml:"), "{log:#?}");
     }
 }
+
+mod own_client {
+    use super::socks::gss_server;
+    use super::*;
+    use socksgate_client::{Chain, GssapiLevel, GssapiOptions};
+    use socksgate_config::Protection;
+    use socksgate_proto::Method;
+    use socksgate_tests::{EchoTarget, TestServer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn echo_through(chain: &Chain, target: std::net::SocketAddr) {
+        let mut stream = chain.connect(&target.into()).await.unwrap();
+        stream.write_all(b"kerberized chain").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut back = [0u8; 16];
+        stream.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"kerberized chain");
+    }
+
+    #[test]
+    fn a_chain_authenticates_with_kerberos_at_each_level() {
+        if realm().is_none() {
+            return;
+        }
+        let all = [
+            Protection::None,
+            Protection::Integrity,
+            Protection::Confidentiality,
+        ];
+        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let echo = EchoTarget::start();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let url = format!("socks5h://localhost:{}", server.addr().port());
+        for protection in [
+            GssapiLevel::None,
+            GssapiLevel::Integrity,
+            GssapiLevel::Confidentiality,
+        ] {
+            let chain = [url.parse().unwrap()]
+                .into_iter()
+                .collect::<Chain>()
+                .with_gssapi(GssapiOptions {
+                    protection,
+                    ..GssapiOptions::default()
+                });
+            runtime.block_on(echo_through(&chain, echo.addr));
+        }
+        let log = server.wait_for_sessions(3);
+        assert!(
+            log.iter()
+                .all(|e| e["user"] == format!("alice@{}", socksgate_tests::kdc::REALM)),
+            "{log:#?}"
+        );
+    }
+
+    #[test]
+    fn kerberos_at_the_second_hop_of_a_chain() {
+        if realm().is_none() {
+            return;
+        }
+        let first = TestServer::start();
+        let second = gss_server(&[Method::GSSAPI], &[Protection::Confidentiality], false);
+        let echo = EchoTarget::start();
+        let chain: Chain = [
+            format!("socks5://{}", first.addr()).parse().unwrap(),
+            format!("socks5h://localhost:{}", second.addr().port())
+                .parse()
+                .unwrap(),
+        ]
+        .into_iter()
+        .collect();
+        let chain = chain.with_gssapi(GssapiOptions::default());
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(echo_through(&chain, echo.addr));
+        // The first hop offered "none" and GSS-API and took "none"; the second, Kerberos.
+        assert_eq!(first.wait_for_sessions(1)[0]["user"], "-");
+        let log = second.wait_for_sessions(1);
+        assert_eq!(
+            log[0]["user"],
+            format!("alice@{}", socksgate_tests::kdc::REALM)
+        );
+    }
+}

@@ -35,12 +35,32 @@ pub(crate) struct ProxyArgs {
     /// TLS hops: the client certificate's private key (PEM).
     #[arg(long = "proxy-key", value_name = "FILE", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
+    /// Offer GSS-API (Kerberos, with the ticket cache's credentials) to SOCKS5 hops.
+    #[arg(long = "socks5-gssapi")]
+    pub(crate) gssapi: bool,
+    /// GSS-API: the proxies' service name (the context is with SERVICE@HOST).
+    #[arg(
+        long = "socks5-gssapi-service",
+        value_name = "NAME",
+        default_value = "rcmd"
+    )]
+    pub(crate) gssapi_service: String,
+    /// GSS-API: the protection asked for: none, integrity or confidentiality.
+    #[arg(
+        long = "socks5-gssapi-protection",
+        value_name = "LEVEL",
+        default_value = "confidentiality"
+    )]
+    pub(crate) gssapi_protection: String,
+    /// GSS-API: send the protection level unprotected (NEC-style servers).
+    #[arg(long = "socks5-gssapi-nec")]
+    pub(crate) gssapi_nec: bool,
 }
 
 impl ProxyArgs {
     /// The chain, with the TLS settings when any is given.
     pub(crate) fn chain(&self) -> anyhow::Result<Chain> {
-        let chain = chain(&self.proxies)?;
+        let chain = self.with_gssapi(chain(&self.proxies)?)?;
         if self.cacert.is_none() && self.pin.is_none() && self.cert.is_none() {
             return Ok(chain);
         }
@@ -55,6 +75,37 @@ impl ProxyArgs {
             key: self.key.clone(),
         };
         Ok(chain.with_tls(&options)?)
+    }
+}
+
+impl ProxyArgs {
+    #[cfg(feature = "gssapi")]
+    fn with_gssapi(&self, chain: Chain) -> anyhow::Result<Chain> {
+        use socksgate_client::{GssapiLevel, GssapiOptions};
+        if !self.gssapi {
+            return Ok(chain);
+        }
+        let protection = match self.gssapi_protection.as_str() {
+            "none" => GssapiLevel::None,
+            "integrity" => GssapiLevel::Integrity,
+            "confidentiality" => GssapiLevel::Confidentiality,
+            other => bail!(
+                "--socks5-gssapi-protection {other:?}: expected none, integrity or confidentiality"
+            ),
+        };
+        Ok(chain.with_gssapi(GssapiOptions {
+            service: self.gssapi_service.clone(),
+            protection,
+            nec: self.gssapi_nec,
+        }))
+    }
+
+    #[cfg(not(feature = "gssapi"))]
+    fn with_gssapi(&self, chain: Chain) -> anyhow::Result<Chain> {
+        if self.gssapi {
+            bail!("--socks5-gssapi: this build has no GSS-API support (cargo feature gssapi)");
+        }
+        Ok(chain)
     }
 }
 

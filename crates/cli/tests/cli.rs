@@ -730,3 +730,44 @@ fn the_kerberos_guide_examples_are_valid() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("GSS-API"), "{stderr}");
 }
+
+#[test]
+fn connect_authenticates_with_kerberos_and_the_server_logs_the_principal() {
+    let Some(kdc) = socksgate_tests::kdc::Kdc::start() else {
+        return;
+    };
+    let env = kdc.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = temp_file(
+        "kerberized.toml",
+        "[[listen]]\naddress = \"127.0.0.1:0\"\nmethods = [\"gssapi\"]\n",
+    );
+    let (mut server, stderr, port) = start_serving(&["-c", config.to_str().unwrap()], &env);
+    let log = LogLines::follow(stderr);
+    let echo = echo_server();
+    let mut child = socksgate()
+        .args([
+            "connect",
+            "--socks5-gssapi",
+            "-x",
+            &format!("socks5h://localhost:{port}"),
+        ])
+        .args(["127.0.0.1", &echo.port().to_string()])
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"sealed\n");
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, b"sealed\n");
+    let line = log.wait_for("outcome=\"closed\"");
+    assert!(line.contains("user=alice@SOCKSGATE.TEST"), "{line}");
+    stop(&mut server);
+}

@@ -14,6 +14,8 @@ use socksgate_tls::{ClientTls, TlsError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[cfg(feature = "gssapi")]
+use crate::gss::GssapiOptions;
 use crate::ProxyStream;
 
 use socksgate_proto::hop::{Flavour, Hop};
@@ -24,6 +26,8 @@ pub struct Chain {
     hops: Vec<Hop>,
     /// How TLS hops are checked (the system's authorities when not set).
     tls: Option<Arc<ClientConfig>>,
+    /// GSS-API for SOCKS5 hops, when asked for.
+    gssapi: Option<GssapiOptions>,
 }
 
 impl fmt::Debug for Chain {
@@ -46,6 +50,7 @@ impl FromIterator<Hop> for Chain {
         Self {
             hops: hops.into_iter().collect(),
             tls: None,
+            gssapi: None,
         }
     }
 }
@@ -66,6 +71,8 @@ pub enum HopFailure {
     UnreachableVia(ClientError),
     /// The connection broke during the handshake.
     Io(io::Error),
+    /// The GSS-API exchange failed (why).
+    Gssapi(String),
     /// The TLS handshake with the proxy failed (its certificate, or ours, refused).
     Tls(io::Error),
 }
@@ -92,6 +99,7 @@ impl fmt::Display for ChainError {
                 write!(f, "the previous hop cannot reach this proxy: {error}")
             }
             HopFailure::Io(error) => write!(f, "connection lost: {error}"),
+            HopFailure::Gssapi(why) => write!(f, "GSS-API: {why}"),
             HopFailure::Tls(error) => write!(f, "TLS: {error}"),
         }
     }
@@ -122,11 +130,21 @@ impl Chain {
         self
     }
 
+    /// Offers GSS-API (Kerberos, RFC 1961) to SOCKS5 hops, with the ticket cache's
+    /// credentials; a hop that picks it authenticates the user and protects the tunnel at the
+    /// level it grants.
+    #[cfg(feature = "gssapi")]
+    pub fn with_gssapi(mut self, options: GssapiOptions) -> Self {
+        self.gssapi = Some(options);
+        self
+    }
+
     /// The first `index + 1` hops, with the same TLS settings.
     pub(crate) fn prefix(&self, index: usize) -> Self {
         Self {
             hops: self.hops[..=index].to_vec(),
             tls: self.tls.clone(),
+            gssapi: self.gssapi.clone(),
         }
     }
 
@@ -194,7 +212,7 @@ impl Chain {
             .await
             .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
         let _ = stream.set_nodelay(true);
-        let mut stream = self.secure(ProxyStream::Tcp(stream), 0).await?;
+        let mut stream = self.secure(ProxyStream::from(stream), 0).await?;
         for index in 0..self.hops.len() - 1 {
             let next = self.hops[index + 1].address.clone();
             self.request(&mut stream, index, Command::CONNECT, &next)
@@ -236,7 +254,7 @@ impl Chain {
             .connect(name, stream)
             .await
             .map_err(tls_error)?;
-        Ok(ProxyStream::Tls(Box::new(secured)))
+        Ok(ProxyStream::tls(secured))
     }
 
     /// A request at the last hop (reached through the others): the stream and the first
@@ -285,9 +303,11 @@ impl Chain {
     ) -> Result<(ClientHandshake, Vec<ClientEvent>), ChainError> {
         let hop = &self.hops[index];
         let target = self.as_hop_wants(index, target).await?;
-        let machine = ClientHandshake::new(protocol(hop), command, target)
+        let machine = ClientHandshake::new(protocol(hop, self.gssapi.is_some()), command, target)
             .map_err(|error| self.error(index, HopFailure::Refused(error)))?;
-        drive(stream, machine, enough)
+        let host = hop.address.host.to_string();
+        let gssapi = self.gssapi.as_ref().map(|options| (options, host.as_str()));
+        drive(stream, machine, gssapi, enough)
             .await
             .map_err(|failure| self.error(index, failure))
     }
@@ -345,7 +365,7 @@ impl BindListener {
 
     /// Waits for the peer; returns the relayed connection and the peer's address.
     pub async fn accept(mut self) -> Result<(ProxyStream, Address), ChainError> {
-        let (_, events) = drive(&mut self.stream, self.machine, |_| false)
+        let (_, events) = drive(&mut self.stream, self.machine, None, |_| false)
             .await
             .map_err(|failure| self.chain.error(self.index, failure))?;
         let peer = events
@@ -363,10 +383,15 @@ impl BindListener {
 async fn drive(
     stream: &mut ProxyStream,
     mut machine: ClientHandshake,
+    gssapi: Option<GssapiHop<'_>>,
     enough: impl Fn(&[ClientEvent]) -> bool,
 ) -> Result<(ClientHandshake, Vec<ClientEvent>), HopFailure> {
     let mut events = Vec::new();
     let mut input = Vec::new();
+    #[cfg(feature = "gssapi")]
+    let mut exchange: Option<crate::gss::Exchange> = None;
+    #[cfg(not(feature = "gssapi"))]
+    let _ = gssapi;
     loop {
         let pending = machine.pending_output();
         if !pending.is_empty() {
@@ -381,6 +406,35 @@ async fn drive(
         match machine.feed(&input).map_err(HopFailure::Refused)? {
             Step::Event { used, event } => {
                 input.drain(..used);
+                #[cfg(feature = "gssapi")]
+                match &event {
+                    ClientEvent::MethodSelected(socksgate_proto::Method::GSSAPI) => {
+                        let Some((options, host)) = gssapi else {
+                            return Err(HopFailure::Gssapi("GSS-API was not offered".to_owned()));
+                        };
+                        let started = crate::gss::Exchange::start(options, host, &mut machine)
+                            .map_err(HopFailure::Gssapi)?;
+                        exchange = Some(started);
+                    }
+                    ClientEvent::Gssapi(message) => {
+                        let Some(current) = exchange.as_mut() else {
+                            return Err(HopFailure::Gssapi(
+                                "a GSS-API message out of turn".to_owned(),
+                            ));
+                        };
+                        let agreed = current
+                            .on_message(message, &mut machine)
+                            .map_err(HopFailure::Gssapi)?;
+                        if let Some(level) = agreed {
+                            if let Some(done) = exchange.take() {
+                                // §5: the request (queued) and all that follows is
+                                // encapsulated.
+                                done.protect(stream, level, std::mem::take(&mut input));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
                 events.push(event);
             }
             Step::NeedMore { at_least } => {
@@ -396,6 +450,14 @@ async fn drive(
     }
 }
 
+/// What a GSS-API exchange with one hop needs: the options and the hop's host name.
+type GssapiHop<'a> = (&'a GssapiOptions, &'a str);
+
+/// Without the gssapi feature a chain never offers GSS-API.
+#[cfg(not(feature = "gssapi"))]
+#[derive(Debug, Clone)]
+pub(crate) struct GssapiOptions;
+
 /// Replies that say the target could not be reached (rather than that it was refused).
 fn is_unreachable(reply: Reply) -> bool {
     matches!(
@@ -407,7 +469,7 @@ fn is_unreachable(reply: Reply) -> bool {
     )
 }
 
-fn protocol(hop: &Hop) -> ClientProtocol {
+fn protocol(hop: &Hop, gssapi: bool) -> ClientProtocol {
     let user_id = || {
         hop.credentials
             .as_ref()
@@ -419,7 +481,7 @@ fn protocol(hop: &Hop) -> ClientProtocol {
         Flavour::Socks4a => ClientProtocol::Socks4a { user_id: user_id() },
         Flavour::Socks5 | Flavour::Socks5h => ClientProtocol::Socks5 {
             credentials: hop.credentials.clone(),
-            gssapi: false,
+            gssapi,
         },
     }
 }

@@ -18,10 +18,16 @@
 //! its certificate is checked); the connection comes back as a [`ProxyStream`].
 
 mod chain;
+#[cfg(feature = "gssapi")]
+mod gss;
 mod stream;
 mod udp;
 
 pub use chain::{BindListener, Chain, ChainError, HopFailure};
+#[cfg(feature = "gssapi")]
+pub use gss::GssapiOptions;
+#[cfg(feature = "gssapi")]
+pub use socksgate_gssapi::Level as GssapiLevel;
 pub use socksgate_proto::hop::{Flavour, Hop, UrlError};
 pub use socksgate_tls::{ClientTls, PublicKeyPin, TlsError};
 pub use stream::ProxyStream;

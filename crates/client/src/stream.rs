@@ -1,6 +1,8 @@
-//! The connection a chain hands back: plain TCP, or TLS (to a `socks5s://` hop) around the
-//! connection beneath it.
+//! The connection a chain hands back: TCP to the first hop, TLS (to a `socks5s://` hop)
+//! around the connection beneath it, and RFC 1961 encapsulation after a GSS-API handshake
+//! that agreed on protection.
 
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,41 +11,92 @@ use socksgate_tls::tokio_rustls::client::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A connection through a chain. Plain when no hop speaks TLS, so callers can use the TCP
-/// socket directly (the server splices it); each TLS hop wraps what came before.
-#[derive(Debug)]
-pub enum ProxyStream {
+/// A connection through a chain. Bare TCP when no hop wraps it, so callers can use the
+/// socket directly (the server splices it).
+pub struct ProxyStream {
+    transport: Transport,
+    /// RFC 1961 §5 encapsulation with the last hop, once negotiated.
+    #[cfg(feature = "gssapi")]
+    gss: Option<Box<socksgate_gssapi::GssLayer>>,
+}
+
+enum Transport {
     /// TCP to the first hop, carrying every hop's tunnel.
     Tcp(TcpStream),
     /// TLS to a hop, over the connection that reaches it.
     Tls(Box<TlsStream<ProxyStream>>),
 }
 
+impl fmt::Debug for ProxyStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match (&self.transport, self.is_encapsulated()) {
+            (_, true) => "GSS-API",
+            (Transport::Tcp(_), false) => "TCP",
+            (Transport::Tls(_), false) => "TLS",
+        };
+        write!(f, "ProxyStream({kind})")
+    }
+}
+
 impl ProxyStream {
+    pub(crate) fn tls(stream: TlsStream<ProxyStream>) -> Self {
+        Self::from_transport(Transport::Tls(Box::new(stream)))
+    }
+
+    fn from_transport(transport: Transport) -> Self {
+        Self {
+            transport,
+            #[cfg(feature = "gssapi")]
+            gss: None,
+        }
+    }
+
+    fn is_encapsulated(&self) -> bool {
+        #[cfg(feature = "gssapi")]
+        if self.gss.is_some() {
+            return true;
+        }
+        false
+    }
+
     /// The TCP connection underneath every layer.
     pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Tcp(stream) => stream,
-            Self::Tls(stream) => stream.get_ref().0.tcp(),
+        match &self.transport {
+            Transport::Tcp(stream) => stream,
+            Transport::Tls(stream) => stream.get_ref().0.tcp(),
         }
     }
 
     /// The TCP connection itself, when nothing wraps it.
     pub fn into_tcp(self) -> Result<TcpStream, Self> {
-        match self {
-            Self::Tcp(stream) => Ok(stream),
-            wrapped => Err(wrapped),
+        if self.is_encapsulated() {
+            return Err(self);
         }
+        match self.transport {
+            Transport::Tcp(stream) => Ok(stream),
+            transport => Err(Self::from_transport(transport)),
+        }
+    }
+
+    /// Whether nothing wraps the TCP connection.
+    pub fn is_bare(&self) -> bool {
+        !self.is_encapsulated() && matches!(self.transport, Transport::Tcp(_))
+    }
+
+    /// From now on, bytes are encapsulated per RFC 1961 §5.
+    #[cfg(feature = "gssapi")]
+    pub(crate) fn encapsulate(&mut self, layer: socksgate_gssapi::GssLayer) {
+        self.gss = Some(Box::new(layer));
     }
 }
 
 impl From<TcpStream> for ProxyStream {
     fn from(stream: TcpStream) -> Self {
-        Self::Tcp(stream)
+        Self::from_transport(Transport::Tcp(stream))
     }
 }
 
-impl AsyncRead for ProxyStream {
+impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -56,7 +109,7 @@ impl AsyncRead for ProxyStream {
     }
 }
 
-impl AsyncWrite for ProxyStream {
+impl AsyncWrite for Transport {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -80,5 +133,53 @@ impl AsyncWrite for ProxyStream {
             Self::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+impl AsyncRead for ProxyStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        #[cfg(feature = "gssapi")]
+        if let Some(gss) = &mut this.gss {
+            return gss.poll_read(&mut this.transport, cx, buf);
+        }
+        Pin::new(&mut this.transport).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProxyStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        #[cfg(feature = "gssapi")]
+        if let Some(gss) = &mut this.gss {
+            return gss.poll_write(&mut this.transport, cx, buf);
+        }
+        Pin::new(&mut this.transport).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        #[cfg(feature = "gssapi")]
+        if let Some(gss) = &mut this.gss {
+            return gss.poll_flush(&mut this.transport, cx);
+        }
+        Pin::new(&mut this.transport).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        #[cfg(feature = "gssapi")]
+        if let Some(gss) = &mut this.gss {
+            return gss.poll_shutdown(&mut this.transport, cx);
+        }
+        Pin::new(&mut this.transport).poll_shutdown(cx)
     }
 }

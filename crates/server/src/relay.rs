@@ -79,14 +79,19 @@ pub(crate) fn relay<'a, H>(
     bandwidth: Option<u64>,
     counters: &'a Counters,
 ) -> Relay<'a, H> {
+    let target = match target.into_tcp() {
+        Ok(tcp) if client.bare_tcp().is_some() => Ok(tcp),
+        Ok(tcp) => Err(ProxyStream::from(tcp)),
+        Err(wrapped) => Err(wrapped),
+    };
     let ends = match target {
-        ProxyStream::Tcp(target) if client.bare_tcp().is_some() => Ends::Splice {
+        Ok(target) => Ends::Splice {
             client: &*client,
             target,
             up: Flow::new(bandwidth),
             down: Flow::new(bandwidth),
         },
-        target => Ends::Buffered {
+        Err(target) => Ends::Buffered {
             client,
             target,
             up: Copy::new(bandwidth),
