@@ -573,3 +573,34 @@ mod own_client {
         );
     }
 }
+
+#[test]
+fn a_route_authenticates_to_its_upstream_with_kerberos() {
+    use socksgate_config::{Config, Protection};
+    use socksgate_proto::Method;
+    if realm().is_none() {
+        return;
+    }
+    let upstream = socks::gss_server(&[Method::GSSAPI], &[Protection::Confidentiality], false);
+    let text = format!(
+        "[[upstream]]\nname = \"hq\"\nchains = [[\"socks5h://localhost:{}\"]]\n\
+         gssapi = {{ protection = \"confidentiality\" }}\n\
+         [[rule]]\naction = \"route\"\nroute = \"hq\"\n",
+        upstream.addr().port()
+    );
+    let mut config = Config::parse(&text, std::path::Path::new("front.toml")).unwrap();
+    config.listeners = socksgate_tests::TestServer::loopback_config().listeners;
+    let front = socksgate_tests::TestServer::start_with(config);
+    let echo = socksgate_tests::EchoTarget::start();
+    let mut stream = socksgate_tests::socks5_connect(front.addr(), &echo.addr.to_string()).unwrap();
+    socksgate_tests::assert_echoes(&mut stream, b"routed through kerberos");
+    drop(stream);
+    // The front's own credentials (the process's ticket cache) authenticated it upstream.
+    let log = upstream.wait_for_sessions(1);
+    assert_eq!(
+        log[0]["user"],
+        format!("alice@{}", socksgate_tests::kdc::REALM),
+        "{log:#?}"
+    );
+    assert_eq!(log[0]["target"], echo.addr.to_string());
+}

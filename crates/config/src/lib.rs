@@ -43,6 +43,7 @@ pub use error::ConfigError;
 pub use model::{
     Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Limits, Listener, ListenerTls, Log,
     LogFormat, LoginThrottle, Protection, Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
+    UpstreamGssapi,
 };
 
 use error::Origin;
@@ -445,11 +446,23 @@ fn validate_upstreams(
             None => socksgate_tls::ClientTls::default(),
             Some(tls) => upstream_tls(tls, &field("tls"), origin)?,
         };
+        let gssapi = match &group.gssapi {
+            None => None,
+            Some(raw) => Some(UpstreamGssapi {
+                service: raw.service.clone().unwrap_or_else(|| "rcmd".to_owned()),
+                protection: match &raw.protection {
+                    None => Protection::Confidentiality,
+                    Some(level) => protection_level(level, &field("gssapi.protection"), origin)?,
+                },
+                nec: raw.nec.unwrap_or(false),
+            }),
+        };
         groups.push(UpstreamGroup {
             name,
             chains,
             selection,
             tls,
+            gssapi,
             max_failures: group.max_failures.unwrap_or(3).max(1),
             retry_after: required_duration(
                 &group.retry_after,
@@ -499,6 +512,24 @@ fn upstream_tls(
     })
 }
 
+fn protection_level(
+    name: &toml::Spanned<String>,
+    field: &str,
+    origin: &Origin<'_>,
+) -> Result<Protection, ConfigError> {
+    match name.get_ref().as_str() {
+        "none" => Ok(Protection::None),
+        "integrity" => Ok(Protection::Integrity),
+        "confidentiality" => Ok(Protection::Confidentiality),
+        _ => Err(ConfigError::new(
+            origin,
+            "expected \"none\", \"integrity\" or \"confidentiality\"",
+        )
+        .at(origin, Some(name.span()))
+        .field(field)),
+    }
+}
+
 fn validate_gssapi(raw: &raw::RawGssapi, origin: &Origin<'_>) -> Result<Gssapi, ConfigError> {
     let defaults = Gssapi::default();
     let protection = match &raw.protection {
@@ -506,19 +537,7 @@ fn validate_gssapi(raw: &raw::RawGssapi, origin: &Origin<'_>) -> Result<Gssapi, 
         Some(list) => {
             let mut levels = Vec::new();
             for name in list.get_ref() {
-                let level = match name.get_ref().as_str() {
-                    "none" => Protection::None,
-                    "integrity" => Protection::Integrity,
-                    "confidentiality" => Protection::Confidentiality,
-                    _ => {
-                        return Err(ConfigError::new(
-                            origin,
-                            "expected \"none\", \"integrity\" or \"confidentiality\"",
-                        )
-                        .at(origin, Some(name.span()))
-                        .field("gssapi.protection"))
-                    }
-                };
+                let level = protection_level(name, "gssapi.protection", origin)?;
                 if !levels.contains(&level) {
                     levels.push(level);
                 }

@@ -364,6 +364,20 @@ pub struct UpstreamGroup {
     /// How the group's TLS hops (`socks5s://`, `socks5hs://`) are checked, and the client
     /// certificate they are shown (the system's authorities, no certificate, by default).
     pub tls: socksgate_tls::ClientTls,
+    /// GSS-API (Kerberos) offered to the group's SOCKS5 hops, with the server's own
+    /// credentials (its ticket cache or client keytab); none when not set.
+    pub gssapi: Option<UpstreamGssapi>,
+}
+
+/// How a group's hops are asked for GSS-API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamGssapi {
+    /// The hops' service name (`rcmd`).
+    pub service: String,
+    /// The level asked for.
+    pub protection: Protection,
+    /// Send the level unprotected (NEC-style hops).
+    pub nec: bool,
 }
 
 /// How a group picks the member for a session.

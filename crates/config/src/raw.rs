@@ -178,6 +178,15 @@ pub(crate) struct RawUpstream {
     pub(crate) max_failures: Option<u32>,
     pub(crate) retry_after: Option<Spanned<RawDuration>>,
     pub(crate) tls: Option<RawUpstreamTls>,
+    pub(crate) gssapi: Option<RawUpstreamGssapi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamGssapi {
+    pub(crate) service: Option<String>,
+    pub(crate) protection: Option<Spanned<String>>,
+    pub(crate) nec: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

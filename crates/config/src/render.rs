@@ -270,24 +270,37 @@ fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], re
         let _ = writeln!(out, "max_failures = {}", group.max_failures);
         let _ = writeln!(out, "retry_after = \"{}\"", duration(group.retry_after));
         render_upstream_tls(out, &group.tls);
+        if let Some(gssapi) = &group.gssapi {
+            let _ = writeln!(
+                out,
+                "gssapi = {{ service = {:?}, protection = \"{}\", nec = {} }}",
+                gssapi.service,
+                protection_name(gssapi.protection),
+                gssapi.nec
+            );
+        }
+    }
+}
+
+fn protection_name(level: crate::model::Protection) -> &'static str {
+    use crate::model::Protection;
+    match level {
+        Protection::None => "none",
+        Protection::Integrity => "integrity",
+        Protection::Confidentiality => "confidentiality",
     }
 }
 
 fn render_gssapi(out: &mut String, gssapi: &crate::model::Gssapi) {
-    use crate::model::Protection;
     let _ = writeln!(out, "\n[gssapi]");
     let _ = writeln!(out, "service = {:?}", gssapi.service);
     if let Some(keytab) = &gssapi.keytab {
         let _ = writeln!(out, "keytab = {:?}", keytab.display().to_string());
     }
-    let levels: Vec<&str> = gssapi
+    let levels: Vec<String> = gssapi
         .protection
         .iter()
-        .map(|level| match level {
-            Protection::None => "\"none\"",
-            Protection::Integrity => "\"integrity\"",
-            Protection::Confidentiality => "\"confidentiality\"",
-        })
+        .map(|&level| format!("\"{}\"", protection_name(level)))
         .collect();
     let _ = writeln!(out, "protection = [{}]", levels.join(", "));
     let _ = writeln!(out, "nec = {}", gssapi.nec);

@@ -197,6 +197,7 @@ fn load_material(config: &Config) -> Result<Material, BindError> {
         .listeners
         .iter()
         .any(|listener| listener.methods.contains(&Method::GSSAPI))
+        || config.upstreams.iter().any(|group| group.gssapi.is_some())
     {
         return Err(BindError::Gssapi(
             "this build has no GSS-API support (cargo feature gssapi)".to_owned(),

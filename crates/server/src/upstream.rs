@@ -60,6 +60,31 @@ pub(crate) fn upstream_tls(groups: &[UpstreamGroup]) -> Result<UpstreamTls, (Str
     Ok(configs)
 }
 
+/// Offers GSS-API to the chain's SOCKS5 hops, as the group says.
+#[cfg(feature = "gssapi")]
+fn with_gssapi(chain: Chain, gssapi: Option<&socksgate_config::UpstreamGssapi>) -> Chain {
+    use socksgate_client::{GssapiLevel, GssapiOptions};
+    use socksgate_config::Protection;
+    let Some(gssapi) = gssapi else {
+        return chain;
+    };
+    chain.with_gssapi(GssapiOptions {
+        service: gssapi.service.clone(),
+        protection: match gssapi.protection {
+            Protection::None => GssapiLevel::None,
+            Protection::Integrity => GssapiLevel::Integrity,
+            Protection::Confidentiality => GssapiLevel::Confidentiality,
+        },
+        nec: gssapi.nec,
+    })
+}
+
+/// Without the gssapi feature, configuration loading refuses groups that ask for it.
+#[cfg(not(feature = "gssapi"))]
+fn with_gssapi(chain: Chain, _gssapi: Option<&socksgate_config::UpstreamGssapi>) -> Chain {
+    chain
+}
+
 /// Why a routed request failed.
 #[derive(Debug)]
 pub(crate) enum RouteError {
@@ -114,10 +139,11 @@ impl Group {
                 .map(|hops| Member {
                     chain: {
                         let chain: Chain = hops.iter().cloned().collect();
-                        match &tls {
+                        let chain = match &tls {
                             Some(tls) => chain.with_client_config(tls.clone()),
                             None => chain,
-                        }
+                        };
+                        with_gssapi(chain, config.gssapi.as_ref())
                     },
                     failures: AtomicU32::new(0),
                     set_aside_until: Mutex::new(None),
@@ -239,6 +265,7 @@ mod tests {
             max_failures: 2,
             retry_after: Duration::from_secs(30),
             tls: ClientTls::default(),
+            gssapi: None,
         };
         Group::new(&config, None)
     }
