@@ -30,6 +30,24 @@ impl Danted {
     /// Starts danted; `None` (after the interop rule) without danted or root.
     pub fn start(extra: &str) -> Option<Self> {
         let danted = tool("danted")?;
+        Self::start_with(&danted, "none", "", extra)
+    }
+
+    /// Starts a Dante built with GSS-API (`$SOCKSGATE_DANTE_GSSAPI/sbin/sockd`: Debian's
+    /// package has it compiled out, so CI builds it from Debian's source) asking clients for
+    /// GSS-API with the service keys in `keytab`.
+    pub fn start_gssapi(keytab: &std::path::Path) -> Option<Self> {
+        let sockd = gssapi_build()?.join("sbin/sockd");
+        // One option per line (Dante reads a method list up to the end of its line), in both
+        // rules: the negotiation takes the keytab from the client rule.
+        let options = format!(
+            "\n gssapi.keytab: FILE:{}\n gssapi.servicename: rcmd\n",
+            keytab.display()
+        );
+        Self::start_with(&sockd, "gssapi", &options, "")
+    }
+
+    fn start_with(danted: &std::path::Path, method: &str, rule: &str, extra: &str) -> Option<Self> {
         if !rustix::process::geteuid().is_root() {
             skip_or_fail("danted needs root here (user.privileged)");
             return None;
@@ -49,10 +67,10 @@ impl Danted {
             &conf,
             format!(
                 "logoutput: {log}\ninternal: 127.0.0.1 port = {}\nexternal: 127.0.0.1\n\
-                 socksmethod: none\nclientmethod: none\nuser.privileged: root\n\
+                 socksmethod: {method}\nclientmethod: none\nuser.privileged: root\n\
                  user.unprivileged: nobody\n\
-                 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n\
-                 socks pass {{ from: 0.0.0.0/0 to: 0.0.0.0/0 log: connect }}\n{extra}",
+                 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 {rule} }}\n\
+                 socks pass {{ from: 0.0.0.0/0 to: 0.0.0.0/0 {rule} log: connect }}\n{extra}",
                 address.port(),
                 log = dir.join("danted.log").display()
             ),
@@ -74,5 +92,18 @@ impl Danted {
             address,
             log: dir.join("danted.log"),
         })
+    }
+}
+
+/// Where CI installed Dante built with GSS-API (`SOCKSGATE_DANTE_GSSAPI`), under the
+/// interop rule.
+pub fn gssapi_build() -> Option<std::path::PathBuf> {
+    let prefix = std::env::var_os("SOCKSGATE_DANTE_GSSAPI").map(std::path::PathBuf::from);
+    match prefix {
+        Some(prefix) if prefix.join("sbin/sockd").is_file() => Some(prefix),
+        _ => {
+            skip_or_fail("no Dante built with GSS-API (SOCKSGATE_DANTE_GSSAPI)");
+            None
+        }
     }
 }

@@ -107,6 +107,9 @@ impl Kdc {
             "addprinc -pw alice-password alice".to_owned(),
             "addprinc -randkey rcmd/localhost".to_owned(),
             format!("ktadd -k {} rcmd/localhost", keytab.display()),
+            // Dante's client names the proxy by the address in its route.
+            "addprinc -randkey rcmd/127.0.0.1".to_owned(),
+            format!("ktadd -k {} rcmd/127.0.0.1", keytab.display()),
         ] {
             run(&kadmin, &["-r", REALM, "-q", &query], None);
         }

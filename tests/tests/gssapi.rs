@@ -604,3 +604,40 @@ fn a_route_authenticates_to_its_upstream_with_kerberos() {
     );
     assert_eq!(log[0]["target"], echo.addr.to_string());
 }
+
+/// Dante built from Debian's source with GSS-API (Debian's packages have it compiled out),
+/// an independent RFC 1961 server for socksgate's client.
+mod dante {
+    use super::*;
+    use socksgate_client::{Chain, GssapiOptions};
+    use socksgate_tests::dante::Danted;
+    use socksgate_tests::EchoTarget;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn socksgate_authenticates_to_dante_with_kerberos() {
+        let Some(kdc) = realm() else { return };
+        let Some(dante) = Danted::start_gssapi(&kdc.keytab) else {
+            return;
+        };
+        let echo = EchoTarget::start();
+        let url = format!("socks5h://localhost:{}", dante.address.port());
+        let chain: Chain = [url.parse().unwrap()].into_iter().collect();
+        let chain = chain.with_gssapi(GssapiOptions::default());
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let mut stream = chain.connect(&echo.addr.into()).await.unwrap();
+            stream.write_all(b"to dante").await.unwrap();
+            stream.flush().await.unwrap();
+            let mut back = [0u8; 8];
+            stream.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"to dante");
+        });
+        // Dante's own log: "pass(1): tcp/connect [: gssapi/confidentiality%alice@REALM@…".
+        let log = dante.log();
+        let expected = format!(
+            "gssapi/confidentiality%alice@{}",
+            socksgate_tests::kdc::REALM
+        );
+        assert!(log.contains(&expected), "{log}");
+    }
+}
