@@ -38,10 +38,7 @@ fn config_typo_names_file_line_and_field() {
         "typo.toml",
         "[[listen]]\naddress = \"127.0.0.1:1080\"\nsock4 = true\n",
     );
-    let output = socksgate()
-        .args(["check", "-c", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = check_config(&path, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(
@@ -389,10 +386,7 @@ fn explain_names_the_deciding_rule() {
 #[test]
 fn check_reports_rules_that_can_never_match() {
     let config = temp_file("shadowed.toml", OFFICE);
-    let output = socksgate()
-        .args(["check", "-c", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = check_config(&config, &[]);
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let file = config.display();
@@ -513,6 +507,16 @@ fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs(
     stop(&mut child);
 }
 
+/// `socksgate check -c PATH` with extra environment.
+fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    socksgate()
+        .args(["check", "-c"])
+        .arg(path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 /// The TOML examples of a document, in order.
 fn toml_blocks(document: &str) -> Vec<String> {
     let text = std::fs::read_to_string(document).unwrap();
@@ -529,10 +533,7 @@ fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
     assert!(blocks.len() >= 5, "{} examples", blocks.len());
     for (index, block) in blocks.iter().enumerate() {
         let path = temp_file(&format!("guide-{index}.toml"), block);
-        let output = socksgate()
-            .args(["check", "-c", path.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let output = check_config(&path, &[]);
         assert!(
             output.status.success(),
             "example {index}: {}",
@@ -663,10 +664,7 @@ fn the_tls_guide_examples_are_valid() {
     for (index, block) in blocks.iter().enumerate() {
         let path = ca.dir().join(format!("tls-guide-{index}.toml"));
         std::fs::write(&path, block).unwrap();
-        let output = socksgate()
-            .args(["check", "-c", path.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let output = check_config(&path, &[]);
         assert!(
             output.status.success(),
             "example {index}: {}",
@@ -681,10 +679,7 @@ fn the_tls_guide_examples_are_valid() {
     // A missing file is named, and check fails as a bad configuration does.
     std::fs::remove_file(ca.dir().join("gateway.key")).unwrap();
     let broken = ca.dir().join("tls-guide-0.toml");
-    let output = socksgate()
-        .args(["check", "-c", broken.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = check_config(&broken, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("gateway.key"), "{stderr}");
@@ -700,15 +695,12 @@ fn the_kerberos_guide_examples_are_valid() {
     assert!(blocks.len() >= 3, "{} examples", blocks.len());
     let keytab = kdc.keytab.display().to_string();
     let env = kdc.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for (index, block) in blocks.iter().enumerate() {
         // The guide's keytab is the test realm's; check acquires the service's keys from it.
         let block = block.replace("/etc/socksgate/socksgate.keytab", &keytab);
         let path = temp_file(&format!("kerberos-guide-{index}.toml"), &block);
-        let output = socksgate()
-            .args(["check", "-c", path.to_str().unwrap()])
-            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
-            .output()
-            .unwrap();
+        let output = check_config(&path, &env);
         assert!(
             output.status.success(),
             "example {index}: {}",
@@ -721,11 +713,7 @@ fn the_kerberos_guide_examples_are_valid() {
         "[[listen]]\naddress = \"127.0.0.1:1080\"\nmethods = [\"gssapi\"]\n\
          [gssapi]\nkeytab = \"/nonexistent/socksgate.keytab\"\n",
     );
-    let output = socksgate()
-        .args(["check", "-c", path.to_str().unwrap()])
-        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
-        .output()
-        .unwrap();
+    let output = check_config(&path, &env);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("GSS-API"), "{stderr}");

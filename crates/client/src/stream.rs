@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use socksgate_tls::tokio_rustls::client::TlsStream;
+use socksgate_tls::MaybeTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -20,19 +21,16 @@ pub struct ProxyStream {
     gss: Option<Box<socksgate_gssapi::GssLayer>>,
 }
 
-enum Transport {
-    /// TCP to the first hop, carrying every hop's tunnel.
-    Tcp(TcpStream),
-    /// TLS to a hop, over the connection that reaches it.
-    Tls(Box<TlsStream<ProxyStream>>),
-}
+/// TCP to the first hop carrying every hop's tunnel, or TLS to a hop over the connection
+/// that reaches it.
+type Transport = MaybeTls<TcpStream, TlsStream<ProxyStream>>;
 
 impl fmt::Debug for ProxyStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match (&self.transport, self.is_encapsulated()) {
             (_, true) => "GSS-API",
-            (Transport::Tcp(_), false) => "TCP",
-            (Transport::Tls(_), false) => "TLS",
+            (MaybeTls::Plain(_), false) => "TCP",
+            (MaybeTls::Tls(_), false) => "TLS",
         };
         write!(f, "ProxyStream({kind})")
     }
@@ -40,7 +38,7 @@ impl fmt::Debug for ProxyStream {
 
 impl ProxyStream {
     pub(crate) fn tls(stream: TlsStream<ProxyStream>) -> Self {
-        Self::from_transport(Transport::Tls(Box::new(stream)))
+        Self::from_transport(MaybeTls::Tls(Box::new(stream)))
     }
 
     fn from_transport(transport: Transport) -> Self {
@@ -62,8 +60,8 @@ impl ProxyStream {
     /// The TCP connection underneath every layer.
     pub fn tcp(&self) -> &TcpStream {
         match &self.transport {
-            Transport::Tcp(stream) => stream,
-            Transport::Tls(stream) => stream.get_ref().0.tcp(),
+            MaybeTls::Plain(stream) => stream,
+            MaybeTls::Tls(stream) => stream.get_ref().0.tcp(),
         }
     }
 
@@ -73,14 +71,14 @@ impl ProxyStream {
             return Err(self);
         }
         match self.transport {
-            Transport::Tcp(stream) => Ok(stream),
+            MaybeTls::Plain(stream) => Ok(stream),
             transport => Err(Self::from_transport(transport)),
         }
     }
 
     /// Whether nothing wraps the TCP connection.
     pub fn is_bare(&self) -> bool {
-        !self.is_encapsulated() && matches!(self.transport, Transport::Tcp(_))
+        !self.is_encapsulated() && matches!(self.transport, MaybeTls::Plain(_))
     }
 
     /// From now on, bytes are encapsulated per RFC 1961 §5.
@@ -92,47 +90,7 @@ impl ProxyStream {
 
 impl From<TcpStream> for ProxyStream {
     fn from(stream: TcpStream) -> Self {
-        Self::from_transport(Transport::Tcp(stream))
-    }
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
+        Self::from_transport(MaybeTls::Plain(stream))
     }
 }
 

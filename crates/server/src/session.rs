@@ -21,11 +21,12 @@ use crate::command::{self, AssociationEnd, Established};
 use crate::gss::{Negotiation, Progress};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
-use crate::stream::{ClientStream, Transport};
+use crate::stream::ClientStream;
 use crate::{boxed, ListenerSetup, Shared};
 #[cfg(feature = "gssapi")]
 use socksgate_gssapi::{GssLayer, Level};
 use socksgate_tls::tokio_rustls::TlsAcceptor;
+use socksgate_tls::MaybeTls;
 
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
 /// sends more without completing a message is not speaking SOCKS.
@@ -246,7 +247,7 @@ async fn secure(
     limit: Duration,
     record: &mut AccessRecord,
 ) -> Result<ClientStream, Failure> {
-    let Transport::Plain(tcp) = client.into_transport() else {
+    let MaybeTls::Plain(tcp) = client.into_transport() else {
         return Err(Failure::Tls(io::Error::other("TLS inside TLS")));
     };
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
@@ -262,7 +263,7 @@ async fn secure(
     if let Some(user) = certificate.and_then(socksgate_tls::certificate_user) {
         record.user = Some(user);
     }
-    Ok(ClientStream::from(Transport::Tls(Box::new(stream))))
+    Ok(ClientStream::from(MaybeTls::Tls(Box::new(stream))))
 }
 
 fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use socksgate_tls::tokio_rustls::server::TlsStream;
+use socksgate_tls::MaybeTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -18,23 +19,19 @@ pub(crate) struct ClientStream {
     gss: Option<Box<socksgate_gssapi::GssLayer>>,
 }
 
-/// The connection as accepted.
-pub(crate) enum Transport {
-    Plain(TcpStream),
-    /// Boxed: the TLS state is large, and plain sessions should not carry its room.
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// The connection as accepted: TCP, or TLS on a TLS listener.
+pub(crate) type Transport = MaybeTls<TcpStream, TlsStream<TcpStream>>;
 
 impl ClientStream {
     pub(crate) fn plain(stream: TcpStream) -> Self {
-        Self::from(Transport::Plain(stream))
+        Self::from(MaybeTls::Plain(stream))
     }
 
     /// The TCP connection underneath, for addresses and socket options.
     pub(crate) fn tcp(&self) -> &TcpStream {
         match &self.transport {
-            Transport::Plain(stream) => stream,
-            Transport::Tls(stream) => stream.get_ref().0,
+            MaybeTls::Plain(stream) => stream,
+            MaybeTls::Tls(stream) => stream.get_ref().0,
         }
     }
 
@@ -45,8 +42,8 @@ impl ClientStream {
             return None;
         }
         match &self.transport {
-            Transport::Plain(stream) => Some(stream),
-            Transport::Tls(_) => None,
+            MaybeTls::Plain(stream) => Some(stream),
+            MaybeTls::Tls(_) => None,
         }
     }
 
@@ -68,46 +65,6 @@ impl From<Transport> for ClientStream {
             transport,
             #[cfg(feature = "gssapi")]
             gss: None,
-        }
-    }
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }
