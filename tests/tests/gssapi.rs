@@ -410,6 +410,89 @@ put(b"hello from python-gssapi")
 print(granted, get(24).decode())
 "#;
 
+    /// After the same negotiation: UDP ASSOCIATE, then one datagram to `target` and its
+    /// echo, each sealed as one RFC 1961 §5 message at the level granted.
+    const PYTHON_UDP_CLIENT: &str = r#"
+import socket, struct, sys, gssapi
+proxy, target, asked = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", proxy))
+def exact(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit("closed")
+        data += chunk
+    return data
+def send(mtyp, token):
+    s.sendall(struct.pack(">BBH", 1, mtyp, len(token)) + token)
+def receive():
+    ver, mtyp = exact(2)
+    if mtyp == 0xff:
+        sys.exit("aborted")
+    (length,) = struct.unpack(">H", exact(2))
+    return mtyp, exact(length)
+s.sendall(b"\x05\x01\x01")
+assert exact(2) == b"\x05\x01"
+name = gssapi.Name("rcmd@localhost", gssapi.NameType.hostbased_service)
+ctx = gssapi.SecurityContext(name=name, usage="initiate")
+token = ctx.step()
+while token:
+    send(1, token)
+    if ctx.complete:
+        break
+    mtyp, reply = receive()
+    token = ctx.step(reply)
+send(2, ctx.wrap(bytes([asked]), False).message)
+mtyp, reply = receive()
+granted = ctx.unwrap(reply).message[0]
+assert granted == asked, granted
+send(3, ctx.wrap(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00", granted == 2).message)
+mtyp, token = receive()
+reply = ctx.unwrap(token).message
+assert reply[1] == 0, reply
+relay = (socket.inet_ntoa(reply[4:8]), struct.unpack(">H", reply[8:10])[0])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(10)
+datagram = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target) + b"udp sealed"
+sealed = ctx.wrap(datagram, granted == 2).message
+u.sendto(struct.pack(">BBH", 1, 3, len(sealed)) + sealed, relay)
+answer, _ = u.recvfrom(65535)
+ver, mtyp, length = struct.unpack(">BBH", answer[:4])
+assert (ver, mtyp) == (1, 3), answer[:4]
+inner = ctx.unwrap(answer[4:4 + length]).message
+print(granted, inner[10:].decode())
+"#;
+
+    #[test]
+    fn python_gssapi_seals_udp_datagrams_after_udp_associate() {
+        use socksgate_tests::interop::tool_at;
+        if realm().is_none() {
+            return;
+        }
+        let Some(python) = tool_at("/usr/bin/python3") else {
+            return;
+        };
+        if !run(&python, &["-c", "import gssapi"], &[], 10).success {
+            socksgate_tests::interop::skip_or_fail("python3-gssapi is not installed");
+            return;
+        }
+        let all = [Protection::Integrity, Protection::Confidentiality];
+        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let echo = socksgate_tests::UdpEcho::start();
+        for level in ["1", "2"] {
+            let (proxy, target) = (server.addr().port().to_string(), echo.port.to_string());
+            let result = run(
+                &python,
+                &["-c", PYTHON_UDP_CLIENT, &proxy, &target, level],
+                &[],
+                30,
+            );
+            assert!(result.success, "level {level}: {}", result.stderr);
+            assert_eq!(result.stdout.trim(), format!("{level} udp sealed"));
+        }
+    }
+
     #[test]
     fn python_gssapi_drives_the_whole_exchange_at_each_level() {
         use socksgate_tests::interop::tool_at;

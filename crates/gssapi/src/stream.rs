@@ -98,6 +98,29 @@ impl GssLayer {
         }
     }
 
+    /// RFC 1961 §5 for UDP: a whole SOCKS UDP datagram wrapped as one message.
+    pub fn seal_datagram(&mut self, datagram: &[u8]) -> Result<Vec<u8>, crate::GssError> {
+        let token = self.context.wrap(self.encrypt, datagram)?;
+        let message = Message::new(MessageType::ENCAPSULATED, token)
+            .ok_or_else(|| crate::GssError("a sealed datagram over 64 KiB".to_owned()))?;
+        let mut out = Vec::new();
+        message.encode(&mut out);
+        Ok(out)
+    }
+
+    /// The SOCKS UDP datagram inside one RFC 1961 §5 message.
+    pub fn open_datagram(&mut self, datagram: &[u8]) -> Result<Vec<u8>, crate::GssError> {
+        let message = Message::decode_exact(datagram)
+            .map_err(|error| crate::GssError(format!("not an RFC 1961 message: {error}")))?;
+        if message.kind != MessageType::ENCAPSULATED {
+            return Err(crate::GssError(format!(
+                "unexpected {} message",
+                message.kind
+            )));
+        }
+        self.context.unwrap(&message.token)
+    }
+
     /// Unwraps the first whole message of `raw`, if there is one.
     fn decode_message(&mut self) -> io::Result<bool> {
         let (message, used) = match Message::decode(&self.raw) {

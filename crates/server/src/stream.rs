@@ -57,6 +57,13 @@ impl ClientStream {
     pub(crate) fn encapsulate(&mut self, layer: socksgate_gssapi::GssLayer) {
         self.gss = Some(Box::new(layer));
     }
+
+    /// Takes the RFC 1961 layer (for a UDP association's datagrams; nothing more is
+    /// expected on the control connection but its end).
+    #[cfg(feature = "gssapi")]
+    pub(crate) fn take_encapsulation(&mut self) -> Option<Box<socksgate_gssapi::GssLayer>> {
+        self.gss.take()
+    }
 }
 
 impl From<Transport> for ClientStream {

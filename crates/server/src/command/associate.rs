@@ -146,6 +146,10 @@ pub(crate) async fn associate(
         resolve_timeout: shared.timeouts.connect,
         stats: UdpStats::default(),
         header: Vec::with_capacity(HEADROOM),
+        // RFC 1961 §5: with GSS-API protection agreed, datagrams are sealed too, with the
+        // control connection's context (the control connection carries nothing more).
+        #[cfg(feature = "gssapi")]
+        gss: session.client.take_encapsulation(),
         _live: LiveAssociation::new(&shared.stats),
     };
     let end = association.run(session.client, config.idle).await;
@@ -267,6 +271,9 @@ struct Association<'a> {
     /// Where the header of a datagram for the client is written (reused: no allocation per
     /// datagram).
     header: Vec<u8>,
+    /// The GSS-API layer datagrams are sealed with, when the session agreed on protection.
+    #[cfg(feature = "gssapi")]
+    gss: Option<Box<socksgate_gssapi::GssLayer>>,
     _live: LiveAssociation<'a>,
 }
 
@@ -340,16 +347,29 @@ impl Association<'_> {
             .client_port
             .map(|port| SocketAddr::new(self.client_ip, port));
         if Some(from) == client {
-            self.relay_outbound(&buffer[HEADROOM..HEADROOM + len]).await;
+            self.relay_from_client(&buffer[HEADROOM..HEADROOM + len]).await;
         } else if let Some(client) = client.filter(|_| self.filter.allows(from)) {
             self.relay_inbound(buffer, len, Address::from(from), client)
                 .await;
         } else if client.is_none() && from.ip() == self.client_ip {
             self.client_port = Some(from.port());
-            self.relay_outbound(&buffer[HEADROOM..HEADROOM + len]).await;
+            self.relay_from_client(&buffer[HEADROOM..HEADROOM + len]).await;
         } else {
             self.stats.drops.unexpected_source += 1;
         }
+    }
+
+    /// A datagram from the client: opened first when the session sealed it (RFC 1961 §5).
+    async fn relay_from_client(&mut self, datagram: &[u8]) {
+        #[cfg(feature = "gssapi")]
+        if let Some(gss) = &mut self.gss {
+            match gss.open_datagram(datagram) {
+                Ok(opened) => self.relay_outbound(&opened).await,
+                Err(_) => self.stats.drops.malformed += 1,
+            }
+            return;
+        }
+        self.relay_outbound(datagram).await;
     }
 
     async fn relay_outbound(&mut self, datagram: &[u8]) {
@@ -435,12 +455,21 @@ impl Association<'_> {
         let Some(send_to) = reachable_from(self.local, client) else {
             return;
         };
-        if self
-            .socket
-            .send_to(&buffer[start..HEADROOM + len], send_to)
-            .await
-            .is_ok()
-        {
+        let datagram = &buffer[start..HEADROOM + len];
+        #[cfg(feature = "gssapi")]
+        let sealed;
+        #[cfg(feature = "gssapi")]
+        let datagram = match &mut self.gss {
+            Some(gss) => match gss.seal_datagram(datagram) {
+                Ok(bytes) => {
+                    sealed = bytes;
+                    &sealed[..]
+                }
+                Err(_) => return,
+            },
+            None => datagram,
+        };
+        if self.socket.send_to(datagram, send_to).await.is_ok() {
             self.stats.datagrams_down += 1;
             self.stats.bytes_down += len as u64;
         }
