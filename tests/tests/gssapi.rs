@@ -627,6 +627,53 @@ mod own_client {
         );
     }
 
+    /// A datagram to a UDP echo through `chain` and back.
+    async fn udp_echo_through(chain: &Chain, port: u16) {
+        let association = chain.udp_associate().await.unwrap();
+        let target: socksgate_proto::Address = format!("127.0.0.1:{port}").parse().unwrap();
+        association
+            .send_to(b"sealed datagram", &target)
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 2048];
+        let (len, source) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            association.recv_from(&mut buffer),
+        )
+        .await
+        .expect("the echo came back")
+        .unwrap();
+        assert_eq!(&buffer[..len], b"sealed datagram");
+        assert_eq!(source.port, port);
+    }
+
+    #[test]
+    fn udp_through_kerberos_hops_is_sealed_per_hop() {
+        if realm().is_none() {
+            return;
+        }
+        let plain = TestServer::start();
+        let kerberos = gss_server(&[Method::GSSAPI], &[Protection::Confidentiality], false);
+        let echo = socksgate_tests::UdpEcho::start();
+        let kerberos_url = format!("socks5h://localhost:{}", kerberos.addr().port());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        // One Kerberos hop, then a plain hop followed by the Kerberos one.
+        for urls in [
+            vec![kerberos_url.clone()],
+            vec![format!("socks5://{}", plain.addr()), kerberos_url.clone()],
+        ] {
+            let chain: Chain = urls.iter().map(|url| url.parse().unwrap()).collect();
+            let chain = chain.with_gssapi(GssapiOptions::default());
+            runtime.block_on(udp_echo_through(&chain, echo.port));
+        }
+        let log = kerberos.wait_for_sessions(2);
+        assert!(
+            log.iter()
+                .all(|e| e["outcome"] == "closed" && e["user"].starts_with("alice@")),
+            "{log:#?}"
+        );
+    }
+
     #[test]
     fn kerberos_at_the_second_hop_of_a_chain() {
         if realm().is_none() {

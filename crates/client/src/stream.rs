@@ -86,6 +86,13 @@ impl ProxyStream {
     pub(crate) fn encapsulate(&mut self, layer: socksgate_gssapi::GssLayer) {
         self.gss = Some(Box::new(layer));
     }
+
+    /// Takes the RFC 1961 layer, for a UDP association's datagrams (its control connection
+    /// carries nothing more).
+    #[cfg(feature = "gssapi")]
+    pub(crate) fn take_encapsulation(&mut self) -> Option<Box<socksgate_gssapi::GssLayer>> {
+        self.gss.take()
+    }
 }
 
 impl From<TcpStream> for ProxyStream {

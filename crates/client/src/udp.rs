@@ -24,6 +24,10 @@ pub struct UdpChain {
     relays: Vec<SocketAddr>,
     /// The control connections: an association lives as long as its connection.
     _controls: Vec<ProxyStream>,
+    /// Per hop, the GSS-API layer its datagrams are sealed with (RFC 1961 §5), when that
+    /// hop agreed on protection.
+    #[cfg(feature = "gssapi")]
+    seals: Vec<Option<std::sync::Mutex<Box<socksgate_gssapi::GssLayer>>>>,
 }
 
 impl Chain {
@@ -31,10 +35,15 @@ impl Chain {
     pub async fn udp_associate(&self) -> Result<UdpChain, ChainError> {
         let mut relays = Vec::with_capacity(self.hops().len());
         let mut controls = Vec::with_capacity(self.hops().len());
+        #[cfg(feature = "gssapi")]
+        let mut seals = Vec::with_capacity(self.hops().len());
         for index in 0..self.hops().len() {
             let prefix = self.prefix(index);
             // The prefix's hops are numbered as in the whole chain.
-            let (control, relay) = prefix.associate_at_last().await?;
+            #[cfg_attr(not(feature = "gssapi"), allow(unused_mut))]
+            let (mut control, relay) = prefix.associate_at_last().await?;
+            #[cfg(feature = "gssapi")]
+            seals.push(control.take_encapsulation().map(std::sync::Mutex::new));
             relays.push(relay);
             controls.push(control);
         }
@@ -58,6 +67,8 @@ impl Chain {
             socket,
             relays,
             _controls: controls,
+            #[cfg(feature = "gssapi")]
+            seals,
         })
     }
 
@@ -101,14 +112,49 @@ impl Chain {
 impl UdpChain {
     /// Sends `payload` to `target` through the chain.
     pub async fn send_to(&self, payload: &[u8], target: &Address) -> io::Result<()> {
-        let mut headers = Vec::with_capacity(self.relays.len() * 22);
-        for relay in &self.relays[1..] {
-            UdpHeader::new(Address::from(*relay)).encode(&mut headers);
+        // From the innermost layer out: what the last hop relays is the target's header and
+        // the payload; each hop before it relays the next hop's header and what that hop
+        // receives. A hop that agreed on GSS-API protection gets its datagram sealed.
+        let mut datagram = Vec::with_capacity(self.relays.len() * 22 + payload.len());
+        UdpHeader::new(target.clone()).encode(&mut datagram);
+        datagram.extend_from_slice(payload);
+        for index in (0..self.relays.len()).rev() {
+            datagram = self.seal(index, datagram)?;
+            if index > 0 {
+                let mut outer = Vec::with_capacity(22 + datagram.len());
+                UdpHeader::new(Address::from(self.relays[index])).encode(&mut outer);
+                outer.extend_from_slice(&datagram);
+                datagram = outer;
+            }
         }
-        UdpHeader::new(target.clone()).encode(&mut headers);
-        headers.extend_from_slice(payload);
-        self.socket.send_to(&headers, self.relays[0]).await?;
+        self.socket.send_to(&datagram, self.relays[0]).await?;
         Ok(())
+    }
+
+    /// Seals what hop `index` receives, when that hop agreed on protection.
+    fn seal(&self, index: usize, datagram: Vec<u8>) -> io::Result<Vec<u8>> {
+        #[cfg(feature = "gssapi")]
+        if let Some(Some(layer)) = self.seals.get(index) {
+            let mut layer = layer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return layer.seal_datagram(&datagram).map_err(io::Error::other);
+        }
+        let _ = index;
+        Ok(datagram)
+    }
+
+    /// Opens what hop `index` sent back, when that hop agreed on protection.
+    fn open(&self, index: usize, datagram: &[u8]) -> Option<Vec<u8>> {
+        #[cfg(feature = "gssapi")]
+        if let Some(Some(layer)) = self.seals.get(index) {
+            let mut layer = layer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return layer.open_datagram(datagram).ok();
+        }
+        let _ = index;
+        Some(datagram.to_vec())
     }
 
     /// Receives the next datagram that came back through the chain: its source and data.
@@ -119,9 +165,10 @@ impl UdpChain {
             if from != self.relays[0] {
                 continue;
             }
-            if let Some((source, start)) = unwrap(&buffer[..len], self.relays.len()) {
-                buffer.copy_within(start..len, 0);
-                return Ok((len - start, source));
+            if let Some((source, data)) = self.unwrap(&buffer[..len]) {
+                let len = data.len().min(buffer.len());
+                buffer[..len].copy_from_slice(&data[..len]);
+                return Ok((len, source));
             }
         }
     }
@@ -132,17 +179,20 @@ impl UdpChain {
     }
 }
 
-/// Strips `layers` headers; returns the innermost source and where the data starts.
-fn unwrap(datagram: &[u8], layers: usize) -> Option<(Address, usize)> {
-    let mut start = 0;
-    let mut source = None;
-    for _ in 0..layers {
-        let (header, used) = UdpHeader::decode(&datagram[start..]).ok()?;
-        if !header.frag.is_standalone() {
-            return None;
+impl UdpChain {
+    /// Opens and strips one layer per hop; returns the innermost source and the data.
+    fn unwrap(&self, datagram: &[u8]) -> Option<(Address, Vec<u8>)> {
+        let mut data = datagram.to_vec();
+        let mut source = None;
+        for index in 0..self.relays.len() {
+            data = self.open(index, &data)?;
+            let (header, used) = UdpHeader::decode(&data).ok()?;
+            if !header.frag.is_standalone() {
+                return None;
+            }
+            data.drain(..used);
+            source = Some(header.address);
         }
-        start += used;
-        source = Some(header.address);
+        Some((source?, data))
     }
-    Some((source?, start))
 }

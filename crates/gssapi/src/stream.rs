@@ -83,6 +83,15 @@ pub struct GssLayer {
     pending_start: usize,
 }
 
+impl std::fmt::Debug for GssLayer {
+    // The context and buffers are key material and traffic: show the protection only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GssLayer")
+            .field("encrypt", &self.encrypt)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GssLayer {
     /// Encapsulation at `level` (integrity or confidentiality); `already_read` holds bytes
     /// read past the negotiation (pipelined messages).

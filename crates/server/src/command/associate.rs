@@ -347,13 +347,15 @@ impl Association<'_> {
             .client_port
             .map(|port| SocketAddr::new(self.client_ip, port));
         if Some(from) == client {
-            self.relay_from_client(&buffer[HEADROOM..HEADROOM + len]).await;
+            self.relay_from_client(&buffer[HEADROOM..HEADROOM + len])
+                .await;
         } else if let Some(client) = client.filter(|_| self.filter.allows(from)) {
             self.relay_inbound(buffer, len, Address::from(from), client)
                 .await;
         } else if client.is_none() && from.ip() == self.client_ip {
             self.client_port = Some(from.port());
-            self.relay_from_client(&buffer[HEADROOM..HEADROOM + len]).await;
+            self.relay_from_client(&buffer[HEADROOM..HEADROOM + len])
+                .await;
         } else {
             self.stats.drops.unexpected_source += 1;
         }
