@@ -770,4 +770,67 @@ mod dante {
         );
         assert!(log.contains(&expected), "{log}");
     }
+
+    #[test]
+    fn dantes_client_authenticates_to_socksgate_with_kerberos() {
+        use socksgate_config::{Config, Protection};
+        use socksgate_proto::Method;
+        use socksgate_tests::dante::gssapi_build;
+        use socksgate_tests::interop::{run, tool};
+        use socksgate_tests::{HttpTarget, StaticResolver, TestServer};
+        let Some(_kdc) = realm() else { return };
+        let (Some(prefix), Some(curl)) = (gssapi_build(), tool("curl")) else {
+            return;
+        };
+        // Dante's client goes direct to loopback addresses; a name it leaves to the proxy
+        // (resolveprotocol: fake) takes the route, and socksgate resolves it.
+        let body = "<p>dante client</p>";
+        let target = HttpTarget::start(body);
+        let names = [("dante-target.test".to_owned(), [127, 0, 0, 1].into())];
+        let resolver = std::sync::Arc::new(StaticResolver(names.into_iter().collect()));
+        let mut config: Config = TestServer::loopback_config();
+        config.listeners.truncate(1);
+        config.listeners[0].methods = vec![Method::GSSAPI];
+        config.listeners[0].socks4 = false;
+        config.gssapi.protection = vec![Protection::Integrity, Protection::Confidentiality];
+        let server = TestServer::start_with_resolver(config, resolver);
+        let dir = std::env::temp_dir().join(format!("sg-dante-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("socks.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "resolveprotocol: fake\nroute {{\n from: 0.0.0.0/0 to: 0.0.0.0/0 \
+                 via: 127.0.0.1 port = {}\n proxyprotocol: socks_v5\n method: gssapi\n \
+                 gssapi.servicename: rcmd\n}}\n",
+                server.addr().port()
+            ),
+        )
+        .unwrap();
+        // Dante's socksify script, told to preload the build's library (not Debian's).
+        let socksify = prefix.join("bin/socksify");
+        let library = prefix.join("lib/libdsocks.so");
+        let url = target.url("dante-target.test");
+        let result = run(
+            &socksify,
+            &[curl.to_str().unwrap(), "-sS", "--max-time", "15", &url],
+            &[
+                ("SOCKS_CONF", conf.to_str().unwrap()),
+                ("SOCKS_LIBRARY", library.to_str().unwrap()),
+            ],
+            30,
+        );
+        assert!(result.success, "{}", result.stderr);
+        assert_eq!(result.stdout, body);
+        let log = server.wait_for_sessions(1);
+        assert_eq!(
+            log[0]["user"],
+            format!("alice@{}", socksgate_tests::kdc::REALM),
+            "{log:#?}"
+        );
+        assert!(
+            log[0]["target"].starts_with("dante-target.test:"),
+            "{log:#?}"
+        );
+    }
 }
