@@ -355,6 +355,29 @@ mod interop {
     // "Undocumented SOCKS5 mode"): an independent RFC 1961 client is Python's gssapi
     // module (Debian's python3-gssapi over the same MIT library), driving every step itself.
     const PYTHON_CLIENT: &str = r#"
+def put(data):
+    if granted:
+        send(3, ctx.wrap(data, granted == 2).message)
+    else:
+        s.sendall(data)
+def get(n):
+    if not granted:
+        return exact(n)
+    data = b""
+    while len(data) < n:
+        mtyp, token = receive()
+        data += ctx.unwrap(token).message
+    return data
+put(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
+reply = get(10)
+assert reply[1] == 0, reply
+put(b"hello from python-gssapi")
+print(granted, get(24).decode())
+"#;
+
+    /// The negotiation both Python clients start with (RFC 1961 §3 and §4): greeting,
+    /// context, protection level; leaves `s`, `ctx`, `granted`, `exact`, `send`, `receive`.
+    const PYTHON_NEGOTIATION: &str = r#"
 import socket, struct, sys, gssapi
 proxy, target, asked = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 s = socket.create_connection(("127.0.0.1", proxy))
@@ -390,62 +413,11 @@ while token:
 send(2, ctx.wrap(bytes([asked]), False).message)
 mtyp, reply = receive()
 granted = ctx.unwrap(reply).message[0]
-def put(data):
-    if granted:
-        send(3, ctx.wrap(data, granted == 2).message)
-    else:
-        s.sendall(data)
-def get(n):
-    if not granted:
-        return exact(n)
-    data = b""
-    while len(data) < n:
-        mtyp, token = receive()
-        data += ctx.unwrap(token).message
-    return data
-put(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", target))
-reply = get(10)
-assert reply[1] == 0, reply
-put(b"hello from python-gssapi")
-print(granted, get(24).decode())
 "#;
 
     /// After the same negotiation: UDP ASSOCIATE, then one datagram to `target` and its
     /// echo, each sealed as one RFC 1961 §5 message at the level granted.
     const PYTHON_UDP_CLIENT: &str = r#"
-import socket, struct, sys, gssapi
-proxy, target, asked = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-s = socket.create_connection(("127.0.0.1", proxy))
-def exact(n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            sys.exit("closed")
-        data += chunk
-    return data
-def send(mtyp, token):
-    s.sendall(struct.pack(">BBH", 1, mtyp, len(token)) + token)
-def receive():
-    ver, mtyp = exact(2)
-    if mtyp == 0xff:
-        sys.exit("aborted")
-    (length,) = struct.unpack(">H", exact(2))
-    return mtyp, exact(length)
-s.sendall(b"\x05\x01\x01")
-assert exact(2) == b"\x05\x01"
-name = gssapi.Name("rcmd@localhost", gssapi.NameType.hostbased_service)
-ctx = gssapi.SecurityContext(name=name, usage="initiate")
-token = ctx.step()
-while token:
-    send(1, token)
-    if ctx.complete:
-        break
-    mtyp, reply = receive()
-    token = ctx.step(reply)
-send(2, ctx.wrap(bytes([asked]), False).message)
-mtyp, reply = receive()
-granted = ctx.unwrap(reply).message[0]
 assert granted == asked, granted
 send(3, ctx.wrap(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00", granted == 2).message)
 mtyp, token = receive()
@@ -484,7 +456,13 @@ print(granted, inner[10:].decode())
             let (proxy, target) = (server.addr().port().to_string(), echo.port.to_string());
             let result = run(
                 &python,
-                &["-c", PYTHON_UDP_CLIENT, &proxy, &target, level],
+                &[
+                    "-c",
+                    &format!("{PYTHON_NEGOTIATION}{PYTHON_UDP_CLIENT}"),
+                    &proxy,
+                    &target,
+                    level,
+                ],
                 &[],
                 30,
             );
@@ -520,7 +498,13 @@ print(granted, inner[10:].decode())
             );
             let result = run(
                 &python,
-                &["-c", PYTHON_CLIENT, &proxy, &target, level],
+                &[
+                    "-c",
+                    &format!("{PYTHON_NEGOTIATION}{PYTHON_CLIENT}"),
+                    &proxy,
+                    &target,
+                    level,
+                ],
                 &[],
                 30,
             );
