@@ -61,19 +61,25 @@ pub(crate) mod socks {
 
     const SECRET: &[u8] = b"TOP-SECRET-PAYLOAD-0123456789";
 
-    /// A server whose listener offers `methods` (GSS-API among them) and grants `protection`.
-    pub(super) fn gss_server(
-        methods: &[Method],
-        protection: &[Protection],
-        nec: bool,
-    ) -> TestServer {
+    /// A configuration whose listener offers `methods` (GSS-API among them) and grants
+    /// `protection`.
+    pub(super) fn gss_config(methods: &[Method], protection: &[Protection], nec: bool) -> Config {
         let mut config: Config = TestServer::loopback_config();
         config.listeners.truncate(1);
         config.listeners[0].methods = methods.to_vec();
         config.listeners[0].socks4 = false;
         config.gssapi.protection = protection.to_vec();
         config.gssapi.nec = nec;
-        TestServer::start_with(config)
+        config
+    }
+
+    /// A server with [`gss_config`].
+    pub(super) fn gss_server(
+        methods: &[Method],
+        protection: &[Protection],
+        nec: bool,
+    ) -> TestServer {
+        TestServer::start_with(gss_config(methods, protection, nec))
     }
 
     /// A forwarder between a client and `server` that keeps every byte the client sent: the
@@ -757,7 +763,7 @@ mod dante {
 
     #[test]
     fn dantes_client_authenticates_to_socksgate_with_kerberos() {
-        use socksgate_config::{Config, Protection};
+        use socksgate_config::Protection;
         use socksgate_proto::Method;
         use socksgate_tests::dante::gssapi_build;
         use socksgate_tests::interop::{run, tool};
@@ -772,11 +778,8 @@ mod dante {
         let target = HttpTarget::start(body);
         let names = [("dante-target.test".to_owned(), [127, 0, 0, 1].into())];
         let resolver = std::sync::Arc::new(StaticResolver(names.into_iter().collect()));
-        let mut config: Config = TestServer::loopback_config();
-        config.listeners.truncate(1);
-        config.listeners[0].methods = vec![Method::GSSAPI];
-        config.listeners[0].socks4 = false;
-        config.gssapi.protection = vec![Protection::Integrity, Protection::Confidentiality];
+        let all = [Protection::Integrity, Protection::Confidentiality];
+        let config = socks::gss_config(&[Method::GSSAPI], &all, false);
         let server = TestServer::start_with_resolver(config, resolver);
         let dir = std::env::temp_dir().join(format!("sg-dante-client-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
