@@ -7,6 +7,13 @@ use std::sync::OnceLock;
 use socksgate_gssapi::{Acceptor, ClientContext, Context};
 use socksgate_tests::kdc::Kdc;
 
+/// Every protection level (RFC 1961 §4), for servers that grant them all.
+const EVERY_LEVEL: [socksgate_config::Protection; 3] = [
+    socksgate_config::Protection::None,
+    socksgate_config::Protection::Integrity,
+    socksgate_config::Protection::Confidentiality,
+];
+
 /// One realm for this test binary; its environment is the process's (the GSS-API library
 /// reads it), set before any test uses Kerberos.
 fn realm() -> Option<&'static Kdc> {
@@ -261,12 +268,7 @@ pub(crate) mod socks {
         if realm().is_none() {
             return;
         }
-        let all = [
-            Protection::None,
-            Protection::Integrity,
-            Protection::Confidentiality,
-        ];
-        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let server = gss_server(&[Method::GSSAPI], &EVERY_LEVEL, false);
         let echo = EchoTarget::start();
         let runtime = runtime();
         for (asked, secret_visible) in [(0u8, true), (1, true), (2, false)] {
@@ -490,12 +492,7 @@ print(granted, inner[10:].decode())
             socksgate_tests::interop::skip_or_fail("python3-gssapi is not installed");
             return;
         }
-        let all = [
-            Protection::None,
-            Protection::Integrity,
-            Protection::Confidentiality,
-        ];
-        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let server = gss_server(&[Method::GSSAPI], &EVERY_LEVEL, false);
         let echo = socksgate_tests::EchoTarget::start();
         for level in ["0", "1", "2"] {
             let (proxy, target) = (
@@ -586,12 +583,7 @@ mod own_client {
         if realm().is_none() {
             return;
         }
-        let all = [
-            Protection::None,
-            Protection::Integrity,
-            Protection::Confidentiality,
-        ];
-        let server = gss_server(&[Method::GSSAPI], &all, false);
+        let server = gss_server(&[Method::GSSAPI], &EVERY_LEVEL, false);
         let echo = EchoTarget::start();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let url = format!("socks5h://localhost:{}", server.addr().port());
