@@ -223,6 +223,21 @@ mod section_6_replies {
         assert_eq!(answer[..4], [0x05, 0x00, 0x05, 0x07]);
     }
 
+    // docs/extensions/icmp.md: a server without the ICMP extension enabled answers its
+    // private command (0xF8) with 0x07, as any unknown command.
+    #[test]
+    fn the_icmp_extension_command_is_0x07_where_it_is_not_enabled() {
+        let server = TestServer::start();
+        let answer = raw_exchange(
+            server.addr(),
+            &[0x05, 0x01, 0x00, 0x05, 0xf8, 0x00, 0x01, 127, 0, 0, 1, 0, 0],
+        )
+        .unwrap();
+        assert_eq!(answer[..4], [0x05, 0x00, 0x05, 0x07]);
+        let log = server.wait_for_sessions(1);
+        assert_eq!(log[0]["command"], "icmp echo", "{log:#?}");
+    }
+
     #[test]
     fn unknown_address_type_is_0x08() {
         let server = TestServer::start();

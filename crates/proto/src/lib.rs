@@ -25,6 +25,7 @@ pub mod client;
 pub mod gssapi;
 mod handshake;
 pub mod hop;
+pub mod icmp;
 pub mod password;
 pub mod server;
 pub mod udp;

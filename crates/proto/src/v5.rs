@@ -29,6 +29,9 @@ wire_code! {
         BIND = 0x02 => "bind",
         /// Relay UDP datagrams.
         UDP_ASSOCIATE = 0x03 => "udp associate",
+        /// socksgate's ICMP extension: echo requests to the target, answers back
+        /// (`docs/extensions/icmp.md`; a private code that Tor and gost do not use).
+        ICMP_ECHO = 0xf8 => "icmp echo",
     }
 }
 

@@ -35,6 +35,8 @@ pub enum ProtocolError {
     UnsupportedMessageType(u8),
     /// A SOCKS4a request whose host name is absent (0.0.0.x destination without a name).
     MissingDomainName,
+    /// A length-prefixed message whose body is too short for its type (ICMP extension).
+    ShortBody,
 }
 
 impl fmt::Display for ProtocolError {
@@ -48,6 +50,7 @@ impl fmt::Display for ProtocolError {
             Self::NoMethodsOffered => f.write_str("greeting offers no authentication method"),
             Self::UnsupportedMessageType(t) => write!(f, "unsupported message type {t:#04x}"),
             Self::MissingDomainName => f.write_str("SOCKS4a request without a host name"),
+            Self::ShortBody => f.write_str("message body too short for its type"),
         }
     }
 }
@@ -132,6 +135,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Bytes consumed so far.
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.input.len() - self.pos
+    }
+
     pub(crate) fn position(&self) -> usize {
         self.pos
     }
