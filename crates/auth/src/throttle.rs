@@ -18,28 +18,22 @@ use std::time::{Duration, Instant};
 /// How hard to throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleSettings {
-    /// Failures allowed before any wait (default 3).
+    /// Failures allowed before any wait.
     pub free_failures: u32,
-    /// The first wait; each further failure doubles it (default 100 ms).
+    /// The first wait; each further failure doubles it.
     pub base: Duration,
-    /// The longest wait for attempts from one address (default 5 s).
+    /// The longest wait for attempts from one address.
     pub source_cap: Duration,
-    /// The longest wait for attempts on one user name (default 1 s).
+    /// The longest wait for attempts on one user name.
     pub user_cap: Duration,
-    /// Failures older than this are forgotten (default 15 minutes).
+    /// Failures older than this are forgotten ([`ThrottleSettings::FORGET_AFTER`]).
     pub forget_after: Duration,
 }
 
-impl Default for ThrottleSettings {
-    fn default() -> Self {
-        Self {
-            free_failures: 3,
-            base: Duration::from_millis(100),
-            source_cap: Duration::from_secs(5),
-            user_cap: Duration::from_secs(1),
-            forget_after: Duration::from_secs(15 * 60),
-        }
-    }
+impl ThrottleSettings {
+    /// How long failures are remembered unless configured otherwise. (The operator-facing
+    /// defaults of the other fields are the configuration's: `[auth.throttle]`.)
+    pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 }
 
 /// Most addresses or names tracked at once; beyond it new ones are not tracked, so a flood of
@@ -162,9 +156,21 @@ mod tests {
         wait
     }
 
+    /// The settings these tests' numbers assume: 3 free failures, then 100 ms doubling up to
+    /// 5 s per address and 1 s per user.
+    fn settings() -> ThrottleSettings {
+        ThrottleSettings {
+            free_failures: 3,
+            base: Duration::from_millis(100),
+            source_cap: Duration::from_secs(5),
+            user_cap: Duration::from_secs(1),
+            forget_after: ThrottleSettings::FORGET_AFTER,
+        }
+    }
+
     #[test]
     fn waits_double_after_the_free_failures_up_to_the_caps() {
-        let throttle = Throttle::new(ThrottleSettings::default());
+        let throttle = Throttle::new(settings());
         let now = Instant::now();
         let waits: Vec<u128> = (0..12)
             .map(|_| fail(&throttle, now, attacker(), ALICE).as_millis())
@@ -186,7 +192,7 @@ mod tests {
 
     #[test]
     fn parallel_attempts_count_before_they_finish() {
-        let throttle = Throttle::new(ThrottleSettings::default());
+        let throttle = Throttle::new(settings());
         let now = Instant::now();
         let waits: Vec<Duration> = (0..6)
             .map(|_| throttle.begin(now, attacker(), ALICE))
@@ -196,7 +202,7 @@ mod tests {
 
     #[test]
     fn success_and_time_forget_failures() {
-        let throttle = Throttle::new(ThrottleSettings::default());
+        let throttle = Throttle::new(settings());
         let now = Instant::now();
         for _ in 0..8 {
             fail(&throttle, now, attacker(), ALICE);

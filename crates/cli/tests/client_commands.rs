@@ -22,6 +22,18 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `command` with `input` on its standard input (then end of file); its output.
+fn fed(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn ssh_reaches_a_local_sshd_through_socksgate_connect() {
     let Some(ssh) = tool("ssh") else { return };
@@ -122,26 +134,16 @@ fn connect_takes_its_proxy_from_the_environment() {
         ("SOCKS_PROXY", server.addr().to_string()),
         ("ALL_PROXY", format!("socks5h://{}", server.addr())),
     ] {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["connect", "127.0.0.1", &echo.addr.port().to_string()])
             .env_remove("SOCKSGATE_PROXY")
             .env_remove("ALL_PROXY")
             .env_remove("all_proxy")
             .env_remove("SOCKS_PROXY")
             .env_remove("SOCKS5_PROXY")
-            .env(variable, value)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"ping through env")
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+            .env(variable, value);
+        let output = fed(&mut command, b"ping through env");
         assert!(
             output.status.success(),
             "{variable}: {}",
@@ -178,26 +180,16 @@ fn connect_presents_a_client_certificate_to_a_tls_listener() {
     let echo = socksgate_tests::EchoTarget::start();
     let alice = ca.client("alice");
     let proxy = format!("socks5hs://localhost:{}", server.addr().port());
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["connect", "-x", &proxy, "--proxy-cacert"])
         .arg(&ca.cert)
         .arg("--proxy-cert")
         .arg(&alice.cert)
         .arg("--proxy-key")
         .arg(&alice.key)
-        .args(["127.0.0.1", &echo.addr.port().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hello over tls\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+        .args(["127.0.0.1", &echo.addr.port().to_string()]);
+    let output = fed(&mut command, b"hello over tls\n");
     assert!(
         output.status.success(),
         "{}",

@@ -122,7 +122,9 @@ impl Exchange {
     /// Encapsulates `stream` at `level` (nothing to do for level 0).
     pub(crate) fn protect(self, stream: &mut ProxyStream, level: Level, read_ahead: Vec<u8>) {
         if level != Level::None {
-            stream.encapsulate(GssLayer::new(Box::new(self.context), level, read_ahead));
+            stream
+                .layered()
+                .encapsulate(GssLayer::new(Box::new(self.context), level, read_ahead));
         }
     }
 }

@@ -20,12 +20,14 @@
 mod chain;
 #[cfg(feature = "gssapi")]
 mod gss;
+mod layered;
 mod stream;
 mod udp;
 
 pub use chain::{BindListener, Chain, ChainError, HopFailure};
 #[cfg(feature = "gssapi")]
 pub use gss::GssapiOptions;
+pub use layered::Layered;
 #[cfg(feature = "gssapi")]
 pub use socksgate_gssapi::Level as GssapiLevel;
 pub use socksgate_proto::hop::{Flavour, Hop, UrlError};

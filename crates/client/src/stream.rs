@@ -12,14 +12,11 @@ use socksgate_tls::MaybeTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::Layered;
+
 /// A connection through a chain. Bare TCP when no hop wraps it, so callers can use the
 /// socket directly (the server splices it).
-pub struct ProxyStream {
-    transport: Transport,
-    /// RFC 1961 §5 encapsulation with the last hop, once negotiated.
-    #[cfg(feature = "gssapi")]
-    gss: Option<Box<socksgate_gssapi::GssLayer>>,
-}
+pub struct ProxyStream(Layered<Transport>);
 
 /// TCP to the first hop carrying every hop's tunnel, or TLS to a hop over the connection
 /// that reaches it.
@@ -27,7 +24,7 @@ type Transport = MaybeTls<TcpStream, TlsStream<ProxyStream>>;
 
 impl fmt::Debug for ProxyStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match (&self.transport, self.is_encapsulated()) {
+        let kind = match (self.0.get_ref(), self.0.is_encapsulated()) {
             (_, true) => "GSS-API",
             (MaybeTls::Plain(_), false) => "TCP",
             (MaybeTls::Tls(_), false) => "TLS",
@@ -38,28 +35,12 @@ impl fmt::Debug for ProxyStream {
 
 impl ProxyStream {
     pub(crate) fn tls(stream: TlsStream<ProxyStream>) -> Self {
-        Self::from_transport(MaybeTls::Tls(Box::new(stream)))
-    }
-
-    fn from_transport(transport: Transport) -> Self {
-        Self {
-            transport,
-            #[cfg(feature = "gssapi")]
-            gss: None,
-        }
-    }
-
-    fn is_encapsulated(&self) -> bool {
-        #[cfg(feature = "gssapi")]
-        if self.gss.is_some() {
-            return true;
-        }
-        false
+        Self(Layered::new(MaybeTls::Tls(Box::new(stream))))
     }
 
     /// The TCP connection underneath every layer.
     pub fn tcp(&self) -> &TcpStream {
-        match &self.transport {
+        match self.0.get_ref() {
             MaybeTls::Plain(stream) => stream,
             MaybeTls::Tls(stream) => stream.get_ref().0.tcp(),
         }
@@ -67,37 +48,28 @@ impl ProxyStream {
 
     /// The TCP connection itself, when nothing wraps it.
     pub fn into_tcp(self) -> Result<TcpStream, Self> {
-        if self.is_encapsulated() {
-            return Err(self);
-        }
-        match self.transport {
-            MaybeTls::Plain(stream) => Ok(stream),
-            transport => Err(Self::from_transport(transport)),
+        match self.0.into_inner() {
+            Ok(MaybeTls::Plain(stream)) => Ok(stream),
+            Ok(transport) => Err(Self(Layered::new(transport))),
+            Err(layered) => Err(Self(layered)),
         }
     }
 
     /// Whether nothing wraps the TCP connection.
     pub fn is_bare(&self) -> bool {
-        !self.is_encapsulated() && matches!(self.transport, MaybeTls::Plain(_))
+        !self.0.is_encapsulated() && matches!(self.0.get_ref(), MaybeTls::Plain(_))
     }
 
-    /// From now on, bytes are encapsulated per RFC 1961 §5.
+    /// The RFC 1961 layer over this connection.
     #[cfg(feature = "gssapi")]
-    pub(crate) fn encapsulate(&mut self, layer: socksgate_gssapi::GssLayer) {
-        self.gss = Some(Box::new(layer));
-    }
-
-    /// Takes the RFC 1961 layer, for a UDP association's datagrams (its control connection
-    /// carries nothing more).
-    #[cfg(feature = "gssapi")]
-    pub(crate) fn take_encapsulation(&mut self) -> Option<Box<socksgate_gssapi::GssLayer>> {
-        self.gss.take()
+    pub(crate) fn layered(&mut self) -> &mut Layered<Transport> {
+        &mut self.0
     }
 }
 
 impl From<TcpStream> for ProxyStream {
     fn from(stream: TcpStream) -> Self {
-        Self::from_transport(MaybeTls::Plain(stream))
+        Self(Layered::new(MaybeTls::Plain(stream)))
     }
 }
 
@@ -107,12 +79,7 @@ impl AsyncRead for ProxyStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        #[cfg(feature = "gssapi")]
-        if let Some(gss) = &mut this.gss {
-            return gss.poll_read(&mut this.transport, cx, buf);
-        }
-        Pin::new(&mut this.transport).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
@@ -122,29 +89,14 @@ impl AsyncWrite for ProxyStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        #[cfg(feature = "gssapi")]
-        if let Some(gss) = &mut this.gss {
-            return gss.poll_write(&mut this.transport, cx, buf);
-        }
-        Pin::new(&mut this.transport).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        #[cfg(feature = "gssapi")]
-        if let Some(gss) = &mut this.gss {
-            return gss.poll_flush(&mut this.transport, cx);
-        }
-        Pin::new(&mut this.transport).poll_flush(cx)
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        #[cfg(feature = "gssapi")]
-        if let Some(gss) = &mut this.gss {
-            return gss.poll_shutdown(&mut this.transport, cx);
-        }
-        Pin::new(&mut this.transport).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }

@@ -43,7 +43,12 @@ impl Chain {
             #[cfg_attr(not(feature = "gssapi"), allow(unused_mut))]
             let (mut control, relay) = prefix.associate_at_last().await?;
             #[cfg(feature = "gssapi")]
-            seals.push(control.take_encapsulation().map(std::sync::Mutex::new));
+            seals.push(
+                control
+                    .layered()
+                    .take_encapsulation()
+                    .map(std::sync::Mutex::new),
+            );
             relays.push(relay);
             controls.push(control);
         }
@@ -144,7 +149,17 @@ impl UdpChain {
         Ok(datagram)
     }
 
-    /// Opens what hop `index` sent back, when that hop agreed on protection.
+    /// Whether hop `index` agreed on protection (its datagrams are sealed).
+    fn seals_at(&self, index: usize) -> bool {
+        #[cfg(feature = "gssapi")]
+        if let Some(Some(_)) = self.seals.get(index) {
+            return true;
+        }
+        let _ = index;
+        false
+    }
+
+    /// Opens what hop `index` sent back (a hop for which [`Self::seals_at`] holds).
     fn open(&self, index: usize, datagram: &[u8]) -> Option<Vec<u8>> {
         #[cfg(feature = "gssapi")]
         if let Some(Some(layer)) = self.seals.get(index) {
@@ -153,8 +168,8 @@ impl UdpChain {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             return layer.open_datagram(datagram).ok();
         }
-        let _ = index;
-        Some(datagram.to_vec())
+        let _ = (index, datagram);
+        None
     }
 
     /// Receives the next datagram that came back through the chain: its source and data.
@@ -165,10 +180,18 @@ impl UdpChain {
             if from != self.relays[0] {
                 continue;
             }
-            if let Some((source, data)) = self.unwrap(&buffer[..len]) {
-                let len = data.len().min(buffer.len());
-                buffer[..len].copy_from_slice(&data[..len]);
-                return Ok((len, source));
+            match self.unwrap(&buffer[..len]) {
+                Some((source, Unwrapped::At(start))) => {
+                    buffer.copy_within(start..len, 0);
+                    return Ok((len - start, source));
+                }
+                Some((source, Unwrapped::Opened(data, start))) => {
+                    let data = &data[start..];
+                    let len = data.len().min(buffer.len());
+                    buffer[..len].copy_from_slice(&data[..len]);
+                    return Ok((len, source));
+                }
+                None => {}
             }
         }
     }
@@ -179,20 +202,39 @@ impl UdpChain {
     }
 }
 
+/// Where the data of an unwrapped datagram is.
+enum Unwrapped {
+    /// In the received datagram, from this offset (no hop sealed it: nothing copied).
+    At(usize),
+    /// In a datagram a hop's seal was opened into, from this offset.
+    Opened(Vec<u8>, usize),
+}
+
 impl UdpChain {
-    /// Opens and strips one layer per hop; returns the innermost source and the data.
-    fn unwrap(&self, datagram: &[u8]) -> Option<(Address, Vec<u8>)> {
-        let mut data = datagram.to_vec();
+    /// Opens (where sealed) and strips one layer per hop; returns the innermost source and
+    /// where the data is.
+    fn unwrap(&self, datagram: &[u8]) -> Option<(Address, Unwrapped)> {
+        let mut opened: Option<Vec<u8>> = None;
+        let mut start = 0;
         let mut source = None;
         for index in 0..self.relays.len() {
-            data = self.open(index, &data)?;
-            let (header, used) = UdpHeader::decode(&data).ok()?;
+            if self.seals_at(index) {
+                let current = opened.as_deref().unwrap_or(datagram);
+                opened = Some(self.open(index, &current[start..])?);
+                start = 0;
+            }
+            let current = opened.as_deref().unwrap_or(datagram);
+            let (header, used) = UdpHeader::decode(&current[start..]).ok()?;
             if !header.frag.is_standalone() {
                 return None;
             }
-            data.drain(..used);
+            start += used;
             source = Some(header.address);
         }
+        let data = match opened {
+            Some(opened) => Unwrapped::Opened(opened, start),
+            None => Unwrapped::At(start),
+        };
         Some((source?, data))
     }
 }

@@ -483,6 +483,20 @@ fn throttle_settings(config: &LoginThrottle) -> ThrottleSettings {
         base: config.base,
         source_cap: config.source_cap,
         user_cap: config.user_cap,
-        ..ThrottleSettings::default()
+        forget_after: ThrottleSettings::FORGET_AFTER,
+    }
+}
+
+#[cfg(test)]
+mod descriptor_tests {
+    use super::descriptors_needed;
+
+    // docs/performance.md: the default 10,000 sessions want 21,024 descriptors (two sockets
+    // each, the 256-pipe pool, 512 spare), and LimitNOFILE is advised accordingly.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_default_session_cap_wants_21_024_descriptors() {
+        assert_eq!(descriptors_needed(10_000), 21_024);
+        assert_eq!(descriptors_needed(usize::MAX), usize::MAX);
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! The relay is one hand-written future over both directions ([`Flow`]): waiting costs no
 //! future state beyond the two flows (the sockets keep the wakers), so an idle session is a
-//! few hundred bytes. Small messages are read into a stack buffer and written straight on;
+//! few hundred bytes. Small messages are read into a per-thread buffer and written straight on;
 //! on Linux a direction that fills that buffer switches to `splice(2)` through a pooled pipe
 //! until the burst ends, so bulk data never enters user space.
 
@@ -38,7 +38,7 @@ pub(crate) const POOLED_DESCRIPTORS: usize = 0;
 use copy::Copy;
 use flow::Flow;
 
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, ClientTcp};
 
 /// How a relay ended.
 #[derive(Debug)]

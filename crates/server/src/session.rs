@@ -21,8 +21,9 @@ use crate::command::{self, AssociationEnd, Established};
 use crate::gss::{Negotiation, Progress};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, ClientTcp};
 use crate::{boxed, ListenerSetup, Shared};
+use socksgate_client::Layered;
 #[cfg(feature = "gssapi")]
 use socksgate_gssapi::{GssLayer, Level};
 use socksgate_tls::tokio_rustls::TlsAcceptor;
@@ -175,7 +176,7 @@ pub(crate) fn serve(
         _slot: slot,
     };
     let record = AccessRecord::new(peer, listener);
-    serve_session(ClientStream::plain(client), setup, live, record)
+    serve_session(Layered::new(MaybeTls::Plain(client)), setup, live, record)
 }
 
 /// Counts a session as live, and holds its slot, until dropped (also when the task is
@@ -247,7 +248,7 @@ async fn secure(
     limit: Duration,
     record: &mut AccessRecord,
 ) -> Result<ClientStream, Failure> {
-    let MaybeTls::Plain(tcp) = client.into_transport() else {
+    let Ok(MaybeTls::Plain(tcp)) = client.into_inner() else {
         return Err(Failure::Tls(io::Error::other("TLS inside TLS")));
     };
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
@@ -263,7 +264,7 @@ async fn secure(
     if let Some(user) = certificate.and_then(socksgate_tls::certificate_user) {
         record.user = Some(user);
     }
-    Ok(ClientStream::from(MaybeTls::Tls(Box::new(stream))))
+    Ok(Layered::new(MaybeTls::Tls(Box::new(stream))))
 }
 
 fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {

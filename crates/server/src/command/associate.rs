@@ -31,7 +31,7 @@ use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, ClientTcp};
 use crate::{Resolver, Shared, Stats};
 use socksgate_client::UdpChain;
 

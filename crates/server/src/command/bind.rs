@@ -17,6 +17,7 @@ use super::{established, through_route, Established};
 use crate::authorize::Grant;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
+use crate::stream::ClientTcp;
 
 /// Bytes a client may send while waiting for its peer; they are delivered to the peer.
 const MAX_EARLY_DATA: usize = 64 * 1024;

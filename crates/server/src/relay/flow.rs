@@ -9,9 +9,16 @@ use tokio::net::TcpStream;
 
 use super::Bucket;
 
-/// The stack buffer for small reads. A read that fills it marks a bulk transfer, which on
+/// The buffer for small reads ([`SCRATCH`]). A read that fills it marks a bulk transfer, which on
 /// Linux continues with `splice(2)`.
 const SMALL: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffer small reads go through: one per thread, filled and emptied within one
+    /// call (nothing awaits in between), so no message pays for zeroing 16 KiB of stack.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SMALL].into_boxed_slice());
+}
 
 /// One direction's state between polls. Waiting holds no buffer: bytes are only kept here
 /// when the destination would not take them at once.
@@ -91,21 +98,29 @@ impl Flow {
             }
             return result;
         }
-        let mut buffer = [0u8; SMALL];
-        let read = from.try_read(&mut buffer[..allowance.min(SMALL)])?;
+        let (read, spill) = SCRATCH.with_borrow_mut(|buffer| -> io::Result<_> {
+            let read = from.try_read(&mut buffer[..allowance.min(SMALL)])?;
+            if read == 0 {
+                return Ok((0, None));
+            }
+            let written = match to.try_write(&buffer[..read]) {
+                Ok(written) => written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(error) => return Err(error),
+            };
+            let spill = (written < read).then(|| {
+                Box::new(Spill {
+                    bytes: buffer[written..read].into(),
+                    written: 0,
+                })
+            });
+            Ok((read, spill))
+        })?;
         if read == 0 {
             return Ok(0);
         }
-        let written = match to.try_write(&buffer[..read]) {
-            Ok(written) => written,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(error) => return Err(error),
-        };
-        if written < read {
-            self.spill = Some(Box::new(Spill {
-                bytes: buffer[written..read].into(),
-                written: 0,
-            }));
+        if spill.is_some() {
+            self.spill = spill;
         }
         #[cfg(target_os = "linux")]
         if read == SMALL {
