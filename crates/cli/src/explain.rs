@@ -71,12 +71,7 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
     if client.action == Action::Deny {
         return Ok(Action::Deny);
     }
-    let command = match question.command.as_str() {
-        "connect" => Command::CONNECT,
-        "bind" => Command::BIND,
-        "udp" => Command::UDP_ASSOCIATE,
-        other => bail!("{other:?}: expected connect, bind or udp"),
-    };
+    let command = socksgate_config::parse_command(&question.command).map_err(anyhow::Error::msg)?;
     let target: Address = question
         .target
         .parse()

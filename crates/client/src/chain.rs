@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 #[cfg(feature = "gssapi")]
 use crate::gss::GssapiOptions;
-use crate::ProxyStream;
+use crate::{IcmpEcho, ProxyStream};
 
 use socksgate_proto::hop::{Flavour, Hop};
 
@@ -197,6 +197,22 @@ impl Chain {
             machine,
             bound,
         })
+    }
+
+    /// Asks the last hop to send ICMP echo requests to `target` on the client's behalf
+    /// (socksgate's extension, command 0xF8, `docs/extensions/icmp.md`); the earlier hops
+    /// only carry the connection. A proxy without the extension answers 0x07
+    /// (`HopFailure::Refused` with `ClientError::Rejected(Reply::COMMAND_NOT_SUPPORTED)`).
+    pub async fn icmp_echo(&self, target: &Address) -> Result<IcmpEcho, ChainError> {
+        let Some(last) = self.hops.last() else {
+            return Err(self.error(0, HopFailure::Io(io::Error::other("ICMP needs a proxy"))));
+        };
+        if matches!(last.flavour, Flavour::Socks4 | Flavour::Socks4a) {
+            let error = io::Error::other("the ICMP extension needs a SOCKS5 proxy");
+            return Err(self.error(self.hops.len() - 1, HopFailure::Io(error)));
+        }
+        let (stream, probed) = self.request_with_reply(Command::ICMP_ECHO, target).await?;
+        Ok(IcmpEcho::new(stream, probed))
     }
 
     /// Connects to the first hop, and CONNECTs through each hop to the next one; returns

@@ -20,6 +20,7 @@
 mod chain;
 #[cfg(feature = "gssapi")]
 mod gss;
+mod icmp;
 mod layered;
 mod stream;
 mod udp;
@@ -27,6 +28,7 @@ mod udp;
 pub use chain::{BindListener, Chain, ChainError, HopFailure};
 #[cfg(feature = "gssapi")]
 pub use gss::GssapiOptions;
+pub use icmp::IcmpEcho;
 pub use layered::Layered;
 #[cfg(feature = "gssapi")]
 pub use socksgate_gssapi::Level as GssapiLevel;

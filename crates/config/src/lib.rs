@@ -41,10 +41,11 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Limits, Listener, ListenerTls, Log,
-    LogFormat, LoginThrottle, Protection, Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
-    UpstreamGssapi,
+    Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Icmp, IcmpSocket, Limits, Listener,
+    ListenerTls, Log, LogFormat, LoginThrottle, Protection, Selection, Timeouts, Udp, UdpFiltering,
+    UpstreamGroup, UpstreamGssapi,
 };
+pub use rules::{command_name, parse_command};
 
 use error::Origin;
 use raw::{RawConfig, RawDuration, RawListener};
@@ -205,6 +206,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
     let bind = validate_bind(&raw.bind, origin)?;
     let udp = validate_udp(&raw.udp, origin)?;
     let gssapi = validate_gssapi(&raw.gssapi, origin)?;
+    let icmp = validate_icmp(&raw.icmp, origin)?;
 
     let config = Config {
         listeners,
@@ -217,6 +219,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         bind,
         udp,
         gssapi,
+        icmp,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;
@@ -555,6 +558,38 @@ fn validate_gssapi(raw: &raw::RawGssapi, origin: &Origin<'_>) -> Result<Gssapi, 
         keytab: raw.keytab.as_deref().map(|path| resolve_path(origin, path)),
         protection,
         nec: raw.nec.unwrap_or(false),
+    })
+}
+
+fn validate_icmp(raw: &raw::RawIcmp, origin: &Origin<'_>) -> Result<Icmp, ConfigError> {
+    let defaults = Icmp::default();
+    let socket = text_field(
+        &raw.socket,
+        "icmp.socket",
+        "\"auto\", \"ping\" or \"raw\"",
+        origin,
+        |text| match text {
+            "auto" => Some(IcmpSocket::Auto),
+            "ping" => Some(IcmpSocket::Ping),
+            "raw" => Some(IcmpSocket::Raw),
+            _ => None,
+        },
+    )?;
+    let rate = match &raw.rate {
+        None => defaults.rate,
+        Some(value) => u32::try_from(*value.get_ref())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                ConfigError::new(origin, "must be at least 1 (echo requests per second)")
+                    .at(origin, Some(value.span()))
+                    .field("icmp.rate")
+            })?,
+    };
+    Ok(Icmp {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        socket: socket.unwrap_or(defaults.socket),
+        rate,
     })
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub udp: Udp,
     /// The GSS-API method (Kerberos, RFC 1961).
     pub gssapi: Gssapi,
+    /// socksgate's ICMP extension (ping and traceroute through the proxy); off by default.
+    pub icmp: Icmp,
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
@@ -212,6 +214,7 @@ impl Default for Config {
             bind: Bind::default(),
             udp: Udp::default(),
             gssapi: Gssapi::default(),
+            icmp: Icmp::default(),
             danger_allow_open_proxy: false,
         }
     }
@@ -273,6 +276,39 @@ impl Default for Udp {
             idle: Duration::from_secs(300),
         }
     }
+}
+
+/// The ICMP extension (`docs/extensions/icmp.md`): echo requests on a client's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icmp {
+    /// Serve the extension at all; off by default (the command is then answered 0x07).
+    pub enabled: bool,
+    /// Which kind of ICMP socket sends the probes.
+    pub socket: IcmpSocket,
+    /// Echo requests per second one session may send (a burst of as many is allowed); the
+    /// rest are dropped, as a rate-limited router drops them.
+    pub rate: u32,
+}
+
+impl Default for Icmp {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            socket: IcmpSocket::Auto,
+            rate: 10,
+        }
+    }
+}
+
+/// The kind of socket ICMP probes go out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpSocket {
+    /// A ping socket where `net.ipv4.ping_group_range` allows it, a raw socket otherwise.
+    Auto,
+    /// Only unprivileged ping sockets (`SOCK_DGRAM`, `IPPROTO_ICMP`/`IPPROTO_ICMPV6`).
+    Ping,
+    /// Only raw sockets (needs `CAP_NET_RAW`).
+    Raw,
 }
 
 /// Which datagrams from the outside are relayed to the client (the terms of RFC 4787).

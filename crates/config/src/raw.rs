@@ -32,6 +32,16 @@ pub(crate) struct RawConfig {
     pub(crate) udp: RawUdp,
     #[serde(default)]
     pub(crate) gssapi: RawGssapi,
+    #[serde(default)]
+    pub(crate) icmp: RawIcmp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIcmp {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) socket: Option<Spanned<String>>,
+    pub(crate) rate: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

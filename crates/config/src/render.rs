@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use socksgate_proto::Method;
 
-use crate::model::{AuthBackend, Config, Fragments, LogFormat, UdpFiltering};
+use crate::model::{AuthBackend, Config, Fragments, IcmpSocket, LogFormat, UdpFiltering};
 
 /// Renders `config` as a TOML document that parses back to the same `Config`.
 pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
@@ -139,6 +139,17 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
         duration(udp.reassembly_timeout)
     );
     let _ = writeln!(out, "idle = \"{}\"", duration(udp.idle));
+
+    let icmp = &config.icmp;
+    let _ = writeln!(out, "\n[icmp]");
+    let _ = writeln!(out, "enabled = {}", icmp.enabled);
+    let socket = match icmp.socket {
+        IcmpSocket::Auto => "auto",
+        IcmpSocket::Ping => "ping",
+        IcmpSocket::Raw => "raw",
+    };
+    let _ = writeln!(out, "socket = \"{socket}\"");
+    let _ = writeln!(out, "rate = {}", icmp.rate);
     out
 }
 
@@ -201,11 +212,7 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
         let commands: Vec<&str> = rule
             .commands
             .iter()
-            .map(|&c| match c {
-                socksgate_proto::Command::BIND => "bind",
-                socksgate_proto::Command::UDP_ASSOCIATE => "udp",
-                _ => "connect",
-            })
+            .map(|&c| crate::rules::command_name(c))
             .collect();
         list(out, "commands", &commands);
         list(out, "to", &rule.to);

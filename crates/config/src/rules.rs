@@ -211,14 +211,26 @@ fn parse_method(text: &str) -> Result<Method, String> {
     }
 }
 
-fn parse_command(text: &str) -> Result<Command, String> {
+/// A command as rules (and `socksgate explain`) name it: connect, bind, udp or icmp.
+pub fn parse_command(text: &str) -> Result<Command, String> {
     match text {
         "connect" => Ok(Command::CONNECT),
         "bind" => Ok(Command::BIND),
         "udp" => Ok(Command::UDP_ASSOCIATE),
+        "icmp" => Ok(Command::ICMP_ECHO),
         _ => Err(format!(
-            "{text:?}: expected \"connect\", \"bind\" or \"udp\""
+            "{text:?}: expected \"connect\", \"bind\", \"udp\" or \"icmp\""
         )),
+    }
+}
+
+/// The name rules use for a command (the inverse of [`parse_command`]).
+pub fn command_name(command: Command) -> &'static str {
+    match command {
+        Command::BIND => "bind",
+        Command::UDP_ASSOCIATE => "udp",
+        Command::ICMP_ECHO => "icmp",
+        _ => "connect",
     }
 }
 

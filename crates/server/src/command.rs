@@ -3,10 +3,12 @@
 mod associate;
 mod bind;
 mod connect;
+mod icmp;
 
 pub(crate) use associate::{associate, AssociationEnd};
 pub(crate) use bind::bind;
 pub(crate) use connect::connect;
+pub(crate) use icmp::{icmp, IcmpSession};
 
 use std::future::Future;
 use std::sync::atomic::Ordering;

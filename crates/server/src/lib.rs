@@ -15,6 +15,7 @@ mod authorize;
 mod command;
 #[cfg(feature = "gssapi")]
 mod gss;
+mod icmp;
 mod listener;
 mod outbound;
 mod relay;
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use socksgate_auth::{Authenticator, Throttle, ThrottleSettings};
-use socksgate_config::{Bind, Config, LoginThrottle, Timeouts, Udp};
+use socksgate_config::{Bind, Config, Icmp, LoginThrottle, Timeouts, Udp};
 use socksgate_policy::{Moment, Policy};
 use socksgate_proto::server::ServerOptions;
 use socksgate_proto::{Method, Methods};
@@ -72,6 +73,7 @@ pub(crate) struct Shared {
     pub(crate) timeouts: Timeouts,
     pub(crate) bind: Bind,
     pub(crate) udp: Udp,
+    pub(crate) icmp: Icmp,
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     pub(crate) throttle: Arc<Throttle>,
@@ -112,6 +114,7 @@ impl Shared {
             timeouts: config.timeouts,
             bind: config.bind.clone(),
             udp: config.udp.clone(),
+            icmp: config.icmp.clone(),
             resolver: lasting.resolver.clone(),
             authenticator,
             throttle: lasting.throttle.clone(),

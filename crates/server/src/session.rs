@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access_log::AccessRecord;
 use crate::authorize;
-use crate::command::{self, AssociationEnd, Established};
+use crate::command::{self, AssociationEnd, Established, IcmpSession};
 #[cfg(feature = "gssapi")]
 use crate::gss::{Negotiation, Progress};
 use crate::outbound::ConnectError;
@@ -325,6 +325,7 @@ async fn run(
     let supported = match session.request.command {
         Command::CONNECT | Command::BIND => true,
         Command::UDP_ASSOCIATE => session.request.version == Version::Socks5,
+        Command::ICMP_ECHO => session.request.version == Version::Socks5 && shared.icmp.enabled,
         _ => false,
     };
     if !supported {
@@ -338,6 +339,10 @@ async fn run(
     match session.request.command {
         Command::CONNECT => command::connect(session, grant).await.map(Next::Relay),
         Command::BIND => command::bind(session, grant).await.map(Next::Relay),
+        Command::ICMP_ECHO => command::icmp(session, grant).await.map(|icmp| match icmp {
+            IcmpSession::Routed(established) => Next::Relay(established),
+            IcmpSession::Ended(end) => Next::Ended(Ended::Relay(end)),
+        }),
         _ => command::associate(session, grant)
             .await
             .map(|end| Next::Ended(Ended::Association(end))),
