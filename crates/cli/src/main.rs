@@ -11,11 +11,14 @@ mod check;
 mod connect;
 mod explain;
 mod forward;
+mod icmp;
 mod logging;
 mod passwd;
+mod ping;
 mod proxies;
 mod serve;
 mod socksify;
+mod traceroute;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,6 +89,12 @@ enum Command {
         #[arg(short = 'U', value_name = "SPEC")]
         udp: Vec<String>,
     },
+    /// Send ICMP echo requests to HOST from the last proxy, as ping does (socksgate's ICMP
+    /// extension). Exit code 0 when a reply came back, 1 when none did, 2 for errors.
+    Ping(ping::Ping),
+    /// Print the route from the last proxy to HOST, as `traceroute -I` does (socksgate's ICMP
+    /// extension).
+    Traceroute(traceroute::Traceroute),
     /// Run a program with its TCP connections sent through the proxies (LD_PRELOAD).
     ///
     /// Names are resolved by the last proxy when it is socks5h or socks4a; loopback is reached
@@ -124,6 +133,8 @@ fn main() -> ExitCode {
             port,
         } => connect::run(&proxies, &host, port),
         Command::Forward { proxies, tcp, udp } => forward::run(&proxies, &tcp, &udp),
+        Command::Ping(request) => ping::run(&request),
+        Command::Traceroute(request) => traceroute::run(&request),
         Command::Socksify(request) => socksify::run(&request),
         Command::Explain(question) => explain::run(&question),
         Command::Passwd {

@@ -58,8 +58,19 @@ impl Prober {
     /// Opens a socket of the kind `preference` asks for; `Auto` tries a ping socket first
     /// and falls back to a raw one when the ping socket is not allowed.
     pub(crate) fn open(target: IpAddr, preference: IcmpSocket) -> io::Result<Self> {
+        let ping_hint = |error: io::Error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "ping socket: {error} (is the server's group in net.ipv4.ping_group_range?)"
+                ),
+            )
+        };
         let fd = match preference {
-            IcmpSocket::Ping => (open_socket(target, Kind::Ping)?, Kind::Ping),
+            IcmpSocket::Ping => (
+                open_socket(target, Kind::Ping).map_err(ping_hint)?,
+                Kind::Ping,
+            ),
             IcmpSocket::Raw => (open_socket(target, Kind::Raw)?, Kind::Raw),
             IcmpSocket::Auto => match open_socket(target, Kind::Ping) {
                 Ok(fd) => (fd, Kind::Ping),
@@ -114,8 +125,8 @@ impl Prober {
         let iov = [IoSlice::new(&message)];
         let flags = MsgFlags::empty();
         let fd = self.socket.as_raw_fd();
-        self.socket
-            .async_io(Interest::WRITABLE, || {
+        let attempt = || {
+            self.socket.async_io(Interest::WRITABLE, || {
                 let sent = match self.filter.target {
                     IpAddr::V4(ip) => {
                         let to = SockaddrIn::from(std::net::SocketAddrV4::new(ip, 0));
@@ -128,20 +139,32 @@ impl Prober {
                 };
                 sent.map(drop).map_err(io::Error::from)
             })
-            .await
+        };
+        // An ICMP error about an earlier probe stays pending on the socket (`sk_err`), and
+        // the next send fails with it once (and clears it): the error itself is reported
+        // from the error queue or as a received packet, so this probe is simply sent again.
+        match attempt().await {
+            Err(error) if error.raw_os_error().is_some() => attempt().await,
+            sent => sent,
+        }
     }
 
     /// Waits for the next answer to one of this session's probes, reading into `buffer`
     /// (which must hold the largest probe sent, plus 128 bytes for headers).
     pub(crate) async fn recv(&self, buffer: &mut [u8]) -> io::Result<Answer> {
-        // An ICMP error wakes a ping socket as an error (EPOLLERR), not as readable.
-        let interest = Interest::READABLE | Interest::ERROR;
         loop {
-            self.socket.ready(interest).await?;
-            match self.socket.try_io(interest, || self.read_any(buffer)) {
-                Ok(answer) => return Ok(answer),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(error) => return Err(error),
+            // An ICMP error wakes a ping socket as an error (EPOLLERR), not as readable.
+            self.socket
+                .ready(Interest::READABLE | Interest::ERROR)
+                .await?;
+            // One interest per attempt: tokio clears only the readiness it was asked about
+            // (and a combined interest matches none), and only when the read found nothing.
+            for interest in [Interest::READABLE, Interest::ERROR] {
+                match self.socket.try_io(interest, || self.read_any(buffer)) {
+                    Ok(answer) => return Ok(answer),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Err(error),
+                }
             }
         }
     }
