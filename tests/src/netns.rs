@@ -58,6 +58,67 @@ impl NetNs {
         Some((client_host, target_host))
     }
 
+    /// Four hosts on a line, two routers between the client host and the target host:
+    ///
+    /// ```text
+    /// client 10.1.0.1 ── 10.1.0.2 router1 10.2.0.1 ── 10.2.0.2 router2 10.3.0.1 ── 10.3.0.2 target
+    /// ```
+    ///
+    /// Router 2 answers for 10.9.0.0/24 with "host unreachable" (an `unreachable` route) and
+    /// drops 10.8.0.0/24 silently (a `blackhole` route). Each router has forwarding on and
+    /// no ICMP error rate limit, in its own namespace only.
+    pub fn routed_path() -> Option<RoutedPath> {
+        let client = Self::create(&[])?;
+        let router1 = Self::create(&[])?;
+        let router2 = Self::create(&[])?;
+        let target = Self::create(&[])?;
+        let links = [
+            (&client, "c0", "10.1.0.1/24", &router1, "r1a", "10.1.0.2/24"),
+            (
+                &router1,
+                "r1b",
+                "10.2.0.1/24",
+                &router2,
+                "r2a",
+                "10.2.0.2/24",
+            ),
+            (&router2, "r2b", "10.3.0.1/24", &target, "t0", "10.3.0.2/24"),
+        ];
+        for (left, left_name, left_address, right, right_name, right_address) in links {
+            left.ip(&format!(
+                "link add {left_name} type veth peer name {right_name} netns {}",
+                right.name()
+            ));
+            left.ip(&format!("addr add {left_address} dev {left_name}"));
+            left.ip(&format!("link set {left_name} up"));
+            right.ip(&format!("addr add {right_address} dev {right_name}"));
+            right.ip(&format!("link set {right_name} up"));
+        }
+        for router in [&router1, &router2] {
+            router.sysctl("net.ipv4.ip_forward", "1");
+            // Every probe answered: no ICMP error rate limit to make a test flaky.
+            router.sysctl("net.ipv4.icmp_ratelimit", "0");
+        }
+        client.ip("route add default via 10.1.0.2");
+        router1.ip("route add default via 10.2.0.2");
+        router2.ip("route add 10.1.0.0/24 via 10.2.0.1");
+        router2.ip("route add unreachable 10.9.0.0/24");
+        router2.ip("route add blackhole 10.8.0.0/24");
+        target.ip("route add default via 10.3.0.1");
+        Some(RoutedPath {
+            client,
+            routers: [router1, router2],
+            target,
+        })
+    }
+
+    /// Sets a sysctl of this namespace (`net.…` keys are per namespace; the host's stay).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run(|| std::fs::write(&path, value))
+            .unwrap_or_else(|error| panic!("{key} = {value}: {error}"));
+    }
+
     /// The namespace's name, for `ip … netns NAME`.
     pub fn name(&self) -> &str {
         &self.name
@@ -85,6 +146,16 @@ impl NetNs {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
+}
+
+/// The namespaces of [`NetNs::routed_path`].
+pub struct RoutedPath {
+    /// 10.1.0.1, default route through router 1.
+    pub client: NetNs,
+    /// Router 1 (10.1.0.2, 10.2.0.1) and router 2 (10.2.0.2, 10.3.0.1).
+    pub routers: [NetNs; 2],
+    /// 10.3.0.2.
+    pub target: NetNs,
 }
 
 impl Drop for NetNs {

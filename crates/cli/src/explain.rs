@@ -41,7 +41,7 @@ pub(crate) struct Question {
     /// the decision depends on it).
     #[arg(long, value_name = "IP")]
     pub(crate) resolve: Vec<IpAddr>,
-    /// connect, bind or udp.
+    /// connect, bind, udp or icmp.
     pub(crate) command: String,
     /// The target, HOST:PORT.
     pub(crate) target: String,

@@ -73,10 +73,10 @@ async fn ping(request: &Ping) -> anyhow::Result<Stats> {
         .map(ToString::to_string)
         .unwrap_or_default();
     let probed = icmp::probed(&echo);
-    println!(
+    icmp::say(&format!(
         "PING {} ({probed}) {} data bytes via {proxy}",
         request.host, request.size
-    );
+    ));
     let payload: Vec<u8> = (0..request.size).map(|i| i as u8).collect();
     let ttl = request.ttl.unwrap_or(0);
     let started = Instant::now();
@@ -138,36 +138,36 @@ fn report(message: &IcmpMessage, payload: &[u8], probed: &str, v6: bool, stats: 
             } else {
                 " (wrong data)"
             };
-            println!(
+            icmp::say(&format!(
                 "{} bytes from {}: icmp_seq={seq}{ttl} time={} ms{wrong}",
                 data.len() + 8,
                 probed,
                 icmp::millis(*rtt_micros)
-            );
+            ));
         }
         IcmpMessage::TimeExceeded { seq, from, .. } => {
             stats.errors += 1;
-            println!(
+            icmp::say(&format!(
                 "From {} icmp_seq={seq} Time to live exceeded",
                 icmp::node(from)
-            );
+            ));
         }
         IcmpMessage::Unreachable {
             seq, code, from, ..
         } => {
             stats.errors += 1;
-            println!(
+            icmp::say(&format!(
                 "From {} icmp_seq={seq} {}",
                 icmp::node(from),
                 icmp::unreachable_words(v6, *code)
-            );
+            ));
         }
         IcmpMessage::EchoRequest { .. } | IcmpMessage::Unknown { .. } => {}
     }
 }
 
 fn summary(host: &str, stats: &Stats, elapsed: Duration) {
-    println!("\n--- {host} ping statistics ---");
+    icmp::say(&format!("\n--- {host} ping statistics ---"));
     let lost = stats.transmitted.saturating_sub(stats.received);
     let loss = if stats.transmitted == 0 {
         0.0
@@ -179,12 +179,12 @@ fn summary(host: &str, stats: &Stats, elapsed: Duration) {
     } else {
         String::new()
     };
-    println!(
+    icmp::say(&format!(
         "{} packets transmitted, {} received{errors}, {loss}% packet loss, time {}ms",
         stats.transmitted,
         stats.received,
         elapsed.as_millis()
-    );
+    ));
     if stats.rtts.is_empty() {
         return;
     }
@@ -199,7 +199,9 @@ fn summary(host: &str, stats: &Stats, elapsed: Duration) {
     let mean = rtts.iter().sum::<f64>() / count;
     let mean_square = rtts.iter().map(|rtt| rtt * rtt).sum::<f64>() / count;
     let mdev = (mean_square - mean * mean).max(0.0).sqrt();
-    println!("rtt min/avg/max/mdev = {min:.3}/{mean:.3}/{max:.3}/{mdev:.3} ms");
+    icmp::say(&format!(
+        "rtt min/avg/max/mdev = {min:.3}/{mean:.3}/{max:.3}/{mdev:.3} ms"
+    ));
 }
 
 async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {

@@ -76,12 +76,12 @@ async fn trace(request: &Traceroute) -> anyhow::Result<()> {
     let mut echo = icmp::open(&chain, &icmp::target(&request.host)?).await?;
     let v6 = matches!(echo.target().host, Host::Ip(IpAddr::V6(_)));
     let probed = icmp::probed(&echo);
-    println!(
+    icmp::say(&format!(
         "traceroute to {} ({probed}), {} hops max, {} byte packets",
         request.host,
         request.max,
         DATA + HEADERS
-    );
+    ));
     let payload = vec![0u8; DATA];
     let mut seq: u16 = 1;
     for ttl in request.first..=request.max {
@@ -91,7 +91,7 @@ async fn trace(request: &Traceroute) -> anyhow::Result<()> {
             seq = seq.wrapping_add(1);
         }
         let heard = listen(&mut echo, first_seq, request, &probed, v6).await?;
-        println!("{}", hop_line(ttl, &heard));
+        icmp::say(&hop_line(ttl, &heard));
         if heard.iter().flatten().any(|heard| heard.last) {
             break;
         }

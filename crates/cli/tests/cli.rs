@@ -759,3 +759,29 @@ fn connect_authenticates_with_kerberos_and_the_server_logs_the_principal() {
     assert!(line.contains("user=alice@SOCKSGATE.TEST"), "{line}");
     stop(&mut server);
 }
+
+#[test]
+fn the_icmp_extension_example_is_valid_and_explain_knows_the_command() {
+    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/extensions/icmp.md");
+    let blocks = toml_blocks(page);
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    let path = temp_file("icmp-extension.toml", &blocks[0]);
+    let output = check_config(&path, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("[icmp]\nenabled = true\nsocket = \"auto\"\nrate = 10"),
+        "{shown}"
+    );
+    assert!(shown.contains("commands = [\"icmp\"]"), "{shown}");
+    let (code, text) = explain(&path, &["--from", "127.0.0.1", "icmp", "10.1.2.3:0"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("icmp-extension.toml:"), "{text}");
+    let (code, text) = explain(&path, &["--from", "127.0.0.1", "connect", "10.1.2.3:80"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no rule matches"), "{text}");
+}
