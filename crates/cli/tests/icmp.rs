@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socksgate_config::Config;
 use socksgate_proto::client::{ClientEvent, ClientHandshake, ClientProtocol};
@@ -189,6 +189,16 @@ fn unreachable_and_silent_hosts_are_reported_as_ping_reports_them() {
         assert!(
             ping.stdout
                 .contains("2 packets transmitted, 0 received, +2 errors, 100% packet loss"),
+            "{socket}: {}",
+            ping.stdout
+        );
+        // The server's own host has no way there: the proxy itself reports it.
+        site.path.client.ip("route add unreachable 10.6.0.0/24");
+        let ping = site.run("ping", &["-c", "1", "-W", "1", "10.6.0.6"]);
+        assert_eq!(ping.code, Some(1), "{socket}: {ping:#?}");
+        assert!(
+            ping.stdout
+                .contains("From the proxy icmp_seq=1 Destination Host Unreachable"),
             "{socket}: {}",
             ping.stdout
         );
@@ -384,6 +394,41 @@ fn messages_of_unknown_types_are_skipped_and_short_bodies_close_the_session() {
     assert_eq!(log[0]["outcome"], "reset", "{log:#?}");
 }
 
+/// `rate` echo requests per second (docs/extensions/icmp.md, "How socksgate serves it"):
+/// a burst of `rate` goes at once, as many more wait for the rate, the rest are dropped.
+#[test]
+fn a_session_over_its_rate_is_paced_then_dropped() {
+    let Some(site) = Site::new(&format!("{}rate = 2\n", icmp_on("raw")), false) else {
+        return;
+    };
+    let proxy = site.server.addr();
+    site.path.client.run(|| {
+        let (mut stream, _) = icmp_session(proxy, "10.3.0.2:0");
+        let mut out = Vec::new();
+        for seq in 1..=6 {
+            let data = Vec::new();
+            IcmpMessage::EchoRequest { seq, ttl: 0, data }.encode(&mut out);
+        }
+        let sent = Instant::now();
+        stream.write_all(&out).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(2500)))
+            .unwrap();
+        let mut answered = Vec::new();
+        while let Some(message) = try_read_message(&mut stream) {
+            let IcmpMessage::EchoReply { seq, .. } = message else {
+                panic!("expected echo replies, got {message:?}");
+            };
+            answered.push((seq, sent.elapsed()));
+        }
+        let seqs: Vec<u16> = answered.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4], "{answered:?}");
+        // Two tokens at once; the third request waits half a second, the fourth a whole one.
+        assert!(answered[2].1 >= Duration::from_millis(450), "{answered:?}");
+        assert!(answered[3].1 >= Duration::from_millis(950), "{answered:?}");
+    });
+}
+
 fn icmp_session(proxy: SocketAddr, target: &str) -> (TcpStream, Address) {
     let mut stream = TcpStream::connect(proxy).unwrap();
     stream
@@ -407,13 +452,16 @@ fn icmp_session(proxy: SocketAddr, target: &str) -> (TcpStream, Address) {
 }
 
 fn read_message(stream: &mut TcpStream) -> IcmpMessage {
+    try_read_message(stream).expect("a message before the read timeout")
+}
+
+/// The next message, or `None` when the read times out (or the stream ends).
+fn try_read_message(stream: &mut TcpStream) -> Option<IcmpMessage> {
     let mut header = [0u8; 3];
-    stream.read_exact(&mut header).unwrap();
+    stream.read_exact(&mut header).ok()?;
+    let length = usize::from(u16::from_be_bytes([header[1], header[2]]));
     let mut message = header.to_vec();
-    message.resize(
-        3 + usize::from(u16::from_be_bytes([header[1], header[2]])),
-        0,
-    );
-    stream.read_exact(&mut message[3..]).unwrap();
-    IcmpMessage::decode_exact(&message).unwrap()
+    message.resize(3 + length, 0);
+    stream.read_exact(&mut message[3..]).ok()?;
+    Some(IcmpMessage::decode_exact(&message).unwrap())
 }

@@ -152,7 +152,12 @@ impl Probes {
                             .fetch_add(counted, Ordering::Relaxed);
                         last_request = Instant::now();
                         if let IcmpMessage::EchoRequest { seq, ttl, data } = message {
+                            // Sent at once when the rate allows: the queue holds only the
+                            // requests that must wait.
                             self.enqueue(Queued { seq, ttl, data });
+                            if let Err(error) = self.send_allowed(session).await {
+                                return RelayEnd::Error(error);
+                            }
                         }
                     }
                     Err(DecodeError::Incomplete { .. }) => break,
@@ -161,10 +166,8 @@ impl Probes {
                     }
                 }
             }
-            while let Some(refused) = self.send_allowed().await {
-                if let Err(error) = deliver(session, &refused).await {
-                    return RelayEnd::Error(error);
-                }
+            if let Err(error) = self.send_allowed(session).await {
+                return RelayEnd::Error(error);
             }
             let idle_left = idle.map(|idle| idle.saturating_sub(last_request.elapsed()));
             let next_send = (!self.queue.is_empty()).then(|| self.budget.ready_at());
@@ -205,15 +208,17 @@ impl Probes {
 
     /// Sends the queued probes the rate allows now. A probe the server's own network stack
     /// refuses (no route) is answered at once, as unreachable from the unspecified address
-    /// (`docs/extensions/icmp.md`): that answer is returned, and sending stops there.
-    async fn send_allowed(&mut self) -> Option<IcmpMessage> {
+    /// (`docs/extensions/icmp.md`).
+    async fn send_allowed(&mut self, session: &mut Requested<'_>) -> io::Result<()> {
         while !self.queue.is_empty() && self.budget.take(Instant::now()) {
-            let request = self.queue.pop_front()?;
+            let Some(request) = self.queue.pop_front() else {
+                break;
+            };
             if let Some(refused) = self.send(request).await {
-                return Some(refused);
+                deliver(session, &refused).await?;
             }
         }
-        None
+        Ok(())
     }
 
     async fn send(&mut self, request: Queued) -> Option<IcmpMessage> {

@@ -340,6 +340,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever reaches a raw socket (anyone can send ICMP to the host), parsing never
+        /// panics, and nothing but an echo reply from the target is an echo answer.
+        #[test]
+        fn arbitrary_packets_never_panic(
+            packet in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            v6 in proptest::prelude::any::<bool>(),
+        ) {
+            let filter = filter(Some(0x1234));
+            if let Some(Answer::Echo { .. }) = parse_raw_v4(&packet, &filter) {
+                proptest::prop_assert_eq!(&packet[12..16], &TARGET.octets()[..]);
+            }
+            let _ = parse_message(v6, &packet, ROUTER.into(), 1, &filter);
+            let _ = queued_error(v6, packet.first().copied().unwrap_or(0), 0, ROUTER.into(), &packet);
+        }
+    }
+
     #[test]
     fn queued_errors_carry_the_probe_header() {
         let probe = echo_request(false, 77, 12, b"");
