@@ -191,6 +191,36 @@ fn bind_and_udp_sections() {
 }
 
 #[test]
+fn the_icmp_section_is_off_by_default_and_checked() {
+    use socksgate_config::IcmpSocket;
+    let default = parse("").unwrap();
+    assert!(!default.icmp.enabled);
+    assert_eq!(default.icmp.socket, IcmpSocket::Auto);
+    let config = parse(
+        "[icmp]\nenabled = true\nsocket = \"ping\"\nrate = 3\n\
+         [[rule]]\naction = \"deny\"\ncommands = [\"icmp\"]\n",
+    )
+    .unwrap();
+    assert!(config.icmp.enabled);
+    assert_eq!(config.icmp.socket, IcmpSocket::Ping);
+    assert_eq!(config.icmp.rate, 3);
+    let shown = parse(&config.to_toml()).unwrap();
+    assert_eq!(shown.icmp, config.icmp);
+    assert_eq!(
+        shown.policy.rules[0].commands,
+        config.policy.rules[0].commands
+    );
+    for (text, field) in [
+        ("[icmp]\nsocket = \"dgram\"\n", "icmp.socket"),
+        ("[icmp]\nrate = 0\n", "icmp.rate"),
+    ] {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+        assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
+    }
+}
+
+#[test]
 fn authentication_methods_per_listener() {
     use socksgate_config::AuthBackend;
     use socksgate_proto::Method;
