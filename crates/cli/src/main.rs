@@ -19,6 +19,7 @@ mod proxies;
 mod serve;
 mod socksify;
 mod traceroute;
+mod tun;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +102,13 @@ enum Command {
     /// directly unless --include-loopback. Statically linked programs (and Go binaries)
     /// ignore LD_PRELOAD, and so do setuid programs.
     Socksify(socksify::Socksify),
+    /// Inside a TUN session's namespace: set up the program's names, then run it.
+    #[command(name = "__tun-exec", hide = true)]
+    TunExec {
+        resolv_conf: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Add a user to a password file, or change their password (bcrypt, as `htpasswd -B`).
     ///
     /// The password is asked twice without echo, or read as one line from standard input with
@@ -136,6 +144,10 @@ fn main() -> ExitCode {
         Command::Ping(request) => ping::run(&request),
         Command::Traceroute(request) => traceroute::run(&request),
         Command::Socksify(request) => socksify::run(&request),
+        Command::TunExec {
+            resolv_conf,
+            command,
+        } => tun::exec(&resolv_conf, &command),
         Command::Explain(question) => explain::run(&question),
         Command::Passwd {
             file,

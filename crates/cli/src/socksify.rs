@@ -32,12 +32,20 @@ pub(crate) struct Socksify {
     /// Log each redirected connection and name on standard error.
     #[arg(long)]
     pub(crate) debug: bool,
+    /// Run the program in a network namespace whose only way out is a TUN device read by
+    /// socksgate: catches statically linked programs and Go binaries too (needs root, or
+    /// unprivileged user namespaces). Every chain the client supports, TLS hops included.
+    #[arg(long, conflicts_with_all = ["include_loopback", "direct", "fake_range"])]
+    pub(crate) tun: bool,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub(crate) command: Vec<OsString>,
 }
 
 pub(crate) fn run(request: &Socksify) -> ExitCode {
+    if request.tun {
+        return crate::tun::socksify(request);
+    }
     let error = match prepare(request) {
         // `exec` only returns on failure.
         Ok(mut command) => anyhow::Error::from(command.exec()).context("starting the program"),
@@ -129,26 +137,12 @@ fn library() -> anyhow::Result<PathBuf> {
     write_embedded()
 }
 
-/// Writes the embedded library to $XDG_RUNTIME_DIR (or /tmp)/socksgate-UID/, named by its
-/// content, so every build finds its own and each is written once. The directory is the
-/// user's own (0700), so nobody else can swap the file.
+/// Writes the embedded library to the private directory, named by its content, so every
+/// build finds its own and each is written once.
 fn write_embedded() -> anyhow::Result<PathBuf> {
     use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-    let uid = rustix::process::getuid().as_raw();
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    let dir = base.join(format!("socksgate-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
-    }
-    let metadata = std::fs::symlink_metadata(&dir)?;
-    if !metadata.is_dir() || metadata.uid() != uid || metadata.mode() & 0o077 != 0 {
-        bail!("{} is not a private directory of this user", dir.display());
-    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = private_dir()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     EMBEDDED.hash(&mut hasher);
     let path = dir.join(format!("libsocksgate_preload-{:016x}.so", hasher.finish()));
@@ -166,4 +160,25 @@ fn write_embedded() -> anyhow::Result<PathBuf> {
     drop(file);
     std::fs::rename(&partial, &path)?;
     Ok(path)
+}
+
+/// $XDG_RUNTIME_DIR (or /tmp)/socksgate-UID/: the user's own (0700), so nobody else can swap
+/// the files socksify hands to programs.
+pub(crate) fn private_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = rustix::process::getuid().as_raw();
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    let dir = base.join(format!("socksgate-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
+    }
+    let metadata = std::fs::symlink_metadata(&dir)?;
+    if !metadata.is_dir() || metadata.uid() != uid || metadata.mode() & 0o077 != 0 {
+        bail!("{} is not a private directory of this user", dir.display());
+    }
+    Ok(dir)
 }

@@ -1,0 +1,156 @@
+//! `socksgate socksify --tun`: the program runs in a network namespace of its own whose
+//! only way out is a TUN device read by socksgate's user-space stack (`socksgate-tun`), so
+//! every connection it makes goes through the proxies, whatever the program is made of.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+
+use anyhow::Context;
+use rustix::process::{kill_process, Pid, Signal};
+use socksgate_tun::namespace;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+
+use crate::socksify::Socksify;
+use crate::{exit, proxies};
+
+/// The hidden subcommand the program is started through, inside the namespace.
+pub(crate) const EXEC: &str = "__tun-exec";
+
+pub(crate) fn socksify(request: &Socksify) -> ExitCode {
+    match session(request) {
+        Ok(code) => code,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "socksgate socksify --tun: {error:#}");
+            exit::code(exit::RUNTIME)
+        }
+    }
+}
+
+fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
+    let chain = proxies::chain(&request.proxies)?;
+    let resolv_conf = resolv_conf()?;
+    // Before the runtime starts a thread: a user namespace needs a single-threaded process.
+    namespace::enter_user_namespace_unless_root()?;
+    let mut program = Command::new(std::env::current_exe().context("finding this program")?);
+    program
+        .arg(EXEC)
+        .arg(&resolv_conf)
+        .arg("--")
+        .args(&request.command);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async move {
+        let (device_sender, device) = oneshot::channel();
+        let (pid_sender, pid) = oneshot::channel();
+        let (status_sender, status) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("tun-namespace".to_owned())
+            .spawn(move || keep_namespace(program, device_sender, pid_sender, status_sender))?;
+        let device = device
+            .await
+            .context("the namespace thread ended")?
+            .context("setting up the namespace and its TUN device")?;
+        let stack = tokio::spawn(socksgate_tun::serve(device, chain));
+        let pid = pid
+            .await
+            .context("the namespace thread ended")?
+            .context("starting the program")?;
+        let status = forward_signals_until(pid, status).await;
+        stack.abort();
+        status
+    })?;
+    Ok(exit_code(status))
+}
+
+/// The namespace thread: makes the namespace and the device, hands the device over, starts
+/// the program from inside and waits for it. The namespace lives as long as this thread and
+/// the program (and its children) do.
+fn keep_namespace(
+    mut program: Command,
+    device: oneshot::Sender<std::io::Result<tun::Device>>,
+    pid: oneshot::Sender<std::io::Result<u32>>,
+    status: oneshot::Sender<std::io::Result<ExitStatus>>,
+) {
+    match namespace::isolate_thread() {
+        Ok(made) => {
+            let _ = device.send(Ok(made));
+        }
+        Err(error) => {
+            let _ = device.send(Err(error));
+            return;
+        }
+    }
+    let mut child = match program.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let _ = pid.send(Err(error));
+            return;
+        }
+    };
+    let _ = pid.send(Ok(child.id()));
+    let _ = status.send(child.wait());
+}
+
+/// Waits for the program; SIGTERM and SIGHUP are passed on to it, SIGINT is left to it (the
+/// terminal sends it to the program too).
+async fn forward_signals_until(
+    pid: u32,
+    mut status: oneshot::Receiver<std::io::Result<ExitStatus>>,
+) -> anyhow::Result<ExitStatus> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hang_up = signal(SignalKind::hangup())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    loop {
+        let forward = tokio::select! {
+            ended = &mut status => return Ok(ended.context("the namespace thread ended")??),
+            _ = terminate.recv() => Signal::TERM,
+            _ = hang_up.recv() => Signal::HUP,
+            _ = interrupt.recv() => continue,
+        };
+        if let Some(pid) = pid {
+            let _ = kill_process(pid, forward);
+        }
+    }
+}
+
+/// The program's exit code, or 128 + the signal that ended it (as shells report it).
+fn exit_code(status: ExitStatus) -> ExitCode {
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A `resolv.conf` naming the session's DNS server, in this user's private directory.
+fn resolv_conf() -> anyhow::Result<PathBuf> {
+    let path = crate::socksify::private_dir()?.join("tun-resolv.conf");
+    std::fs::write(&path, namespace::resolv_conf())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// `socksgate __tun-exec RESOLV_CONF -- PROGRAM…`: inside the namespace, the program's
+/// own names setup, then the program itself.
+pub(crate) fn exec(resolv_conf: &Path, command: &[OsString]) -> ExitCode {
+    let Some((program, arguments)) = command.split_first() else {
+        return exit::code(exit::CONFIG);
+    };
+    let error = match namespace::private_resolver(resolv_conf) {
+        Ok(()) => Command::new(program).args(arguments).exec(),
+        Err(error) => error,
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "socksgate socksify --tun: {}: {error}",
+        program.to_string_lossy()
+    );
+    ExitCode::from(127)
+}

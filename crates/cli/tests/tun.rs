@@ -1,0 +1,309 @@
+//! `socksgate socksify --tun`: programs that LD_PRELOAD cannot catch (a statically linked C
+//! program, a Go program) reach their target only through socksgate, with `dig` over UDP
+//! and `ping` in the same session.
+//!
+//! Everything runs inside a namespace the test creates (`site`): the target address
+//! 203.0.113.80 is on its loopback, with an HTTP server, a DNS responder and a socksgate
+//! server beside it. `socksify --tun` makes its own namespace inside that one for the
+//! program, whose only way out is the TUN device; so whatever reaches the target went
+//! through the proxy, and the proxy's access log says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socksgate_tests::interop::tool;
+use socksgate_tests::server::StaticResolver;
+use socksgate_tests::{DnsResponder, HttpTarget, NetNs, TestServer};
+
+const SOCKSGATE: &str = env!("CARGO_BIN_EXE_socksgate");
+const TARGET: &str = "203.0.113.80";
+/// A name only the proxy knows (its resolver maps it to `TARGET`).
+const TARGET_NAME: &str = "target.test";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-tun-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A C program that fetches `http://ADDRESS:PORT/` with plain sockets and prints the reply.
+const STATIC_CLIENT: &str = r#"
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
+    inet_pton(AF_INET, argv[1], &to.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, (struct sockaddr *)&to, sizeof to) != 0) { perror("connect"); return 1; }
+    const char *request = "GET / HTTP/1.0\r\n\r\n";
+    write(s, request, strlen(request));
+    char buffer[4096];
+    ssize_t n;
+    while ((n = read(s, buffer, sizeof buffer)) > 0) fwrite(buffer, 1, n, stdout);
+    return 0;
+}
+"#;
+
+/// A Go program that fetches a URL with net/http (Go's own resolver and sockets).
+const GO_CLIENT: &str = r#"
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+)
+
+func main() {
+	response, err := http.Get(os.Args[1])
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	body, _ := io.ReadAll(response.Body)
+	fmt.Print(string(body))
+}
+"#;
+
+fn build_static_client(dir: &Path) -> Option<PathBuf> {
+    let gcc = tool("gcc")?;
+    let source = dir.join("static-get.c");
+    std::fs::write(&source, STATIC_CLIENT).unwrap();
+    let binary = dir.join("static-get");
+    let output = Command::new(gcc)
+        .args(["-static", "-O1", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // Statically linked: no interpreter, so no LD_PRELOAD.
+    let ldd = Command::new("ldd").arg(&binary).output().unwrap();
+    let said = String::from_utf8_lossy(&ldd.stdout) + String::from_utf8_lossy(&ldd.stderr);
+    assert!(said.contains("not a dynamic executable"), "{said}");
+    Some(binary)
+}
+
+fn build_go_client(dir: &Path) -> Option<PathBuf> {
+    let go = tool("go")?;
+    let source = dir.join("get.go");
+    std::fs::write(&source, GO_CLIENT).unwrap();
+    let binary = dir.join("go-get");
+    let output = Command::new(go)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", dir.join("go-cache"))
+        .env("GOPATH", dir.join("go-path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GO111MODULE", "off")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    Some(binary)
+}
+
+/// The namespace with the target, its DNS responder and a socksgate server that serves
+/// the ICMP extension and knows `TARGET_NAME`.
+struct Site {
+    namespace: NetNs,
+    server: TestServer,
+    http: HttpTarget,
+    dns: DnsResponder,
+}
+
+fn site() -> Option<Site> {
+    let namespace = NetNs::create(&[&format!("addr add {TARGET}/32 dev lo")])?;
+    let target: IpAddr = TARGET.parse().unwrap();
+    let (server, http, dns) = namespace.run(|| {
+        let mut config = TestServer::loopback_config();
+        config.icmp.enabled = true;
+        let names = [(TARGET_NAME.to_owned(), target)];
+        let resolver = Arc::new(StaticResolver(names.into_iter().collect()));
+        let server = TestServer::start_with_resolver(config, resolver);
+        (
+            server,
+            HttpTarget::start_at(target, "through the tunnel"),
+            DnsResponder::start_at(target),
+        )
+    });
+    Some(Site {
+        namespace,
+        server,
+        http,
+        dns,
+    })
+}
+
+impl Site {
+    fn proxy(&self) -> String {
+        format!("socks5h://{}", self.server.addr())
+    }
+
+    /// `socksgate ARGS…` inside the site's namespace, under timeout(1).
+    fn socksgate(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args([
+                "120",
+                "ip",
+                "netns",
+                "exec",
+                self.namespace.name(),
+                SOCKSGATE,
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn static_and_go_programs_dig_and_ping_go_through_the_proxy() {
+    let dir = scratch("programs");
+    let (Some(static_get), Some(go_get)) = (build_static_client(&dir), build_go_client(&dir))
+    else {
+        return;
+    };
+    let (Some(_), Some(_)) = (tool("dig"), tool("ping")) else {
+        return;
+    };
+    let Some(site) = site() else {
+        return;
+    };
+    let port = site.http.port.to_string();
+    let script = format!(
+        "set -e\n\
+         echo static:; {static_get} {TARGET} {port}\n\
+         echo; echo go:; {go_get} http://{TARGET_NAME}:{port}/\n\
+         echo; echo dig:; dig @{TARGET} -p {dns} +short +time=3 +tries=2 example.test\n\
+         echo ping:; ping -n -c 2 -i 0.3 -W 3 {TARGET}\n",
+        static_get = static_get.display(),
+        go_get = go_get.display(),
+        dns = site.dns.port,
+    );
+    let proxy = site.proxy();
+    let output = site.socksgate(&["socksify", "--tun", "-x", &proxy, "--", "sh", "-c", &script]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{output:?}\n{stdout}");
+    assert!(
+        stdout.contains("static:\nHTTP/1.1 200 OK") && stdout.contains("through the tunnel"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("go:\nthrough the tunnel"), "{stdout}");
+    assert!(stdout.contains("dig:\n192.0.2.53\n"), "{stdout}");
+    assert!(
+        stdout.contains("2 packets transmitted, 2 received"),
+        "{stdout}"
+    );
+    assert_eq!(site.http.requests(), 2);
+    assert_eq!(site.dns.queries(), 1);
+
+    // The proxy's access log has each of them: the static program by address, the Go one
+    // by the name the proxy resolved, dig's association, ping's ICMP session.
+    let log = site.server.wait_for_sessions(4);
+    let has = |command: &str, target: &str| {
+        log.iter()
+            .any(|entry| entry["command"] == command && entry["target"] == target)
+    };
+    assert!(has("connect", &format!("{TARGET}:{port}")), "{log:#?}");
+    assert!(has("connect", &format!("{TARGET_NAME}:{port}")), "{log:#?}");
+    assert!(has("icmp echo", &format!("{TARGET}:0")), "{log:#?}");
+    assert!(
+        log.iter().any(|entry| entry["command"] == "udp associate"),
+        "{log:#?}"
+    );
+
+    // LD_PRELOAD cannot do this: under plain socksify the static program goes straight to
+    // the target (it is reachable from here), and the proxy never hears of it.
+    let sessions = site.server.access_log().len();
+    let output = site.socksgate(&[
+        "socksify",
+        "-x",
+        &proxy,
+        "--",
+        &static_get.display().to_string(),
+        TARGET,
+        &port,
+    ]);
+    assert!(
+        text(&output.stdout).contains("through the tunnel"),
+        "{output:?}"
+    );
+    assert_eq!(site.http.requests(), 3);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        site.server.access_log().len(),
+        sessions,
+        "a static program was proxied"
+    );
+}
+
+#[test]
+fn a_killed_session_leaves_no_program_or_device_behind() {
+    let Some(site) = site() else {
+        return;
+    };
+    // A sleep no other process has: its argument is unique to this test run.
+    let marker = format!("60.{}", std::process::id());
+    let proxy = site.proxy();
+    let mut session = Command::new("ip")
+        .args(["netns", "exec", site.namespace.name(), SOCKSGATE])
+        .args(["socksify", "--tun", "-x", &proxy, "--", "sleep", &marker])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while running(&marker).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The device lives in the program's namespace, not the site's.
+    let links = Command::new("ip")
+        .args(["-n", site.namespace.name(), "link"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&links.stdout).contains("sgtun"),
+        "{}",
+        text(&links.stdout)
+    );
+    session.kill().unwrap();
+    session.wait().unwrap();
+    let killed = Instant::now();
+    while !running(&marker).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the program outlived its session"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `sleep ARGUMENT` processes.
+fn running(argument: &str) -> Vec<u32> {
+    let wanted = format!("sleep\0{argument}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let command = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            (command == wanted.as_bytes()).then_some(pid)
+        })
+        .collect()
+}
