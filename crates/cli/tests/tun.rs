@@ -254,6 +254,44 @@ fn static_and_go_programs_dig_and_ping_go_through_the_proxy() {
     );
 }
 
+/// Without root, the session makes a user namespace first (as `unshare -r`). Run as
+/// `nobody`, with a /dev/net/tun open to everyone as udev makes it — in a private mount
+/// namespace, so the host's device node keeps its mode.
+#[test]
+fn an_unprivileged_user_gets_a_session_in_a_user_namespace() {
+    let (Some(_), Some(_), Some(curl)) = (tool("unshare"), tool("setpriv"), tool("curl")) else {
+        return;
+    };
+    let Some(site) = site() else {
+        return;
+    };
+    let dir = scratch("unprivileged");
+    let url = format!("http://{TARGET}:{}/", site.http.port);
+    let script = format!(
+        "set -e\n\
+         mount -t tmpfs none {dir}\n\
+         mknod -m 666 {dir}/tun c 10 200\n\
+         mount --bind {dir}/tun /dev/net/tun\n\
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_RUNTIME_DIR= \
+         {SOCKSGATE} socksify --tun -x {proxy} -- sh -c 'id -u; {curl} -sS -m 10 {url}'\n",
+        dir = dir.display(),
+        proxy = site.proxy(),
+        curl = curl.display(),
+    );
+    let output = Command::new("timeout")
+        .args(["60", "ip", "netns", "exec", site.namespace.name()])
+        .args(["unshare", "--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    // Root of its user namespace, nobody outside it.
+    assert!(stdout.starts_with("0\n"), "{stdout}");
+    assert!(stdout.contains("through the tunnel"), "{stdout}");
+    let log = site.server.wait_for_sessions(1);
+    assert_eq!(log[0]["target"], format!("{TARGET}:{}", site.http.port));
+}
+
 #[test]
 fn a_killed_session_leaves_no_program_or_device_behind() {
     let Some(site) = site() else {

@@ -63,13 +63,22 @@ pub fn isolate_thread() -> io::Result<tun::Device> {
         .netmask(Ipv4Addr::BROADCAST)
         .mtu(MTU)
         .up();
-    let device = tun::create(&config).map_err(io::Error::other)?;
+    let device = tun::create(&config).map_err(|error| {
+        io::Error::other(format!(
+            "making the TUN device: {error} (/dev/net/tun must be open to this user: udev \
+             makes it mode 0666)"
+        ))
+    })?;
     ip(&["route", "add", "default", "dev", DEVICE])?;
     let v6 = format!("{DEVICE_V6}/64");
     ip(&["-6", "addr", "add", &v6, "dev", DEVICE, "nodad"])?;
     ip(&["-6", "route", "add", "default", "dev", DEVICE])?;
-    // Programs inside may open ping sockets (this namespace is ours alone).
-    fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")?;
+    // Programs inside may open ping sockets (this namespace is ours alone): every group, or
+    // in a user namespace the one group mapped. Without it ping needs CAP_NET_RAW: not fatal.
+    let range = "/proc/sys/net/ipv4/ping_group_range";
+    if fs::write(range, "0 2147483647").is_err() {
+        let _ = fs::write(range, "0 0");
+    }
     Ok(device)
 }
 
