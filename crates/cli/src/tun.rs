@@ -73,7 +73,7 @@ fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
 /// the program (and its children) do.
 fn keep_namespace(
     mut program: Command,
-    device: oneshot::Sender<std::io::Result<tun::Device>>,
+    device: oneshot::Sender<std::io::Result<socksgate_tun::Device>>,
     pid: oneshot::Sender<std::io::Result<u32>>,
     status: oneshot::Sender<std::io::Result<ExitStatus>>,
 ) {

@@ -12,3 +12,5 @@ mod stack;
 
 pub use dns::FakeDns;
 pub use stack::serve;
+/// The TUN device a session's stack reads (made by [`namespace::isolate_thread`]).
+pub use tun::Device;
