@@ -26,7 +26,7 @@ pub const DNS_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The device's own IPv6 address (a unique local address).
 pub const DEVICE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x736f, 0x636b, 0, 0, 0, 0, 1);
 /// The MTU of the device, and the stack's.
-pub const MTU: u16 = 1500;
+pub const MTU: u16 = 9000;
 
 /// Enters a new user namespace when not root, mapping this user to root in it, so that the
 /// network namespace and the device can be made. Call before any thread is started.
