@@ -102,6 +102,9 @@ enum Command {
     /// directly unless --include-loopback. Statically linked programs (and Go binaries)
     /// ignore LD_PRELOAD, and so do setuid programs.
     Socksify(socksify::Socksify),
+    /// Capture this network namespace's traffic (a host, or a container's) with a TUN device
+    /// and send it through the proxies (needs root).
+    Tun(tun::Tun),
     /// Inside a TUN session's namespace: set up the program's names, then run it.
     #[command(name = "__tun-exec", hide = true)]
     TunExec {
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Ping(request) => ping::run(&request),
         Command::Traceroute(request) => traceroute::run(&request),
         Command::Socksify(request) => socksify::run(&request),
+        Command::Tun(request) => tun::capture(&request),
         Command::TunExec {
             resolv_conf,
             command,

@@ -129,6 +129,66 @@ fn exit_code(status: ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// Capture the traffic of this network namespace (a host, or a container) with a TUN
+/// device and send it through the proxies: TCP, UDP and ICMP echo, IPv4 and IPv6.
+///
+/// Policy routing (rules 5346 and 5347, table 5347) sends everything but the proxies' own
+/// connections (marked 0x5347) to the device, while more specific routes, such as the local
+/// network, keep working. Needs root (CAP_NET_ADMIN). The first proxy's name is resolved
+/// before the capture starts; later hops should be addresses or resolve names themselves
+/// (socks5h). Stops on SIGINT or SIGTERM, removing its rules and routes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Tun {
+    #[command(flatten)]
+    proxies: proxies::ProxyArgs,
+}
+
+pub(crate) fn capture(request: &Tun) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(capture_until_stopped(request)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "socksgate tun: {error:#}");
+            exit::code(exit::RUNTIME)
+        }
+    }
+}
+
+async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
+    let chain = request
+        .proxies
+        .chain()?
+        .with_mark(socksgate_tun::routing::MARK)
+        .resolve_first_hop()
+        .await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (device, capture) = socksgate_tun::routing::capture()?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "socksgate tun: this namespace's traffic goes through {} (device {}); SIGINT or \
+         SIGTERM to stop",
+        chain
+            .hops()
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        namespace::DEVICE
+    );
+    let outcome = tokio::select! {
+        served = socksgate_tun::serve(device, chain) => served.map_err(anyhow::Error::from),
+        _ = terminate.recv() => Ok(()),
+        _ = interrupt.recv() => Ok(()),
+    };
+    drop(capture);
+    outcome
+}
+
 /// A `resolv.conf` naming the session's DNS server, in this user's private directory.
 fn resolv_conf() -> anyhow::Result<PathBuf> {
     let path = crate::socksify::private_dir()?.join("tun-resolv.conf");

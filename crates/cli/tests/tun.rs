@@ -442,3 +442,90 @@ fn running(argument: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// `socksgate tun` captures a whole namespace: a host whose only way to the target is the
+/// proxy (the test's two hosts, the direct route removed) reaches it through the device,
+/// while its connection to the proxy itself goes around it (marked); on SIGTERM its rules,
+/// routes and device are gone.
+#[test]
+fn socksgate_tun_captures_a_namespace_and_undoes_it_on_sigterm() {
+    let Some(curl) = tool("curl") else {
+        return;
+    };
+    let Some((client_host, target_host)) = NetNs::two_hosts() else {
+        return;
+    };
+    // Only through the proxy from now on.
+    client_host.ip("route del 198.51.100.10/32");
+    let (server, http) = target_host.run(|| {
+        let mut config = TestServer::loopback_config();
+        config.listeners[0].address = "192.0.2.2:0".parse().unwrap();
+        config.danger_allow_open_proxy = true;
+        (
+            TestServer::start_with(config),
+            HttpTarget::start_at("198.51.100.10".parse().unwrap(), "captured"),
+        )
+    });
+    let rules_before = ip_out(&client_host, &["rule"]);
+    let proxy = format!("socks5h://{}", server.addr());
+    let mut capture = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            client_host.name(),
+            SOCKSGATE,
+            "tun",
+            "-x",
+            &proxy,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ip_out(&client_host, &["rule"]).contains("lookup 5347") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no capture");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = http.url("198.51.100.10");
+    let fetched = Command::new("timeout")
+        .args(["30", "ip", "netns", "exec", client_host.name()])
+        .arg(&curl)
+        .args(["-sS", "-m", "20", &url])
+        .output()
+        .unwrap();
+    assert_eq!(text(&fetched.stdout), "captured", "{fetched:?}");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(
+        log[0]["target"],
+        "198.51.100.10:".to_owned() + &http.port.to_string()
+    );
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(capture.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = capture.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(ip_out(&client_host, &["rule"]), rules_before);
+    assert_eq!(
+        ip_out(&client_host, &["-6", "rule"])
+            .matches("5347")
+            .count(),
+        0
+    );
+    assert_eq!(
+        ip_out(&client_host, &["route", "show", "table", "5347"]),
+        ""
+    );
+    assert!(!ip_out(&client_host, &["link"]).contains("sgtun"));
+}
+
+fn ip_out(namespace: &NetNs, args: &[&str]) -> String {
+    let output = Command::new("ip")
+        .args(["-n", namespace.name()])
+        .args(args)
+        .output()
+        .unwrap();
+    text(&output.stdout)
+}

@@ -28,6 +28,17 @@ pub struct Chain {
     tls: Option<Arc<ClientConfig>>,
     /// GSS-API for SOCKS5 hops, when asked for.
     gssapi: Option<GssapiOptions>,
+    /// How the chain's own sockets leave this host.
+    egress: Egress,
+}
+
+/// How a chain's own sockets (to the first hop) leave this host.
+#[derive(Debug, Clone, Default)]
+struct Egress {
+    /// `SO_MARK` on every socket, for policy routing.
+    mark: Option<u32>,
+    /// The first hop's addresses, resolved ahead of time.
+    first_hop: Option<Arc<[SocketAddr]>>,
 }
 
 impl fmt::Debug for Chain {
@@ -51,6 +62,7 @@ impl FromIterator<Hop> for Chain {
             hops: hops.into_iter().collect(),
             tls: None,
             gssapi: None,
+            egress: Egress::default(),
         }
     }
 }
@@ -139,12 +151,39 @@ impl Chain {
         self
     }
 
+    /// Marks every socket the chain opens (`SO_MARK`, which needs `CAP_NET_ADMIN`), so that
+    /// policy routing can send the chain's own traffic around a TUN device that captures
+    /// everything else.
+    pub fn with_mark(mut self, mark: u32) -> Self {
+        self.egress.mark = Some(mark);
+        self
+    }
+
+    /// Resolves the first hop's name now and keeps its addresses, so the chain needs no
+    /// name lookup later (when lookups themselves may be routed through it).
+    pub async fn resolve_first_hop(mut self) -> Result<Self, ChainError> {
+        let Some(first) = self.hops.first() else {
+            return Err(self.error(0, HopFailure::Io(io::Error::other("the chain is empty"))));
+        };
+        let addresses = resolve(&first.address)
+            .await
+            .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
+        self.egress.first_hop = Some(addresses.into());
+        Ok(self)
+    }
+
+    /// The mark of the chain's sockets, if any.
+    pub(crate) fn mark(&self) -> Option<u32> {
+        self.egress.mark
+    }
+
     /// The first `index + 1` hops, with the same TLS settings.
     pub(crate) fn prefix(&self, index: usize) -> Self {
         Self {
             hops: self.hops[..=index].to_vec(),
             tls: self.tls.clone(),
             gssapi: self.gssapi.clone(),
+            egress: self.egress.clone(),
         }
     }
 
@@ -221,10 +260,13 @@ impl Chain {
         let Some(first) = self.hops.first() else {
             return Err(self.error(0, HopFailure::Io(io::Error::other("the chain is empty"))));
         };
-        let addresses = resolve(&first.address)
-            .await
-            .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
-        let stream = connect_any(&addresses)
+        let addresses = match &self.egress.first_hop {
+            Some(addresses) => addresses.to_vec(),
+            None => resolve(&first.address)
+                .await
+                .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?,
+        };
+        let stream = connect_any(&addresses, self.egress.mark)
             .await
             .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
         let _ = stream.set_nodelay(true);
@@ -361,6 +403,12 @@ impl Chain {
             failure,
         }
     }
+}
+
+/// Sets `SO_MARK` on a socket.
+pub(crate) fn set_mark(socket: &impl std::os::fd::AsFd, mark: u32) -> io::Result<()> {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::Mark, &mark)
+        .map_err(io::Error::from)
 }
 
 /// A BIND waiting for its peer.
@@ -511,10 +559,20 @@ pub(crate) async fn resolve(address: &Address) -> io::Result<Vec<SocketAddr>> {
     }
 }
 
-async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
+async fn connect_any(addresses: &[SocketAddr], mark: Option<u32>) -> io::Result<TcpStream> {
     let mut last = io::Error::other("no address");
     for address in addresses {
-        match TcpStream::connect(address).await {
+        let attempt = async {
+            let socket = match address {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            if let Some(mark) = mark {
+                set_mark(&socket, mark)?;
+            }
+            socket.connect(*address).await
+        };
+        match attempt.await {
             Ok(stream) => return Ok(stream),
             Err(error) => last = error,
         }

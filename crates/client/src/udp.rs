@@ -68,6 +68,13 @@ impl Chain {
                 proxy: self.hops()[0].to_string(),
                 failure: HopFailure::Io(error),
             })?;
+        if let Some(mark) = self.mark() {
+            crate::chain::set_mark(&socket, mark).map_err(|error| ChainError {
+                hop: 1,
+                proxy: self.hops()[0].to_string(),
+                failure: HopFailure::Io(error),
+            })?;
+        }
         Ok(UdpChain {
             socket,
             relays,

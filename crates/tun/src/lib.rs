@@ -8,6 +8,7 @@
 mod dns;
 mod icmp;
 pub mod namespace;
+pub mod routing;
 mod stack;
 
 pub use dns::FakeDns;

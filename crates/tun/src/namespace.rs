@@ -12,7 +12,7 @@ use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -56,6 +56,20 @@ pub fn enter_user_namespace_unless_root() -> io::Result<()> {
 pub fn isolate_thread() -> io::Result<tun::Device> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
     ip(&["link", "set", "lo", "up"])?;
+    let device = make_device()?;
+    ip(&["route", "add", "default", "dev", DEVICE])?;
+    ip(&["-6", "route", "add", "default", "dev", DEVICE])?;
+    // Programs inside may open ping sockets (this namespace is ours alone): every group, or
+    // in a user namespace the one group mapped. Without it ping needs CAP_NET_RAW: not fatal.
+    let range = "/proc/sys/net/ipv4/ping_group_range";
+    if fs::write(range, "0 2147483647").is_err() {
+        let _ = fs::write(range, "0 0");
+    }
+    Ok(device)
+}
+
+/// The TUN device, up, with its IPv4 and IPv6 addresses, in the calling thread's namespace.
+pub(crate) fn make_device() -> io::Result<tun::Device> {
     let mut config = tun::Configuration::default();
     config
         .tun_name(DEVICE)
@@ -65,20 +79,12 @@ pub fn isolate_thread() -> io::Result<tun::Device> {
         .up();
     let device = tun::create(&config).map_err(|error| {
         io::Error::other(format!(
-            "making the TUN device: {error} (/dev/net/tun must be open to this user: udev \
-             makes it mode 0666)"
+            "making the TUN device {DEVICE}: {error} (/dev/net/tun must be open to this user: \
+             udev makes it mode 0666; and only one session per namespace)"
         ))
     })?;
-    ip(&["route", "add", "default", "dev", DEVICE])?;
     let v6 = format!("{DEVICE_V6}/64");
     ip(&["-6", "addr", "add", &v6, "dev", DEVICE, "nodad"])?;
-    ip(&["-6", "route", "add", "default", "dev", DEVICE])?;
-    // Programs inside may open ping sockets (this namespace is ours alone): every group, or
-    // in a user namespace the one group mapped. Without it ping needs CAP_NET_RAW: not fatal.
-    let range = "/proc/sys/net/ipv4/ping_group_range";
-    if fs::write(range, "0 2147483647").is_err() {
-        let _ = fs::write(range, "0 0");
-    }
     Ok(device)
 }
 
@@ -111,17 +117,19 @@ pub fn resolv_conf() -> String {
     format!("# socksgate TUN session: names are answered by socksgate and resolved by the proxy\nnameserver {DNS_V4}\n")
 }
 
-fn ip(args: &[&str]) -> io::Result<()> {
-    let status: ExitStatus = Command::new("ip")
+/// Runs `ip ARGS…` (iproute2) and says which command failed.
+pub(crate) fn ip(args: &[&str]) -> io::Result<()> {
+    let output = Command::new("ip")
         .args(args)
-        .status()
+        .output()
         .map_err(|error| io::Error::new(error.kind(), format!("running ip (iproute2): {error}")))?;
-    if status.success() {
+    if output.status.success() {
         Ok(())
     } else {
         Err(io::Error::other(format!(
-            "ip {} failed ({status})",
-            args.join(" ")
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
         )))
     }
 }
