@@ -105,6 +105,9 @@ enum Command {
     /// Capture this network namespace's traffic (a host, or a container's) with a TUN device
     /// and send it through the proxies (needs root).
     Tun(tun::Tun),
+    /// The watchdog of `socksgate tun`: undoes its routing when it is killed.
+    #[command(name = "__tun-watch", hide = true)]
+    TunWatch { capturer: u32 },
     /// Inside a TUN session's namespace: set up the program's names, then run it.
     #[command(name = "__tun-exec", hide = true)]
     TunExec {
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         Command::Traceroute(request) => traceroute::run(&request),
         Command::Socksify(request) => socksify::run(&request),
         Command::Tun(request) => tun::capture(&request),
+        Command::TunWatch { capturer } => tun::watch(capturer),
         Command::TunExec {
             resolv_conf,
             command,

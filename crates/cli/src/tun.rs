@@ -19,6 +19,8 @@ use crate::{exit, proxies};
 
 /// The hidden subcommand the program is started through, inside the namespace.
 pub(crate) const EXEC: &str = "__tun-exec";
+/// The hidden subcommand of `socksgate tun`'s watchdog.
+const WATCH: &str = "__tun-watch";
 
 pub(crate) fn socksify(request: &Socksify) -> ExitCode {
     match session(request) {
@@ -168,6 +170,12 @@ async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
         .await?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // Started first: if this process is killed, the watchdog undoes the capture.
+    let mut watchdog = Command::new(std::env::current_exe().context("finding this program")?)
+        .arg(WATCH)
+        .arg(std::process::id().to_string())
+        .spawn()
+        .context("starting the watchdog")?;
     let (device, capture) = socksgate_tun::routing::capture()?;
     let _ = writeln!(
         std::io::stderr(),
@@ -186,7 +194,30 @@ async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
         _ = interrupt.recv() => Ok(()),
     };
     drop(capture);
+    let _ = watchdog.kill();
+    let _ = watchdog.wait();
     outcome
+}
+
+/// `socksgate __tun-watch PID`: the watchdog of `socksgate tun` (process PID).
+pub(crate) fn watch(capturer: u32) -> ExitCode {
+    // Ctrl-C at the terminal reaches the watchdog too: it must outlive the capturer. (The
+    // handlers tokio installs stay installed; nothing reads them.)
+    let ignored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let _interrupt = signal(SignalKind::interrupt())?;
+                let _hang_up = signal(SignalKind::hangup())?;
+                Ok::<_, std::io::Error>(())
+            })
+        });
+    if let Err(error) = ignored {
+        let _ = writeln!(std::io::stderr(), "socksgate tun watchdog: {error}");
+    }
+    socksgate_tun::routing::watch_over(capturer);
+    ExitCode::SUCCESS
 }
 
 /// A `resolv.conf` naming the session's DNS server, in this user's private directory.

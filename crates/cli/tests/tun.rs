@@ -446,7 +446,7 @@ fn running(argument: &str) -> Vec<u32> {
 /// `socksgate tun` captures a whole namespace: a host whose only way to the target is the
 /// proxy (the test's two hosts, the direct route removed) reaches it through the device,
 /// while its connection to the proxy itself goes around it (marked); on SIGTERM its rules,
-/// routes and device are gone.
+/// routes and device are gone, and when it is killed its watchdog removes them.
 #[test]
 fn socksgate_tun_captures_a_namespace_and_undoes_it_on_sigterm() {
     let Some(curl) = tool("curl") else {

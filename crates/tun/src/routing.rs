@@ -9,8 +9,8 @@
 //!
 //! The chain's own sockets carry the mark, so they take the main table to the proxy (as
 //! wg-quick does for WireGuard). IPv4 and IPv6 alike. The rules and the table's routes are
-//! removed when [`Capture`] is dropped; rules left by a killed session are removed at the
-//! next start (the device itself goes with the process that held it).
+//! removed when [`Capture`] is dropped, or by a watchdog process ([`watch_over`]) when the
+//! capturing process is killed; the device goes with the process that held it.
 
 use std::io;
 
@@ -70,10 +70,26 @@ pub fn capture() -> io::Result<(tun::Device, Capture)> {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        remove_rules();
-        for family in FAMILIES {
-            let _ = ip(&[family, "route", "flush", "table", TABLE]);
-        }
+        undo();
+    }
+}
+
+/// The watchdog of a capture, run as a process of its own: waits until `capturer` is gone
+/// (this process is then adopted by another), then removes the rules and routes it left.
+/// Returns at once when the capture was undone already.
+pub fn watch_over(capturer: u32) {
+    while rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32) == Some(capturer)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    undo();
+}
+
+/// Removes the rules and the table's routes.
+fn undo() {
+    remove_rules();
+    for family in FAMILIES {
+        let _ = ip(&[family, "route", "flush", "table", TABLE]);
     }
 }
 
