@@ -117,46 +117,33 @@ async fn listen(
             }
             Err(_) => break,
         };
-        let (seq, answer) = match message {
+        // Who answered, and whether the trace ends there (a router passing the probe on
+        // does not end it; the target, or an unreachable report, does).
+        let (seq, from, rtt_micros, mark, last) = match message {
             IcmpMessage::EchoReply {
                 seq, rtt_micros, ..
-            } => (
-                seq,
-                Heard {
-                    from: probed.to_owned(),
-                    rtt_micros,
-                    mark: None,
-                    last: true,
-                },
-            ),
+            } => (seq, probed.to_owned(), rtt_micros, None, true),
             IcmpMessage::TimeExceeded {
                 seq,
                 rtt_micros,
                 from,
-            } => (
-                seq,
-                Heard {
-                    from: icmp::node(&from),
-                    rtt_micros,
-                    mark: None,
-                    last: false,
-                },
-            ),
+            } => (seq, icmp::node(&from), rtt_micros, None, false),
             IcmpMessage::Unreachable {
                 seq,
                 code,
                 rtt_micros,
                 from,
-            } => (
-                seq,
-                Heard {
-                    from: icmp::node(&from),
-                    rtt_micros,
-                    mark: Some(icmp::unreachable_mark(v6, code)),
-                    last: true,
-                },
-            ),
+            } => {
+                let mark = icmp::unreachable_mark(v6, code);
+                (seq, icmp::node(&from), rtt_micros, Some(mark), true)
+            }
             IcmpMessage::EchoRequest { .. } | IcmpMessage::Unknown { .. } => continue,
+        };
+        let answer = Heard {
+            from,
+            rtt_micros,
+            mark,
+            last,
         };
         let index = usize::from(seq.wrapping_sub(first_seq));
         if let Some(slot) = heard.get_mut(index) {

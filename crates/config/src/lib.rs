@@ -166,17 +166,13 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
     };
 
     let limits = Limits {
-        max_sessions: match &raw.limits.max_sessions {
-            None => defaults.limits.max_sessions,
-            Some(value) => usize::try_from(*value.get_ref())
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    ConfigError::new(origin, "must be at least 1")
-                        .at(origin, Some(value.span()))
-                        .field("limits.max_sessions")
-                })?,
-        },
+        max_sessions: count_field(
+            &raw.limits.max_sessions,
+            "limits.max_sessions",
+            "must be at least 1",
+            origin,
+        )?
+        .unwrap_or(defaults.limits.max_sessions),
     };
 
     let log = Log {
@@ -575,17 +571,13 @@ fn validate_icmp(raw: &raw::RawIcmp, origin: &Origin<'_>) -> Result<Icmp, Config
             _ => None,
         },
     )?;
-    let rate = match &raw.rate {
-        None => defaults.rate,
-        Some(value) => u32::try_from(*value.get_ref())
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| {
-                ConfigError::new(origin, "must be at least 1 (echo requests per second)")
-                    .at(origin, Some(value.span()))
-                    .field("icmp.rate")
-            })?,
-    };
+    let rate = count_field(
+        &raw.rate,
+        "icmp.rate",
+        "must be at least 1 (echo requests per second)",
+        origin,
+    )?
+    .unwrap_or(defaults.rate);
     Ok(Icmp {
         enabled: raw.enabled.unwrap_or(defaults.enabled),
         socket: socket.unwrap_or(defaults.socket),
@@ -660,6 +652,25 @@ fn validate_udp(raw: &raw::RawUdp, origin: &Origin<'_>) -> Result<Udp, ConfigErr
         reassembly_timeout,
         idle: required_duration(&raw.idle, "udp.idle", defaults.idle, origin)?,
     })
+}
+
+/// A whole number of at least 1 that fits `T`, when set; `why` says what is wrong otherwise.
+fn count_field<T: TryFrom<u64>>(
+    value: &Option<Spanned<u64>>,
+    field: &str,
+    why: &str,
+    origin: &Origin<'_>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let number = *value.get_ref();
+    match T::try_from(number) {
+        Ok(count) if number > 0 => Ok(Some(count)),
+        _ => Err(ConfigError::new(origin, why)
+            .at(origin, Some(value.span()))
+            .field(field)),
+    }
 }
 
 /// A duration that must be set to something positive, or left at its default.

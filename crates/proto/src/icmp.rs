@@ -147,6 +147,25 @@ impl Wire for IcmpMessage {
     }
 }
 
+/// The Internet checksum (RFC 1071) of `bytes`: the ones' complement of their ones'
+/// complement sum as 16-bit words. ICMP messages carry it (ICMPv6's also covers a
+/// pseudo-header with both addresses, RFC 4443 §2.3); for implementations that build the
+/// echo packets this extension stands for.
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut words = bytes.chunks_exact(2);
+    for word in &mut words {
+        sum += u32::from(u16::from_be_bytes([word[0], word[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// The message a whole body of type `kind` holds.
 fn parse_body(kind: u8, body: &[u8]) -> Result<IcmpMessage, DecodeError> {
     let mut body = Reader::new(body);

@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use socksgate_proto::icmp::internet_checksum;
+
 const IPV6_HEADER: usize = 40;
 /// The TTL replies arrive with (the real one stays at the proxy).
 const REPLY_TTL: u8 = 64;
@@ -77,7 +79,7 @@ pub(crate) fn echo_reply_packet(
             packet.extend_from_slice(&[0, 0, 0x40, 0, REPLY_TTL, 1, 0, 0]);
             packet.extend_from_slice(&octets(from));
             packet.extend_from_slice(&octets(to));
-            let sum = checksum(&packet);
+            let sum = internet_checksum(&packet);
             packet[10..12].copy_from_slice(&sum.to_be_bytes());
         }
     }
@@ -113,28 +115,12 @@ fn echo_reply(from: IpAddr, to: IpAddr, id: u16, seq: u16, data: &[u8]) -> Vec<u
             pseudo.extend_from_slice(&(message.len() as u32).to_be_bytes());
             pseudo.extend_from_slice(&[0, 0, 0, 58]);
             pseudo.extend_from_slice(&message);
-            checksum(&pseudo)
+            internet_checksum(&pseudo)
         }
-        _ => checksum(&message),
+        _ => internet_checksum(&message),
     };
     message[2..4].copy_from_slice(&sum.to_be_bytes());
     message
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut words = bytes.chunks_exact(2);
-    for word in &mut words {
-        sum += u32::from(u16::from_be_bytes([word[0], word[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -154,7 +140,7 @@ mod tests {
         let to: IpAddr = "198.18.0.1".parse().unwrap();
         let reply = echo_reply(from, to, 1, 2, b"hi");
         assert_eq!(reply[0], 0);
-        assert_eq!(checksum(&reply), 0);
+        assert_eq!(internet_checksum(&reply), 0);
     }
 
     #[test]
@@ -163,10 +149,10 @@ mod tests {
         let to: IpAddr = "198.18.0.1".parse().unwrap();
         // A reply packet has the shape of a request packet, addresses swapped.
         let mut packet = echo_reply_packet(to, from, 7, 9, b"ping");
-        assert_eq!(checksum(&packet[..20]), 0, "IPv4 header checksum");
+        assert_eq!(internet_checksum(&packet[..20]), 0, "IPv4 header checksum");
         packet[20] = 8;
         packet[22..24].copy_from_slice(&[0, 0]);
-        let sum = checksum(&packet[20..]);
+        let sum = internet_checksum(&packet[20..]);
         packet[22..24].copy_from_slice(&sum.to_be_bytes());
         let (source, destination, request) = echo_in_packet(&packet).unwrap();
         assert_eq!((source, destination), (to, from));
@@ -200,6 +186,6 @@ mod tests {
         pseudo.extend_from_slice(&(reply.len() as u32).to_be_bytes());
         pseudo.extend_from_slice(&[0, 0, 0, 58]);
         pseudo.extend_from_slice(&reply);
-        assert_eq!(checksum(&pseudo), 0);
+        assert_eq!(internet_checksum(&pseudo), 0);
     }
 }

@@ -178,12 +178,16 @@ where
         }
     }
 
-    /// Gives `item` to the flow of `key`, started with `run` when there is none (and room
-    /// for one). An item that finds no room, or a full queue, is dropped, as a congested
-    /// network drops a datagram.
-    fn deliver<Run, Flow>(&self, key: K, item: T, run: Run)
-    where
-        Run: FnOnce(mpsc::Receiver<T>) -> Flow,
+    /// Gives `item` to the flow of `key`, started as `run(shared, key, queue)` when there is
+    /// none (and room for one). An item that finds no room, or a full queue, is dropped, as
+    /// a congested network drops a datagram.
+    fn deliver<Flow>(
+        &self,
+        shared: &Arc<Shared>,
+        key: K,
+        item: T,
+        run: fn(Arc<Shared>, K, mpsc::Receiver<T>) -> Flow,
+    ) where
         Flow: Future<Output = ()> + Send + 'static,
     {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
@@ -193,7 +197,7 @@ where
                 return;
             }
             let (sender, receiver) = mpsc::channel(FLOW_QUEUE);
-            let flow = run(receiver);
+            let flow = run(shared.clone(), key, receiver);
             let all = self.queues.clone();
             tokio::spawn(async move {
                 flow.await;
@@ -264,18 +268,14 @@ fn udp_datagram(
         }
         return;
     }
-    let key = (program, destination);
-    let shared_flow = shared.clone();
     shared
         .udp
-        .deliver(key, payload, move |datagrams| async move {
-            udp_flow(&shared_flow, key, datagrams).await;
-        });
+        .deliver(shared, (program, destination), payload, udp_flow);
 }
 
 /// One UDP flow through its own association; replies go back as the destination's.
 async fn udp_flow(
-    shared: &Shared,
+    shared: Arc<Shared>,
     (program, destination): (SocketAddr, SocketAddr),
     mut datagrams: mpsc::Receiver<Vec<u8>>,
 ) {
@@ -314,19 +314,15 @@ async fn udp_flow(
 /// An echo request from the program: to its destination's ICMP session (started on the
 /// first request).
 fn icmp_request(shared: &Arc<Shared>, program: IpAddr, destination: IpAddr, request: EchoRequest) {
-    let key = (program, destination);
-    let shared_flow = shared.clone();
     shared
         .icmp
-        .deliver(key, request, move |requests| async move {
-            icmp_session(&shared_flow, key, requests).await;
-        });
+        .deliver(shared, (program, destination), request, icmp_session);
 }
 
 /// One destination's echo requests, sent by the proxy; replies written to the device as
 /// the destination's.
 async fn icmp_session(
-    shared: &Shared,
+    shared: Arc<Shared>,
     (program, destination): (IpAddr, IpAddr),
     mut requests: mpsc::Receiver<EchoRequest>,
 ) {

@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use socksgate_proto::icmp::internet_checksum;
+
 /// What came back for one of a session's probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
@@ -64,26 +66,10 @@ pub(crate) fn echo_request(v6: bool, id: u16, seq: u16, data: &[u8]) -> Vec<u8> 
     message.extend_from_slice(&seq.to_be_bytes());
     message.extend_from_slice(data);
     if !v6 {
-        let sum = checksum(&message);
+        let sum = internet_checksum(&message);
         message[2..4].copy_from_slice(&sum.to_be_bytes());
     }
     message
-}
-
-/// The Internet checksum (RFC 1071): ones' complement of the ones' complement sum.
-pub(crate) fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut words = bytes.chunks_exact(2);
-    for word in &mut words {
-        sum += u32::from(u16::from_be_bytes([word[0], word[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Which arriving messages belong to a session.
@@ -228,13 +214,13 @@ mod tests {
         let request = echo_request(false, 0x1234, 7, b"abc");
         assert_eq!(&request[..2], &[8, 0]);
         assert_eq!(
-            checksum(&request),
+            internet_checksum(&request),
             0,
             "a message with its checksum sums to 0"
         );
         // RFC 1071 §3's worked example: 0x0001 f203 f4f5 f6f7 sums to 0xddf2.
         assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
             !0xddf2
         );
     }
