@@ -100,6 +100,7 @@ impl Config {
                 socks4: methods.contains(&Method::NO_AUTH),
                 methods: methods.clone(),
                 tls: None,
+                proxy_protocol: Vec::new(),
             })
             .collect();
         let origin = Origin {
@@ -296,11 +297,18 @@ fn validate_listener(
         key: resolve_path(origin, &tls.key),
         client_ca: tls.client_ca.as_deref().map(|ca| resolve_path(origin, ca)),
     });
+    let proxy_protocol = rules::list(
+        &raw.proxy_protocol,
+        &format!("listen[{index}].proxy_protocol"),
+        origin,
+        str::parse,
+    )?;
     Ok(Listener {
         address,
         methods,
         socks4,
         tls,
+        proxy_protocol,
     })
 }
 

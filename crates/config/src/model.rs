@@ -89,6 +89,10 @@ pub struct Listener {
     pub socks4: bool,
     /// SOCKS inside TLS on this listener.
     pub tls: Option<ListenerTls>,
+    /// Load balancers whose connections begin with a PROXY protocol header (v1 or v2)
+    /// naming the real client: a connection from these sources must have one, and one from
+    /// anywhere else must not. Empty: no PROXY protocol.
+    pub proxy_protocol: Vec<socksgate_policy::Cidr>,
 }
 
 /// A TLS listener's certificate, key and (for client certificates) trusted authorities.
@@ -112,6 +116,7 @@ impl Listener {
             methods: vec![Method::NO_AUTH],
             socks4: true,
             tls: None,
+            proxy_protocol: Vec::new(),
         }
     }
 

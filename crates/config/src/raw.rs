@@ -80,6 +80,7 @@ pub(crate) struct RawListener {
     pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) socks4: Option<Spanned<bool>>,
     pub(crate) tls: Option<RawListenerTls>,
+    pub(crate) proxy_protocol: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

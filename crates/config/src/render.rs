@@ -30,6 +30,14 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             .collect();
         let _ = writeln!(out, "methods = [{}]", methods.join(", "));
         let _ = writeln!(out, "socks4 = {}", listener.socks4);
+        if !listener.proxy_protocol.is_empty() {
+            let sources: Vec<String> = listener
+                .proxy_protocol
+                .iter()
+                .map(|block| format!("\"{block}\""))
+                .collect();
+            let _ = writeln!(out, "proxy_protocol = [{}]", sources.join(", "));
+        }
         if let Some(tls) = &listener.tls {
             let _ = write!(
                 out,

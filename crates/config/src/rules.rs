@@ -157,7 +157,7 @@ fn validate_rule(
 }
 
 /// Parses every item of an optional list; an error points at the item.
-fn list<T, E: ToString>(
+pub(crate) fn list<T, E: ToString>(
     items: &Option<Vec<Spanned<String>>>,
     field: &str,
     origin: &TextOrigin<'_>,

@@ -221,6 +221,30 @@ fn the_icmp_section_is_off_by_default_and_checked() {
 }
 
 #[test]
+fn listeners_behind_load_balancers_name_them() {
+    let config = parse(
+        "[[listen]]\naddress = \"127.0.0.1:1080\"\nproxy_protocol = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let trusted = &config.listeners[0].proxy_protocol;
+    assert_eq!(trusted.len(), 2);
+    assert!(trusted[0].contains("10.1.2.3".parse().unwrap()));
+    assert_eq!(
+        parse(&config.to_toml()).unwrap().listeners,
+        config.listeners
+    );
+    let error =
+        parse("[[listen]]\naddress = \"127.0.0.1:1080\"\nproxy_protocol = [\"balancer\"]\n")
+            .unwrap_err();
+    assert_eq!(
+        error.field.as_deref(),
+        Some("listen[0].proxy_protocol"),
+        "{error}"
+    );
+    assert_eq!(error.position.map(|p| p.0), Some(3), "{error}");
+}
+
+#[test]
 fn authentication_methods_per_listener() {
     use socksgate_config::AuthBackend;
     use socksgate_proto::Method;

@@ -27,6 +27,7 @@ mod handshake;
 pub mod hop;
 pub mod icmp;
 pub mod password;
+pub mod proxy_header;
 pub mod server;
 pub mod udp;
 pub mod v4;

@@ -37,6 +37,8 @@ pub enum ProtocolError {
     MissingDomainName,
     /// A length-prefixed message whose body is too short for its type (ICMP extension).
     ShortBody,
+    /// A connection that should begin with a PROXY protocol header begins otherwise.
+    NotProxyHeader,
 }
 
 impl fmt::Display for ProtocolError {
@@ -51,6 +53,7 @@ impl fmt::Display for ProtocolError {
             Self::UnsupportedMessageType(t) => write!(f, "unsupported message type {t:#04x}"),
             Self::MissingDomainName => f.write_str("SOCKS4a request without a host name"),
             Self::ShortBody => f.write_str("message body too short for its type"),
+            Self::NotProxyHeader => f.write_str("not a PROXY protocol header"),
         }
     }
 }

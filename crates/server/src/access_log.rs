@@ -29,6 +29,8 @@ macro_rules! at_level {
 pub(crate) struct AccessRecord {
     pub(crate) client: SocketAddr,
     pub(crate) listener: SocketAddr,
+    /// The load balancer the client came through (PROXY protocol), when it did.
+    pub(crate) via: Option<SocketAddr>,
     pub(crate) started: Instant,
     pub(crate) version: Option<Version>,
     /// The user name: authenticated, attempted, or the SOCKS4 USERID.
@@ -84,6 +86,7 @@ impl AccessRecord {
         Self {
             client,
             listener,
+            via: None,
             started: Instant::now(),
             version: None,
             user: None,
@@ -110,6 +113,7 @@ impl AccessRecord {
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
+            via = %OrDash(self.via),
             protocol = %OrDash(self.version),
             user = %OrDash(self.user.as_deref()),
             command = %OrDash(self.command),
@@ -134,6 +138,7 @@ impl AccessRecord {
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
+            via = %OrDash(self.via),
             protocol = %OrDash(self.version),
             user = %OrDash(self.user.as_deref()),
             command = %OrDash(self.command),

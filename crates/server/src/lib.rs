@@ -133,6 +133,7 @@ impl Shared {
                     let setup = ListenerSetup {
                         options: listener_options(listener),
                         tls: tls.acceptors.get(&listener.address).cloned(),
+                        proxy_protocol: listener.proxy_protocol.clone().into(),
                     };
                     (listener.address, setup)
                 })
@@ -150,6 +151,8 @@ pub(crate) struct ListenerSetup {
     pub(crate) options: ServerOptions,
     /// SOCKS inside TLS, when configured.
     pub(crate) tls: Option<TlsAcceptor>,
+    /// Load balancers that send a PROXY protocol header (empty: none do).
+    pub(crate) proxy_protocol: Arc<[socksgate_policy::Cidr]>,
 }
 
 /// Reads every TLS file the configuration names (listeners' certificates and keys, upstream

@@ -70,6 +70,10 @@ pub(crate) enum Failure {
     Denied(String),
     /// The upstream group could not carry the request.
     Upstream(String),
+    /// A load balancer's PROXY protocol header was missing or malformed (why).
+    ProxyHeader(String),
+    /// A source not trusted as a load balancer sent a PROXY protocol header.
+    UntrustedProxyHeader,
 }
 
 impl Failure {
@@ -90,6 +94,8 @@ impl Failure {
             Self::ClientDenied(_) => "client-denied",
             Self::Denied(_) => "denied",
             Self::Upstream(_) => "upstream-failed",
+            Self::ProxyHeader(_) => "bad-proxy-header",
+            Self::UntrustedProxyHeader => "untrusted-proxy-header",
         }
     }
 
@@ -105,6 +111,7 @@ impl Failure {
             Self::ClientDenied(why)
             | Self::Denied(why)
             | Self::Upstream(why)
+            | Self::ProxyHeader(why)
             | Self::Gssapi(why) => Some(why.clone()),
             _ => None,
         }
@@ -209,6 +216,14 @@ fn serve_session(
     async move {
         let shared = &*live.shared;
         let result = 'session: {
+            if !setup.proxy_protocol.is_empty() {
+                let limit = shared.timeouts.handshake;
+                let trusted = &setup.proxy_protocol;
+                if let Err(failure) = boxed(proxied(&mut client, trusted, limit, &mut record)).await
+                {
+                    break 'session Err(failure);
+                }
+            }
             if let Some(why) = client_refusal(shared, &record) {
                 // Refused before a byte is read: the connection is simply closed.
                 record.rule = Some(why.clone());
@@ -238,6 +253,72 @@ fn serve_session(
             log_end(&record, result);
         }
     }
+}
+
+/// On a listener behind load balancers: a trusted balancer's connection must begin with a
+/// PROXY protocol header, whose client becomes the session's (for the rules and the log);
+/// anyone else's must not begin with one (a client cannot claim to be someone else).
+async fn proxied(
+    client: &mut ClientStream,
+    trusted: &[socksgate_policy::Cidr],
+    limit: Duration,
+    record: &mut AccessRecord,
+) -> Result<(), Failure> {
+    use socksgate_proto::proxy_header::ProxyHeader;
+    use socksgate_proto::DecodeError;
+    let balancer = record.client;
+    let is_trusted = trusted.iter().any(|block| block.contains(balancer.ip()));
+    // Peeked, so that nothing after the header is consumed: the header is read exactly.
+    let mut start = [0u8; 512];
+    let peeked = async {
+        loop {
+            let length = client
+                .tcp()
+                .peek(&mut start)
+                .await
+                .map_err(Failure::ClientGone)?;
+            if length == 0 {
+                return Err(Failure::ClientGone(io::ErrorKind::UnexpectedEof.into()));
+            }
+            match ProxyHeader::decode(&start[..length]) {
+                Ok((header, used)) => return Ok(Some((header, used))),
+                Err(DecodeError::Invalid(error)) => {
+                    return if is_trusted {
+                        Err(Failure::ProxyHeader(error.to_string()))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                Err(DecodeError::Incomplete { .. }) if length == start.len() => {
+                    return Err(Failure::ProxyHeader("header longer than 512 bytes".into()))
+                }
+                // The rest of the header has not arrived yet.
+                Err(DecodeError::Incomplete { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+            }
+        }
+    };
+    let found = match tokio::time::timeout(limit, peeked).await {
+        Ok(found) => found?,
+        Err(_) => return Err(Failure::HandshakeTimeout),
+    };
+    let Some((header, used)) = found else {
+        return Ok(());
+    };
+    if !is_trusted {
+        return Err(Failure::UntrustedProxyHeader);
+    }
+    let mut consumed = vec![0u8; used];
+    client
+        .read_exact(&mut consumed)
+        .await
+        .map_err(Failure::ClientGone)?;
+    if let ProxyHeader::Proxied { source, .. } = header {
+        record.via = Some(balancer);
+        record.client = source;
+    }
+    Ok(())
 }
 
 /// The TLS handshake of a TLS listener, within the handshake timeout. The subject of a

@@ -1,0 +1,175 @@
+//! The PROXY protocol on a listener behind a load balancer: HAProxy (`send-proxy-v2`) in
+//! front of socksgate, the rules deciding on the real client's address, and sources that
+//! are not trusted balancers refused when they send a header.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use socksgate_config::Config;
+use socksgate_proto::client::{ClientHandshake, ClientProtocol};
+use socksgate_proto::Command as SocksCommand;
+use socksgate_tests::client::connect_from;
+use socksgate_tests::interop::tool;
+use socksgate_tests::{assert_echoes, handshake, EchoTarget, TestServer};
+
+/// A server whose listener trusts 127.0.0.1 (where HAProxy connects from) to send PROXY
+/// headers, and whose client rules refuse 127.0.0.2.
+fn server_behind_balancer() -> TestServer {
+    let text = "[[client_rule]]\naction = \"deny\"\nfrom = [\"127.0.0.2\"]\n\n\
+                [[client_rule]]\naction = \"allow\"\n";
+    let mut config = Config::parse(text, Path::new("balanced.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.listeners[0].proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()];
+    config.timeouts.shutdown = Duration::from_secs(2);
+    TestServer::start_with(config)
+}
+
+/// A CONNECT to `target` over `stream`, then an echo through it.
+fn connect_and_echo(mut stream: TcpStream, target: SocketAddr) -> Result<(), String> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let machine = ClientHandshake::new(
+        ClientProtocol::socks5(),
+        SocksCommand::CONNECT,
+        target.into(),
+    )
+    .unwrap();
+    handshake(&mut stream, machine).map_err(|error| format!("{error:?}"))?;
+    assert_echoes(&mut stream, b"through the balancer");
+    Ok(())
+}
+
+struct Haproxy {
+    child: Child,
+    front: SocketAddr,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// HAProxy in TCP mode on a free loopback port, sending PROXY v2 headers to `backend`.
+fn haproxy(backend: SocketAddr) -> Option<Haproxy> {
+    let program = tool("haproxy")?;
+    let front = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let dir = std::env::temp_dir().join(format!("sg-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  \
+             timeout server 30s\n\
+             frontend socks\n  bind {front}\n  default_backend socksgate\n\
+             backend socksgate\n  server gate {backend} send-proxy-v2\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(program)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(front).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "haproxy never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Haproxy { child, front })
+}
+
+#[test]
+fn behind_haproxy_the_rules_see_the_real_client() {
+    let server = server_behind_balancer();
+    let Some(balancer) = haproxy(server.addr()) else {
+        return;
+    };
+    let target = EchoTarget::start();
+    let allowed: IpAddr = "127.0.0.3".parse().unwrap();
+    let refused: IpAddr = "127.0.0.2".parse().unwrap();
+
+    // HAProxy's readiness probe (a bare connection through it) is a session too.
+    let before = server.wait_for_sessions(1).len();
+    connect_and_echo(connect_from(allowed, balancer.front).unwrap(), target.addr).unwrap();
+    let log = server.wait_for_sessions(before + 1);
+    let served = log.iter().find(|entry| entry["outcome"] == "closed");
+    let served = served.unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(served["client"].starts_with("127.0.0.3:"), "{log:#?}");
+    assert!(served["via"].starts_with("127.0.0.1:"), "{log:#?}");
+
+    // The rule on 127.0.0.2 applies to the client behind the balancer, not to HAProxy.
+    let result = connect_and_echo(connect_from(refused, balancer.front).unwrap(), target.addr);
+    assert!(result.is_err(), "a denied client was served");
+    let log = server.wait_for_sessions(before + 2);
+    let denied = log.iter().find(|entry| entry["outcome"] == "client-denied");
+    let denied = denied.unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(denied["client"].starts_with("127.0.0.2:"), "{log:#?}");
+}
+
+#[test]
+fn a_version_1_header_from_a_trusted_source_names_the_client() {
+    let server = server_behind_balancer();
+    let target = EchoTarget::start();
+    let port = server.addr().port();
+    // From 127.0.0.1 (trusted), claiming to relay 127.0.0.2, whom the rules refuse.
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    write!(stream, "PROXY TCP4 127.0.0.2 127.0.0.1 40000 {port}\r\n").unwrap();
+    assert!(connect_and_echo(stream, target.addr).is_err());
+    // And relaying 127.0.0.3, who may.
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    write!(stream, "PROXY TCP4 127.0.0.3 127.0.0.1 40001 {port}\r\n").unwrap();
+    connect_and_echo(stream, target.addr).unwrap();
+    let log = server.wait_for_sessions(2);
+    let served = log
+        .iter()
+        .find(|entry| entry["outcome"] == "closed")
+        .unwrap();
+    assert_eq!(served["client"], "127.0.0.3:40001");
+}
+
+#[test]
+fn untrusted_sources_sending_headers_and_trusted_ones_without_are_refused() {
+    let server = server_behind_balancer();
+    let target = EchoTarget::start();
+    // 127.0.0.4 is not a trusted balancer: it may not claim to be someone else.
+    let mut forged = connect_from("127.0.0.4".parse().unwrap(), server.addr()).unwrap();
+    forged
+        .write_all(b"PROXY TCP4 10.9.9.9 127.0.0.1 1234 1080\r\n")
+        .unwrap();
+    forged
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = forged.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+    // It may still use the proxy as itself.
+    let direct = connect_from("127.0.0.4".parse().unwrap(), server.addr()).unwrap();
+    connect_and_echo(direct, target.addr).unwrap();
+    // The trusted balancer's address must send a header.
+    let bare = TcpStream::connect(server.addr()).unwrap();
+    assert!(connect_and_echo(bare, target.addr).is_err());
+
+    let log = server.wait_for_sessions(3);
+    let outcomes: Vec<&str> = log.iter().map(|entry| entry["outcome"].as_str()).collect();
+    assert!(outcomes.contains(&"untrusted-proxy-header"), "{log:#?}");
+    assert!(outcomes.contains(&"bad-proxy-header"), "{log:#?}");
+    assert!(outcomes.contains(&"closed"), "{log:#?}");
+}
