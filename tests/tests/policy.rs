@@ -224,6 +224,64 @@ fn a_rule_limits_sessions_per_source() {
 }
 
 #[test]
+fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
+    let echo = EchoTarget::start();
+    let server = TestServer::start_with(config_with(
+        "[limits]\nmax_sessions_per_source = 2\nmax_sessions_per_user = 1\n",
+    ));
+    let target = echo.addr.to_string();
+    // Two from 127.0.0.1; the third from there is refused with 0x02 (RFC 1928 §6).
+    let _first = socks5_connect(server.addr(), &target).unwrap();
+    let _second = socks5_connect(server.addr(), &target).unwrap();
+    assert_eq!(
+        denied_with(socks5_connect(server.addr(), &target)),
+        Reply::NOT_ALLOWED
+    );
+    let log = server.wait_for_sessions(1);
+    assert!(
+        log[0]["detail"].contains("limits.max_sessions_per_source"),
+        "{log:#?}"
+    );
+    // Another address is counted on its own.
+    let other = connect_from([127, 0, 0, 2].into(), server.addr());
+    let mut other = other.unwrap();
+    let machine = socksgate_proto::client::ClientHandshake::new(
+        ClientProtocol::socks5(),
+        socksgate_proto::Command::CONNECT,
+        target.parse().unwrap(),
+    )
+    .unwrap();
+    socksgate_tests::handshake(&mut other, machine).unwrap();
+    assert_echoes(&mut other, b"another address");
+
+    // One session per user: a SOCKS4 USERID names the user here.
+    let as_user = |user: &str| {
+        let protocol = ClientProtocol::Socks4 {
+            user_id: user.as_bytes().to_vec(),
+        };
+        connect_via(server.addr(), protocol, &target)
+    };
+    drop(_first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _alice = loop {
+        match as_user("alice") {
+            Ok(stream) => break stream,
+            Err(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the source's slot was not released"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert!(matches!(
+        as_user("alice"),
+        Err(HandshakeFailure::Socks(ClientError::RejectedV4(_)))
+    ));
+}
+
+#[test]
 fn a_rule_caps_bandwidth() {
     // 1 MiB through a 1 MB/s cap cannot take less than about 0.75 s (a 250 KB burst first).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -174,6 +174,18 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             origin,
         )?
         .unwrap_or(defaults.limits.max_sessions),
+        max_sessions_per_source: count_field(
+            &raw.limits.max_sessions_per_source,
+            "limits.max_sessions_per_source",
+            "must be at least 1",
+            origin,
+        )?,
+        max_sessions_per_user: count_field(
+            &raw.limits.max_sessions_per_user,
+            "limits.max_sessions_per_user",
+            "must be at least 1",
+            origin,
+        )?,
     };
 
     let log = Log {

@@ -157,12 +157,19 @@ impl Default for Timeouts {
 pub struct Limits {
     /// Sessions served at once; further clients wait in the kernel's accept queue.
     pub max_sessions: usize,
+    /// Sessions at once from one client address, server-wide; a request beyond it is
+    /// refused (0x02, or 0x5B for SOCKS4). `None`: no limit.
+    pub max_sessions_per_source: Option<u32>,
+    /// Sessions at once of one user, server-wide (refused as above). `None`: no limit.
+    pub max_sessions_per_user: Option<u32>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sessions: 10_000,
+            max_sessions_per_source: None,
+            max_sessions_per_user: None,
         }
     }
 }

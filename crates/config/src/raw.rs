@@ -112,6 +112,8 @@ pub(crate) enum RawDuration {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     pub(crate) max_sessions: Option<Spanned<u64>>,
+    pub(crate) max_sessions_per_source: Option<Spanned<u64>>,
+    pub(crate) max_sessions_per_user: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,12 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     let _ = writeln!(out, "shutdown = \"{}\"", duration(timeouts.shutdown));
     let _ = writeln!(out, "\n[limits]");
     let _ = writeln!(out, "max_sessions = {}", config.limits.max_sessions);
+    if let Some(limit) = config.limits.max_sessions_per_source {
+        let _ = writeln!(out, "max_sessions_per_source = {limit}");
+    }
+    if let Some(limit) = config.limits.max_sessions_per_user {
+        let _ = writeln!(out, "max_sessions_per_user = {limit}");
+    }
     let _ = writeln!(out, "\n[log]");
     let format = match config.log.format {
         LogFormat::Human => "human",

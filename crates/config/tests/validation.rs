@@ -221,6 +221,18 @@ fn the_icmp_section_is_off_by_default_and_checked() {
 }
 
 #[test]
+fn server_wide_session_limits_per_source_and_user() {
+    let config =
+        parse("[limits]\nmax_sessions_per_source = 20\nmax_sessions_per_user = 5\n").unwrap();
+    assert_eq!(config.limits.max_sessions_per_source, Some(20));
+    assert_eq!(config.limits.max_sessions_per_user, Some(5));
+    assert_eq!(parse(&config.to_toml()).unwrap().limits, config.limits);
+    assert_eq!(parse("").unwrap().limits.max_sessions_per_user, None);
+    let error = parse("[limits]\nmax_sessions_per_user = 0\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("limits.max_sessions_per_user"));
+}
+
+#[test]
 fn listeners_behind_load_balancers_name_them() {
     let config = parse(
         "[[listen]]\naddress = \"127.0.0.1:1080\"\nproxy_protocol = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",

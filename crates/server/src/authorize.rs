@@ -72,20 +72,35 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
         session.refuse(Reply::NOT_ALLOWED).await;
         return Err(Failure::Denied(rule_name));
     }
-    let Some(rule) = verdict.rule() else {
-        return Ok(Grant {
-            options: RuleOptions::default(),
-            addresses,
-            route: None,
-            _slots: Vec::new(),
-        });
-    };
-    let slots = match shared.limits.acquire(rule, request.source, request.user) {
+    // Server-wide limits first, then the deciding rule's own.
+    let caps = &shared.session_caps;
+    let scopes = [
+        Some(LimitScope {
+            id: SERVER_SCOPE,
+            per_user: caps.max_sessions_per_user,
+            per_source: caps.max_sessions_per_source,
+        }),
+        verdict.rule().map(|rule| LimitScope {
+            // A rule is identified by where it was written: unique within one configuration.
+            id: rule.origin.line,
+            per_user: rule.options.max_sessions_per_user,
+            per_source: rule.options.max_sessions_per_source,
+        }),
+    ];
+    let slots = match shared.limits.acquire(&scopes, request.source, request.user) {
         Ok(slots) => slots,
         Err(limit) => {
             session.refuse(Reply::NOT_ALLOWED).await;
             return Err(Failure::Denied(format!("{rule_name}: {limit}")));
         }
+    };
+    let Some(rule) = verdict.rule() else {
+        return Ok(Grant {
+            options: RuleOptions::default(),
+            addresses,
+            route: None,
+            _slots: slots,
+        });
     };
     Ok(Grant {
         options: rule.options,
@@ -176,7 +191,8 @@ pub(crate) struct DatagramSubject<'a> {
     pub(crate) method: Method,
 }
 
-/// Counts sessions per rule and user, and per rule and source address.
+/// Counts sessions per scope (the server, or a rule) and user, and per scope and source
+/// address.
 #[derive(Debug, Default)]
 pub(crate) struct SessionLimits {
     counts: Mutex<HashMap<(usize, LimitKey), u32>>,
@@ -211,30 +227,47 @@ impl Drop for LimitSlot {
     }
 }
 
+/// The scope of the server-wide limits (rules are numbered by their line, from 1).
+const SERVER_SCOPE: usize = 0;
+
+/// The session limits of one scope: the server's, or a rule's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LimitScope {
+    id: usize,
+    per_user: Option<u32>,
+    per_source: Option<u32>,
+}
+
 impl SessionLimits {
-    /// Takes a slot under each of the rule's limits, or says which one is full.
+    /// Takes a slot under each limit of each scope, or says which one is full.
     fn acquire(
         self: &std::sync::Arc<Self>,
-        rule: &Rule,
+        scopes: &[Option<LimitScope>],
         source: IpAddr,
         user: Option<&str>,
     ) -> Result<Vec<LimitSlot>, &'static str> {
-        // A rule is identified by where it was written: unique within one configuration.
-        let id = rule.origin.line;
         let mut wanted = Vec::new();
-        if let (Some(limit), Some(user)) = (rule.options.max_sessions_per_user, user) {
-            wanted.push((
-                (id, LimitKey::User(user.to_owned())),
-                limit,
-                "max_sessions_per_user",
-            ));
+        for scope in scopes.iter().flatten() {
+            let server = scope.id == SERVER_SCOPE;
+            if let (Some(limit), Some(user)) = (scope.per_user, user) {
+                let name = if server {
+                    "limits.max_sessions_per_user"
+                } else {
+                    "max_sessions_per_user"
+                };
+                wanted.push(((scope.id, LimitKey::User(user.to_owned())), limit, name));
+            }
+            if let Some(limit) = scope.per_source {
+                let name = if server {
+                    "limits.max_sessions_per_source"
+                } else {
+                    "max_sessions_per_source"
+                };
+                wanted.push(((scope.id, LimitKey::Source(source)), limit, name));
+            }
         }
-        if let Some(limit) = rule.options.max_sessions_per_source {
-            wanted.push((
-                (id, LimitKey::Source(source)),
-                limit,
-                "max_sessions_per_source",
-            ));
+        if wanted.is_empty() {
+            return Ok(Vec::new());
         }
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, _, name)) = wanted

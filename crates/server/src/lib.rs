@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
     pub(crate) limits: Arc<authorize::SessionLimits>,
+    /// Server-wide session limits per source and per user.
+    pub(crate) session_caps: socksgate_config::Limits,
     /// What each configured listener accepts (methods, SOCKS4, TLS).
     pub(crate) listener_setups: HashMap<SocketAddr, ListenerSetup>,
     /// Upstream groups for `route` rules.
@@ -126,6 +128,7 @@ impl Shared {
             policy: config.policy.clone(),
             clock: lasting.clock.clone(),
             limits: Arc::default(),
+            session_caps: config.limits,
             listener_setups: config
                 .listeners
                 .iter()
