@@ -11,7 +11,6 @@ pub(crate) use connect::connect;
 pub(crate) use icmp::{icmp, IcmpSession};
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use socksgate_client::{Chain, ChainError, ProxyStream};
@@ -96,12 +95,7 @@ async fn established(
     if !pipelined.is_empty() {
         other.write_all(&pipelined).await.map_err(Failure::Reset)?;
         other.flush().await.map_err(Failure::Reset)?;
-        let counted = pipelined.len() as u64;
-        session
-            .record
-            .counters
-            .up
-            .fetch_add(counted, Ordering::Relaxed);
+        session.record.counters.add_up(pipelined.len());
     }
     Ok(Established {
         other,

@@ -61,6 +61,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts `bytes` sent by the client.
+    pub(crate) fn add_up(&self, bytes: usize) {
+        self.up.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` sent to the client.
+    pub(crate) fn add_down(&self, bytes: usize) {
+        self.down.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     fn total(&self) -> u64 {
         self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
     }

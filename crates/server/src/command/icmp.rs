@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use socksgate_proto::icmp::IcmpMessage;
@@ -144,12 +143,7 @@ impl Probes {
                 match IcmpMessage::decode(&input) {
                     Ok((message, used)) => {
                         input.drain(..used);
-                        let counted = used as u64;
-                        session
-                            .record
-                            .counters
-                            .up
-                            .fetch_add(counted, Ordering::Relaxed);
+                        session.record.counters.add_up(used);
                         last_request = Instant::now();
                         if let IcmpMessage::EchoRequest { seq, ttl, data } = message {
                             // Sent at once when the rate allows: the queue holds only the
@@ -299,12 +293,7 @@ async fn deliver(session: &mut Requested<'_>, message: &IcmpMessage) -> io::Resu
     message.encode(&mut out);
     session.client.write_all(&out).await?;
     session.client.flush().await?;
-    let counted = out.len() as u64;
-    session
-        .record
-        .counters
-        .down
-        .fetch_add(counted, Ordering::Relaxed);
+    session.record.counters.add_down(out.len());
     Ok(())
 }
 
