@@ -56,6 +56,7 @@ fn capture_access_log() {
 /// A running server; stopped (gracefully) when dropped.
 pub struct TestServer {
     addrs: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     stats: std::sync::Arc<Stats>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -138,7 +139,7 @@ impl TestServer {
                     server = server.with_resolver(resolver);
                 }
                 ready_tx
-                    .send((server.local_addrs(), server.stats()))
+                    .send((server.local_addrs(), server.admin_addr(), server.stats()))
                     .unwrap();
                 server
                     .run(async {
@@ -147,11 +148,12 @@ impl TestServer {
                     .await;
             });
         });
-        let (addrs, stats) = ready_rx
+        let (addrs, admin, stats) = ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
         Self {
             addrs,
+            admin,
             stats,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
@@ -161,6 +163,11 @@ impl TestServer {
     /// The first listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The admin listener's address (`[admin] address` in the configuration).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Live counts (sessions, associations).

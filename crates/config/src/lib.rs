@@ -216,6 +216,13 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
     let udp = validate_udp(&raw.udp, origin)?;
     let gssapi = validate_gssapi(&raw.gssapi, origin)?;
     let icmp = validate_icmp(&raw.icmp, origin)?;
+    let admin = text_field(
+        &raw.admin.address,
+        "admin.address",
+        "IP:PORT, like \"127.0.0.1:9180\"",
+        origin,
+        |text| text.parse().ok(),
+    )?;
 
     let config = Config {
         listeners,
@@ -229,6 +236,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         udp,
         gssapi,
         icmp,
+        admin,
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;

@@ -32,6 +32,8 @@ pub struct Config {
     pub gssapi: Gssapi,
     /// socksgate's ICMP extension (ping and traceroute through the proxy); off by default.
     pub icmp: Icmp,
+    /// Where the admin listener (`/metrics`, `/health`) listens; none by default.
+    pub admin: Option<SocketAddr>,
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
@@ -227,6 +229,7 @@ impl Default for Config {
             udp: Udp::default(),
             gssapi: Gssapi::default(),
             icmp: Icmp::default(),
+            admin: None,
             danger_allow_open_proxy: false,
         }
     }

@@ -34,6 +34,14 @@ pub(crate) struct RawConfig {
     pub(crate) gssapi: RawGssapi,
     #[serde(default)]
     pub(crate) icmp: RawIcmp,
+    #[serde(default)]
+    pub(crate) admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

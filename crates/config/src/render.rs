@@ -164,6 +164,9 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     };
     let _ = writeln!(out, "socket = \"{socket}\"");
     let _ = writeln!(out, "rate = {}", icmp.rate);
+    if let Some(address) = config.admin {
+        let _ = writeln!(out, "\n[admin]\naddress = \"{address}\"");
+    }
     out
 }
 

@@ -221,6 +221,16 @@ fn the_icmp_section_is_off_by_default_and_checked() {
 }
 
 #[test]
+fn the_admin_listener_is_off_unless_given_an_address() {
+    assert_eq!(parse("").unwrap().admin, None);
+    let config = parse("[admin]\naddress = \"127.0.0.1:9180\"\n").unwrap();
+    assert_eq!(config.admin, Some("127.0.0.1:9180".parse().unwrap()));
+    assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
+    let error = parse("[admin]\naddress = \"localhost\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("admin.address"));
+}
+
+#[test]
 fn server_wide_session_limits_per_source_and_user() {
     let config =
         parse("[limits]\nmax_sessions_per_source = 20\nmax_sessions_per_user = 5\n").unwrap();

@@ -11,12 +11,14 @@
 //! [`Config`].
 
 mod access_log;
+mod admin;
 mod authorize;
 mod command;
 #[cfg(feature = "gssapi")]
 mod gss;
 mod icmp;
 mod listener;
+mod metrics;
 mod outbound;
 mod relay;
 pub mod reply;
@@ -81,6 +83,7 @@ pub(crate) struct Shared {
     pub(crate) verifications: Semaphore,
     pub(crate) access_log: bool,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
     pub(crate) limits: Arc<authorize::SessionLimits>,
@@ -102,6 +105,7 @@ struct Lasting {
     resolver: Arc<dyn Resolver>,
     clock: Clock,
     stats: Arc<Stats>,
+    metrics: Arc<metrics::Metrics>,
     throttle: Arc<Throttle>,
 }
 
@@ -125,6 +129,7 @@ impl Shared {
             ),
             access_log: config.log.access,
             stats: lasting.stats.clone(),
+            metrics: lasting.metrics.clone(),
             policy: config.policy.clone(),
             clock: lasting.clock.clone(),
             limits: Arc::default(),
@@ -343,6 +348,8 @@ pub struct Server {
     lasting: Lasting,
     current: Current,
     listeners: Vec<(TcpListener, SocketAddr)>,
+    /// The admin listener (`/metrics`, `/health`), when configured.
+    admin: Option<TcpListener>,
 }
 
 impl Server {
@@ -359,10 +366,19 @@ impl Server {
                 })?;
             listeners.push((socket, listener.address));
         }
+        let admin = match config.admin {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| BindError::Listen { address, source })?,
+            ),
+            None => None,
+        };
         let lasting = Lasting {
             resolver: Arc::new(SystemResolver),
             clock: Arc::new(authorize::local_moment),
             stats: Arc::default(),
+            metrics: Arc::default(),
             throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
         };
         let current = Arc::new(RwLock::new(Arc::new(Shared::new(
@@ -375,6 +391,7 @@ impl Server {
             lasting,
             current,
             listeners,
+            admin,
         })
     }
 
@@ -434,6 +451,13 @@ impl Server {
         self.lasting.stats.clone()
     }
 
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|admin| admin.local_addr().ok())
+    }
+
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
@@ -462,6 +486,14 @@ impl Server {
                 sessions.clone(),
                 stop.clone(),
             )));
+        }
+        if let Some(admin) = self.admin {
+            tokio::spawn(admin::serve(
+                admin,
+                self.lasting.metrics.clone(),
+                self.lasting.stats.clone(),
+                stop.clone(),
+            ));
         }
         shutdown.await;
         stop.cancel();

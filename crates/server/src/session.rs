@@ -249,6 +249,7 @@ fn serve_session(
                 Err(failure) => Err(failure),
             }
         };
+        shared.metrics.session_ended(&record, &ending(&result));
         if shared.access_log {
             log_end(&record, result);
         }
@@ -348,6 +349,29 @@ async fn secure(
     Ok(Layered::new(MaybeTls::Tls(Box::new(stream))))
 }
 
+/// How a session ended, for the metrics.
+fn ending(result: &Result<Ended, Failure>) -> crate::metrics::Ending<'_> {
+    let outcome = match result {
+        Ok(Ended::Relay(RelayEnd::Closed)) => "closed",
+        Ok(Ended::Relay(RelayEnd::Idle)) => "idle-timeout",
+        Ok(Ended::Relay(RelayEnd::Error(_))) => "reset",
+        Ok(Ended::Association(end)) => end.outcome(),
+        Err(failure) => failure.outcome(),
+    };
+    let denied_by = match result {
+        Err(Failure::Denied(rule) | Failure::ClientDenied(rule)) => Some(rule.as_str()),
+        _ => None,
+    };
+    crate::metrics::Ending {
+        outcome,
+        denied_by,
+        authentication_failed: matches!(
+            result,
+            Err(Failure::Authentication(_) | Failure::Gssapi(_))
+        ),
+    }
+}
+
 fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
     match result {
         Ok(Ended::Relay(RelayEnd::Closed)) => record.emit("closed", None),
@@ -389,6 +413,7 @@ async fn run(
         Ok(result) => result?,
         Err(_) => return Err(Failure::HandshakeTimeout),
     };
+    shared.metrics.handshake.observe(record.started.elapsed());
     record.version = Some(request.version);
     record.command = Some(request.command);
     record.target = Some(request.target.clone());

@@ -17,6 +17,7 @@ pub(crate) async fn connect(
         let route = route.clone();
         return crate::boxed(connect_through(session, &route, grant)).await;
     }
+    let started = std::time::Instant::now();
     let connected = match grant.addresses.clone() {
         // The policy resolved the name and kept the addresses it allows.
         Some(addresses) => outbound::connect_to(addresses, shared.timeouts.connect).await,
@@ -30,7 +31,10 @@ pub(crate) async fn connect(
         }
     };
     let target = match connected {
-        Ok(target) => target,
+        Ok(target) => {
+            shared.metrics.connect.observe(started.elapsed());
+            target
+        }
         Err(error) => {
             crate::boxed(session.refuse(reply::for_connect_error(&error))).await;
             return Err(Failure::Connect(error));

@@ -1,0 +1,298 @@
+//! Counters of what the server did, for the admin listener's `/metrics` (Prometheus text
+//! format 0.0.4). They outlive reloads; each session adds to them once, when it ends (so a
+//! session's bytes count when it ends), plus the two latencies as they are measured.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::access_log::AccessRecord;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Everything `/metrics` shows, but the live counts (in [`crate::Stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// Sessions ended, by command ("-" before a request) and outcome.
+    sessions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    auth_failures: AtomicU64,
+    /// Denials by the rule (file:line, or why) that decided them.
+    denials: Mutex<BTreeMap<String, u64>>,
+    udp_datagrams_up: AtomicU64,
+    udp_datagrams_down: AtomicU64,
+    /// UDP datagrams dropped, by reason, in the access log's order.
+    udp_dropped: [AtomicU64; 6],
+    /// From accepting a connection to its complete request.
+    pub(crate) handshake: Histogram,
+    /// From starting to reach a target to being connected to it (direct CONNECTs).
+    pub(crate) connect: Histogram,
+}
+
+const DROP_REASONS: [&str; 6] = [
+    "unexpected_source",
+    "malformed",
+    "fragments",
+    "unresolved",
+    "unreachable",
+    "denied",
+];
+
+/// How one session ended, as the metrics count it.
+pub(crate) struct Ending<'a> {
+    pub(crate) outcome: &'static str,
+    /// The rule (or reason) of a denial.
+    pub(crate) denied_by: Option<&'a str>,
+    pub(crate) authentication_failed: bool,
+}
+
+impl Metrics {
+    /// Adds one ended session.
+    pub(crate) fn session_ended(&self, record: &AccessRecord, ending: &Ending<'_>) {
+        let command = record.command.map_or("-", socksgate_config::command_name);
+        *self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((command, ending.outcome))
+            .or_insert(0) += 1;
+        if let Some(udp) = &record.udp {
+            self.bytes_up.fetch_add(udp.bytes_up, Ordering::Relaxed);
+            self.bytes_down.fetch_add(udp.bytes_down, Ordering::Relaxed);
+            self.udp_datagrams_up
+                .fetch_add(udp.datagrams_up, Ordering::Relaxed);
+            self.udp_datagrams_down
+                .fetch_add(udp.datagrams_down, Ordering::Relaxed);
+            let drops = &udp.drops;
+            let counts = [
+                drops.unexpected_source,
+                drops.malformed,
+                drops.fragments,
+                drops.unresolved,
+                drops.unreachable,
+                drops.denied,
+            ];
+            for (total, count) in self.udp_dropped.iter().zip(counts) {
+                total.fetch_add(count, Ordering::Relaxed);
+            }
+        } else {
+            let counters = &record.counters;
+            self.bytes_up
+                .fetch_add(counters.up.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.bytes_down
+                .fetch_add(counters.down.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        if ending.authentication_failed {
+            self.auth_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(rule) = ending.denied_by {
+            *self
+                .denials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(rule.to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// The Prometheus text of every metric; `live` and `associations` are the gauges.
+    pub(crate) fn render(&self, live: usize, associations: usize) -> String {
+        let mut out = String::new();
+        family(
+            &mut out,
+            "socksgate_sessions_total",
+            "counter",
+            "Sessions ended, by command and outcome.",
+        );
+        for ((command, outcome), count) in self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "socksgate_sessions_total{{command=\"{command}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        family(
+            &mut out,
+            "socksgate_sessions_live",
+            "gauge",
+            "Sessions being served.",
+        );
+        let _ = writeln!(out, "socksgate_sessions_live {live}");
+        family(
+            &mut out,
+            "socksgate_udp_associations_live",
+            "gauge",
+            "UDP associations open.",
+        );
+        let _ = writeln!(out, "socksgate_udp_associations_live {associations}");
+        family(
+            &mut out,
+            "socksgate_bytes_total",
+            "counter",
+            "Bytes relayed by ended sessions, up (from clients) and down.",
+        );
+        let _ = writeln!(
+            out,
+            "socksgate_bytes_total{{direction=\"up\"}} {}",
+            self.bytes_up.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "socksgate_bytes_total{{direction=\"down\"}} {}",
+            self.bytes_down.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "socksgate_auth_failures_total",
+            "counter",
+            "Logins refused (passwords, GSS-API).",
+        );
+        let _ = writeln!(
+            out,
+            "socksgate_auth_failures_total {}",
+            self.auth_failures.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "socksgate_policy_denials_total",
+            "counter",
+            "Requests and clients refused, by the rule that decided.",
+        );
+        for (rule, count) in self
+            .denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "socksgate_policy_denials_total{{rule=\"{}\"}} {count}",
+                escape(rule)
+            );
+        }
+        family(
+            &mut out,
+            "socksgate_udp_datagrams_total",
+            "counter",
+            "UDP datagrams relayed by ended associations.",
+        );
+        let _ = writeln!(
+            out,
+            "socksgate_udp_datagrams_total{{direction=\"up\"}} {}",
+            self.udp_datagrams_up.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "socksgate_udp_datagrams_total{{direction=\"down\"}} {}",
+            self.udp_datagrams_down.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "socksgate_udp_dropped_total",
+            "counter",
+            "UDP datagrams dropped, by reason.",
+        );
+        for (reason, count) in DROP_REASONS.iter().zip(&self.udp_dropped) {
+            let _ = writeln!(
+                out,
+                "socksgate_udp_dropped_total{{reason=\"{reason}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        self.handshake.render(
+            &mut out,
+            "socksgate_handshake_seconds",
+            "From accepting a client to its complete request.",
+        );
+        self.connect.render(
+            &mut out,
+            "socksgate_connect_seconds",
+            "From starting to reach a target to being connected to it.",
+        );
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A latency histogram with fixed buckets; no lock.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    /// Observations in each bucket (not cumulative), and above the last.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let index = BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        family(out, name, "histogram", help);
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(300));
+        histogram.observe(Duration::from_millis(3));
+        histogram.observe(Duration::from_secs(60));
+        let mut out = String::new();
+        histogram.render(&mut out, "x_seconds", "test");
+        assert!(out.contains("x_seconds_bucket{le=\"0.0005\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"10\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_sum 60.0033\nx_seconds_count 3\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

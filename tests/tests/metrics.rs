@@ -1,0 +1,98 @@
+//! The admin listener: `/metrics` after known traffic, counter by counter, and `/health`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use socksgate_config::Config;
+use socksgate_tests::client::HandshakeFailure;
+use socksgate_tests::{assert_echoes, socks5_connect, EchoTarget, TestServer};
+
+/// A GET to the admin listener: status line and body.
+fn get(admin: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of one sample line (`name{labels} value`) of a scrape.
+fn sample(scrape: &str, series: &str) -> Option<String> {
+    scrape.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.to_owned())
+    })
+}
+
+#[test]
+fn metrics_count_known_traffic_exactly() {
+    let text = "[admin]\naddress = \"127.0.0.1:0\"\n\n\
+                [[rule]]\naction = \"deny\"\nports = [\"9\"]\n\n\
+                [[rule]]\naction = \"allow\"\n";
+    let mut config = Config::parse(text, Path::new("metrics.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let server = TestServer::start_with(config);
+    let admin = server.admin_addr().unwrap();
+    let echo = EchoTarget::start();
+
+    // Two CONNECTs, 5 bytes each way each; one request denied by the rule on line 4.
+    for _ in 0..2 {
+        let mut stream = socks5_connect(server.addr(), &echo.addr.to_string()).unwrap();
+        assert_echoes(&mut stream, b"hello");
+    }
+    let denied = socks5_connect(server.addr(), "127.0.0.1:9");
+    assert!(
+        matches!(denied, Err(HandshakeFailure::Socks(_))),
+        "{denied:?}"
+    );
+    server.wait_for_sessions(3);
+
+    let (status, scrape) = get(admin, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let expect = |series: &str, value: &str| {
+        assert_eq!(
+            sample(&scrape, series).as_deref(),
+            Some(value),
+            "{series}\n{scrape}"
+        );
+    };
+    expect(
+        "socksgate_sessions_total{command=\"connect\",outcome=\"closed\"}",
+        "2",
+    );
+    expect(
+        "socksgate_sessions_total{command=\"connect\",outcome=\"denied\"}",
+        "1",
+    );
+    expect("socksgate_bytes_total{direction=\"up\"}", "10");
+    expect("socksgate_bytes_total{direction=\"down\"}", "10");
+    // Labelled as the access log names the deciding rule.
+    expect(
+        "socksgate_policy_denials_total{rule=\"rule metrics.toml:4\"}",
+        "1",
+    );
+    expect("socksgate_auth_failures_total", "0");
+    expect("socksgate_sessions_live", "0");
+    // Three requests completed their handshake; two CONNECTs reached their target.
+    expect("socksgate_handshake_seconds_count", "3");
+    expect("socksgate_connect_seconds_count", "2");
+    assert!(
+        scrape.contains("# TYPE socksgate_sessions_total counter"),
+        "{scrape}"
+    );
+
+    assert_eq!(
+        get(admin, "/health"),
+        ("HTTP/1.1 200 OK".to_owned(), "ok\n".to_owned())
+    );
+    assert_eq!(get(admin, "/nothing").0, "HTTP/1.1 404 Not Found");
+}
