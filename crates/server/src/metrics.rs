@@ -103,10 +103,10 @@ impl Metrics {
 
     /// The Prometheus text of every metric; `live` and `associations` are the gauges.
     pub(crate) fn render(&self, live: usize, associations: usize) -> String {
-        let mut out = String::new();
-        family(
-            &mut out,
-            "socksgate_sessions_total",
+        let mut text = Text::default();
+        let sessions = "socksgate_sessions_total";
+        text.family(
+            sessions,
             "counter",
             "Sessions ended, by command and outcome.",
         );
@@ -116,55 +116,36 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "socksgate_sessions_total{{command=\"{command}\",outcome=\"{outcome}\"}} {count}"
+            text.sample(
+                sessions,
+                &[("command", command), ("outcome", outcome)],
+                count,
             );
         }
-        family(
-            &mut out,
-            "socksgate_sessions_live",
-            "gauge",
-            "Sessions being served.",
-        );
-        let _ = writeln!(out, "socksgate_sessions_live {live}");
-        family(
-            &mut out,
-            "socksgate_udp_associations_live",
-            "gauge",
-            "UDP associations open.",
-        );
-        let _ = writeln!(out, "socksgate_udp_associations_live {associations}");
-        family(
-            &mut out,
-            "socksgate_bytes_total",
+        text.family("socksgate_sessions_live", "gauge", "Sessions being served.");
+        text.sample("socksgate_sessions_live", &[], live);
+        let associations_live = "socksgate_udp_associations_live";
+        text.family(associations_live, "gauge", "UDP associations open.");
+        text.sample(associations_live, &[], associations);
+        let bytes = "socksgate_bytes_total";
+        text.family(
+            bytes,
             "counter",
             "Bytes relayed by ended sessions, up (from clients) and down.",
         );
-        let _ = writeln!(
-            out,
-            "socksgate_bytes_total{{direction=\"up\"}} {}",
-            self.bytes_up.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "socksgate_bytes_total{{direction=\"down\"}} {}",
-            self.bytes_down.load(Ordering::Relaxed)
-        );
-        family(
-            &mut out,
-            "socksgate_auth_failures_total",
-            "counter",
-            "Logins refused (passwords, GSS-API).",
-        );
-        let _ = writeln!(
-            out,
-            "socksgate_auth_failures_total {}",
-            self.auth_failures.load(Ordering::Relaxed)
-        );
-        family(
-            &mut out,
-            "socksgate_policy_denials_total",
+        for (direction, total) in [("up", &self.bytes_up), ("down", &self.bytes_down)] {
+            text.sample(
+                bytes,
+                &[("direction", direction)],
+                total.load(Ordering::Relaxed),
+            );
+        }
+        let failures = "socksgate_auth_failures_total";
+        text.family(failures, "counter", "Logins refused (passwords, GSS-API).");
+        text.sample(failures, &[], self.auth_failures.load(Ordering::Relaxed));
+        let denials = "socksgate_policy_denials_total";
+        text.family(
+            denials,
             "counter",
             "Requests and clients refused, by the rule that decided.",
         );
@@ -174,57 +155,69 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "socksgate_policy_denials_total{{rule=\"{}\"}} {count}",
-                escape(rule)
-            );
+            text.sample(denials, &[("rule", rule)], count);
         }
-        family(
-            &mut out,
-            "socksgate_udp_datagrams_total",
+        let datagrams = "socksgate_udp_datagrams_total";
+        text.family(
+            datagrams,
             "counter",
             "UDP datagrams relayed by ended associations.",
         );
-        let _ = writeln!(
-            out,
-            "socksgate_udp_datagrams_total{{direction=\"up\"}} {}",
-            self.udp_datagrams_up.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "socksgate_udp_datagrams_total{{direction=\"down\"}} {}",
-            self.udp_datagrams_down.load(Ordering::Relaxed)
-        );
-        family(
-            &mut out,
-            "socksgate_udp_dropped_total",
-            "counter",
-            "UDP datagrams dropped, by reason.",
-        );
+        let directions = [
+            ("up", &self.udp_datagrams_up),
+            ("down", &self.udp_datagrams_down),
+        ];
+        for (direction, total) in directions {
+            text.sample(
+                datagrams,
+                &[("direction", direction)],
+                total.load(Ordering::Relaxed),
+            );
+        }
+        let dropped = "socksgate_udp_dropped_total";
+        text.family(dropped, "counter", "UDP datagrams dropped, by reason.");
         for (reason, count) in DROP_REASONS.iter().zip(&self.udp_dropped) {
-            let _ = writeln!(
-                out,
-                "socksgate_udp_dropped_total{{reason=\"{reason}\"}} {}",
-                count.load(Ordering::Relaxed)
+            text.sample(
+                dropped,
+                &[("reason", reason)],
+                count.load(Ordering::Relaxed),
             );
         }
         self.handshake.render(
-            &mut out,
+            &mut text,
             "socksgate_handshake_seconds",
             "From accepting a client to its complete request.",
         );
         self.connect.render(
-            &mut out,
+            &mut text,
             "socksgate_connect_seconds",
             "From starting to reach a target to being connected to it.",
         );
-        out
+        text.0
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// The text format being written.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// `name{label="value",…} value`, label values escaped.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(label, text)| format!("{label}=\"{}\"", escape(text)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.
@@ -255,17 +248,19 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        family(out, name, "histogram", help);
+    fn render(&self, text: &mut Text, name: &str, help: &str) {
+        text.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
         let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            text.sample(&bucket, &[("le", &bound.to_string())], cumulative);
         }
         cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        text.sample(&bucket, &[("le", "+Inf")], cumulative);
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        text.sample(&format!("{name}_sum"), &[], sum);
+        text.sample(&format!("{name}_count"), &[], cumulative);
     }
 }
 
@@ -279,8 +274,9 @@ mod tests {
         histogram.observe(Duration::from_micros(300));
         histogram.observe(Duration::from_millis(3));
         histogram.observe(Duration::from_secs(60));
-        let mut out = String::new();
-        histogram.render(&mut out, "x_seconds", "test");
+        let mut text = Text::default();
+        histogram.render(&mut text, "x_seconds", "test");
+        let out = text.0;
         assert!(out.contains("x_seconds_bucket{le=\"0.0005\"} 1\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{le=\"10\"} 2\n"), "{out}");
