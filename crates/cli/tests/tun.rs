@@ -529,3 +529,42 @@ fn ip_out(namespace: &NetNs, args: &[&str]) -> String {
         .unwrap();
     text(&output.stdout)
 }
+
+/// The session's exit code is the program's, and SIGTERM and SIGHUP sent to socksgate reach
+/// the program (which may clean up and choose its exit code).
+#[test]
+fn the_program_gets_forwarded_signals_and_its_exit_code_is_the_sessions() {
+    let Some(site) = site() else {
+        return;
+    };
+    let proxy = site.proxy();
+    let exited = site.socksgate(&[
+        "socksify", "--tun", "-x", &proxy, "--", "sh", "-c", "exit 7",
+    ]);
+    assert_eq!(exited.status.code(), Some(7), "{exited:?}");
+    for (signal, code) in [
+        (rustix::process::Signal::TERM, "42"),
+        (rustix::process::Signal::HUP, "43"),
+    ] {
+        let dir = scratch(&format!("signal-{code}"));
+        let ready = dir.join("ready");
+        let script = format!(
+            "trap 'exit {code}' TERM HUP; touch {ready}; sleep 30 & wait",
+            ready = ready.display()
+        );
+        let mut session = Command::new("ip")
+            .args(["netns", "exec", site.namespace.name(), SOCKSGATE])
+            .args(["socksify", "--tun", "-x", &proxy, "--", "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while !ready.exists() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = rustix::process::Pid::from_raw(session.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        let status = session.wait().unwrap();
+        assert_eq!(status.code().map(|c| c.to_string()).as_deref(), Some(code));
+    }
+}
