@@ -17,6 +17,7 @@ mod passwd;
 mod ping;
 mod proxies;
 mod serve;
+mod service;
 mod socksify;
 mod traceroute;
 mod tun;
@@ -54,6 +55,10 @@ enum Command {
         /// Listen on ADDR instead of the configured listeners (repeatable).
         #[arg(short, long, value_name = "ADDR")]
         listen: Vec<SocketAddr>,
+        /// Check the configuration as starting would (authentication back end, TLS files,
+        /// Kerberos keys), then exit: 0 when it would start, 2 when not. Opens nothing.
+        #[arg(long)]
+        check_only: bool,
     },
     /// Check a configuration file and print the configuration it gives.
     Check {
@@ -139,7 +144,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen } => serve::run(config.as_deref(), &listen),
+        Command::Serve {
+            config,
+            listen,
+            check_only,
+        } => serve::run(config.as_deref(), &listen, check_only),
         Command::Check { config } => check::run(&config),
         Command::Connect {
             proxies,

@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{authentication, exit, logging};
 
-pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
+pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) -> ExitCode {
     let config = match load(path, listen) {
         Ok(config) => config,
         Err(error) => {
@@ -34,6 +34,17 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr]) -> ExitCode {
             return exit::code(exit::CONFIG);
         }
     };
+    if check_only {
+        // What starting would check, without opening anything (systemd's ExecStartPre and
+        // ExecReload run this, so a bad file never reaches the running server).
+        return match socksgate_server::check_tls(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                exit::code(exit::CONFIG)
+            }
+        };
+    }
     raise_file_limit(config.limits.max_sessions);
     let runtime = match runtime_builder().enable_all().build() {
         Ok(runtime) => runtime,
@@ -100,10 +111,14 @@ async fn serve(
     source: ConfigSource,
 ) -> anyhow::Result<()> {
     let mut watched = watched_files(source.path.as_deref(), &config);
+    let process = config.process.clone();
     let mut server = Server::bind(config).await.context("starting the server")?;
     if let Some(authenticator) = authenticator {
         server = server.with_authenticator(authenticator);
     }
+    // The listeners are open: root is no longer needed.
+    crate::service::drop_privileges(&process)?;
+    crate::service::notify("READY=1");
     let reloads = server.reload_handle();
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     tokio::spawn(async move {
@@ -127,7 +142,10 @@ async fn serve(
                     "a configuration or certificate file changed"
                 }
             };
-            if let Some(config) = reload(&reloads, &source, cause) {
+            crate::service::notify("RELOADING=1");
+            let reloaded = reload(&reloads, &source, cause);
+            crate::service::notify("READY=1");
+            if let Some(config) = reloaded {
                 watched = watched_files(source.path.as_deref(), &config);
                 stamps = file_stamps(&watched);
             }
@@ -140,6 +158,7 @@ async fn serve(
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        crate::service::notify("STOPPING=1");
     };
     let cut_off = server.run(shutdown).await;
     if cut_off > 0 {

@@ -42,8 +42,8 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use model::{
     Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Icmp, IcmpSocket, Limits, Listener,
-    ListenerTls, Log, LogFormat, LoginThrottle, Protection, Selection, Timeouts, Udp, UdpFiltering,
-    UpstreamGroup, UpstreamGssapi,
+    ListenerTls, Log, LogFormat, LoginThrottle, Process, Protection, Selection, Timeouts, Udp,
+    UdpFiltering, UpstreamGroup, UpstreamGssapi,
 };
 pub use rules::{command_name, parse_command};
 
@@ -237,6 +237,10 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         gssapi,
         icmp,
         admin,
+        process: Process {
+            user: raw.process.user.clone(),
+            group: raw.process.group.clone(),
+        },
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;

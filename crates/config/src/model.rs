@@ -34,6 +34,8 @@ pub struct Config {
     pub icmp: Icmp,
     /// Where the admin listener (`/metrics`, `/health`) listens; none by default.
     pub admin: Option<SocketAddr>,
+    /// The user and group the server runs as once its listeners are open.
+    pub process: Process,
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
@@ -230,6 +232,7 @@ impl Default for Config {
             gssapi: Gssapi::default(),
             icmp: Icmp::default(),
             admin: None,
+            process: Process::default(),
             danger_allow_open_proxy: false,
         }
     }
@@ -291,6 +294,16 @@ impl Default for Udp {
             idle: Duration::from_secs(300),
         }
     }
+}
+
+/// Who the server process becomes after opening its listeners (started as root, to bind
+/// ports below 1024): it gives up root for this user and group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Process {
+    /// The user to run as (a name from the system's user database).
+    pub user: Option<String>,
+    /// The group to run as; the user's primary group when not given.
+    pub group: Option<String>,
 }
 
 /// The ICMP extension (`docs/extensions/icmp.md`): echo requests on a client's behalf.

@@ -36,6 +36,15 @@ pub(crate) struct RawConfig {
     pub(crate) icmp: RawIcmp,
     #[serde(default)]
     pub(crate) admin: RawAdmin,
+    #[serde(default)]
+    pub(crate) process: RawProcess,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProcess {
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

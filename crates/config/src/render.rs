@@ -167,6 +167,16 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     if let Some(address) = config.admin {
         let _ = writeln!(out, "\n[admin]\naddress = \"{address}\"");
     }
+    let process = &config.process;
+    if process.user.is_some() || process.group.is_some() {
+        let _ = writeln!(out, "\n[process]");
+        if let Some(user) = &process.user {
+            let _ = writeln!(out, "user = {user:?}");
+        }
+        if let Some(group) = &process.group {
+            let _ = writeln!(out, "group = {group:?}");
+        }
+    }
     out
 }
 

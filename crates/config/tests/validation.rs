@@ -221,6 +221,20 @@ fn the_icmp_section_is_off_by_default_and_checked() {
 }
 
 #[test]
+fn the_process_section_names_who_the_server_becomes() {
+    assert_eq!(
+        parse("").unwrap().process,
+        socksgate_config::Process::default()
+    );
+    let config = parse("[process]\nuser = \"socksgate\"\ngroup = \"proxy\"\n").unwrap();
+    assert_eq!(config.process.user.as_deref(), Some("socksgate"));
+    assert_eq!(config.process.group.as_deref(), Some("proxy"));
+    assert_eq!(parse(&config.to_toml()).unwrap().process, config.process);
+    let error = parse("[process]\nuid = 0\n").unwrap_err();
+    assert!(error.to_string().contains("uid"), "{error}");
+}
+
+#[test]
 fn the_admin_listener_is_off_unless_given_an_address() {
     assert_eq!(parse("").unwrap().admin, None);
     let config = parse("[admin]\naddress = \"127.0.0.1:9180\"\n").unwrap();

@@ -1,0 +1,68 @@
+//! Running as a service: giving up root after the listeners are open (`[process]`), and
+//! telling systemd where the server stands (`sd_notify`, `Type=notify`).
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+use anyhow::{bail, Context};
+use nix::unistd::{setgid, setgroups, setuid, Group, User};
+use socksgate_config::Process;
+
+/// Becomes `process.user` (and its group, or `process.group`), dropping root and every
+/// supplementary group. Nothing to do when no user is configured.
+pub(crate) fn drop_privileges(process: &Process) -> anyhow::Result<()> {
+    let Some(name) = &process.user else {
+        if process.group.is_some() {
+            bail!("[process] group needs a user too");
+        }
+        return Ok(());
+    };
+    let user = User::from_name(name)
+        .with_context(|| format!("looking up the user {name:?}"))?
+        .with_context(|| format!("[process] user {name:?}: no such user"))?;
+    let gid = match &process.group {
+        Some(group) => {
+            Group::from_name(group)
+                .with_context(|| format!("looking up the group {group:?}"))?
+                .with_context(|| format!("[process] group {group:?}: no such group"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    if !nix::unistd::geteuid().is_root() {
+        if nix::unistd::geteuid() == user.uid {
+            return Ok(());
+        }
+        bail!("[process] user {name:?}: only root can become another user");
+    }
+    // Groups first: once the user is not root, it may not change them.
+    setgroups(&[gid]).context("dropping supplementary groups")?;
+    setgid(gid).context("changing group")?;
+    setuid(user.uid).context("changing user")?;
+    if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
+        bail!("root could be regained after changing user");
+    }
+    tracing::info!(user = %name, gid = gid.as_raw(), "running without root");
+    Ok(())
+}
+
+/// Tells systemd (`$NOTIFY_SOCKET`, when the service is `Type=notify`) the server's state:
+/// `READY=1`, `RELOADING=1`, `STOPPING=1`. Without the variable, nothing happens.
+pub(crate) fn notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    // A name beginning with @ is in the abstract namespace.
+    let address = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = address.and_then(|address| {
+        let socket = UnixDatagram::unbound()?;
+        socket.send_to_addr(state.as_bytes(), &address)
+    });
+    if let Err(error) = sent {
+        tracing::warn!(%error, state, "cannot notify systemd");
+    }
+}

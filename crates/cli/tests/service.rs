@@ -1,0 +1,144 @@
+//! socksgate as a system service: the unit file in `dist/`, readiness and reload
+//! notifications to systemd, giving up root after binding, and `serve --check-only`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use socksgate_tests::interop::{skip_or_fail, tool};
+
+const SOCKSGATE: &str = env!("CARGO_BIN_EXE_socksgate");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-service-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_unit_file_passes_systemd_analyze_verify() {
+    let Some(analyze) = tool("systemd-analyze") else {
+        return;
+    };
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/socksgate.service");
+    let text = std::fs::read_to_string(unit).unwrap();
+    assert!(text.contains("Type=notify") && text.contains("NoNewPrivileges=yes"));
+    // verify checks that the programs exist: point it at this build.
+    let dir = scratch("unit");
+    let copy = dir.join("socksgate.service");
+    std::fs::write(&copy, text.replace("/usr/bin/socksgate", SOCKSGATE)).unwrap();
+    let output = Command::new(analyze)
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{complaints}");
+    // Unknown or malformed settings are only warned about: none may be.
+    assert!(complaints.trim().is_empty(), "{complaints}");
+}
+
+/// Started as root with `[process] user = "nobody"`: systemd hears READY=1 once the
+/// listener is open, the process then runs as nobody (read from /proc/PID/status), a
+/// SIGHUP reloads (RELOADING=1, READY=1) and SIGTERM stops it (STOPPING=1).
+#[test]
+fn root_is_dropped_after_binding_and_systemd_is_told_each_state() {
+    if !rustix::process::geteuid().is_root() {
+        skip_or_fail("dropping privileges needs root");
+        return;
+    }
+    let dir = scratch("notify");
+    let config = dir.join("socksgate.toml");
+    std::fs::write(
+        &config,
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[process]\nuser = \"nobody\"\n",
+    )
+    .unwrap();
+    let socket_path = dir.join("notify.sock");
+    let notifications = UnixDatagram::bind(&socket_path).unwrap();
+    // systemd's socket is writable by the service, whoever it runs as.
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    notifications
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buffer = [0u8; 256];
+        let length = notifications.recv(&mut buffer).unwrap();
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    let mut server = Stopped(
+        Command::new(SOCKSGATE)
+            .args(["serve", "-c"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(next(), "READY=1");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Gid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Groups:"), ["65534"], "{status}");
+    assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+
+    let pid = rustix::process::Pid::from_raw(server.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(next(), "STOPPING=1");
+    assert!(server.0.wait().unwrap().success());
+}
+
+/// A server process killed when the test ends, passed or not.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_only_checks_without_opening_anything() {
+    // The port is taken: a server could not start, a check still passes (it binds nothing).
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = Command::new(SOCKSGATE)
+        .args(["serve", "--check-only", "--listen", &address])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let dir = scratch("check");
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[listen]]\naddress = \"127.0.0.1:0\"\ntls = { cert = \"missing.pem\", key = \"missing.key\" }\n",
+    )
+    .unwrap();
+    let output = Command::new(SOCKSGATE)
+        .args(["serve", "--check-only", "-c"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("missing.pem"),
+        "{output:?}"
+    );
+}
