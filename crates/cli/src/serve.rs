@@ -118,7 +118,6 @@ async fn serve(
     }
     // The listeners are open: root is no longer needed.
     crate::service::drop_privileges(&process)?;
-    crate::service::notify("READY=1");
     let reloads = server.reload_handle();
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     tokio::spawn(async move {
@@ -160,6 +159,8 @@ async fn serve(
         }
         crate::service::notify("STOPPING=1");
     };
+    // Ready only now: every signal has its handler (a SIGHUP before would end the process).
+    crate::service::notify("READY=1");
     let cut_off = server.run(shutdown).await;
     if cut_off > 0 {
         tracing::warn!(
