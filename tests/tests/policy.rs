@@ -281,6 +281,45 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     ));
 }
 
+/// A cap holds within 10% over 5 seconds (the first second, with its burst, not counted).
+#[test]
+fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
+    const RATE: f64 = 1_000_000.0;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let block = vec![7u8; 64 * 1024];
+        // As fast as the proxy takes it, until the client goes away.
+        while stream.write_all(&block).is_ok() {}
+    });
+    let server = TestServer::start_with(config_with(
+        "[[rule]]\naction = \"allow\"\nbandwidth = \"1MB/s\"\n",
+    ));
+    let mut stream = socks5_connect(server.addr(), &target.to_string()).unwrap();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    let (mut counted, mut window_start) = (0usize, None);
+    loop {
+        let read = stream.read(&mut buffer).unwrap();
+        assert!(read > 0, "the target stopped");
+        let elapsed = started.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            continue;
+        }
+        let since = *window_start.get_or_insert(Instant::now());
+        if since.elapsed() >= Duration::from_secs(5) {
+            break;
+        }
+        counted += read;
+    }
+    let rate = counted as f64 / 5.0;
+    assert!(
+        (rate - RATE).abs() <= RATE * 0.10,
+        "{rate:.0} B/s through a cap of {RATE:.0} B/s"
+    );
+}
+
 #[test]
 fn a_rule_caps_bandwidth() {
     // 1 MiB through a 1 MB/s cap cannot take less than about 0.75 s (a 250 KB burst first).
