@@ -444,19 +444,23 @@ inner = ctx.unwrap(answer[4:4 + length]).message
 print(granted, inner[10:].decode())
 "#;
 
-    #[test]
-    fn python_gssapi_seals_udp_datagrams_after_udp_associate() {
-        use socksgate_tests::interop::tool_at;
-        if realm().is_none() {
-            return;
-        }
-        let Some(python) = tool_at("/usr/bin/python3") else {
-            return;
-        };
+    /// Debian's Python with python3-gssapi, once the test realm runs (`None`: skipped, or
+    /// failed under the interop rule).
+    fn python_gssapi() -> Option<std::path::PathBuf> {
+        realm()?;
+        let python = socksgate_tests::interop::tool_at("/usr/bin/python3")?;
         if !run(&python, &["-c", "import gssapi"], &[], 10).success {
             socksgate_tests::interop::skip_or_fail("python3-gssapi is not installed");
-            return;
+            return None;
         }
+        Some(python)
+    }
+
+    #[test]
+    fn python_gssapi_seals_udp_datagrams_after_udp_associate() {
+        let Some(python) = python_gssapi() else {
+            return;
+        };
         let all = [Protection::Integrity, Protection::Confidentiality];
         let server = gss_server(&[Method::GSSAPI], &all, false);
         let echo = socksgate_tests::UdpEcho::start();
@@ -481,17 +485,9 @@ print(granted, inner[10:].decode())
 
     #[test]
     fn python_gssapi_drives_the_whole_exchange_at_each_level() {
-        use socksgate_tests::interop::tool_at;
-        if realm().is_none() {
-            return;
-        }
-        let Some(python) = tool_at("/usr/bin/python3") else {
+        let Some(python) = python_gssapi() else {
             return;
         };
-        if !run(&python, &["-c", "import gssapi"], &[], 10).success {
-            socksgate_tests::interop::skip_or_fail("python3-gssapi is not installed");
-            return;
-        }
         let server = gss_server(&[Method::GSSAPI], &EVERY_LEVEL, false);
         let echo = socksgate_tests::EchoTarget::start();
         for level in ["0", "1", "2"] {

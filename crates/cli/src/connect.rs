@@ -4,18 +4,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use socksgate_proto::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::exit;
 use crate::proxies::ProxyArgs;
 
 pub(crate) fn run(proxies: &ProxyArgs, host: &str, port: u16) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::icmp::runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&anyhow::Error::from(error)),
     };
@@ -32,10 +27,7 @@ fn fail(error: &anyhow::Error) -> ExitCode {
 
 async fn relay(proxies: &ProxyArgs, host: &str, port: u16) -> anyhow::Result<()> {
     let chain = proxies.chain()?;
-    let target: Address = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| format!("[{host}]:{port}").parse())
-        .with_context(|| format!("{host}:{port} is not a valid target"))?;
+    let target = crate::proxies::target(host, port)?;
     let stream = chain.connect(&target).await?;
     let (mut from_target, mut to_target) = tokio::io::split(stream);
     let upstream = async {

@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use socksgate_client::{Chain, ChainError, HopFailure, IcmpEcho};
 use socksgate_proto::client::ClientError;
 use socksgate_proto::{Address, Host, Reply};
@@ -16,10 +15,7 @@ pub(crate) const FAILED: u8 = 2;
 
 /// The target as given on the command line (a name, an IPv4 or an IPv6 address).
 pub(crate) fn target(host: &str) -> anyhow::Result<Address> {
-    format!("{host}:0")
-        .parse()
-        .or_else(|_| format!("[{host}]:0").parse())
-        .with_context(|| format!("{host:?} is not a host name or address"))
+    crate::proxies::target(host, 0)
 }
 
 /// Opens the extension at the chain's last hop, saying plainly what a refusal means.
@@ -131,7 +127,7 @@ pub(crate) fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// A current-thread runtime for a client command.
+/// A current-thread runtime for a client command (connect, ping, traceroute).
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -109,6 +109,14 @@ impl ProxyArgs {
     }
 }
 
+/// A target given as a host (a name, an IPv4 or a bare IPv6 address) and a port.
+pub(crate) fn target(host: &str, port: u16) -> anyhow::Result<socksgate_proto::Address> {
+    format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .with_context(|| format!("{host}:{port} is not a valid target"))
+}
+
 pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
     let urls: Vec<String> = if urls.is_empty() {
         let Some((variable, value)) = ENVIRONMENT

@@ -43,11 +43,7 @@ fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
         .arg(&resolv_conf)
         .arg("--")
         .args(&request.command);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let status = runtime.block_on(async move {
+    let status = stack_runtime()?.block_on(async move {
         let (device_sender, device) = oneshot::channel();
         let (pid_sender, pid) = oneshot::channel();
         let (status_sender, status) = oneshot::channel();
@@ -68,6 +64,14 @@ fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
         status
     })?;
     Ok(exit_code(status))
+}
+
+/// The runtime of a TUN stack: two workers, the device and the flows on both.
+fn stack_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// The namespace thread: makes the namespace and the device, hands the device over, starts
@@ -146,10 +150,7 @@ pub(crate) struct Tun {
 }
 
 pub(crate) fn capture(request: &Tun) -> ExitCode {
-    let outcome = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let outcome = stack_runtime()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| runtime.block_on(capture_until_stopped(request)));
     match outcome {
@@ -203,16 +204,13 @@ async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
 pub(crate) fn watch(capturer: u32) -> ExitCode {
     // Ctrl-C at the terminal reaches the watchdog too: it must outlive the capturer. (The
     // handlers tokio installs stay installed; nothing reads them.)
-    let ignored = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let _interrupt = signal(SignalKind::interrupt())?;
-                let _hang_up = signal(SignalKind::hangup())?;
-                Ok::<_, std::io::Error>(())
-            })
-        });
+    let ignored = crate::icmp::runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let _interrupt = signal(SignalKind::interrupt())?;
+            let _hang_up = signal(SignalKind::hangup())?;
+            Ok::<_, std::io::Error>(())
+        })
+    });
     if let Err(error) = ignored {
         let _ = writeln!(std::io::stderr(), "socksgate tun watchdog: {error}");
     }

@@ -461,7 +461,14 @@ fn echoes(stream: &mut TcpStream, payload: &[u8]) -> bool {
 #[test]
 fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs() {
     let echo = echo_server();
-    let listen = "[[listen]]\naddress = \"127.0.0.1:0\"\n";
+    // The admin listener's metrics must survive the reloads.
+    let admin = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let listen =
+        format!("[admin]\naddress = \"{admin}\"\n\n[[listen]]\naddress = \"127.0.0.1:0\"\n");
+    let listen = listen.as_str();
     let config = temp_file("reloaded.toml", listen);
     let (mut child, stderr, port) = start_serving(&["-c", config.to_str().unwrap()], &[]);
     let log = LogLines::follow(stderr);
@@ -503,8 +510,24 @@ fn reload_applies_to_new_sessions_keeps_running_ones_and_refuses_broken_configs(
     let (reply, mut after) = connect_reply(port, echo);
     assert_eq!(reply, 0x00);
     assert!(echoes(&mut after, b"after"));
+    // Both denials, under two reloaded configurations, are in the counters.
+    let denied = "socksgate_sessions_total{command=\"connect\",outcome=\"denied\"} 2";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !scrape(admin).contains(denied) {
+        assert!(Instant::now() < deadline, "{}", scrape(admin));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop((before, after));
     stop(&mut child);
+}
+
+/// The admin listener's `/metrics`.
+fn scrape(admin: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// `socksgate check -c PATH` with extra environment.

@@ -359,8 +359,8 @@ fn chains_and_routes_carry_the_command_to_a_hop_that_serves_it() {
 }
 
 /// The wire format itself (docs/extensions/icmp.md, "The messages"): unknown types are
-/// skipped, an echo request's data comes back in the reply with its sequence number, and a
-/// body too short for its type ends the session.
+/// skipped, an echo request's data comes back in the reply with its sequence number,
+/// oversized data is dropped, and a body too short for its type ends the session.
 #[test]
 fn messages_of_unknown_types_are_skipped_and_short_bodies_close_the_session() {
     let Some(site) = Site::new(&icmp_on("raw"), false) else {
@@ -382,6 +382,27 @@ fn messages_of_unknown_types_are_skipped_and_short_bodies_close_the_session() {
             IcmpMessage::EchoReply { seq, data, .. } => {
                 assert_eq!((seq, data.as_slice()), (7, &b"hello"[..]));
             }
+            other => panic!("expected an echo reply, got {other:?}"),
+        }
+        // DATA longer than an IPv4 datagram can carry (65,507 bytes) is dropped: the next
+        // request's answer is the first to come.
+        let mut out = Vec::new();
+        let (seq, ttl) = (8, 0);
+        IcmpMessage::EchoRequest {
+            seq,
+            ttl,
+            data: vec![0; 65_508],
+        }
+        .encode(&mut out);
+        IcmpMessage::EchoRequest {
+            seq: 9,
+            ttl,
+            data: b"after".to_vec(),
+        }
+        .encode(&mut out);
+        stream.write_all(&out).unwrap();
+        match read_message(&mut stream) {
+            IcmpMessage::EchoReply { seq, .. } => assert_eq!(seq, 9),
             other => panic!("expected an echo reply, got {other:?}"),
         }
         // An echo request needs at least SEQ and TTL: a 1-byte body is malformed.

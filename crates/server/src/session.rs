@@ -349,21 +349,25 @@ async fn secure(
     Ok(Layered::new(MaybeTls::Tls(Box::new(stream))))
 }
 
-/// How a session ended, for the metrics.
-fn ending(result: &Result<Ended, Failure>) -> crate::metrics::Ending<'_> {
-    let outcome = match result {
+/// The word for how a session ended (the access log's `outcome`, the metrics' label).
+fn outcome_of(result: &Result<Ended, Failure>) -> &'static str {
+    match result {
         Ok(Ended::Relay(RelayEnd::Closed)) => "closed",
         Ok(Ended::Relay(RelayEnd::Idle)) => "idle-timeout",
         Ok(Ended::Relay(RelayEnd::Error(_))) => "reset",
         Ok(Ended::Association(end)) => end.outcome(),
         Err(failure) => failure.outcome(),
-    };
+    }
+}
+
+/// How a session ended, for the metrics.
+fn ending(result: &Result<Ended, Failure>) -> crate::metrics::Ending<'_> {
     let denied_by = match result {
         Err(Failure::Denied(rule) | Failure::ClientDenied(rule)) => Some(rule.as_str()),
         _ => None,
     };
     crate::metrics::Ending {
-        outcome,
+        outcome: outcome_of(result),
         denied_by,
         authentication_failed: matches!(
             result,
@@ -373,21 +377,21 @@ fn ending(result: &Result<Ended, Failure>) -> crate::metrics::Ending<'_> {
 }
 
 fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
+    let outcome = outcome_of(&result);
     match result {
-        Ok(Ended::Relay(RelayEnd::Closed)) => record.emit("closed", None),
-        Ok(Ended::Relay(RelayEnd::Idle)) => record.emit("idle-timeout", None),
-        Ok(Ended::Relay(RelayEnd::Error(error))) => record.emit("reset", Some(&error)),
+        Ok(Ended::Relay(RelayEnd::Error(error))) => record.emit(outcome, Some(&error)),
         Ok(Ended::Association(end)) => record.emit(
-            end.outcome(),
+            outcome,
             end.error().map(|error| error as &dyn std::fmt::Display),
         ),
         Err(failure) => {
             let detail = failure.detail();
             record.emit(
-                failure.outcome(),
+                outcome,
                 detail.as_ref().map(|d| d as &dyn std::fmt::Display),
             )
         }
+        Ok(Ended::Relay(RelayEnd::Closed | RelayEnd::Idle)) => record.emit(outcome, None),
     }
 }
 

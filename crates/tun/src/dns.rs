@@ -21,7 +21,7 @@ const HEADER: usize = 12;
 
 /// Names and the fake addresses given to them, both ways.
 #[derive(Debug)]
-pub struct FakeDns {
+pub(crate) struct FakeDns {
     by_name: HashMap<String, Ipv4Addr>,
     by_address: HashMap<Ipv4Addr, String>,
     next: u32,
@@ -39,18 +39,18 @@ impl Default for FakeDns {
 
 impl FakeDns {
     /// Whether `address` is one this server hands out.
-    pub fn is_fake(address: Ipv4Addr) -> bool {
+    pub(crate) fn is_fake(address: Ipv4Addr) -> bool {
         (POOL_FIRST..=POOL_LAST).contains(&u32::from(address))
     }
 
     /// The name a fake address was given for.
-    pub fn name_of(&self, address: Ipv4Addr) -> Option<&str> {
+    pub(crate) fn name_of(&self, address: Ipv4Addr) -> Option<&str> {
         self.by_address.get(&address).map(String::as_str)
     }
 
     /// The answer to a DNS query (RFC 1035 §4.1), or `None` for a message that is not a
     /// query this server can answer at all (it is dropped, as a server drops garbage).
-    pub fn answer(&mut self, query: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn answer(&mut self, query: &[u8]) -> Option<Vec<u8>> {
         let header = query.get(..HEADER)?;
         let is_query = header[2] & 0x80 == 0;
         let question_count = u16::from_be_bytes([header[4], header[5]]);

@@ -11,7 +11,6 @@ pub mod namespace;
 pub mod routing;
 mod stack;
 
-pub use dns::FakeDns;
 pub use stack::serve;
 /// The TUN device a session's stack reads (made by [`namespace::isolate_thread`]).
 pub use tun::Device;
