@@ -281,43 +281,97 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     ));
 }
 
-/// A cap holds within 10% over 5 seconds (the first second, with its burst, not counted).
-#[test]
-fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
-    const RATE: f64 = 1_000_000.0;
+/// A target that sends as fast as it is taken, on every connection, until the reader goes.
+fn endless_source() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let block = vec![7u8; 64 * 1024];
-        // As fast as the proxy takes it, until the client goes away.
-        while stream.write_all(&block).is_ok() {}
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            std::thread::spawn(move || {
+                let block = vec![7u8; 64 * 1024];
+                while stream.write_all(&block).is_ok() {}
+            });
+        }
     });
+    target
+}
+
+/// Bytes per second each stream received over five seconds, from one second after the call
+/// (the burst at the start is not counted).
+fn download_rates(streams: Vec<TcpStream>) -> Vec<f64> {
+    let begin = Instant::now() + Duration::from_secs(1);
+    let end = begin + Duration::from_secs(5);
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut counted = 0usize;
+                loop {
+                    let read = stream.read(&mut buffer).unwrap();
+                    assert!(read > 0, "the target stopped");
+                    let now = Instant::now();
+                    if now >= end {
+                        return counted as f64 / 5.0;
+                    }
+                    if now >= begin {
+                        counted += read;
+                    }
+                }
+            })
+        })
+        .collect();
+    readers.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
+fn assert_within_ten_percent(rate: f64, cap: f64, what: &str) {
+    assert!(
+        (rate - cap).abs() <= cap * 0.10,
+        "{what}: {rate:.0} B/s through a cap of {cap:.0} B/s"
+    );
+}
+
+/// A cap holds within 10% over 5 seconds (the first second, with its burst, not counted).
+#[test]
+fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
+    let target = endless_source().to_string();
     let server = TestServer::start_with(config_with(
         "[[rule]]\naction = \"allow\"\nbandwidth = \"1MB/s\"\n",
     ));
-    let mut stream = socks5_connect(server.addr(), &target.to_string()).unwrap();
-    let mut buffer = vec![0u8; 64 * 1024];
-    let started = Instant::now();
-    let (mut counted, mut window_start) = (0usize, None);
-    loop {
-        let read = stream.read(&mut buffer).unwrap();
-        assert!(read > 0, "the target stopped");
-        let elapsed = started.elapsed();
-        if elapsed < Duration::from_secs(1) {
-            continue;
-        }
-        let since = *window_start.get_or_insert(Instant::now());
-        if since.elapsed() >= Duration::from_secs(5) {
-            break;
-        }
-        counted += read;
-    }
-    let rate = counted as f64 / 5.0;
+    let stream = socks5_connect(server.addr(), &target).unwrap();
+    let rates = download_rates(vec![stream]);
+    assert_within_ten_percent(rates[0], 1_000_000.0, "one session");
+}
+
+/// A user's cap is shared by all of the user's sessions (each session still moving), and
+/// each user has their own: three sessions of alice together, and bob's one, each within 10%
+/// of the cap over 5 s.
+#[test]
+fn a_per_user_bandwidth_cap_is_shared_by_the_users_sessions() {
+    let target = endless_source().to_string();
+    let server = TestServer::start_with(config_with("[limits]\nbandwidth_per_user = \"1MB/s\"\n"));
+    // SOCKS4 USERIDs name the users here.
+    let as_user = |user: &str| {
+        let protocol = ClientProtocol::Socks4 {
+            user_id: user.as_bytes().to_vec(),
+        };
+        connect_via(server.addr(), protocol, &target).unwrap()
+    };
+    let streams = vec![
+        as_user("alice"),
+        as_user("alice"),
+        as_user("alice"),
+        as_user("bob"),
+    ];
+    let rates = download_rates(streams);
+    let alice: f64 = rates[..3].iter().sum();
+    assert_within_ten_percent(alice, 1_000_000.0, "alice's three sessions together");
     assert!(
-        (rate - RATE).abs() <= RATE * 0.10,
-        "{rate:.0} B/s through a cap of {RATE:.0} B/s"
+        rates[..3].iter().all(|&rate| rate > 100_000.0),
+        "every session of alice moves: {rates:?}"
     );
+    assert_within_ten_percent(rates[3], 1_000_000.0, "bob's session");
 }
 
 #[test]
@@ -371,4 +425,43 @@ fn udp_datagrams_are_judged_one_destination_at_a_time() {
         denied_with(socks5_connect(server.addr(), &to(allowed.port).to_string())),
         Reply::NOT_ALLOWED
     );
+}
+
+/// `limits.connection_rate_per_source`: beyond the burst, a source's connections are closed
+/// before a byte is read (logged as rate-limited); another source is not affected.
+#[test]
+fn connections_beyond_the_rate_per_source_are_closed() {
+    let echo = EchoTarget::start();
+    let target = echo.addr.to_string();
+    let server = TestServer::start_with(config_with("[limits]\nconnection_rate_per_source = 3\n"));
+    let started = Instant::now();
+    let attempts: Vec<_> = (0..10)
+        .map(|_| socks5_connect(server.addr(), &target))
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let admitted = attempts.iter().filter(|attempt| attempt.is_ok()).count();
+    // A burst of 3, plus what refilled (3 per second) while the attempts were made.
+    let most = 3 + (elapsed * 3.0).ceil() as usize;
+    assert!(
+        (3..=most).contains(&admitted),
+        "{admitted} of 10 admitted in {elapsed:.2} s"
+    );
+    let refused = 10 - admitted;
+    let log = server.wait_for_sessions(refused);
+    let limited: Vec<_> = log
+        .iter()
+        .filter(|event| event["outcome"] == "rate-limited")
+        .collect();
+    assert_eq!(limited.len(), refused, "{log:#?}");
+    assert_eq!(limited[0]["detail"], "limits.connection_rate_per_source");
+    // Another address has its own allowance.
+    let mut other = connect_from([127, 0, 0, 2].into(), server.addr()).unwrap();
+    let machine = socksgate_proto::client::ClientHandshake::new(
+        ClientProtocol::socks5(),
+        socksgate_proto::Command::CONNECT,
+        target.parse().unwrap(),
+    )
+    .unwrap();
+    socksgate_tests::handshake(&mut other, machine).unwrap();
+    assert_echoes(&mut other, b"another address");
 }

@@ -186,6 +186,17 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             "must be at least 1",
             origin,
         )?,
+        bandwidth_per_user: rules::rate_field(
+            raw.limits.bandwidth_per_user.as_ref(),
+            "limits.bandwidth_per_user",
+            origin,
+        )?,
+        connection_rate_per_source: count_field(
+            &raw.limits.connection_rate_per_source,
+            "limits.connection_rate_per_source",
+            "must be at least 1",
+            origin,
+        )?,
     };
 
     let log = Log {

@@ -166,6 +166,11 @@ pub struct Limits {
     pub max_sessions_per_source: Option<u32>,
     /// Sessions at once of one user, server-wide (refused as above). `None`: no limit.
     pub max_sessions_per_user: Option<u32>,
+    /// Bytes per second each way that all of one user's sessions share. `None`: no cap.
+    pub bandwidth_per_user: Option<u64>,
+    /// New connections per second from one client address (bursts of as many); beyond it a
+    /// connection is closed before a byte is read. `None`: no limit.
+    pub connection_rate_per_source: Option<u32>,
 }
 
 impl Default for Limits {
@@ -174,6 +179,8 @@ impl Default for Limits {
             max_sessions: 10_000,
             max_sessions_per_source: None,
             max_sessions_per_user: None,
+            bandwidth_per_user: None,
+            connection_rate_per_source: None,
         }
     }
 }

@@ -131,6 +131,8 @@ pub(crate) struct RawLimits {
     pub(crate) max_sessions: Option<Spanned<u64>>,
     pub(crate) max_sessions_per_source: Option<Spanned<u64>>,
     pub(crate) max_sessions_per_user: Option<Spanned<u64>>,
+    pub(crate) bandwidth_per_user: Option<Spanned<String>>,
+    pub(crate) connection_rate_per_source: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +199,7 @@ pub(crate) struct RawRule {
     pub(crate) max_sessions_per_user: Option<u32>,
     pub(crate) max_sessions_per_source: Option<u32>,
     pub(crate) bandwidth: Option<Spanned<String>>,
+    pub(crate) bandwidth_per_user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,6 +66,12 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     if let Some(limit) = config.limits.max_sessions_per_user {
         let _ = writeln!(out, "max_sessions_per_user = {limit}");
     }
+    if let Some(rate) = config.limits.bandwidth_per_user {
+        let _ = writeln!(out, "bandwidth_per_user = \"{rate}B/s\"");
+    }
+    if let Some(rate) = config.limits.connection_rate_per_source {
+        let _ = writeln!(out, "connection_rate_per_source = {rate}");
+    }
     let _ = writeln!(out, "\n[log]");
     let format = match config.log.format {
         LogFormat::Human => "human",
@@ -272,6 +278,9 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
         }
         if let Some(rate) = options.bandwidth {
             let _ = writeln!(out, "bandwidth = \"{rate}B/s\"");
+        }
+        if let Some(rate) = options.bandwidth_per_user {
+            let _ = writeln!(out, "bandwidth_per_user = \"{rate}B/s\"");
         }
     }
 }

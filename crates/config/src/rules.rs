@@ -119,17 +119,12 @@ fn validate_rule(
             }
         },
     };
-    let bandwidth = match &raw.bandwidth {
-        None => None,
-        Some(text) => Some(parse_bandwidth(text.get_ref()).ok_or_else(|| {
-            ConfigError::new(
-                origin,
-                "expected a rate like \"10MB/s\", \"512KiB/s\" or \"100mbit\"",
-            )
-            .at(origin, Some(text.span()))
-            .field(field("bandwidth"))
-        })?),
-    };
+    let bandwidth = rate_field(raw.bandwidth.as_ref(), &field("bandwidth"), origin)?;
+    let bandwidth_per_user = rate_field(
+        raw.bandwidth_per_user.as_ref(),
+        &field("bandwidth_per_user"),
+        origin,
+    )?;
     Ok(Rule {
         origin: rule_origin,
         from: list(&raw.from, &field("from"), origin, Cidr::from_str)?,
@@ -152,6 +147,7 @@ fn validate_rule(
             max_sessions_per_user: raw.max_sessions_per_user,
             max_sessions_per_source: raw.max_sessions_per_source,
             bandwidth,
+            bandwidth_per_user,
         },
     })
 }
@@ -232,6 +228,26 @@ pub fn command_name(command: Command) -> &'static str {
         Command::ICMP_ECHO => "icmp",
         _ => "connect",
     }
+}
+
+/// An optional rate field (`bandwidth`, …); an error names the field and points at the value.
+pub(crate) fn rate_field(
+    raw: Option<&Spanned<String>>,
+    field: &str,
+    origin: &crate::error::Origin<'_>,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = raw else {
+        return Ok(None);
+    };
+    let rate = parse_bandwidth(text.get_ref()).ok_or_else(|| {
+        ConfigError::new(
+            origin,
+            "expected a rate like \"10MB/s\", \"512KiB/s\" or \"100mbit\"",
+        )
+        .at(origin, Some(text.span()))
+        .field(field)
+    })?;
+    Ok(Some(rate))
 }
 
 /// `10MB/s`, `512KiB/s`, `100mbit`, `1000` (bytes per second).

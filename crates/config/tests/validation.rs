@@ -257,6 +257,37 @@ fn server_wide_session_limits_per_source_and_user() {
 }
 
 #[test]
+fn server_wide_bandwidth_per_user_and_connection_rate_per_source() {
+    let config = parse(
+        "[limits]\nbandwidth_per_user = \"2MB/s\"\nconnection_rate_per_source = 20\n\n\
+         [[rule]]\naction = \"allow\"\nbandwidth_per_user = \"512KiB/s\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.limits.bandwidth_per_user, Some(2_000_000));
+    assert_eq!(config.limits.connection_rate_per_source, Some(20));
+    assert_eq!(
+        config.policy.rules[0].options.bandwidth_per_user,
+        Some(512 * 1024)
+    );
+    let rendered = parse(&config.to_toml()).unwrap();
+    assert_eq!(rendered.limits, config.limits);
+    assert_eq!(
+        rendered.policy.rules[0].options,
+        config.policy.rules[0].options
+    );
+    let error = parse("[limits]\nbandwidth_per_user = \"fast\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("limits.bandwidth_per_user"));
+    assert_eq!(error.position.map(|(line, _)| line), Some(2), "{error}");
+    let error = parse("[limits]\nconnection_rate_per_source = 0\n").unwrap_err();
+    assert_eq!(
+        error.field.as_deref(),
+        Some("limits.connection_rate_per_source")
+    );
+    let error = parse("[[rule]]\naction = \"allow\"\nbandwidth_per_user = \"x\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("rule[0].bandwidth_per_user"));
+}
+
+#[test]
 fn listeners_behind_load_balancers_name_them() {
     let config = parse(
         "[[listen]]\naddress = \"127.0.0.1:1080\"\nproxy_protocol = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",

@@ -86,6 +86,8 @@ pub struct RuleOptions {
     pub max_sessions_per_source: Option<u32>,
     /// Bytes per second each way, per session.
     pub bandwidth: Option<u64>,
+    /// Bytes per second each way, shared by all of one user's sessions under this rule.
+    pub bandwidth_per_user: Option<u64>,
 }
 
 /// A client (connection-stage) rule. Empty lists match anything.

@@ -1,13 +1,13 @@
 //! The policy, applied: at accept (client rules), on each request (request rules, resolving
 //! a name only when the decision depends on its address), and per rule the session limits.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, PoisonError};
 
 use socksgate_policy::{Action, Evaluation, Moment, Reason, Request, Rule, RuleOptions, Verdict};
 use socksgate_proto::{Command, Host, Method, Reply};
 
+use crate::limits::{LimitScope, LimitSlot, SERVER_SCOPE};
+use crate::relay::Caps;
 use crate::session::{Failure, Requested};
 use crate::Shared;
 
@@ -23,6 +23,8 @@ pub(crate) struct Grant {
     pub(crate) route: Option<std::sync::Arc<str>>,
     /// Holds the rule's session-limit slots for as long as the session lives.
     pub(crate) _slots: Vec<LimitSlot>,
+    /// The bandwidth caps its relay obeys.
+    pub(crate) caps: Caps,
 }
 
 /// The current moment in the server's local time zone.
@@ -87,19 +89,25 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             per_source: rule.options.max_sessions_per_source,
         }),
     ];
-    let slots = match shared.limits.acquire(&scopes, request.source, request.user) {
+    let slots = match shared
+        .limits
+        .sessions
+        .acquire(&scopes, request.source, request.user)
+    {
         Ok(slots) => slots,
         Err(limit) => {
             session.refuse(Reply::NOT_ALLOWED).await;
             return Err(Failure::Denied(format!("{rule_name}: {limit}")));
         }
     };
+    let caps = bandwidth_caps(shared, verdict.rule(), request.user);
     let Some(rule) = verdict.rule() else {
         return Ok(Grant {
             options: RuleOptions::default(),
             addresses,
             route: None,
             _slots: slots,
+            caps,
         });
     };
     Ok(Grant {
@@ -112,7 +120,33 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
         },
         route: rule.route.clone(),
         _slots: slots,
+        caps,
     })
+}
+
+/// The session's own cap (the rule's `bandwidth`), and the caps it shares with the user's
+/// other sessions: server-wide and the rule's `bandwidth_per_user`.
+fn bandwidth_caps(shared: &Shared, rule: Option<&Rule>, user: Option<&str>) -> Caps {
+    let mut caps = Caps {
+        session: rule.and_then(|rule| rule.options.bandwidth),
+        shared: Vec::new(),
+    };
+    let Some(user) = user else {
+        return caps;
+    };
+    let per_user = [
+        (SERVER_SCOPE, shared.session_caps.bandwidth_per_user),
+        rule.map_or((SERVER_SCOPE, None), |rule| {
+            (rule.origin.line, rule.options.bandwidth_per_user)
+        }),
+    ];
+    for (scope, rate) in per_user {
+        if let Some(rate) = rate {
+            caps.shared
+                .push(shared.limits.bandwidth.get(scope, user, rate));
+        }
+    }
+    caps
 }
 
 /// Resolves the destination name and decides for each address; the allowed ones are kept.
@@ -189,102 +223,4 @@ pub(crate) struct DatagramSubject<'a> {
     pub(crate) user: Option<&'a str>,
     pub(crate) groups: &'a [String],
     pub(crate) method: Method,
-}
-
-/// Counts sessions per scope (the server, or a rule) and user, and per scope and source
-/// address.
-#[derive(Debug, Default)]
-pub(crate) struct SessionLimits {
-    counts: Mutex<HashMap<(usize, LimitKey), u32>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum LimitKey {
-    User(String),
-    Source(IpAddr),
-}
-
-/// One held slot; released when dropped.
-#[derive(Debug)]
-pub(crate) struct LimitSlot {
-    limits: std::sync::Arc<SessionLimits>,
-    key: (usize, LimitKey),
-}
-
-impl Drop for LimitSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .limits
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
-        }
-    }
-}
-
-/// The scope of the server-wide limits (rules are numbered by their line, from 1).
-const SERVER_SCOPE: usize = 0;
-
-/// The session limits of one scope: the server's, or a rule's.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LimitScope {
-    id: usize,
-    per_user: Option<u32>,
-    per_source: Option<u32>,
-}
-
-impl SessionLimits {
-    /// Takes a slot under each limit of each scope, or says which one is full.
-    fn acquire(
-        self: &std::sync::Arc<Self>,
-        scopes: &[Option<LimitScope>],
-        source: IpAddr,
-        user: Option<&str>,
-    ) -> Result<Vec<LimitSlot>, &'static str> {
-        let mut wanted = Vec::new();
-        for scope in scopes.iter().flatten() {
-            let server = scope.id == SERVER_SCOPE;
-            if let (Some(limit), Some(user)) = (scope.per_user, user) {
-                let name = if server {
-                    "limits.max_sessions_per_user"
-                } else {
-                    "max_sessions_per_user"
-                };
-                wanted.push(((scope.id, LimitKey::User(user.to_owned())), limit, name));
-            }
-            if let Some(limit) = scope.per_source {
-                let name = if server {
-                    "limits.max_sessions_per_source"
-                } else {
-                    "max_sessions_per_source"
-                };
-                wanted.push(((scope.id, LimitKey::Source(source)), limit, name));
-            }
-        }
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, _, name)) = wanted
-            .iter()
-            .find(|(key, limit, _)| counts.get(key).copied().unwrap_or(0) >= *limit)
-        {
-            return Err(name);
-        }
-        Ok(wanted
-            .into_iter()
-            .map(|(key, _, _)| {
-                *counts.entry(key.clone()).or_insert(0) += 1;
-                LimitSlot {
-                    limits: self.clone(),
-                    key,
-                }
-            })
-            .collect())
-    }
 }

@@ -17,8 +17,9 @@ use socksgate_client::{Chain, ChainError, ProxyStream};
 use socksgate_proto::Reply;
 use tokio::io::AsyncWriteExt;
 
-use crate::authorize::{Grant, LimitSlot};
-use crate::relay::{self, Counters, Relay};
+use crate::authorize::Grant;
+use crate::limits::LimitSlot;
+use crate::relay::{self, Caps, Counters, Relay};
 use crate::session::{Failure, Requested};
 use crate::stream::ClientStream;
 
@@ -58,8 +59,8 @@ where
 pub(crate) struct Established {
     /// The target (CONNECT) or the peer (BIND), or the upstream carrying either.
     pub(crate) other: ProxyStream,
-    /// The deciding rule's cap, bytes per second each way.
-    pub(crate) bandwidth: Option<u64>,
+    /// The bandwidth caps of the relay.
+    pub(crate) caps: Caps,
     /// The rule's session-limit slots, held for as long as the relay runs.
     pub(crate) _slots: Box<[LimitSlot]>,
 }
@@ -72,14 +73,7 @@ impl Established {
         idle: Option<Duration>,
         counters: &'a Counters,
     ) -> Relay<'a, Box<[LimitSlot]>> {
-        relay::relay(
-            client,
-            self.other,
-            self._slots,
-            idle,
-            self.bandwidth,
-            counters,
-        )
+        relay::relay(client, self.other, self._slots, idle, &self.caps, counters)
     }
 }
 
@@ -99,7 +93,7 @@ async fn established(
     }
     Ok(Established {
         other,
-        bandwidth: grant.options.bandwidth,
+        caps: grant.caps,
         _slots: grant._slots.into_boxed_slice(),
     })
 }

@@ -17,6 +17,7 @@ mod command;
 #[cfg(feature = "gssapi")]
 mod gss;
 mod icmp;
+mod limits;
 mod listener;
 mod metrics;
 mod outbound;
@@ -86,7 +87,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
-    pub(crate) limits: Arc<authorize::SessionLimits>,
+    /// Sessions held, shared bandwidth, connection rates: kept across reloads.
+    pub(crate) limits: Arc<limits::LimitState>,
     /// Server-wide session limits per source and per user.
     pub(crate) session_caps: socksgate_config::Limits,
     /// What each configured listener accepts (methods, SOCKS4, TLS).
@@ -107,6 +109,7 @@ struct Lasting {
     stats: Arc<Stats>,
     metrics: Arc<metrics::Metrics>,
     throttle: Arc<Throttle>,
+    limits: Arc<limits::LimitState>,
 }
 
 impl Shared {
@@ -132,7 +135,7 @@ impl Shared {
             metrics: lasting.metrics.clone(),
             policy: config.policy.clone(),
             clock: lasting.clock.clone(),
-            limits: Arc::default(),
+            limits: lasting.limits.clone(),
             session_caps: config.limits,
             listener_setups: config
                 .listeners
@@ -380,6 +383,7 @@ impl Server {
             stats: Arc::default(),
             metrics: Arc::default(),
             throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
+            limits: Arc::default(),
         };
         let current = Arc::new(RwLock::new(Arc::new(Shared::new(
             &config, None, &tls, &lasting,

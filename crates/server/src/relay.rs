@@ -28,7 +28,8 @@ mod flow;
 #[cfg(target_os = "linux")]
 mod pipe;
 
-pub(crate) use bucket::Bucket;
+pub(crate) use bucket::{Caps, SharedCap};
+use bucket::{Direction, Limiter};
 
 /// Descriptors the relay may hold beyond the sessions' own sockets: the pooled pipes.
 #[cfg(target_os = "linux")]
@@ -77,8 +78,7 @@ impl Counters {
 }
 
 /// Relays between `client` and `target` until both directions are closed, a socket fails,
-/// or (with `idle`) nothing moves for that long. `bandwidth` caps each direction, in bytes
-/// per second.
+/// or (with `idle`) nothing moves for that long, under the bandwidth `caps`.
 /// The relay owns `target` and `held` (what must live as long as it does), so a session
 /// keeps them in one place.
 pub(crate) fn relay<'a, H>(
@@ -86,7 +86,7 @@ pub(crate) fn relay<'a, H>(
     target: ProxyStream,
     held: H,
     idle: Option<Duration>,
-    bandwidth: Option<u64>,
+    caps: &Caps,
     counters: &'a Counters,
 ) -> Relay<'a, H> {
     let target = match target.into_tcp() {
@@ -98,14 +98,14 @@ pub(crate) fn relay<'a, H>(
         Ok(target) => Ends::Splice {
             client: &*client,
             target,
-            up: Flow::new(bandwidth),
-            down: Flow::new(bandwidth),
+            up: Flow::new(caps.limiter(Direction::Up)),
+            down: Flow::new(caps.limiter(Direction::Down)),
         },
         Err(target) => Ends::Buffered {
             client,
             target,
-            up: Copy::new(bandwidth),
-            down: Copy::new(bandwidth),
+            up: Copy::new(caps.limiter(Direction::Up)),
+            down: Copy::new(caps.limiter(Direction::Down)),
         },
     };
     Relay {

@@ -74,6 +74,8 @@ pub(crate) enum Failure {
     ProxyHeader(String),
     /// A source not trusted as a load balancer sent a PROXY protocol header.
     UntrustedProxyHeader,
+    /// The source opened connections faster than `limits.connection_rate_per_source`.
+    RateLimited,
 }
 
 impl Failure {
@@ -96,6 +98,7 @@ impl Failure {
             Self::Upstream(_) => "upstream-failed",
             Self::ProxyHeader(_) => "bad-proxy-header",
             Self::UntrustedProxyHeader => "untrusted-proxy-header",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -113,6 +116,7 @@ impl Failure {
             | Self::Upstream(why)
             | Self::ProxyHeader(why)
             | Self::Gssapi(why) => Some(why.clone()),
+            Self::RateLimited => Some("limits.connection_rate_per_source".to_owned()),
             _ => None,
         }
     }
@@ -222,6 +226,16 @@ fn serve_session(
                 if let Err(failure) = boxed(proxied(&mut client, trusted, limit, &mut record)).await
                 {
                     break 'session Err(failure);
+                }
+            }
+            if let Some(rate) = shared.session_caps.connection_rate_per_source {
+                // Too fast: closed before a byte is read, as cheaply as it can be.
+                if !shared
+                    .limits
+                    .connection_rates
+                    .admit(record.client.ip(), rate)
+                {
+                    break 'session Err(Failure::RateLimited);
                 }
             }
             if let Some(why) = client_refusal(shared, &record) {

@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::Bucket;
+use super::Limiter;
 
 /// The size of a pooled buffer: one TLS record's worth of plaintext.
 const BUFFER_SIZE: usize = 16 * 1024;
@@ -41,7 +41,7 @@ pub(super) struct Copy {
     /// The source reached end of file; the destination is still to be shut down.
     end_of_file: bool,
     finished: bool,
-    bucket: Option<Box<Bucket>>,
+    limiter: Option<Box<Limiter>>,
 }
 
 impl Drop for Copy {
@@ -53,14 +53,14 @@ impl Drop for Copy {
 }
 
 impl Copy {
-    pub(super) fn new(bandwidth: Option<u64>) -> Self {
+    pub(super) fn new(limiter: Option<Box<Limiter>>) -> Self {
         Self {
             buffer: None,
             start: 0,
             end: 0,
             end_of_file: false,
             finished: false,
-            bucket: bandwidth.map(|rate| Box::new(Bucket::new(rate))),
+            limiter,
         }
     }
 
@@ -95,8 +95,8 @@ impl Copy {
                 self.finished = true;
                 continue;
             }
-            let allowance = match &mut self.bucket {
-                Some(bucket) => ready!(bucket.poll_allowance(cx, BUFFER_SIZE)),
+            let allowance = match &mut self.limiter {
+                Some(limiter) => ready!(limiter.poll_allowance(cx, BUFFER_SIZE)),
                 None => BUFFER_SIZE,
             };
             let buffer = self.buffer.get_or_insert_with(take_buffer);
@@ -121,8 +121,8 @@ impl Copy {
                     } else {
                         (self.start, self.end) = (0, read);
                         counter.fetch_add(read as u64, Ordering::Relaxed);
-                        if let Some(bucket) = &mut self.bucket {
-                            bucket.spend(read);
+                        if let Some(limiter) = &mut self.limiter {
+                            limiter.spend(read);
                         }
                     }
                 }

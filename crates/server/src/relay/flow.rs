@@ -7,7 +7,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::net::TcpStream;
 
-use super::Bucket;
+use super::Limiter;
 
 /// The buffer for small reads ([`SCRATCH`]). A read that fills it marks a bulk transfer, which on
 /// Linux continues with `splice(2)`.
@@ -29,7 +29,7 @@ pub(super) struct Flow {
     #[cfg(target_os = "linux")]
     pipe: Option<super::pipe::Pipe>,
     /// The bandwidth cap, if any (boxed: most flows have none).
-    bucket: Option<Box<Bucket>>,
+    limiter: Option<Box<Limiter>>,
     /// End of file seen and passed on.
     finished: bool,
 }
@@ -40,12 +40,12 @@ struct Spill {
 }
 
 impl Flow {
-    pub(super) fn new(bandwidth: Option<u64>) -> Self {
+    pub(super) fn new(limiter: Option<Box<Limiter>>) -> Self {
         Self {
             spill: None,
             #[cfg(target_os = "linux")]
             pipe: None,
-            bucket: bandwidth.map(|rate| Box::new(Bucket::new(rate))),
+            limiter,
             finished: false,
         }
     }
@@ -63,8 +63,8 @@ impl Flow {
                 return Poll::Ready(Ok(()));
             }
             ready!(self.poll_flush(cx, to))?;
-            let allowance = match &mut self.bucket {
-                Some(bucket) => ready!(bucket.poll_allowance(cx, usize::MAX)),
+            let allowance = match &mut self.limiter {
+                Some(limiter) => ready!(limiter.poll_allowance(cx, usize::MAX)),
                 None => usize::MAX,
             };
             ready!(from.poll_read_ready(cx))?;
@@ -75,8 +75,8 @@ impl Flow {
                 }
                 Ok(moved) => {
                     counter.fetch_add(moved as u64, Ordering::Relaxed);
-                    if let Some(bucket) = &mut self.bucket {
-                        bucket.spend(moved);
+                    if let Some(limiter) = &mut self.limiter {
+                        limiter.spend(moved);
                     }
                 }
                 // Readiness is cleared: the next poll_read_ready registers for a wake-up.

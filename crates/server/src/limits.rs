@@ -1,0 +1,207 @@
+//! Limits that span sessions: sessions at once per scope (the server, or a rule) and user or
+//! source, bandwidth shared by a user's sessions, and new connections per second per source.
+//! All of them outlive reloads: a reload must not forgive what is in use.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::relay::SharedCap;
+
+/// Every cross-session limit's state.
+#[derive(Debug, Default)]
+pub(crate) struct LimitState {
+    pub(crate) sessions: Arc<SessionLimits>,
+    pub(crate) bandwidth: SharedCaps,
+    pub(crate) connection_rates: ConnectionRates,
+}
+
+/// Counts sessions per scope (the server, or a rule) and user, and per scope and source
+/// address.
+#[derive(Debug, Default)]
+pub(crate) struct SessionLimits {
+    counts: Mutex<HashMap<(usize, LimitKey), u32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LimitKey {
+    User(String),
+    Source(IpAddr),
+}
+
+/// One held slot; released when dropped.
+#[derive(Debug)]
+pub(crate) struct LimitSlot {
+    limits: Arc<SessionLimits>,
+    key: (usize, LimitKey),
+}
+
+impl Drop for LimitSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .limits
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The scope of the server-wide limits (rules are numbered by their line, from 1).
+pub(crate) const SERVER_SCOPE: usize = 0;
+
+/// The session limits of one scope: the server's, or a rule's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LimitScope {
+    pub(crate) id: usize,
+    pub(crate) per_user: Option<u32>,
+    pub(crate) per_source: Option<u32>,
+}
+
+impl SessionLimits {
+    /// Takes a slot under each limit of each scope, or says which one is full.
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        scopes: &[Option<LimitScope>],
+        source: IpAddr,
+        user: Option<&str>,
+    ) -> Result<Vec<LimitSlot>, &'static str> {
+        let mut wanted = Vec::new();
+        for scope in scopes.iter().flatten() {
+            let server = scope.id == SERVER_SCOPE;
+            if let (Some(limit), Some(user)) = (scope.per_user, user) {
+                let name = if server {
+                    "limits.max_sessions_per_user"
+                } else {
+                    "max_sessions_per_user"
+                };
+                wanted.push(((scope.id, LimitKey::User(user.to_owned())), limit, name));
+            }
+            if let Some(limit) = scope.per_source {
+                let name = if server {
+                    "limits.max_sessions_per_source"
+                } else {
+                    "max_sessions_per_source"
+                };
+                wanted.push(((scope.id, LimitKey::Source(source)), limit, name));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, name)) = wanted
+            .iter()
+            .find(|(key, limit, _)| counts.get(key).copied().unwrap_or(0) >= *limit)
+        {
+            return Err(name);
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|(key, _, _)| {
+                *counts.entry(key.clone()).or_insert(0) += 1;
+                LimitSlot {
+                    limits: self.clone(),
+                    key,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Bandwidth caps shared by a user's sessions, one per scope, user and rate; a cap lives as
+/// long as a session holds it.
+#[derive(Debug, Default)]
+pub(crate) struct SharedCaps {
+    caps: Mutex<HashMap<(usize, String, u64), Weak<SharedCap>>>,
+}
+
+impl SharedCaps {
+    /// The cap `user`'s sessions in `scope` share (made when none of them holds one).
+    pub(crate) fn get(&self, scope: usize, user: &str, rate: u64) -> Arc<SharedCap> {
+        let mut caps = self.caps.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (scope, user.to_owned(), rate);
+        if let Some(cap) = caps.get(&key).and_then(Weak::upgrade) {
+            return cap;
+        }
+        // Forget the caps no session holds any more, each time the table doubles.
+        if caps.len() >= 64 && caps.len().is_power_of_two() {
+            caps.retain(|_, cap| cap.strong_count() > 0);
+        }
+        let cap = Arc::new(SharedCap::new(rate));
+        caps.insert(key, Arc::downgrade(&cap));
+        cap
+    }
+}
+
+/// New connections per second per source address: a token bucket per address, in a table
+/// bounded by forgetting addresses whose bucket has refilled.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionRates {
+    buckets: Mutex<HashMap<IpAddr, (f64, std::time::Instant)>>,
+}
+
+/// Sources remembered before the table is swept of full buckets.
+const RATE_TABLE_SWEEP: usize = 4096;
+
+impl ConnectionRates {
+    /// Whether one more connection from `source` is within `per_second` (bursts of as many).
+    pub(crate) fn admit(&self, source: IpAddr, per_second: u32) -> bool {
+        let rate = f64::from(per_second.max(1));
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= RATE_TABLE_SWEEP {
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.duration_since(*last).as_secs_f64() * rate < rate
+            });
+        }
+        let (tokens, last) = buckets.entry(source).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_beyond_the_rate_is_refused_and_the_rate_refills() {
+        let rates = ConnectionRates::default();
+        let source: IpAddr = [127, 0, 0, 9].into();
+        assert!((0..5).all(|_| rates.admit(source, 5)));
+        assert!(!rates.admit(source, 5));
+        // Another source has its own bucket.
+        assert!(rates.admit([127, 0, 0, 10].into(), 5));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(rates.admit(source, 5));
+    }
+
+    #[test]
+    fn sessions_of_one_user_share_a_cap_while_any_holds_it() {
+        let caps = SharedCaps::default();
+        let first = caps.get(0, "alice", 1000);
+        let second = caps.get(0, "alice", 1000);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &caps.get(0, "bob", 1000)));
+        assert!(!Arc::ptr_eq(&first, &caps.get(7, "alice", 1000)));
+        drop((first, second));
+        for user in 0..61 {
+            drop(caps.get(0, &user.to_string(), 1000));
+        }
+        let _held = caps.get(0, "carol", 1000);
+        // 64 entries (alice twice, bob, 61 more), none held: swept before carol's went in.
+        assert_eq!(caps.caps.lock().unwrap().len(), 1);
+    }
+}
