@@ -96,3 +96,87 @@ fn metrics_count_known_traffic_exactly() {
     );
     assert_eq!(get(admin, "/nothing").0, "HTTP/1.1 404 Not Found");
 }
+
+/// The sessions listed by `GET /sessions` (id order).
+fn sessions(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let (status, body) = get(admin, "/sessions");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    parsed["sessions"].as_array().unwrap().clone()
+}
+
+/// Polls `/sessions` until `done` holds of the list (a session leaves when its task ends).
+fn sessions_until(
+    admin: SocketAddr,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = sessions(admin);
+        if done(&listed) {
+            return listed;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listed:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sessions_lists_the_sessions_in_progress_with_their_bytes() {
+    use socksgate_proto::client::ClientProtocol;
+    use socksgate_tests::client::{connect_via, recv_via, send_via, udp_associate};
+    let text = "[admin]\naddress = \"127.0.0.1:0\"\n\n[[rule]]\naction = \"allow\"\n";
+    let mut config = Config::parse(text, Path::new("sessions.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let server = TestServer::start_with(config);
+    let admin = server.admin_addr().unwrap();
+    assert!(sessions(admin).is_empty());
+
+    // A CONNECT by "alice" (a SOCKS4 USERID) that echoed 5 bytes each way.
+    let echo = EchoTarget::start();
+    let alice = ClientProtocol::Socks4 {
+        user_id: b"alice".to_vec(),
+    };
+    let mut stream = connect_via(server.addr(), alice, &echo.addr.to_string()).unwrap();
+    assert_echoes(&mut stream, b"hello");
+    // A UDP association that carried one 4-byte datagram each way.
+    let udp_echo = socksgate_tests::UdpEcho::start();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    let udp_target =
+        socksgate_proto::Address::from(SocketAddr::from(([127, 0, 0, 1], udp_echo.port)));
+    send_via(&socket, relay, &udp_target, b"ping");
+    recv_via(&socket, Duration::from_secs(5)).unwrap();
+
+    let listed = sessions_until(admin, |listed| {
+        listed.len() == 2 && listed[1]["bytes_down"] == 4
+    });
+    let connect = &listed[0];
+    assert_eq!(connect["command"], "connect");
+    assert_eq!(connect["user"], "alice");
+    assert_eq!(connect["target"], echo.addr.to_string());
+    assert_eq!(connect["client"], stream.local_addr().unwrap().to_string());
+    assert_eq!(connect["rule"], "rule sessions.toml:4");
+    assert_eq!(
+        (connect["bytes_up"].as_u64(), connect["bytes_down"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert!(connect["via"].is_null());
+    assert!(
+        connect["started"].as_str().unwrap().starts_with("20"),
+        "{connect}"
+    );
+    let association = &listed[1];
+    assert_eq!(association["command"], "udp");
+    assert!(association["user"].is_null());
+    assert_eq!(association["bytes_up"], 4);
+    assert!(connect["id"].as_u64() < association["id"].as_u64());
+
+    // A session leaves the list when it ends.
+    drop(stream);
+    let listed = sessions_until(admin, |listed| listed.len() == 1);
+    assert_eq!(listed[0]["command"], "udp");
+    drop(control);
+    sessions_until(admin, <[_]>::is_empty);
+}

@@ -41,7 +41,8 @@ pub(crate) struct AccessRecord {
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
-    pub(crate) counters: Counters,
+    /// Shared with the live-session table (`/sessions`) while the session is listed there.
+    pub(crate) counters: std::sync::Arc<Counters>,
     /// BIND: the peer that connected.
     pub(crate) peer: Option<SocketAddr>,
     /// BIND: connections from other hosts than the expected peer, closed.
@@ -52,6 +53,8 @@ pub(crate) struct AccessRecord {
     pub(crate) rule: Option<String>,
     /// The level of this session's event (the deciding rule's `log` option).
     pub(crate) log: LogLevel,
+    /// The session's place in `/sessions`, once granted (with the admin listener on).
+    pub(crate) listed: Option<crate::live::Listed>,
 }
 
 /// Datagrams and bytes each way, and drops by reason, of one association.
@@ -94,12 +97,13 @@ impl AccessRecord {
             command: None,
             target: None,
             reply: None,
-            counters: Counters::default(),
+            counters: std::sync::Arc::default(),
             peer: None,
             rejected_peers: 0,
             udp: None,
             rule: None,
             log: LogLevel::Info,
+            listed: None,
         }
     }
 

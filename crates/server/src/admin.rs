@@ -1,6 +1,6 @@
 //! The admin listener: a small HTTP/1.1 endpoint for operators (`[admin] address`), loopback
 //! unless configured otherwise. `GET /metrics` (Prometheus text), `GET /health` (200 while
-//! the server accepts). One request per connection; anything else gets 404 or 400.
+//! the server accepts), `GET /sessions` (the sessions in progress, JSON). One request per connection; anything else gets 404 or 400.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::live::LiveSessions;
 use crate::metrics::Metrics;
 use crate::Stats;
 
@@ -22,6 +23,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
+    live: Arc<LiveSessions>,
     stop: CancellationToken,
 ) {
     loop {
@@ -34,14 +36,25 @@ pub(crate) async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let (metrics, stats) = (metrics.clone(), stats.clone());
+        let shown = Shown {
+            metrics: metrics.clone(),
+            stats: stats.clone(),
+            live: live.clone(),
+        };
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &metrics, &stats)).await;
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &shown)).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics, stats: &Stats) -> std::io::Result<()> {
+/// What the admin listener shows.
+struct Shown {
+    metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
+    live: Arc<LiveSessions>,
+}
+
+async fn answer(mut stream: TcpStream, shown: &Shown) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
         if head.len() >= MAX_REQUEST || stream.read_buf(&mut head).await? == 0 {
@@ -59,8 +72,13 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics, stats: &Stats) -> std:
     let (method, path) = (parts.next(), parts.next());
     match (method, path) {
         (Some(b"GET"), Some(b"/metrics")) => {
-            let body = metrics.render(stats.sessions(), stats.associations());
+            let stats = &shown.stats;
+            let body = shown.metrics.render(stats.sessions(), stats.associations());
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
+        }
+        (Some(b"GET"), Some(b"/sessions")) => {
+            let body = shown.live.to_json();
+            respond(&mut stream, "200 OK", "application/json", &body).await
         }
         (Some(b"GET"), Some(b"/health")) => {
             respond(&mut stream, "200 OK", "text/plain", "ok\n").await

@@ -19,6 +19,7 @@ mod gss;
 mod icmp;
 mod limits;
 mod listener;
+mod live;
 mod metrics;
 mod outbound;
 mod relay;
@@ -89,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// Sessions held, shared bandwidth, connection rates: kept across reloads.
     pub(crate) limits: Arc<limits::LimitState>,
+    /// The sessions in progress, when the admin listener shows them.
+    pub(crate) live: Option<Arc<live::LiveSessions>>,
     /// Server-wide session limits per source and per user.
     pub(crate) session_caps: socksgate_config::Limits,
     /// What each configured listener accepts (methods, SOCKS4, TLS).
@@ -110,6 +113,7 @@ struct Lasting {
     metrics: Arc<metrics::Metrics>,
     throttle: Arc<Throttle>,
     limits: Arc<limits::LimitState>,
+    live: Arc<live::LiveSessions>,
 }
 
 impl Shared {
@@ -136,6 +140,7 @@ impl Shared {
             policy: config.policy.clone(),
             clock: lasting.clock.clone(),
             limits: lasting.limits.clone(),
+            live: config.admin.map(|_| lasting.live.clone()),
             session_caps: config.limits,
             listener_setups: config
                 .listeners
@@ -384,6 +389,7 @@ impl Server {
             metrics: Arc::default(),
             throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
             limits: Arc::default(),
+            live: Arc::default(),
         };
         let current = Arc::new(RwLock::new(Arc::new(Shared::new(
             &config, None, &tls, &lasting,
@@ -496,6 +502,7 @@ impl Server {
                 admin,
                 self.lasting.metrics.clone(),
                 self.lasting.stats.clone(),
+                self.lasting.live.clone(),
                 stop.clone(),
             ));
         }

@@ -458,6 +458,9 @@ async fn run(
     }
     let grant = authorize::authorize(&mut session).await?;
     session.record.log = grant.options.log;
+    if let Some(live) = &shared.live {
+        session.record.listed = Some(live.list(session.record));
+    }
     // No boxes inside: this whole future is one short-lived allocation (a UDP association
     // keeps it for its life), and fewer allocations per session cost less and fragment less.
     match session.request.command {

@@ -18,6 +18,7 @@ use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socksgate_config::{Fragments, Udp, UdpFiltering};
@@ -29,6 +30,7 @@ use tokio::net::UdpSocket;
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
+use crate::relay::Counters;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::stream::{ClientStream, ClientTcp};
@@ -145,6 +147,7 @@ pub(crate) async fn associate(
         resolver: shared.resolver.as_ref(),
         resolve_timeout: shared.timeouts.connect,
         stats: UdpStats::default(),
+        counters: session.record.counters.clone(),
         header: Vec::with_capacity(HEADROOM),
         // RFC 1961 §5: with GSS-API protection agreed, datagrams are sealed too, with the
         // control connection's context (the control connection carries nothing more).
@@ -268,6 +271,8 @@ struct Association<'a> {
     resolver: &'a dyn Resolver,
     resolve_timeout: Duration,
     stats: UdpStats,
+    /// The session's byte counts as `/sessions` shows them while the association runs.
+    counters: Arc<Counters>,
     /// Where the header of a datagram for the client is written (reused: no allocation per
     /// datagram).
     header: Vec<u8>,
@@ -412,6 +417,7 @@ impl Association<'_> {
             } else if upstream.send_to(&data, &target).await.is_ok() {
                 self.stats.datagrams_up += 1;
                 self.stats.bytes_up += data.len() as u64;
+                self.counters.add_up(data.len());
             } else {
                 self.stats.drops.unreachable += 1;
             }
@@ -434,6 +440,7 @@ impl Association<'_> {
             Ok(_) => {
                 self.stats.datagrams_up += 1;
                 self.stats.bytes_up += data.len() as u64;
+                self.counters.add_up(data.len());
             }
             Err(_) => self.stats.drops.unreachable += 1,
         }
@@ -474,6 +481,7 @@ impl Association<'_> {
         if self.socket.send_to(datagram, send_to).await.is_ok() {
             self.stats.datagrams_down += 1;
             self.stats.bytes_down += len as u64;
+            self.counters.add_down(len);
         }
     }
 

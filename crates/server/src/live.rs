@@ -1,0 +1,197 @@
+//! The sessions in progress, for the admin listener's `GET /sessions`: a session is listed
+//! from the moment its request is granted until it ends, with its bytes so far. Kept only
+//! when the admin listener is on; the table is split in shards so that sessions starting
+//! and ending on different threads rarely meet on a lock (never per byte).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
+
+use socksgate_proto::{Address, Command};
+
+use crate::access_log::AccessRecord;
+use crate::relay::Counters;
+
+const SHARDS: usize = 16;
+
+/// The live sessions.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSessions {
+    next_id: AtomicU64,
+    shards: [Mutex<HashMap<u64, Entry>>; SHARDS],
+}
+
+/// What `/sessions` shows of one session.
+#[derive(Debug)]
+struct Entry {
+    client: SocketAddr,
+    via: Option<SocketAddr>,
+    listener: SocketAddr,
+    user: Option<String>,
+    command: Option<Command>,
+    target: Option<Address>,
+    rule: Option<String>,
+    started: SystemTime,
+    since: Instant,
+    counters: Arc<Counters>,
+}
+
+/// A session's place in the table; it leaves when this is dropped (with the session).
+#[derive(Debug)]
+pub(crate) struct Listed {
+    sessions: Arc<LiveSessions>,
+    id: u64,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.sessions.shard(self.id).remove(&self.id);
+    }
+}
+
+impl LiveSessions {
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.shards[id as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists a granted session.
+    pub(crate) fn list(self: &Arc<Self>, record: &AccessRecord) -> Listed {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Entry {
+            client: record.client,
+            via: record.via,
+            listener: record.listener,
+            user: record.user.clone(),
+            command: record.command,
+            target: record.target.clone(),
+            rule: record.rule.clone(),
+            started: SystemTime::now() - record.started.elapsed(),
+            since: record.started,
+            counters: record.counters.clone(),
+        };
+        self.shard(id).insert(id, entry);
+        Listed {
+            sessions: self.clone(),
+            id,
+        }
+    }
+
+    /// `{"sessions": [...]}`, oldest first.
+    pub(crate) fn to_json(&self) -> String {
+        let mut listed: Vec<(u64, String)> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            listed.extend(shard.iter().map(|(id, entry)| (*id, entry.to_json(*id))));
+        }
+        listed.sort_unstable_by_key(|(id, _)| *id);
+        let mut out = String::from("{\"sessions\":[");
+        for (index, (_, json)) in listed.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str("\n  ");
+            out.push_str(json);
+        }
+        out.push_str("\n]}\n");
+        out
+    }
+}
+
+impl Entry {
+    fn to_json(&self, id: u64) -> String {
+        let started = jiff::Timestamp::try_from(self.started)
+            .map(|at| at.round(jiff::Unit::Millisecond).unwrap_or(at).to_string())
+            .ok();
+        let mut out = format!("{{\"id\":{id}");
+        let fields: [(&str, Option<String>); 8] = [
+            ("client", Some(self.client.to_string())),
+            ("via", self.via.map(|via| via.to_string())),
+            ("listener", Some(self.listener.to_string())),
+            ("user", self.user.clone()),
+            (
+                "command",
+                self.command
+                    .map(|command| socksgate_config::command_name(command).to_owned()),
+            ),
+            ("target", self.target.as_ref().map(ToString::to_string)),
+            ("rule", self.rule.clone()),
+            ("started", started),
+        ];
+        for (name, value) in fields {
+            let _ = write!(out, ",\"{name}\":");
+            match value {
+                Some(text) => quote(&mut out, &text),
+                None => out.push_str("null"),
+            }
+        }
+        let _ = write!(
+            out,
+            ",\"duration_ms\":{},\"bytes_up\":{},\"bytes_down\":{}}}",
+            self.since.elapsed().as_millis(),
+            self.counters.up.load(Ordering::Relaxed),
+            self.counters.down.load(Ordering::Relaxed),
+        );
+        out
+    }
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped (a user name or a
+/// target name comes from the client).
+fn quote(out: &mut String, text: &str) {
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            character if u32::from(character) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(character));
+            }
+            character => out.push(character),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_escaped() {
+        let mut out = String::new();
+        quote(&mut out, "a\"b\\c\n\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\n\u0001é""#.replace("\\n", "\\u000a"));
+    }
+
+    #[test]
+    fn a_session_is_listed_until_dropped() {
+        let sessions = Arc::new(LiveSessions::default());
+        let mut record = AccessRecord::new(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1:1080".parse().unwrap(),
+        );
+        record.user = Some("alice".into());
+        record.command = Some(Command::CONNECT);
+        let first = sessions.list(&record);
+        let second = sessions.list(&record);
+        record.counters.add_up(5);
+        let json = sessions.to_json();
+        assert_eq!(json.matches("\"user\":\"alice\"").count(), 2, "{json}");
+        assert!(json.contains("\"bytes_up\":5"), "{json}");
+        assert!(json.contains("\"command\":\"connect\""), "{json}");
+        assert!(json.find("\"id\":1").unwrap() < json.find("\"id\":2").unwrap());
+        drop(first);
+        let json = sessions.to_json();
+        assert!(
+            !json.contains("\"id\":1,") && json.contains("\"id\":2,"),
+            "{json}"
+        );
+        drop(second);
+        assert_eq!(sessions.to_json(), "{\"sessions\":[\n]}\n");
+    }
+}
