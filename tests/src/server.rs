@@ -248,3 +248,20 @@ impl socksgate_server::Resolver for StaticResolver {
         })
     }
 }
+
+/// A password file (bcrypt, cheap cost) of `users` and their passwords, in a directory of this
+/// test process; `name` keeps the files of one process apart.
+pub fn password_file(name: &str, users: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for password files");
+    let path = dir.join(name);
+    let lines: String = users
+        .iter()
+        .map(|(user, password)| {
+            let hash = socksgate_auth::hash_password(password.as_bytes(), 4).expect("a hash");
+            format!("{user}:{hash}\n")
+        })
+        .collect();
+    std::fs::write(&path, lines).expect("the password file written");
+    path
+}

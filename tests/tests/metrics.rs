@@ -180,3 +180,112 @@ fn sessions_lists_the_sessions_in_progress_with_their_bytes() {
     drop(control);
     sessions_until(admin, <[_]>::is_empty);
 }
+
+/// A server whose configuration is `text` (the loopback listeners replace any it names).
+fn server_with(text: &str, name: &str) -> (TestServer, SocketAddr) {
+    let mut config = Config::parse(text, Path::new(name)).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let server = TestServer::start_with(config);
+    let admin = server.admin_addr().unwrap();
+    (server, admin)
+}
+
+/// Opt-in per-user counters: sessions and bytes per authenticated user, the users beyond
+/// the bound counted together as "(other)", failed logins under no user.
+#[test]
+fn per_user_counters_are_bounded_and_count_authenticated_users_only() {
+    use socksgate_tests::client::socks5_login;
+    let file = socksgate_tests::server::password_file(
+        &format!("per-user-{}", line!()),
+        &[("alice", "pw"), ("bob", "pw"), ("carol", "pw")],
+    );
+    let text = "[admin]\naddress = \"127.0.0.1:0\"\nper_user_metrics = 2\n";
+    let mut config = Config::parse(text, Path::new("users.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.listeners[0].methods = vec![socksgate_proto::Method::PASSWORD];
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let passwords = socksgate_auth::PasswordFile::open(&file, None, false).unwrap();
+    let server = TestServer::start_with_authenticator(config, Some(std::sync::Arc::new(passwords)));
+    let admin = server.admin_addr().unwrap();
+    let echo = EchoTarget::start().addr.to_string();
+    for user in ["alice", "alice", "bob", "carol"] {
+        let mut stream = socks5_login(server.addr(), user.as_bytes(), b"pw", &echo).unwrap();
+        assert_echoes(&mut stream, b"hello");
+    }
+    assert!(socks5_login(server.addr(), b"mallory", b"guess", &echo).is_err());
+    server.wait_for_sessions(5);
+    let (_, scrape) = get(admin, "/metrics");
+    let value =
+        |series: &str| sample(&scrape, series).unwrap_or_else(|| panic!("{series} in\n{scrape}"));
+    assert_eq!(value("socksgate_user_sessions_total{user=\"alice\"}"), "2");
+    assert_eq!(value("socksgate_user_sessions_total{user=\"bob\"}"), "1");
+    assert_eq!(
+        value("socksgate_user_sessions_total{user=\"(other)\"}"),
+        "1"
+    );
+    assert_eq!(
+        value("socksgate_user_bytes_total{user=\"alice\",direction=\"up\"}"),
+        "10"
+    );
+    assert_eq!(
+        value("socksgate_user_bytes_total{user=\"(other)\",direction=\"down\"}"),
+        "5"
+    );
+    assert!(
+        !scrape.contains("carol") && !scrape.contains("mallory"),
+        "{scrape}"
+    );
+
+    // Off by default: no per-user series at all.
+    let (_plain, plain_admin) = server_with("[admin]\naddress = \"127.0.0.1:0\"\n", "plain.toml");
+    assert!(!get(plain_admin, "/metrics").1.contains("socksgate_user_"));
+}
+
+/// Upstream health: a chain that fails is set aside (up 0) and its failures counted; the one
+/// that carried the request is up and counted as carrying.
+#[test]
+fn upstream_health_shows_each_chain_in_or_out_of_service() {
+    let upstream = TestServer::start();
+    // A port with nothing listening.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"up\"\n\
+         chains = [[\"socks5://{dead}\"], [\"socks5://user@{good}\"]]\nmax_failures = 1\n\
+         retry_after = \"1h\"\n\n[[rule]]\naction = \"route\"\nroute = \"up\"\n",
+        good = upstream.addr()
+    );
+    let (front, admin) = server_with(&text, "routes.toml");
+    let (_, scrape) = get(admin, "/metrics");
+    let dead_chain = format!("group=\"up\",chain=\"socks5://{dead}\"");
+    let good_chain = format!("group=\"up\",chain=\"socks5://user@{}\"", upstream.addr());
+    assert_eq!(
+        sample(&scrape, &format!("socksgate_upstream_up{{{dead_chain}}}")).as_deref(),
+        Some("1")
+    );
+
+    let echo = EchoTarget::start();
+    let mut stream = socks5_connect(front.addr(), &echo.addr.to_string()).unwrap();
+    assert_echoes(&mut stream, b"routed");
+    let (_, scrape) = get(admin, "/metrics");
+    let value = |series: String| {
+        sample(&scrape, &series).unwrap_or_else(|| panic!("{series} in\n{scrape}"))
+    };
+    assert_eq!(value(format!("socksgate_upstream_up{{{dead_chain}}}")), "0");
+    assert_eq!(value(format!("socksgate_upstream_up{{{good_chain}}}")), "1");
+    assert_eq!(
+        value(format!(
+            "socksgate_upstream_attempts_total{{{dead_chain},result=\"failed\"}}"
+        )),
+        "1"
+    );
+    assert_eq!(
+        value(format!(
+            "socksgate_upstream_attempts_total{{{good_chain},result=\"carried\"}}"
+        )),
+        "1"
+    );
+}

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,27 +14,10 @@ use socksgate_proto::client::ClientError;
 use socksgate_proto::Method;
 use socksgate_tests::client::{socks5_login, HandshakeFailure};
 use socksgate_tests::interop::{run, skip_or_fail, tool};
+use socksgate_tests::server::password_file;
 use socksgate_tests::{assert_echoes, raw_exchange, EchoTarget, HttpTarget, TestServer};
 
 /// A password file with `users` (bcrypt at the lowest cost: tests need speed, not strength).
-fn password_file(name: &str, users: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let lines: String = users
-        .iter()
-        .map(|(user, password)| {
-            format!(
-                "{user}:{}\n",
-                hash_password(password.as_bytes(), 4).unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(&path, lines).unwrap();
-    path
-}
-
-/// A server on 127.0.0.1 that requires a password, checked against `authenticator`.
 fn password_server(authenticator: Arc<dyn Authenticator>, throttle: LoginThrottle) -> TestServer {
     let mut config: Config = TestServer::loopback_config();
     config.listeners[0].methods = vec![Method::PASSWORD];

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Icmp, IcmpSocket, Limits, Listener,
+    Admin, Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Icmp, IcmpSocket, Limits, Listener,
     ListenerTls, Log, LogFormat, LoginThrottle, Process, Protection, Selection, Timeouts, Udp,
     UdpFiltering, UpstreamGroup, UpstreamGssapi,
 };
@@ -227,13 +227,32 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
     let udp = validate_udp(&raw.udp, origin)?;
     let gssapi = validate_gssapi(&raw.gssapi, origin)?;
     let icmp = validate_icmp(&raw.icmp, origin)?;
+    if let (None, Some(users)) = (&raw.admin.address, &raw.admin.per_user_metrics) {
+        return Err(
+            ConfigError::new(origin, "per-user metrics need the admin listener's address")
+                .at(origin, Some(users.span()))
+                .field("admin.per_user_metrics"),
+        );
+    }
     let admin = text_field(
         &raw.admin.address,
         "admin.address",
         "IP:PORT, like \"127.0.0.1:9180\"",
         origin,
         |text| text.parse().ok(),
-    )?;
+    )?
+    .map(|address| {
+        Ok::<_, ConfigError>(Admin {
+            address,
+            per_user_metrics: count_field(
+                &raw.admin.per_user_metrics,
+                "admin.per_user_metrics",
+                "must be at least 1",
+                origin,
+            )?,
+        })
+    })
+    .transpose()?;
 
     let config = Config {
         listeners,

@@ -32,8 +32,8 @@ pub struct Config {
     pub gssapi: Gssapi,
     /// socksgate's ICMP extension (ping and traceroute through the proxy); off by default.
     pub icmp: Icmp,
-    /// Where the admin listener (`/metrics`, `/health`) listens; none by default.
-    pub admin: Option<SocketAddr>,
+    /// The admin listener (`/metrics`, `/health`, `/sessions`); none by default.
+    pub admin: Option<Admin>,
     /// The user and group the server runs as once its listeners are open.
     pub process: Process,
     /// Whether a listener on a non-loopback address may serve clients without
@@ -154,6 +154,16 @@ impl Default for Timeouts {
             shutdown: Duration::from_secs(30),
         }
     }
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admin {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Counters per user in `/metrics`, for at most this many users (the rest are counted
+    /// together as `user="(other)"`): opt-in, so that the series stay bounded. `None`: off.
+    pub per_user_metrics: Option<u32>,
 }
 
 /// Resource limits.

@@ -51,6 +51,7 @@ pub(crate) struct RawProcess {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub(crate) address: Option<Spanned<String>>,
+    pub(crate) per_user_metrics: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -170,8 +170,11 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     };
     let _ = writeln!(out, "socket = \"{socket}\"");
     let _ = writeln!(out, "rate = {}", icmp.rate);
-    if let Some(address) = config.admin {
-        let _ = writeln!(out, "\n[admin]\naddress = \"{address}\"");
+    if let Some(admin) = config.admin {
+        let _ = writeln!(out, "\n[admin]\naddress = \"{}\"", admin.address);
+        if let Some(users) = admin.per_user_metrics {
+            let _ = writeln!(out, "per_user_metrics = {users}");
+        }
     }
     let process = &config.process;
     if process.user.is_some() || process.group.is_some() {

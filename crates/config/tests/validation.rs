@@ -238,10 +238,17 @@ fn the_process_section_names_who_the_server_becomes() {
 fn the_admin_listener_is_off_unless_given_an_address() {
     assert_eq!(parse("").unwrap().admin, None);
     let config = parse("[admin]\naddress = \"127.0.0.1:9180\"\n").unwrap();
-    assert_eq!(config.admin, Some("127.0.0.1:9180".parse().unwrap()));
+    let admin = config.admin.unwrap();
+    assert_eq!(admin.address, "127.0.0.1:9180".parse().unwrap());
+    assert_eq!(admin.per_user_metrics, None);
     assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
     let error = parse("[admin]\naddress = \"localhost\"\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("admin.address"));
+    let config = parse("[admin]\naddress = \"127.0.0.1:9180\"\nper_user_metrics = 100\n").unwrap();
+    assert_eq!(config.admin.unwrap().per_user_metrics, Some(100));
+    assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
+    let error = parse("[admin]\nper_user_metrics = 100\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("admin.per_user_metrics"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! unless configured otherwise. `GET /metrics` (Prometheus text), `GET /health` (200 while
 //! the server accepts), `GET /sessions` (the sessions in progress, JSON). One request per connection; anything else gets 404 or 400.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,8 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::live::LiveSessions;
-use crate::metrics::Metrics;
-use crate::Stats;
+use crate::Current;
 
 /// The longest request head read; a scraper's is a few hundred bytes.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -21,8 +20,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Answers requests until `stop` is cancelled.
 pub(crate) async fn serve(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
-    stats: Arc<Stats>,
+    current: Current,
     live: Arc<LiveSessions>,
     stop: CancellationToken,
 ) {
@@ -37,8 +35,7 @@ pub(crate) async fn serve(
             continue;
         };
         let shown = Shown {
-            metrics: metrics.clone(),
-            stats: stats.clone(),
+            current: current.clone(),
             live: live.clone(),
         };
         tokio::spawn(async move {
@@ -49,8 +46,8 @@ pub(crate) async fn serve(
 
 /// What the admin listener shows.
 struct Shown {
-    metrics: Arc<Metrics>,
-    stats: Arc<Stats>,
+    /// The configuration in force (the counters in it outlive reloads).
+    current: Current,
     live: Arc<LiveSessions>,
 }
 
@@ -72,8 +69,16 @@ async fn answer(mut stream: TcpStream, shown: &Shown) -> std::io::Result<()> {
     let (method, path) = (parts.next(), parts.next());
     match (method, path) {
         (Some(b"GET"), Some(b"/metrics")) => {
-            let stats = &shown.stats;
-            let body = shown.metrics.render(stats.sessions(), stats.associations());
+            let shared = shown
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let stats = &shared.stats;
+            let upstreams = shared.upstreams.health();
+            let body = shared
+                .metrics
+                .render(stats.sessions(), stats.associations(), &upstreams);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         (Some(b"GET"), Some(b"/sessions")) => {

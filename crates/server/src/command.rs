@@ -39,7 +39,7 @@ where
         session.refuse(Reply::GENERAL_FAILURE).await;
         return Err(Failure::Upstream(format!("no upstream group {route}")));
     };
-    let attempt = group.run(session.record.client.ip(), attempt);
+    let attempt = group.run(session.record.client.ip(), &shared.metrics, attempt);
     match tokio::time::timeout(shared.timeouts.connect, attempt).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => {

@@ -123,6 +123,9 @@ impl Shared {
         tls: &Material,
         lasting: &Lasting,
     ) -> Self {
+        lasting
+            .metrics
+            .count_users(config.admin.and_then(|admin| admin.per_user_metrics));
         Self {
             timeouts: config.timeouts,
             bind: config.bind.clone(),
@@ -374,7 +377,7 @@ impl Server {
                 })?;
             listeners.push((socket, listener.address));
         }
-        let admin = match config.admin {
+        let admin = match config.admin.map(|admin| admin.address) {
             Some(address) => Some(
                 TcpListener::bind(address)
                     .await
@@ -500,8 +503,7 @@ impl Server {
         if let Some(admin) = self.admin {
             tokio::spawn(admin::serve(
                 admin,
-                self.lasting.metrics.clone(),
-                self.lasting.stats.clone(),
+                self.current.clone(),
                 self.lasting.live.clone(),
                 stop.clone(),
             ));

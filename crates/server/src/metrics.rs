@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,7 +33,29 @@ pub(crate) struct Metrics {
     pub(crate) handshake: Histogram,
     /// From starting to reach a target to being connected to it (direct CONNECTs).
     pub(crate) connect: Histogram,
+    /// Attempts through upstream chains, by group, chain, and whether the chain carried it.
+    upstream_attempts: Mutex<BTreeMap<(String, String, bool), u64>>,
+    /// Counts per authenticated user, when switched on.
+    users: UserCounters,
 }
+
+/// Sessions and bytes per authenticated user, for at most `limit` users; the others are
+/// counted together as [`OTHER_USERS`]. A limit of 0 switches them off.
+#[derive(Debug, Default)]
+struct UserCounters {
+    limit: AtomicU32,
+    totals: Mutex<BTreeMap<String, UserTotals>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct UserTotals {
+    sessions: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+/// The label of the users beyond the limit.
+const OTHER_USERS: &str = "(other)";
 
 const DROP_REASONS: [&str; 6] = [
     "unexpected_source",
@@ -62,9 +84,15 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .entry((command, ending.outcome))
             .or_insert(0) += 1;
+        // UDP associations count their payload bytes here too.
+        let up = record.counters.up.load(Ordering::Relaxed);
+        let down = record.counters.down.load(Ordering::Relaxed);
+        self.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(down, Ordering::Relaxed);
+        if let (Some(_), Some(user)) = (&record.identity, &record.user) {
+            self.users.add(user, up, down);
+        }
         if let Some(udp) = &record.udp {
-            self.bytes_up.fetch_add(udp.bytes_up, Ordering::Relaxed);
-            self.bytes_down.fetch_add(udp.bytes_down, Ordering::Relaxed);
             self.udp_datagrams_up
                 .fetch_add(udp.datagrams_up, Ordering::Relaxed);
             self.udp_datagrams_down
@@ -81,12 +109,6 @@ impl Metrics {
             for (total, count) in self.udp_dropped.iter().zip(counts) {
                 total.fetch_add(count, Ordering::Relaxed);
             }
-        } else {
-            let counters = &record.counters;
-            self.bytes_up
-                .fetch_add(counters.up.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.bytes_down
-                .fetch_add(counters.down.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         if ending.authentication_failed {
             self.auth_failures.fetch_add(1, Ordering::Relaxed);
@@ -101,8 +123,31 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text of every metric; `live` and `associations` are the gauges.
-    pub(crate) fn render(&self, live: usize, associations: usize) -> String {
+    /// Counts one attempt through an upstream chain.
+    pub(crate) fn upstream_attempt(&self, group: &str, chain: &str, carried: bool) {
+        *self
+            .upstream_attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((group.to_owned(), chain.to_owned(), carried))
+            .or_insert(0) += 1;
+    }
+
+    /// Switches the per-user counters on for at most `users` users, or off.
+    pub(crate) fn count_users(&self, users: Option<u32>) {
+        self.users
+            .limit
+            .store(users.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The Prometheus text of every metric; `live` and `associations` are the gauges, and
+    /// `upstreams` the members of the upstream groups (group, chain, in service).
+    pub(crate) fn render(
+        &self,
+        live: usize,
+        associations: usize,
+        upstreams: &[(&str, &str, bool)],
+    ) -> String {
         let mut text = Text::default();
         let sessions = "socksgate_sessions_total";
         text.family(
@@ -193,7 +238,92 @@ impl Metrics {
             "socksgate_connect_seconds",
             "From starting to reach a target to being connected to it.",
         );
+        self.render_upstreams(&mut text, upstreams);
+        self.users.render(&mut text);
         text.0
+    }
+
+    fn render_upstreams(&self, text: &mut Text, upstreams: &[(&str, &str, bool)]) {
+        let up = "socksgate_upstream_up";
+        text.family(
+            up,
+            "gauge",
+            "1 while an upstream chain is in service, 0 while set aside after failures.",
+        );
+        for (group, chain, in_service) in upstreams {
+            text.sample(
+                up,
+                &[("group", group), ("chain", chain)],
+                u8::from(*in_service),
+            );
+        }
+        let attempts = "socksgate_upstream_attempts_total";
+        text.family(
+            attempts,
+            "counter",
+            "Requests tried through an upstream chain, by whether the chain carried them.",
+        );
+        for ((group, chain, carried), count) in self
+            .upstream_attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let result = if *carried { "carried" } else { "failed" };
+            text.sample(
+                attempts,
+                &[("group", group), ("chain", chain), ("result", result)],
+                count,
+            );
+        }
+    }
+}
+
+impl UserCounters {
+    fn add(&self, user: &str, up: u64, down: u64) {
+        let limit = self.limit.load(Ordering::Relaxed) as usize;
+        if limit == 0 {
+            return;
+        }
+        let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        // The users counted by name: the first `limit` seen (other than the catch-all).
+        let named = totals.len() - usize::from(totals.contains_key(OTHER_USERS));
+        let key = if totals.contains_key(user) || named < limit {
+            user
+        } else {
+            OTHER_USERS
+        };
+        let entry = totals.entry(key.to_owned()).or_default();
+        entry.sessions += 1;
+        entry.bytes_up += up;
+        entry.bytes_down += down;
+    }
+
+    fn render(&self, text: &mut Text) {
+        if self.limit.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = "socksgate_user_sessions_total";
+        text.family(
+            sessions,
+            "counter",
+            "Sessions ended, by authenticated user.",
+        );
+        for (user, counts) in totals.iter() {
+            text.sample(sessions, &[("user", user)], counts.sessions);
+        }
+        let bytes = "socksgate_user_bytes_total";
+        text.family(
+            bytes,
+            "counter",
+            "Bytes relayed by ended sessions, by user.",
+        );
+        for (user, counts) in totals.iter() {
+            for (direction, total) in [("up", counts.bytes_up), ("down", counts.bytes_down)] {
+                text.sample(bytes, &[("user", user), ("direction", direction)], total);
+            }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use socksgate_proto::Reply;
 use socksgate_tls::rustls::ClientConfig;
 use socksgate_tls::{ClientTls, TlsError};
 
+use crate::metrics::Metrics;
+
 /// Every configured group, by name.
 #[derive(Debug, Default)]
 pub(crate) struct Upstreams {
@@ -37,6 +39,27 @@ impl Upstreams {
                 })
                 .collect(),
         }
+    }
+
+    /// Every member of every group: group, chain, and whether it is in service (not set
+    /// aside), for `/metrics`.
+    pub(crate) fn health(&self) -> Vec<(&str, &str, bool)> {
+        let now = Instant::now();
+        let mut health: Vec<_> = self
+            .groups
+            .iter()
+            .flat_map(|(name, group)| {
+                group
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, member)| {
+                        (&**name, member.label.as_str(), group.is_healthy(index, now))
+                    })
+            })
+            .collect();
+        health.sort_unstable();
+        health
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Group> {
@@ -116,6 +139,8 @@ impl std::fmt::Display for RouteError {
 #[derive(Debug)]
 struct Member {
     chain: Chain,
+    /// The chain's hops without passwords, for metrics.
+    label: String,
     failures: AtomicU32,
     set_aside_until: Mutex<Option<Instant>>,
 }
@@ -123,6 +148,7 @@ struct Member {
 /// One group.
 #[derive(Debug)]
 pub(crate) struct Group {
+    name: Arc<str>,
     members: Vec<Member>,
     selection: Selection,
     turn: AtomicUsize,
@@ -133,10 +159,16 @@ pub(crate) struct Group {
 impl Group {
     fn new(config: &UpstreamGroup, tls: Option<Arc<ClientConfig>>) -> Self {
         Self {
+            name: Arc::from(config.name.as_str()),
             members: config
                 .chains
                 .iter()
                 .map(|hops| Member {
+                    label: hops
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     chain: {
                         let chain: Chain = hops.iter().cloned().collect();
                         let chain = match &tls {
@@ -212,28 +244,41 @@ impl Group {
     /// Runs `attempt` on the members in order until one carries it. A failure of the target
     /// itself (the last hop's reply to the request) ends the search: every member would
     /// say the same, and the member is healthy.
-    pub(crate) async fn run<T, F, Fut>(&self, client: IpAddr, attempt: F) -> Result<T, RouteError>
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        client: IpAddr,
+        metrics: &Metrics,
+        attempt: F,
+    ) -> Result<T, RouteError>
     where
         F: Fn(Chain) -> Fut,
         Fut: Future<Output = Result<T, ChainError>>,
     {
         let mut last = None;
         for index in self.order(client, Instant::now()) {
-            let chain = self.members[index].chain.clone();
+            let member = &self.members[index];
+            let chain = member.chain.clone();
             let hops = chain.hops().len();
-            match attempt(chain).await {
-                Ok(value) => {
-                    self.record(index, true);
-                    return Ok(value);
-                }
+            let result = attempt(chain).await;
+            // The target's own refusal (the last hop's reply) says the member works.
+            let carried = match &result {
+                Ok(_) => true,
+                Err(error) => matches!(
+                    (error.hop == hops, &error.failure),
+                    (true, HopFailure::Refused(ClientError::Rejected(_)))
+                ),
+            };
+            self.record(index, carried);
+            metrics.upstream_attempt(&self.name, &member.label, carried);
+            match result {
+                Ok(value) => return Ok(value),
                 Err(error) => {
                     if let (true, HopFailure::Refused(ClientError::Rejected(reply))) =
-                        (error.hop == hops, &error.failure)
+                        (carried, &error.failure)
                     {
-                        self.record(index, true);
-                        return Err(RouteError::Target(*reply, error));
+                        let reply = *reply;
+                        return Err(RouteError::Target(reply, error));
                     }
-                    self.record(index, false);
                     last = Some(error);
                 }
             }
