@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 #[cfg(feature = "gssapi")]
 use crate::gss::GssapiOptions;
-use crate::{IcmpEcho, ProxyStream};
+use crate::{IcmpEcho, Outbound, ProxyStream};
 
 use socksgate_proto::hop::{Flavour, Hop};
 
@@ -35,8 +35,8 @@ pub struct Chain {
 /// How a chain's own sockets (to the first hop) leave this host.
 #[derive(Debug, Clone, Default)]
 struct Egress {
-    /// `SO_MARK` on every socket, for policy routing.
-    mark: Option<u32>,
+    /// Mark, interface and source address of every socket.
+    outbound: Outbound,
     /// The first hop's addresses, resolved ahead of time.
     first_hop: Option<Arc<[SocketAddr]>>,
 }
@@ -155,7 +155,13 @@ impl Chain {
     /// policy routing can send the chain's own traffic around a TUN device that captures
     /// everything else.
     pub fn with_mark(mut self, mark: u32) -> Self {
-        self.egress.mark = Some(mark);
+        self.egress.outbound.mark = Some(mark);
+        self
+    }
+
+    /// Opens every socket of the chain with these options (mark, interface, source).
+    pub fn with_outbound(mut self, outbound: Outbound) -> Self {
+        self.egress.outbound = outbound;
         self
     }
 
@@ -172,9 +178,9 @@ impl Chain {
         Ok(self)
     }
 
-    /// The mark of the chain's sockets, if any.
-    pub(crate) fn mark(&self) -> Option<u32> {
-        self.egress.mark
+    /// How the chain's sockets leave this host.
+    pub(crate) fn outbound(&self) -> &Outbound {
+        &self.egress.outbound
     }
 
     /// The first `index + 1` hops, with the same TLS settings.
@@ -266,7 +272,7 @@ impl Chain {
                 .await
                 .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?,
         };
-        let stream = connect_any(&addresses, self.egress.mark)
+        let stream = connect_any(&addresses, &self.egress.outbound)
             .await
             .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
         let _ = stream.set_nodelay(true);
@@ -403,12 +409,6 @@ impl Chain {
             failure,
         }
     }
-}
-
-/// Sets `SO_MARK` on a socket.
-pub(crate) fn set_mark(socket: &impl std::os::fd::AsFd, mark: u32) -> io::Result<()> {
-    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::Mark, &mark)
-        .map_err(io::Error::from)
 }
 
 /// A BIND waiting for its peer.
@@ -559,20 +559,10 @@ pub(crate) async fn resolve(address: &Address) -> io::Result<Vec<SocketAddr>> {
     }
 }
 
-async fn connect_any(addresses: &[SocketAddr], mark: Option<u32>) -> io::Result<TcpStream> {
+async fn connect_any(addresses: &[SocketAddr], outbound: &Outbound) -> io::Result<TcpStream> {
     let mut last = io::Error::other("no address");
     for address in addresses {
-        let attempt = async {
-            let socket = match address {
-                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-            };
-            if let Some(mark) = mark {
-                set_mark(&socket, mark)?;
-            }
-            socket.connect(*address).await
-        };
-        match attempt.await {
+        match outbound.connect(*address).await {
             Ok(stream) => return Ok(stream),
             Err(error) => last = error,
         }

@@ -22,6 +22,7 @@ mod chain;
 mod gss;
 mod icmp;
 mod layered;
+mod outbound;
 mod stream;
 mod udp;
 
@@ -30,6 +31,7 @@ pub use chain::{BindListener, Chain, ChainError, HopFailure};
 pub use gss::GssapiOptions;
 pub use icmp::IcmpEcho;
 pub use layered::Layered;
+pub use outbound::Outbound;
 #[cfg(feature = "gssapi")]
 pub use socksgate_gssapi::Level as GssapiLevel;
 pub use socksgate_proto::hop::{Flavour, Hop, UrlError};

@@ -57,24 +57,18 @@ impl Chain {
             proxy: "-".to_owned(),
             failure: HopFailure::Io(io::Error::other("the chain is empty")),
         })?;
-        let local: IpAddr = match first.ip() {
+        let outbound = self.outbound();
+        let local: IpAddr = outbound.source_for(first.ip()).unwrap_or(match first.ip() {
             IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
             IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        });
+        let failed = |error| ChainError {
+            hop: 1,
+            proxy: self.hops()[0].to_string(),
+            failure: HopFailure::Io(error),
         };
-        let socket = UdpSocket::bind((local, 0))
-            .await
-            .map_err(|error| ChainError {
-                hop: 1,
-                proxy: self.hops()[0].to_string(),
-                failure: HopFailure::Io(error),
-            })?;
-        if let Some(mark) = self.mark() {
-            crate::chain::set_mark(&socket, mark).map_err(|error| ChainError {
-                hop: 1,
-                proxy: self.hops()[0].to_string(),
-                failure: HopFailure::Io(error),
-            })?;
-        }
+        let socket = UdpSocket::bind((local, 0)).await.map_err(failed)?;
+        outbound.apply(&socket).map_err(failed)?;
         Ok(UdpChain {
             socket,
             relays,

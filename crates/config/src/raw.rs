@@ -201,6 +201,17 @@ pub(crate) struct RawRule {
     pub(crate) max_sessions_per_source: Option<u32>,
     pub(crate) bandwidth: Option<Spanned<String>>,
     pub(crate) bandwidth_per_user: Option<Spanned<String>>,
+    pub(crate) interface: Option<Spanned<String>>,
+    pub(crate) source_address: Option<Spanned<RawAddresses>>,
+    pub(crate) mark: Option<Spanned<u32>>,
+}
+
+/// One address, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawAddresses {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

@@ -285,6 +285,17 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
         if let Some(rate) = options.bandwidth_per_user {
             let _ = writeln!(out, "bandwidth_per_user = \"{rate}B/s\"");
         }
+        if let Some(egress) = &rule.egress {
+            if let Some(interface) = &egress.interface {
+                let _ = writeln!(out, "interface = \"{interface}\"");
+            }
+            if !egress.sources.is_empty() {
+                list(out, "source_address", &egress.sources);
+            }
+            if let Some(mark) = egress.mark {
+                let _ = writeln!(out, "mark = {mark:#x}");
+            }
+        }
     }
 }
 

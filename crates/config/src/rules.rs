@@ -1,19 +1,19 @@
 //! `[policy]`, `[[client_rule]]` and `[[rule]]`: validated into a `socksgate_policy::Policy`,
 //! each rule remembering the file and line of its `[[rule]]` header.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use socksgate_policy::{
-    Action, Cidr, ClientRule, Days, HostPattern, Hours, LogLevel, Origin, Policy, PortRange, Rule,
-    RuleOptions,
+    Action, Cidr, ClientRule, Days, Egress, HostPattern, Hours, LogLevel, Origin, Policy,
+    PortRange, Rule, RuleOptions,
 };
 use socksgate_proto::{Command, Method};
 use toml::Spanned;
 
 use crate::error::{ConfigError, Origin as TextOrigin};
-use crate::raw::{RawClientRule, RawPolicy, RawPort, RawRule};
+use crate::raw::{RawAddresses, RawClientRule, RawPolicy, RawPort, RawRule};
 
 pub(crate) fn validate_policy(
     raw: &RawPolicy,
@@ -149,6 +149,7 @@ fn validate_rule(
             bandwidth,
             bandwidth_per_user,
         },
+        egress: egress(raw, &field, origin)?,
     })
 }
 
@@ -230,11 +231,71 @@ pub fn command_name(command: Command) -> &'static str {
     }
 }
 
+/// A rule's `interface`, `source_address` and `mark`, when it has any.
+fn egress(
+    raw: &RawRule,
+    field: &dyn Fn(&str) -> String,
+    origin: &TextOrigin<'_>,
+) -> Result<Option<Arc<Egress>>, ConfigError> {
+    let interface = match &raw.interface {
+        None => None,
+        Some(name) => {
+            let text = name.get_ref();
+            // IFNAMSIZ is 16 with the terminating NUL.
+            let valid = !text.is_empty()
+                && text.len() < 16
+                && !text.contains(|c: char| c == '/' || c.is_whitespace() || c == '\0');
+            if !valid {
+                return Err(ConfigError::new(
+                    origin,
+                    "expected an interface name like \"eth1\" (at most 15 characters)",
+                )
+                .at(origin, Some(name.span()))
+                .field(field("interface")));
+            }
+            Some(Arc::from(text.as_str()))
+        }
+    };
+    let mut sources: Vec<IpAddr> = Vec::new();
+    if let Some(addresses) = &raw.source_address {
+        let texts = match addresses.get_ref() {
+            RawAddresses::One(text) => std::slice::from_ref(text),
+            RawAddresses::Many(texts) => texts.as_slice(),
+        };
+        let wrong = |message: &str| {
+            ConfigError::new(origin, message)
+                .at(origin, Some(addresses.span()))
+                .field(field("source_address"))
+        };
+        for text in texts {
+            let address: IpAddr = text
+                .parse()
+                .map_err(|_| wrong(&format!("{text:?} is not an IP address")))?;
+            if sources
+                .iter()
+                .any(|other| other.is_ipv4() == address.is_ipv4())
+            {
+                return Err(wrong("at most one source address per address family"));
+            }
+            sources.push(address);
+        }
+    }
+    let mark = raw.mark.as_ref().map(|mark| *mark.get_ref());
+    if interface.is_none() && sources.is_empty() && mark.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(Egress {
+        interface,
+        sources: sources.into(),
+        mark,
+    })))
+}
+
 /// An optional rate field (`bandwidth`, …); an error names the field and points at the value.
 pub(crate) fn rate_field(
     raw: Option<&Spanned<String>>,
     field: &str,
-    origin: &crate::error::Origin<'_>,
+    origin: &TextOrigin<'_>,
 ) -> Result<Option<u64>, ConfigError> {
     let Some(text) = raw else {
         return Ok(None);

@@ -577,3 +577,61 @@ route = "corp"
         assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
     }
 }
+
+#[test]
+fn a_rule_chooses_interface_source_address_and_mark() {
+    let config = parse(
+        "[[rule]]\naction = \"allow\"\ninterface = \"eth1\"\n\
+         source_address = [\"192.0.2.7\", \"2001:db8::7\"]\nmark = 0x62\n\n\
+         [[rule]]\naction = \"allow\"\nsource_address = \"192.0.2.8\"\n",
+    )
+    .unwrap();
+    let egress = config.policy.rules[0].egress.clone().unwrap();
+    assert_eq!(egress.interface.as_deref(), Some("eth1"));
+    assert_eq!(egress.sources.len(), 2);
+    assert_eq!(egress.mark, Some(0x62));
+    let single = config.policy.rules[1].egress.clone().unwrap();
+    assert_eq!(
+        &single.sources[..],
+        &["192.0.2.8".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(single.interface, None);
+    let rendered = parse(&config.to_toml()).unwrap();
+    assert_eq!(
+        rendered.policy.rules[0].egress,
+        config.policy.rules[0].egress
+    );
+    assert_eq!(
+        rendered.policy.rules[1].egress,
+        config.policy.rules[1].egress
+    );
+    assert_eq!(
+        parse("[[rule]]\naction = \"allow\"\n")
+            .unwrap()
+            .policy
+            .rules[0]
+            .egress,
+        None
+    );
+
+    let error_of = |rule: &str| {
+        parse(&format!("[[rule]]\naction = \"allow\"\n{rule}\n"))
+            .unwrap_err()
+            .field
+            .unwrap()
+    };
+    assert_eq!(
+        error_of("interface = \"a-very-long-interface\""),
+        "rule[0].interface"
+    );
+    assert_eq!(error_of("interface = \"\""), "rule[0].interface");
+    assert_eq!(
+        error_of("source_address = \"eth0\""),
+        "rule[0].source_address"
+    );
+    assert_eq!(
+        error_of("source_address = [\"192.0.2.1\", \"192.0.2.2\"]"),
+        "rule[0].source_address"
+    );
+    assert!(parse("[[rule]]\naction = \"allow\"\nmark = -1\n").is_err());
+}

@@ -134,6 +134,19 @@ pub struct Rule {
     pub route: Option<Arc<str>>,
     /// Options for what it allows.
     pub options: RuleOptions,
+    /// How the connections it allows leave the host, when the rule says.
+    pub egress: Option<Arc<Egress>>,
+}
+
+/// How a rule's outgoing connections leave the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Egress {
+    /// The interface (`SO_BINDTODEVICE`).
+    pub interface: Option<Arc<str>>,
+    /// Source addresses, at most one per family.
+    pub sources: Arc<[std::net::IpAddr]>,
+    /// The firewall mark (`SO_MARK`).
+    pub mark: Option<u32>,
 }
 
 /// A whole policy.

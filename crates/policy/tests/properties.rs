@@ -122,6 +122,7 @@ fn rule() -> impl Strategy<Value = Rule> {
                 action: if allow { Action::Allow } else { Action::Deny },
                 route: None,
                 options: RuleOptions::default(),
+                egress: None,
             },
         )
 }
@@ -438,6 +439,7 @@ fn allow_all() -> Rule {
         action: Action::Allow,
         route: None,
         options: RuleOptions::default(),
+        egress: None,
     }
 }
 

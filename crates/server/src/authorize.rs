@@ -10,6 +10,7 @@ use crate::limits::{LimitScope, LimitSlot, SERVER_SCOPE};
 use crate::relay::Caps;
 use crate::session::{Failure, Requested};
 use crate::Shared;
+use socksgate_client::Outbound;
 
 /// What the policy granted a request.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub(crate) struct Grant {
     pub(crate) _slots: Vec<LimitSlot>,
     /// The bandwidth caps its relay obeys.
     pub(crate) caps: Caps,
+    /// How its connections leave the host (the rule's interface, source address, mark).
+    pub(crate) outbound: Outbound,
 }
 
 /// The current moment in the server's local time zone.
@@ -108,6 +111,7 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             route: None,
             _slots: slots,
             caps,
+            outbound: Outbound::default(),
         });
     };
     Ok(Grant {
@@ -121,6 +125,14 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
         route: rule.route.clone(),
         _slots: slots,
         caps,
+        outbound: rule
+            .egress
+            .as_deref()
+            .map_or_else(Outbound::default, |egress| Outbound {
+                mark: egress.mark,
+                interface: egress.interface.clone(),
+                sources: egress.sources.clone(),
+            }),
     })
 }
 

@@ -13,7 +13,7 @@ pub(crate) use icmp::{icmp, IcmpSession};
 use std::future::Future;
 use std::time::Duration;
 
-use socksgate_client::{Chain, ChainError, ProxyStream};
+use socksgate_client::{Chain, ChainError, Outbound, ProxyStream};
 use socksgate_proto::Reply;
 use tokio::io::AsyncWriteExt;
 
@@ -28,6 +28,7 @@ use crate::stream::ClientStream;
 async fn through_route<T, F, Fut>(
     session: &mut Requested<'_>,
     route: &str,
+    outbound: &Outbound,
     attempt: F,
 ) -> Result<T, Failure>
 where
@@ -39,6 +40,8 @@ where
         session.refuse(Reply::GENERAL_FAILURE).await;
         return Err(Failure::Upstream(format!("no upstream group {route}")));
     };
+    // The rule's egress applies to the connections to the first hop.
+    let attempt = |chain: Chain| attempt(chain.with_outbound(outbound.clone()));
     let attempt = group.run(session.record.client.ip(), &shared.metrics, attempt);
     match tokio::time::timeout(shared.timeouts.connect, attempt).await {
         Ok(Ok(value)) => Ok(value),

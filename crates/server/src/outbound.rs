@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
+use socksgate_client::Outbound;
 use socksgate_proto::{Address, DomainName, Host};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -66,6 +67,7 @@ impl std::error::Error for ConnectError {}
 pub(crate) async fn connect(
     target: &Address,
     resolver: &dyn Resolver,
+    egress: &Outbound,
     timeout: Duration,
 ) -> Result<TcpStream, ConnectError> {
     let attempt = async {
@@ -85,7 +87,7 @@ pub(crate) async fn connect(
                 interleave_families(addresses)
             }
         };
-        race(addresses).await.map_err(ConnectError::Connect)
+        race(addresses, egress).await.map_err(ConnectError::Connect)
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -96,6 +98,7 @@ pub(crate) async fn connect(
 /// policy), within `timeout`.
 pub(crate) async fn connect_to(
     addresses: Vec<SocketAddr>,
+    egress: &Outbound,
     timeout: Duration,
 ) -> Result<TcpStream, ConnectError> {
     if addresses.is_empty() {
@@ -104,7 +107,7 @@ pub(crate) async fn connect_to(
             "name has no addresses",
         )));
     }
-    let attempt = race(interleave_families(addresses));
+    let attempt = race(interleave_families(addresses), egress);
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result.map_err(ConnectError::Connect),
         Err(_) => Err(ConnectError::TimedOut),
@@ -132,16 +135,17 @@ fn interleave_families(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
 
 /// Tries the addresses in order, starting the next one when an attempt fails or has run for
 /// [`ATTEMPT_DELAY`]; the first connection wins and the others are dropped.
-async fn race(addresses: Vec<SocketAddr>) -> io::Result<TcpStream> {
+async fn race(addresses: Vec<SocketAddr>, egress: &Outbound) -> io::Result<TcpStream> {
     if let [only] = addresses[..] {
-        return TcpStream::connect(only).await;
+        return egress.connect(only).await;
     }
     let mut waiting = addresses.into_iter();
     let mut attempts = JoinSet::new();
     let mut best_error: Option<io::Error> = None;
     loop {
         if let Some(address) = waiting.next() {
-            attempts.spawn(TcpStream::connect(address));
+            let egress = egress.clone();
+            attempts.spawn(async move { egress.connect(address).await });
         }
         let more_waiting = waiting.len() > 0;
         tokio::select! {

@@ -93,7 +93,7 @@ pub(crate) async fn associate(
     let upstream = match grant.route.clone() {
         None => None,
         Some(route) => Some(
-            through_route(&mut session, &route, |chain| async move {
+            through_route(&mut session, &route, &grant.outbound, |chain| async move {
                 chain.udp_associate().await
             })
             .await?,

@@ -158,7 +158,7 @@ async fn bind_through(
 ) -> Result<Established, Failure> {
     let shared = session.shared;
     let peer = session.request.target.clone();
-    let listener = through_route(&mut session, route, |chain| {
+    let listener = through_route(&mut session, route, &grant.outbound, |chain| {
         let peer = peer.clone();
         async move { chain.bind(&peer).await }
     })

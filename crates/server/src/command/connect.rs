@@ -20,11 +20,14 @@ pub(crate) async fn connect(
     let started = std::time::Instant::now();
     let connected = match grant.addresses.clone() {
         // The policy resolved the name and kept the addresses it allows.
-        Some(addresses) => outbound::connect_to(addresses, shared.timeouts.connect).await,
+        Some(addresses) => {
+            outbound::connect_to(addresses, &grant.outbound, shared.timeouts.connect).await
+        }
         None => {
             outbound::connect(
                 &session.request.target,
                 shared.resolver.as_ref(),
+                &grant.outbound,
                 shared.timeouts.connect,
             )
             .await
@@ -58,7 +61,7 @@ async fn connect_through(
     grant: Grant,
 ) -> Result<Established, Failure> {
     let target = session.request.target.clone();
-    let (upstream, bound) = through_route(&mut session, route, |chain| {
+    let (upstream, bound) = through_route(&mut session, route, &grant.outbound, |chain| {
         let target = target.clone();
         async move { chain.connect_reporting(&target).await }
     })

@@ -42,7 +42,7 @@ pub(crate) async fn icmp(mut session: Requested<'_>, grant: Grant) -> Result<Icm
     let shared = session.shared;
     if let Some(route) = grant.route.clone() {
         let target = session.request.target.clone();
-        let echo = through_route(&mut session, &route, |chain| {
+        let echo = through_route(&mut session, &route, &grant.outbound, |chain| {
             let target = target.clone();
             async move { chain.icmp_echo(&target).await }
         })
