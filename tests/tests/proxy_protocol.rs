@@ -173,3 +173,42 @@ fn untrusted_sources_sending_headers_and_trusted_ones_without_are_refused() {
     assert!(outcomes.contains(&"bad-proxy-header"), "{log:#?}");
     assert!(outcomes.contains(&"closed"), "{log:#?}");
 }
+
+/// A front socksgate whose upstream group sends PROXY headers: the upstream (trusting the
+/// front's address) sees the real client, 127.0.0.3, and the front as `via`; the upstream's
+/// client rule on the real address decides.
+#[test]
+fn a_group_that_sends_proxy_headers_names_the_client_to_its_upstream() {
+    let upstream = server_behind_balancer();
+    let text = format!(
+        "[[upstream]]\nname = \"up\"\nchains = [[\"socks5://{}\"]]\nsend_proxy_protocol = true\n\n\
+         [[rule]]\naction = \"route\"\nroute = \"up\"\n",
+        upstream.addr()
+    );
+    let mut config = Config::parse(&text, Path::new("front.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let front = TestServer::start_with(config);
+    let echo = EchoTarget::start();
+
+    let client = connect_from(IpAddr::from([127, 0, 0, 3]), front.addr()).unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    connect_and_echo(client, echo.addr).unwrap();
+    let log = upstream.wait_for_sessions(1);
+    assert_eq!(
+        log[0]["client"],
+        format!("127.0.0.3:{client_port}"),
+        "{log:?}"
+    );
+    assert_eq!(
+        log[0]["via"].split(':').next(),
+        Some("127.0.0.1"),
+        "{log:?}"
+    );
+
+    // 127.0.0.2 is refused by the upstream's client rule, though the front allows it.
+    let refused = connect_from(IpAddr::from([127, 0, 0, 2]), front.addr()).unwrap();
+    assert!(connect_and_echo(refused, echo.addr).is_err());
+    let log = upstream.wait_for_sessions(2);
+    assert_eq!(log[1]["outcome"], "client-denied", "{log:?}");
+}

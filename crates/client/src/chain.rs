@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
+use socksgate_proto::proxy_header::ProxyHeader;
 use socksgate_proto::{Address, Command, Host, Reply, Step};
 use socksgate_tls::rustls::pki_types::ServerName;
 use socksgate_tls::rustls::ClientConfig;
@@ -39,6 +40,8 @@ struct Egress {
     outbound: Outbound,
     /// The first hop's addresses, resolved ahead of time.
     first_hop: Option<Arc<[SocketAddr]>>,
+    /// Sent first on the connection to the first hop (PROXY protocol).
+    proxy_header: Option<ProxyHeader>,
 }
 
 impl fmt::Debug for Chain {
@@ -159,6 +162,13 @@ impl Chain {
         self
     }
 
+    /// Begins the connection to the first hop with a PROXY protocol v2 `header` (before
+    /// TLS), for a first hop that trusts this host to name its clients.
+    pub fn with_proxy_header(mut self, header: ProxyHeader) -> Self {
+        self.egress.proxy_header = Some(header);
+        self
+    }
+
     /// Opens every socket of the chain with these options (mark, interface, source).
     pub fn with_outbound(mut self, outbound: Outbound) -> Self {
         self.egress.outbound = outbound;
@@ -272,10 +282,18 @@ impl Chain {
                 .await
                 .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?,
         };
-        let stream = connect_any(&addresses, &self.egress.outbound)
+        let mut stream = connect_any(&addresses, &self.egress.outbound)
             .await
             .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
         let _ = stream.set_nodelay(true);
+        if let Some(header) = &self.egress.proxy_header {
+            let mut bytes = Vec::with_capacity(64);
+            header.encode_v2(&mut bytes);
+            stream
+                .write_all(&bytes)
+                .await
+                .map_err(|error| self.error(0, HopFailure::Io(error)))?;
+        }
         let mut stream = self.secure(ProxyStream::from(stream), 0).await?;
         for index in 0..self.hops.len() - 1 {
             let next = self.hops[index + 1].address.clone();

@@ -525,6 +525,7 @@ fn validate_upstreams(
             tls,
             gssapi,
             max_failures: group.max_failures.unwrap_or(3).max(1),
+            send_proxy_protocol: group.send_proxy_protocol.unwrap_or(false),
             retry_after: required_duration(
                 &group.retry_after,
                 &field("retry_after"),

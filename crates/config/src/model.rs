@@ -448,6 +448,9 @@ pub struct UpstreamGroup {
     /// GSS-API (Kerberos) offered to the group's SOCKS5 hops, with the server's own
     /// credentials (its ticket cache or client keytab); none when not set.
     pub gssapi: Option<UpstreamGssapi>,
+    /// Whether each connection to a chain's first hop begins with a PROXY protocol v2 header
+    /// naming the client, for an upstream behind which policy and logs want the real client.
+    pub send_proxy_protocol: bool,
 }
 
 /// How a group's hops are asked for GSS-API.

@@ -224,6 +224,7 @@ pub(crate) struct RawUpstream {
     pub(crate) retry_after: Option<Spanned<RawDuration>>,
     pub(crate) tls: Option<RawUpstreamTls>,
     pub(crate) gssapi: Option<RawUpstreamGssapi>,
+    pub(crate) send_proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

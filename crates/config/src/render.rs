@@ -325,6 +325,9 @@ fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], re
         };
         let _ = writeln!(out, "selection = \"{selection}\"");
         let _ = writeln!(out, "max_failures = {}", group.max_failures);
+        if group.send_proxy_protocol {
+            let _ = writeln!(out, "send_proxy_protocol = true");
+        }
         let _ = writeln!(out, "retry_after = \"{}\"", duration(group.retry_after));
         render_upstream_tls(out, &group.tls);
         if let Some(gssapi) = &group.gssapi {

@@ -635,3 +635,15 @@ fn a_rule_chooses_interface_source_address_and_mark() {
     );
     assert!(parse("[[rule]]\naction = \"allow\"\nmark = -1\n").is_err());
 }
+
+#[test]
+fn an_upstream_group_may_send_proxy_headers() {
+    let text = "[[upstream]]\nname = \"up\"\nchains = [[\"socks5://127.0.0.1:1081\"]]\n";
+    assert!(!parse(text).unwrap().upstreams[0].send_proxy_protocol);
+    let config = parse(&format!("{text}send_proxy_protocol = true\n")).unwrap();
+    assert!(config.upstreams[0].send_proxy_protocol);
+    assert_eq!(
+        parse(&config.to_toml()).unwrap().upstreams,
+        config.upstreams
+    );
+}

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use socksgate_client::{Chain, ChainError, Outbound, ProxyStream};
+use socksgate_proto::proxy_header::ProxyHeader;
 use socksgate_proto::Reply;
 use tokio::io::AsyncWriteExt;
 
@@ -40,8 +41,19 @@ where
         session.refuse(Reply::GENERAL_FAILURE).await;
         return Err(Failure::Upstream(format!("no upstream group {route}")));
     };
-    // The rule's egress applies to the connections to the first hop.
-    let attempt = |chain: Chain| attempt(chain.with_outbound(outbound.clone()));
+    // The rule's egress applies to the connections to the first hop, and the group may want
+    // to know who the client is.
+    let header = group.send_proxy_protocol.then_some(ProxyHeader::Proxied {
+        source: session.record.client,
+        destination: session.record.listener,
+    });
+    let attempt = |chain: Chain| {
+        let chain = chain.with_outbound(outbound.clone());
+        attempt(match header {
+            Some(header) => chain.with_proxy_header(header),
+            None => chain,
+        })
+    };
     let attempt = group.run(session.record.client.ip(), &shared.metrics, attempt);
     match tokio::time::timeout(shared.timeouts.connect, attempt).await {
         Ok(Ok(value)) => Ok(value),

@@ -154,6 +154,8 @@ pub(crate) struct Group {
     turn: AtomicUsize,
     max_failures: u32,
     retry_after: Duration,
+    /// Whether connections to a first hop begin with a PROXY v2 header naming the client.
+    pub(crate) send_proxy_protocol: bool,
 }
 
 impl Group {
@@ -185,6 +187,7 @@ impl Group {
             turn: AtomicUsize::new(0),
             max_failures: config.max_failures,
             retry_after: config.retry_after,
+            send_proxy_protocol: config.send_proxy_protocol,
         }
     }
 
@@ -311,6 +314,7 @@ mod tests {
             retry_after: Duration::from_secs(30),
             tls: ClientTls::default(),
             gssapi: None,
+            send_proxy_protocol: false,
         };
         Group::new(&config, None)
     }
