@@ -25,7 +25,10 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
             return exit::code(exit::CONFIG);
         }
     };
-    logging::init(&config.log);
+    if let Err(error) = logging::init(&config.log) {
+        let _ = writeln!(std::io::stderr(), "error: log.output: {error}");
+        return exit::code(exit::CONFIG);
+    }
     use_keytab(&config);
     let authenticator = match authentication::from_config(&config.auth) {
         Ok(authenticator) => authenticator,
@@ -120,6 +123,12 @@ async fn serve(
     crate::service::drop_privileges(&process)?;
     let reloads = server.reload_handle();
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut rotated = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
+    tokio::spawn(async move {
+        while rotated.recv().await.is_some() {
+            logging::reopen();
+        }
+    });
     tokio::spawn(async move {
         let mut stamps = file_stamps(&watched);
         let mut poll = tokio::time::interval(RELOAD_POLL);

@@ -142,3 +142,144 @@ fn check_only_checks_without_opening_anything() {
         "{output:?}"
     );
 }
+
+/// The fields of an access event in JSON, as docs/operations.md lists them.
+const SESSION_FIELDS: [&str; 19] = [
+    "timestamp",
+    "level",
+    "message",
+    "client",
+    "listener",
+    "via",
+    "protocol",
+    "user",
+    "command",
+    "target",
+    "outcome",
+    "reply",
+    "rule",
+    "detail",
+    "peer",
+    "rejected_peers",
+    "bytes_up",
+    "bytes_down",
+    "duration_ms",
+];
+
+/// The JSON events of a log file, waiting until one satisfies `wanted`.
+fn events_until(
+    path: &std::path::Path,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect();
+        if events.iter().any(&wanted) {
+            return events;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A CONNECT through the server on `port` that echoes a few bytes.
+fn one_session(port: u16, echo: &socksgate_tests::EchoTarget) {
+    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = socksgate_tests::socks5_connect(proxy, &echo.addr.to_string()).unwrap();
+    socksgate_tests::assert_echoes(&mut stream, b"logged");
+}
+
+/// `[log] output` to a file, in JSON: every documented field of an access event is there,
+/// each key once; after the file is moved away (rotation), SIGUSR1 opens a new one.
+#[test]
+fn json_access_events_go_to_a_log_file_that_sigusr1_reopens() {
+    let dir = scratch("log-file");
+    let log = dir.join("socksgate.log");
+    let config = dir.join("socksgate.toml");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &config,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:{port}\"\n\n[log]\nformat = \"json\"\n\
+             output = \"{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let server = Stopped(
+        Command::new(SOCKSGATE)
+            .args(["serve", "-c"])
+            .arg(&config)
+            .spawn()
+            .unwrap(),
+    );
+    events_until(&log, |event| event["message"] == "listening");
+    let echo = socksgate_tests::EchoTarget::start();
+    one_session(port, &echo);
+    let events = events_until(&log, |event| event["message"] == "session");
+    let session = events
+        .iter()
+        .find(|event| event["message"] == "session")
+        .unwrap();
+    for field in SESSION_FIELDS {
+        assert!(session.get(field).is_some(), "{field} missing: {session}");
+    }
+    assert_eq!(session["target"], echo.addr.to_string());
+    let raw = std::fs::read_to_string(&log).unwrap();
+    let line = raw
+        .lines()
+        .find(|line| line.contains("\"session\""))
+        .unwrap();
+    assert_eq!(line.matches("\"target\":").count(), 1, "{line}");
+
+    // Rotation: move the file away, signal, and the next events go to a new file.
+    let rotated = dir.join("socksgate.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = rustix::process::Pid::from_raw(server.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::USR1).unwrap();
+    events_until(&log, |event| event["message"] == "log file reopened");
+    one_session(port, &echo);
+    events_until(&log, |event| event["message"] == "session");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.matches("\"message\":\"session\"").count(), 1, "{old}");
+}
+
+/// `[log] output = "stdout"`, for a journal that reads standard output.
+#[test]
+fn logs_can_go_to_standard_output() {
+    let dir = scratch("log-stdout");
+    let config = dir.join("socksgate.toml");
+    std::fs::write(
+        &config,
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[log]\noutput = \"stdout\"\n",
+    )
+    .unwrap();
+    let mut server = Stopped(
+        Command::new(SOCKSGATE)
+            .args(["serve", "-c"])
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = std::io::BufReader::new(server.0.stdout.take().unwrap());
+    let mut lines = std::io::BufRead::lines(stdout).map_while(Result::ok);
+    assert!(
+        lines.any(|line| line.contains("listening")),
+        "no listening line on stdout"
+    );
+    let pid = rustix::process::Pid::from_raw(server.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("listening"), "{stderr}");
+}

@@ -42,8 +42,8 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use model::{
     Admin, Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Icmp, IcmpSocket, Limits, Listener,
-    ListenerTls, Log, LogFormat, LoginThrottle, Process, Protection, Selection, Timeouts, Udp,
-    UdpFiltering, UpstreamGroup, UpstreamGssapi,
+    ListenerTls, Log, LogFormat, LogOutput, LoginThrottle, Process, Protection, Selection,
+    Timeouts, Udp, UdpFiltering, UpstreamGroup, UpstreamGssapi,
 };
 pub use rules::{command_name, parse_command};
 
@@ -218,6 +218,19 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             .as_ref()
             .map_or(defaults.log.level, |level| level.get_ref().clone()),
         access: raw.log.access.unwrap_or(true),
+        output: text_field(
+            &raw.log.output,
+            "log.output",
+            "\"stderr\", \"stdout\" or an absolute file path",
+            origin,
+            |text| match text {
+                "stderr" => Some(LogOutput::Stderr),
+                "stdout" => Some(LogOutput::Stdout),
+                path if path.starts_with('/') => Some(LogOutput::File(path.into())),
+                _ => None,
+            },
+        )?
+        .unwrap_or_default(),
     };
 
     let upstreams = validate_upstreams(&raw.upstream, origin)?;

@@ -204,6 +204,20 @@ pub struct Log {
     pub level: String,
     /// Whether one access-log event is written per session.
     pub access: bool,
+    /// Where logs go.
+    pub output: LogOutput,
+}
+
+/// Where logs go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogOutput {
+    /// Standard error (the default; journald takes it under systemd).
+    #[default]
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// A file, appended to, and opened again on SIGUSR1 (after log rotation).
+    File(std::path::PathBuf),
 }
 
 impl Default for Log {
@@ -212,6 +226,7 @@ impl Default for Log {
             format: LogFormat::Human,
             level: "info".to_owned(),
             access: true,
+            output: LogOutput::Stderr,
         }
     }
 }

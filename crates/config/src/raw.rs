@@ -142,6 +142,7 @@ pub(crate) struct RawLog {
     pub(crate) format: Option<Spanned<String>>,
     pub(crate) level: Option<Spanned<String>>,
     pub(crate) access: Option<bool>,
+    pub(crate) output: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

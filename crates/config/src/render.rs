@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use socksgate_proto::Method;
 
-use crate::model::{AuthBackend, Config, Fragments, IcmpSocket, LogFormat, UdpFiltering};
+use crate::model::{
+    AuthBackend, Config, Fragments, IcmpSocket, LogFormat, LogOutput, UdpFiltering,
+};
 
 /// Renders `config` as a TOML document that parses back to the same `Config`.
 pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
@@ -80,6 +82,12 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     let _ = writeln!(out, "format = \"{format}\"");
     let _ = writeln!(out, "level = {:?}", config.log.level);
     let _ = writeln!(out, "access = {}", config.log.access);
+    let output = match &config.log.output {
+        LogOutput::Stderr => "stderr".to_owned(),
+        LogOutput::Stdout => "stdout".to_owned(),
+        LogOutput::File(path) => path.display().to_string(),
+    };
+    let _ = writeln!(out, "output = {output:?}");
 
     let auth = &config.auth;
     let _ = writeln!(out, "\n[auth]");

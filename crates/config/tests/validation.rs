@@ -647,3 +647,21 @@ fn an_upstream_group_may_send_proxy_headers() {
         config.upstreams
     );
 }
+
+#[test]
+fn logs_go_to_stderr_stdout_or_a_file() {
+    use socksgate_config::LogOutput;
+    assert_eq!(parse("").unwrap().log.output, LogOutput::Stderr);
+    let config = parse("[log]\noutput = \"/var/log/socksgate.log\"\n").unwrap();
+    assert_eq!(
+        config.log.output,
+        LogOutput::File("/var/log/socksgate.log".into())
+    );
+    assert_eq!(parse(&config.to_toml()).unwrap().log, config.log);
+    assert_eq!(
+        parse("[log]\noutput = \"stdout\"\n").unwrap().log.output,
+        LogOutput::Stdout
+    );
+    let error = parse("[log]\noutput = \"relative.log\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("log.output"));
+}
