@@ -115,7 +115,10 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let mut watched = watched_files(source.path.as_deref(), &config);
     let process = config.process.clone();
-    let mut server = Server::bind(config).await.context("starting the server")?;
+    let inherited = inherited_listeners()?;
+    let mut server = Server::bind_with(config, inherited)
+        .await
+        .context("starting the server")?;
     if let Some(authenticator) = authenticator {
         server = server.with_authenticator(authenticator);
     }
@@ -178,6 +181,15 @@ async fn serve(
         );
     }
     Ok(())
+}
+
+/// The listening sockets systemd passed (socket activation: `LISTEN_FDS`), if any.
+fn inherited_listeners() -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    (0..passed.len())
+        .filter_map(|index| passed.take_tcp_listener(index).transpose())
+        .collect::<std::io::Result<_>>()
+        .context("a socket passed by systemd is not a listening TCP socket")
 }
 
 /// How often the configuration file is checked for changes.

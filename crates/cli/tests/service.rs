@@ -41,6 +41,18 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     assert!(output.status.success(), "{complaints}");
     // Unknown or malformed settings are only warned about: none may be.
     assert!(complaints.trim().is_empty(), "{complaints}");
+
+    // The socket unit (socket activation) goes with the service of the same name.
+    let socket = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/socksgate.socket");
+    std::fs::copy(socket, dir.join("socksgate.socket")).unwrap();
+    let output = Command::new(tool("systemd-analyze").unwrap())
+        .arg("verify")
+        .arg(dir.join("socksgate.socket"))
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{complaints}");
+    assert!(complaints.trim().is_empty(), "{complaints}");
 }
 
 /// Started as root with `[process] user = "nobody"`: systemd hears READY=1 once the
@@ -282,4 +294,79 @@ fn logs_can_go_to_standard_output() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+/// A connection to `port` once something listens there.
+fn first_connection(port: u16) -> std::net::TcpStream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => return stream,
+            Err(error) => assert!(std::time::Instant::now() < deadline, "port {port}: {error}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Socket activation: systemd-socket-activate (systemd's own tool) opens the listening
+/// socket and starts socksgate on the first connection; socksgate serves on that socket.
+/// A passed socket that is no configured listener stops the start, naming it.
+#[test]
+fn socket_activation_serves_on_the_socket_systemd_passes() {
+    let Some(activate) = tool("systemd-socket-activate") else {
+        return;
+    };
+    let dir = scratch("activation");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("socksgate.toml");
+    std::fs::write(
+        &config,
+        format!("[[listen]]\naddress = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let log = dir.join("activation.log");
+    let mut activator = Stopped(
+        Command::new(&activate)
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .args([SOCKSGATE, "serve", "-c"])
+            .arg(&config)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The first connection starts socksgate, which accepts it from the passed socket.
+    drop(first_connection(port));
+    let echo = socksgate_tests::EchoTarget::start();
+    one_session(port, &echo);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("using the listening socket systemd passed"),
+        "{text}"
+    );
+    let _ = activator.0.kill();
+
+    // A socket for another port than the configuration's.
+    let other = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut mismatched = Stopped(
+        Command::new(&activate)
+            .arg(format!("--listen=127.0.0.1:{other}"))
+            .args([SOCKSGATE, "serve", "-c"])
+            .arg(&config)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let _waiting = first_connection(other);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut mismatched.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("is no configured listener"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{other}")), "{stderr}");
 }

@@ -366,16 +366,47 @@ pub struct Server {
 impl Server {
     /// Reads the TLS listeners' certificates and keys, and opens every configured listener.
     pub async fn bind(config: Config) -> Result<Self, BindError> {
+        Self::bind_with(config, Vec::new()).await
+    }
+
+    /// As [`Server::bind`], taking listening sockets already open (systemd's socket
+    /// activation) for the configured listeners whose address they have. A socket that is
+    /// no configured listener is an error: the configuration and the socket unit disagree.
+    pub async fn bind_with(
+        config: Config,
+        inherited: Vec<std::net::TcpListener>,
+    ) -> Result<Self, BindError> {
         let tls = load_material(&config)?;
+        let mut inherited: Vec<(SocketAddr, std::net::TcpListener)> = inherited
+            .into_iter()
+            .map(|socket| Ok((socket.local_addr()?, socket)))
+            .collect::<io::Result<_>>()
+            .map_err(|source| BindError::Listen {
+                address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
-            let socket = TcpListener::bind(listener.address)
-                .await
-                .map_err(|source| BindError::Listen {
-                    address: listener.address,
-                    source,
-                })?;
-            listeners.push((socket, listener.address));
+            let address = listener.address;
+            let given = inherited.iter().position(|(local, _)| *local == address);
+            let socket = match given {
+                Some(index) => {
+                    let (_, socket) = inherited.swap_remove(index);
+                    tracing::info!(%address, "using the listening socket systemd passed");
+                    socket
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpListener::from_std(socket))
+                }
+                None => TcpListener::bind(address).await,
+            };
+            let socket = socket.map_err(|source| BindError::Listen { address, source })?;
+            listeners.push((socket, address));
+        }
+        if let Some((address, _)) = inherited.first() {
+            return Err(BindError::Listen {
+                address: *address,
+                source: io::Error::other("a socket passed by systemd is no configured listener"),
+            });
         }
         let admin = match config.admin.map(|admin| admin.address) {
             Some(address) => Some(
