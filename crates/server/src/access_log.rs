@@ -10,8 +10,6 @@ use socksgate_auth::Identity;
 use socksgate_policy::LogLevel;
 use socksgate_proto::{Address, Command, Reply, Version};
 
-use crate::relay::Counters;
-
 /// A `tracing` event at the session's level (the deciding rule's `log` option).
 macro_rules! at_level {
     ($level:expr, $($event:tt)*) => {
@@ -29,8 +27,9 @@ macro_rules! at_level {
 pub(crate) struct AccessRecord {
     pub(crate) client: SocketAddr,
     pub(crate) listener: SocketAddr,
-    /// The load balancer the client came through (PROXY protocol), when it did.
-    pub(crate) via: Option<SocketAddr>,
+    /// The load balancer the client came through (PROXY protocol), when it did. Boxed, as
+    /// `peer` is: a long-lived session carries this record, and most have neither.
+    pub(crate) via: Option<Box<SocketAddr>>,
     pub(crate) started: Instant,
     pub(crate) version: Option<Version>,
     /// The user name: authenticated, attempted, or the SOCKS4 USERID.
@@ -41,10 +40,10 @@ pub(crate) struct AccessRecord {
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
-    /// Shared with the live-session table (`/sessions`) while the session is listed there.
-    pub(crate) counters: std::sync::Arc<Counters>,
+    /// Bytes each way (shared with `/sessions` once listed there).
+    pub(crate) counters: crate::live::Tally,
     /// BIND: the peer that connected.
-    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) peer: Option<Box<SocketAddr>>,
     /// BIND: connections from other hosts than the expected peer, closed.
     pub(crate) rejected_peers: u64,
     /// UDP ASSOCIATE: what the association relayed and dropped.
@@ -53,8 +52,6 @@ pub(crate) struct AccessRecord {
     pub(crate) rule: Option<String>,
     /// The level of this session's event (the deciding rule's `log` option).
     pub(crate) log: LogLevel,
-    /// The session's place in `/sessions`, once granted (with the admin listener on).
-    pub(crate) listed: Option<crate::live::Listed>,
 }
 
 /// Datagrams and bytes each way, and drops by reason, of one association.
@@ -97,13 +94,12 @@ impl AccessRecord {
             command: None,
             target: None,
             reply: None,
-            counters: std::sync::Arc::default(),
+            counters: crate::live::Tally::default(),
             peer: None,
             rejected_peers: 0,
             udp: None,
             rule: None,
             log: LogLevel::Info,
-            listed: None,
         }
     }
 
@@ -117,7 +113,7 @@ impl AccessRecord {
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
-            via = %OrDash(self.via),
+            via = %OrDash(self.via.as_deref()),
             protocol = %OrDash(self.version),
             user = %OrDash(self.user.as_deref()),
             command = %OrDash(self.command),
@@ -126,7 +122,7 @@ impl AccessRecord {
             reply = %OrDash(self.reply.map(ReplyCode)),
             rule = %OrDash(self.rule.as_deref()),
             detail = %OrDash(detail),
-            peer = %OrDash(self.peer),
+            peer = %OrDash(self.peer.as_deref()),
             rejected_peers = self.rejected_peers,
             bytes_up = self.counters.up.load(Ordering::Relaxed),
             bytes_down = self.counters.down.load(Ordering::Relaxed),
@@ -142,7 +138,7 @@ impl AccessRecord {
             target: "socksgate::access",
             client = %self.client,
             listener = %self.listener,
-            via = %OrDash(self.via),
+            via = %OrDash(self.via.as_deref()),
             protocol = %OrDash(self.version),
             user = %OrDash(self.user.as_deref()),
             command = %OrDash(self.command),

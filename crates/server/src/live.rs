@@ -39,11 +39,37 @@ struct Entry {
     counters: Arc<Counters>,
 }
 
+/// Where a session's byte counts live: in its access record, or, once listed, shared with
+/// the table (boxed: most servers have no admin listener, and their sessions stay small).
+#[derive(Debug)]
+pub(crate) enum Tally {
+    Own(Counters),
+    Listed(Box<Listed>),
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::Own(Counters::default())
+    }
+}
+
+impl std::ops::Deref for Tally {
+    type Target = Counters;
+
+    fn deref(&self) -> &Counters {
+        match self {
+            Self::Own(counters) => counters,
+            Self::Listed(listed) => &listed.counters,
+        }
+    }
+}
+
 /// A session's place in the table; it leaves when this is dropped (with the session).
 #[derive(Debug)]
 pub(crate) struct Listed {
     sessions: Arc<LiveSessions>,
     id: u64,
+    counters: Arc<Counters>,
 }
 
 impl Drop for Listed {
@@ -59,12 +85,15 @@ impl LiveSessions {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Lists a granted session.
-    pub(crate) fn list(self: &Arc<Self>, record: &AccessRecord) -> Listed {
+    /// Lists a granted session; its counts are shared with the table from now on.
+    pub(crate) fn list(self: &Arc<Self>, record: &mut AccessRecord) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let counters = Arc::new(Counters::default());
+        counters.add_up(record.counters.up.load(Ordering::Relaxed) as usize);
+        counters.add_down(record.counters.down.load(Ordering::Relaxed) as usize);
         let entry = Entry {
             client: record.client,
-            via: record.via,
+            via: record.via.as_deref().copied(),
             listener: record.listener,
             user: record.user.clone(),
             command: record.command,
@@ -72,13 +101,14 @@ impl LiveSessions {
             rule: record.rule.clone(),
             started: SystemTime::now() - record.started.elapsed(),
             since: record.started,
-            counters: record.counters.clone(),
+            counters: counters.clone(),
         };
         self.shard(id).insert(id, entry);
-        Listed {
+        record.counters = Tally::Listed(Box::new(Listed {
             sessions: self.clone(),
             id,
-        }
+            counters,
+        }));
     }
 
     /// `{"sessions": [...]}`, oldest first.
@@ -168,6 +198,13 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\n\u0001é""#.replace("\\n", "\\u000a"));
     }
 
+    fn record_of(like: &AccessRecord) -> AccessRecord {
+        let mut record = AccessRecord::new(like.client, like.listener);
+        record.user.clone_from(&like.user);
+        record.command = like.command;
+        record
+    }
+
     #[test]
     fn a_session_is_listed_until_dropped() {
         let sessions = Arc::new(LiveSessions::default());
@@ -177,9 +214,11 @@ mod tests {
         );
         record.user = Some("alice".into());
         record.command = Some(Command::CONNECT);
-        let first = sessions.list(&record);
-        let second = sessions.list(&record);
-        record.counters.add_up(5);
+        let mut first = record_of(&record);
+        sessions.list(&mut first);
+        let mut second = record_of(&record);
+        sessions.list(&mut second);
+        second.counters.add_up(5);
         let json = sessions.to_json();
         assert_eq!(json.matches("\"user\":\"alice\"").count(), 2, "{json}");
         assert!(json.contains("\"bytes_up\":5"), "{json}");

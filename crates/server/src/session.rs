@@ -253,15 +253,17 @@ fn serve_session(
             }
             // The handshake, the request and the command's set-up live in one allocation,
             // freed before the relay starts.
-            match boxed(run(&mut client, setup.options, shared, &mut record)).await {
-                Ok(Next::Relay(established)) => {
-                    let idle = shared.timeouts.idle;
-                    let relay = established.relay(&mut client, idle, &record.counters);
-                    Ok(Ended::Relay(relay.await))
-                }
-                Ok(Next::Ended(ended)) => Ok(ended),
-                Err(failure) => Err(failure),
-            }
+            // The outcome is taken apart before the relay's await: a match on it around the
+            // await would keep its whole room in the session's state for the session's life.
+            let established =
+                match boxed(run(&mut client, setup.options, shared, &mut record)).await {
+                    Ok(Next::Relay(established)) => established,
+                    Ok(Next::Ended(ended)) => break 'session Ok(ended),
+                    Err(failure) => break 'session Err(failure),
+                };
+            let idle = shared.timeouts.idle;
+            let relay = established.relay(&mut client, idle, &record.counters);
+            Ok(Ended::Relay(relay.await))
         };
         shared.metrics.session_ended(&record, &ending(&result));
         if shared.access_log {
@@ -330,7 +332,7 @@ async fn proxied(
         .await
         .map_err(Failure::ClientGone)?;
     if let ProxyHeader::Proxied { source, .. } = header {
-        record.via = Some(balancer);
+        record.via = Some(Box::new(balancer));
         record.client = source;
     }
     Ok(())
@@ -459,7 +461,7 @@ async fn run(
     let grant = authorize::authorize(&mut session).await?;
     session.record.log = grant.options.log;
     if let Some(live) = &shared.live {
-        session.record.listed = Some(live.list(session.record));
+        live.list(session.record);
     }
     // No boxes inside: this whole future is one short-lived allocation (a UDP association
     // keeps it for its life), and fewer allocations per session cost less and fragment less.

@@ -18,7 +18,6 @@ use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socksgate_config::{Fragments, Udp, UdpFiltering};
@@ -147,7 +146,7 @@ pub(crate) async fn associate(
         resolver: shared.resolver.as_ref(),
         resolve_timeout: shared.timeouts.connect,
         stats: UdpStats::default(),
-        counters: session.record.counters.clone(),
+        counters: &session.record.counters,
         header: Vec::with_capacity(HEADROOM),
         // RFC 1961 §5: with GSS-API protection agreed, datagrams are sealed too, with the
         // control connection's context (the control connection carries nothing more).
@@ -272,7 +271,7 @@ struct Association<'a> {
     resolve_timeout: Duration,
     stats: UdpStats,
     /// The session's byte counts as `/sessions` shows them while the association runs.
-    counters: Arc<Counters>,
+    counters: &'a Counters,
     /// Where the header of a datagram for the client is written (reused: no allocation per
     /// datagram).
     header: Vec<u8>,

@@ -60,7 +60,7 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Est
     };
     drop(listener);
     let _ = peer.set_nodelay(true);
-    session.record.peer = Some(peer_addr);
+    session.record.peer = Some(Box::new(peer_addr));
     session
         .reply(Reply::SUCCEEDED, &Address::from(peer_addr))
         .await
@@ -180,7 +180,7 @@ async fn bind_through(
             return Err(Failure::BindTimeout);
         }
     };
-    session.record.peer = peer.socket_addr();
+    session.record.peer = peer.socket_addr().map(Box::new);
     session
         .reply(Reply::SUCCEEDED, &peer)
         .await
