@@ -593,6 +593,31 @@ fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
     assert_eq!(code, Some(0), "{text}");
 }
 
+#[test]
+fn the_operations_guide_examples_are_valid() {
+    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+    let blocks = toml_blocks(guide);
+    assert!(blocks.len() >= 6, "{} examples", blocks.len());
+    for (index, block) in blocks.iter().enumerate() {
+        let path = temp_file(&format!("operations-{index}.toml"), block);
+        let output = check_config(&path, &[]);
+        assert!(
+            output.status.success(),
+            "example {index}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // `check` prints the configuration as it understood it: nothing was dropped.
+        let understood = String::from_utf8_lossy(&output.stdout);
+        for line in block.lines().filter(|line| line.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap().trim();
+            assert!(
+                understood.contains(&format!("{key} = ")),
+                "{key} lost:\n{understood}"
+            );
+        }
+    }
+}
+
 /// `socksgate connect` through a TLS listener, trusting `ca`: what came back for `payload`.
 fn echo_over_tls(port: u16, ca: &std::path::Path, echo: SocketAddr) -> std::process::Output {
     let mut child = socksgate()
