@@ -243,16 +243,7 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
         "{log:#?}"
     );
     // Another address is counted on its own.
-    let other = connect_from([127, 0, 0, 2].into(), server.addr());
-    let mut other = other.unwrap();
-    let machine = socksgate_proto::client::ClientHandshake::new(
-        ClientProtocol::socks5(),
-        socksgate_proto::Command::CONNECT,
-        target.parse().unwrap(),
-    )
-    .unwrap();
-    socksgate_tests::handshake(&mut other, machine).unwrap();
-    assert_echoes(&mut other, b"another address");
+    echo_from_another_address(server.addr(), &target);
 
     // One session per user: a SOCKS4 USERID names the user here.
     let as_user = |user: &str| {
@@ -455,7 +446,12 @@ fn connections_beyond_the_rate_per_source_are_closed() {
     assert_eq!(limited.len(), refused, "{log:#?}");
     assert_eq!(limited[0]["detail"], "limits.connection_rate_per_source");
     // Another address has its own allowance.
-    let mut other = connect_from([127, 0, 0, 2].into(), server.addr()).unwrap();
+    echo_from_another_address(server.addr(), &target);
+}
+
+/// A CONNECT to `target` from 127.0.0.2, and an echo through it.
+fn echo_from_another_address(proxy: std::net::SocketAddr, target: &str) {
+    let mut other = connect_from([127, 0, 0, 2].into(), proxy).unwrap();
     let machine = socksgate_proto::client::ClientHandshake::new(
         ClientProtocol::socks5(),
         socksgate_proto::Command::CONNECT,

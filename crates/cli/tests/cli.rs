@@ -549,20 +549,61 @@ fn toml_blocks(document: &str) -> Vec<String> {
         .collect()
 }
 
+/// Where and how the examples of a document are checked.
+#[derive(Default)]
+struct Examples<'a> {
+    /// The directory the example files are written to (the temporary one by default).
+    dir: Option<&'a std::path::Path>,
+    env: &'a [(&'a str, &'a str)],
+    /// Turns the example's text into what is checked (paths of this machine, say).
+    adapt: Option<&'a dyn Fn(&str) -> String>,
+}
+
+/// Runs `socksgate check` on every TOML example of `document` (under the repository), at
+/// least `at_least` of them; each must pass. Returns each example (as checked) with what
+/// check printed of it.
+fn checked_examples(document: &str, at_least: usize, how: &Examples<'_>) -> Vec<(String, String)> {
+    let path = format!("{}/../../{document}", env!("CARGO_MANIFEST_DIR"));
+    let blocks = toml_blocks(&path);
+    assert!(
+        blocks.len() >= at_least,
+        "{document}: {} examples",
+        blocks.len()
+    );
+    let stem = document.replace(['/', '.'], "-");
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(index, block)| {
+            let block = how
+                .adapt
+                .map_or_else(|| block.clone(), |adapt| adapt(block));
+            let name = format!("{stem}-{index}.toml");
+            let path = match how.dir {
+                Some(dir) => {
+                    let path = dir.join(name);
+                    std::fs::write(&path, &block).unwrap();
+                    path
+                }
+                None => temp_file(&name, &block),
+            };
+            let output = check_config(&path, how.env);
+            assert!(
+                output.status.success(),
+                "{document}, example {index}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            (block, String::from_utf8_lossy(&output.stdout).into_owned())
+        })
+        .collect()
+}
+
 #[test]
 fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
-    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/policy.md");
-    let blocks = toml_blocks(guide);
-    assert!(blocks.len() >= 5, "{} examples", blocks.len());
-    for (index, block) in blocks.iter().enumerate() {
-        let path = temp_file(&format!("guide-{index}.toml"), block);
-        let output = check_config(&path, &[]);
-        assert!(
-            output.status.success(),
-            "example {index}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let blocks: Vec<String> = checked_examples("docs/policy.md", 5, &Examples::default())
+        .into_iter()
+        .map(|(block, _)| block)
+        .collect();
     let office = blocks
         .iter()
         .find(|b| b.contains("users = [\"backup\"]"))
@@ -595,19 +636,8 @@ fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
 
 #[test]
 fn the_operations_guide_examples_are_valid() {
-    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
-    let blocks = toml_blocks(guide);
-    assert!(blocks.len() >= 6, "{} examples", blocks.len());
-    for (index, block) in blocks.iter().enumerate() {
-        let path = temp_file(&format!("operations-{index}.toml"), block);
-        let output = check_config(&path, &[]);
-        assert!(
-            output.status.success(),
-            "example {index}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    for (block, understood) in checked_examples("docs/operations.md", 6, &Examples::default()) {
         // `check` prints the configuration as it understood it: nothing was dropped.
-        let understood = String::from_utf8_lossy(&output.stdout);
         for line in block.lines().filter(|line| line.contains(" = ")) {
             let key = line.split(" = ").next().unwrap().trim();
             assert!(
@@ -692,9 +722,6 @@ fn a_renewed_certificate_is_served_without_a_restart() {
 #[test]
 fn the_tls_guide_examples_are_valid() {
     use socksgate_tests::pki::Authority;
-    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/tls.md");
-    let blocks = toml_blocks(guide);
-    assert!(blocks.len() >= 3, "{} examples", blocks.len());
     // check reads the files the examples name: make them, beside the examples.
     let ca = Authority::new("guide");
     let gateway = ca.server("issued-gateway");
@@ -709,16 +736,11 @@ fn the_tls_guide_examples_are_valid() {
     ] {
         std::fs::copy(from, ca.dir().join(name)).unwrap();
     }
-    for (index, block) in blocks.iter().enumerate() {
-        let path = ca.dir().join(format!("tls-guide-{index}.toml"));
-        std::fs::write(&path, block).unwrap();
-        let output = check_config(&path, &[]);
-        assert!(
-            output.status.success(),
-            "example {index}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let shown = String::from_utf8_lossy(&output.stdout);
+    let how = Examples {
+        dir: Some(ca.dir()),
+        ..Examples::default()
+    };
+    for (index, (_, shown)) in checked_examples("docs/tls.md", 3, &how).iter().enumerate() {
         assert!(
             shown.contains("tls = {"),
             "example {index} lost its TLS settings: {shown}"
@@ -726,7 +748,7 @@ fn the_tls_guide_examples_are_valid() {
     }
     // A missing file is named, and check fails as a bad configuration does.
     std::fs::remove_file(ca.dir().join("gateway.key")).unwrap();
-    let broken = ca.dir().join("tls-guide-0.toml");
+    let broken = ca.dir().join("docs-tls-md-0.toml");
     let output = check_config(&broken, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -738,23 +760,17 @@ fn the_kerberos_guide_examples_are_valid() {
     let Some(kdc) = socksgate_tests::kdc::Kdc::start() else {
         return;
     };
-    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/kerberos.md");
-    let blocks = toml_blocks(guide);
-    assert!(blocks.len() >= 3, "{} examples", blocks.len());
     let keytab = kdc.keytab.display().to_string();
     let env = kdc.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    for (index, block) in blocks.iter().enumerate() {
-        // The guide's keytab is the test realm's; check acquires the service's keys from it.
-        let block = block.replace("/etc/socksgate/socksgate.keytab", &keytab);
-        let path = temp_file(&format!("kerberos-guide-{index}.toml"), &block);
-        let output = check_config(&path, &env);
-        assert!(
-            output.status.success(),
-            "example {index}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    // The guide's keytab is the test realm's; check acquires the service's keys from it.
+    let adapt = |block: &str| block.replace("/etc/socksgate/socksgate.keytab", &keytab);
+    let how = Examples {
+        env: &env,
+        adapt: Some(&adapt),
+        ..Examples::default()
+    };
+    checked_examples("docs/kerberos.md", 3, &how);
     // A keytab without the service's keys is refused, with the reason.
     let path = temp_file(
         "kerberos-missing.toml",
@@ -810,17 +826,10 @@ fn connect_authenticates_with_kerberos_and_the_server_logs_the_principal() {
 
 #[test]
 fn the_icmp_extension_example_is_valid_and_explain_knows_the_command() {
-    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/extensions/icmp.md");
-    let blocks = toml_blocks(page);
-    assert_eq!(blocks.len(), 1, "{blocks:?}");
-    let path = temp_file("icmp-extension.toml", &blocks[0]);
-    let output = check_config(&path, &[]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let shown = String::from_utf8_lossy(&output.stdout);
+    let examples = checked_examples("docs/extensions/icmp.md", 1, &Examples::default());
+    assert_eq!(examples.len(), 1);
+    let (block, shown) = &examples[0];
+    let path = temp_file("icmp-extension.toml", block);
     assert!(
         shown.contains("[icmp]\nenabled = true\nsocket = \"auto\"\nrate = 10"),
         "{shown}"
