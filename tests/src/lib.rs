@@ -12,6 +12,7 @@ pub mod interop;
 pub mod kdc;
 pub mod netns;
 pub mod pki;
+pub mod redis;
 pub mod server;
 pub mod sshd;
 pub mod target;

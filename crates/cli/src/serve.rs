@@ -115,12 +115,17 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let mut watched = watched_files(source.path.as_deref(), &config);
     let process = config.process.clone();
+    let fleet = config.fleet.clone();
     let inherited = inherited_listeners()?;
     let mut server = Server::bind_with(config, inherited)
         .await
         .context("starting the server")?;
     if let Some(authenticator) = authenticator {
         server = server.with_authenticator(authenticator);
+    }
+    if let Some(fleet) = &fleet {
+        let fleet = socksgate_fleet::RedisFleet::start(fleet).map_err(anyhow::Error::msg)?;
+        server = server.with_fleet(fleet);
     }
     // The listeners are open: root is no longer needed.
     crate::service::drop_privileges(&process)?;

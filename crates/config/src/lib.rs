@@ -30,6 +30,7 @@
 
 mod duration;
 mod error;
+mod fleet;
 mod model;
 mod raw;
 mod render;
@@ -41,9 +42,10 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use model::{
-    Admin, Auth, AuthBackend, Bind, Config, Fragments, Gssapi, Icmp, IcmpSocket, Limits, Listener,
-    ListenerTls, Log, LogFormat, LogOutput, LoginThrottle, Process, Protection, Selection,
-    Timeouts, Udp, UdpFiltering, UpstreamGroup, UpstreamGssapi,
+    Admin, Auth, AuthBackend, Bind, Config, FailMode, Fleet, Fragments, Gssapi, Icmp, IcmpSocket,
+    Limits, Listener, ListenerTls, Log, LogFormat, LogOutput, LoginLimit, LoginThrottle, Process,
+    Protection, Quota, QuotaPeriod, Selection, Timeouts, Udp, UdpFiltering, UpstreamGroup,
+    UpstreamGssapi,
 };
 pub use rules::{command_name, parse_command};
 
@@ -280,6 +282,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         gssapi,
         icmp,
         admin,
+        fleet: fleet::validate(&raw.fleet, origin)?,
         process: Process {
             user: raw.process.user.clone(),
             group: raw.process.group.clone(),

@@ -36,6 +36,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The user and group the server runs as once its listeners are open.
     pub process: Process,
+    /// Limits shared with other nodes through Redis; none by default.
+    pub fleet: Option<Fleet>,
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
@@ -265,6 +267,7 @@ impl Default for Config {
             icmp: Icmp::default(),
             admin: None,
             process: Process::default(),
+            fleet: None,
             danger_allow_open_proxy: false,
         }
     }
@@ -326,6 +329,69 @@ impl Default for Udp {
             idle: Duration::from_secs(300),
         }
     }
+}
+
+/// Limits that hold across several socksgate nodes, kept in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// The Redis server (`redis://[:PASSWORD@]HOST:PORT/DB`).
+    pub redis: String,
+    /// This node's name in logs and session keys (the host name by default).
+    pub node: Option<String>,
+    /// How often byte counts are reported and leases renewed.
+    pub sync_interval: Duration,
+    /// Sessions at once of one user, fleet-wide (exact).
+    pub max_sessions_per_user: Option<u32>,
+    /// Sessions at once from one address, fleet-wide (exact).
+    pub max_sessions_per_source: Option<u32>,
+    /// Bytes (both ways together) per user and period, fleet-wide.
+    pub quota: Option<Quota>,
+    /// Failed logins per user across the fleet before every attempt waits.
+    pub logins: Option<LoginLimit>,
+    /// What a session limit does while Redis cannot be reached.
+    pub sessions_on_redis_down: FailMode,
+    /// What the quota does while Redis cannot be reached.
+    pub quota_on_redis_down: FailMode,
+    /// What the login limit does while Redis cannot be reached.
+    pub logins_on_redis_down: FailMode,
+}
+
+/// A byte quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes per period.
+    pub bytes: u64,
+    /// Calendar day or month, UTC.
+    pub period: QuotaPeriod,
+}
+
+/// The period a quota counts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    /// A UTC calendar day.
+    Day,
+    /// A UTC calendar month.
+    Month,
+}
+
+/// Failed logins across the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimit {
+    /// Failures of one user within `window` after which every attempt waits `delay`.
+    pub failures: u32,
+    /// How long failures are remembered.
+    pub window: Duration,
+    /// The wait before each attempt once throttled.
+    pub delay: Duration,
+}
+
+/// What a limit does when its shared state cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Serve as if within the limit (logged, counted).
+    Open,
+    /// Refuse as if over the limit (logged, counted).
+    Closed,
 }
 
 /// Who the server process becomes after opening its listeners (started as root, to bind

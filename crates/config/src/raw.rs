@@ -38,6 +38,47 @@ pub(crate) struct RawConfig {
     pub(crate) admin: RawAdmin,
     #[serde(default)]
     pub(crate) process: RawProcess,
+    #[serde(default)]
+    pub(crate) fleet: RawFleet,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    pub(crate) redis: Option<Spanned<String>>,
+    pub(crate) node: Option<String>,
+    pub(crate) sync_interval: Option<Spanned<RawDuration>>,
+    pub(crate) max_sessions_per_user: Option<Spanned<u64>>,
+    pub(crate) max_sessions_per_source: Option<Spanned<u64>>,
+    pub(crate) quota_per_user: Option<Spanned<String>>,
+    pub(crate) quota_period: Option<Spanned<String>>,
+    pub(crate) login_failures: Option<Spanned<u64>>,
+    pub(crate) login_window: Option<Spanned<RawDuration>>,
+    pub(crate) login_delay: Option<Spanned<RawDuration>>,
+    pub(crate) on_redis_down: Option<Spanned<String>>,
+    pub(crate) sessions_on_redis_down: Option<Spanned<String>>,
+    pub(crate) quota_on_redis_down: Option<Spanned<String>>,
+    pub(crate) logins_on_redis_down: Option<Spanned<String>>,
+}
+
+impl RawFleet {
+    /// The first setting given, for an error when `redis` is missing.
+    pub(crate) fn first_setting(&self) -> Option<&'static str> {
+        let given = [
+            (
+                "max_sessions_per_user",
+                self.max_sessions_per_user.is_some(),
+            ),
+            (
+                "max_sessions_per_source",
+                self.max_sessions_per_source.is_some(),
+            ),
+            ("quota_per_user", self.quota_per_user.is_some()),
+            ("login_failures", self.login_failures.is_some()),
+            ("node", self.node.is_some()),
+        ];
+        given.iter().find(|(_, set)| *set).map(|(name, _)| *name)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -184,6 +184,9 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             let _ = writeln!(out, "per_user_metrics = {users}");
         }
     }
+    if let Some(fleet) = &config.fleet {
+        crate::fleet::render(&mut out, fleet, redact);
+    }
     let process = &config.process;
     if process.user.is_some() || process.group.is_some() {
         let _ = writeln!(out, "\n[process]");

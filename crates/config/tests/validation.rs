@@ -665,3 +665,38 @@ fn logs_go_to_stderr_stdout_or_a_file() {
     let error = parse("[log]\noutput = \"relative.log\"\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("log.output"));
 }
+
+#[test]
+fn a_fleet_needs_redis_and_names_its_limits() {
+    use socksgate_config::{FailMode, QuotaPeriod};
+    let config = parse(
+        "[fleet]\nredis = \"redis://:secret@10.0.0.5:6379/0\"\nnode = \"a\"\n\
+         max_sessions_per_user = 2\nquota_per_user = \"10GB\"\nquota_period = \"month\"\n\
+         login_failures = 20\non_redis_down = \"closed\"\nquota_on_redis_down = \"open\"\n",
+    )
+    .unwrap();
+    let fleet = config.fleet.clone().unwrap();
+    assert_eq!(fleet.max_sessions_per_user, Some(2));
+    assert_eq!(fleet.quota.unwrap().bytes, 10_000_000_000);
+    assert_eq!(fleet.quota.unwrap().period, QuotaPeriod::Month);
+    assert_eq!(
+        fleet.logins.unwrap().delay,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(fleet.sessions_on_redis_down, FailMode::Closed);
+    assert_eq!(fleet.quota_on_redis_down, FailMode::Open);
+    assert_eq!(parse(&config.to_toml()).unwrap().fleet, config.fleet);
+    // Shown for people, the password is not.
+    let shown = config.to_toml_redacted();
+    assert!(
+        !shown.contains("secret") && shown.contains("REDACTED@10.0.0.5"),
+        "{shown}"
+    );
+    assert_eq!(parse("").unwrap().fleet, None);
+    let error = parse("[fleet]\nmax_sessions_per_user = 2\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("fleet.max_sessions_per_user"));
+    let error = parse("[fleet]\nredis = \"10.0.0.5:6379\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("fleet.redis"));
+    let error = parse("[fleet]\nredis = \"redis://r\"\non_redis_down = \"maybe\"\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("fleet.on_redis_down"));
+}

@@ -76,9 +76,13 @@ async fn answer(mut stream: TcpStream, shown: &Shown) -> std::io::Result<()> {
                 .clone();
             let stats = &shared.stats;
             let upstreams = shared.upstreams.health();
-            let body = shared
-                .metrics
-                .render(stats.sessions(), stats.associations(), &upstreams);
+            let mut body =
+                shared
+                    .metrics
+                    .render(stats.sessions(), stats.associations(), &upstreams);
+            if let Some(fleet) = &shared.fleet {
+                fleet.render_metrics(&mut body);
+            }
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         (Some(b"GET"), Some(b"/sessions")) => {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use socksgate_policy::{Action, Evaluation, Moment, Reason, Request, Rule, RuleOptions, Verdict};
 use socksgate_proto::{Command, Host, Method, Reply};
 
+use crate::fleet::Admission;
 use crate::limits::{LimitScope, LimitSlot, SERVER_SCOPE};
 use crate::relay::Caps;
 use crate::session::{Failure, Requested};
@@ -92,7 +93,7 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             per_source: rule.options.max_sessions_per_source,
         }),
     ];
-    let slots = match shared
+    let mut slots = match shared
         .limits
         .sessions
         .acquire(&scopes, request.source, request.user)
@@ -103,6 +104,20 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             return Err(Failure::Denied(format!("{rule_name}: {limit}")));
         }
     };
+    // Then the fleet's: the byte quota and the session limits.
+    if let Some(fleet) = &shared.fleet {
+        let refused = match fleet.admit(request.user, request.source).await {
+            Admission::Admitted(slot) => {
+                slots.extend(slot.map(LimitSlot::Fleet));
+                None
+            }
+            Admission::Refused(limit) => Some(limit),
+        };
+        if let Some(limit) = refused {
+            session.refuse(Reply::NOT_ALLOWED).await;
+            return Err(Failure::Denied(format!("{rule_name}: {limit}")));
+        }
+    }
     let caps = bandwidth_caps(shared, verdict.rule(), request.user);
     let Some(rule) = verdict.rule() else {
         return Ok(Grant {

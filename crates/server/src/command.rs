@@ -20,7 +20,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::authorize::Grant;
 use crate::limits::LimitSlot;
-use crate::relay::{self, Caps, Counters, Relay};
+use crate::live::Tally;
+use crate::relay::{self, Caps, Relay};
 use crate::session::{Failure, Requested};
 use crate::stream::ClientStream;
 
@@ -86,7 +87,7 @@ impl Established {
         self,
         client: &'a mut ClientStream,
         idle: Option<Duration>,
-        counters: &'a Counters,
+        counters: &'a Tally,
     ) -> Relay<'a, Box<[LimitSlot]>> {
         relay::relay(client, self.other, self._slots, idle, &self.caps, counters)
     }

@@ -14,6 +14,7 @@ mod access_log;
 mod admin;
 mod authorize;
 mod command;
+pub mod fleet;
 #[cfg(feature = "gssapi")]
 mod gss;
 mod icmp;
@@ -90,8 +91,10 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// Sessions held, shared bandwidth, connection rates: kept across reloads.
     pub(crate) limits: Arc<limits::LimitState>,
-    /// The sessions in progress, when the admin listener shows them.
+    /// The sessions in progress, when the admin listener shows them or a fleet counts them.
     pub(crate) live: Option<Arc<live::LiveSessions>>,
+    /// Limits shared with other nodes, when configured.
+    pub(crate) fleet: Option<Arc<dyn fleet::FleetLimits>>,
     /// Server-wide session limits per source and per user.
     pub(crate) session_caps: socksgate_config::Limits,
     /// What each configured listener accepts (methods, SOCKS4, TLS).
@@ -114,6 +117,7 @@ struct Lasting {
     throttle: Arc<Throttle>,
     limits: Arc<limits::LimitState>,
     live: Arc<live::LiveSessions>,
+    fleet: Option<Arc<dyn fleet::FleetLimits>>,
 }
 
 impl Shared {
@@ -143,7 +147,9 @@ impl Shared {
             policy: config.policy.clone(),
             clock: lasting.clock.clone(),
             limits: lasting.limits.clone(),
-            live: config.admin.map(|_| lasting.live.clone()),
+            // Listed for `/sessions`, or for a fleet's quota.
+            live: (config.admin.is_some() || lasting.fleet.is_some()).then(|| lasting.live.clone()),
+            fleet: lasting.fleet.clone(),
             session_caps: config.limits,
             listener_setups: config
                 .listeners
@@ -424,6 +430,7 @@ impl Server {
             throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
             limits: Arc::default(),
             live: Arc::default(),
+            fleet: None,
         };
         let current = Arc::new(RwLock::new(Arc::new(Shared::new(
             &config, None, &tls, &lasting,
@@ -466,6 +473,13 @@ impl Server {
     /// refused.
     pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);
+        self.refresh()
+    }
+
+    /// Shares limits with the other nodes of a fleet through `fleet` (`[fleet]`).
+    pub fn with_fleet(mut self, fleet: Arc<dyn fleet::FleetLimits>) -> Self {
+        let _ = self.lasting.live.fleet.set(fleet.clone());
+        self.lasting.fleet = Some(fleet);
         self.refresh()
     }
 
@@ -517,6 +531,23 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.config.limits.max_sessions));
         let sessions = TaskTracker::new();
         let stop = CancellationToken::new();
+        if let Some(fleet) = &self.lasting.fleet {
+            // Bytes of live sessions go to the fleet on a tick, never per byte.
+            let (live, period, stop) = (
+                self.lasting.live.clone(),
+                fleet.sync_interval(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => live.sweep(),
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
         let mut accept_loops = Vec::with_capacity(self.listeners.len());
         for (listener, configured) in self.listeners {
             if let Ok(address) = listener.local_addr() {

@@ -30,13 +30,33 @@ enum LimitKey {
 }
 
 /// One held slot; released when dropped.
+pub(crate) enum LimitSlot {
+    /// Counted in this server.
+    Local(LocalSlot),
+    /// Counted across the fleet.
+    Fleet(
+        #[expect(dead_code, reason = "held for its drop, which gives the slot back")]
+        Box<dyn Send + Sync>,
+    ),
+}
+
+impl std::fmt::Debug for LimitSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(slot) => slot.fmt(f),
+            Self::Fleet(_) => f.write_str("Fleet"),
+        }
+    }
+}
+
+/// A slot under a limit of this server.
 #[derive(Debug)]
-pub(crate) struct LimitSlot {
+pub(crate) struct LocalSlot {
     limits: Arc<SessionLimits>,
     key: (usize, LimitKey),
 }
 
-impl Drop for LimitSlot {
+impl Drop for LocalSlot {
     fn drop(&mut self) {
         let mut counts = self
             .limits
@@ -105,10 +125,10 @@ impl SessionLimits {
             .into_iter()
             .map(|(key, _, _)| {
                 *counts.entry(key.clone()).or_insert(0) += 1;
-                LimitSlot {
+                LimitSlot::Local(LocalSlot {
                     limits: self.clone(),
                     key,
-                }
+                })
             })
             .collect())
     }

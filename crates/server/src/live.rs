@@ -1,27 +1,40 @@
-//! The sessions in progress, for the admin listener's `GET /sessions`: a session is listed
-//! from the moment its request is granted until it ends, with its bytes so far. Kept only
-//! when the admin listener is on; the table is split in shards so that sessions starting
-//! and ending on different threads rarely meet on a lock (never per byte).
+//! The sessions in progress, for the admin listener's `GET /sessions` and a fleet's byte
+//! quota: a session is listed from the moment its request is granted until it ends, with its
+//! bytes so far. Kept only when the admin listener or a fleet is on; the table is split in
+//! shards so that sessions starting and ending on different threads rarely meet on a lock
+//! (never per byte). With a fleet, each sweep hands the bytes moved since the last one to
+//! it, and stops the sessions of users over their quota.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use socksgate_proto::{Address, Command};
 
 use crate::access_log::AccessRecord;
+use crate::fleet::FleetLimits;
 use crate::relay::Counters;
 
 const SHARDS: usize = 16;
 
 /// The live sessions.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct LiveSessions {
     next_id: AtomicU64,
     shards: [Mutex<HashMap<u64, Entry>>; SHARDS],
+    /// The fleet that counts bytes against quotas, when there is one.
+    pub(crate) fleet: std::sync::OnceLock<Arc<dyn FleetLimits>>,
+}
+
+impl std::fmt::Debug for LiveSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessions")
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `/sessions` shows of one session.
@@ -36,7 +49,16 @@ struct Entry {
     rule: Option<String>,
     started: SystemTime,
     since: Instant,
-    counters: Arc<Counters>,
+    counters: Arc<Shared>,
+    /// Bytes already handed to the fleet.
+    reported: u64,
+}
+
+/// Counts shared by a listed session and the table, and the table's word to stop.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    counters: Counters,
+    halted: AtomicBool,
 }
 
 /// Where a session's byte counts live: in its access record, or, once listed, shared with
@@ -45,6 +67,16 @@ struct Entry {
 pub(crate) enum Tally {
     Own(Counters),
     Listed(Box<Listed>),
+}
+
+impl Tally {
+    /// Whether the session was told to stop (its user is over the fleet's quota).
+    pub(crate) fn halted(&self) -> bool {
+        match self {
+            Self::Own(_) => false,
+            Self::Listed(listed) => listed.counters.halted.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Default for Tally {
@@ -59,7 +91,7 @@ impl std::ops::Deref for Tally {
     fn deref(&self) -> &Counters {
         match self {
             Self::Own(counters) => counters,
-            Self::Listed(listed) => &listed.counters,
+            Self::Listed(listed) => &listed.counters.counters,
         }
     }
 }
@@ -69,12 +101,18 @@ impl std::ops::Deref for Tally {
 pub(crate) struct Listed {
     sessions: Arc<LiveSessions>,
     id: u64,
-    counters: Arc<Counters>,
+    counters: Arc<Shared>,
 }
 
 impl Drop for Listed {
     fn drop(&mut self) {
-        self.sessions.shard(self.id).remove(&self.id);
+        let entry = self.sessions.shard(self.id).remove(&self.id);
+        // What moved since the last sweep still counts.
+        if let (Some(entry), Some(fleet)) = (entry, self.sessions.fleet.get()) {
+            if let Some(user) = &entry.user {
+                fleet.add_bytes(user, entry.unreported());
+            }
+        }
     }
 }
 
@@ -88,9 +126,13 @@ impl LiveSessions {
     /// Lists a granted session; its counts are shared with the table from now on.
     pub(crate) fn list(self: &Arc<Self>, record: &mut AccessRecord) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let counters = Arc::new(Counters::default());
-        counters.add_up(record.counters.up.load(Ordering::Relaxed) as usize);
-        counters.add_down(record.counters.down.load(Ordering::Relaxed) as usize);
+        let counters = Arc::new(Shared::default());
+        counters
+            .counters
+            .add_up(record.counters.up.load(Ordering::Relaxed) as usize);
+        counters
+            .counters
+            .add_down(record.counters.down.load(Ordering::Relaxed) as usize);
         let entry = Entry {
             client: record.client,
             via: record.via.as_deref().copied(),
@@ -102,6 +144,7 @@ impl LiveSessions {
             started: SystemTime::now() - record.started.elapsed(),
             since: record.started,
             counters: counters.clone(),
+            reported: 0,
         };
         self.shard(id).insert(id, entry);
         record.counters = Tally::Listed(Box::new(Listed {
@@ -109,6 +152,40 @@ impl LiveSessions {
             id,
             counters,
         }));
+    }
+
+    /// Hands each user's bytes since the last sweep to the fleet, and stops the sessions of
+    /// users over their quota.
+    pub(crate) fn sweep(&self) {
+        let Some(fleet) = self.fleet.get() else {
+            return;
+        };
+        let mut moved: HashMap<String, u64> = HashMap::new();
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for entry in shard.values_mut() {
+                if let Some(user) = &entry.user {
+                    let bytes = entry.unreported();
+                    entry.reported += bytes;
+                    *moved.entry(user.clone()).or_insert(0) += bytes;
+                }
+            }
+        }
+        for (user, bytes) in &moved {
+            fleet.add_bytes(user, *bytes);
+        }
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for entry in shard.values() {
+                if entry
+                    .user
+                    .as_deref()
+                    .is_some_and(|user| fleet.over_quota(user))
+                {
+                    entry.counters.halted.store(true, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// `{"sessions": [...]}`, oldest first.
@@ -133,6 +210,13 @@ impl LiveSessions {
 }
 
 impl Entry {
+    /// Bytes moved since the fleet was last told.
+    fn unreported(&self) -> u64 {
+        let counters = &self.counters.counters;
+        let total = counters.up.load(Ordering::Relaxed) + counters.down.load(Ordering::Relaxed);
+        total.saturating_sub(self.reported)
+    }
+
     fn to_json(&self, id: u64) -> String {
         let started = jiff::Timestamp::try_from(self.started)
             .map(|at| at.round(jiff::Unit::Millisecond).unwrap_or(at).to_string())
@@ -163,8 +247,8 @@ impl Entry {
             out,
             ",\"duration_ms\":{},\"bytes_up\":{},\"bytes_down\":{}}}",
             self.since.elapsed().as_millis(),
-            self.counters.up.load(Ordering::Relaxed),
-            self.counters.down.load(Ordering::Relaxed),
+            self.counters.counters.up.load(Ordering::Relaxed),
+            self.counters.counters.down.load(Ordering::Relaxed),
         );
         out
     }

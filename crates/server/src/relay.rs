@@ -39,6 +39,7 @@ pub(crate) const POOLED_DESCRIPTORS: usize = 0;
 use copy::Copy;
 use flow::Flow;
 
+use crate::live::Tally;
 use crate::stream::{ClientStream, ClientTcp};
 
 /// How a relay ended.
@@ -50,6 +51,8 @@ pub(crate) enum RelayEnd {
     Idle,
     /// A socket failed (usually a reset).
     Error(io::Error),
+    /// Stopped: the user used up the fleet's byte quota.
+    Halted,
 }
 
 /// Bytes moved each way, counted as they move so an error does not lose them.
@@ -87,7 +90,7 @@ pub(crate) fn relay<'a, H>(
     held: H,
     idle: Option<Duration>,
     caps: &Caps,
-    counters: &'a Counters,
+    counters: &'a Tally,
 ) -> Relay<'a, H> {
     let target = match target.into_tcp() {
         Ok(tcp) if client.bare_tcp().is_some() => Ok(tcp),
@@ -120,7 +123,7 @@ pub(crate) fn relay<'a, H>(
 pub(crate) struct Relay<'a, H> {
     ends: Ends<'a>,
     _held: H,
-    counters: &'a Counters,
+    counters: &'a Tally,
     /// Boxed: most relays have no idle timeout and should not carry a timer's room.
     idle: Option<Box<IdleTimer>>,
 }
@@ -149,8 +152,11 @@ impl<H: Unpin> Future for Relay<'_, H> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         let this = self.get_mut();
+        if this.counters.halted() {
+            return Poll::Ready(RelayEnd::Halted);
+        }
         let before = this.idle.as_ref().map(|_| this.counters.total());
-        let counters = this.counters;
+        let counters: &Counters = this.counters;
         let (up, down) = match &mut this.ends {
             Ends::Splice {
                 client,

@@ -371,6 +371,7 @@ fn outcome_of(result: &Result<Ended, Failure>) -> &'static str {
         Ok(Ended::Relay(RelayEnd::Closed)) => "closed",
         Ok(Ended::Relay(RelayEnd::Idle)) => "idle-timeout",
         Ok(Ended::Relay(RelayEnd::Error(_))) => "reset",
+        Ok(Ended::Relay(RelayEnd::Halted)) => "quota-exceeded",
         Ok(Ended::Association(end)) => end.outcome(),
         Err(failure) => failure.outcome(),
     }
@@ -407,6 +408,7 @@ fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
                 detail.as_ref().map(|d| d as &dyn std::fmt::Display),
             )
         }
+        Ok(Ended::Relay(RelayEnd::Halted)) => record.emit(outcome, Some(&"fleet.quota_per_user")),
         Ok(Ended::Relay(RelayEnd::Closed | RelayEnd::Idle)) => record.emit(outcome, None),
     }
 }
@@ -632,13 +634,23 @@ async fn authenticate(
         return Err(Refusal::BackEnd("no authentication back end".to_owned()));
     };
     let attempt = ThrottledAttempt::begin(&shared.throttle, source, credentials.username_lossy());
-    tokio::time::sleep(attempt.wait).await;
+    // Failures on other nodes of a fleet count too.
+    let fleet_wait = match &shared.fleet {
+        Some(fleet) => fleet.login_wait(&attempt.user).await,
+        None => Duration::ZERO,
+    };
+    tokio::time::sleep(attempt.wait.max(fleet_wait)).await;
     let Ok(_permit) = shared.verifications.acquire().await else {
         return Err(Refusal::BackEnd("shutting down".to_owned()));
     };
     let verdict = tokio::task::spawn_blocking(move || authenticator.verify(&credentials))
         .await
         .unwrap_or_else(|error| Err(Refusal::BackEnd(error.to_string())));
+    if let (Err(Refusal::WrongPassword | Refusal::UnknownUser), Some(fleet)) =
+        (&verdict, &shared.fleet)
+    {
+        fleet.login_failed(&attempt.user);
+    }
     attempt.finish(verdict.is_ok());
     verdict
 }

@@ -1,0 +1,78 @@
+//! A Redis server on loopback for the fleet tests: no persistence, its own port, stopped
+//! when dropped; it can be stopped and started again on the same port.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::interop::tool;
+
+/// A running (or stopped) Redis server.
+pub struct Redis {
+    program: std::path::PathBuf,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free loopback port; `None` (after skipping or failing per
+    /// the interop rule) without it.
+    pub fn start() -> Option<Self> {
+        let program = tool("redis-server")?;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .expect("a free port");
+        let mut redis = Self {
+            program,
+            addr,
+            child: None,
+        };
+        redis.resume();
+        Some(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Stops the server (its data is gone: nothing is saved).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, and waits until it answers.
+    pub fn resume(&mut self) {
+        let child = Command::new(&self.program)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "Redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
