@@ -62,7 +62,12 @@ impl Fleet {
         std::fs::create_dir_all(&dir).unwrap();
         let users = socksgate_tests::server::password_file(
             "fleet-users",
-            &[("alice", "pw"), ("bob", "pw"), ("carol", "pw")],
+            &[
+                ("alice", "pw"),
+                ("bob", "pw"),
+                ("carol", "pw"),
+                ("dave", "pw"),
+            ],
         );
         std::fs::copy(&users, dir.join("users")).unwrap();
         let (port, admin) = (free_port("127.0.0.11"), free_port("127.0.0.11"));
@@ -376,22 +381,22 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
         echoes(&mut stream);
     }
 
-    // Redis stops: session limits fail closed as configured; the nodes keep serving health
-    // checks and say so in their metrics.
+    // Redis stops: a session that needs a new permit is refused, as configured (dave has
+    // none on any node); the nodes keep answering health checks and say so in their metrics.
     fleet.redis.stop();
     let admin = format!("{}:{}", node_ip(0), fleet.admin);
-    let refused = connect(fleet.direct(0), "alice", echo);
+    let refused = connect(fleet.direct(0), "dave", echo);
     assert_eq!(refused.err(), Some(Reply::NOT_ALLOWED));
     assert!(get(&admin, "/health").starts_with("HTTP/1.1 200"));
     assert!(get(&admin, "/metrics").contains("socksgate_fleet_redis_up 0"));
     assert!(fleet.log().iter().any(|event| event["detail"]
         .as_str()
         .is_some_and(|d| d.contains("Redis unreachable"))));
-    // Back: the limits apply again, exactly.
+    // Back (empty): dave is served again, and the limit holds exactly.
     fleet.redis.resume();
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
-        if let Ok(stream) = connect(fleet.direct(0), "alice", echo) {
+        if let Ok(stream) = connect(fleet.direct(0), "dave", echo) {
             break stream;
         }
         assert!(
@@ -400,9 +405,9 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let _second = connect(fleet.direct(1), "alice", echo).unwrap();
+    let _second = connect(fleet.direct(1), "dave", echo).unwrap();
     assert_eq!(
-        connect(fleet.direct(0), "alice", echo).err(),
+        connect(fleet.direct(0), "dave", echo).err(),
         Some(Reply::NOT_ALLOWED)
     );
     assert!(get(&admin, "/metrics").contains("socksgate_fleet_redis_up 1"));

@@ -1,10 +1,13 @@
 //! Limits that hold across several socksgate nodes behind one load balancer, with the little
 //! state they share kept in Redis (`[fleet]`).
 //!
-//! - Sessions at once, per user and per source: each session holds a lease, a member of a
-//!   sorted set per limit scored by its expiry (Redis's own clock). Taking one is one script
-//!   run, atomic over every limit, so the limit is exact; leases are renewed on every tick
-//!   and given back when the session ends, and those of a node that died expire.
+//! - Sessions at once, per user and per source: a session holds a permit under each limit,
+//!   a member of a sorted set per limit scored by its lease's expiry (Redis's own clock).
+//!   Taking permits is one script run, atomic over every limit, so the fleet never holds more
+//!   than the limit. A session that ends keeps its permits on the node for the next session
+//!   there (no request at all); permits no session used for a whole tick go back to Redis,
+//!   so another node may have to wait up to a tick for a slot freed elsewhere. Leases are
+//!   renewed on every tick, and those of a node that died expire.
 //! - Bytes per user and period: counted here and added to the period's counter on every
 //!   tick, which answers with the fleet's total; a user over the quota is refused and their
 //!   sessions stopped (by the server's sweep), within what the fleet moves in a tick or two.
@@ -27,7 +30,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 use socksgate_config::{FailMode, Fleet, QuotaPeriod};
 use socksgate_server::fleet::{Admission, FleetFuture, FleetLimits};
-use tokio::sync::mpsc;
 
 /// The longest any one Redis request may take before the limit counts Redis as down.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -100,9 +102,8 @@ pub struct RedisFleet {
     /// Lease length: three ticks, at least two seconds.
     lease: Duration,
     sequence: AtomicU64,
-    /// Leases held by this node's sessions (member → keys), renewed on every tick.
-    held: Mutex<HashMap<String, Vec<String>>>,
-    released: mpsc::UnboundedSender<(String, Vec<String>)>,
+    /// Permits this node holds, per limit key: renewed on every tick.
+    permits: Mutex<HashMap<String, Permits>>,
     /// Bytes not yet added to Redis, and the fleet's totals as last heard, per user.
     bytes: Mutex<HashMap<String, UserBytes>>,
     reachable: AtomicBool,
@@ -124,21 +125,24 @@ struct UserBytes {
     seen: bool,
 }
 
-/// A session's lease; given back when dropped.
+/// The permits of one limit key held by this node.
+#[derive(Debug, Default)]
+struct Permits {
+    in_use: std::collections::HashSet<String>,
+    /// Free for the next session here; `true` once used since the last tick.
+    spare: Vec<(String, bool)>,
+}
+
+/// A session's permits (limit key, member); back to the node's spares when dropped.
 struct Lease {
-    member: String,
+    permits: Vec<(String, String)>,
     fleet: Weak<RedisFleet>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(fleet) = self.fleet.upgrade() {
-            let keys = fleet.held_lock().remove(&self.member);
-            if let Some(keys) = keys {
-                let _ = fleet
-                    .released
-                    .send((std::mem::take(&mut self.member), keys));
-            }
+            fleet.put_back(std::mem::take(&mut self.permits));
         }
     }
 }
@@ -157,7 +161,6 @@ impl RedisFleet {
             .set_max_delay(Duration::from_secs(1));
         let redis = ConnectionManager::new_lazy_with_config(client, manager)
             .map_err(|error| format!("fleet.redis: {error}"))?;
-        let (released, mut releases) = mpsc::unbounded_channel();
         let node = config.node.clone().unwrap_or_else(host_name);
         let fleet = Arc::new_cyclic(|this| Self {
             this: this.clone(),
@@ -171,18 +174,10 @@ impl RedisFleet {
                 failed_login: Script::new(FAILED_LOGIN),
             },
             sequence: AtomicU64::new(0),
-            held: Mutex::default(),
-            released,
+            permits: Mutex::default(),
             bytes: Mutex::default(),
             reachable: AtomicBool::new(true),
             unavailable: Default::default(),
-        });
-        let weak = Arc::downgrade(&fleet);
-        tokio::spawn(async move {
-            while let Some((member, keys)) = releases.recv().await {
-                let Some(fleet) = weak.upgrade() else { return };
-                fleet.give_back(&member, &keys).await;
-            }
         });
         let weak = Arc::downgrade(&fleet);
         let period = config.sync_interval;
@@ -197,8 +192,18 @@ impl RedisFleet {
         Ok(fleet)
     }
 
-    fn held_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    fn permits_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Permits>> {
+        self.permits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Permits of an ended session (or of one refused midway) become spares.
+    fn put_back(&self, permits: Vec<(String, String)>) {
+        let mut held = self.permits_lock();
+        for (key, member) in permits {
+            let entry = held.entry(key).or_default();
+            entry.in_use.remove(&member);
+            entry.spare.push((member, true));
+        }
     }
 
     fn bytes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserBytes>> {
@@ -256,24 +261,40 @@ impl RedisFleet {
         mode
     }
 
-    async fn give_back(&self, member: &str, keys: &[String]) {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.zrem(key, member).ignore();
-        }
-        let mut redis = self.redis.clone();
-        // Not given back (Redis down): the lease expires on its own.
-        let _ = self.ask(pipe.query_async::<()>(&mut redis)).await;
-    }
-
     /// Renews the leases held and sends the bytes counted, learning the fleet's totals.
     async fn sync(&self) {
-        let held: Vec<(String, String)> = self
-            .held_lock()
-            .iter()
-            .flat_map(|(member, keys)| keys.iter().map(|key| (key.clone(), member.clone())))
-            .collect();
+        // Spares no session used for a whole tick go back; the rest are renewed.
+        let mut held = Vec::new();
+        let mut unused = Vec::new();
+        {
+            let mut permits = self.permits_lock();
+            for (key, entry) in permits.iter_mut() {
+                held.extend(
+                    entry
+                        .in_use
+                        .iter()
+                        .map(|member| (key.clone(), member.clone())),
+                );
+                for (member, used) in std::mem::take(&mut entry.spare) {
+                    if used {
+                        held.push((key.clone(), member.clone()));
+                        entry.spare.push((member, false));
+                    } else {
+                        unused.push((key.clone(), member));
+                    }
+                }
+            }
+            permits.retain(|_, entry| !entry.in_use.is_empty() || !entry.spare.is_empty());
+        }
         let mut redis = self.redis.clone();
+        if !unused.is_empty() {
+            let mut pipe = redis::pipe();
+            for (key, member) in &unused {
+                pipe.zrem(key, member).ignore();
+            }
+            // Not given back (Redis down): they expire on their own.
+            let _ = self.ask(pipe.query_async::<()>(&mut redis)).await;
+        }
         if !held.is_empty() {
             let mut renew = self.scripts.renew.prepare_invoke();
             renew.arg(self.lease_ms());
@@ -353,6 +374,14 @@ impl RedisFleet {
         total < quota.bytes
     }
 
+    fn lease(&self, permits: Vec<(String, String)>) -> Admission {
+        if permits.is_empty() {
+            return Admission::Admitted(None);
+        }
+        let fleet = self.this.clone();
+        Admission::Admitted(Some(Box::new(Lease { permits, fleet })))
+    }
+
     fn lease_ms(&self) -> u64 {
         u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)
     }
@@ -397,25 +426,57 @@ impl FleetLimits for RedisFleet {
             if keys.is_empty() {
                 return Admission::Admitted(None);
             }
+            // Spares of this node first: no request at all.
+            let mut taken = Vec::new();
+            let mut missing = Vec::new();
+            {
+                let mut permits = self.permits_lock();
+                for (index, key) in keys.into_iter().enumerate() {
+                    let entry = permits.entry(key.clone()).or_default();
+                    match entry.spare.pop() {
+                        Some((member, _)) => {
+                            entry.in_use.insert(member.clone());
+                            taken.push((key, member));
+                        }
+                        None => missing.push((index, key)),
+                    }
+                }
+            }
+            if missing.is_empty() {
+                return self.lease(taken);
+            }
             let number = self.sequence.fetch_add(1, Ordering::Relaxed);
             let member = format!("{}:{}:{number}", self.node, std::process::id());
             let mut acquire = self.scripts.acquire.prepare_invoke();
             acquire.arg(&member).arg(self.lease_ms());
-            for (key, limit) in keys.iter().zip(&limits) {
-                acquire.key(key).arg(*limit);
+            for (index, key) in &missing {
+                acquire.key(key).arg(limits[*index]);
             }
             let mut redis = self.redis.clone();
             let answer = self.ask(acquire.invoke_async::<usize>(&mut redis)).await;
             match answer {
                 Some(0) => {
-                    self.held_lock().insert(member.clone(), keys);
-                    let fleet = self.this.clone();
-                    Admission::Admitted(Some(Box::new(Lease { member, fleet })))
+                    {
+                        let mut permits = self.permits_lock();
+                        for (_, key) in &missing {
+                            let entry = permits.entry(key.clone()).or_default();
+                            entry.in_use.insert(member.clone());
+                        }
+                    }
+                    taken.extend(missing.into_iter().map(|(_, key)| (key, member.clone())));
+                    self.lease(taken)
                 }
-                Some(full) => Admission::Refused(names.get(full - 1).copied().unwrap_or("fleet")),
+                Some(full) => {
+                    self.put_back(taken);
+                    let index = missing.get(full - 1).map_or(0, |(index, _)| *index);
+                    Admission::Refused(names.get(index).copied().unwrap_or("fleet"))
+                }
                 None => match self.without_redis(Limit::Sessions) {
-                    FailMode::Open => Admission::Admitted(None),
-                    FailMode::Closed => Admission::Refused("fleet: Redis unreachable"),
+                    FailMode::Open => self.lease(taken),
+                    FailMode::Closed => {
+                        self.put_back(taken);
+                        Admission::Refused("fleet: Redis unreachable")
+                    }
                 },
             }
         })
