@@ -635,8 +635,10 @@ fn the_policy_guide_examples_are_valid_and_say_what_the_guide_says() {
 }
 
 #[test]
-fn the_operations_guide_examples_are_valid() {
-    for (block, understood) in checked_examples("docs/operations.md", 6, &Examples::default()) {
+fn the_operations_and_fleet_guides_examples_are_valid() {
+    let operations = checked_examples("docs/operations.md", 6, &Examples::default());
+    let fleet = checked_examples("docs/fleet.md", 1, &Examples::default());
+    for (block, understood) in operations.into_iter().chain(fleet) {
         // `check` prints the configuration as it understood it: nothing was dropped.
         for line in block.lines().filter(|line| line.contains(" = ")) {
             let key = line.split(" = ").next().unwrap().trim();

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -412,4 +412,63 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
     );
     assert!(get(&admin, "/metrics").contains("socksgate_fleet_redis_up 1"));
     drop(first);
+}
+
+/// The deployment material in `dist/fleet/` passes its own tools' checks: HAProxy's config
+/// check, `systemd-analyze verify` on an instance of the template unit, `kubernetes-validate
+/// --strict` on the manifests, and `socksgate check` on the configuration they carry.
+#[test]
+fn the_fleet_deployment_material_is_valid() {
+    let dist = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/fleet");
+    let dir = std::env::temp_dir().join(format!("sg-fleet-dist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passes = |program: &Path, args: &[&str], file: &Path| {
+        let output = Command::new(program).args(args).arg(file).output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "{} {}: {said}",
+            program.display(),
+            file.display()
+        );
+        said
+    };
+    if let Some(haproxy) = tool("haproxy") {
+        passes(
+            &haproxy,
+            &["-c", "-f"],
+            &Path::new(dist).join("haproxy.cfg"),
+        );
+    }
+    if let Some(analyze) = tool("systemd-analyze") {
+        let unit = std::fs::read_to_string(Path::new(dist).join("socksgate@.service")).unwrap();
+        let instance = dir.join("socksgate@node1.service");
+        let unit = unit.replace("/usr/bin/socksgate", env!("CARGO_BIN_EXE_socksgate"));
+        std::fs::write(&instance, unit).unwrap();
+        let said = passes(&analyze, &["verify"], &instance);
+        assert!(said.trim().is_empty(), "{said}");
+    }
+    let manifests = Path::new(dist).join("kubernetes.yaml");
+    if let Some(validate) = tool("kubernetes-validate") {
+        passes(&validate, &["--strict"], &manifests);
+    }
+    // The ConfigMap's configuration: the indented block under `socksgate.toml: |`.
+    let text = std::fs::read_to_string(&manifests).unwrap();
+    let block: String = text
+        .split("socksgate.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|line| line.is_empty() || line.starts_with("    "))
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    assert!(block.contains("[fleet]"), "{block}");
+    let config = dir.join("kubernetes.toml");
+    std::fs::write(&config, block).unwrap();
+    let socksgate = PathBuf::from(env!("CARGO_BIN_EXE_socksgate"));
+    passes(&socksgate, &["check", "-c"], &config);
 }
