@@ -67,6 +67,7 @@ impl Fleet {
                 ("bob", "pw"),
                 ("carol", "pw"),
                 ("dave", "pw"),
+                ("erin", "pw"),
             ],
         );
         std::fs::copy(&users, dir.join("users")).unwrap();
@@ -372,6 +373,51 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
     let (_, data) = socksgate_tests::client::recv_via(&socket, Duration::from_secs(5)).unwrap();
     assert_eq!(data, b"datagram");
     drop(control);
+
+    // Datagrams count too: erin's association is ended once the echoes add up to the quota.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (mut control, events) = socks(
+        fleet.direct(0),
+        "erin",
+        "pw",
+        SocksCommand::UDP_ASSOCIATE,
+        socket.local_addr().unwrap().into(),
+    )
+    .unwrap();
+    let Some(ClientEvent::Granted { bound }) = events.last() else {
+        panic!("{events:?}");
+    };
+    let relay = bound.socket_addr().unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    let payload = vec![5u8; 1400];
+    let mut sent = 0u64;
+    let ended = loop {
+        for _ in 0..50 {
+            socksgate_tests::client::send_via(&socket, relay, &target, &payload);
+        }
+        sent += 50 * payload.len() as u64;
+        std::thread::sleep(Duration::from_millis(2));
+        match control.read(&mut [0u8; 1]) {
+            Ok(0) => break true,
+            Err(error)
+                if error.kind() != std::io::ErrorKind::WouldBlock
+                    && error.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                break true
+            }
+            _ if sent > 4 * QUOTA => break false,
+            _ => {}
+        }
+    };
+    assert!(ended, "erin's association still runs after {sent} bytes");
+    let log = fleet.log();
+    assert!(
+        log.iter()
+            .any(|event| event["user"] == "erin" && event["outcome"] == "quota-exceeded"),
+        "{log:?}"
+    );
 
     // A node stops: new sessions go on through the others.
     fleet.nodes[2] = None;

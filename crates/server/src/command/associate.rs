@@ -29,7 +29,7 @@ use tokio::net::UdpSocket;
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
-use crate::relay::Counters;
+use crate::live::Tally;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::stream::{ClientStream, ClientTcp};
@@ -58,6 +58,8 @@ pub(crate) enum AssociationEnd {
     Idle,
     /// The relay socket failed.
     Error(io::Error),
+    /// Stopped: the user used up the fleet's byte quota.
+    Halted,
 }
 
 impl AssociationEnd {
@@ -66,6 +68,7 @@ impl AssociationEnd {
             Self::ControlClosed => "closed",
             Self::Idle => "idle-timeout",
             Self::Error(_) => "relay-error",
+            Self::Halted => "quota-exceeded",
         }
     }
 
@@ -271,7 +274,7 @@ struct Association<'a> {
     resolve_timeout: Duration,
     stats: UdpStats,
     /// The session's byte counts as `/sessions` shows them while the association runs.
-    counters: &'a Counters,
+    counters: &'a Tally,
     /// Where the header of a datagram for the client is written (reused: no allocation per
     /// datagram).
     header: Vec<u8>,
@@ -309,6 +312,9 @@ impl Association<'_> {
                     }
                     if let Err(error) = self.drain(&mut buffer).await {
                         return AssociationEnd::Error(error);
+                    }
+                    if self.counters.halted() {
+                        return AssociationEnd::Halted;
                     }
                     last_activity = tokio::time::Instant::now();
                 },
