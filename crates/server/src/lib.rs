@@ -262,12 +262,14 @@ pub struct ReloadHandle {
     lasting: Lasting,
     listeners: Vec<SocketAddr>,
     max_sessions: usize,
+    /// The fleet settings started with (its connection and tasks are not rebuilt).
+    fleet: Option<socksgate_config::Fleet>,
 }
 
 impl ReloadHandle {
     /// Installs `config` (already validated) with its `authenticator`, reading TLS
     /// certificates and keys again. Returns what could not be applied without a restart
-    /// (listeners added or removed, the session cap); a TLS file that cannot be used is an
+    /// (listeners added or removed, the session cap, `[fleet]`); a TLS file that cannot be used is an
     /// error, and the running configuration stays.
     pub fn reload(
         &self,
@@ -285,6 +287,9 @@ impl ReloadHandle {
         }
         if config.limits.max_sessions != self.max_sessions {
             not_applied.push("a new limits.max_sessions needs a restart".to_owned());
+        }
+        if config.fleet != self.fleet {
+            not_applied.push("a changed [fleet] needs a restart".to_owned());
         }
         let shared = Arc::new(Shared::new(config, authenticator, &tls, &self.lasting));
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = shared;
@@ -501,6 +506,7 @@ impl Server {
                 .map(|(_, configured)| *configured)
                 .collect(),
             max_sessions: self.config.limits.max_sessions,
+            fleet: self.config.fleet.clone(),
         }
     }
 
@@ -614,5 +620,36 @@ mod descriptor_tests {
     fn the_default_session_cap_wants_21_024_descriptors() {
         assert_eq!(descriptors_needed(10_000), 21_024);
         assert_eq!(descriptors_needed(usize::MAX), usize::MAX);
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, std::path::Path::new("reload.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn what_a_reload_cannot_apply_is_named() {
+        let base = "[[listen]]\naddress = \"127.0.0.1:0\"\n";
+        let server = Server::bind(parse(base))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let handle = server.reload_handle();
+        let same = handle.reload(&parse(base), None);
+        assert_eq!(same, Ok(Vec::new()));
+        let changed = format!(
+            "{base}[limits]\nmax_sessions = 5\n\n[fleet]\nredis = \"redis://127.0.0.1:1/0\"\n"
+        );
+        let warnings = handle.reload(&parse(&changed), None).unwrap_or_default();
+        assert_eq!(
+            warnings,
+            [
+                "a new limits.max_sessions needs a restart",
+                "a changed [fleet] needs a restart"
+            ]
+        );
     }
 }
