@@ -13,6 +13,7 @@ mod explain;
 mod forward;
 mod icmp;
 mod logging;
+mod manual;
 mod passwd;
 mod ping;
 mod proxies;
@@ -28,16 +29,24 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `socksgate --version`: the version, and what this build is (commit, compiler, features).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SOCKSGATE_BUILD"),
+    ")"
+);
+
 /// A complete SOCKS system: a SOCKS5, SOCKS4 and SOCKS4a server, and client tools.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    version = VERSION,
     about,
     propagate_version = true,
     after_help = "Exit codes: 0 success; 1 the server failed while running (e.g. a listener \
                   could not be opened); 2 bad usage or an invalid configuration."
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -120,6 +129,20 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// Write the completion script for SHELL to standard output.
+    ///
+    /// bash: `socksgate completions bash > /etc/bash_completion.d/socksgate`;
+    /// zsh: into a directory of $fpath as `_socksgate`; fish: into
+    /// ~/.config/fish/completions/socksgate.fish.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (socksgate(1), a page per command, socksgate.toml(5)) into DIR.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// Add a user to a password file, or change their password (bcrypt, as `htpasswd -B`).
     ///
     /// The password is asked twice without echo, or read as one line from standard input with
@@ -166,6 +189,8 @@ fn main() -> ExitCode {
             command,
         } => tun::exec(&resolv_conf, &command),
         Command::Explain(question) => explain::run(&question),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man { dir } => manual::man(&dir),
         Command::Passwd {
             file,
             user,
