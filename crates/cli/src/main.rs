@@ -12,6 +12,7 @@ mod connect;
 mod explain;
 mod forward;
 mod icmp;
+mod import;
 mod logging;
 mod manual;
 mod passwd;
@@ -129,6 +130,10 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// Convert another tool's configuration (exit 1 when something could not be mapped
+    /// exactly: the output says what, where).
+    #[command(subcommand)]
+    Import(import::Import),
     /// Write the completion script for SHELL to standard output.
     ///
     /// bash: `socksgate completions bash > /etc/bash_completion.d/socksgate`;
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
         } => tun::exec(&resolv_conf, &command),
         Command::Explain(question) => explain::run(&question),
         Command::Completions { shell } => manual::completions(shell),
+        Command::Import(import) => import::run(&import),
         Command::Man { dir } => manual::man(&dir),
         Command::Passwd {
             file,
