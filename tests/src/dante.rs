@@ -48,6 +48,20 @@ impl Danted {
     }
 
     fn start_with(danted: &std::path::Path, method: &str, rule: &str, extra: &str) -> Option<Self> {
+        let template = format!(
+            "logoutput: {{log}}\ninternal: 127.0.0.1 port = {{port}}\nexternal: 127.0.0.1\n\
+             socksmethod: {method}\nclientmethod: none\nuser.privileged: root\n\
+             user.unprivileged: nobody\n\
+             client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 {rule} }}\n\
+             socks pass {{ from: 0.0.0.0/0 to: 0.0.0.0/0 {rule} log: connect }}\n{extra}"
+        );
+        Self::start_config(danted, &template)
+    }
+
+    /// Starts `danted` on the configuration `template`, whose `{port}` and `{log}` are
+    /// replaced by a free loopback port and a log file; `None` (after the interop rule)
+    /// without root.
+    pub fn start_config(danted: &std::path::Path, template: &str) -> Option<Self> {
         if !rustix::process::geteuid().is_root() {
             skip_or_fail("danted needs root here (user.privileged)");
             return None;
@@ -63,19 +77,11 @@ impl Danted {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("sockd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "logoutput: {log}\ninternal: 127.0.0.1 port = {}\nexternal: 127.0.0.1\n\
-                 socksmethod: {method}\nclientmethod: none\nuser.privileged: root\n\
-                 user.unprivileged: nobody\n\
-                 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 {rule} }}\n\
-                 socks pass {{ from: 0.0.0.0/0 to: 0.0.0.0/0 {rule} log: connect }}\n{extra}",
-                address.port(),
-                log = dir.join("danted.log").display()
-            ),
-        )
-        .unwrap();
+        let log = dir.join("danted.log");
+        let text = template
+            .replace("{port}", &address.port().to_string())
+            .replace("{log}", &log.display().to_string());
+        std::fs::write(&conf, text).unwrap();
         let child = Command::new(danted)
             .args(["-f", conf.to_str().unwrap()])
             .stderr(Stdio::null())
@@ -90,7 +96,7 @@ impl Danted {
         Some(Self {
             child,
             address,
-            log: dir.join("danted.log"),
+            log,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `socksgate import`: other tools' configurations as socksgate's. What cannot be mapped
 //! exactly is said in a comment where it was, and makes the exit code 1.
 
+mod dante;
 mod proxychains;
 
 use std::io::Write;
@@ -12,6 +13,12 @@ use crate::exit;
 /// What `import` converts.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Import {
+    /// A Dante sockd.conf: prints the socksgate configuration (TOML), with a comment at
+    /// every place it cannot map exactly.
+    Dante {
+        /// The sockd.conf (danted.conf) file.
+        file: PathBuf,
+    },
     /// A proxychains(-ng) configuration: prints `export SOCKSGATE_PROXY=…` (the chain that
     /// `connect`, `forward` and `socksify` read) and the socksify flags for the rest.
     ///
@@ -31,8 +38,14 @@ pub(crate) struct Conversion {
 }
 
 pub(crate) fn run(import: &Import) -> ExitCode {
-    let Import::Proxychains { file } = import;
-    let converted = read(file).map(|text| proxychains::convert(&text, &file.display().to_string()));
+    let converted = match import {
+        Import::Dante { file } => {
+            read(file).map(|text| dante::convert(&text, &file.display().to_string()))
+        }
+        Import::Proxychains { file } => {
+            read(file).map(|text| proxychains::convert(&text, &file.display().to_string()))
+        }
+    };
     finish(converted)
 }
 

@@ -109,3 +109,163 @@ fn debians_proxychains_example_converts_with_its_drops_explained() {
     assert_eq!(text.matches("has no such timeout").count(), 2, "{text}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("2 setting(s)"));
 }
+
+/// Dante's example files, as Debian ships them with dante-server, with their commented
+/// settings and rules switched on (they are templates).
+fn dante_examples() -> Vec<(String, String)> {
+    let dir = std::path::Path::new("/usr/share/doc/dante-server/examples");
+    ["danted-basic.conf", "danted-chaining.conf", "danted.conf"]
+        .iter()
+        .filter_map(|name| {
+            let text = std::fs::read_to_string(dir.join(name)).ok()?;
+            let active: String = text
+                .lines()
+                .map(|line| {
+                    // `#keyword: …`, `#socks pass {`, `#  from: …`, `#}`: the template's lines;
+                    // prose comments start with `# ` or `##`.
+                    let uncommented = line.strip_prefix('#').unwrap_or(line);
+                    let looks_like_config = uncommented.contains(':')
+                        || uncommented.contains('{')
+                        || uncommented.trim() == "}";
+                    let is_template = line.starts_with('#')
+                        && !line.starts_with("##")
+                        && !line.starts_with("# ")
+                        && looks_like_config;
+                    format!("{}\n", if is_template { uncommented } else { line })
+                })
+                .collect();
+            Some((name.to_string(), active))
+        })
+        .collect()
+}
+
+/// Each example converts into a configuration `socksgate check` accepts, and every setting
+/// or rule it drops is named in a comment with its line (as many as the warning counts).
+#[test]
+fn dantes_example_configs_convert_with_every_drop_explained() {
+    let examples = dante_examples();
+    if examples.len() < 3 {
+        socksgate_tests::interop::skip_or_fail(
+            "Dante's examples (package dante-server) are missing",
+        );
+        return;
+    }
+    for (name, text) in examples {
+        let file = scratch(&format!("{name}.active"), &text);
+        let output = Command::new(SOCKSGATE)
+            .args(["import", "dante"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let converted = String::from_utf8_lossy(&output.stdout);
+        let warning = String::from_utf8_lossy(&output.stderr);
+        let explained = converted
+            .lines()
+            .filter(|line| line.starts_with("# line ") && line.contains(": `"))
+            .count();
+        match output.status.code() {
+            Some(0) => assert_eq!(explained, 0, "{name}:\n{converted}"),
+            Some(1) => assert!(
+                warning.contains(&format!("{explained} setting(s)")),
+                "{name}: {warning}\n{converted}"
+            ),
+            other => panic!("{name}: exit {other:?}: {warning}"),
+        }
+        let toml = scratch(&format!("{name}.toml"), &converted);
+        let check = Command::new(SOCKSGATE)
+            .args(["check", "-c"])
+            .arg(&toml)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{name}: {}\n{converted}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
+
+/// A hand-written sockd.conf, served by Dante and, converted, by socksgate: the same
+/// requests get the same decisions.
+#[test]
+fn a_converted_dante_config_decides_like_dante() {
+    let Some(danted) = tool("danted") else {
+        return;
+    };
+    let mut ports: Vec<(EchoTarget, u16)> = (0..3)
+        .map(|_| {
+            let echo = EchoTarget::start();
+            let port = echo.addr.port();
+            (echo, port)
+        })
+        .collect();
+    ports.sort_by_key(|(_, port)| *port);
+    let (low, middle, high) = (ports[0].1, ports[1].1, ports[2].1);
+    // `high` is blocked by name; `middle` passes (port ge middle); `low` falls to the end.
+    let template = format!(
+        "logoutput: {{log}}\ninternal: 127.0.0.1 port = {{port}}\nexternal: 127.0.0.1\n\
+         socksmethod: none\nclientmethod: none\nuser.privileged: root\nuser.unprivileged: nobody\n\
+         client pass {{ from: 127.0.0.0/8 to: 0/0 log: error }}\n\
+         socks block {{ from: 0/0 to: 127.0.0.1/32 port = {high} log: connect }}\n\
+         socks pass {{\n  from: 127.0.0.0/8 to: 127.0.0.1/32 port ge {middle}\n  command: connect\n  log: connect\n}}\n\
+         socks block {{ from: 0/0 to: 0/0 log: connect }}\n"
+    );
+    let Some(dante) = socksgate_tests::dante::Danted::start_config(&danted, &template) else {
+        return;
+    };
+    let requests = [high, middle, low];
+    let decisions = |proxy: std::net::SocketAddr| -> Vec<bool> {
+        requests
+            .iter()
+            .map(|port| {
+                socksgate_tests::socks5_connect(proxy, &format!("127.0.0.1:{port}")).is_ok()
+            })
+            .collect()
+    };
+    let by_dante = decisions(dante.address);
+    assert_eq!(by_dante, [false, true, false], "Dante's own decisions");
+
+    let sockd = scratch(
+        "decide.sockd.conf",
+        &template
+            .replace("{port}", &dante.address.port().to_string())
+            .replace("{log}", "stderr"),
+    );
+    let converted = Command::new(SOCKSGATE)
+        .args(["import", "dante"])
+        .arg(&sockd)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&converted.stdout).into_owned();
+    assert_eq!(converted.status.code(), Some(0), "{text}");
+    // Its own port (Dante holds the converted one).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = text.replace(
+        &format!("127.0.0.1:{}", dante.address.port()),
+        &format!("127.0.0.1:{port}"),
+    );
+    let config = scratch("decide.toml", &text);
+    let mut server = Command::new(SOCKSGATE)
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proxy: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(proxy).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socksgate did not start:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let by_socksgate = decisions(proxy);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(by_socksgate, by_dante, "converted:\n{text}");
+}
