@@ -146,3 +146,35 @@ fn the_configuration_reference_names_every_key() {
     }
     assert!(keys > 100, "only {keys} fields read");
 }
+
+/// The user guide (docs/, with docs/SUMMARY.md) builds with mdBook, every page it lists
+/// present (`create-missing = false`).
+#[test]
+fn the_user_guide_builds_with_mdbook() {
+    let Some(mdbook) = tool("mdbook") else {
+        return;
+    };
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    let out = std::env::temp_dir().join(format!("sg-book-{}", std::process::id()));
+    let output = Command::new(mdbook)
+        .arg("build")
+        .arg(docs)
+        .arg("--dest-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for page in [
+        "index.html",
+        "quick-start.html",
+        "migration.html",
+        "fleet.html",
+        "extensions/icmp.html",
+    ] {
+        assert!(out.join(page).exists(), "{page} not built");
+    }
+}
