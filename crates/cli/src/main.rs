@@ -73,8 +73,11 @@ enum Command {
     /// Check a configuration file and print the configuration it gives.
     Check {
         /// The configuration file (TOML).
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        #[arg(short, long, value_name = "FILE", required_unless_present = "file")]
+        config: Option<PathBuf>,
+        /// The configuration file, given without -c.
+        #[arg(value_name = "FILE", conflicts_with = "config")]
+        file: Option<PathBuf>,
     },
     /// Show how the policy decides a request, and which rule (file:line) decides it.
     ///
@@ -177,7 +180,10 @@ fn main() -> ExitCode {
             listen,
             check_only,
         } => serve::run(config.as_deref(), &listen, check_only),
-        Command::Check { config } => check::run(&config),
+        Command::Check { config, file } => match config.or(file) {
+            Some(config) => check::run(&config),
+            None => exit::code(exit::CONFIG),
+        },
         Command::Connect {
             proxies,
             host,
