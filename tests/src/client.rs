@@ -164,3 +164,33 @@ pub fn connect_from(ip: std::net::IpAddr, to: SocketAddr) -> io::Result<TcpStrea
     rustix::net::connect(&socket, &to)?;
     Ok(TcpStream::from(socket))
 }
+
+/// Waits (up to ten seconds) until something accepts connections at `address`; panics
+/// naming `what` otherwise. For servers started as other processes.
+pub fn wait_until_listening(address: impl std::net::ToSocketAddrs + std::fmt::Debug, what: &str) {
+    let started = std::time::Instant::now();
+    while TcpStream::connect(&address).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} never listened on {address:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes the proxy variables the client commands read, so a test's own setting is the
+/// only one.
+pub fn without_proxy_environment(
+    command: &mut std::process::Command,
+) -> &mut std::process::Command {
+    for variable in [
+        "SOCKSGATE_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+        "SOCKS_PROXY",
+        "SOCKS5_PROXY",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}

@@ -1,8 +1,7 @@
 //! Dante's SOCKS server (danted) on a loopback port.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::interop::{skip_or_fail, tool};
 
@@ -88,11 +87,7 @@ impl Danted {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "danted did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::client::wait_until_listening(address, "danted");
         Some(Self {
             child,
             address,

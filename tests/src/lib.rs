@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod dante;
+pub mod haproxy;
 pub mod interop;
 pub mod kdc;
 pub mod netns;

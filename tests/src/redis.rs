@@ -1,9 +1,8 @@
 //! A Redis server on loopback for the fleet tests: no persistence, its own port, stopped
 //! when dropped; it can be stopped and started again on the same port.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::interop::tool;
 
@@ -60,14 +59,7 @@ impl Redis {
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect(self.addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "Redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::client::wait_until_listening(self.addr, "redis-server");
     }
 }
 

@@ -7,14 +7,13 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socksgate_config::Config;
 use socksgate_proto::client::{ClientHandshake, ClientProtocol};
 use socksgate_proto::Command as SocksCommand;
 use socksgate_tests::client::connect_from;
-use socksgate_tests::interop::tool;
+use socksgate_tests::haproxy::Haproxy;
 use socksgate_tests::{assert_echoes, handshake, EchoTarget, TestServer};
 
 /// A server whose listener trusts 127.0.0.1 (where HAProxy connects from) to send PROXY
@@ -45,55 +44,19 @@ fn connect_and_echo(mut stream: TcpStream, target: SocketAddr) -> Result<(), Str
     Ok(())
 }
 
-struct Haproxy {
-    child: Child,
-    front: SocketAddr,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// HAProxy in TCP mode on a free loopback port, sending PROXY v2 headers to `backend`.
 fn haproxy(backend: SocketAddr) -> Option<Haproxy> {
-    let program = tool("haproxy")?;
-    let front = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
-    let dir = std::env::temp_dir().join(format!("sg-haproxy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("haproxy.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  \
-             timeout server 30s\n\
-             frontend socks\n  bind {front}\n  default_backend socksgate\n\
-             backend socksgate\n  server gate {backend} send-proxy-v2\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(program)
-        .arg("-db")
-        .arg("-f")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let front = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
         .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(front).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "haproxy never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Haproxy { child, front })
+    let config = format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  \
+         timeout server 30s\n\
+         frontend socks\n  bind {front}\n  default_backend socksgate\n\
+         backend socksgate\n  server gate {backend} send-proxy-v2\n"
+    );
+    Haproxy::start("balanced.cfg", &config, front)
 }
 
 #[test]

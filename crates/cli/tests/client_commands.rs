@@ -135,13 +135,8 @@ fn connect_takes_its_proxy_from_the_environment() {
         ("ALL_PROXY", format!("socks5h://{}", server.addr())),
     ] {
         let mut command = Command::new(BIN);
-        command
+        socksgate_tests::client::without_proxy_environment(&mut command)
             .args(["connect", "127.0.0.1", &echo.addr.port().to_string()])
-            .env_remove("SOCKSGATE_PROXY")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .env_remove("SOCKS_PROXY")
-            .env_remove("SOCKS5_PROXY")
             .env(variable, value);
         let output = fed(&mut command, b"ping through env");
         assert!(
@@ -152,13 +147,8 @@ fn connect_takes_its_proxy_from_the_environment() {
         assert_eq!(output.stdout, b"ping through env", "{variable}");
     }
     assert_eq!(server.wait_for_sessions(2).len(), 2);
-    let none = Command::new(BIN)
+    let none = socksgate_tests::client::without_proxy_environment(&mut Command::new(BIN))
         .args(["connect", "127.0.0.1", "9"])
-        .env_remove("SOCKSGATE_PROXY")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("SOCKS_PROXY")
-        .env_remove("SOCKS5_PROXY")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&none.stderr).contains("no proxy"));

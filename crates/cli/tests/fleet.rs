@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::password::Credentials;
 use socksgate_proto::{Address, Command as SocksCommand, Reply};
-use socksgate_tests::client::HandshakeFailure;
+use socksgate_tests::client::{wait_until_listening, HandshakeFailure};
+use socksgate_tests::haproxy::Haproxy;
 use socksgate_tests::interop::tool;
 use socksgate_tests::redis::Redis;
 use socksgate_tests::{handshake, EchoTarget, UdpEcho};
@@ -38,7 +39,7 @@ struct Fleet {
     admin: u16,
     front: SocketAddr,
     nodes: Vec<Option<Killed>>,
-    _haproxy: Killed,
+    _haproxy: Haproxy,
     redis: Redis,
 }
 
@@ -56,7 +57,6 @@ fn node_ip(index: usize) -> String {
 
 impl Fleet {
     fn start() -> Option<Self> {
-        let haproxy = tool("haproxy")?;
         let redis = Redis::start()?;
         let dir = std::env::temp_dir().join(format!("sg-fleet-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -106,7 +106,7 @@ impl Fleet {
             nodes.push(Some(Killed(child)));
         }
         for index in 0..3 {
-            wait_for_port(&format!("{}:{admin}", node_ip(index)));
+            wait_until_listening(format!("{}:{admin}", node_ip(index)), "a node");
         }
         let front: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
@@ -124,19 +124,7 @@ impl Fleet {
             "check port 9180 inter 2s fall 2 rise 2",
             &format!("check port {admin} inter 100ms fall 1 rise 1"),
         );
-        let config = dir.join("haproxy.cfg");
-        std::fs::write(&config, text).unwrap();
-        let haproxy = Killed(
-            Command::new(haproxy)
-                .arg("-db")
-                .arg("-f")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for_port(&front.to_string());
+        let haproxy = Haproxy::start("fleet.cfg", &text, front)?;
         // Let the first health checks pass.
         std::thread::sleep(Duration::from_millis(500));
         Some(Self {
@@ -181,17 +169,6 @@ impl Fleet {
     }
 }
 
-fn wait_for_port(address: &str) {
-    let started = Instant::now();
-    while TcpStream::connect(address).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{address} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A SOCKS5 login and `command` over `stream`; the reply on refusal.
 fn socks(
     mut stream: TcpStream,
@@ -218,6 +195,20 @@ fn socks(
 
 fn connect(stream: TcpStream, user: &str, target: SocketAddr) -> Result<TcpStream, Reply> {
     socks(stream, user, "pw", SocksCommand::CONNECT, target.into()).map(|(stream, _)| stream)
+}
+
+/// A UDP association of `user` for `socket`: the control connection and the relay.
+fn associate(
+    stream: TcpStream,
+    user: &str,
+    socket: &std::net::UdpSocket,
+) -> (TcpStream, SocketAddr) {
+    let from = socket.local_addr().unwrap().into();
+    let (control, events) = socks(stream, user, "pw", SocksCommand::UDP_ASSOCIATE, from).unwrap();
+    let Some(ClientEvent::Granted { bound }) = events.last() else {
+        panic!("{events:?}");
+    };
+    (control, bound.socket_addr().unwrap())
 }
 
 fn echoes(stream: &mut TcpStream) {
@@ -352,18 +343,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
     // UDP through the balancer: the relay is the node's own address.
     let udp_echo = UdpEcho::start();
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (control, events) = socks(
-        fleet.through_balancer(),
-        "alice",
-        "pw",
-        SocksCommand::UDP_ASSOCIATE,
-        socket.local_addr().unwrap().into(),
-    )
-    .unwrap();
-    let Some(ClientEvent::Granted { bound }) = events.last() else {
-        panic!("{events:?}");
-    };
-    let relay = bound.socket_addr().unwrap();
+    let (control, relay) = associate(fleet.through_balancer(), "alice", &socket);
     assert!(
         (0..3).any(|index| relay.ip().to_string() == node_ip(index)),
         "{relay}"
@@ -376,18 +356,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
 
     // Datagrams count too: erin's association is ended once the echoes add up to the quota.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (mut control, events) = socks(
-        fleet.direct(0),
-        "erin",
-        "pw",
-        SocksCommand::UDP_ASSOCIATE,
-        socket.local_addr().unwrap().into(),
-    )
-    .unwrap();
-    let Some(ClientEvent::Granted { bound }) = events.last() else {
-        panic!("{events:?}");
-    };
-    let relay = bound.socket_addr().unwrap();
+    let (mut control, relay) = associate(fleet.direct(0), "erin", &socket);
     control
         .set_read_timeout(Some(Duration::from_millis(1)))
         .unwrap();

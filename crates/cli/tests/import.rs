@@ -61,13 +61,10 @@ fn a_converted_proxychains_chain_carries_a_connection() {
         file.display(),
         echo.addr.port()
     );
-    let output = Command::new(bash)
+    let mut command = Command::new(bash);
+    let output = socksgate_tests::client::without_proxy_environment(&mut command)
         .arg("-c")
         .arg(script)
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("SOCKS_PROXY")
-        .env_remove("SOCKS5_PROXY")
         .output()
         .unwrap();
     assert_eq!(
@@ -256,14 +253,7 @@ fn a_converted_dante_config_decides_like_dante() {
         .spawn()
         .unwrap();
     let proxy: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "socksgate did not start:\n{text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    socksgate_tests::client::wait_until_listening(proxy, "socksgate serve (converted)");
     let by_socksgate = decisions(proxy);
     let _ = server.kill();
     let _ = server.wait();
