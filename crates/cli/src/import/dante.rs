@@ -734,3 +734,45 @@ mod tests {
         assert_eq!(converted.dropped, 2, "{}", converted.output);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Words a sockd.conf is made of, so that arbitrary sequences reach deep into the parser.
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just("\n".to_owned()),
+            Just("socks".to_owned()),
+            Just("client".to_owned()),
+            Just("route".to_owned()),
+            Just("pass".to_owned()),
+            Just("block".to_owned()),
+            Just("from:".to_owned()),
+            Just("to:".to_owned()),
+            Just("via:".to_owned()),
+            Just("port".to_owned()),
+            Just("=".to_owned()),
+            Just("le".to_owned()),
+            Just("command:".to_owned()),
+            Just("internal:".to_owned()),
+            Just("0/0".to_owned()),
+            Just("lo".to_owned()),
+            Just(".example.com".to_owned()),
+            "[a-z0-9./:#-]{0,12}",
+        ]
+    }
+
+    proptest! {
+        /// Whatever the text, the conversion ends, and every drop is counted.
+        #[test]
+        fn any_text_converts_without_panicking(words in proptest::collection::vec(word(), 0..60)) {
+            let text = words.join(" ");
+            let converted = convert(&text, "fuzz.conf");
+            prop_assert!(converted.output.starts_with("# socksgate configuration"));
+        }
+    }
+}

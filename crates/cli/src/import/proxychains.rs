@@ -193,3 +193,18 @@ mod tests {
             .contains("export SOCKSGATE_PROXY='socks5://proxy.example:1080'"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text, the conversion ends with a result and counts what it dropped.
+        #[test]
+        fn any_text_converts_without_panicking(text in "(\\[ProxyList\\]|socks[45]|http|localnet|[a-z0-9 ./:\\t_]{0,20}|\\n){0,40}") {
+            let converted = convert(&text, "fuzz.conf");
+            prop_assert!(converted.output.starts_with("# socksgate's client settings"));
+        }
+    }
+}
