@@ -22,4 +22,4 @@ pub use client::{assert_echoes, handshake, raw_exchange, socks5_connect};
 pub use interop::tool;
 pub use netns::NetNs;
 pub use server::{AccessEntry, StaticResolver, TestServer};
-pub use target::{DnsResponder, EchoTarget, HttpTarget, UdpEcho};
+pub use target::{endless_source, DnsResponder, EchoTarget, HttpTarget, UdpEcho};

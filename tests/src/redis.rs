@@ -44,6 +44,24 @@ impl Redis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing, like a
+    /// Redis that hangs.
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("Redis is running");
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid"))
+            .expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("Redis takes the signal");
+    }
+
     /// Starts it again on the same port, and waits until it answers.
     pub fn resume(&mut self) {
         let child = Command::new(&self.program)

@@ -249,12 +249,23 @@ impl socksgate_server::Resolver for StaticResolver {
     }
 }
 
+/// A directory of this test process for `group`'s files (`$TMPDIR/sg-GROUP-PID`).
+pub fn scratch_dir(group: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-{group}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// Writes `text` to `name` in `group`'s scratch directory; its path.
+pub fn scratch_file(group: &str, name: &str, text: &str) -> std::path::PathBuf {
+    let path = scratch_dir(group).join(name);
+    std::fs::write(&path, text).expect("a scratch file written");
+    path
+}
+
 /// A password file (bcrypt, cheap cost) of `users` and their passwords, in a directory of this
 /// test process; `name` keeps the files of one process apart.
 pub fn password_file(name: &str, users: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a directory for password files");
-    let path = dir.join(name);
     let lines: String = users
         .iter()
         .map(|(user, password)| {
@@ -262,6 +273,5 @@ pub fn password_file(name: &str, users: &[(&str, &str)]) -> std::path::PathBuf {
             format!("{user}:{hash}\n")
         })
         .collect();
-    std::fs::write(&path, lines).expect("the password file written");
-    path
+    scratch_file("auth", name, &lines)
 }

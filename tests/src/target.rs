@@ -252,3 +252,20 @@ fn dns_answer(query: &[u8], answer: std::net::Ipv4Addr) -> Option<Vec<u8>> {
     response.extend_from_slice(&answer.octets());
     Some(response)
 }
+
+/// A target that sends as fast as it is taken, on every connection, until the reader goes
+/// (for bandwidth caps and quotas). Returns where it listens (127.0.0.1).
+pub fn endless_source() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let block = vec![7u8; 64 * 1024];
+                while std::io::Write::write_all(&mut stream, &block).is_ok() {}
+            });
+        }
+    });
+    address
+}

@@ -272,22 +272,6 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     ));
 }
 
-/// A target that sends as fast as it is taken, on every connection, until the reader goes.
-fn endless_source() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            std::thread::spawn(move || {
-                let block = vec![7u8; 64 * 1024];
-                while stream.write_all(&block).is_ok() {}
-            });
-        }
-    });
-    target
-}
-
 /// Bytes per second each stream received over five seconds, from one second after the call
 /// (the burst at the start is not counted).
 fn download_rates(streams: Vec<TcpStream>) -> Vec<f64> {
@@ -326,7 +310,7 @@ fn assert_within_ten_percent(rate: f64, cap: f64, what: &str) {
 /// A cap holds within 10% over 5 seconds (the first second, with its burst, not counted).
 #[test]
 fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
-    let target = endless_source().to_string();
+    let target = socksgate_tests::endless_source().to_string();
     let server = TestServer::start_with(config_with(
         "[[rule]]\naction = \"allow\"\nbandwidth = \"1MB/s\"\n",
     ));
@@ -340,7 +324,7 @@ fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
 /// of the cap over 5 s.
 #[test]
 fn a_per_user_bandwidth_cap_is_shared_by_the_users_sessions() {
-    let target = endless_source().to_string();
+    let target = socksgate_tests::endless_source().to_string();
     let server = TestServer::start_with(config_with("[limits]\nbandwidth_per_user = \"1MB/s\"\n"));
     // SOCKS4 USERIDs name the users here.
     let as_user = |user: &str| {

@@ -13,11 +13,7 @@ fn socksgate() -> Command {
 }
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    socksgate_tests::server::scratch_file("cli", name, text)
 }
 
 #[test]
@@ -865,4 +861,36 @@ fn the_icmp_extension_example_is_valid_and_explain_knows_the_command() {
     let (code, text) = explain(&path, &["--from", "127.0.0.1", "connect", "10.1.2.3:80"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("no rule matches"), "{text}");
+}
+
+/// A session cap the descriptor limit cannot hold is warned about at start (each session is
+/// two sockets), and the server runs all the same.
+#[test]
+fn a_descriptor_limit_below_the_session_cap_is_warned_about() {
+    let config = temp_file(
+        "many-sessions.toml",
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[limits]\nmax_sessions = 100000000\n",
+    );
+    let mut child = socksgate()
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let listening = line.contains("listening");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    stop(&mut child);
+    assert!(
+        seen.iter()
+            .any(|line| line
+                .contains("the descriptor limit is below what limits.max_sessions needs")),
+        "{seen:#?}"
+    );
 }

@@ -58,8 +58,7 @@ fn node_ip(index: usize) -> String {
 impl Fleet {
     fn start() -> Option<Self> {
         let redis = Redis::start()?;
-        let dir = std::env::temp_dir().join(format!("sg-fleet-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = socksgate_tests::server::scratch_dir("fleet");
         let users = socksgate_tests::server::password_file(
             "fleet-users",
             &[
@@ -68,6 +67,7 @@ impl Fleet {
                 ("carol", "pw"),
                 ("dave", "pw"),
                 ("erin", "pw"),
+                ("frank", "pw"),
             ],
         );
         std::fs::copy(&users, dir.join("users")).unwrap();
@@ -218,22 +218,6 @@ fn echoes(stream: &mut TcpStream) {
     assert_eq!(&answer, b"fleet");
 }
 
-/// A target that sends as fast as it is taken, on every connection.
-fn endless_source() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            std::thread::spawn(move || {
-                let block = vec![7u8; 16 * 1024];
-                while stream.write_all(&block).is_ok() {}
-            });
-        }
-    });
-    address
-}
-
 fn get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
@@ -305,7 +289,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
 
     // Bob's quota across two nodes at once (1 MB/s each): both sessions are stopped once
     // the fleet has moved the quota, within 5%.
-    let source = endless_source();
+    let source = socksgate_tests::endless_source();
     let readers: Vec<_> = [0, 1]
         .into_iter()
         .map(|index| {
@@ -396,6 +380,19 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
         echoes(&mut stream);
     }
 
+    // Redis hangs: requests to it time out after a second, so a session that needs a new
+    // permit is refused (as configured) within a few seconds instead of hanging with it.
+    fleet.redis.freeze();
+    let started = Instant::now();
+    let refused = connect(fleet.direct(0), "frank", echo);
+    let waited = started.elapsed();
+    fleet.redis.thaw();
+    assert_eq!(refused.err(), Some(Reply::NOT_ALLOWED));
+    assert!(
+        waited < Duration::from_secs(5),
+        "a hung Redis held a session {waited:?}"
+    );
+
     // Redis stops: a session that needs a new permit is refused, as configured (dave has
     // none on any node); the nodes keep answering health checks and say so in their metrics.
     fleet.redis.stop();
@@ -435,8 +432,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
 #[test]
 fn the_fleet_deployment_material_is_valid() {
     let dist = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/fleet");
-    let dir = std::env::temp_dir().join(format!("sg-fleet-dist-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = socksgate_tests::server::scratch_dir("fleet-dist");
     let passes = |program: &Path, args: &[&str], file: &Path| {
         let output = Command::new(program).args(args).arg(file).output().unwrap();
         let said = format!(

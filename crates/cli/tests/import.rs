@@ -13,11 +13,7 @@ use socksgate_tests::{EchoTarget, TestServer};
 const SOCKSGATE: &str = env!("CARGO_BIN_EXE_socksgate");
 
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    socksgate_tests::server::scratch_file("import", name, text)
 }
 
 /// A proxychains strict chain of two proxies (the first with a password that needs

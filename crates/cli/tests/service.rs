@@ -15,9 +15,7 @@ use socksgate_tests::interop::{skip_or_fail, tool};
 const SOCKSGATE: &str = env!("CARGO_BIN_EXE_socksgate");
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-service-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    socksgate_tests::server::scratch_dir(&format!("service-{name}"))
 }
 
 #[test]

@@ -529,7 +529,11 @@ impl FleetLimits for RedisFleet {
             return;
         }
         let mut known = self.bytes_lock();
-        let entry = known.entry(user.to_owned()).or_default();
+        // Called for every session on every tick: no new key unless the user is new here.
+        let entry = match known.get_mut(user) {
+            Some(entry) => entry,
+            None => known.entry(user.to_owned()).or_default(),
+        };
         entry.pending += bytes;
         entry.seen = true;
     }

@@ -161,13 +161,9 @@ fn bandwidth_caps(shared: &Shared, rule: Option<&Rule>, user: Option<&str>) -> C
     let Some(user) = user else {
         return caps;
     };
-    let per_user = [
-        (SERVER_SCOPE, shared.session_caps.bandwidth_per_user),
-        rule.map_or((SERVER_SCOPE, None), |rule| {
-            (rule.origin.line, rule.options.bandwidth_per_user)
-        }),
-    ];
-    for (scope, rate) in per_user {
+    let server = (SERVER_SCOPE, shared.session_caps.bandwidth_per_user);
+    let rule = rule.map(|rule| (rule.origin.line, rule.options.bandwidth_per_user));
+    for (scope, rate) in std::iter::once(server).chain(rule) {
         if let Some(rate) = rate {
             caps.shared
                 .push(shared.limits.bandwidth.get(scope, user, rate));

@@ -163,10 +163,18 @@ impl SharedCaps {
 /// bounded by forgetting addresses whose bucket has refilled.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionRates {
-    buckets: Mutex<HashMap<IpAddr, (f64, std::time::Instant)>>,
+    table: Mutex<RateTable>,
 }
 
-/// Sources remembered before the table is swept of full buckets.
+#[derive(Debug, Default)]
+struct RateTable {
+    buckets: HashMap<IpAddr, (f64, std::time::Instant)>,
+    /// The size at which the next sweep runs: twice what the last one kept, so that a flood
+    /// from many busy sources does not sweep on every connection.
+    sweep_at: usize,
+}
+
+/// Sources remembered before the table is first swept of full buckets.
 const RATE_TABLE_SWEEP: usize = 4096;
 
 impl ConnectionRates {
@@ -174,13 +182,14 @@ impl ConnectionRates {
     pub(crate) fn admit(&self, source: IpAddr, per_second: u32) -> bool {
         let rate = f64::from(per_second.max(1));
         let now = std::time::Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= RATE_TABLE_SWEEP {
-            buckets.retain(|_, (tokens, last)| {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if table.buckets.len() >= table.sweep_at.max(RATE_TABLE_SWEEP) {
+            table.buckets.retain(|_, (tokens, last)| {
                 *tokens + now.duration_since(*last).as_secs_f64() * rate < rate
             });
+            table.sweep_at = 2 * table.buckets.len();
         }
-        let (tokens, last) = buckets.entry(source).or_insert((rate, now));
+        let (tokens, last) = table.buckets.entry(source).or_insert((rate, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
         *last = now;
         if *tokens >= 1.0 {
@@ -206,6 +215,19 @@ mod tests {
         assert!(rates.admit([127, 0, 0, 10].into(), 5));
         std::thread::sleep(std::time::Duration::from_millis(250));
         assert!(rates.admit(source, 5));
+    }
+
+    #[test]
+    fn a_table_of_busy_sources_is_not_swept_on_every_connection() {
+        let rates = ConnectionRates::default();
+        // 4,097 sources, each with a bucket not yet refilled: the sweep keeps them all, and
+        // the next one waits until the table has doubled.
+        for index in 0..=RATE_TABLE_SWEEP as u32 {
+            assert!(rates.admit(std::net::Ipv4Addr::from(index).into(), 1));
+        }
+        let table = rates.table.lock().unwrap();
+        assert_eq!(table.buckets.len(), RATE_TABLE_SWEEP + 1);
+        assert_eq!(table.sweep_at, 2 * RATE_TABLE_SWEEP);
     }
 
     #[test]

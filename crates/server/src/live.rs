@@ -160,28 +160,15 @@ impl LiveSessions {
         let Some(fleet) = self.fleet.get() else {
             return;
         };
-        let mut moved: HashMap<String, u64> = HashMap::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             for entry in shard.values_mut() {
-                if let Some(user) = &entry.user {
-                    let bytes = entry.unreported();
-                    entry.reported += bytes;
-                    *moved.entry(user.clone()).or_insert(0) += bytes;
-                }
-            }
-        }
-        for (user, bytes) in &moved {
-            fleet.add_bytes(user, *bytes);
-        }
-        for shard in &self.shards {
-            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            for entry in shard.values() {
-                if entry
-                    .user
-                    .as_deref()
-                    .is_some_and(|user| fleet.over_quota(user))
-                {
+                let Some(user) = &entry.user else { continue };
+                // The fleet adds up each user's sessions itself.
+                let bytes = entry.unreported();
+                entry.reported += bytes;
+                fleet.add_bytes(user, bytes);
+                if fleet.over_quota(user) {
                     entry.counters.halted.store(true, Ordering::Relaxed);
                 }
             }

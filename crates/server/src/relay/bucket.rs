@@ -27,11 +27,8 @@ impl Caps {
         }
         Some(Box::new(Limiter {
             own: self.session.map(Level::new),
-            shared: self
-                .shared
-                .iter()
-                .map(|cap| (cap.clone(), direction))
-                .collect(),
+            shared: self.shared.clone(),
+            direction,
             refill: None,
         }))
     }
@@ -106,7 +103,9 @@ impl Level {
 #[derive(Debug)]
 pub(crate) struct Limiter {
     own: Option<Level>,
-    shared: Vec<(Arc<SharedCap>, Direction)>,
+    shared: Vec<Arc<SharedCap>>,
+    /// Which of each shared cap's buckets this direction draws on.
+    direction: Direction,
     /// Armed while waiting for tokens; each session has its own.
     refill: Option<Pin<Box<Sleep>>>,
 }
@@ -125,8 +124,8 @@ impl Limiter {
             if let Some(own) = &mut self.own {
                 take(own.available(now));
             }
-            for (cap, direction) in &self.shared {
-                take(cap.level(*direction).available(now));
+            for cap in &self.shared {
+                take(cap.level(self.direction).available(now));
             }
             if tokens >= 1.0 {
                 self.refill = None;
@@ -146,8 +145,8 @@ impl Limiter {
         if let Some(own) = &mut self.own {
             own.tokens -= moved;
         }
-        for (cap, direction) in &self.shared {
-            cap.level(*direction).tokens -= moved;
+        for cap in &self.shared {
+            cap.level(self.direction).tokens -= moved;
         }
     }
 }
