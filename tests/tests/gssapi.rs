@@ -34,7 +34,7 @@ fn a_context_is_established_and_wraps_both_ways() {
         return;
     }
     let acceptor = Acceptor::new(Some("rcmd")).unwrap();
-    let mut server = acceptor.context();
+    let mut server = acceptor.context().unwrap();
     let mut client = ClientContext::new("rcmd", "localhost").unwrap();
     let mut token = client.step(None).unwrap();
     while let Some(to_server) = token.take() {

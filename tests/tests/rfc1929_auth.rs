@@ -389,7 +389,7 @@ mod pam {
         };
         // No /etc/pam.d/socksgate-test: PAM falls back to "other", i.e. the system accounts.
         let server = password_server(
-            Arc::new(Pam::new("socksgate-test")),
+            Arc::new(Pam::new("socksgate-test").unwrap()),
             LoginThrottle::default(),
         );
         let echo = EchoTarget::start();
@@ -411,6 +411,7 @@ mod pam {
             "{log:#?}"
         );
         let identity = Pam::new("socksgate-test")
+            .unwrap()
             .verify(&socksgate_auth::Credentials::new(name, "pam-pass-1").unwrap())
             .unwrap();
         assert!(

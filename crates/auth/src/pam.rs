@@ -1,9 +1,12 @@
 //! PAM: the system's own authentication (/etc/pam.d/SERVICE), with the user's system groups.
+//! The library (`libpam.so.0`) is loaded at run time by `socksgate-sys`.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use nix::unistd::{getgrouplist, Group, User};
 use socksgate_proto::Method;
+use socksgate_sys::pam::{check_password, PamError};
+use socksgate_sys::LoadError;
 use zeroize::Zeroizing;
 
 use crate::{user_name, Authenticator, Credentials, Identity, Refusal};
@@ -16,33 +19,41 @@ pub struct Pam {
 
 impl Pam {
     /// PAM with the service name `service` (its rules are in /etc/pam.d/SERVICE; without
-    /// that file PAM uses /etc/pam.d/other).
-    pub fn new(service: &str) -> Self {
-        Self {
+    /// that file PAM uses /etc/pam.d/other). Loads the library now, so that a machine
+    /// without it is told at start, with the package to install.
+    pub fn new(service: &str) -> Result<Self, LoadError> {
+        socksgate_sys::pam::load()?;
+        Ok(Self {
             service: service.to_owned(),
-        }
+        })
+    }
+
+    /// Loads `file` instead of the usual `libpam.so.0`; false once the library is in use.
+    pub fn use_library(file: &str) -> bool {
+        socksgate_sys::pam::use_library(file)
     }
 }
 
 impl Authenticator for Pam {
     fn verify(&self, credentials: &Credentials) -> Result<Identity, Refusal> {
         let user = user_name(credentials)?;
-        let password = Zeroizing::new(
-            std::str::from_utf8(credentials.password())
-                .map_err(|_| Refusal::Unusable("password is not UTF-8"))?
-                .to_owned(),
-        );
-        let mut session = pam::Authenticator::with_password(&self.service)
-            .map_err(|error| Refusal::BackEnd(format!("PAM: {error}")))?;
-        session
-            .get_handler()
-            .set_credentials(user, password.as_str());
-        session.authenticate().map_err(|_| Refusal::WrongPassword)?;
-        Ok(Identity {
-            user: user.to_owned(),
-            groups: system_groups(user),
-            method: Method::PASSWORD,
-        })
+        if credentials.password().contains(&0) {
+            return Err(Refusal::Unusable("password contains a NUL byte"));
+        }
+        let mut password = Zeroizing::new(Vec::with_capacity(credentials.password().len() + 1));
+        password.extend_from_slice(credentials.password());
+        password.push(0);
+        let password = CStr::from_bytes_with_nul(&password)
+            .map_err(|_| Refusal::Unusable("password contains a NUL byte"))?;
+        match check_password(&self.service, user, password) {
+            Ok(()) => Ok(Identity {
+                user: user.to_owned(),
+                groups: system_groups(user),
+                method: Method::PASSWORD,
+            }),
+            Err(PamError::Refused(_)) => Err(Refusal::WrongPassword),
+            Err(error) => Err(Refusal::BackEnd(format!("PAM: {error}"))),
+        }
     }
 }
 

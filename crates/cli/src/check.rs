@@ -19,6 +19,10 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         }
     };
     crate::serve::use_keytab(&config);
+    if let Err(error) = crate::system_libraries::check(&config) {
+        let _ = writeln!(std::io::stderr(), "error: {}: {error:#}", path.display());
+        return exit::code(exit::CONFIG);
+    }
     if let Err(error) = socksgate_server::check_tls(&config) {
         let _ = writeln!(std::io::stderr(), "error: {}: {error}", path.display());
         return exit::code(exit::CONFIG);

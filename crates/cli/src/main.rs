@@ -21,6 +21,7 @@ mod proxies;
 mod serve;
 mod service;
 mod socksify;
+mod system_libraries;
 mod traceroute;
 mod tun;
 
@@ -114,11 +115,12 @@ enum Command {
     /// Print the route from the last proxy to HOST, as `traceroute -I` does (socksgate's ICMP
     /// extension).
     Traceroute(traceroute::Traceroute),
-    /// Run a program with its TCP connections sent through the proxies (LD_PRELOAD).
+    /// Run a program with its TCP connections, UDP datagrams and DNS sent through the
+    /// proxies (LD_PRELOAD, or a TUN device with --tun).
     ///
     /// Names are resolved by the last proxy when it is socks5h or socks4a; loopback is reached
     /// directly unless --include-loopback. Statically linked programs (and Go binaries)
-    /// ignore LD_PRELOAD, and so do setuid programs.
+    /// ignore LD_PRELOAD, and so do setuid programs: --tun catches them too.
     Socksify(socksify::Socksify),
     /// Capture this network namespace's traffic (a host, or a container's) with a TUN device
     /// and send it through the proxies (needs root).
@@ -174,6 +176,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    system_libraries::choose_from_environment();
     match cli.command {
         Command::Serve {
             config,

@@ -15,7 +15,7 @@ use socksgate_config::{Config, ConfigError};
 use socksgate_server::{ReloadHandle, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{authentication, exit, logging};
+use crate::{authentication, exit, logging, system_libraries};
 
 pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) -> ExitCode {
     let config = match load(path, listen) {
@@ -37,6 +37,10 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
             return exit::code(exit::CONFIG);
         }
     };
+    if let Err(error) = system_libraries::check(&config) {
+        tracing::error!("{error:#}");
+        return exit::code(exit::CONFIG);
+    }
     if check_only {
         // What starting would check, without opening anything (systemd's ExecStartPre and
         // ExecReload run this, so a bad file never reaches the running server).
@@ -268,7 +272,7 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) -> Option<C
 
 /// Raises the soft descriptor limit to the hard one, and warns when even that cannot hold
 /// `max_sessions` sessions: each holds two sockets, plus pooled pipes and listeners.
-fn raise_file_limit(max_sessions: usize) {
+fn raise_file_limit(max_sessions: Option<usize>) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -278,6 +282,10 @@ fn raise_file_limit(max_sessions: usize) {
         }
     }
     let current = getrlimit(Resource::Nofile).current;
+    // Unconfigured, the cap follows the limit (`session_cap`): nothing to warn about.
+    let Some(max_sessions) = max_sessions else {
+        return;
+    };
     let needed = socksgate_server::descriptors_needed(max_sessions);
     if let Some(current) = current.filter(|&current| current < needed as u64) {
         tracing::warn!(

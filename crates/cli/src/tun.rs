@@ -44,6 +44,9 @@ fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
         .arg("--")
         .args(&request.command);
     let status = stack_runtime()?.block_on(async move {
+        // Before the program exists: a signal that comes while it starts is kept, and
+        // passed on once its pid is known, instead of ending us or being lost.
+        let signals = ForwardedSignals::install()?;
         let (device_sender, device) = oneshot::channel();
         let (pid_sender, pid) = oneshot::channel();
         let (status_sender, status) = oneshot::channel();
@@ -59,7 +62,7 @@ fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
             .await
             .context("the namespace thread ended")?
             .context("starting the program")?;
-        let status = forward_signals_until(pid, status).await;
+        let status = signals.forward_until(pid, status).await;
         stack.abort();
         status
     })?;
@@ -103,25 +106,44 @@ fn keep_namespace(
     let _ = status.send(child.wait());
 }
 
-/// Waits for the program; SIGTERM and SIGHUP are passed on to it, SIGINT is left to it (the
-/// terminal sends it to the program too).
-async fn forward_signals_until(
-    pid: u32,
-    mut status: oneshot::Receiver<std::io::Result<ExitStatus>>,
-) -> anyhow::Result<ExitStatus> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hang_up = signal(SignalKind::hangup())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
-    loop {
-        let forward = tokio::select! {
-            ended = &mut status => return Ok(ended.context("the namespace thread ended")??),
-            _ = terminate.recv() => Signal::TERM,
-            _ = hang_up.recv() => Signal::HUP,
-            _ = interrupt.recv() => continue,
-        };
-        if let Some(pid) = pid {
-            let _ = kill_process(pid, forward);
+/// The signals a session passes on to its program: SIGTERM and SIGHUP; SIGINT is left to
+/// it (the terminal sends it to the program too) and only kept from ending us.
+struct ForwardedSignals {
+    terminate: tokio::signal::unix::Signal,
+    hang_up: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ForwardedSignals {
+    /// Takes the signals over from now on; each one that arrives is remembered until
+    /// `forward_until` passes it on.
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            hang_up: signal(SignalKind::hangup())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Passes signals on to `pid` (those that came before included) until the program ends.
+    async fn forward_until(
+        mut self,
+        pid: u32,
+        mut status: oneshot::Receiver<std::io::Result<ExitStatus>>,
+    ) -> anyhow::Result<ExitStatus> {
+        let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
+        loop {
+            let forward = tokio::select! {
+                // Signals first: one that came before the program ended still reaches it.
+                biased;
+                _ = self.terminate.recv() => Signal::TERM,
+                _ = self.hang_up.recv() => Signal::HUP,
+                _ = self.interrupt.recv() => continue,
+                ended = &mut status => return Ok(ended.context("the namespace thread ended")??),
+            };
+            if let Some(pid) = pid {
+                let _ = kill_process(pid, forward);
+            }
         }
     }
 }

@@ -139,6 +139,11 @@ fn help_documents_the_exit_codes() {
         stdout.contains("serve") && stdout.contains("check"),
         "{stdout}"
     );
+    // socksify carries more than TCP, and says so where a user looks first.
+    assert!(
+        stdout.contains("TCP connections, UDP datagrams and DNS"),
+        "{stdout}"
+    );
 }
 
 /// Starts `socksgate serve` with `args` and extra environment; returns the child and the
@@ -893,4 +898,72 @@ fn a_descriptor_limit_below_the_session_cap_is_warned_about() {
                 .contains("the descriptor limit is below what limits.max_sessions needs")),
         "{seen:#?}"
     );
+}
+
+/// With no configuration the session cap follows the descriptor limit the process has, so a
+/// machine with a small limit (here 1,024, soft and hard) starts the embedded default
+/// without a warning.
+#[test]
+fn the_default_session_cap_fits_a_small_descriptor_limit_without_a_warning() {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && exec {} serve --listen 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_socksgate")
+        ))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let listening = line.contains("listening");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    stop(&mut child);
+    assert!(
+        seen.iter().any(|line| line.contains("listening")),
+        "{seen:#?}"
+    );
+    assert!(!seen.iter().any(|line| line.contains("WARN")), "{seen:#?}");
+}
+
+/// GSS-API and PAM are loaded at run time: a configuration that needs one on a machine
+/// without it is refused by `check` and by `serve`, naming the library and the package to
+/// install. (The library is made unavailable by naming a file that does not exist.)
+#[test]
+fn a_missing_gssapi_or_pam_library_is_named_with_its_package() {
+    let gssapi = temp_file(
+        "needs-gssapi.toml",
+        "[[listen]]\naddress = \"127.0.0.1:0\"\nmethods = [\"gssapi\"]\n",
+    );
+    let pam = temp_file(
+        "needs-pam.toml",
+        "[auth]\npam_service = \"socksgate\"\n\n[[listen]]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let cases = [
+        (&gssapi, "SOCKSGATE_GSSAPI_LIBRARY", "libgssapi-krb5-2"),
+        (&pam, "SOCKSGATE_PAM_LIBRARY", "libpam0g"),
+    ];
+    for (config, variable, package) in cases {
+        let missing = "libsocksgate-test-missing.so.0";
+        for command in [&["check"][..], &["serve", "-c"][..]] {
+            let output = socksgate()
+                .args(command)
+                .arg(config)
+                .env(variable, missing)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{command:?} {stderr}");
+            assert!(stderr.contains(missing), "{command:?} {stderr}");
+            assert!(
+                stderr.contains(&format!("apt-get install {package}")),
+                "{command:?} {stderr}"
+            );
+        }
+    }
 }

@@ -20,7 +20,7 @@
 //! shutdown = "30s"         # draining sessions on SIGTERM
 //!
 //! [limits]
-//! max_sessions = 10000
+//! max_sessions = 10000     # default: what the descriptor limit holds
 //!
 //! [log]
 //! format = "human"         # or "json"
@@ -175,7 +175,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             "must be at least 1",
             origin,
         )?
-        .unwrap_or(defaults.limits.max_sessions),
+        .or(defaults.limits.max_sessions),
         max_sessions_per_source: count_field(
             &raw.limits.max_sessions_per_source,
             "limits.max_sessions_per_source",

@@ -171,8 +171,9 @@ pub struct Admin {
 /// Resource limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Sessions served at once; further clients wait in the kernel's accept queue.
-    pub max_sessions: usize,
+    /// Sessions served at once; further clients wait in the kernel's accept queue. `None`
+    /// (the default): as many as the process's descriptor limit holds.
+    pub max_sessions: Option<usize>,
     /// Sessions at once from one client address, server-wide; a request beyond it is
     /// refused (0x02, or 0x5B for SOCKS4). `None`: no limit.
     pub max_sessions_per_source: Option<u32>,
@@ -188,7 +189,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_sessions: 10_000,
+            max_sessions: None,
             max_sessions_per_source: None,
             max_sessions_per_user: None,
             bandwidth_per_user: None,

@@ -61,7 +61,14 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     let _ = writeln!(out, "idle = \"{idle}\"");
     let _ = writeln!(out, "shutdown = \"{}\"", duration(timeouts.shutdown));
     let _ = writeln!(out, "\n[limits]");
-    let _ = writeln!(out, "max_sessions = {}", config.limits.max_sessions);
+    match config.limits.max_sessions {
+        Some(limit) => {
+            let _ = writeln!(out, "max_sessions = {limit}");
+        }
+        None => {
+            let _ = writeln!(out, "# max_sessions: as many as the descriptor limit holds");
+        }
+    }
     if let Some(limit) = config.limits.max_sessions_per_source {
         let _ = writeln!(out, "max_sessions_per_source = {limit}");
     }

@@ -59,7 +59,7 @@ access = false
     assert_eq!(config.timeouts.connect, Duration::from_secs(3));
     assert_eq!(config.timeouts.idle, Some(Duration::from_secs(7200)));
     assert_eq!(config.timeouts.shutdown, Duration::from_millis(500));
-    assert_eq!(config.limits.max_sessions, 20);
+    assert_eq!(config.limits.max_sessions, Some(20));
     assert_eq!(config.log.format, LogFormat::Json);
     assert!(!config.log.access);
 }

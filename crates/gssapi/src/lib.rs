@@ -1,16 +1,17 @@
-//! GSS-API (Kerberos) for socksgate, over the system's GSS-API library (MIT Kerberos):
-//! RFC 1961 context establishment (§3), the protection-level sub-negotiation (§4), and the
-//! per-message encapsulation of everything that follows (§5) as an async stream.
+//! GSS-API (Kerberos) for socksgate, over the system's GSS-API library (MIT Kerberos,
+//! loaded at run time by `socksgate-sys`): RFC 1961 context establishment (§3), the
+//! protection-level sub-negotiation (§4), and the per-message encapsulation of everything
+//! that follows (§5) as an async stream.
 //!
 //! The acceptor's keytab is the GSS-API library's: `KRB5_KTNAME` (the binary sets it from the
 //! configuration), else the system's default.
 
 use std::fmt;
+use std::sync::Arc;
 
-use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext, ServerCtx};
-use libgssapi::credential::{Cred, CredUsage};
-use libgssapi::name::Name;
-use libgssapi::oid::{OidSet, GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE};
+use socksgate_sys::gssapi::{
+    Credential, GssapiError, Name, SecurityContext, CONFIDENTIALITY, INTEGRITY, MUTUAL,
+};
 
 mod level;
 mod stream;
@@ -18,7 +19,8 @@ mod stream;
 pub use level::{choose_level, Level};
 pub use stream::{GssLayer, GssStream};
 
-/// A GSS-API failure, with the library's major and minor status in words.
+/// A GSS-API failure, with the library's major and minor status in words (or the library
+/// that is missing, and how to install it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GssError(pub String);
 
@@ -30,22 +32,26 @@ impl fmt::Display for GssError {
 
 impl std::error::Error for GssError {}
 
-impl From<libgssapi::error::Error> for GssError {
-    fn from(error: libgssapi::error::Error) -> Self {
+impl From<GssapiError> for GssError {
+    fn from(error: GssapiError) -> Self {
         Self(error.to_string())
     }
 }
 
-fn krb5_only() -> Result<OidSet, GssError> {
-    let mut mechanisms = OidSet::new()?;
-    mechanisms.add(&GSS_MECH_KRB5)?;
-    Ok(mechanisms)
+/// Whether the system's GSS-API library can be loaded; the error names it and its package.
+pub fn available() -> Result<(), GssError> {
+    socksgate_sys::gssapi::load().map_err(|error| GssError(error.to_string()))
+}
+
+/// Loads `file` instead of the usual `libgssapi_krb5.so.2`; false once the library is in use.
+pub fn use_library(file: &str) -> bool {
+    socksgate_sys::gssapi::use_library(file)
 }
 
 /// The server's credentials for one service name (`rcmd`, as Dante and curl expect, by
 /// default): the keys of `service/HOST@REALM` from the keytab.
 pub struct Acceptor {
-    credentials: Cred,
+    credentials: Arc<Credential>,
 }
 
 impl fmt::Debug for Acceptor {
@@ -58,24 +64,22 @@ impl Acceptor {
     /// Acquires acceptor credentials for `service` (any host name in the keytab), or for
     /// every service in the keytab when `service` is `None`.
     pub fn new(service: Option<&str>) -> Result<Self, GssError> {
-        let name = match service {
-            Some(service) => Some(Name::new(
-                service.as_bytes(),
-                Some(&GSS_NT_HOSTBASED_SERVICE),
-            )?),
-            None => None,
-        };
-        let credentials =
-            Cred::acquire(name.as_ref(), None, CredUsage::Accept, Some(&krb5_only()?))
-                .map_err(|error| GssError(format!("acceptor credentials: {error}")))?;
-        Ok(Self { credentials })
+        let name = service.map(Name::hostbased_service).transpose()?;
+        let credentials = Credential::acceptor(name.as_ref()).map_err(|error| match error {
+            GssapiError::Load(_) => GssError(error.to_string()),
+            GssapiError::Call { .. } => GssError(format!("acceptor credentials: {error}")),
+        })?;
+        Ok(Self {
+            credentials: Arc::new(credentials),
+        })
     }
 
     /// A context for one client.
-    pub fn context(&self) -> ServerContext {
-        ServerContext {
-            context: ServerCtx::new(Some(self.credentials.clone())),
-        }
+    pub fn context(&self) -> Result<ServerContext, GssError> {
+        Ok(ServerContext {
+            context: SecurityContext::new()?,
+            credentials: self.credentials.clone(),
+        })
     }
 }
 
@@ -89,74 +93,74 @@ pub trait Context: Send + Sync {
 
 /// The server side of one client's context.
 pub struct ServerContext {
-    context: ServerCtx,
+    context: SecurityContext,
+    credentials: Arc<Credential>,
 }
 
 impl ServerContext {
     /// Takes the client's token; returns the token to send back, if any.
     pub fn step(&mut self, token: &[u8]) -> Result<Option<Vec<u8>>, GssError> {
-        Ok(self.context.step(token)?.map(|reply| reply.to_vec()))
+        Ok(self.context.accept(&self.credentials, token)?)
     }
 
     /// Whether the context is established.
     pub fn is_complete(&self) -> bool {
-        self.context.is_complete()
+        self.context.is_established()
     }
 
     /// The client's principal (`alice@EXAMPLE.ORG`).
     pub fn client_name(&mut self) -> Result<String, GssError> {
-        let name = self.context.source_name()?;
-        Ok(name.to_string())
+        match self.context.peer() {
+            Some(name) => Ok(name.display()?),
+            None => Err(GssError("the context names no client".to_owned())),
+        }
     }
 }
 
 impl Context for ServerContext {
     fn wrap(&mut self, encrypt: bool, data: &[u8]) -> Result<Vec<u8>, GssError> {
-        Ok(self.context.wrap(encrypt, data)?.to_vec())
+        Ok(self.context.wrap(encrypt, data)?)
     }
 
     fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, GssError> {
-        Ok(self.context.unwrap(token)?.to_vec())
+        Ok(self.context.unwrap(token)?)
     }
 }
 
 /// The client side of a context with a proxy's service.
 pub struct ClientContext {
-    context: ClientCtx,
+    context: SecurityContext,
+    target: Name,
 }
 
 impl ClientContext {
     /// A context with `service@host` (hostbased, e.g. `rcmd@gateway.example`), using the
     /// default credentials (the ticket cache).
     pub fn new(service: &str, host: &str) -> Result<Self, GssError> {
-        let target = Name::new(
-            format!("{service}@{host}").as_bytes(),
-            Some(&GSS_NT_HOSTBASED_SERVICE),
-        )?;
-        let flags =
-            CtxFlags::GSS_C_MUTUAL_FLAG | CtxFlags::GSS_C_INTEG_FLAG | CtxFlags::GSS_C_CONF_FLAG;
         Ok(Self {
-            context: ClientCtx::new(None, target, flags, Some(&GSS_MECH_KRB5)),
+            target: Name::hostbased_service(&format!("{service}@{host}"))?,
+            context: SecurityContext::new()?,
         })
     }
 
     /// Takes the server's token (none at first); returns the token to send, if any.
     pub fn step(&mut self, token: Option<&[u8]>) -> Result<Option<Vec<u8>>, GssError> {
-        Ok(self.context.step(token, None)?.map(|out| out.to_vec()))
+        let flags = MUTUAL | INTEGRITY | CONFIDENTIALITY;
+        Ok(self.context.initiate(&self.target, flags, token)?)
     }
 
     /// Whether the context is established.
     pub fn is_complete(&self) -> bool {
-        self.context.is_complete()
+        self.context.is_established()
     }
 }
 
 impl Context for ClientContext {
     fn wrap(&mut self, encrypt: bool, data: &[u8]) -> Result<Vec<u8>, GssError> {
-        Ok(self.context.wrap(encrypt, data)?.to_vec())
+        Ok(self.context.wrap(encrypt, data)?)
     }
 
     fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, GssError> {
-        Ok(self.context.unwrap(token)?.to_vec())
+        Ok(self.context.unwrap(token)?)
     }
 }

@@ -24,6 +24,10 @@ pub(crate) fn setup(config: &Config) -> Result<Option<Arc<GssSetup>>, String> {
         .iter()
         .any(|listener| listener.methods.contains(&Method::GSSAPI));
     if !offered {
+        // Upstream hops authenticate with the same library: a missing one is said at start.
+        if config.upstreams.iter().any(|group| group.gssapi.is_some()) {
+            socksgate_gssapi::available().map_err(|error| format!("upstreams: {error}"))?;
+        }
         return Ok(None);
     }
     let acceptor = Acceptor::new(Some(&config.gssapi.service))
@@ -72,7 +76,10 @@ impl Negotiation {
         message: Message,
         machine: &mut ServerHandshake,
     ) -> Result<Progress, String> {
-        let context = self.context.get_or_insert_with(|| setup.acceptor.context());
+        let context = match &mut self.context {
+            Some(context) => context,
+            empty => empty.insert(setup.acceptor.context().map_err(|e| e.to_string())?),
+        };
         match message.kind {
             // §3.4: a context-establishment token; answer with the acceptor's, if any.
             MessageType::AUTHENTICATION if !context.is_complete() => {

@@ -64,6 +64,25 @@ pub fn descriptors_needed(max_sessions: usize) -> usize {
         .saturating_add(relay::POOLED_DESCRIPTORS + MISCELLANEOUS)
 }
 
+/// Sessions a descriptor limit of `descriptors` holds (the inverse of [`descriptors_needed`]),
+/// at least one.
+pub fn sessions_held_by(descriptors: u64) -> usize {
+    let spare = usize::try_from(descriptors)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(descriptors_needed(0));
+    (spare / 2).max(1)
+}
+
+/// The session cap in force: the configured one, or what the process's descriptor limit
+/// holds (10,000 when the limit is unlimited).
+pub fn session_cap(limits: &socksgate_config::Limits) -> usize {
+    limits.max_sessions.unwrap_or_else(|| {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or(10_000, sessions_held_by)
+    })
+}
+
 /// Puts a future on the heap. A plain function, not an async one: a future boxed inside an
 /// async fn still takes room in the caller's state (rust-lang/rust#62958), which is exactly
 /// what boxing is meant to avoid.
@@ -261,7 +280,7 @@ pub struct ReloadHandle {
     tls: Arc<RwLock<Material>>,
     lasting: Lasting,
     listeners: Vec<SocketAddr>,
-    max_sessions: usize,
+    max_sessions: Option<usize>,
     /// The fleet settings started with (its connection and tasks are not rebuilt).
     fleet: Option<socksgate_config::Fleet>,
 }
@@ -534,7 +553,7 @@ impl Server {
     /// sessions for up to the shutdown timeout. Returns how many sessions were still
     /// running when the wait ended (they are dropped with the runtime).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> usize {
-        let slots = Arc::new(Semaphore::new(self.config.limits.max_sessions));
+        let slots = Arc::new(Semaphore::new(session_cap(&self.config.limits)));
         let sessions = TaskTracker::new();
         let stop = CancellationToken::new();
         if let Some(fleet) = &self.lasting.fleet {
