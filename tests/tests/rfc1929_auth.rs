@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socksgate_auth::{hash_password, Authenticator, PasswordFile};
+use socksgate_auth::{hash_password, Authenticator, PasswordFile, Refusal};
 use socksgate_config::{Config, LoginThrottle};
 use socksgate_proto::client::ClientError;
 use socksgate_proto::Method;
@@ -343,7 +343,8 @@ mod pam {
     struct SystemUser(String);
 
     impl SystemUser {
-        fn create(password: &str) -> Option<Self> {
+        /// A user whose name ends in `suffix` (one per test: they run at once).
+        fn create(suffix: &str, password: &str) -> Option<Self> {
             let (Some(useradd), Some(chpasswd)) = (tool("useradd"), tool("chpasswd")) else {
                 return None;
             };
@@ -351,7 +352,7 @@ mod pam {
                 skip_or_fail("creating a system user needs root");
                 return None;
             }
-            let name = format!("sgpam{}", std::process::id() % 100_000);
+            let name = format!("sgpam{}{suffix}", std::process::id() % 100_000);
             let created = run(
                 &useradd,
                 &["--no-create-home", "--shell", "/usr/sbin/nologin", &name],
@@ -384,7 +385,7 @@ mod pam {
 
     #[test]
     fn a_real_system_user_logs_in_through_pam() {
-        let Some(user) = SystemUser::create("pam-pass-1") else {
+        let Some(user) = SystemUser::create("a", "pam-pass-1") else {
             return;
         };
         // No /etc/pam.d/socksgate-test: PAM falls back to "other", i.e. the system accounts.
@@ -418,6 +419,43 @@ mod pam {
             identity.groups.contains(&user.0),
             "the user's own group: {identity:?}"
         );
+    }
+
+    /// The account checks run too (`pam_acct_mgmt`): the right password of an expired
+    /// account is refused; so is the right password of a locked one, and an empty password
+    /// for an account that has none (`PAM_DISALLOW_NULL_AUTHTOK`).
+    #[test]
+    fn expired_and_locked_accounts_and_empty_passwords_are_refused() {
+        let Some(user) = SystemUser::create("b", "pam-pass-2") else {
+            return;
+        };
+        let pam = Pam::new("socksgate-test").unwrap();
+        let login = |password: &str| {
+            pam.verify(&socksgate_auth::Credentials::new(user.0.as_bytes(), password).unwrap())
+        };
+        assert!(login("pam-pass-2").is_ok(), "the account works before");
+        let change = |tool: &str, args: &[&str]| {
+            let mut all = args.to_vec();
+            all.push(&user.0);
+            let program = super::tool(tool).unwrap_or_else(|| panic!("{tool} is missing"));
+            let changed = run(&program, &all, &[], 10);
+            assert!(changed.success, "{tool}: {}", changed.stderr);
+        };
+        // Expired yesterday (days since 1970, as chage counts).
+        change("chage", &["--expiredate", "1"]);
+        let expired = login("pam-pass-2");
+        assert!(
+            matches!(expired, Err(Refusal::WrongPassword)),
+            "{expired:?}"
+        );
+        change("chage", &["--expiredate", "-1"]);
+        assert!(login("pam-pass-2").is_ok(), "the account works again");
+        change("usermod", &["--lock"]);
+        let locked = login("pam-pass-2");
+        assert!(matches!(locked, Err(Refusal::WrongPassword)), "{locked:?}");
+        change("passwd", &["--delete"]);
+        let empty = login("");
+        assert!(empty.is_err(), "an empty password logged in: {empty:?}");
     }
 }
 
