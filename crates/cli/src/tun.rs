@@ -107,21 +107,31 @@ fn keep_namespace(
 }
 
 /// The signals a session passes on to its program: SIGTERM and SIGHUP; SIGINT is left to
-/// it (the terminal sends it to the program too) and only kept from ending us.
+/// it (the terminal sends it to the program too) and only kept from ending us. A signal that
+/// was ignored when we started (`nohup`) is left alone, so the program inherits it ignored.
 struct ForwardedSignals {
-    terminate: tokio::signal::unix::Signal,
-    hang_up: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
+    terminate: Option<tokio::signal::unix::Signal>,
+    hang_up: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
 }
 
 impl ForwardedSignals {
     /// Takes the signals over from now on; each one that arrives is remembered until
     /// `forward_until` passes it on.
     fn install() -> std::io::Result<Self> {
+        let ignored = ignored_signals();
+        let take = |kind: SignalKind| -> std::io::Result<_> {
+            let number = u32::try_from(kind.as_raw_value()).unwrap_or(0);
+            let is_ignored = (1..=64).contains(&number) && ignored & (1 << (number - 1)) != 0;
+            if is_ignored {
+                return Ok(None);
+            }
+            signal(kind).map(Some)
+        };
         Ok(Self {
-            terminate: signal(SignalKind::terminate())?,
-            hang_up: signal(SignalKind::hangup())?,
-            interrupt: signal(SignalKind::interrupt())?,
+            terminate: take(SignalKind::terminate())?,
+            hang_up: take(SignalKind::hangup())?,
+            interrupt: take(SignalKind::interrupt())?,
         })
     }
 
@@ -136,9 +146,9 @@ impl ForwardedSignals {
             let forward = tokio::select! {
                 // Signals first: one that came before the program ended still reaches it.
                 biased;
-                _ = self.terminate.recv() => Signal::TERM,
-                _ = self.hang_up.recv() => Signal::HUP,
-                _ = self.interrupt.recv() => continue,
+                () = arrival(&mut self.terminate) => Signal::TERM,
+                () = arrival(&mut self.hang_up) => Signal::HUP,
+                () = arrival(&mut self.interrupt) => continue,
                 ended = &mut status => return Ok(ended.context("the namespace thread ended")??),
             };
             if let Some(pid) = pid {
@@ -146,6 +156,29 @@ impl ForwardedSignals {
             }
         }
     }
+}
+
+/// The next arrival of a signal we took over; never, for one we left alone.
+async fn arrival(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            if signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The signals this process ignores (the kernel's `SigIgn` mask: bit N-1 for signal N).
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("SigIgn:"))?;
+            u64::from_str_radix(line.trim_start_matches("SigIgn:").trim(), 16).ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The program's exit code, or 128 + the signal that ended it (as shells report it).

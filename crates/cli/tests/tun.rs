@@ -430,6 +430,43 @@ fn a_killed_session_leaves_no_program_or_device_behind() {
     }
 }
 
+/// Under `nohup` (SIGHUP ignored when the session starts) the program inherits SIGHUP
+/// ignored, as it would without socksify, and a SIGHUP to the session does not end it.
+#[test]
+fn a_signal_ignored_at_start_stays_ignored_for_the_program() {
+    let Some(site) = site() else {
+        return;
+    };
+    let proxy = site.proxy();
+    let dir = scratch("nohup");
+    let (ready, mask) = (dir.join("ready"), dir.join("mask"));
+    let script = format!(
+        "grep SigIgn /proc/self/status > {mask}; touch {ready}; sleep 2; exit 5",
+        mask = mask.display(),
+        ready = ready.display()
+    );
+    let mut session = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' HUP; exec "$@""#)
+        .arg("nohup-like")
+        .args(["ip", "netns", "exec", site.namespace.name(), SOCKSGATE])
+        .args(["socksify", "--tun", "-x", &proxy, "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ready.exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(session.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let status = session.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "the HUP ended the session");
+    let mask = std::fs::read_to_string(&mask).unwrap();
+    let bits = u64::from_str_radix(mask.trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_ne!(bits & 1, 0, "SIGHUP is not ignored in the program: {mask}");
+}
+
 /// The `sleep ARGUMENT` processes.
 fn running(argument: &str) -> Vec<u32> {
     let wanted = format!("sleep\0{argument}\0");
