@@ -168,8 +168,8 @@ pub struct Admin {
     pub per_user_metrics: Option<u32>,
 }
 
-/// Resource limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Resource limits (by default none is set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// Sessions served at once; further clients wait in the kernel's accept queue. `None`
     /// (the default): as many as the process's descriptor limit holds.
@@ -186,17 +186,6 @@ pub struct Limits {
     pub connection_rate_per_source: Option<u32>,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_sessions: None,
-            max_sessions_per_source: None,
-            max_sessions_per_user: None,
-            bandwidth_per_user: None,
-            connection_rate_per_source: None,
-        }
-    }
-}
 
 /// How logs are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
