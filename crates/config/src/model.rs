@@ -186,7 +186,6 @@ pub struct Limits {
     pub connection_rate_per_source: Option<u32>,
 }
 
-
 /// How logs are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {

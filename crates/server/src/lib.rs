@@ -64,13 +64,13 @@ pub fn descriptors_needed(max_sessions: usize) -> usize {
         .saturating_add(relay::POOLED_DESCRIPTORS + MISCELLANEOUS)
 }
 
-/// Sessions a descriptor limit of `descriptors` holds (the inverse of [`descriptors_needed`]),
-/// at least one.
+/// Sessions a descriptor limit of `descriptors` holds, at least one: the inverse of
+/// [`descriptors_needed`], except that under a small limit at most a quarter of it is kept
+/// for the rest (pipes are an optimisation: a session without one reads through a buffer).
 pub fn sessions_held_by(descriptors: u64) -> usize {
-    let spare = usize::try_from(descriptors)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(descriptors_needed(0));
-    (spare / 2).max(1)
+    let descriptors = usize::try_from(descriptors).unwrap_or(usize::MAX);
+    let kept = descriptors_needed(0).min(descriptors / 4);
+    (descriptors.saturating_sub(kept) / 2).max(1)
 }
 
 /// The session cap in force: the configured one, or what the process's descriptor limit
@@ -630,15 +630,40 @@ fn throttle_settings(config: &LoginThrottle) -> ThrottleSettings {
 
 #[cfg(test)]
 mod descriptor_tests {
-    use super::descriptors_needed;
+    use super::{descriptors_needed, session_cap, sessions_held_by};
 
-    // docs/performance.md: the default 10,000 sessions want 21,024 descriptors (two sockets
-    // each, the 256-pipe pool, 512 spare), and LimitNOFILE is advised accordingly.
+    // docs/performance.md: 10,000 sessions want 21,024 descriptors (two sockets each, the
+    // 256-pipe pool, 512 spare), and LimitNOFILE is advised accordingly.
     #[test]
     #[cfg(target_os = "linux")]
-    fn the_default_session_cap_wants_21_024_descriptors() {
+    fn ten_thousand_sessions_want_21_024_descriptors() {
         assert_eq!(descriptors_needed(10_000), 21_024);
         assert_eq!(descriptors_needed(usize::MAX), usize::MAX);
+    }
+
+    // The unconfigured cap is what the descriptor limit holds: never more than it can, and
+    // at least one session however small the limit.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_default_cap_is_what_the_descriptor_limit_holds() {
+        assert_eq!(sessions_held_by(21_024), 10_000);
+        assert_eq!(sessions_held_by(21_025), 10_000);
+        // A small limit: a quarter kept for pipes and the rest, two descriptors a session.
+        assert_eq!(sessions_held_by(1_024), 384);
+        assert_eq!(sessions_held_by(2), 1);
+        for limit in [4_096u64, 65_536, 1_048_576] {
+            let held = sessions_held_by(limit);
+            assert!(descriptors_needed(held) as u64 <= limit, "{limit}");
+            assert!(descriptors_needed(held + 1) as u64 > limit, "{limit}");
+        }
+        let configured = socksgate_config::Limits {
+            max_sessions: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(session_cap(&configured), 7);
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let unconfigured = session_cap(&socksgate_config::Limits::default());
+        assert_eq!(unconfigured, limit.map_or(10_000, sessions_held_by));
     }
 }
 
