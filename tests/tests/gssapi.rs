@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use socksgate_gssapi::{Acceptor, ClientContext, Context};
+use socksgate_gssapi::{Acceptor, ClientContext, Context, Delivery, ServerContext};
 use socksgate_tests::kdc::Kdc;
 
 /// Every protection level (RFC 1961 §4), for servers that grant them all.
@@ -28,11 +28,8 @@ fn realm() -> Option<&'static Kdc> {
     .as_ref()
 }
 
-#[test]
-fn a_context_is_established_and_wraps_both_ways() {
-    if realm().is_none() {
-        return;
-    }
+/// A client and a server context with each other, established in memory.
+fn established_pair() -> (ClientContext, ServerContext) {
     let acceptor = Acceptor::new(Some("rcmd")).unwrap();
     let mut server = acceptor.context().unwrap();
     let mut client = ClientContext::new("rcmd", "localhost").unwrap();
@@ -44,13 +41,68 @@ fn a_context_is_established_and_wraps_both_ways() {
         }
     }
     assert!(server.is_complete() && client.is_complete());
+    (client, server)
+}
+
+#[test]
+fn a_context_is_established_and_wraps_both_ways() {
+    if realm().is_none() {
+        return;
+    }
+    let (mut client, mut server) = established_pair();
     assert_eq!(
         server.client_name().unwrap(),
         format!("alice@{}", socksgate_tests::kdc::REALM)
     );
     let sealed = client.wrap(true, b"secret payload").unwrap();
     assert!(!sealed.windows(6).any(|w| w == b"secret"));
-    assert_eq!(server.unwrap(&sealed).unwrap(), b"secret payload");
+    let opened = server.unwrap(&sealed, Delivery::InOrder).unwrap();
+    assert_eq!(opened.data, b"secret payload");
+    assert!(opened.encrypted);
+    let signed = server.wrap(false, b"integrity only").unwrap();
+    let opened = client.unwrap(&signed, Delivery::InOrder).unwrap();
+    assert_eq!(
+        (&opened.data[..], opened.encrypted),
+        (&b"integrity only"[..], false)
+    );
+}
+
+/// RFC 1961 §5 messages replayed, reordered or removed on the way are refused on a stream;
+/// datagrams may come late or not at all, but a replayed one is refused too.
+#[test]
+fn replayed_reordered_and_removed_messages_are_refused_on_a_stream() {
+    if realm().is_none() {
+        return;
+    }
+    let (mut client, mut server) = established_pair();
+    let first = client.wrap(true, b"first").unwrap();
+    let second = client.wrap(true, b"second").unwrap();
+    let third = client.wrap(true, b"third").unwrap();
+    assert_eq!(
+        server.unwrap(&first, Delivery::InOrder).unwrap().data,
+        b"first"
+    );
+    assert!(
+        server.unwrap(&first, Delivery::InOrder).is_err(),
+        "a replay"
+    );
+    assert!(
+        server.unwrap(&third, Delivery::InOrder).is_err(),
+        "second removed"
+    );
+
+    let (mut client, mut server) = established_pair();
+    let datagrams: Vec<Vec<u8>> = (0..3u8).map(|n| client.wrap(true, &[n]).unwrap()).collect();
+    let open = |server: &mut ServerContext, datagram: &[u8]| {
+        server.unwrap(datagram, Delivery::Datagram).map(|o| o.data)
+    };
+    assert_eq!(open(&mut server, &datagrams[2]).unwrap(), [2], "early");
+    assert_eq!(open(&mut server, &datagrams[0]).unwrap(), [0], "late");
+    assert!(
+        open(&mut server, &datagrams[0]).is_err(),
+        "a replayed datagram"
+    );
+    drop((second, third));
 }
 
 pub(crate) mod socks {
@@ -219,7 +271,9 @@ pub(crate) mod socks {
         let granted = if nec {
             reply.token.clone()
         } else {
-            socksgate_gssapi::Context::unwrap(&mut context, &reply.token).unwrap()
+            socksgate_gssapi::Context::unwrap(&mut context, &reply.token, Delivery::InOrder)
+                .unwrap()
+                .data
         };
         let granted = granted[0];
         // §5: the request and the data, encapsulated unless the level is 0.
@@ -808,4 +862,38 @@ mod dante {
             "{log:#?}"
         );
     }
+}
+
+/// At the confidentiality level every message must be encrypted: an integrity-only one (a
+/// downgrade by the peer, or by anyone who could make the peer's library sign without
+/// sealing) ends the stream instead of being delivered.
+#[tokio::test]
+async fn an_unencrypted_message_at_the_confidentiality_level_is_refused() {
+    use socksgate_gssapi::{GssStream, Level};
+    use socksgate_proto::gssapi::{Message, MessageType};
+    use socksgate_proto::Wire;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    if realm().is_none() {
+        return;
+    }
+    let (mut client, server) = established_pair();
+    let (near, mut far) = tokio::io::duplex(64 * 1024);
+    let mut protected = GssStream::new(near, Box::new(server), Level::Confidentiality, Vec::new());
+    for (encrypt, payload) in [(true, &b"sealed"[..]), (false, &b"only signed"[..])] {
+        let mut framed = Vec::new();
+        Message::new(
+            MessageType::ENCAPSULATED,
+            client.wrap(encrypt, payload).unwrap(),
+        )
+        .unwrap()
+        .encode(&mut framed);
+        far.write_all(&framed).await.unwrap();
+    }
+    let mut sealed = [0u8; 6];
+    protected.read_exact(&mut sealed).await.unwrap();
+    assert_eq!(&sealed, b"sealed");
+    let mut rest = [0u8; 11];
+    let error = protected.read_exact(&mut rest).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
 }

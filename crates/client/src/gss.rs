@@ -3,7 +3,7 @@
 //!
 //! [`Chain::with_gssapi`]: crate::Chain::with_gssapi
 
-use socksgate_gssapi::{ClientContext, Context, GssLayer, Level};
+use socksgate_gssapi::{ClientContext, Context, Delivery, GssLayer, Level};
 use socksgate_proto::client::ClientHandshake;
 use socksgate_proto::gssapi::{Message, MessageType};
 
@@ -103,8 +103,9 @@ impl Exchange {
                     message.token.clone()
                 } else {
                     self.context
-                        .unwrap(&message.token)
+                        .unwrap(&message.token, Delivery::InOrder)
                         .map_err(|e| e.to_string())?
+                        .data
                 };
                 let level = match granted[..] {
                     [octet] => Level::from_octet(octet),

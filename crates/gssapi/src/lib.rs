@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use socksgate_sys::gssapi::{
     Credential, GssapiError, Name, SecurityContext, CONFIDENTIALITY, INTEGRITY, MUTUAL,
+    REPLAY_DETECTION, SEQUENCE_DETECTION,
 };
+
+pub use socksgate_sys::gssapi::{Delivery, Opened};
 
 mod level;
 mod stream;
@@ -87,8 +90,8 @@ impl Acceptor {
 pub trait Context: Send + Sync {
     /// Wraps `data`; encrypted when `encrypt`, integrity-protected in any case.
     fn wrap(&mut self, encrypt: bool, data: &[u8]) -> Result<Vec<u8>, GssError>;
-    /// Checks (and decrypts) a wrapped token.
-    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, GssError>;
+    /// Checks (and decrypts) a wrapped token that arrived as `delivery` says.
+    fn unwrap(&mut self, token: &[u8], delivery: Delivery) -> Result<Opened, GssError>;
 }
 
 /// The server side of one client's context.
@@ -122,8 +125,8 @@ impl Context for ServerContext {
         Ok(self.context.wrap(encrypt, data)?)
     }
 
-    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, GssError> {
-        Ok(self.context.unwrap(token)?)
+    fn unwrap(&mut self, token: &[u8], delivery: Delivery) -> Result<Opened, GssError> {
+        Ok(self.context.unwrap(token, delivery)?)
     }
 }
 
@@ -145,7 +148,9 @@ impl ClientContext {
 
     /// Takes the server's token (none at first); returns the token to send, if any.
     pub fn step(&mut self, token: Option<&[u8]>) -> Result<Option<Vec<u8>>, GssError> {
-        let flags = MUTUAL | INTEGRITY | CONFIDENTIALITY;
+        // Replay and sequence detection too: a message replayed, reordered or removed on
+        // the way is refused, not delivered.
+        let flags = MUTUAL | INTEGRITY | CONFIDENTIALITY | REPLAY_DETECTION | SEQUENCE_DETECTION;
         Ok(self.context.initiate(&self.target, flags, token)?)
     }
 
@@ -160,7 +165,7 @@ impl Context for ClientContext {
         Ok(self.context.wrap(encrypt, data)?)
     }
 
-    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, GssError> {
-        Ok(self.context.unwrap(token)?)
+    fn unwrap(&mut self, token: &[u8], delivery: Delivery) -> Result<Opened, GssError> {
+        Ok(self.context.unwrap(token, delivery)?)
     }
 }

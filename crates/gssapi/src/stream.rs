@@ -9,7 +9,7 @@ use socksgate_proto::gssapi::{Message, MessageType};
 use socksgate_proto::Wire;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::{Context, Level};
+use crate::{Context, Delivery, Level, Opened};
 
 /// Plaintext per message: small enough that the wrapped token stays under 64 KiB.
 const CHUNK: usize = 16 * 1024;
@@ -127,7 +127,20 @@ impl GssLayer {
                 message.kind
             )));
         }
-        self.context.unwrap(&message.token)
+        let opened = self
+            .context
+            .unwrap(&message.token, Delivery::Datagram)
+            .map_err(|error| crate::GssError(error.to_string()))?;
+        self.plaintext(opened).map_err(crate::GssError)
+    }
+
+    /// The data of an opened token, which must have been encrypted at the confidentiality
+    /// level: a peer (or anyone on the way) cannot downgrade a message to integrity only.
+    fn plaintext(&self, opened: Opened) -> Result<Vec<u8>, String> {
+        if self.encrypt && !opened.encrypted {
+            return Err("an unencrypted message at the confidentiality level".to_owned());
+        }
+        Ok(opened.data)
     }
 
     /// Unwraps the first whole message of `raw`, if there is one.
@@ -145,9 +158,12 @@ impl GssLayer {
         self.raw.drain(..used);
         match message.kind {
             MessageType::ENCAPSULATED => {
-                let data = self
+                let opened = self
                     .context
-                    .unwrap(&message.token)
+                    .unwrap(&message.token, Delivery::InOrder)
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+                let data = self
+                    .plaintext(opened)
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
                 self.plain = data;
                 self.plain_start = 0;

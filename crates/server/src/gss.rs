@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use socksgate_config::{Config, Protection};
-use socksgate_gssapi::{choose_level, Acceptor, Context, Level, ServerContext};
+use socksgate_gssapi::{choose_level, Acceptor, Context, Delivery, Level, ServerContext};
 use socksgate_proto::gssapi::{Message, MessageType};
 use socksgate_proto::server::ServerHandshake;
 use socksgate_proto::Method;
@@ -97,7 +97,10 @@ impl Negotiation {
                 let requested = if bare {
                     message.token.clone()
                 } else {
-                    context.unwrap(&message.token).map_err(|e| e.to_string())?
+                    context
+                        .unwrap(&message.token, Delivery::InOrder)
+                        .map_err(|e| e.to_string())?
+                        .data
                 };
                 let [octet] = requested[..] else {
                     return Err("the protection level is not one octet".to_owned());
@@ -114,9 +117,10 @@ impl Negotiation {
                 };
                 let answer = Message::new(MessageType::PROTECTION, reply)
                     .ok_or("a protection token over 64 KiB")?;
+                // Who it is, before anything counts as authenticated.
+                let principal = context.client_name().map_err(|e| e.to_string())?;
                 machine.send_gssapi(&answer).map_err(|e| e.to_string())?;
                 machine.authenticated(true).map_err(|e| e.to_string())?;
-                let principal = context.client_name().map_err(|e| e.to_string())?;
                 let context = self.context.take().ok_or("no context")?;
                 Ok(Progress::Established {
                     level,

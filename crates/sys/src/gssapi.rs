@@ -92,10 +92,15 @@ pub const CONFIDENTIALITY: u32 = 16;
 /// `GSS_C_INTEG_FLAG`: messages may be integrity-protected.
 pub const INTEGRITY: u32 = 32;
 
+/// `GSS_C_REPLAY_FLAG`: a replayed message is detected.
+pub const REPLAY_DETECTION: u32 = 4;
+/// `GSS_C_SEQUENCE_FLAG`: a message out of order (or missing) is detected.
+pub const SEQUENCE_DETECTION: u32 = 8;
+
 const COMPLETE: OmUint32 = 0;
 const CONTINUE_NEEDED: OmUint32 = 1;
-const DUPLICATE_TOKEN: OmUint32 = 2;
-const OLD_TOKEN: OmUint32 = 4;
+const UNSEQ_TOKEN: OmUint32 = 8;
+const GAP_TOKEN: OmUint32 = 16;
 const GSS_CODE: c_int = 1;
 const MECH_CODE: c_int = 2;
 const ACCEPT: c_int = 2;
@@ -236,11 +241,13 @@ impl Drop for LibraryBuffer {
     }
 }
 
-/// A buffer descriptor over our bytes, for input parameters (the library only reads them).
-fn input(data: &[u8]) -> BufferDesc {
+/// A buffer descriptor over bytes of ours the library may write to during the call. Every
+/// input is handed over as a copy: MIT Kerberos before 1.22 rewrites the token given to
+/// `gss_unwrap` in place (krb5 PR #1362), so no caller's slice is ever passed.
+fn input(data: &mut [u8]) -> BufferDesc {
     BufferDesc {
         length: data.len(),
-        value: data.as_ptr().cast_mut().cast(),
+        value: data.as_mut_ptr().cast(),
     }
 }
 
@@ -266,10 +273,12 @@ impl Name {
     /// A host-based service name, `service@host` (or `service` for any host).
     pub fn hostbased_service(text: &str) -> Result<Self, GssapiError> {
         let gss = gss()?;
-        let mut buffer = input(text.as_bytes());
+        let mut text = text.as_bytes().to_vec();
+        let mut buffer = input(&mut text);
         let mut handle: Handle = ptr::null_mut();
         let mut minor = 0;
-        // SAFETY: the input buffer and OID are only read; `handle` receives the new name.
+        // SAFETY: the input buffer is our copy, the OID is only read; `handle` receives the
+        // new name.
         let major = unsafe {
             (gss.gss_import_name)(
                 &mut minor,
@@ -408,12 +417,13 @@ impl SecurityContext {
         token: &[u8],
     ) -> Result<Option<Vec<u8>>, GssapiError> {
         let gss = self.gss;
-        let mut token = input(token);
+        let mut token = token.to_vec();
+        let mut token = input(&mut token);
         let mut output = LibraryBuffer::new(gss);
         let mut source: Handle = ptr::null_mut();
         let mut minor = 0;
         // SAFETY: `handle` is this context (or none yet); the credential is live; the input
-        // is only read; the output buffer and the source name become ours.
+        // is our copy; the output buffer and the source name become ours.
         let major = unsafe {
             (gss.gss_accept_sec_context)(
                 &mut minor,
@@ -435,7 +445,15 @@ impl SecurityContext {
                 handle: source,
             });
         }
-        self.step_outcome("gss_accept_sec_context", major, minor, &output)
+        let token = self.step_outcome("gss_accept_sec_context", major, minor, &output)?;
+        if self.established && self.peer.is_none() {
+            self.established = false;
+            return Err(GssapiError::Call {
+                function: "gss_accept_sec_context",
+                message: "an established context without the initiator's name".to_owned(),
+            });
+        }
+        Ok(token)
     }
 
     /// The initiator's step with `target`: takes the acceptor's token (none at first),
@@ -447,11 +465,13 @@ impl SecurityContext {
         token: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, GssapiError> {
         let gss = self.gss;
-        let mut token = token.map(input);
+        let mut copy = token.map(<[u8]>::to_vec);
+        let mut token = copy.as_deref_mut().map(input);
         let mut output = LibraryBuffer::new(gss);
         let mut minor = 0;
         // SAFETY: default credentials (none given); `handle` is this context (or none yet);
-        // the target, mechanism and input are only read; the output buffer becomes ours.
+        // the target and mechanism are only read, the input is our copy; the output buffer
+        // becomes ours.
         let major = unsafe {
             (gss.gss_init_sec_context)(
                 &mut minor,
@@ -479,10 +499,13 @@ impl SecurityContext {
         minor: OmUint32,
         output: &LibraryBuffer,
     ) -> Result<Option<Vec<u8>>, GssapiError> {
-        if failed(major) {
+        // Only "complete" and "continue needed" go on: any other status, a supplementary one
+        // alone included (a replayed or old token, RFC 2744 §5.1), is a failure.
+        if major != COMPLETE && major != CONTINUE_NEEDED || self.handle.is_null() {
+            self.established = false;
             return Err(call_error(self.gss, function, major, minor));
         }
-        self.established = major & CONTINUE_NEEDED == 0;
+        self.established = major == COMPLETE;
         let token = output.to_vec();
         Ok((!token.is_empty()).then_some(token))
     }
@@ -490,11 +513,12 @@ impl SecurityContext {
     /// Protects `data` (RFC 2743 §2.3.3): integrity always, encrypted when `encrypt`.
     pub fn wrap(&mut self, encrypt: bool, data: &[u8]) -> Result<Vec<u8>, GssapiError> {
         let gss = self.gss;
-        let mut message = input(data);
+        let mut data = data.to_vec();
+        let mut message = input(&mut data);
         let mut output = LibraryBuffer::new(gss);
         let mut encrypted: c_int = 0;
         let mut minor = 0;
-        // SAFETY: an established context (or the library refuses); the input is only read;
+        // SAFETY: an established context (or the library refuses); the input is our copy;
         // the output buffer becomes ours.
         let major = unsafe {
             (gss.gss_wrap)(
@@ -519,29 +543,60 @@ impl SecurityContext {
         Ok(output.to_vec())
     }
 
-    /// Checks (and decrypts) a token of the peer's `wrap` (RFC 2743 §2.3.4). Replayed and
-    /// outdated tokens are refused; out-of-order ones (a UDP datagram overtaken) pass.
-    pub fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, GssapiError> {
+    /// Checks (and decrypts) a token of the peer's `wrap` (RFC 2743 §2.3.4). A replayed or
+    /// outdated token is refused (when the initiator asked for detection). A token out of
+    /// order or after a missing one is refused for `Delivery::InOrder` (a stream, where that
+    /// means messages were removed) and accepted for `Delivery::Datagram` (UDP reorders and
+    /// loses).
+    pub fn unwrap(&mut self, token: &[u8], delivery: Delivery) -> Result<Opened, GssapiError> {
         let gss = self.gss;
-        let mut message = input(token);
+        let mut token = token.to_vec();
+        let mut message = input(&mut token);
         let mut output = LibraryBuffer::new(gss);
+        let mut encrypted: c_int = 0;
         let mut minor = 0;
-        // SAFETY: as for wrap; the protection state and QOP are not asked for.
+        // SAFETY: as for wrap (the library may rewrite our copy of the token in place); the
+        // QOP is not asked for.
         let major = unsafe {
             (gss.gss_unwrap)(
                 &mut minor,
                 self.handle,
                 &mut message,
                 &mut output.desc,
-                ptr::null_mut(),
+                &mut encrypted,
                 ptr::null_mut(),
             )
         };
-        if failed(major) || major & (DUPLICATE_TOKEN | OLD_TOKEN) != 0 {
+        let tolerated = match delivery {
+            Delivery::InOrder => 0,
+            Delivery::Datagram => UNSEQ_TOKEN | GAP_TOKEN,
+        };
+        if major & !tolerated != COMPLETE {
             return Err(call_error(gss, "gss_unwrap", major, minor));
         }
-        Ok(output.to_vec())
+        Ok(Opened {
+            data: output.to_vec(),
+            encrypted: encrypted != 0,
+        })
     }
+}
+
+/// How a peer's wrapped tokens arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// In order and complete, or the peer's stream was tampered with.
+    InOrder,
+    /// As UDP delivers: some late, some lost.
+    Datagram,
+}
+
+/// A token's content, and whether it had been encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The plaintext.
+    pub data: Vec<u8>,
+    /// Whether the token was encrypted (confidentiality), not only integrity-protected.
+    pub encrypted: bool,
 }
 
 impl Drop for SecurityContext {
