@@ -422,8 +422,8 @@ mod pam {
     }
 
     /// The account checks run too (`pam_acct_mgmt`): the right password of an expired
-    /// account is refused; so is the right password of a locked one, and an empty password
-    /// for an account that has none (`PAM_DISALLOW_NULL_AUTHTOK`).
+    /// account is refused; so is the right password of a locked one (pam_unix sees the lock
+    /// when it authenticates), and an empty password for an account that has none.
     #[test]
     fn expired_and_locked_accounts_and_empty_passwords_are_refused() {
         let Some(user) = SystemUser::create("b", "pam-pass-2") else {
@@ -441,7 +441,7 @@ mod pam {
             let changed = run(&program, &all, &[], 10);
             assert!(changed.success, "{tool}: {}", changed.stderr);
         };
-        // Expired yesterday (days since 1970, as chage counts).
+        // Expired long ago: on day 1 (2 January 1970, as chage counts).
         change("chage", &["--expiredate", "1"]);
         let expired = login("pam-pass-2");
         assert!(

@@ -22,14 +22,19 @@ impl Pam {
     /// that file PAM uses /etc/pam.d/other). Loads the library now, so that a machine
     /// without it is told at start, with the package to install.
     pub fn new(service: &str) -> Result<Self, LoadError> {
-        socksgate_sys::pam::load()?;
+        Self::library_available()?;
         Ok(Self {
             service: service.to_owned(),
         })
     }
 
+    /// Loads the PAM library now, or says why it cannot be (with the package to install).
+    pub fn library_available() -> Result<(), LoadError> {
+        socksgate_sys::pam::load()
+    }
+
     /// Loads `file` instead of the usual `libpam.so.0`; false once the library is in use.
-    pub fn use_library(file: &str) -> bool {
+    pub fn use_library(file: &std::ffi::OsStr) -> bool {
         socksgate_sys::pam::use_library(file)
     }
 }
@@ -37,6 +42,11 @@ impl Pam {
 impl Authenticator for Pam {
     fn verify(&self, credentials: &Credentials) -> Result<Identity, Refusal> {
         let user = user_name(credentials)?;
+        // Whatever the PAM stack makes of an empty password (pam_permit, an LDAP stack that
+        // takes it for an anonymous bind), it is no password.
+        if credentials.password().is_empty() {
+            return Err(Refusal::Unusable("empty password"));
+        }
         if credentials.password().contains(&0) {
             return Err(Refusal::Unusable("password contains a NUL byte"));
         }
@@ -46,9 +56,11 @@ impl Authenticator for Pam {
         let password = CStr::from_bytes_with_nul(&password)
             .map_err(|_| Refusal::Unusable("password contains a NUL byte"))?;
         match check_password(&self.service, user, password) {
-            Ok(()) => Ok(Identity {
-                user: user.to_owned(),
-                groups: system_groups(user),
+            // The name PAM settled on (sssd or LDAP may take `BOB` for `bob`): rules and
+            // per-user limits see one name per account.
+            Ok(user) => Ok(Identity {
+                groups: system_groups(&user),
+                user,
                 method: Method::PASSWORD,
             }),
             Err(PamError::Refused(_)) => Err(Refusal::WrongPassword),

@@ -28,13 +28,13 @@ pub(crate) fn from_config(auth: &Auth) -> anyhow::Result<Option<Arc<dyn Authenti
 }
 
 #[cfg(feature = "pam")]
-pub(crate) fn pam(service: &str) -> anyhow::Result<Arc<dyn Authenticator>> {
+fn pam(service: &str) -> anyhow::Result<Arc<dyn Authenticator>> {
     let pam = socksgate_auth::Pam::new(service).context("auth.pam_service")?;
     tracing::info!(service, "authenticating with PAM");
     Ok(Arc::new(pam))
 }
 
 #[cfg(not(feature = "pam"))]
-pub(crate) fn pam(_service: &str) -> anyhow::Result<Arc<dyn Authenticator>> {
+fn pam(_service: &str) -> anyhow::Result<Arc<dyn Authenticator>> {
     anyhow::bail!("this socksgate was built without PAM (cargo feature \"pam\")")
 }

@@ -273,6 +273,8 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) -> Option<C
 /// Raises the soft descriptor limit to the hard one, and warns when even that cannot hold
 /// `max_sessions` sessions: each holds two sockets, plus pooled pipes and listeners.
 fn raise_file_limit(max_sessions: Option<usize>) {
+    /// Below this many sessions an unconfigured server says its limit is too small.
+    const FEW_SESSIONS: usize = 256;
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -282,8 +284,18 @@ fn raise_file_limit(max_sessions: Option<usize>) {
         }
     }
     let current = getrlimit(Resource::Nofile).current;
-    // Unconfigured, the cap follows the limit (`session_cap`): nothing to warn about.
+    // Unconfigured, the cap follows the limit (`session_cap`): a warning only when that
+    // leaves very few sessions.
     let Some(max_sessions) = max_sessions else {
+        let cap = socksgate_server::session_cap(&socksgate_config::Limits::default());
+        if cap < FEW_SESSIONS {
+            tracing::warn!(
+                limit = current,
+                max_sessions = cap,
+                "the descriptor limit holds only a few sessions at once (raise LimitNOFILE, \
+                 or set limits.max_sessions)"
+            );
+        }
         return;
     };
     let needed = socksgate_server::descriptors_needed(max_sessions);

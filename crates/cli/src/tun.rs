@@ -226,10 +226,13 @@ async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
         .await?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    // Started first: if this process is killed, the watchdog undoes the capture.
+    // Started first: if this process is killed, the watchdog undoes the capture. In a process
+    // group of its own, so that Ctrl-C at the terminal never reaches it, not even before its
+    // handlers are in place.
     let mut watchdog = Command::new(std::env::current_exe().context("finding this program")?)
         .arg(WATCH)
         .arg(std::process::id().to_string())
+        .process_group(0)
         .spawn()
         .context("starting the watchdog")?;
     let (device, capture) = socksgate_tun::routing::capture()?;
@@ -257,8 +260,9 @@ async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
 
 /// `socksgate __tun-watch PID`: the watchdog of `socksgate tun` (process PID).
 pub(crate) fn watch(capturer: u32) -> ExitCode {
-    // Ctrl-C at the terminal reaches the watchdog too: it must outlive the capturer. (The
-    // handlers tokio installs stay installed; nothing reads them.)
+    // It must outlive the capturer: its own process group keeps the terminal's Ctrl-C away,
+    // and these handlers anything else sent to SIGINT or SIGHUP. (The handlers tokio
+    // installs stay installed; nothing reads them.)
     let ignored = crate::icmp::runtime().and_then(|runtime| {
         runtime.block_on(async {
             let _interrupt = signal(SignalKind::interrupt())?;

@@ -929,6 +929,11 @@ fn the_default_session_cap_fits_a_small_descriptor_limit_without_a_warning() {
         "{seen:#?}"
     );
     assert!(!seen.iter().any(|line| line.contains("WARN")), "{seen:#?}");
+    // What 1,024 descriptors hold: a quarter kept, two a session (not one, not 10,000).
+    assert!(
+        seen.iter().any(|line| line.contains("max_sessions=384")),
+        "{seen:#?}"
+    );
 }
 
 /// GSS-API and PAM are loaded at run time: a configuration that needs one on a machine

@@ -172,7 +172,7 @@ pub struct Admin {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// Sessions served at once; further clients wait in the kernel's accept queue. `None`
-    /// (the default): as many as the process's descriptor limit holds.
+    /// (the default): as many as the process's descriptor limit holds, up to 10,000.
     pub max_sessions: Option<usize>,
     /// Sessions at once from one client address, server-wide; a request beyond it is
     /// refused (0x02, or 0x5B for SOCKS4). `None`: no limit.

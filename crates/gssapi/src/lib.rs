@@ -47,7 +47,7 @@ pub fn available() -> Result<(), GssError> {
 }
 
 /// Loads `file` instead of the usual `libgssapi_krb5.so.2`; false once the library is in use.
-pub fn use_library(file: &str) -> bool {
+pub fn use_library(file: &std::ffi::OsStr) -> bool {
     socksgate_sys::gssapi::use_library(file)
 }
 

@@ -13,7 +13,8 @@
 //! * `getpeername`: the destination the program asked for, not the proxy.
 //! * `close`, `dup`, `dup2`, `dup3`: bookkeeping of redirected sockets.
 //!
-//! Unsafe code lives here and only here in socksgate: it is the C ABI. A panic never unwinds
+//! Unsafe code lives here (the C ABI programs call) and in `socksgate-sys` (the C ABI of the
+//! system's libraries), nowhere else in socksgate. A panic never unwinds
 //! into the program: unwinding out of an `extern "C"` function aborts.
 //!
 //! Limits: statically linked programs and Go binaries do not load the library; setuid

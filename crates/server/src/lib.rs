@@ -73,13 +73,18 @@ pub fn sessions_held_by(descriptors: u64) -> usize {
     (descriptors.saturating_sub(kept) / 2).max(1)
 }
 
+/// The most sessions an unconfigured server serves at once, however many descriptors it may
+/// have: each costs memory too (about 2 KB here, plus the kernel's socket buffers).
+pub const DEFAULT_SESSION_CAP: usize = 10_000;
+
 /// The session cap in force: the configured one, or what the process's descriptor limit
-/// holds (10,000 when the limit is unlimited).
+/// holds, up to [`DEFAULT_SESSION_CAP`].
 pub fn session_cap(limits: &socksgate_config::Limits) -> usize {
     limits.max_sessions.unwrap_or_else(|| {
         rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
-            .map_or(10_000, sessions_held_by)
+            .map_or(DEFAULT_SESSION_CAP, sessions_held_by)
+            .min(DEFAULT_SESSION_CAP)
     })
 }
 
@@ -553,7 +558,9 @@ impl Server {
     /// sessions for up to the shutdown timeout. Returns how many sessions were still
     /// running when the wait ended (they are dropped with the runtime).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> usize {
-        let slots = Arc::new(Semaphore::new(session_cap(&self.config.limits)));
+        let cap = session_cap(&self.config.limits);
+        tracing::info!(max_sessions = cap, "sessions served at once");
+        let slots = Arc::new(Semaphore::new(cap));
         let sessions = TaskTracker::new();
         let stop = CancellationToken::new();
         if let Some(fleet) = &self.lasting.fleet {
@@ -663,7 +670,10 @@ mod descriptor_tests {
         assert_eq!(session_cap(&configured), 7);
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
         let unconfigured = session_cap(&socksgate_config::Limits::default());
-        assert_eq!(unconfigured, limit.map_or(10_000, sessions_held_by));
+        assert_eq!(
+            unconfigured,
+            limit.map_or(10_000, sessions_held_by).min(10_000)
+        );
     }
 }
 

@@ -76,7 +76,7 @@ fn gss() -> Result<&'static Gss, GssapiError> {
 
 /// Loads `file` instead of `libgssapi_krb5.so.2` (another path to the same library). Only
 /// before the first use; returns false when it is too late.
-pub fn use_library(file: &str) -> bool {
+pub fn use_library(file: &std::ffi::OsStr) -> bool {
     LIBRARY.use_file(file)
 }
 
@@ -617,17 +617,32 @@ mod tests {
 
     // These run wherever the library is installed (it is on Debian's base system through
     // libgssapi-krb5-2); they need no KDC.
+    /// Whether the library is here; with SOCKSGATE_REQUIRE_INTEROP (CI) it must be.
+    fn library_here() -> bool {
+        match load() {
+            Ok(()) => true,
+            Err(error) => {
+                assert!(
+                    std::env::var_os("SOCKSGATE_REQUIRE_INTEROP").is_none(),
+                    "{error}"
+                );
+                false
+            }
+        }
+    }
+
     #[test]
     fn a_hostbased_name_reads_back_as_it_was_written() {
-        let Ok(name) = Name::hostbased_service("rcmd@gateway.example") else {
+        if !library_here() {
             return;
-        };
+        }
+        let name = Name::hostbased_service("rcmd@gateway.example").unwrap();
         assert_eq!(name.display().unwrap(), "rcmd@gateway.example");
     }
 
     #[test]
     fn failures_carry_the_librarys_words() {
-        if load().is_err() {
+        if !library_here() {
             return;
         }
         let gss = gss().unwrap();

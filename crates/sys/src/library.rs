@@ -1,5 +1,6 @@
 //! Loading a system library once, on first use, with the file name an operator may override.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -34,7 +35,7 @@ pub(crate) struct Loader<T: 'static> {
     purpose: &'static str,
     usual_file: &'static str,
     package: &'static str,
-    chosen_file: OnceLock<String>,
+    chosen_file: OnceLock<OsString>,
     loaded: OnceLock<Result<T, LoadError>>,
 }
 
@@ -55,24 +56,25 @@ impl<T: 'static> Loader<T> {
 
     /// Loads `file` instead of the usual one. Only before the first load: returns false
     /// (and changes nothing) once a file was chosen or loaded.
-    pub(crate) fn use_file(&self, file: &str) -> bool {
+    pub(crate) fn use_file(&self, file: &OsStr) -> bool {
         self.loaded.get().is_none() && self.chosen_file.set(file.to_owned()).is_ok()
     }
 
-    fn file(&self) -> &str {
+    fn file(&self) -> &OsStr {
         self.chosen_file
             .get()
-            .map_or(self.usual_file, String::as_str)
+            .map_or(OsStr::new(self.usual_file), OsString::as_os_str)
     }
 
-    /// The library's functions, loading it on the first call. A failure is remembered: the
-    /// library is not looked for again.
+    /// The library's functions, loading it on the first call. A failure is remembered for
+    /// the life of the process: after installing the library, restart (a reload is not
+    /// enough).
     pub(crate) fn get(
         &self,
         bind: fn(libloading::Library) -> Result<T, libloading::Error>,
     ) -> Result<&T, LoadError> {
         // Once the load is decided, no file can be chosen any more.
-        let _ = self.chosen_file.set(self.usual_file.to_owned());
+        let _ = self.chosen_file.set(self.usual_file.into());
         self.loaded
             .get_or_init(|| {
                 let file = self.file();
@@ -81,7 +83,7 @@ impl<T: 'static> Loader<T> {
                 let library = unsafe { libloading::Library::new(file) };
                 library.and_then(bind).map_err(|error| LoadError {
                     purpose: self.purpose,
-                    library: file.to_owned(),
+                    library: file.to_string_lossy().into_owned(),
                     package: self.package,
                     reason: error.to_string(),
                 })
