@@ -81,11 +81,15 @@ pub const DEFAULT_SESSION_CAP: usize = 10_000;
 /// holds, up to [`DEFAULT_SESSION_CAP`].
 pub fn session_cap(limits: &socksgate_config::Limits) -> usize {
     limits.max_sessions.unwrap_or_else(|| {
-        rustix::process::getrlimit(rustix::process::Resource::Nofile)
-            .current
-            .map_or(DEFAULT_SESSION_CAP, sessions_held_by)
-            .min(DEFAULT_SESSION_CAP)
+        default_session_cap(rustix::process::getrlimit(rustix::process::Resource::Nofile).current)
     })
+}
+
+/// The unconfigured cap under a descriptor limit (`None`: unlimited).
+fn default_session_cap(descriptor_limit: Option<u64>) -> usize {
+    descriptor_limit
+        .map_or(DEFAULT_SESSION_CAP, sessions_held_by)
+        .min(DEFAULT_SESSION_CAP)
 }
 
 /// Puts a future on the heap. A plain function, not an async one: a future boxed inside an
@@ -637,7 +641,7 @@ fn throttle_settings(config: &LoginThrottle) -> ThrottleSettings {
 
 #[cfg(test)]
 mod descriptor_tests {
-    use super::{descriptors_needed, session_cap, sessions_held_by};
+    use super::{default_session_cap, descriptors_needed, session_cap, sessions_held_by};
 
     // docs/performance.md: 10,000 sessions want 21,024 descriptors (two sockets each, the
     // 256-pipe pool, 512 spare), and LimitNOFILE is advised accordingly.
@@ -668,12 +672,10 @@ mod descriptor_tests {
             ..Default::default()
         };
         assert_eq!(session_cap(&configured), 7);
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-        let unconfigured = session_cap(&socksgate_config::Limits::default());
-        assert_eq!(
-            unconfigured,
-            limit.map_or(10_000, sessions_held_by).min(10_000)
-        );
+        // Unconfigured: what the limit holds, never more than 10,000 (memory counts too).
+        assert_eq!(default_session_cap(Some(1_024)), 384);
+        assert_eq!(default_session_cap(Some(1 << 20)), 10_000);
+        assert_eq!(default_session_cap(None), 10_000);
     }
 }
 

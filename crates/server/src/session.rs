@@ -507,7 +507,12 @@ async fn read_request(
                             .await
                             .map_err(Failure::ClientGone)?;
                         match verdict {
-                            Ok(identity) => record.identity = Some(Box::new(identity)),
+                            Ok(identity) => {
+                                // The name the back end settled on (PAM may map `BOB` to
+                                // `bob`), not the one typed: rules and limits see one name.
+                                record.user = Some(identity.user.clone());
+                                record.identity = Some(Box::new(identity));
+                            }
                             Err(refusal) => {
                                 // RFC 1929 §2: after a failure status the server closes.
                                 linger_close(client).await;
