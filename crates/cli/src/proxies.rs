@@ -143,6 +143,9 @@ pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
         urls.to_vec()
     };
     urls.iter()
-        .map(|url| url.parse::<Hop>().with_context(|| format!("proxy {url}")))
+        .map(|url| {
+            url.parse::<Hop>()
+                .with_context(|| format!("proxy {}", socksgate_proto::hop::redacted(url)))
+        })
         .collect()
 }

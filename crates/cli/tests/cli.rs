@@ -972,3 +972,31 @@ fn a_missing_gssapi_or_pam_library_is_named_with_its_package() {
         }
     }
 }
+
+/// Issue #21, finding 6: a proxy URL that does not parse is named without its password by
+/// `check` (an upstream chain) and by the client commands (`-x`).
+#[test]
+fn a_proxy_url_that_fails_to_parse_is_echoed_without_its_password() {
+    let config = temp_file(
+        "bad-upstream-url.toml",
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"up\"\n\
+         chains = [[\"socks5h://alice:hunter2@bad host:1080\"]]\n",
+    );
+    let checked = socksgate().arg("check").arg(&config).output().unwrap();
+    let connected = socksgate()
+        .args([
+            "connect",
+            "-x",
+            "socks5h://alice:hunter2@proxy:port",
+            "example.com",
+            "80",
+        ])
+        .output()
+        .unwrap();
+    for output in [checked, connected] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("***@"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}

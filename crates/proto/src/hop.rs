@@ -114,6 +114,23 @@ impl fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
+/// `url` as it may be shown in errors and logs: whatever stands before the host's `@` (the
+/// user and the password) becomes `***`, whether or not the rest parses.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
+}
+
 impl FromStr for Hop {
     type Err = UrlError;
 
@@ -121,7 +138,7 @@ impl FromStr for Hop {
     /// socks5h (`socks://` means socks5, as curl takes it), or socks5s, socks5hs for SOCKS5
     /// inside TLS; the port defaults to 1080; user and password are percent-decoded.
     fn from_str(url: &str) -> Result<Self, Self::Err> {
-        let error = |why: &str| UrlError(format!("{url:?}: {why}"));
+        let error = |why: &str| UrlError(format!("{:?}: {why}", redacted(url)));
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| error("expected SCHEME://[USER:PASS@]HOST[:PORT]"))?;
@@ -223,5 +240,33 @@ mod tests {
         assert_eq!(again, hop);
         assert!("http://proxy:3128".parse::<Hop>().is_err());
         assert!("proxy:1080".parse::<Hop>().is_err());
+    }
+
+    // Issue #21, finding 6: a URL that fails to parse is named without its password, in
+    // every way it can fail (check, a failed reload and the CLI show this text).
+    #[test]
+    fn a_proxy_url_that_fails_to_parse_is_echoed_without_its_password() {
+        let bad = [
+            "socks5h://alice:hunter2@bad host:1080",
+            "socks5h://alice:hunter2@proxy:99999",
+            "ftp://alice:hunter2@proxy:1080",
+            "alice:hunter2@proxy:1080",
+            "socks5://alice:hunter2@proxy:port",
+            &format!("socks5://alice:{}@proxy", "x".repeat(300)),
+        ];
+        for url in bad {
+            let error = url
+                .parse::<Hop>()
+                .err()
+                .unwrap_or_else(|| panic!("{url} parsed"));
+            let text = error.to_string();
+            assert!(!text.contains("hunter2") && !text.contains("xxx"), "{text}");
+            assert!(text.contains("***@"), "{text}");
+        }
+        assert_eq!(
+            redacted("socks5h://alice:hunter2@proxy:1080"),
+            "socks5h://***@proxy:1080"
+        );
+        assert_eq!(redacted("socks5h://proxy:1080"), "socks5h://proxy:1080");
     }
 }
