@@ -98,10 +98,14 @@ impl LogFile {
     }
 }
 
+/// Opens the log for appending; a new file is made readable by its owner and group only
+/// (sessions name clients, users and targets), whatever the umask.
 fn append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(path)
         .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))
 }

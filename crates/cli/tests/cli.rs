@@ -1000,3 +1000,39 @@ fn a_proxy_url_that_fails_to_parse_is_echoed_without_its_password() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+/// Issue #21, finding 9: the log file socksgate creates (client addresses, users, targets)
+/// is not readable by others, whatever the umask.
+#[test]
+fn the_access_log_file_is_created_readable_by_owner_and_group_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = socksgate_tests::server::scratch_dir("cli-log-mode");
+    let log = dir.join("access.log");
+    let _ = std::fs::remove_file(&log);
+    let config = temp_file(
+        "log-to-file.toml",
+        &format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[log]\noutput = \"{}\"\n",
+            log.display()
+        ),
+    );
+    // The usual umask, which leaves new files world-readable.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022 && exec {} serve -c {}",
+            env!("CARGO_BIN_EXE_socksgate"),
+            config.display()
+        ))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("listening")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "never logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(&mut child);
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o007, 0, "the log is open to others: {mode:o}");
+    assert_eq!(mode, 0o640, "{mode:o}");
+}
