@@ -110,7 +110,19 @@ impl Config {
             text: "",
         };
         check_open_proxy(&self, &origin, |_| None)?;
+        self.apply_private_destinations_default();
         Ok(self)
+    }
+
+    /// The private-destination guard in force: as the file sets it, else on whenever a
+    /// listener is not on loopback (a public gateway must not be a way into the network
+    /// behind it, or to a cloud's metadata service).
+    fn apply_private_destinations_default(&mut self) {
+        let public = self
+            .listeners
+            .iter()
+            .any(|listener| !listener.address.ip().to_canonical().is_loopback());
+        self.policy.deny_private_destinations = self.private_destinations_setting.unwrap_or(public);
     }
 }
 
@@ -288,8 +300,11 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             group: raw.process.group.clone(),
         },
         danger_allow_open_proxy: raw.danger_allow_open_proxy.unwrap_or(false),
+        private_destinations_setting: raw.policy.deny_private_destinations,
     };
     check_open_proxy(&config, origin, |index| spans.get(index).cloned())?;
+    let mut config = config;
+    config.apply_private_destinations_default();
     Ok(config)
 }
 

@@ -41,6 +41,10 @@ pub struct Config {
     /// Whether a listener on a non-loopback address may serve clients without
     /// authentication. Open proxies are found and abused within hours.
     pub danger_allow_open_proxy: bool,
+    /// `[policy] deny_private_destinations` as the file says it. Unset (`None`), the guard
+    /// is on as soon as a listener is not on loopback (`policy.deny_private_destinations`
+    /// holds the effective value).
+    pub private_destinations_setting: Option<bool>,
 }
 
 /// The GSS-API method: which service's keys, which protection levels.
@@ -258,6 +262,7 @@ impl Default for Config {
             process: Process::default(),
             fleet: None,
             danger_allow_open_proxy: false,
+            private_destinations_setting: None,
         }
     }
 }

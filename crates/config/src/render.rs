@@ -134,7 +134,11 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
 
     render_upstreams(&mut out, &config.upstreams, redact);
     render_gssapi(&mut out, &config.gssapi);
-    render_policy(&mut out, &config.policy);
+    render_policy(
+        &mut out,
+        &config.policy,
+        config.private_destinations_setting,
+    );
 
     let bind = &config.bind;
     let _ = writeln!(out, "\n[bind]");
@@ -222,7 +226,7 @@ fn duration(value: Duration) -> String {
     }
 }
 
-fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
+fn render_policy(out: &mut String, policy: &socksgate_policy::Policy, setting: Option<bool>) {
     use socksgate_policy::{Action, LogLevel};
     fn list<T: std::fmt::Display>(out: &mut String, key: &str, items: &[T]) {
         if !items.is_empty() {
@@ -236,11 +240,21 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy) {
         Action::Route => "route",
     };
     let _ = writeln!(out, "\n[policy]");
-    let _ = writeln!(
-        out,
-        "deny_private_destinations = {}",
-        policy.deny_private_destinations
-    );
+    let effective = policy.deny_private_destinations;
+    if setting.is_some() {
+        let _ = writeln!(out, "deny_private_destinations = {effective}");
+    } else {
+        // Unset, it follows the listeners: shown, and left to follow them when read back.
+        let why = if effective {
+            "a listener is not on loopback"
+        } else {
+            "every listener is on loopback"
+        };
+        let _ = writeln!(
+            out,
+            "# deny_private_destinations = {effective}   (unset: {why})"
+        );
+    }
     for rule in &policy.client_rules {
         let _ = writeln!(out, "\n[[client_rule]]  # {}", rule.origin);
         list(out, "from", &rule.from);

@@ -700,3 +700,34 @@ fn a_fleet_needs_redis_and_names_its_limits() {
     let error = parse("[fleet]\nredis = \"redis://r\"\non_redis_down = \"maybe\"\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("fleet.on_redis_down"));
 }
+
+// Issue #21, finding 10: a listener that is not on loopback refuses private destinations
+// (SSRF to 169.254.169.254, 10/8…) unless the file turns the guard off; loopback-only
+// configurations and the embedded default keep reaching them.
+#[test]
+fn public_listeners_refuse_private_destinations_by_default() {
+    let public = "[auth]\npassword_file = \"users\"\n\n[[listen]]\naddress = \"0.0.0.0:1080\"\n";
+    let config = parse(public).unwrap();
+    assert!(config.policy.deny_private_destinations);
+    assert!(config
+        .to_toml()
+        .contains("# deny_private_destinations = true   (unset: a listener is not on loopback)"));
+    let turned_off = parse(&format!(
+        "{public}\n[policy]\ndeny_private_destinations = false\n"
+    ));
+    assert!(!turned_off.unwrap().policy.deny_private_destinations);
+    let loopback = parse("[[listen]]\naddress = \"127.0.0.1:1080\"\n").unwrap();
+    assert!(!loopback.policy.deny_private_destinations);
+    assert!(!Config::default().policy.deny_private_destinations);
+    // A listener given on the command line counts as well.
+    let overridden = loopback
+        .with_listeners(&["[::]:1080".parse().unwrap()])
+        .err()
+        .map(|error| error.to_string());
+    assert!(overridden.is_some_and(|error| error.contains("open proxy")));
+    let with_password = parse("[auth]\npassword_file = \"users\"\n").unwrap();
+    let overridden = with_password
+        .with_listeners(&["[::]:1080".parse().unwrap()])
+        .unwrap();
+    assert!(overridden.policy.deny_private_destinations);
+}

@@ -357,9 +357,13 @@ pub fn is_private_destination(ip: IpAddr) -> bool {
     }
 }
 
-/// 64:ff9b::/96 carries an IPv4 address in its last 32 bits (NAT64).
+/// 64:ff9b::/96 carries an IPv4 address in its last 32 bits (NAT64, RFC 6052); all of
+/// 64:ff9b:1::/48 is local-use translation (RFC 8215), a way into the site's own networks.
 fn nat64_embeds_private(ip: std::net::Ipv6Addr) -> bool {
     let segments = ip.segments();
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return true;
+    }
     if segments[..6] != [0x64, 0xff9b, 0, 0, 0, 0] {
         return false;
     }

@@ -404,6 +404,9 @@ fn internal_addresses_are_recognised() {
         "fe80::1",
         "::ffff:127.0.0.1",
         "64:ff9b::a9fe:a9fe",
+        // Issue #21, finding 10: local-use NAT64 (RFC 8215), whatever it embeds.
+        "64:ff9b:1::808:808",
+        "64:ff9b:1:ffff::1",
         "224.0.0.1",
         "255.255.255.255",
     ] {
@@ -415,6 +418,7 @@ fn internal_addresses_are_recognised() {
         "2001:db8::1",
         "172.32.0.1",
         "100.128.0.1",
+        "64:ff9b::808:808",
     ] {
         assert!(!private(public.parse().unwrap()), "{public}");
     }
