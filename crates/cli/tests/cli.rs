@@ -1036,3 +1036,37 @@ fn the_access_log_file_is_created_readable_by_owner_and_group_only() {
     assert_eq!(mode & 0o007, 0, "the log is open to others: {mode:o}");
     assert_eq!(mode, 0o640, "{mode:o}");
 }
+
+/// Issue #21, finding 7: a client-chosen name (here a SOCKS4 USERID) with a newline and an
+/// escape sequence cannot forge a line of the human-format log, nor reach the terminal raw.
+#[test]
+fn client_controlled_strings_cannot_forge_a_human_log_line() {
+    let (mut child, stderr, port) = start_serving(&["--listen", "127.0.0.1:0"], &[]);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // SOCKS4 CONNECT 127.0.0.1:1 (closed), USERID with a forged second line.
+    let mut request = vec![4, 1, 0, 1, 127, 0, 0, 1];
+    request.extend_from_slice(b"x\nFORGED INFO socksgate::access: outcome=\"ok\"\x1b[2J");
+    request.push(0);
+    client.write_all(&request).unwrap();
+    let mut reply = [0u8; 8];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0x5B, "{reply:?}");
+    drop(client);
+    let mut lines = Vec::new();
+    // Up to the end of the access event (its last field), however many lines it took.
+    for line in stderr.lines().map_while(Result::ok) {
+        let end = line.contains("duration_ms=");
+        lines.push(line);
+        if end {
+            break;
+        }
+    }
+    stop(&mut child);
+    let all = lines.join("\n");
+    assert!(
+        !lines.iter().any(|line| line.starts_with("FORGED")),
+        "{all}"
+    );
+    assert!(!all.contains('\x1b'), "{all:?}");
+    assert!(all.contains(r"user=x\nFORGED"), "{all}");
+}

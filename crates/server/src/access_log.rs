@@ -175,9 +175,34 @@ struct OrDash<T>(Option<T>);
 impl<T: fmt::Display> fmt::Display for OrDash<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Some(value) => value.fmt(f),
+            Some(value) => {
+                use fmt::Write;
+                write!(Escaped(f), "{value}")
+            }
             None => f.write_str("-"),
         }
+    }
+}
+
+/// Writes through with control characters escaped (`\n`, `\u{1b}`): a name or message a
+/// client chose (a SOCKS4 USERID, an attempted user name, an error naming them) can neither
+/// start a forged line of the human log nor drive the terminal it is read on. (JSON logs
+/// escape on their own.)
+struct Escaped<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl fmt::Write for Escaped<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if !text.chars().any(char::is_control) {
+            return self.0.write_str(text);
+        }
+        for c in text.chars() {
+            if c.is_control() {
+                write!(self.0, "{}", c.escape_default())?;
+            } else {
+                self.0.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
