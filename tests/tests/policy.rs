@@ -445,3 +445,59 @@ fn echo_from_another_address(proxy: std::net::SocketAddr, target: &str) {
     socksgate_tests::handshake(&mut other, machine).unwrap();
     assert_echoes(&mut other, b"another address");
 }
+
+/// Issue #21, finding 3: IPv6 sources are counted per /64 (a client with a /64 has every
+/// address in it): the per-source session limit and the connection rate treat two addresses
+/// of one /64 as one source, and an address of another /64 as another.
+#[test]
+fn ipv6_sources_in_one_64_are_one_source() {
+    let Some(host) = socksgate_tests::NetNs::create(&[
+        "-6 addr add 2001:db8:5::1/64 dev lo nodad",
+        "-6 addr add 2001:db8:5::2/64 dev lo nodad",
+        "-6 addr add 2001:db8:5::3/64 dev lo nodad",
+        "-6 addr add 2001:db8:6::3/64 dev lo nodad",
+    ]) else {
+        return;
+    };
+    host.run(|| {
+        let echo = EchoTarget::start();
+        let target = echo.addr.to_string();
+        let mut config =
+            config_with("[limits]\nmax_sessions_per_source = 1\nconnection_rate_per_source = 3\n");
+        config.listeners = vec![socksgate_config::Listener::open(
+            "[2001:db8:5::1]:0".parse().unwrap(),
+        )];
+        let server = TestServer::start_with(config);
+        let session_from = |source: &str| {
+            let mut stream = connect_from(source.parse().unwrap(), server.addr()).unwrap();
+            let machine = socksgate_proto::client::ClientHandshake::new(
+                ClientProtocol::socks5(),
+                socksgate_proto::Command::CONNECT,
+                target.parse().unwrap(),
+            )
+            .unwrap();
+            socksgate_tests::handshake(&mut stream, machine).map(|_| stream)
+        };
+        let first = session_from("2001:db8:5::2").unwrap();
+        // Another address of the same /64: the same source, over its one session.
+        let second = session_from("2001:db8:5::3");
+        assert!(second.is_err(), "a second session from the same /64");
+        // Another /64 is another source.
+        let other = session_from("2001:db8:6::3");
+        assert!(other.is_ok(), "{other:?}");
+        drop(first);
+        // Three connections a second from the /64, whichever address they come from: the
+        // fourth within the second is closed at once (one was used above, one refused).
+        let mut refused = false;
+        for source in ["2001:db8:5::2", "2001:db8:5::3", "2001:db8:5::2"] {
+            let mut stream = connect_from(source.parse().unwrap(), server.addr()).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let _ = stream.write_all(&[5, 1, 0]);
+            let mut reply = [0u8; 2];
+            refused |= stream.read_exact(&mut reply).is_err();
+        }
+        assert!(refused, "the /64 got more than 3 connections a second");
+    });
+}

@@ -211,6 +211,25 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             "must be at least 1",
             origin,
         )?,
+        ipv6_source_prefix: match count_field::<u8>(
+            &raw.limits.ipv6_source_prefix,
+            "limits.ipv6_source_prefix",
+            "must be a prefix length from 1 to 128",
+            origin,
+        )? {
+            Some(bits) if bits > 128 => {
+                return Err(
+                    ConfigError::new(origin, "must be a prefix length from 1 to 128")
+                        .at(
+                            origin,
+                            raw.limits.ipv6_source_prefix.as_ref().map(Spanned::span),
+                        )
+                        .field("limits.ipv6_source_prefix"),
+                )
+            }
+            Some(bits) => bits,
+            None => defaults.limits.ipv6_source_prefix,
+        },
     };
 
     let log = Log {

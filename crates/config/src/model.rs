@@ -172,8 +172,8 @@ pub struct Admin {
     pub per_user_metrics: Option<u32>,
 }
 
-/// Resource limits (by default none is set).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Resource limits (by default none is set; IPv6 sources count per /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Sessions served at once; further clients wait in the kernel's accept queue. `None`
     /// (the default): as many as the process's descriptor limit holds, up to 10,000.
@@ -188,6 +188,22 @@ pub struct Limits {
     /// New connections per second from one client address (bursts of as many); beyond it a
     /// connection is closed before a byte is read. `None`: no limit.
     pub connection_rate_per_source: Option<u32>,
+    /// How many leading bits of an IPv6 client address make one source, for the per-source
+    /// limits, the connection rate and the login throttle (IPv4: the whole address).
+    pub ipv6_source_prefix: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: None,
+            max_sessions_per_source: None,
+            max_sessions_per_user: None,
+            bandwidth_per_user: None,
+            connection_rate_per_source: None,
+            ipv6_source_prefix: 64,
+        }
+    }
 }
 
 /// How logs are written.

@@ -175,6 +175,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_sessions_per_user: Option<Spanned<u64>>,
     pub(crate) bandwidth_per_user: Option<Spanned<String>>,
     pub(crate) connection_rate_per_source: Option<Spanned<u64>>,
+    pub(crate) ipv6_source_prefix: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,6 +78,11 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     if let Some(rate) = config.limits.bandwidth_per_user {
         let _ = writeln!(out, "bandwidth_per_user = \"{rate}B/s\"");
     }
+    let _ = writeln!(
+        out,
+        "ipv6_source_prefix = {}",
+        config.limits.ipv6_source_prefix
+    );
     if let Some(rate) = config.limits.connection_rate_per_source {
         let _ = writeln!(out, "connection_rate_per_source = {rate}");
     }

@@ -25,7 +25,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-pub use matchers::{is_private_destination, Cidr, Days, HostPattern, Hours, PortRange};
+pub use matchers::{
+    is_private_destination, source_group, Cidr, Days, HostPattern, Hours, PortRange,
+};
 use socksgate_proto::{Command, Host, Method};
 
 /// Where a rule was written.

@@ -327,6 +327,21 @@ impl FromStr for Hours {
     }
 }
 
+/// The source a client counts as for per-source limits: an IPv4 address as it is, an IPv6
+/// address as its first `ipv6_prefix` bits (a client given a /64 has every address in it,
+/// so counting per /128 would let it evade every per-source limit). IPv4-mapped IPv6
+/// addresses count as their IPv4 address.
+pub fn source_group(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(ip) => IpAddr::V4(ip),
+        IpAddr::V6(ip) => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6((u128::from(ip) & mask).into())
+        }
+    }
+}
+
 /// Whether `ip` is an address no public gateway should reach on a client's behalf: this
 /// host, private networks (RFC 1918, ULA), link-local (cloud metadata lives at
 /// 169.254.169.254), shared address space, multicast, and reserved ranges.

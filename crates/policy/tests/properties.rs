@@ -488,3 +488,17 @@ proptest! {
         let _ = policy.decide_client(source, request.listener);
     }
 }
+
+// Issue #21, finding 3: an IPv6 client counts per prefix (default /64), IPv4 per address.
+#[test]
+fn sources_are_grouped_by_their_ipv6_prefix() {
+    use socksgate_policy::source_group;
+    let group = |ip: &str, bits| source_group(ip.parse().unwrap(), bits).to_string();
+    assert_eq!(group("2001:db8:5::2", 64), "2001:db8:5::");
+    assert_eq!(group("2001:db8:5:0:ffff:1:2:3", 64), "2001:db8:5::");
+    assert_eq!(group("2001:db8:5:1::2", 64), "2001:db8:5:1::");
+    assert_eq!(group("2001:db8:5::2", 128), "2001:db8:5::2");
+    assert_eq!(group("2001:db8:5:ff::2", 48), "2001:db8:5::");
+    assert_eq!(group("192.0.2.7", 64), "192.0.2.7");
+    assert_eq!(group("::ffff:192.0.2.7", 64), "192.0.2.7");
+}

@@ -93,10 +93,12 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             per_source: rule.options.max_sessions_per_source,
         }),
     ];
+    // Limits count sources as groups (an IPv6 /64); rules judge the address itself.
+    let source = shared.source_group(request.source);
     let mut slots = match shared
         .limits
         .sessions
-        .acquire(&scopes, request.source, request.user)
+        .acquire(&scopes, source, request.user)
     {
         Ok(slots) => slots,
         Err(limit) => {
@@ -106,7 +108,7 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
     };
     // Then the fleet's: the byte quota and the session limits.
     if let Some(fleet) = &shared.fleet {
-        let refused = match fleet.admit(request.user, request.source).await {
+        let refused = match fleet.admit(request.user, source).await {
             Admission::Admitted(slot) => {
                 slots.extend(slot.map(LimitSlot::Fleet));
                 None

@@ -149,6 +149,12 @@ struct Lasting {
 }
 
 impl Shared {
+    /// The source `client` counts as for per-source limits, the connection rate and the
+    /// login throttle: its IPv4 address, or its IPv6 prefix (`limits.ipv6_source_prefix`).
+    pub(crate) fn source_group(&self, client: std::net::IpAddr) -> std::net::IpAddr {
+        socksgate_policy::source_group(client, self.session_caps.ipv6_source_prefix)
+    }
+
     fn new(
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,

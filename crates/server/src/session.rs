@@ -233,7 +233,7 @@ fn serve_session(
                 if !shared
                     .limits
                     .connection_rates
-                    .admit(record.client.ip(), rate)
+                    .admit(shared.source_group(record.client.ip()), rate)
                 {
                     break 'session Err(Failure::RateLimited);
                 }
@@ -501,7 +501,8 @@ async fn read_request(
                     ServerEvent::MethodSelected(_) => {}
                     ServerEvent::Credentials(credentials) => {
                         record.user = Some(credentials.username_lossy());
-                        let verdict = authenticate(shared, record.client.ip(), credentials).await;
+                        let source = shared.source_group(record.client.ip());
+                        let verdict = authenticate(shared, source, credentials).await;
                         let _ = machine.authenticated(verdict.is_ok());
                         flush(client, &mut machine)
                             .await
