@@ -284,3 +284,52 @@ fn an_idle_association_ends() {
     assert!(rest.is_empty(), "the server closed the control connection");
     assert_eq!(server.wait_for_sessions(1)[0]["outcome"], "idle-timeout");
 }
+
+/// Issue #21, finding 8 (idle timer): datagrams the association drops — here a stranger's,
+/// sent to the relay port from another address — do not keep it alive; it still ends when
+/// its client has been quiet for the idle timeout.
+#[test]
+fn dropped_datagrams_do_not_keep_an_association_alive() {
+    let mut config = TestServer::loopback_config();
+    config.udp.idle = Duration::from_millis(500);
+    let server = TestServer::start_with(config);
+    let socket = client_socket();
+    let (mut control, relay) = udp_associate(server.addr(), &socket).unwrap();
+    // The client sends once, so its port is known, then falls silent.
+    let echo = UdpEcho::start();
+    send_via(&socket, relay, &at_loopback(&echo), b"once");
+    assert_eq!(recv_via(&socket, WAIT).unwrap().1, b"once");
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spoofer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Bounded: at most 10 s of one datagram every 50 ms.
+            for _ in 0..200 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let _ = stranger.send_to(b"\0\0\0\x01\x7f\0\0\x01\0\x07junk", relay);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let started = Instant::now();
+    control
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = std::io::Read::read_to_end(&mut control, &mut rest);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spoofer.join().unwrap();
+    assert!(
+        ended.is_ok(),
+        "still open after 5 s of a stranger's datagrams: {ended:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.wait_for_sessions(1)[0]["outcome"], "idle-timeout");
+}

@@ -310,18 +310,26 @@ impl Association<'_> {
                     if let Err(error) = ready {
                         return AssociationEnd::Error(error);
                     }
+                    let relayed = self.relayed();
                     if let Err(error) = self.drain(&mut buffer).await {
                         return AssociationEnd::Error(error);
                     }
                     if self.counters.halted() {
                         return AssociationEnd::Halted;
                     }
-                    last_activity = tokio::time::Instant::now();
+                    // Only datagrams relayed count as activity: a stranger's, dropped, must
+                    // not keep the association (and its port) alive.
+                    if self.relayed() != relayed {
+                        last_activity = tokio::time::Instant::now();
+                    }
                 },
                 received = upstream_recv(self.upstream.as_ref(), &mut from_upstream[HEADROOM..]) => match received {
                     Ok((len, source)) => {
+                        let relayed = self.relayed();
                         self.relay_from_upstream(&mut from_upstream, len, source).await;
-                        last_activity = tokio::time::Instant::now();
+                        if self.relayed() != relayed {
+                            last_activity = tokio::time::Instant::now();
+                        }
                     }
                     Err(error) => return AssociationEnd::Error(error),
                 },
@@ -334,6 +342,11 @@ impl Association<'_> {
                 },
             }
         }
+    }
+
+    /// Datagrams relayed so far, either way.
+    fn relayed(&self) -> u64 {
+        self.stats.datagrams_up + self.stats.datagrams_down
     }
 
     /// Handles the datagrams waiting on the relay socket, up to a batch (then the other
