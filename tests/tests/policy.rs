@@ -30,6 +30,15 @@ fn config_with(policy: &str) -> Config {
     config
 }
 
+/// `config` with its listener taking SOCKS4 USERIDs as user names (`trust_socks4_userid`):
+/// the tests of per-user rules and limits name their users that way.
+fn trusting_userids(mut config: Config) -> Config {
+    for listener in &mut config.listeners {
+        listener.trust_socks4_userid = true;
+    }
+    config
+}
+
 fn denied_with(result: Result<TcpStream, HandshakeFailure>) -> Reply {
     match result {
         Err(HandshakeFailure::Socks(ClientError::Rejected(reply))) => reply,
@@ -87,7 +96,7 @@ fn users_and_names_are_matched_and_names_need_no_lookup_when_a_name_rule_decides
     let echo = EchoTarget::start();
     let policy = "[[rule]]\nto = [\"*.blocked.test\"]\naction = \"deny\"\n\n\
                   [[rule]]\nusers = [\"alice\"]\naction = \"allow\"\n";
-    let server = TestServer::start_with(config_with(policy));
+    let server = TestServer::start_with(trusting_userids(config_with(policy)));
     let alice = ClientProtocol::Socks4a {
         user_id: b"alice".to_vec(),
     };
@@ -226,9 +235,9 @@ fn a_rule_limits_sessions_per_source() {
 #[test]
 fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     let echo = EchoTarget::start();
-    let server = TestServer::start_with(config_with(
+    let server = TestServer::start_with(trusting_userids(config_with(
         "[limits]\nmax_sessions_per_source = 2\nmax_sessions_per_user = 1\n",
-    ));
+    )));
     let target = echo.addr.to_string();
     // Two from 127.0.0.1; the third from there is refused with 0x02 (RFC 1928 §6).
     let _first = socks5_connect(server.addr(), &target).unwrap();
@@ -245,7 +254,7 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     // Another address is counted on its own.
     echo_from_another_address(server.addr(), &target);
 
-    // One session per user: a SOCKS4 USERID names the user here.
+    // One session per user: a SOCKS4 USERID names the user here (the listener trusts it).
     let as_user = |user: &str| {
         let protocol = ClientProtocol::Socks4 {
             user_id: user.as_bytes().to_vec(),
@@ -325,7 +334,9 @@ fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
 #[test]
 fn a_per_user_bandwidth_cap_is_shared_by_the_users_sessions() {
     let target = socksgate_tests::endless_source().to_string();
-    let server = TestServer::start_with(config_with("[limits]\nbandwidth_per_user = \"1MB/s\"\n"));
+    let server = TestServer::start_with(trusting_userids(config_with(
+        "[limits]\nbandwidth_per_user = \"1MB/s\"\n",
+    )));
     // SOCKS4 USERIDs name the users here.
     let as_user = |user: &str| {
         let protocol = ClientProtocol::Socks4 {
@@ -500,4 +511,44 @@ fn ipv6_sources_in_one_64_are_one_source() {
         }
         assert!(refused, "the /64 got more than 3 connections a second");
     });
+}
+
+/// Issue #21, finding 1: a SOCKS4 USERID is a claim, not a login. On a `methods = ["none"]`
+/// listener whose rules allow only alice, a SOCKS4 request claiming to be alice is refused
+/// (0x5B) and takes none of alice's sessions; the claim is logged as `claimed_user`.
+#[test]
+fn a_claimed_socks4_userid_is_not_an_authenticated_user() {
+    let echo = EchoTarget::start();
+    let server = TestServer::start_with(config_with(
+        "[limits]\nmax_sessions_per_user = 1\n\n\
+         [[rule]]\nusers = [\"alice\"]\naction = \"allow\"\n\n[[rule]]\naction = \"deny\"\n",
+    ));
+    let target = echo.addr.to_string();
+    let claiming = |user: &str| {
+        let protocol = ClientProtocol::Socks4 {
+            user_id: user.as_bytes().to_vec(),
+        };
+        connect_via(server.addr(), protocol, &target)
+    };
+    let refused = claiming("alice");
+    assert!(
+        matches!(
+            refused,
+            Err(HandshakeFailure::Socks(ClientError::RejectedV4(
+                socksgate_proto::v4::Reply::REJECTED
+            )))
+        ),
+        "{refused:?}"
+    );
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["claimed_user"], "alice", "{log:#?}");
+    assert_eq!(log[0]["user"], "-", "{log:#?}");
+    // None of alice's one session was taken: a refused claim twice is refused the same way
+    // (by the rule, not by the per-user limit).
+    drop(claiming("alice"));
+    let log = server.wait_for_sessions(2);
+    assert!(
+        !log[1]["detail"].contains("max_sessions_per_user"),
+        "{log:#?}"
+    );
 }

@@ -436,3 +436,120 @@ fn a_route_reaches_its_upstream_over_tls_with_the_groups_authority() {
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["bytes_up"], "17", "{log:#?}");
 }
+
+/// Issue #21, finding 1: a client certificate names the user, and nothing the client says
+/// afterwards replaces it. Holding bob's certificate and sending a SOCKS4 request with
+/// USERID `alice` (on a listener that even trusts USERIDs), the client is still bob: a rule
+/// for alice does not let it through, and the claim is only logged.
+#[test]
+fn a_socks4_userid_does_not_replace_the_certificates_user() {
+    let ca = Authority::new("claims");
+    let mut config: Config = Config::parse(
+        "[[rule]]\nusers = [\"alice\"]\naction = \"allow\"\n\n[[rule]]\naction = \"deny\"\n",
+        std::path::Path::new("claims.toml"),
+    )
+    .unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: ca.server("server").cert.clone(),
+        key: ca.server("server").key.clone(),
+        client_ca: Some(ca.cert.clone()),
+    });
+    config.listeners[0].trust_socks4_userid = true;
+    let server = TestServer::start_with(config);
+    let echo = EchoTarget::start();
+    let bob = ca.client("bob");
+    let reply = runtime().block_on(async {
+        let options = ClientTls {
+            ca: Some(ca.cert.clone()),
+            cert: Some(bob.cert.clone()),
+            key: Some(bob.key.clone()),
+            ..ClientTls::default()
+        };
+        let tls_config = socksgate_tls::client_config(&options).unwrap();
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = TlsConnector::from(tls_config)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let SocketAddr::V4(v4) = echo.addr else {
+            panic!("IPv4 targets only")
+        };
+        // SOCKS4 CONNECT with USERID "alice".
+        let mut request = vec![4, 1];
+        request.extend_from_slice(&v4.port().to_be_bytes());
+        request.extend_from_slice(&v4.ip().octets());
+        request.extend_from_slice(b"alice\0");
+        tls.write_all(&request).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut reply = [0u8; 8];
+        tls.read_exact(&mut reply).await.unwrap();
+        reply
+    });
+    assert_eq!(reply[1], 0x5B, "bob passed as alice: {reply:?}");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["user"], "bob", "{log:#?}");
+    assert_eq!(log[0]["claimed_user"], "alice", "{log:#?}");
+}
+
+/// Issue #21, finding 1 (the rule for two identities): with bob's client certificate, RFC
+/// 1929 credentials for alice are refused (failure status, even with alice's right
+/// password); bob's own credentials pass.
+#[test]
+fn credentials_for_another_user_than_the_certificates_are_refused() {
+    let ca = Authority::new("two-identities");
+    let mut config: Config = TestServer::loopback_config();
+    config.listeners.truncate(1);
+    config.listeners[0].methods = vec![socksgate_proto::Method::PASSWORD];
+    config.listeners[0].socks4 = false;
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: ca.server("server").cert.clone(),
+        key: ca.server("server").key.clone(),
+        client_ca: Some(ca.cert.clone()),
+    });
+    let users = socksgate_tests::server::password_file(
+        "two-identities",
+        &[("alice", "alice-pw"), ("bob", "bob-pw")],
+    );
+    let file = socksgate_auth::PasswordFile::open(&users, None, false).unwrap();
+    let server = TestServer::start_with_authenticator(config, Some(std::sync::Arc::new(file)));
+    let bob = ca.client("bob");
+    let status = |user: &'static str, password: &'static str| {
+        runtime().block_on(async {
+            let options = ClientTls {
+                ca: Some(ca.cert.clone()),
+                cert: Some(bob.cert.clone()),
+                key: Some(bob.key.clone()),
+                ..ClientTls::default()
+            };
+            let tls_config = socksgate_tls::client_config(&options).unwrap();
+            let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut tls = TlsConnector::from(tls_config)
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            // RFC 1928 §3 greeting offering username/password, then RFC 1929 §2.
+            let mut request = vec![5, 1, 2, 1, user.len() as u8];
+            request.extend_from_slice(user.as_bytes());
+            request.push(password.len() as u8);
+            request.extend_from_slice(password.as_bytes());
+            tls.write_all(&request).await.unwrap();
+            tls.flush().await.unwrap();
+            let mut replies = [0u8; 4];
+            tls.read_exact(&mut replies).await.unwrap();
+            assert_eq!(&replies[..2], &[5, 2], "method selection");
+            replies[3]
+        })
+    };
+    assert_ne!(
+        status("alice", "alice-pw"),
+        0,
+        "bob's certificate logged in as alice"
+    );
+    assert_eq!(status("bob", "bob-pw"), 0, "bob's own credentials");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["user"], "bob", "{log:#?}");
+    assert_eq!(log[0]["claimed_user"], "alice", "{log:#?}");
+}

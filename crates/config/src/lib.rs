@@ -103,6 +103,7 @@ impl Config {
                 methods: methods.clone(),
                 tls: None,
                 proxy_protocol: Vec::new(),
+                trust_socks4_userid: false,
             })
             .collect();
         let origin = Origin {
@@ -413,6 +414,7 @@ fn validate_listener(
         socks4,
         tls,
         proxy_protocol,
+        trust_socks4_userid: raw.trust_socks4_userid.unwrap_or(false),
     })
 }
 

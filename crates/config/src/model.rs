@@ -103,6 +103,11 @@ pub struct Listener {
     /// naming the real client: a connection from these sources must have one, and one from
     /// anywhere else must not. Empty: no PROXY protocol.
     pub proxy_protocol: Vec<socksgate_policy::Cidr>,
+    /// Whether a SOCKS4 USERID counts as the session's user (for rules, per-user limits and
+    /// the log's `user`). Off by default: anyone can claim any name; for identd-era
+    /// networks whose clients are trusted to say who they are. Otherwise the USERID is only
+    /// logged, as `claimed_user`.
+    pub trust_socks4_userid: bool,
 }
 
 /// A TLS listener's certificate, key and (for client certificates) trusted authorities.
@@ -127,6 +132,7 @@ impl Listener {
             socks4: true,
             tls: None,
             proxy_protocol: Vec::new(),
+            trust_socks4_userid: false,
         }
     }
 

@@ -140,6 +140,7 @@ pub(crate) struct RawListener {
     pub(crate) socks4: Option<Spanned<bool>>,
     pub(crate) tls: Option<RawListenerTls>,
     pub(crate) proxy_protocol: Option<Vec<Spanned<String>>>,
+    pub(crate) trust_socks4_userid: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,9 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             .collect();
         let _ = writeln!(out, "methods = [{}]", methods.join(", "));
         let _ = writeln!(out, "socks4 = {}", listener.socks4);
+        if listener.trust_socks4_userid {
+            let _ = writeln!(out, "trust_socks4_userid = true");
+        }
         if !listener.proxy_protocol.is_empty() {
             let sources: Vec<String> = listener
                 .proxy_protocol

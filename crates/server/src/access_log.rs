@@ -32,8 +32,11 @@ pub(crate) struct AccessRecord {
     pub(crate) via: Option<Box<SocketAddr>>,
     pub(crate) started: Instant,
     pub(crate) version: Option<Version>,
-    /// The user name: authenticated, attempted, or the SOCKS4 USERID.
+    /// The user name: authenticated (password, GSS-API, client certificate), attempted, or
+    /// the SOCKS4 USERID where the listener trusts it.
     pub(crate) user: Option<String>,
+    /// A SOCKS4 USERID the listener does not take as the user: only logged.
+    pub(crate) claimed_user: Option<Box<str>>,
     /// Who authenticated, for policy.
     /// Boxed, as is `udp`: a long-lived session carries this record, and most have neither.
     pub(crate) identity: Option<Box<Identity>>,
@@ -90,6 +93,7 @@ impl AccessRecord {
             started: Instant::now(),
             version: None,
             user: None,
+            claimed_user: None,
             identity: None,
             command: None,
             target: None,
@@ -116,6 +120,7 @@ impl AccessRecord {
             via = %OrDash(self.via.as_deref()),
             protocol = %OrDash(self.version),
             user = %OrDash(self.user.as_deref()),
+            claimed_user = %OrDash(self.claimed_user.as_deref()),
             command = %OrDash(self.command),
             target = %OrDash(self.target.as_ref()),
             outcome,
@@ -141,6 +146,7 @@ impl AccessRecord {
             via = %OrDash(self.via.as_deref()),
             protocol = %OrDash(self.version),
             user = %OrDash(self.user.as_deref()),
+            claimed_user = %OrDash(self.claimed_user.as_deref()),
             command = %OrDash(self.command),
             target = %OrDash(self.target.as_ref()),
             outcome,

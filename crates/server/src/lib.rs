@@ -193,6 +193,7 @@ impl Shared {
                         options: listener_options(listener),
                         tls: tls.acceptors.get(&listener.address).cloned(),
                         proxy_protocol: listener.proxy_protocol.clone().into(),
+                        trust_socks4_userid: listener.trust_socks4_userid,
                     };
                     (listener.address, setup)
                 })
@@ -212,6 +213,8 @@ pub(crate) struct ListenerSetup {
     pub(crate) tls: Option<TlsAcceptor>,
     /// Load balancers that send a PROXY protocol header (empty: none do).
     pub(crate) proxy_protocol: Arc<[socksgate_policy::Cidr]>,
+    /// Whether a SOCKS4 USERID is taken as the session's user (else only logged).
+    pub(crate) trust_socks4_userid: bool,
 }
 
 /// Reads every TLS file the configuration names (listeners' certificates and keys, upstream

@@ -255,8 +255,9 @@ fn serve_session(
             // freed before the relay starts.
             // The outcome is taken apart before the relay's await: a match on it around the
             // await would keep its whole room in the session's state for the session's life.
+            let trust = setup.trust_socks4_userid;
             let established =
-                match boxed(run(&mut client, setup.options, shared, &mut record)).await {
+                match boxed(run(&mut client, setup.options, trust, shared, &mut record)).await {
                     Ok(Next::Relay(established)) => established,
                     Ok(Next::Ended(ended)) => break 'session Ok(ended),
                     Err(failure) => break 'session Err(failure),
@@ -424,6 +425,7 @@ fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
 async fn run(
     client: &mut ClientStream,
     options: ServerOptions,
+    trust_socks4_userid: bool,
     shared: &Shared,
     record: &mut AccessRecord,
 ) -> Result<Next, Failure> {
@@ -440,7 +442,15 @@ async fn run(
     record.command = Some(request.command);
     record.target = Some(request.target.clone());
     if !request.user_id.is_empty() {
-        record.user = Some(String::from_utf8_lossy(&request.user_id).into_owned());
+        // A SOCKS4 USERID is what the client says, not who it proved to be: logged, and the
+        // session's user only where the listener trusts it, and never over a user a client
+        // certificate named.
+        let claimed = String::from_utf8_lossy(&request.user_id).into_owned();
+        if trust_socks4_userid && record.user.is_none() {
+            record.user = Some(claimed);
+        } else {
+            record.claimed_user = Some(claimed.into_boxed_str());
+        }
     }
     let mut session = Requested {
         client,
@@ -500,9 +510,23 @@ async fn read_request(
                     ServerEvent::Request(request) => return Ok((machine, request, input)),
                     ServerEvent::MethodSelected(_) => {}
                     ServerEvent::Credentials(credentials) => {
-                        record.user = Some(credentials.username_lossy());
-                        let source = shared.source_group(record.client.ip());
-                        let verdict = authenticate(shared, source, credentials).await;
+                        let attempted = credentials.username_lossy();
+                        // A client certificate already named the user: credentials for
+                        // someone else are refused, not taken over it.
+                        let certified = record.user.clone();
+                        let verdict = match certified {
+                            Some(certified) if certified != attempted => {
+                                record.claimed_user = Some(attempted.into_boxed_str());
+                                Err(Refusal::Unusable(
+                                    "credentials for another user than the client certificate's",
+                                ))
+                            }
+                            _ => {
+                                record.user = Some(attempted);
+                                let source = shared.source_group(record.client.ip());
+                                authenticate(shared, source, credentials).await
+                            }
+                        };
                         let _ = machine.authenticated(verdict.is_ok());
                         flush(client, &mut machine)
                             .await
