@@ -128,6 +128,8 @@ fn sessions_lists_the_sessions_in_progress_with_their_bytes() {
     let text = "[admin]\naddress = \"127.0.0.1:0\"\n\n[[rule]]\naction = \"allow\"\n";
     let mut config = Config::parse(text, Path::new("sessions.toml")).unwrap();
     config.listeners = TestServer::loopback_config().listeners;
+    // SOCKS4 USERIDs name users here: the listener trusts them.
+    config.listeners[0].trust_socks4_userid = true;
     config.timeouts.shutdown = Duration::from_secs(2);
     let server = TestServer::start_with(config);
     let admin = server.admin_addr().unwrap();

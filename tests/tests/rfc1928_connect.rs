@@ -278,8 +278,13 @@ mod socks4 {
             refused,
             Err(HandshakeFailure::Socks(ClientError::RejectedV4(r))) if r.0 == 0x5b
         ));
+        // The USERID is what the client says, not a login (issue #21): logged as a claim.
         let log = server.wait_for_sessions(2);
-        assert!(log.iter().all(|entry| entry["user"] == "alice"), "{log:?}");
+        assert!(
+            log.iter()
+                .all(|entry| entry["claimed_user"] == "alice" && entry["user"] == "-"),
+            "{log:?}"
+        );
     }
 
     #[test]

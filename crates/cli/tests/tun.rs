@@ -602,6 +602,10 @@ fn the_program_gets_forwarded_signals_and_its_exit_code_is_the_sessions() {
         let pid = rustix::process::Pid::from_raw(session.id() as i32).unwrap();
         rustix::process::kill_process(pid, signal).unwrap();
         let status = session.wait().unwrap();
-        assert_eq!(status.code().map(|c| c.to_string()).as_deref(), Some(code));
+        assert_eq!(
+            status.code().map(|c| c.to_string()).as_deref(),
+            Some(code),
+            "{status:?}"
+        );
     }
 }
