@@ -543,12 +543,32 @@ fn a_claimed_socks4_userid_is_not_an_authenticated_user() {
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["claimed_user"], "alice", "{log:#?}");
     assert_eq!(log[0]["user"], "-", "{log:#?}");
-    // None of alice's one session was taken: a refused claim twice is refused the same way
-    // (by the rule, not by the per-user limit).
-    drop(claiming("alice"));
-    let log = server.wait_for_sessions(2);
+}
+
+/// Issue #21, finding 1 (limits): a claimed USERID keys no per-user limit. With one session
+/// per user allowed, two sessions at once that both claim to be alice are both served
+/// (each is nobody in particular), where a trusted USERID would have been refused.
+#[test]
+fn a_claimed_socks4_userid_takes_no_per_user_slot() {
+    let echo = EchoTarget::start();
+    let policy = "[limits]\nmax_sessions_per_user = 1\n";
+    let target = echo.addr.to_string();
+    let claim = |server: &TestServer| {
+        let protocol = ClientProtocol::Socks4 {
+            user_id: b"alice".to_vec(),
+        };
+        connect_via(server.addr(), protocol, &target)
+    };
+    let server = TestServer::start_with(config_with(policy));
+    let first = claim(&server).unwrap();
+    let second = claim(&server);
+    assert!(second.is_ok(), "a claim took alice's slot: {second:?}");
+    drop((first, second));
+    // The same two where the listener trusts USERIDs: the second is refused.
+    let trusting = TestServer::start_with(trusting_userids(config_with(policy)));
+    let _first = claim(&trusting).unwrap();
     assert!(
-        !log[1]["detail"].contains("max_sessions_per_user"),
-        "{log:#?}"
+        claim(&trusting).is_err(),
+        "a trusted USERID is limited per user"
     );
 }

@@ -1068,5 +1068,5 @@ fn client_controlled_strings_cannot_forge_a_human_log_line() {
         "{all}"
     );
     assert!(!all.contains('\x1b'), "{all:?}");
-    assert!(all.contains(r"user=x\nFORGED"), "{all}");
+    assert!(all.contains(r"claimed_user=x\nFORGED"), "{all}");
 }

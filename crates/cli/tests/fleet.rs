@@ -85,6 +85,7 @@ impl Fleet {
                      [admin]\naddress = \"{ip}:{admin}\"\n\n\
                      [udp]\nadvertise_address = \"{ip}\"\n\n\
                      [log]\nformat = \"json\"\noutput = \"{log}\"\n\n\
+                     [policy]\ndeny_private_destinations = false  # targets on loopback\n\n\
                      [[rule]]\naction = \"allow\"\nbandwidth = \"1MB/s\"\n\n\
                      [fleet]\nredis = \"{redis}\"\nnode = \"node{index}\"\n\
                      sync_interval = \"50ms\"\nmax_sessions_per_user = 2\n\

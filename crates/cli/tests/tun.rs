@@ -27,8 +27,12 @@ const TARGET_V6: &str = "fd00:db8::80";
 /// A name only the proxy knows (its resolver maps it to `TARGET`).
 const TARGET_NAME: &str = "target.test";
 
+/// A fresh, empty directory for one test: emptied first, since an earlier process with the
+/// same pid (pids wrap at 32,768 here) may have left its files, and a stale `ready` file
+/// would make a test signal a session before it started.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sg-tun-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -70,7 +70,8 @@ impl Config {
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
         let origin = Origin { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
-            let message = error.message().to_owned();
+            // The parser quotes the value it did not expect: a proxy URL's password with it.
+            let message = redact_userinfo(error.message());
             let field = unknown_field_name(&message);
             let error = ConfigError::new(&origin, message).at(&origin, error.span());
             match field {
@@ -116,15 +117,42 @@ impl Config {
     }
 
     /// The private-destination guard in force: as the file sets it, else on whenever a
-    /// listener is not on loopback (a public gateway must not be a way into the network
-    /// behind it, or to a cloud's metadata service).
+    /// listener is not on loopback or serves clients through a load balancer (a PROXY
+    /// protocol listener on loopback behind a local HAProxy is public all the same): a
+    /// public gateway must not be a way into the network behind it, or to a cloud's
+    /// metadata service.
     fn apply_private_destinations_default(&mut self) {
-        let public = self
-            .listeners
-            .iter()
-            .any(|listener| !listener.address.ip().to_canonical().is_loopback());
+        let public = self.listeners.iter().any(|listener| {
+            !listener.address.ip().to_canonical().is_loopback()
+                || !listener.proxy_protocol.is_empty()
+        });
         self.policy.deny_private_destinations = self.private_destinations_setting.unwrap_or(public);
     }
+}
+
+/// `text` with the user and password of every `scheme://user:password@host` in it as `***`.
+fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        // The authority ends at the first character no URL has there unescaped.
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '/'))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Serde names an unknown field in its message (`unknown field `adress`, expected …`).

@@ -701,6 +701,18 @@ fn a_fleet_needs_redis_and_names_its_limits() {
     assert_eq!(error.field.as_deref(), Some("fleet.on_redis_down"));
 }
 
+// Issue #21, finding 6: a proxy URL in the wrong place (a flat list of chains) is quoted by
+// the parser's error; its password is not.
+#[test]
+fn a_misplaced_proxy_url_is_quoted_without_its_password() {
+    let error =
+        parse("[[upstream]]\nname = \"up\"\nchains = [\"socks5h://alice:hunter2@proxy:1080\"]\n")
+            .unwrap_err()
+            .to_string();
+    assert!(!error.contains("hunter2"), "{error}");
+    assert!(error.contains("socks5h://***@proxy:1080"), "{error}");
+}
+
 // Issue #21, finding 10: a listener that is not on loopback refuses private destinations
 // (SSRF to 169.254.169.254, 10/8…) unless the file turns the guard off; loopback-only
 // configurations and the embedded default keep reaching them.
@@ -718,6 +730,11 @@ fn public_listeners_refuse_private_destinations_by_default() {
     assert!(!turned_off.unwrap().policy.deny_private_destinations);
     let loopback = parse("[[listen]]\naddress = \"127.0.0.1:1080\"\n").unwrap();
     assert!(!loopback.policy.deny_private_destinations);
+    // Behind a balancer on the same host, a loopback listener serves the public.
+    let balanced =
+        parse("[[listen]]\naddress = \"127.0.0.1:1080\"\nproxy_protocol = [\"127.0.0.1/32\"]\n")
+            .unwrap();
+    assert!(balanced.policy.deny_private_destinations);
     assert!(!Config::default().policy.deny_private_destinations);
     // A listener given on the command line counts as well.
     let overridden = loopback

@@ -462,8 +462,12 @@ impl Policy {
         let private_check_pending =
             self.deny_private_destinations && request.destination_ip().is_none();
         if self.deny_private_destinations {
+            // BIND's destination is the peer it waits for, and 0.0.0.0 there means "any":
+            // nothing is reached on the client's behalf.
+            let any_peer =
+                |ip: std::net::IpAddr| request.command == Command::BIND && ip.is_unspecified();
             if let Some(ip) = request.destination_ip() {
-                if is_private_destination(ip) {
+                if is_private_destination(ip) && !any_peer(ip) {
                     return Evaluation::Decided(Verdict {
                         action: Action::Deny,
                         reason: Reason::PrivateDestination,

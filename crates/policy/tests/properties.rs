@@ -502,3 +502,35 @@ fn sources_are_grouped_by_their_ipv6_prefix() {
     assert_eq!(group("192.0.2.7", 64), "192.0.2.7");
     assert_eq!(group("::ffff:192.0.2.7", 64), "192.0.2.7");
 }
+
+// The private-destination guard refuses 0.0.0.0 as a target, but a BIND for "any peer"
+// (DST 0.0.0.0, as FTP clients send it) reaches nothing on the client's behalf: allowed.
+#[test]
+fn a_bind_for_any_peer_passes_the_private_destination_guard() {
+    let policy = Policy {
+        deny_private_destinations: true,
+        ..Policy::default()
+    };
+    let any = Host::Ip("0.0.0.0".parse().unwrap());
+    let request = |command| Request {
+        source: "192.0.2.1".parse().unwrap(),
+        listener: SocketAddr::from(([192, 0, 2, 2], 1080)),
+        user: None,
+        groups: &[],
+        method: Method::NO_AUTH,
+        command,
+        host: &any,
+        port: 0,
+        address: None,
+        moment: Moment {
+            weekday: 0,
+            minute: 0,
+        },
+    };
+    let action = |command| match policy.decide(&request(command)) {
+        Evaluation::Decided(verdict) => verdict.action,
+        Evaluation::NeedsAddress => panic!("an address settles it"),
+    };
+    assert_eq!(action(Command::BIND), Action::Allow);
+    assert_eq!(action(Command::CONNECT), Action::Deny);
+}

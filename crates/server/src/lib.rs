@@ -328,6 +328,17 @@ impl ReloadHandle {
         if config.fleet != self.fleet {
             not_applied.push("a changed [fleet] needs a restart".to_owned());
         }
+        // The private-destination guard's default follows the listeners that serve, and a
+        // listener removed from the file serves until a restart.
+        let still_public = self
+            .listeners
+            .iter()
+            .any(|address| !address.ip().to_canonical().is_loopback());
+        let mut config = config.clone();
+        if config.private_destinations_setting.is_none() && still_public {
+            config.policy.deny_private_destinations = true;
+        }
+        let config = &config;
         let shared = Arc::new(Shared::new(config, authenticator, &tls, &self.lasting));
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = shared;
         *self.tls.write().unwrap_or_else(PoisonError::into_inner) = tls;
