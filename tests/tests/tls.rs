@@ -437,6 +437,27 @@ fn a_route_reaches_its_upstream_over_tls_with_the_groups_authority() {
     assert_eq!(log[0]["bytes_up"], "17", "{log:#?}");
 }
 
+/// A TLS connection to `proxy` trusting `ca` and presenting `client`'s certificate.
+async fn tls_with_certificate(
+    proxy: SocketAddr,
+    ca: &Authority,
+    client: &Pem,
+) -> TlsStream<tokio::net::TcpStream> {
+    let options = ClientTls {
+        ca: Some(ca.cert.clone()),
+        cert: Some(client.cert.clone()),
+        key: Some(client.key.clone()),
+        ..ClientTls::default()
+    };
+    let tls_config = socksgate_tls::client_config(&options).unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    TlsConnector::from(tls_config)
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
 /// Issue #21, finding 1: a client certificate names the user, and nothing the client says
 /// afterwards replaces it. Holding bob's certificate and sending a SOCKS4 request with
 /// USERID `alice` (on a listener that even trusts USERIDs), the client is still bob: a rule
@@ -460,19 +481,7 @@ fn a_socks4_userid_does_not_replace_the_certificates_user() {
     let echo = EchoTarget::start();
     let bob = ca.client("bob");
     let reply = runtime().block_on(async {
-        let options = ClientTls {
-            ca: Some(ca.cert.clone()),
-            cert: Some(bob.cert.clone()),
-            key: Some(bob.key.clone()),
-            ..ClientTls::default()
-        };
-        let tls_config = socksgate_tls::client_config(&options).unwrap();
-        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        let mut tls = TlsConnector::from(tls_config)
-            .connect(name, tcp)
-            .await
-            .unwrap();
+        let mut tls = tls_with_certificate(server.addr(), &ca, &bob).await;
         let SocketAddr::V4(v4) = echo.addr else {
             panic!("IPv4 targets only")
         };
@@ -517,19 +526,7 @@ fn credentials_for_another_user_than_the_certificates_are_refused() {
     let bob = ca.client("bob");
     let status = |user: &'static str, password: &'static str| {
         runtime().block_on(async {
-            let options = ClientTls {
-                ca: Some(ca.cert.clone()),
-                cert: Some(bob.cert.clone()),
-                key: Some(bob.key.clone()),
-                ..ClientTls::default()
-            };
-            let tls_config = socksgate_tls::client_config(&options).unwrap();
-            let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-            let name = ServerName::try_from("localhost").unwrap();
-            let mut tls = TlsConnector::from(tls_config)
-                .connect(name, tcp)
-                .await
-                .unwrap();
+            let mut tls = tls_with_certificate(server.addr(), &ca, &bob).await;
             // RFC 1928 §3 greeting offering username/password, then RFC 1929 §2.
             let mut request = vec![5, 1, 2, 1, user.len() as u8];
             request.extend_from_slice(user.as_bytes());

@@ -175,6 +175,22 @@ fn start_serving(
     (child, stderr, port)
 }
 
+/// What a server started with a piped stderr logged up to its first listener; then it is
+/// stopped.
+fn lines_until_listening(child: &mut std::process::Child) -> Vec<String> {
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let listening = line.contains("listening");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    stop(child);
+    seen
+}
+
 fn stop(child: &mut std::process::Child) {
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
@@ -882,16 +898,7 @@ fn a_descriptor_limit_below_the_session_cap_is_warned_about() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = Vec::new();
-    for line in stderr.lines().map_while(Result::ok) {
-        let listening = line.contains("listening");
-        seen.push(line);
-        if listening {
-            break;
-        }
-    }
-    stop(&mut child);
+    let seen = lines_until_listening(&mut child);
     assert!(
         seen.iter()
             .any(|line| line
@@ -914,16 +921,7 @@ fn the_default_session_cap_fits_a_small_descriptor_limit_without_a_warning() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = Vec::new();
-    for line in stderr.lines().map_while(Result::ok) {
-        let listening = line.contains("listening");
-        seen.push(line);
-        if listening {
-            break;
-        }
-    }
-    stop(&mut child);
+    let seen = lines_until_listening(&mut child);
     assert!(
         seen.iter().any(|line| line.contains("listening")),
         "{seen:#?}"

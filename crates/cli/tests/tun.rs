@@ -457,11 +457,7 @@ fn a_signal_ignored_at_start_stays_ignored_for_the_program() {
         .args(["socksify", "--tun", "-x", &proxy, "--", "sh", "-c", &script])
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while !ready.exists() {
-        assert!(started.elapsed() < Duration::from_secs(10), "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(&ready);
     let pid = rustix::process::Pid::from_raw(session.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
     let status = session.wait().unwrap();
@@ -469,6 +465,15 @@ fn a_signal_ignored_at_start_stays_ignored_for_the_program() {
     let mask = std::fs::read_to_string(&mask).unwrap();
     let bits = u64::from_str_radix(mask.trim_start_matches("SigIgn:").trim(), 16).unwrap();
     assert_ne!(bits & 1, 0, "SIGHUP is not ignored in the program: {mask}");
+}
+
+/// Waits (up to 10 s) for the file a session's program makes once it is ready.
+fn wait_for_file(ready: &Path) {
+    let started = Instant::now();
+    while !ready.exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The `sleep ARGUMENT` processes.
@@ -598,11 +603,7 @@ fn the_program_gets_forwarded_signals_and_its_exit_code_is_the_sessions() {
             .args(["socksify", "--tun", "-x", &proxy, "--", "sh", "-c", &script])
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while !ready.exists() {
-            assert!(started.elapsed() < Duration::from_secs(10), "never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_file(&ready);
         let pid = rustix::process::Pid::from_raw(session.id() as i32).unwrap();
         rustix::process::kill_process(pid, signal).unwrap();
         let status = session.wait().unwrap();
