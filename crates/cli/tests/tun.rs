@@ -134,7 +134,8 @@ struct Site {
 fn site() -> Option<Site> {
     let namespace = NetNs::create(&[
         &format!("addr add {TARGET}/32 dev lo"),
-        &format!("addr add {TARGET_V6}/128 dev lo"),
+        // nodad: usable at once (a tentative address cannot be bound yet).
+        &format!("addr add {TARGET_V6}/128 dev lo nodad"),
     ])?;
     let target: IpAddr = TARGET.parse().unwrap();
     let target6: IpAddr = TARGET_V6.parse().unwrap();
