@@ -189,3 +189,34 @@ fn assert_echo_pair(control: &mut TcpStream, peer: &mut TcpStream) {
     peer.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"pong");
 }
+
+/// Issue #21, finding 8 (BIND): a BIND whose expected peer is a name that does not resolve
+/// is refused (0x04), instead of listening for any peer at all.
+#[test]
+fn a_bind_whose_peer_name_does_not_resolve_is_refused() {
+    let mut config = TestServer::loopback_config();
+    config.timeouts.connect = Duration::from_secs(2);
+    let resolver = std::sync::Arc::new(socksgate_tests::StaticResolver(Default::default()));
+    let server = TestServer::start_with_resolver(config, resolver);
+    let machine = ClientHandshake::new(
+        ClientProtocol::socks5(),
+        Command::BIND,
+        "nowhere.invalid:21".parse().unwrap(),
+    )
+    .unwrap();
+    let mut control = TcpStream::connect(server.addr()).unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let refused = handshake(&mut control, machine);
+    assert!(
+        matches!(
+            refused,
+            Err(HandshakeFailure::Socks(ClientError::Rejected(
+                Reply::HOST_UNREACHABLE
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(server.wait_for_sessions(1)[0]["outcome"], "unresolved");
+}

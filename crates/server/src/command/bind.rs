@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{established, through_route, Established};
 use crate::authorize::Grant;
+use crate::outbound::ConnectError;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
 use crate::stream::ClientTcp;
@@ -27,7 +28,14 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Est
     if let Some(route) = grant.route.clone() {
         return crate::boxed(bind_through(session, &route, grant)).await;
     }
-    let expected = expected_peer(&session).await;
+    let expected = match expected_peer(&session, &grant).await {
+        Ok(expected) => expected,
+        Err(error) => {
+            // Not "any peer": a name that does not resolve names nobody.
+            session.refuse(Reply::HOST_UNREACHABLE).await;
+            return Err(Failure::Connect(error));
+        }
+    };
     let listener = match listen(shared.bind.address).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -68,14 +76,32 @@ pub(crate) async fn bind(mut session: Requested<'_>, grant: Grant) -> Result<Est
     established(&mut session, peer, grant).await
 }
 
-/// The host the request names as the peer, if any (a name is resolved).
-async fn expected_peer(session: &Requested<'_>) -> Option<Vec<IpAddr>> {
+/// The peers the request names: the addresses the policy checked and allowed, else the
+/// host's own (a name resolved under `timeouts.connect`); `None` for any peer (0.0.0.0).
+async fn expected_peer(
+    session: &Requested<'_>,
+    grant: &Grant,
+) -> Result<Option<Vec<IpAddr>>, ConnectError> {
+    if let Some(allowed) = &grant.addresses {
+        return Ok(Some(
+            allowed.iter().map(|a| a.ip().to_canonical()).collect(),
+        ));
+    }
     match &session.request.target.host {
-        Host::Ip(ip) if ip.is_unspecified() => None,
-        Host::Ip(ip) => Some(vec![ip.to_canonical()]),
+        Host::Ip(ip) if ip.is_unspecified() => Ok(None),
+        Host::Ip(ip) => Ok(Some(vec![ip.to_canonical()])),
         Host::Domain(name) => {
-            let resolved = session.shared.resolver.resolve(name, 0).await.ok()?;
-            Some(resolved.iter().map(|a| a.ip().to_canonical()).collect())
+            let limit = session.shared.timeouts.connect;
+            let resolved = tokio::time::timeout(limit, session.shared.resolver.resolve(name, 0))
+                .await
+                .map_err(|_| ConnectError::TimedOut)?
+                .map_err(ConnectError::Resolve)?;
+            if resolved.is_empty() {
+                return Err(ConnectError::Resolve(io::ErrorKind::NotFound.into()));
+            }
+            Ok(Some(
+                resolved.iter().map(|a| a.ip().to_canonical()).collect(),
+            ))
         }
     }
 }
