@@ -182,3 +182,49 @@ fn replies_say_whether_the_target_or_the_upstream_failed() {
         "upstream-failed"
     );
 }
+
+/// Issue #21, finding 8 (routed UDP): a datagram routed to an upstream and addressed by name
+/// is judged by the rules like a direct one: a name the rules deny is dropped (and counted),
+/// an allowed one goes through the chain, whose last hop resolves it.
+#[test]
+fn routed_datagrams_addressed_by_name_are_judged_by_the_rules() {
+    let names = [
+        ("echo.allowed.test".to_owned(), "127.0.0.1".parse().unwrap()),
+        ("echo.blocked.test".to_owned(), "127.0.0.1".parse().unwrap()),
+    ];
+    let resolver =
+        std::sync::Arc::new(socksgate_tests::StaticResolver(names.into_iter().collect()));
+    let upstream = TestServer::start_with_resolver(TestServer::loopback_config(), resolver);
+    let text = format!(
+        "{}\n[[rule]]\nto = [\"*.blocked.test\"]\naction = \"deny\"\n\n\
+         [[rule]]\naction = \"route\"\nroute = \"up\"\n",
+        group(&[&[format!("socks5h://{}", upstream.addr())]], "")
+    );
+    let mut config = Config::parse(&text, Path::new("front.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let front = TestServer::start_with(config);
+    let udp_echo = UdpEcho::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let blocked = format!("echo.blocked.test:{}", udp_echo.port)
+        .parse()
+        .unwrap();
+    let allowed = format!("echo.allowed.test:{}", udp_echo.port)
+        .parse()
+        .unwrap();
+    send_via(&socket, relay, &blocked, b"denied by name");
+    send_via(&socket, relay, &allowed, b"allowed by name");
+    let (_, data) = recv_via(&socket, Duration::from_secs(3)).expect("an answer");
+    assert_eq!(
+        data, b"allowed by name",
+        "the denied name went through first"
+    );
+    assert!(
+        recv_via(&socket, Duration::from_millis(500)).is_none(),
+        "the denied name went through"
+    );
+    drop(control);
+    let log = front.wait_for_sessions(1);
+    assert_eq!(log[0]["dropped_denied"], "1", "{log:#?}");
+}

@@ -222,6 +222,21 @@ pub(crate) fn datagram_allowed(
     host: &Host,
     destination: SocketAddr,
 ) -> bool {
+    matches!(
+        datagram_decision(shared, record, host, destination.port(), Some(destination.ip())),
+        Evaluation::Decided(verdict) if verdict.action.serves()
+    )
+}
+
+/// The rules on one datagram to `host:port`, by its address when known (`NeedsAddress`
+/// when a name alone cannot settle it).
+pub(crate) fn datagram_decision<'a>(
+    shared: &'a Shared,
+    record: &DatagramSubject<'_>,
+    host: &Host,
+    port: u16,
+    address: Option<IpAddr>,
+) -> Evaluation<'a> {
     let request = Request {
         source: record.source,
         listener: record.listener,
@@ -230,14 +245,11 @@ pub(crate) fn datagram_allowed(
         method: record.method,
         command: Command::UDP_ASSOCIATE,
         host,
-        port: destination.port(),
-        address: Some(destination.ip()),
+        port,
+        address,
         moment: (shared.clock)(),
     };
-    matches!(
-        shared.policy.decide(&request),
-        Evaluation::Decided(verdict) if verdict.action.serves()
-    )
+    shared.policy.decide(&request)
 }
 
 /// Who sends a datagram, as the policy sees it.

@@ -28,13 +28,14 @@ use tokio::net::UdpSocket;
 
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
-use crate::authorize::{datagram_allowed, DatagramSubject, Grant};
+use crate::authorize::{datagram_allowed, datagram_decision, DatagramSubject, Grant};
 use crate::live::Tally;
 use crate::session::{Failure, Requested};
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::stream::{ClientStream, ClientTcp};
 use crate::{Resolver, Shared, Stats};
 use socksgate_client::UdpChain;
+use socksgate_policy::Evaluation;
 
 /// Room in front of a received datagram for the header that goes back to the client: ATYP,
 /// 16 bytes of IPv6 address, port, RSV and FRAG.
@@ -422,10 +423,11 @@ impl Association<'_> {
             }
         };
         if self.upstream.is_some() {
-            // Names travel as they are: the upstream resolves them. Addresses are judged here.
+            // Names travel as they are, for the upstream to resolve; both names and addresses
+            // are judged here, by the same rules as direct datagrams.
             let allowed = match target.socket_addr() {
                 Some(address) => self.allowed(&target.host, address),
-                None => true,
+                None => self.name_allowed(&target).await,
             };
             let Some(upstream) = &self.upstream else {
                 return;
@@ -532,6 +534,28 @@ impl Association<'_> {
         }
         self.verdicts.insert(destination, allowed);
         allowed
+    }
+
+    /// Whether the rules let a datagram go to a name: by the name alone where that settles
+    /// it, else by the address it resolves to here (as for a routed CONNECT).
+    async fn name_allowed(&mut self, target: &Address) -> bool {
+        if !self.shared.policy.judges_destinations() {
+            return true;
+        }
+        let subject = DatagramSubject {
+            source: self.subject.source,
+            listener: self.subject.listener,
+            user: self.subject.user.as_deref(),
+            groups: &self.subject.groups,
+            method: self.subject.method,
+        };
+        match datagram_decision(self.shared, &subject, &target.host, target.port, None) {
+            Evaluation::Decided(verdict) => verdict.action.serves(),
+            Evaluation::NeedsAddress => match self.resolve(target).await {
+                Some(address) => self.allowed(&target.host, address),
+                None => false,
+            },
+        }
     }
 
     /// The socket address of a target; names are resolved and cached briefly.
