@@ -175,3 +175,43 @@ fn a_group_that_sends_proxy_headers_names_the_client_to_its_upstream() {
     let log = upstream.wait_for_sessions(2);
     assert_eq!(log[1]["outcome"], "client-denied", "{log:?}");
 }
+
+/// Issue #21, finding 2: behind a trusted balancer, a UDP association belongs to the client
+/// the PROXY header names, not to the balancer: the client's datagrams (from 127.0.0.3) are
+/// relayed, and the balancer's host (127.0.0.1) cannot use the relay.
+#[test]
+fn udp_behind_a_balancer_belongs_to_the_real_client() {
+    use socksgate_proto::client::ClientEvent;
+    use socksgate_tests::client::{recv_via, send_via};
+    let server = server_behind_balancer();
+    let echo = socksgate_tests::UdpEcho::start();
+    let port = server.addr().port();
+    let mut control = TcpStream::connect(server.addr()).unwrap();
+    write!(control, "PROXY TCP4 127.0.0.3 127.0.0.1 40002 {port}\r\n").unwrap();
+    let machine = ClientHandshake::new(
+        ClientProtocol::socks5(),
+        SocksCommand::UDP_ASSOCIATE,
+        "0.0.0.0:0".parse().unwrap(),
+    )
+    .unwrap();
+    let events = handshake(&mut control, machine).unwrap();
+    let Some(ClientEvent::Granted { bound }) = events.last() else {
+        panic!("{events:?}")
+    };
+    let relay = bound.socket_addr().unwrap();
+    let target = format!("127.0.0.1:{}", echo.port).parse().unwrap();
+    let balancer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_via(&balancer, relay, &target, b"from the balancer");
+    assert!(
+        recv_via(&balancer, Duration::from_millis(500)).is_none(),
+        "the balancer's host used the client's relay"
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+    send_via(&client, relay, &target, b"from the client");
+    let answer = recv_via(&client, Duration::from_secs(3));
+    assert_eq!(
+        answer.map(|(_, data)| data),
+        Some(b"from the client".to_vec())
+    );
+    drop(control);
+}

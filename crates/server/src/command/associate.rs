@@ -87,11 +87,9 @@ pub(crate) async fn associate(
 ) -> Result<AssociationEnd, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
-    let control_peer = session
-        .client
-        .tcp()
-        .peer_addr()
-        .map_err(Failure::ClientGone)?;
+    // The client as the session knows it: behind a trusted balancer, the one its PROXY
+    // header named (the balancer carries TCP only; datagrams come from the client itself).
+    let control_peer = session.record.client;
     // Through an upstream group, datagrams go out wrapped for its chain.
     let upstream = match grant.route.clone() {
         None => None,
