@@ -27,6 +27,25 @@ pub(crate) fn from_config(auth: &Auth) -> anyhow::Result<Option<Arc<dyn Authenti
     Ok(Some(authenticator))
 }
 
+/// Loads what the back end needs from the system (the PAM library) without opening anything
+/// else, so that `check` names a missing library and its package as starting would.
+pub(crate) fn check_libraries(auth: &Auth) -> anyhow::Result<()> {
+    match auth.backend {
+        Some(AuthBackend::Pam { .. }) => pam_library(),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(feature = "pam")]
+fn pam_library() -> anyhow::Result<()> {
+    socksgate_auth::Pam::library_available().context("auth.pam_service")
+}
+
+#[cfg(not(feature = "pam"))]
+fn pam_library() -> anyhow::Result<()> {
+    anyhow::bail!("auth.pam_service: this socksgate was built without PAM (cargo feature \"pam\")")
+}
+
 #[cfg(feature = "pam")]
 fn pam(service: &str) -> anyhow::Result<Arc<dyn Authenticator>> {
     let pam = socksgate_auth::Pam::new(service).context("auth.pam_service")?;

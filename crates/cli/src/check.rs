@@ -19,7 +19,8 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         }
     };
     crate::serve::use_keytab(&config);
-    if let Err(error) = crate::system_libraries::check(&config) {
+    // The PAM library here; the GSS-API one with the TLS material below.
+    if let Err(error) = crate::authentication::check_libraries(&config.auth) {
         let _ = writeln!(std::io::stderr(), "error: {}: {error:#}", path.display());
         return exit::code(exit::CONFIG);
     }

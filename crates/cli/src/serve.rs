@@ -15,7 +15,7 @@ use socksgate_config::{Config, ConfigError};
 use socksgate_server::{ReloadHandle, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{authentication, exit, logging, system_libraries};
+use crate::{authentication, exit, logging};
 
 pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) -> ExitCode {
     let config = match load(path, listen) {
@@ -37,20 +37,16 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
             return exit::code(exit::CONFIG);
         }
     };
-    if let Err(error) = system_libraries::check(&config) {
-        tracing::error!("{error:#}");
+    // The files and system libraries starting needs (TLS material, the GSS-API library and
+    // the service's keys), before anything opens: a failure is a configuration error.
+    if let Err(error) = socksgate_server::check_tls(&config) {
+        tracing::error!("{error}");
         return exit::code(exit::CONFIG);
     }
     if check_only {
-        // What starting would check, without opening anything (systemd's ExecStartPre and
-        // ExecReload run this, so a bad file never reaches the running server).
-        return match socksgate_server::check_tls(&config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error}");
-                exit::code(exit::CONFIG)
-            }
-        };
+        // systemd's ExecStartPre and ExecReload run this, so a bad file never reaches the
+        // running server.
+        return ExitCode::SUCCESS;
     }
     raise_file_limit(config.limits.max_sessions);
     let runtime = match runtime_builder().enable_all().build() {

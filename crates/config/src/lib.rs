@@ -137,9 +137,9 @@ fn redact_userinfo(text: &str) -> String {
     while let Some(start) = rest.find("://") {
         let (before, after) = rest.split_at(start + 3);
         out.push_str(before);
-        // The authority ends at the first character no URL has there unescaped.
+        // The URL ends where the quoted value does (a password may hold a `/`).
         let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '/'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
             .unwrap_or(after.len());
         let authority = &after[..end];
         match authority.rfind('@') {

@@ -711,6 +711,12 @@ fn a_misplaced_proxy_url_is_quoted_without_its_password() {
             .to_string();
     assert!(!error.contains("hunter2"), "{error}");
     assert!(error.contains("socks5h://***@proxy:1080"), "{error}");
+    // A password with a slash in it is hidden whole.
+    let error =
+        parse("[[upstream]]\nname = \"up\"\nchains = [\"socks5h://alice:hun/ter2@proxy:1080\"]\n")
+            .unwrap_err()
+            .to_string();
+    assert!(!error.contains("hun") && !error.contains("ter2"), "{error}");
 }
 
 // Issue #21, finding 10: a listener that is not on loopback refuses private destinations

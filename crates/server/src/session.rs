@@ -513,9 +513,8 @@ async fn read_request(
                         let attempted = credentials.username_lossy();
                         // A client certificate already named the user: credentials for
                         // someone else are refused, not taken over it.
-                        let certified = record.user.clone();
-                        let verdict = match certified {
-                            Some(certified) if certified != attempted => {
+                        let verdict = match &record.user {
+                            Some(certified) if *certified != attempted => {
                                 record.claimed_user = Some(attempted.into_boxed_str());
                                 Err(Refusal::Unusable(
                                     "credentials for another user than the client certificate's",

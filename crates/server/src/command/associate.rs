@@ -519,13 +519,7 @@ impl Association<'_> {
         if let Some(&allowed) = self.verdicts.get(&destination) {
             return allowed;
         }
-        let subject = DatagramSubject {
-            source: self.subject.source,
-            listener: self.subject.listener,
-            user: self.subject.user.as_deref(),
-            groups: &self.subject.groups,
-            method: self.subject.method,
-        };
+        let subject = self.datagram_subject();
         let allowed = datagram_allowed(self.shared, &subject, host, destination);
         if self.verdicts.len() >= MAX_PERMITTED {
             self.verdicts.clear();
@@ -534,23 +528,32 @@ impl Association<'_> {
         allowed
     }
 
+    /// Who sends the association's datagrams, as the rules see it.
+    fn datagram_subject(&self) -> DatagramSubject<'_> {
+        DatagramSubject {
+            source: self.subject.source,
+            listener: self.subject.listener,
+            user: self.subject.user.as_deref(),
+            groups: &self.subject.groups,
+            method: self.subject.method,
+        }
+    }
+
     /// Whether the rules let a datagram go to a name: by the name alone where that settles
     /// it, else by the address it resolves to here (as for a routed CONNECT).
     async fn name_allowed(&mut self, target: &Address) -> bool {
         if !self.shared.policy.judges_destinations() {
             return true;
         }
-        let subject = DatagramSubject {
-            source: self.subject.source,
-            listener: self.subject.listener,
-            user: self.subject.user.as_deref(),
-            groups: &self.subject.groups,
-            method: self.subject.method,
-        };
+        let subject = self.datagram_subject();
         match datagram_decision(self.shared, &subject, &target.host, target.port, None) {
             Evaluation::Decided(verdict) => verdict.action.serves(),
+            // Judged with its name, never through the cache of verdicts by address: another
+            // name may share the address and not the verdict.
             Evaluation::NeedsAddress => match self.resolve(target).await {
-                Some(address) => self.allowed(&target.host, address),
+                Some(address) => {
+                    datagram_allowed(self.shared, &self.datagram_subject(), &target.host, address)
+                }
                 None => false,
             },
         }
