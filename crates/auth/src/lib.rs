@@ -3,8 +3,8 @@
 //! An [`Authenticator`] checks a username and password (RFC 1929) and returns an [`Identity`]
 //! — user name, groups, method — or a [`Refusal`]. Back ends: a password file in Apache's
 //! htpasswd format ([`PasswordFile`]: bcrypt, SHA-512-crypt, SHA-256-crypt; plaintext only
-//! when allowed), and PAM ([`Pam`], cargo feature `pam`). [`Throttle`] slows failed logins
-//! down per source address and per user.
+//! when allowed), and PAM ([`Pam`], cargo feature `pam`). [`Throttle`] slows password
+//! guessing down per source group and per user.
 //!
 //! Verification is blocking on purpose — bcrypt costs tens of milliseconds, PAM may ask
 //! other services — so callers run it off their async threads. Passwords are never logged:
@@ -14,6 +14,7 @@ mod hash;
 #[cfg(feature = "pam")]
 mod pam;
 mod password_file;
+mod recent;
 mod throttle;
 
 use std::fmt;
@@ -24,7 +25,7 @@ pub use pam::Pam;
 pub use password_file::{FileError, PasswordFile};
 pub use socksgate_proto::password::Credentials;
 pub use socksgate_proto::Method;
-pub use throttle::{Throttle, ThrottleSettings};
+pub use throttle::{Crowded, Throttle, ThrottleSettings};
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub enum Refusal {
     Unusable(&'static str),
     /// The back end failed (PAM error, unreadable file); the user may be fine.
     BackEnd(String),
+    /// Not checked: too many logins pending from this source or for this user.
+    Throttled(Crowded),
 }
 
 impl fmt::Display for Refusal {
@@ -59,6 +62,7 @@ impl fmt::Display for Refusal {
             Self::WrongPassword => f.write_str("wrong password"),
             Self::Unusable(why) => write!(f, "unusable credentials: {why}"),
             Self::BackEnd(why) => write!(f, "authentication back end failed: {why}"),
+            Self::Throttled(crowded) => write!(f, "not checked: {crowded}"),
         }
     }
 }

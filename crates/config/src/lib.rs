@@ -487,6 +487,20 @@ fn validate_auth(raw: &raw::RawAuth, origin: &Origin<'_>) -> Result<Auth, Config
             defaults.user_cap,
             origin,
         )?,
+        pending_per_source: count_field(
+            &raw.throttle_pending_per_source,
+            "auth.throttle_pending_per_source",
+            "must be at least 1",
+            origin,
+        )?
+        .unwrap_or(defaults.pending_per_source),
+        pending_per_user: count_field(
+            &raw.throttle_pending_per_user,
+            "auth.throttle_pending_per_user",
+            "must be at least 1",
+            origin,
+        )?
+        .unwrap_or(defaults.pending_per_user),
     };
     Ok(Auth { backend, throttle })
 }

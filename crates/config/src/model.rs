@@ -501,17 +501,22 @@ pub enum AuthBackend {
     },
 }
 
-/// How failed logins are slowed down, per source address and per user.
+/// How password guessing is slowed down, per source group and per user: failure replies
+/// wait, and a suspect has few logins pending at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginThrottle {
     /// Failures allowed before any wait.
     pub free_failures: u32,
-    /// The first wait; doubled with each further failure.
+    /// The first wait of a failure reply; doubled with each further failure.
     pub base: Duration,
-    /// The longest wait for attempts from one address.
+    /// The longest wait of a failure from one source group.
     pub source_cap: Duration,
-    /// The longest wait for attempts on one user.
+    /// The longest wait of a failure for one user.
     pub user_cap: Duration,
+    /// Logins pending at once from a source group past its free failures.
+    pub pending_per_source: u32,
+    /// Logins pending at once for a user past their free failures.
+    pub pending_per_user: u32,
 }
 
 impl Default for LoginThrottle {
@@ -521,6 +526,8 @@ impl Default for LoginThrottle {
             base: Duration::from_millis(100),
             source_cap: Duration::from_secs(5),
             user_cap: Duration::from_secs(1),
+            pending_per_source: 4,
+            pending_per_user: 8,
         }
     }
 }

@@ -199,6 +199,8 @@ pub(crate) struct RawAuth {
     pub(crate) throttle_base: Option<Spanned<RawDuration>>,
     pub(crate) throttle_source_cap: Option<Spanned<RawDuration>>,
     pub(crate) throttle_user_cap: Option<Spanned<RawDuration>>,
+    pub(crate) throttle_pending_per_source: Option<Spanned<u64>>,
+    pub(crate) throttle_pending_per_user: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -139,6 +139,11 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
         "throttle_user_cap = \"{}\"",
         duration(throttle.user_cap)
     );
+    let _ = writeln!(
+        out,
+        "throttle_pending_per_source = {}\nthrottle_pending_per_user = {}",
+        throttle.pending_per_source, throttle.pending_per_user
+    );
 
     render_upstreams(&mut out, &config.upstreams, redact);
     render_gssapi(&mut out, &config.gssapi);

@@ -12,7 +12,7 @@
 //!   tick, which answers with the fleet's total; a user over the quota is refused and their
 //!   sessions stopped (by the server's sweep), within what the fleet moves in a tick or two.
 //! - Failed logins per user: counted in Redis with the window as expiry; past the limit,
-//!   every node makes each attempt for that user wait.
+//!   every node holds back each failure reply for that user (a success never waits).
 //!
 //! Nothing waits on Redis per byte or per datagram. When Redis cannot be reached, each limit
 //! does what its `*_on_redis_down` says (open: serve; closed: refuse), the change is logged
@@ -482,22 +482,17 @@ impl FleetLimits for RedisFleet {
         })
     }
 
-    fn login_wait<'a>(&'a self, user: &'a str) -> FleetFuture<'a, Duration> {
+    fn login_failed<'a>(&'a self, user: &'a str) -> FleetFuture<'a, Duration> {
         Box::pin(async move {
             let Some(logins) = self.config.logins else {
                 return Duration::ZERO;
             };
             let mut redis = self.redis.clone();
-            let key = self.key(&["logins", user]);
-            let count = self
-                .ask(
-                    redis::cmd("GET")
-                        .arg(&key)
-                        .query_async::<Option<u64>>(&mut redis),
-                )
-                .await;
-            match count {
-                Some(count) if count.unwrap_or(0) >= u64::from(logins.failures) => logins.delay,
+            let window = u64::try_from(logins.window.as_millis()).unwrap_or(u64::MAX);
+            let mut count = self.scripts.failed_login.prepare_invoke();
+            count.key(self.key(&["logins", user])).arg(window);
+            match self.ask(count.invoke_async::<u64>(&mut redis)).await {
+                Some(count) if count > u64::from(logins.failures) => logins.delay,
                 Some(_) => Duration::ZERO,
                 None => match self.without_redis(Limit::Logins) {
                     FailMode::Open => Duration::ZERO,
@@ -505,23 +500,6 @@ impl FleetLimits for RedisFleet {
                 },
             }
         })
-    }
-
-    fn login_failed(&self, user: &str) {
-        let Some(logins) = self.config.logins else {
-            return;
-        };
-        let Some(fleet) = self.this.upgrade() else {
-            return;
-        };
-        let key = self.key(&["logins", user]);
-        let window = u64::try_from(logins.window.as_millis()).unwrap_or(u64::MAX);
-        tokio::spawn(async move {
-            let mut redis = fleet.redis.clone();
-            let mut count = fleet.scripts.failed_login.prepare_invoke();
-            count.key(&key).arg(window);
-            let _ = fleet.ask(count.invoke_async::<u64>(&mut redis)).await;
-        });
     }
 
     fn add_bytes(&self, user: &str, bytes: u64) {

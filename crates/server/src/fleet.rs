@@ -1,7 +1,7 @@
 //! Limits shared with other nodes of a fleet (`[fleet]`): the server asks, an implementation
 //! that keeps the state elsewhere (Redis, in `socksgate-fleet`) answers. The hot path never
-//! waits on it per byte or per datagram: a session asks once when it is granted, a password
-//! login once before it is checked, and bytes are handed over on a tick.
+//! waits on it per byte or per datagram: a session asks once when it is granted, a failed password
+//! login once before its reply, and bytes are handed over on a tick.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -25,12 +25,9 @@ pub trait FleetLimits: Send + Sync + 'static {
     /// the session limits and the user's byte quota allow one.
     fn admit<'a>(&'a self, user: Option<&'a str>, source: IpAddr) -> FleetFuture<'a, Admission>;
 
-    /// How long a login attempt for `user` waits before it is checked (failures elsewhere
-    /// count too).
-    fn login_wait<'a>(&'a self, user: &'a str) -> FleetFuture<'a, Duration>;
-
-    /// Counts a failed login of `user`.
-    fn login_failed(&self, user: &str);
+    /// Counts a failed login of `user`; returns how long its failure reply waits (failures
+    /// elsewhere count too). A success is never delayed, so it is not asked about.
+    fn login_failed<'a>(&'a self, user: &'a str) -> FleetFuture<'a, Duration>;
 
     /// Hands over `bytes` that `user`'s sessions moved since the last time (0 to learn the
     /// fleet's total all the same).

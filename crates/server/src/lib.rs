@@ -655,6 +655,8 @@ fn throttle_settings(config: &LoginThrottle) -> ThrottleSettings {
         base: config.base,
         source_cap: config.source_cap,
         user_cap: config.user_cap,
+        pending_per_source: config.pending_per_source,
+        pending_per_user: config.pending_per_user,
         forget_after: ThrottleSettings::FORGET_AFTER,
     }
 }

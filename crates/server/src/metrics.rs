@@ -23,6 +23,7 @@ pub(crate) struct Metrics {
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     auth_failures: AtomicU64,
+    auth_throttled: AtomicU64,
     /// Denials by the rule (file:line, or why) that decided them.
     denials: Mutex<BTreeMap<String, u64>>,
     udp_datagrams_up: AtomicU64,
@@ -72,6 +73,8 @@ pub(crate) struct Ending<'a> {
     /// The rule (or reason) of a denial.
     pub(crate) denied_by: Option<&'a str>,
     pub(crate) authentication_failed: bool,
+    /// Failed by the login throttle, unchecked.
+    pub(crate) login_throttled: bool,
 }
 
 impl Metrics {
@@ -112,6 +115,9 @@ impl Metrics {
         }
         if ending.authentication_failed {
             self.auth_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if ending.login_throttled {
+            self.auth_throttled.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(rule) = ending.denied_by {
             *self
@@ -188,6 +194,13 @@ impl Metrics {
         let failures = "socksgate_auth_failures_total";
         text.family(failures, "counter", "Logins refused (passwords, GSS-API).");
         text.sample(failures, &[], self.auth_failures.load(Ordering::Relaxed));
+        let throttled = "socksgate_auth_throttled_total";
+        text.family(
+            throttled,
+            "counter",
+            "Logins failed unchecked: too many pending from their source or for their user.",
+        );
+        text.sample(throttled, &[], self.auth_throttled.load(Ordering::Relaxed));
         let denials = "socksgate_policy_denials_total";
         text.family(
             denials,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socksgate_auth::{Credentials, Identity, Refusal, Throttle};
+use socksgate_auth::{Credentials, Crowded, Identity, Refusal, Throttle};
 use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake, ServerOptions};
 use socksgate_proto::{Address, Command, Reply, Step, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -391,6 +391,7 @@ fn ending(result: &Result<Ended, Failure>) -> crate::metrics::Ending<'_> {
             result,
             Err(Failure::Authentication(_) | Failure::Gssapi(_))
         ),
+        login_throttled: matches!(result, Err(Failure::Authentication(Refusal::Throttled(_)))),
     }
 }
 
@@ -652,8 +653,10 @@ pub(crate) async fn linger_close(client: &mut ClientStream) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// Checks credentials: waits as long as the throttle says, then verifies on a blocking
-/// thread (at most a few at once). The password is wiped when `credentials` is dropped.
+/// Checks credentials on a blocking thread (at most a few at once), as the throttle allows:
+/// a login past a suspect's pending cap fails unchecked, a failure's reply is held back as
+/// long as the throttle (and the fleet) say, a success is answered at once. The password is
+/// wiped when `credentials` is dropped.
 async fn authenticate(
     shared: &Shared,
     source: IpAddr,
@@ -662,54 +665,55 @@ async fn authenticate(
     let Some(authenticator) = shared.authenticator.clone() else {
         return Err(Refusal::BackEnd("no authentication back end".to_owned()));
     };
-    let attempt = ThrottledAttempt::begin(&shared.throttle, source, credentials.username_lossy());
-    // Failures on other nodes of a fleet count too.
-    let fleet_wait = match &shared.fleet {
-        Some(fleet) => fleet.login_wait(&attempt.user).await,
-        None => Duration::ZERO,
-    };
-    tokio::time::sleep(attempt.wait.max(fleet_wait)).await;
-    let Ok(_permit) = shared.verifications.acquire().await else {
+    // The throttle is asked once a verification slot is free, so that a burst of parallel
+    // guesses from a clean source is judged by the failures of those checked before it.
+    let Ok(permit) = shared.verifications.acquire().await else {
         return Err(Refusal::BackEnd("shutting down".to_owned()));
     };
+    let mut attempt =
+        ThrottledAttempt::begin(&shared.throttle, source, credentials.username_lossy())
+            .map_err(Refusal::Throttled)?;
     let verdict = tokio::task::spawn_blocking(move || authenticator.verify(&credentials))
         .await
         .unwrap_or_else(|error| Err(Refusal::BackEnd(error.to_string())));
+    drop(permit);
+    let mut wait = attempt.finish(verdict.is_ok());
     if let (Err(Refusal::WrongPassword | Refusal::UnknownUser), Some(fleet)) =
         (&verdict, &shared.fleet)
     {
-        fleet.login_failed(&attempt.user);
+        // Failures on other nodes of a fleet count too.
+        wait = wait.max(fleet.login_failed(&attempt.user).await);
     }
-    attempt.finish(verdict.is_ok());
+    tokio::time::sleep(wait).await;
     verdict
 }
 
-/// One login attempt as the throttle sees it; an attempt abandoned midway (the client left,
-/// the handshake timed out) counts as a failure.
+/// One checked login as the throttle sees it; a login abandoned midway (the client left,
+/// the handshake timed out) counts as a failure. The throttle holds a failure pending until
+/// its reply is due, whether or not this task still waits for it.
 struct ThrottledAttempt<'a> {
     throttle: &'a Throttle,
     source: IpAddr,
     user: String,
-    wait: Duration,
     finished: bool,
 }
 
 impl<'a> ThrottledAttempt<'a> {
-    fn begin(throttle: &'a Throttle, source: IpAddr, user: String) -> Self {
-        let wait = throttle.begin(Instant::now(), source, &user);
-        Self {
+    fn begin(throttle: &'a Throttle, source: IpAddr, user: String) -> Result<Self, Crowded> {
+        throttle.begin(Instant::now(), source, &user)?;
+        Ok(Self {
             throttle,
             source,
             user,
-            wait,
             finished: false,
-        }
+        })
     }
 
-    fn finish(mut self, success: bool) {
+    /// Records the outcome; returns how long the reply waits.
+    fn finish(&mut self, success: bool) -> Duration {
         self.finished = true;
         self.throttle
-            .finish(Instant::now(), self.source, &self.user, success);
+            .finish(Instant::now(), self.source, &self.user, success)
     }
 }
 
