@@ -93,7 +93,7 @@ pub fn hash_password(password: &[u8], cost: u32) -> Result<String, String> {
 
 /// Compares without stopping at the first difference: the time depends on the stored
 /// password's length only.
-fn constant_time_eq(stored: &[u8], given: &[u8]) -> bool {
+pub fn constant_time_eq(stored: &[u8], given: &[u8]) -> bool {
     let mut difference = stored.len() ^ given.len();
     for (index, &byte) in stored.iter().enumerate() {
         difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(0));

@@ -19,7 +19,7 @@ mod throttle;
 
 use std::fmt;
 
-pub use hash::{hash_password, HashError, PasswordHash};
+pub use hash::{constant_time_eq, hash_password, HashError, PasswordHash};
 #[cfg(feature = "pam")]
 pub use pam::Pam;
 pub use password_file::{FileError, PasswordFile};

@@ -202,18 +202,21 @@ const RELOAD_POLL: Duration = Duration::from_secs(2);
 /// How long a changed file must stay unchanged before it is loaded (a writer may be midway).
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// The files whose change reloads the configuration: the file itself, and the TLS
-/// listeners' certificates, keys and client authorities (a renewed certificate is served
-/// without a restart).
+/// The files whose change reloads the configuration: the file itself, the TLS listeners'
+/// (and the admin listener's) certificates, keys and client authorities (a renewed
+/// certificate is served without a restart), and the admin token (a new one applies at once).
 fn watched_files(path: Option<&Path>, config: &Config) -> Vec<PathBuf> {
     let Some(path) = path else {
         return Vec::new();
     };
     let mut files = vec![path.to_path_buf()];
-    for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+    let admin = config.admin.as_ref();
+    let listeners = config.listeners.iter().filter_map(|l| l.tls.as_ref());
+    for tls in listeners.chain(admin.and_then(|admin| admin.tls.as_ref())) {
         files.extend([tls.cert.clone(), tls.key.clone()]);
         files.extend(tls.client_ca.clone());
     }
+    files.extend(admin.and_then(|admin| admin.token_file.clone()));
     files
 }
 

@@ -494,6 +494,12 @@ fn the_fleet_deployment_material_is_valid() {
         .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
         .collect();
     assert!(block.contains("[fleet]"), "{block}");
+    let token = dir.join("admin-token");
+    std::fs::write(&token, "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n").unwrap();
+    let block = block.replace(
+        "/etc/socksgate/users/admin-token",
+        &token.display().to_string(),
+    );
     let config = dir.join("kubernetes.toml");
     std::fs::write(&config, block).unwrap();
     let socksgate = PathBuf::from(env!("CARGO_BIN_EXE_socksgate"));

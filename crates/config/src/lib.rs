@@ -309,25 +309,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
                 .field("admin.per_user_metrics"),
         );
     }
-    let admin = text_field(
-        &raw.admin.address,
-        "admin.address",
-        "IP:PORT, like \"127.0.0.1:9180\"",
-        origin,
-        |text| text.parse().ok(),
-    )?
-    .map(|address| {
-        Ok::<_, ConfigError>(Admin {
-            address,
-            per_user_metrics: count_field(
-                &raw.admin.per_user_metrics,
-                "admin.per_user_metrics",
-                "must be at least 1",
-                origin,
-            )?,
-        })
-    })
-    .transpose()?;
+    let admin = validate_admin(&raw.admin, origin)?;
 
     let config = Config {
         listeners,
@@ -425,11 +407,7 @@ fn validate_listener(
         }
         Some(socks4) => *socks4.get_ref(),
     };
-    let tls = raw.tls.as_ref().map(|tls| ListenerTls {
-        cert: resolve_path(origin, &tls.cert),
-        key: resolve_path(origin, &tls.key),
-        client_ca: tls.client_ca.as_deref().map(|ca| resolve_path(origin, ca)),
-    });
+    let tls = raw.tls.as_ref().map(|tls| listener_tls(tls, origin));
     let proxy_protocol = rules::list(
         &raw.proxy_protocol,
         &format!("listen[{index}].proxy_protocol"),
@@ -444,6 +422,53 @@ fn validate_listener(
         proxy_protocol,
         trust_socks4_userid: raw.trust_socks4_userid.unwrap_or(false),
     })
+}
+
+fn validate_admin(raw: &raw::RawAdmin, origin: &Origin<'_>) -> Result<Option<Admin>, ConfigError> {
+    let Some(address) = text_field(
+        &raw.address,
+        "admin.address",
+        "IP:PORT, like \"127.0.0.1:9180\"",
+        origin,
+        |text| text.parse::<SocketAddr>().ok(),
+    )?
+    else {
+        return Ok(None);
+    };
+    let admin = Admin {
+        address,
+        per_user_metrics: count_field(
+            &raw.per_user_metrics,
+            "admin.per_user_metrics",
+            "must be at least 1",
+            origin,
+        )?,
+        token_file: raw
+            .token_file
+            .as_deref()
+            .map(|path| resolve_path(origin, path)),
+        tls: raw.tls.as_ref().map(|tls| listener_tls(tls, origin)),
+    };
+    // `/sessions` names clients, users and targets: nobody off this machine reads it
+    // without proving who they are.
+    if !address.ip().is_loopback() && !admin.authenticates() {
+        return Err(ConfigError::new(
+            origin,
+            "an admin listener off loopback needs authentication: set admin.token_file, \
+             or admin.tls with a client_ca",
+        )
+        .at(origin, raw.address.as_ref().map(Spanned::span))
+        .field("admin.address"));
+    }
+    Ok(Some(admin))
+}
+
+fn listener_tls(raw: &raw::RawListenerTls, origin: &Origin<'_>) -> ListenerTls {
+    ListenerTls {
+        cert: resolve_path(origin, &raw.cert),
+        key: resolve_path(origin, &raw.key),
+        client_ca: raw.client_ca.as_deref().map(|ca| resolve_path(origin, ca)),
+    }
 }
 
 fn validate_auth(raw: &raw::RawAuth, origin: &Origin<'_>) -> Result<Auth, ConfigError> {

@@ -169,13 +169,25 @@ impl Default for Timeouts {
 }
 
 /// The admin listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     /// Where it listens.
     pub address: SocketAddr,
     /// Counters per user in `/metrics`, for at most this many users (the rest are counted
     /// together as `user="(other)"`): opt-in, so that the series stay bounded. `None`: off.
     pub per_user_metrics: Option<u32>,
+    /// A file holding the bearer token every page but `/health` asks for.
+    pub token_file: Option<PathBuf>,
+    /// HTTPS; with `client_ca`, a client certificate from those authorities is required.
+    pub tls: Option<ListenerTls>,
+}
+
+impl Admin {
+    /// Whether clients must prove who they are: a token, or a client certificate. Required
+    /// of an admin listener that is not on loopback.
+    pub fn authenticates(&self) -> bool {
+        self.token_file.is_some() || self.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some())
+    }
 }
 
 /// Resource limits (by default none is set; IPv6 sources count per /64).

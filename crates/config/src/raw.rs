@@ -93,6 +93,8 @@ pub(crate) struct RawProcess {
 pub(crate) struct RawAdmin {
     pub(crate) address: Option<Spanned<String>>,
     pub(crate) per_user_metrics: Option<Spanned<u64>>,
+    pub(crate) token_file: Option<String>,
+    pub(crate) tls: Option<RawListenerTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,16 +44,7 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             let _ = writeln!(out, "proxy_protocol = [{}]", sources.join(", "));
         }
         if let Some(tls) = &listener.tls {
-            let _ = write!(
-                out,
-                "tls = {{ cert = {:?}, key = {:?}",
-                tls.cert.display().to_string(),
-                tls.key.display().to_string()
-            );
-            if let Some(ca) = &tls.client_ca {
-                let _ = write!(out, ", client_ca = {:?}", ca.display().to_string());
-            }
-            let _ = writeln!(out, " }}");
+            render_tls(&mut out, tls);
         }
     }
     let timeouts = &config.timeouts;
@@ -202,10 +193,16 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     };
     let _ = writeln!(out, "socket = \"{socket}\"");
     let _ = writeln!(out, "rate = {}", icmp.rate);
-    if let Some(admin) = config.admin {
+    if let Some(admin) = &config.admin {
         let _ = writeln!(out, "\n[admin]\naddress = \"{}\"", admin.address);
         if let Some(users) = admin.per_user_metrics {
             let _ = writeln!(out, "per_user_metrics = {users}");
+        }
+        if let Some(path) = &admin.token_file {
+            let _ = writeln!(out, "token_file = {:?}", path.display().to_string());
+        }
+        if let Some(tls) = &admin.tls {
+            render_tls(&mut out, tls);
         }
     }
     if let Some(fleet) = &config.fleet {
@@ -436,4 +433,18 @@ fn hop_url(hop: &socksgate_proto::hop::Hop, redact: bool) -> String {
     let (scheme, rest) = shown.split_once("://").unwrap_or(("socks5", &shown));
     let (user, host) = rest.rsplit_once('@').unwrap_or(("", rest));
     format!("{scheme}://{user}:REDACTED@{host}")
+}
+
+/// `tls = { cert = …, key = …, client_ca = … }` on a line of its own.
+fn render_tls(out: &mut String, tls: &crate::ListenerTls) {
+    let _ = write!(
+        out,
+        "tls = {{ cert = {:?}, key = {:?}",
+        tls.cert.display().to_string(),
+        tls.key.display().to_string()
+    );
+    if let Some(ca) = &tls.client_ca {
+        let _ = write!(out, ", client_ca = {:?}", ca.display().to_string());
+    }
+    let _ = writeln!(out, " }}");
 }

@@ -238,17 +238,39 @@ fn the_process_section_names_who_the_server_becomes() {
 fn the_admin_listener_is_off_unless_given_an_address() {
     assert_eq!(parse("").unwrap().admin, None);
     let config = parse("[admin]\naddress = \"127.0.0.1:9180\"\n").unwrap();
-    let admin = config.admin.unwrap();
+    let admin = config.admin.clone().unwrap();
     assert_eq!(admin.address, "127.0.0.1:9180".parse().unwrap());
     assert_eq!(admin.per_user_metrics, None);
     assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
     let error = parse("[admin]\naddress = \"localhost\"\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("admin.address"));
     let config = parse("[admin]\naddress = \"127.0.0.1:9180\"\nper_user_metrics = 100\n").unwrap();
-    assert_eq!(config.admin.unwrap().per_user_metrics, Some(100));
+    assert_eq!(config.admin.clone().unwrap().per_user_metrics, Some(100));
     assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
     let error = parse("[admin]\nper_user_metrics = 100\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("admin.per_user_metrics"));
+}
+
+// Issue #21, finding 5: an admin listener off loopback (here on every address) needs a token
+// or client certificates; on loopback it may go without. Both survive a round trip.
+#[test]
+fn finding_5_an_admin_listener_off_loopback_must_authenticate() {
+    for address in ["0.0.0.0:9180", "[::]:9180", "192.0.2.1:9180"] {
+        let error = parse(&format!("[admin]\naddress = \"{address}\"\n")).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("admin.address"), "{address}");
+        assert!(error.message.contains("token_file"), "{}", error.message);
+    }
+    let with_token = "[admin]\naddress = \"0.0.0.0:9180\"\ntoken_file = \"/etc/socksgate/token\"\n";
+    let config = parse(with_token).unwrap();
+    assert!(config.admin.as_ref().unwrap().authenticates());
+    assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
+    // TLS alone is encryption, not authentication: it needs a client_ca.
+    let tls = "[admin]\naddress = \"0.0.0.0:9180\"\ntls = { cert = \"a.pem\", key = \"a.key\" }\n";
+    assert!(parse(tls).is_err());
+    let certificates = tls.replace("a.key\"", "a.key\", client_ca = \"ops.pem\"");
+    let config = parse(&certificates).unwrap();
+    assert_eq!(parse(&config.to_toml()).unwrap().admin, config.admin);
+    assert!(parse("[admin]\naddress = \"[::1]:9180\"\n").is_ok());
 }
 
 #[test]

@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     /// The GSS-API method's acceptor and levels.
     #[cfg(feature = "gssapi")]
     pub(crate) gssapi: Option<Arc<gss::GssSetup>>,
+    /// Who may read the admin listener's pages.
+    pub(crate) admin: Arc<admin::AdminAccess>,
 }
 
 /// What outlives a reload: counts, the login throttle (a reload must not forgive guessers),
@@ -161,9 +163,12 @@ impl Shared {
         tls: &Material,
         lasting: &Lasting,
     ) -> Self {
-        lasting
-            .metrics
-            .count_users(config.admin.and_then(|admin| admin.per_user_metrics));
+        lasting.metrics.count_users(
+            config
+                .admin
+                .as_ref()
+                .and_then(|admin| admin.per_user_metrics),
+        );
         Self {
             timeouts: config.timeouts,
             bind: config.bind.clone(),
@@ -201,6 +206,7 @@ impl Shared {
             upstreams: upstream::Upstreams::new(&config.upstreams, &tls.upstreams),
             #[cfg(feature = "gssapi")]
             gssapi: tls.gssapi.clone(),
+            admin: tls.admin.clone(),
         }
     }
 }
@@ -235,6 +241,8 @@ struct Material {
     /// The GSS-API acceptor, when a listener offers the method.
     #[cfg(feature = "gssapi")]
     gssapi: Option<Arc<gss::GssSetup>>,
+    /// The admin listener's token and TLS acceptor.
+    admin: Arc<admin::AdminAccess>,
 }
 
 /// Reads every TLS listener's certificate and key (and client authorities), every upstream
@@ -271,7 +279,12 @@ fn load_material(config: &Config) -> Result<Material, BindError> {
             "this build has no GSS-API support (cargo feature gssapi)".to_owned(),
         ));
     }
+    let admin = match &config.admin {
+        Some(admin) => admin::AdminAccess::load(admin).map_err(BindError::Admin)?,
+        None => admin::AdminAccess::default(),
+    };
     Ok(Material {
+        admin: Arc::new(admin),
         acceptors,
         upstreams,
         #[cfg(feature = "gssapi")]
@@ -388,6 +401,8 @@ pub enum BindError {
     },
     /// The GSS-API service's credentials could not be acquired (no keytab, no key for it).
     Gssapi(String),
+    /// The admin listener's token file or TLS files could not be used (the file and why).
+    Admin(String),
 }
 
 impl std::fmt::Display for BindError {
@@ -396,6 +411,7 @@ impl std::fmt::Display for BindError {
             Self::Listen { address, source } => write!(f, "cannot listen on {address}: {source}"),
             Self::Tls { what, error } => write!(f, "{what}: TLS: {error}"),
             Self::Gssapi(error) => write!(f, "GSS-API: {error}"),
+            Self::Admin(error) => f.write_str(error),
         }
     }
 }
@@ -405,7 +421,7 @@ impl std::error::Error for BindError {
         match self {
             Self::Listen { source, .. } => Some(source),
             Self::Tls { error, .. } => Some(error),
-            Self::Gssapi(_) => None,
+            Self::Gssapi(_) | Self::Admin(_) => None,
         }
     }
 }
@@ -467,7 +483,7 @@ impl Server {
                 source: io::Error::other("a socket passed by systemd is no configured listener"),
             });
         }
-        let admin = match config.admin.map(|admin| admin.address) {
+        let admin = match config.admin.as_ref().map(|admin| admin.address) {
             Some(address) => Some(
                 TcpListener::bind(address)
                     .await
