@@ -215,3 +215,79 @@ fn udp_behind_a_balancer_belongs_to_the_real_client() {
     );
     drop(control);
 }
+
+/// Issue #21, finding 2, as a balancer really sends it: UDP ASSOCIATE through HAProxy
+/// (`send-proxy-v2`, connecting from 127.0.0.1) for a client on 127.0.0.2. The client's
+/// datagrams are relayed, datagrams from HAProxy's address to the same relay are dropped,
+/// and the `from` rule that allows UDP to 127.0.0.2 alone decides: the same request from
+/// 127.0.0.3, through the same balancer, is refused.
+#[test]
+fn udp_through_haproxy_belongs_to_the_client_and_its_from_rule_decides() {
+    use socksgate_proto::client::{ClientError, ClientEvent};
+    use socksgate_tests::client::{recv_via, send_via, HandshakeFailure};
+    let text = "[[rule]]\naction = \"allow\"\nfrom = [\"127.0.0.2\"]\ncommands = [\"udp\"]\n\n\
+                [[rule]]\naction = \"deny\"\n";
+    let mut config = Config::parse(text, Path::new("balanced-udp.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.listeners[0].proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()];
+    let server = TestServer::start_with(config);
+    let Some(balancer) = haproxy(server.addr()) else {
+        return;
+    };
+    let echo = socksgate_tests::UdpEcho::start();
+    let target = format!("127.0.0.1:{}", echo.port).parse().unwrap();
+    let associate = |from: [u8; 4]| {
+        let mut control = connect_from(IpAddr::from(from), balancer.front).unwrap();
+        control
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let machine = ClientHandshake::new(
+            ClientProtocol::socks5(),
+            SocksCommand::UDP_ASSOCIATE,
+            "0.0.0.0:0".parse().unwrap(),
+        )
+        .unwrap();
+        handshake(&mut control, machine).map(|events| (control, events))
+    };
+
+    let (control, events) = associate([127, 0, 0, 2]).unwrap();
+    let Some(ClientEvent::Granted { bound }) = events.last() else {
+        panic!("{events:?}")
+    };
+    let relay = bound.socket_addr().unwrap();
+    let from_balancer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_via(
+        &from_balancer,
+        relay,
+        &target,
+        b"from the balancer's address",
+    );
+    assert!(
+        recv_via(&from_balancer, Duration::from_millis(500)).is_none(),
+        "HAProxy's address used the client's relay"
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    send_via(&client, relay, &target, b"from the client");
+    let answer = recv_via(&client, Duration::from_secs(3));
+    assert_eq!(
+        answer.map(|(_, data)| data),
+        Some(b"from the client".to_vec())
+    );
+
+    let refused = associate([127, 0, 0, 3]);
+    assert!(
+        matches!(
+            refused,
+            Err(HandshakeFailure::Socks(ClientError::Rejected(
+                socksgate_proto::Reply::NOT_ALLOWED
+            )))
+        ),
+        "{refused:?}"
+    );
+    drop(control);
+    let log = server.wait_for_sessions(2);
+    let denied = log.iter().find(|entry| entry["outcome"] == "denied");
+    let denied = denied.unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(denied["client"].starts_with("127.0.0.3:"), "{log:#?}");
+    assert!(denied["via"].starts_with("127.0.0.1:"), "{log:#?}");
+}
