@@ -572,3 +572,19 @@ fn a_claimed_socks4_userid_takes_no_per_user_slot() {
         "a trusted USERID is limited per user"
     );
 }
+
+/// A name the rules must resolve to judge (an address rule), which does not resolve: the
+/// request is answered 0x04 host unreachable (RFC 1928 §6), as a CONNECT that fails to
+/// resolve it is, and logged `unresolved` — the client is not left with a bare close.
+#[test]
+fn a_name_the_rules_cannot_resolve_gets_0x04_not_a_bare_close() {
+    let policy = "[[rule]]\nto = [\"10.0.0.0/8\"]\naction = \"deny\"\n\n\
+                  [[rule]]\naction = \"allow\"\n";
+    let knows_nothing = socksgate_tests::server::StaticResolver(Default::default());
+    let server = TestServer::start_with_resolver(config_with(policy), Arc::new(knows_nothing));
+    let reply = denied_with(socks5_connect(server.addr(), "nowhere.example:80"));
+    assert_eq!(reply, Reply::HOST_UNREACHABLE);
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "unresolved", "{log:?}");
+    assert_eq!(log[0]["reply"], "0x04", "{log:?}");
+}

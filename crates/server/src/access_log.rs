@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use socksgate_auth::Identity;
 use socksgate_policy::LogLevel;
 use socksgate_proto::{Address, Command, Reply, Version};
+
+use crate::subject::Subject;
 
 /// A `tracing` event at the session's level (the deciding rule's `log` option).
 macro_rules! at_level {
@@ -25,21 +26,10 @@ macro_rules! at_level {
 /// What is known about a session, filled in as it goes.
 #[derive(Debug)]
 pub(crate) struct AccessRecord {
-    pub(crate) client: SocketAddr,
-    pub(crate) listener: SocketAddr,
-    /// The load balancer the client came through (PROXY protocol), when it did. Boxed, as
-    /// `peer` is: a long-lived session carries this record, and most have neither.
-    pub(crate) via: Option<Box<SocketAddr>>,
+    /// Who the session acts for: client, balancer, listener, proven user, claimed name.
+    pub(crate) subject: Subject,
     pub(crate) started: Instant,
     pub(crate) version: Option<Version>,
-    /// The user name: authenticated (password, GSS-API, client certificate), attempted, or
-    /// the SOCKS4 USERID where the listener trusts it.
-    pub(crate) user: Option<String>,
-    /// A SOCKS4 USERID the listener does not take as the user: only logged.
-    pub(crate) claimed_user: Option<Box<str>>,
-    /// Who authenticated, for policy.
-    /// Boxed, as is `udp`: a long-lived session carries this record, and most have neither.
-    pub(crate) identity: Option<Box<Identity>>,
     pub(crate) command: Option<Command>,
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
@@ -87,14 +77,9 @@ pub(crate) struct UdpDrops {
 impl AccessRecord {
     pub(crate) fn new(client: SocketAddr, listener: SocketAddr) -> Self {
         Self {
-            client,
-            listener,
-            via: None,
+            subject: Subject::new(client, listener),
             started: Instant::now(),
             version: None,
-            user: None,
-            claimed_user: None,
-            identity: None,
             command: None,
             target: None,
             reply: None,
@@ -115,12 +100,12 @@ impl AccessRecord {
         at_level!(
             self.log,
             target: "socksgate::access",
-            client = %self.client,
-            listener = %self.listener,
-            via = %OrDash(self.via.as_deref()),
+            client = %self.subject.client(),
+            listener = %self.subject.listener(),
+            via = %OrDash(self.subject.via()),
             protocol = %OrDash(self.version),
-            user = %OrDash(self.user.as_deref()),
-            claimed_user = %OrDash(self.claimed_user.as_deref()),
+            user = %OrDash(self.subject.logged_user()),
+            claimed_user = %OrDash(self.subject.claimed_user()),
             command = %OrDash(self.command),
             target = %OrDash(self.target.as_ref()),
             outcome,
@@ -141,12 +126,12 @@ impl AccessRecord {
         at_level!(
             self.log,
             target: "socksgate::access",
-            client = %self.client,
-            listener = %self.listener,
-            via = %OrDash(self.via.as_deref()),
+            client = %self.subject.client(),
+            listener = %self.subject.listener(),
+            via = %OrDash(self.subject.via()),
             protocol = %OrDash(self.version),
-            user = %OrDash(self.user.as_deref()),
-            claimed_user = %OrDash(self.claimed_user.as_deref()),
+            user = %OrDash(self.subject.logged_user()),
+            claimed_user = %OrDash(self.subject.claimed_user()),
             command = %OrDash(self.command),
             target = %OrDash(self.target.as_ref()),
             outcome,

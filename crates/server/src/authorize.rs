@@ -1,15 +1,19 @@
-//! The policy, applied: at accept (client rules), on each request (request rules, resolving
-//! a name only when the decision depends on its address), and per rule the session limits.
+//! The policy, applied to a session's [`Subject`]: on each request (request rules, resolving
+//! a name only when the decision depends on its address), then the session limits, server-wide
+//! and the deciding rule's, and the fleet's; and on each UDP datagram. It decides and answers
+//! nothing: the session sends the reply a decision calls for.
 
 use std::net::{IpAddr, SocketAddr};
 
 use socksgate_policy::{Action, Evaluation, Moment, Reason, Request, Rule, RuleOptions, Verdict};
-use socksgate_proto::{Command, Host, Method, Reply};
+use socksgate_proto::server::Request as SocksRequest;
+use socksgate_proto::{Command, Host};
 
+use crate::failure::Failure;
 use crate::fleet::Admission;
 use crate::limits::{LimitScope, LimitSlot, SERVER_SCOPE};
 use crate::relay::Caps;
-use crate::session::{Failure, Requested};
+use crate::subject::Subject;
 use crate::Shared;
 use socksgate_client::Outbound;
 
@@ -41,43 +45,63 @@ pub(crate) fn local_moment() -> Moment {
     }
 }
 
-/// Applies the request rules to a session's request; a denial is answered (0x02 / 0x5B).
-pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Failure> {
-    let shared = session.shared;
+/// What the policy said of a request.
+pub(crate) struct Decision {
+    /// The rule that decided (`file:line`), or why none did; `None` when nothing could be
+    /// decided (the name to judge did not resolve).
+    pub(crate) rule: Option<String>,
+    /// The grant, or why not (the session answers it: [`Failure::reply`]).
+    pub(crate) result: Result<Grant, Failure>,
+}
+
+/// Applies the request rules, then the session limits, to `subject`'s `request`.
+pub(crate) async fn authorize(
+    shared: &Shared,
+    subject: &Subject,
+    request: &SocksRequest,
+) -> Decision {
     let policy = &shared.policy;
-    let identity = session.record.identity.as_ref();
-    let groups = identity.map_or(&[][..], |identity| &identity.groups[..]);
-    let method = identity.map_or(Method::NO_AUTH, |identity| identity.method);
-    let user = session.record.user.clone();
-    let target = session.request.target.clone();
-    let request = Request {
-        source: session.record.client.ip(),
-        listener: session.record.listener,
-        user: user.as_deref(),
-        groups,
-        method,
-        command: session.request.command,
-        host: &target.host,
-        port: target.port,
-        address: None,
-        moment: (shared.clock)(),
-    };
-    let (verdict, addresses) = if session.request.command == Command::UDP_ASSOCIATE {
-        (policy.decide_association(&request), None)
+    let target = &request.target;
+    let asked = subject.request(request.command, &target.host, target.port, (shared.clock)());
+    let decided = if request.command == Command::UDP_ASSOCIATE {
+        Ok((policy.decide_association(&asked), None))
     } else {
-        match policy.decide(&request) {
-            Evaluation::Decided(verdict) => (verdict, None),
+        match policy.decide(&asked) {
+            Evaluation::Decided(verdict) => Ok((verdict, None)),
             Evaluation::NeedsAddress => {
-                decide_by_address(shared, &request, &target.host, target.port).await?
+                decide_by_address(shared, &asked, &target.host, target.port).await
+            }
+        }
+    };
+    let (verdict, addresses) = match decided {
+        Ok(decided) => decided,
+        Err(failure) => {
+            return Decision {
+                rule: None,
+                result: Err(failure),
             }
         }
     };
     let rule_name = verdict.reason.to_string();
-    session.record.rule = Some(rule_name.clone());
-    if verdict.action == Action::Deny {
-        session.refuse(Reply::NOT_ALLOWED).await;
-        return Err(Failure::Denied(rule_name));
+    let result = if verdict.action == Action::Deny {
+        Err(Failure::Denied(rule_name.clone()))
+    } else {
+        grant(shared, &asked, verdict, addresses, &rule_name).await
+    };
+    Decision {
+        rule: Some(rule_name),
+        result,
     }
+}
+
+/// Takes the session-limit slots an allowed request needs and makes its grant.
+async fn grant(
+    shared: &Shared,
+    request: &Request<'_>,
+    verdict: Verdict<'_, Rule>,
+    addresses: Option<Vec<SocketAddr>>,
+    rule_name: &str,
+) -> Result<Grant, Failure> {
     // Server-wide limits first, then the deciding rule's own.
     let caps = &shared.session_caps;
     let scopes = [
@@ -101,10 +125,7 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
         .acquire(&scopes, source, request.user)
     {
         Ok(slots) => slots,
-        Err(limit) => {
-            session.refuse(Reply::NOT_ALLOWED).await;
-            return Err(Failure::Denied(format!("{rule_name}: {limit}")));
-        }
+        Err(limit) => return Err(Failure::Denied(format!("{rule_name}: {limit}"))),
     };
     // Then the fleet's: the byte quota and the session limits.
     if let Some(fleet) = &shared.fleet {
@@ -116,7 +137,6 @@ pub(crate) async fn authorize(session: &mut Requested<'_>) -> Result<Grant, Fail
             Admission::Refused(limit) => Some(limit),
         };
         if let Some(limit) = refused {
-            session.refuse(Reply::NOT_ALLOWED).await;
             return Err(Failure::Denied(format!("{rule_name}: {limit}")));
         }
     }
@@ -218,12 +238,12 @@ async fn decide_by_address<'p>(
 /// Whether a datagram to `destination` (an address) may be sent, for an association.
 pub(crate) fn datagram_allowed(
     shared: &Shared,
-    record: &DatagramSubject<'_>,
+    subject: &Subject,
     host: &Host,
     destination: SocketAddr,
 ) -> bool {
     matches!(
-        datagram_decision(shared, record, host, destination.port(), Some(destination.ip())),
+        datagram_decision(shared, subject, host, destination.port(), Some(destination.ip())),
         Evaluation::Decided(verdict) if verdict.action.serves()
     )
 }
@@ -232,32 +252,14 @@ pub(crate) fn datagram_allowed(
 /// when a name alone cannot settle it).
 pub(crate) fn datagram_decision<'a>(
     shared: &'a Shared,
-    record: &DatagramSubject<'_>,
+    subject: &Subject,
     host: &Host,
     port: u16,
     address: Option<IpAddr>,
 ) -> Evaluation<'a> {
     let request = Request {
-        source: record.source,
-        listener: record.listener,
-        user: record.user,
-        groups: record.groups,
-        method: record.method,
-        command: Command::UDP_ASSOCIATE,
-        host,
-        port,
         address,
-        moment: (shared.clock)(),
+        ..subject.request(Command::UDP_ASSOCIATE, host, port, (shared.clock)())
     };
     shared.policy.decide(&request)
-}
-
-/// Who sends a datagram, as the policy sees it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DatagramSubject<'a> {
-    pub(crate) source: IpAddr,
-    pub(crate) listener: SocketAddr,
-    pub(crate) user: Option<&'a str>,
-    pub(crate) groups: &'a [String],
-    pub(crate) method: Method,
 }

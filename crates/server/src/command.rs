@@ -19,10 +19,11 @@ use socksgate_proto::Reply;
 use tokio::io::AsyncWriteExt;
 
 use crate::authorize::Grant;
+use crate::failure::Failure;
 use crate::limits::LimitSlot;
 use crate::live::Tally;
 use crate::relay::{self, Caps, Relay};
-use crate::session::{Failure, Requested};
+use crate::requested::Requested;
 use crate::stream::ClientStream;
 
 /// Runs `attempt` through the members of upstream group `route`, within the connect
@@ -45,8 +46,8 @@ where
     // The rule's egress applies to the connections to the first hop, and the group may want
     // to know who the client is.
     let header = group.send_proxy_protocol.then_some(ProxyHeader::Proxied {
-        source: session.record.client,
-        destination: session.record.listener,
+        source: session.record.subject.client(),
+        destination: session.record.subject.listener(),
     });
     let attempt = |chain: Chain| {
         let chain = chain.with_outbound(outbound.clone());
@@ -55,7 +56,11 @@ where
             None => chain,
         })
     };
-    let attempt = group.run(session.record.client.ip(), &shared.metrics, attempt);
+    let attempt = group.run(
+        session.record.subject.client().ip(),
+        &shared.metrics,
+        attempt,
+    );
     match tokio::time::timeout(shared.timeouts.connect, attempt).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => {

@@ -14,6 +14,7 @@ mod access_log;
 mod admin;
 mod authorize;
 mod command;
+mod failure;
 pub mod fleet;
 #[cfg(feature = "gssapi")]
 mod gss;
@@ -21,13 +22,16 @@ mod icmp;
 mod limits;
 mod listener;
 mod live;
+mod login;
 mod metrics;
 mod outbound;
 mod relay;
 pub mod reply;
+mod requested;
 mod session;
 mod sockets;
 mod stream;
+mod subject;
 mod upstream;
 
 use std::future::Future;

@@ -134,10 +134,10 @@ impl LiveSessions {
             .counters
             .add_down(record.counters.down.load(Ordering::Relaxed) as usize);
         let entry = Entry {
-            client: record.client,
-            via: record.via.as_deref().copied(),
-            listener: record.listener,
-            user: record.user.clone(),
+            client: record.subject.client(),
+            via: record.subject.via(),
+            listener: record.subject.listener(),
+            user: record.subject.user().map(str::to_owned),
             command: record.command,
             target: record.target.clone(),
             rule: record.rule.clone(),
@@ -270,8 +270,8 @@ mod tests {
     }
 
     fn record_of(like: &AccessRecord) -> AccessRecord {
-        let mut record = AccessRecord::new(like.client, like.listener);
-        record.user.clone_from(&like.user);
+        let mut record = AccessRecord::new(like.subject.client(), like.subject.listener());
+        record.subject = like.subject.clone();
         record.command = like.command;
         record
     }
@@ -283,7 +283,7 @@ mod tests {
             "127.0.0.1:5000".parse().unwrap(),
             "127.0.0.1:1080".parse().unwrap(),
         );
-        record.user = Some("alice".into());
+        record.subject.claim("alice".into(), true);
         record.command = Some(Command::CONNECT);
         let mut first = record_of(&record);
         sessions.list(&mut first);

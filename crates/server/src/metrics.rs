@@ -92,7 +92,7 @@ impl Metrics {
         let down = record.counters.down.load(Ordering::Relaxed);
         self.bytes_up.fetch_add(up, Ordering::Relaxed);
         self.bytes_down.fetch_add(down, Ordering::Relaxed);
-        if let (Some(_), Some(user)) = (&record.identity, &record.user) {
+        if let Some(user) = record.subject.user() {
             self.users.add(user, up, down);
         }
         if let Some(udp) = &record.udp {

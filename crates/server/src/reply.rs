@@ -10,6 +10,7 @@
 //! | a firewall rule refused the connection (EACCES/EPERM) | 0x02 not allowed | 0x5B |
 //! | command not served | 0x07 command not supported | 0x5B |
 //! | address type unknown | 0x08 address type not supported | 0x5B |
+//! | refused by the rules or a session limit | 0x02 not allowed | 0x5B |
 //! | anything else | 0x01 general failure | 0x5B |
 //!
 //! A connect timeout is reported as 0x06 rather than 0x04 so that a client can tell a silent
@@ -21,7 +22,19 @@ use std::io;
 
 use socksgate_proto::Reply;
 
+use crate::failure::Failure;
 use crate::outbound::ConnectError;
+
+/// The reply to a request refused before its command ran (by the rules, a limit, a name
+/// that would not resolve).
+pub(crate) fn for_refusal(failure: &Failure) -> Reply {
+    match failure {
+        Failure::Denied(_) => Reply::NOT_ALLOWED,
+        Failure::Connect(error) => for_connect_error(error),
+        Failure::UnsupportedCommand => Reply::COMMAND_NOT_SUPPORTED,
+        _ => Reply::GENERAL_FAILURE,
+    }
+}
 
 /// The reply for a failed connection attempt.
 pub(crate) fn for_connect_error(error: &ConnectError) -> Reply {

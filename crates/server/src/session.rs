@@ -2,25 +2,27 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use socksgate_auth::{Credentials, Crowded, Identity, Refusal, Throttle};
+use socksgate_auth::{Identity, Refusal};
 use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake, ServerOptions};
-use socksgate_proto::{Address, Command, Reply, Step, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socksgate_proto::{Command, Reply, Step, Version};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access_log::AccessRecord;
 use crate::authorize;
 use crate::command::{self, AssociationEnd, Established, IcmpSession};
+use crate::failure::Failure;
 #[cfg(feature = "gssapi")]
 use crate::gss::{Negotiation, Progress};
-use crate::outbound::ConnectError;
+use crate::login::authenticate;
 use crate::relay::RelayEnd;
+use crate::requested::{flush, linger_close, Requested};
 use crate::stream::{ClientStream, ClientTcp};
 use crate::{boxed, ListenerSetup, Shared};
 use socksgate_client::Layered;
@@ -32,95 +34,6 @@ use socksgate_tls::MaybeTls;
 /// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
 /// sends more without completing a message is not speaking SOCKS.
 const MAX_HANDSHAKE_BUFFER: usize = 1024;
-
-/// After a failure reply, how long the client gets to read it and close.
-const LINGER: Duration = Duration::from_secs(2);
-
-/// Why a session ended before or instead of relaying.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// The client broke the protocol or offered nothing acceptable.
-    Handshake(ServerError),
-    /// The client did not complete the handshake in time.
-    HandshakeTimeout,
-    /// The client sent too much without completing a message.
-    HandshakeTooLong,
-    /// The client closed or reset the connection before the relay began.
-    ClientGone(io::Error),
-    /// The TLS handshake failed (a certificate refused, not TLS at all, …).
-    Tls(io::Error),
-    /// The other side failed while taking the bytes the client sent with its request.
-    Reset(io::Error),
-    /// The request names a command this server does not serve.
-    UnsupportedCommand,
-    /// The credentials were refused.
-    Authentication(Refusal),
-    /// The GSS-API context or protection level was refused (why).
-    #[cfg_attr(not(feature = "gssapi"), allow(dead_code))]
-    Gssapi(String),
-    /// The target could not be reached.
-    Connect(ConnectError),
-    /// No listening (BIND) or relay (UDP) socket could be opened.
-    Setup(io::Error),
-    /// No peer connected to a BIND socket in time.
-    BindTimeout,
-    /// The client rules refused the connection.
-    ClientDenied(String),
-    /// The request rules refused the request (which rule, or why).
-    Denied(String),
-    /// The upstream group could not carry the request.
-    Upstream(String),
-    /// A load balancer's PROXY protocol header was missing or malformed (why).
-    ProxyHeader(String),
-    /// A source not trusted as a load balancer sent a PROXY protocol header.
-    UntrustedProxyHeader,
-    /// The source opened connections faster than `limits.connection_rate_per_source`.
-    RateLimited,
-}
-
-impl Failure {
-    fn outcome(&self) -> &'static str {
-        match self {
-            Self::Handshake(_) | Self::HandshakeTooLong => "bad-handshake",
-            Self::HandshakeTimeout => "handshake-timeout",
-            Self::ClientGone(_) => "client-gone",
-            Self::Tls(_) => "tls-failed",
-            Self::Reset(_) => "reset",
-            Self::UnsupportedCommand => "unsupported-command",
-            Self::Authentication(_) | Self::Gssapi(_) => "auth-failed",
-            Self::Connect(ConnectError::TimedOut) => "connect-timeout",
-            Self::Connect(ConnectError::Resolve(_)) => "unresolved",
-            Self::Connect(_) => "connect-failed",
-            Self::Setup(_) => "setup-failed",
-            Self::BindTimeout => "bind-timeout",
-            Self::ClientDenied(_) => "client-denied",
-            Self::Denied(_) => "denied",
-            Self::Upstream(_) => "upstream-failed",
-            Self::ProxyHeader(_) => "bad-proxy-header",
-            Self::UntrustedProxyHeader => "untrusted-proxy-header",
-            Self::RateLimited => "rate-limited",
-        }
-    }
-
-    fn detail(&self) -> Option<String> {
-        match self {
-            Self::Handshake(error) => Some(error.to_string()),
-            Self::ClientGone(error)
-            | Self::Tls(error)
-            | Self::Reset(error)
-            | Self::Setup(error) => Some(error.to_string()),
-            Self::Connect(error) => Some(error.to_string()),
-            Self::Authentication(refusal) => Some(refusal.to_string()),
-            Self::ClientDenied(why)
-            | Self::Denied(why)
-            | Self::Upstream(why)
-            | Self::ProxyHeader(why)
-            | Self::Gssapi(why) => Some(why.clone()),
-            Self::RateLimited => Some("limits.connection_rate_per_source".to_owned()),
-            _ => None,
-        }
-    }
-}
 
 /// What a granted request leads to once its replies are sent.
 enum Next {
@@ -137,36 +50,6 @@ pub(crate) enum Ended {
     Relay(RelayEnd),
     /// A UDP association.
     Association(AssociationEnd),
-}
-
-/// A session whose request is known, waiting for its command to run.
-pub(crate) struct Requested<'a> {
-    pub(crate) client: &'a mut ClientStream,
-    pub(crate) machine: ServerHandshake,
-    pub(crate) request: Request,
-    /// Bytes the client sent after its request, for the target.
-    pub(crate) pipelined: Vec<u8>,
-    pub(crate) shared: &'a Shared,
-    pub(crate) record: &'a mut AccessRecord,
-}
-
-impl Requested<'_> {
-    /// Sends a reply (the first, or BIND's second).
-    pub(crate) async fn reply(&mut self, reply: Reply, bound: &Address) -> io::Result<()> {
-        self.record.reply = Some(reply);
-        if self.machine.reply(reply, bound).is_err() {
-            return Err(io::Error::other("reply out of order"));
-        }
-        flush(self.client, &mut self.machine).await
-    }
-
-    /// Sends a failure reply and closes the connection (RFC 1928 §6: at once, and no later
-    /// than 10 seconds).
-    pub(crate) async fn refuse(&mut self, reply: Reply) {
-        if self.reply(reply, &Address::unspecified()).await.is_ok() {
-            linger_close(self.client).await;
-        }
-    }
 }
 
 /// Serves one accepted connection to the end, then gives its session slot back.
@@ -233,7 +116,7 @@ fn serve_session(
                 if !shared
                     .limits
                     .connection_rates
-                    .admit(shared.source_group(record.client.ip()), rate)
+                    .admit(shared.source_group(record.subject.client().ip()), rate)
                 {
                     break 'session Err(Failure::RateLimited);
                 }
@@ -284,7 +167,7 @@ async fn proxied(
 ) -> Result<(), Failure> {
     use socksgate_proto::proxy_header::ProxyHeader;
     use socksgate_proto::DecodeError;
-    let balancer = record.client;
+    let balancer = record.subject.client();
     let is_trusted = trusted.iter().any(|block| block.contains(balancer.ip()));
     // Peeked, so that nothing after the header is consumed: the header is read exactly.
     let mut start = [0u8; 512];
@@ -333,8 +216,7 @@ async fn proxied(
         .await
         .map_err(Failure::ClientGone)?;
     if let ProxyHeader::Proxied { source, .. } = header {
-        record.via = Some(Box::new(balancer));
-        record.client = source;
+        record.subject.proxied(source);
     }
     Ok(())
 }
@@ -361,7 +243,12 @@ async fn secure(
         .peer_certificates()
         .and_then(<[_]>::first);
     if let Some(user) = certificate.and_then(socksgate_tls::certificate_user) {
-        record.user = Some(user);
+        // The first proof of identity: nothing can conflict with it yet.
+        let _ = record.subject.prove(Identity {
+            user,
+            groups: Vec::new(),
+            method: socksgate_proto::Method::NO_AUTH,
+        });
     }
     Ok(Layered::new(MaybeTls::Tls(Box::new(stream))))
 }
@@ -419,7 +306,7 @@ fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
 fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
     let verdict = shared
         .policy
-        .decide_client(record.client.ip(), record.listener);
+        .decide_client(record.subject.client().ip(), record.subject.listener());
     (verdict.action == socksgate_policy::Action::Deny).then(|| verdict.reason.to_string())
 }
 
@@ -447,11 +334,7 @@ async fn run(
         // session's user only where the listener trusts it, and never over a user a client
         // certificate named.
         let claimed = String::from_utf8_lossy(&request.user_id).into_owned();
-        if trust_socks4_userid && record.user.is_none() {
-            record.user = Some(claimed);
-        } else {
-            record.claimed_user = Some(claimed.into_boxed_str());
-        }
+        record.subject.claim(claimed, trust_socks4_userid);
     }
     let mut session = Requested {
         client,
@@ -471,7 +354,15 @@ async fn run(
         session.refuse(Reply::COMMAND_NOT_SUPPORTED).await;
         return Err(Failure::UnsupportedCommand);
     }
-    let grant = authorize::authorize(&mut session).await?;
+    let decision = authorize::authorize(shared, &session.record.subject, &session.request).await;
+    session.record.rule = decision.rule;
+    let grant = match decision.result {
+        Ok(grant) => grant,
+        Err(failure) => {
+            session.refuse(crate::reply::for_refusal(&failure)).await;
+            return Err(failure);
+        }
+    };
     session.record.log = grant.options.log;
     if let Some(live) = &shared.live {
         live.list(session.record);
@@ -509,40 +400,42 @@ async fn read_request(
                 input.drain(..used);
                 match event {
                     ServerEvent::Request(request) => return Ok((machine, request, input)),
-                    ServerEvent::MethodSelected(_) => {}
+                    ServerEvent::MethodSelected(method) => record.subject.method_selected(method),
                     ServerEvent::Credentials(credentials) => {
                         let attempted = credentials.username_lossy();
                         // A client certificate already named the user: credentials for
-                        // someone else are refused, not taken over it.
-                        let verdict = match &record.user {
-                            Some(certified) if *certified != attempted => {
-                                record.claimed_user = Some(attempted.into_boxed_str());
-                                Err(Refusal::Unusable(
-                                    "credentials for another user than the client certificate's",
-                                ))
+                        // someone else are refused unchecked, not taken over it.
+                        const NOT_THE_CERTIFICATES: Refusal = Refusal::Unusable(
+                            "credentials for another user than the client certificate's",
+                        );
+                        let verdict = match record.subject.conflicts_with(&attempted) {
+                            Some(_) => {
+                                record.subject.claim(attempted, false);
+                                Err(NOT_THE_CERTIFICATES)
                             }
-                            _ => {
-                                record.user = Some(attempted);
-                                let source = shared.source_group(record.client.ip());
+                            None => {
+                                record.subject.attempt(&attempted);
+                                let source = shared.source_group(record.subject.client().ip());
                                 authenticate(shared, source, credentials).await
                             }
                         };
-                        let _ = machine.authenticated(verdict.is_ok());
+                        // The name the back end settled on (PAM may map `BOB` to `bob`), not
+                        // the one typed: rules and limits see one name. A back end that maps
+                        // it to another user than the certificate's is refused likewise.
+                        let proven = verdict.and_then(|identity| {
+                            record
+                                .subject
+                                .prove(identity)
+                                .map_err(|_| NOT_THE_CERTIFICATES)
+                        });
+                        let _ = machine.authenticated(proven.is_ok());
                         flush(client, &mut machine)
                             .await
                             .map_err(Failure::ClientGone)?;
-                        match verdict {
-                            Ok(identity) => {
-                                // The name the back end settled on (PAM may map `BOB` to
-                                // `bob`), not the one typed: rules and limits see one name.
-                                record.user = Some(identity.user.clone());
-                                record.identity = Some(Box::new(identity));
-                            }
-                            Err(refusal) => {
-                                // RFC 1929 §2: after a failure status the server closes.
-                                linger_close(client).await;
-                                return Err(Failure::Authentication(refusal));
-                            }
+                        if let Err(refusal) = proven {
+                            // RFC 1929 §2: after a failure status the server closes.
+                            linger_close(client).await;
+                            return Err(Failure::Authentication(refusal));
                         }
                     }
                     // GSS-API is never offered yet, so the machine never reaches it.
@@ -564,12 +457,15 @@ async fn read_request(
                                 flush(client, &mut machine)
                                     .await
                                     .map_err(Failure::ClientGone)?;
-                                record.user = Some(principal.clone());
-                                record.identity = Some(Box::new(Identity {
+                                // A principal for another user than the client certificate
+                                // is refused, never taken over it.
+                                if let Err(conflict) = record.subject.prove(Identity {
                                     user: principal,
                                     groups: Vec::new(),
                                     method: socksgate_proto::Method::GSSAPI,
-                                }));
+                                }) {
+                                    return Err(Failure::Gssapi(conflict.to_string()));
+                                }
                                 if level != Level::None {
                                     let pipelined = std::mem::take(&mut input);
                                     let layer = GssLayer::new(Box::new(context), level, pipelined);
@@ -614,114 +510,6 @@ async fn read_request(
                 linger_close(client).await;
                 return Err(Failure::Handshake(error));
             }
-        }
-    }
-}
-
-pub(crate) async fn flush(
-    client: &mut ClientStream,
-    machine: &mut ServerHandshake,
-) -> io::Result<()> {
-    let pending = machine.pending_output();
-    if !pending.is_empty() {
-        client.write_all(pending).await?;
-        // A TLS stream may hold the last record until flushed.
-        client.flush().await?;
-        let written = pending.len();
-        machine.output_written(written);
-    }
-    Ok(())
-}
-
-/// Closes so that the client reads the last reply: send FIN, then wait briefly for the
-/// client's own close, discarding what it still sends. Closing with unread input would send
-/// a reset, which can destroy the reply before the client reads it.
-pub(crate) async fn linger_close(client: &mut ClientStream) {
-    if client.shutdown().await.is_err() {
-        return;
-    }
-    let mut sink = [0u8; 512];
-    let drain = async {
-        let mut total = 0usize;
-        while total < 64 * 1024 {
-            match client.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER, drain).await;
-}
-
-/// Checks credentials on a blocking thread (at most a few at once), as the throttle allows:
-/// a login past a suspect's pending cap fails unchecked, a failure's reply is held back as
-/// long as the throttle (and the fleet) say, a success is answered at once. The password is
-/// wiped when `credentials` is dropped.
-async fn authenticate(
-    shared: &Shared,
-    source: IpAddr,
-    credentials: Credentials,
-) -> Result<Identity, Refusal> {
-    let Some(authenticator) = shared.authenticator.clone() else {
-        return Err(Refusal::BackEnd("no authentication back end".to_owned()));
-    };
-    // The throttle is asked once a verification slot is free, so that a burst of parallel
-    // guesses from a clean source is judged by the failures of those checked before it.
-    let Ok(permit) = shared.verifications.acquire().await else {
-        return Err(Refusal::BackEnd("shutting down".to_owned()));
-    };
-    let mut attempt =
-        ThrottledAttempt::begin(&shared.throttle, source, credentials.username_lossy())
-            .map_err(Refusal::Throttled)?;
-    let verdict = tokio::task::spawn_blocking(move || authenticator.verify(&credentials))
-        .await
-        .unwrap_or_else(|error| Err(Refusal::BackEnd(error.to_string())));
-    drop(permit);
-    let mut wait = attempt.finish(verdict.is_ok());
-    if let (Err(Refusal::WrongPassword | Refusal::UnknownUser), Some(fleet)) =
-        (&verdict, &shared.fleet)
-    {
-        // Failures on other nodes of a fleet count too.
-        wait = wait.max(fleet.login_failed(&attempt.user).await);
-    }
-    tokio::time::sleep(wait).await;
-    verdict
-}
-
-/// One checked login as the throttle sees it; a login abandoned midway (the client left,
-/// the handshake timed out) counts as a failure. The throttle holds a failure pending until
-/// its reply is due, whether or not this task still waits for it.
-struct ThrottledAttempt<'a> {
-    throttle: &'a Throttle,
-    source: IpAddr,
-    user: String,
-    finished: bool,
-}
-
-impl<'a> ThrottledAttempt<'a> {
-    fn begin(throttle: &'a Throttle, source: IpAddr, user: String) -> Result<Self, Crowded> {
-        throttle.begin(Instant::now(), source, &user)?;
-        Ok(Self {
-            throttle,
-            source,
-            user,
-            finished: false,
-        })
-    }
-
-    /// Records the outcome; returns how long the reply waits.
-    fn finish(&mut self, success: bool) -> Duration {
-        self.finished = true;
-        self.throttle
-            .finish(Instant::now(), self.source, &self.user, success)
-    }
-}
-
-impl Drop for ThrottledAttempt<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.throttle
-                .finish(Instant::now(), self.source, &self.user, false);
         }
     }
 }

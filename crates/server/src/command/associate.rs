@@ -28,11 +28,13 @@ use tokio::net::UdpSocket;
 
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
-use crate::authorize::{datagram_allowed, datagram_decision, DatagramSubject, Grant};
+use crate::authorize::{datagram_allowed, datagram_decision, Grant};
+use crate::failure::Failure;
 use crate::live::Tally;
-use crate::session::{Failure, Requested};
+use crate::requested::Requested;
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::stream::{ClientStream, ClientTcp};
+use crate::subject::Subject;
 use crate::{Resolver, Shared, Stats};
 use socksgate_client::UdpChain;
 use socksgate_policy::Evaluation;
@@ -89,7 +91,7 @@ pub(crate) async fn associate(
     let config = &shared.udp;
     // The client as the session knows it: behind a trusted balancer, the one its PROXY
     // header named (the balancer carries TCP only; datagrams come from the client itself).
-    let control_peer = session.record.client;
+    let control_peer = session.record.subject.client();
     // Through an upstream group, datagrams go out wrapped for its chain.
     let upstream = match grant.route.clone() {
         None => None,
@@ -124,14 +126,7 @@ pub(crate) async fn associate(
         .map_err(Failure::ClientGone)?;
 
     let requested_port = session.request.target.port;
-    let identity = session.record.identity.as_ref();
-    let subject = PolicySubject {
-        source: control_peer.ip().to_canonical(),
-        listener: session.record.listener,
-        user: session.record.user.clone(),
-        groups: identity.map(|i| i.groups.clone()).unwrap_or_default(),
-        method: identity.map_or(socksgate_proto::Method::NO_AUTH, |i| i.method),
-    };
+    let subject = session.record.subject.clone();
     let mut association = Association {
         shared,
         upstream,
@@ -246,19 +241,12 @@ impl Filter {
 }
 
 /// Who the association belongs to, as the policy sees it.
-struct PolicySubject {
-    source: IpAddr,
-    listener: SocketAddr,
-    user: Option<String>,
-    groups: Vec<String>,
-    method: socksgate_proto::Method,
-}
-
 struct Association<'a> {
     shared: &'a Shared,
     /// The association through an upstream group's chain, for routed traffic.
     upstream: Option<UdpChain>,
-    subject: PolicySubject,
+    /// Who sends the association's datagrams, as the rules see it.
+    subject: Subject,
     /// The policy's answer per destination, remembered (bounded like the filter).
     verdicts: HashMap<SocketAddr, bool>,
     socket: UdpSocket,
@@ -519,24 +507,12 @@ impl Association<'_> {
         if let Some(&allowed) = self.verdicts.get(&destination) {
             return allowed;
         }
-        let subject = self.datagram_subject();
-        let allowed = datagram_allowed(self.shared, &subject, host, destination);
+        let allowed = datagram_allowed(self.shared, &self.subject, host, destination);
         if self.verdicts.len() >= MAX_PERMITTED {
             self.verdicts.clear();
         }
         self.verdicts.insert(destination, allowed);
         allowed
-    }
-
-    /// Who sends the association's datagrams, as the rules see it.
-    fn datagram_subject(&self) -> DatagramSubject<'_> {
-        DatagramSubject {
-            source: self.subject.source,
-            listener: self.subject.listener,
-            user: self.subject.user.as_deref(),
-            groups: &self.subject.groups,
-            method: self.subject.method,
-        }
     }
 
     /// Whether the rules let a datagram go to a name: by the name alone where that settles
@@ -545,14 +521,13 @@ impl Association<'_> {
         if !self.shared.policy.judges_destinations() {
             return true;
         }
-        let subject = self.datagram_subject();
-        match datagram_decision(self.shared, &subject, &target.host, target.port, None) {
+        match datagram_decision(self.shared, &self.subject, &target.host, target.port, None) {
             Evaluation::Decided(verdict) => verdict.action.serves(),
             // Judged with its name, never through the cache of verdicts by address: another
             // name may share the address and not the verdict.
             Evaluation::NeedsAddress => match self.resolve(target).await {
                 Some(address) => {
-                    datagram_allowed(self.shared, &self.datagram_subject(), &target.host, address)
+                    datagram_allowed(self.shared, &self.subject, &target.host, address)
                 }
                 None => false,
             },

@@ -15,8 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{established, through_route, Established};
 use crate::authorize::Grant;
+use crate::failure::Failure;
 use crate::outbound::ConnectError;
-use crate::session::{Failure, Requested};
+use crate::requested::Requested;
 use crate::sockets::{canonical, is_family_unavailable, route_source, wildcard_candidates};
 use crate::stream::ClientTcp;
 

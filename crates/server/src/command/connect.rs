@@ -4,9 +4,10 @@ use socksgate_proto::{Address, Reply};
 
 use super::{established, through_route, Established};
 use crate::authorize::Grant;
+use crate::failure::Failure;
 use crate::outbound;
 use crate::reply;
-use crate::session::{Failure, Requested};
+use crate::requested::Requested;
 
 pub(crate) async fn connect(
     mut session: Requested<'_>,

@@ -14,11 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{established, through_route, Established};
 use crate::authorize::Grant;
+use crate::failure::Failure;
 use crate::icmp::{Answer, Prober, MAX_PAYLOAD};
 use crate::outbound::ConnectError;
 use crate::relay::RelayEnd;
 use crate::reply;
-use crate::session::{Failure, Requested};
+use crate::requested::Requested;
 
 /// Probes remembered for their round-trip time; older ones' answers are not reported
 /// (a client waits a few seconds at most for one).
