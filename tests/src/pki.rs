@@ -99,3 +99,24 @@ impl Drop for Authority {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TLS connection to `proxy` trusting `ca` and presenting `client`'s certificate.
+pub async fn tls_with_certificate(
+    proxy: std::net::SocketAddr,
+    ca: &Authority,
+    client: &Pem,
+) -> socksgate_tls::tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let options = socksgate_tls::ClientTls {
+        ca: Some(ca.cert.clone()),
+        cert: Some(client.cert.clone()),
+        key: Some(client.key.clone()),
+        ..socksgate_tls::ClientTls::default()
+    };
+    let tls_config = socksgate_tls::client_config(&options).unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let name = socksgate_tls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    socksgate_tls::tokio_rustls::TlsConnector::from(tls_config)
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}

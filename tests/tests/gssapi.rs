@@ -213,7 +213,10 @@ pub(crate) mod socks {
         }
     }
 
-    async fn read_message(stream: &mut TcpStream, input: &mut Vec<u8>) -> Message {
+    async fn read_message(
+        stream: &mut (impl tokio::io::AsyncRead + Unpin),
+        input: &mut Vec<u8>,
+    ) -> Message {
         loop {
             match Message::decode(input) {
                 Ok((message, used)) => {
@@ -243,30 +246,28 @@ pub(crate) mod socks {
         Aborted,
     }
 
-    /// An RFC 1961 client: greeting, context, protection level `asked` (sent bare when
-    /// `nec`), then CONNECT to `target` and an echo of [`SECRET`] through the level granted.
-    pub(crate) async fn exchange(
-        proxy: SocketAddr,
+    /// An RFC 1961 client's greeting, context and protection level `asked` (sent bare when
+    /// `nec`) over `stream`: the context and the level granted, or `None` on an abort.
+    pub(crate) async fn negotiate(
+        stream: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
         asked: u8,
         nec: bool,
-        target: SocketAddr,
-    ) -> Granted {
-        let mut tcp = TcpStream::connect(proxy).await.unwrap();
-        tcp.write_all(&[5, 1, 1]).await.unwrap();
+        input: &mut Vec<u8>,
+    ) -> Option<(socksgate_gssapi::ClientContext, u8)> {
+        stream.write_all(&[5, 1, 1]).await.unwrap();
         let mut selection = [0u8; 2];
-        tcp.read_exact(&mut selection).await.unwrap();
+        stream.read_exact(&mut selection).await.unwrap();
         assert_eq!(selection, [5, 1], "GSS-API not selected");
         // §3: context establishment.
         let mut context = socksgate_gssapi::ClientContext::new("rcmd", "localhost").unwrap();
-        let mut input = Vec::new();
         let mut token = context.step(None).unwrap();
         while let Some(outgoing) = token.take() {
             let message = Message::new(MessageType::AUTHENTICATION, outgoing).unwrap();
-            tcp.write_all(&send(&message)).await.unwrap();
+            stream.write_all(&send(&message)).await.unwrap();
             if context.is_complete() {
                 break;
             }
-            let reply = read_message(&mut tcp, &mut input).await;
+            let reply = read_message(stream, input).await;
             assert_eq!(reply.kind, MessageType::AUTHENTICATION);
             token = context.step(Some(&reply.token)).unwrap();
         }
@@ -278,10 +279,10 @@ pub(crate) mod socks {
             socksgate_gssapi::Context::wrap(&mut context, false, &[asked]).unwrap()
         };
         let message = Message::new(MessageType::PROTECTION, level_token).unwrap();
-        tcp.write_all(&send(&message)).await.unwrap();
-        let reply = read_message(&mut tcp, &mut input).await;
+        stream.write_all(&send(&message)).await.unwrap();
+        let reply = read_message(stream, input).await;
         if reply.kind == MessageType::ABORT {
-            return Granted::Aborted;
+            return None;
         }
         assert_eq!(reply.kind, MessageType::PROTECTION);
         let granted = if nec {
@@ -291,7 +292,21 @@ pub(crate) mod socks {
                 .unwrap()
                 .data
         };
-        let granted = granted[0];
+        Some((context, granted[0]))
+    }
+
+    /// An RFC 1961 client: [`negotiate`], then CONNECT to `target` and an echo of [`SECRET`] through the level granted.
+    pub(crate) async fn exchange(
+        proxy: SocketAddr,
+        asked: u8,
+        nec: bool,
+        target: SocketAddr,
+    ) -> Granted {
+        let mut tcp = TcpStream::connect(proxy).await.unwrap();
+        let mut input = Vec::new();
+        let Some((context, granted)) = negotiate(&mut tcp, asked, nec, &mut input).await else {
+            return Granted::Aborted;
+        };
         // §5: the request and the data, encapsulated unless the level is 0.
         let SocketAddr::V4(v4) = target else {
             panic!("IPv4 target")
@@ -357,6 +372,66 @@ pub(crate) mod socks {
             assert_eq!(entry["reply"], "0x00", "{log:#?}");
             assert_eq!(entry["bytes_up"], SECRET.len().to_string(), "{log:#?}");
         }
+    }
+
+    /// Issue #21 (one subject): on a TLS listener that asks for client certificates, a
+    /// GSS-API principal for another user than the certificate's is refused — the session
+    /// closes before its request, logged as a failed login naming both — and never taken
+    /// over the certificate's user; a certificate for the principal itself passes.
+    #[test]
+    fn a_kerberos_principal_for_another_user_than_the_certificates_is_refused() {
+        use socksgate_tests::pki::{tls_with_certificate, Authority};
+        if realm().is_none() {
+            return;
+        }
+        let ca = Authority::new("gss-over-tls");
+        let mut config = gss_config(&[Method::GSSAPI], &EVERY_LEVEL, false);
+        let issued = ca.server("server");
+        config.listeners[0].tls = Some(socksgate_config::ListenerTls {
+            cert: issued.cert,
+            key: issued.key,
+            client_ca: Some(ca.cert.clone()),
+        });
+        let server = TestServer::start_with(config);
+        let echo = EchoTarget::start();
+        let principal = format!("alice@{}", socksgate_tests::kdc::REALM);
+        let runtime = runtime();
+        let connect_holding = |holder: &str| {
+            let certificate = ca.client(holder);
+            runtime.block_on(async {
+                let mut tls = tls_with_certificate(server.addr(), &ca, &certificate).await;
+                let mut input = Vec::new();
+                let (_, granted) = negotiate(&mut tls, 0, false, &mut input).await?;
+                assert_eq!(granted, 0, "level 0 asked, level 0 granted");
+                let SocketAddr::V4(v4) = echo.addr else {
+                    panic!("IPv4 target")
+                };
+                let mut request = vec![5, 1, 0, 1];
+                request.extend_from_slice(&v4.ip().octets());
+                request.extend_from_slice(&v4.port().to_be_bytes());
+                tls.write_all(&request).await.ok()?;
+                tls.flush().await.ok()?;
+                let mut reply = [0u8; 10];
+                tls.read_exact(&mut reply).await.ok()?;
+                Some(reply[1])
+            })
+        };
+        assert_eq!(
+            connect_holding("bob"),
+            None,
+            "bob's certificate became alice"
+        );
+        assert_eq!(connect_holding(&principal), Some(0));
+        let log = server.wait_for_sessions(2);
+        let refused = log.iter().find(|e| e["outcome"] == "auth-failed");
+        let refused = refused.unwrap_or_else(|| panic!("{log:#?}"));
+        assert_eq!(refused["user"], "bob", "{log:#?}");
+        assert!(refused["detail"].contains(&principal), "{log:#?}");
+        assert!(
+            log.iter()
+                .any(|e| e["user"] == principal && e["reply"] == "0x00"),
+            "{log:#?}"
+        );
     }
 
     #[test]

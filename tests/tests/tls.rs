@@ -11,7 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use socksgate_config::{Config, ListenerTls};
 use socksgate_tests::interop::{run, tool};
-use socksgate_tests::pki::{Authority, Pem};
+use socksgate_tests::pki::{tls_with_certificate, Authority, Pem};
 use socksgate_tests::target::EchoTarget;
 use socksgate_tests::{HttpTarget, TestServer};
 use socksgate_tls::rustls::pki_types::ServerName;
@@ -435,27 +435,6 @@ fn a_route_reaches_its_upstream_over_tls_with_the_groups_authority() {
     // The front relayed a plain client to a TLS upstream: the buffered path, bytes counted.
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["bytes_up"], "17", "{log:#?}");
-}
-
-/// A TLS connection to `proxy` trusting `ca` and presenting `client`'s certificate.
-async fn tls_with_certificate(
-    proxy: SocketAddr,
-    ca: &Authority,
-    client: &Pem,
-) -> TlsStream<tokio::net::TcpStream> {
-    let options = ClientTls {
-        ca: Some(ca.cert.clone()),
-        cert: Some(client.cert.clone()),
-        key: Some(client.key.clone()),
-        ..ClientTls::default()
-    };
-    let tls_config = socksgate_tls::client_config(&options).unwrap();
-    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(tls_config)
-        .connect(name, tcp)
-        .await
-        .unwrap()
 }
 
 /// Issue #21, finding 1: a client certificate names the user, and nothing the client says
