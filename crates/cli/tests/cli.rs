@@ -1037,8 +1037,9 @@ fn the_access_log_file_is_created_readable_by_owner_and_group_only() {
     assert_eq!(mode, 0o640, "{mode:o}");
 }
 
-/// Issue #21, finding 7: a client-chosen name (here a SOCKS4 USERID) with a newline and an
-/// escape sequence cannot forge a line of the human-format log, nor reach the terminal raw.
+/// Issue #21, finding 7: a client-chosen name (here a SOCKS4 USERID) with a newline, an
+/// escape sequence and a planted field cannot forge a line or a field of the human-format
+/// log, nor reach the terminal raw.
 #[test]
 fn client_controlled_strings_cannot_forge_a_human_log_line() {
     let (mut child, stderr, port) = start_serving(&["--listen", "127.0.0.1:0"], &[]);
@@ -1068,5 +1069,9 @@ fn client_controlled_strings_cannot_forge_a_human_log_line() {
         "{all}"
     );
     assert!(!all.contains('\x1b'), "{all:?}");
-    assert!(all.contains(r"claimed_user=x\nFORGED"), "{all}");
+    // Quoted and escaped, so that neither the newline nor the planted `outcome=` counts.
+    assert!(
+        all.contains(r#"claimed_user="x\nFORGED INFO socksgate::access: outcome=\"ok\"\u{1b}[2J""#),
+        "{all}"
+    );
 }

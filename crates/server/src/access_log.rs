@@ -104,8 +104,8 @@ impl AccessRecord {
             listener = %self.subject.listener(),
             via = %OrDash(self.subject.via()),
             protocol = %OrDash(self.version),
-            user = %OrDash(self.subject.logged_user()),
-            claimed_user = %OrDash(self.subject.claimed_user()),
+            user = self.subject.logged_user().unwrap_or("-"),
+            claimed_user = self.subject.claimed_user().unwrap_or("-"),
             command = %OrDash(self.command),
             target = %OrDash(self.target.as_ref()),
             outcome,
@@ -130,8 +130,8 @@ impl AccessRecord {
             listener = %self.subject.listener(),
             via = %OrDash(self.subject.via()),
             protocol = %OrDash(self.version),
-            user = %OrDash(self.subject.logged_user()),
-            claimed_user = %OrDash(self.subject.claimed_user()),
+            user = self.subject.logged_user().unwrap_or("-"),
+            claimed_user = self.subject.claimed_user().unwrap_or("-"),
             command = %OrDash(self.command),
             target = %OrDash(self.target.as_ref()),
             outcome,
@@ -159,6 +159,11 @@ impl AccessRecord {
     }
 }
 
+/// User names are recorded as text, not displayed: the human format quotes them (a name
+/// with a space and `outcome=` in it cannot pass for another field) and escapes what they
+/// hold, the JSON format writes them as they are. Other client-chosen text (a target's
+/// name, an error naming it) is displayed through [`Escaped`]: names hold no spaces.
+///
 /// A field not known (yet) shows as `-`; formatted straight into the event, with no
 /// `String` per field.
 struct OrDash<T>(Option<T>);
