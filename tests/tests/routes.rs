@@ -228,3 +228,39 @@ fn routed_datagrams_addressed_by_name_are_judged_by_the_rules() {
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["dropped_denied"], "1", "{log:#?}");
 }
+
+/// The private-destination guard is about what this host reaches: a routed request is the
+/// upstream's to resolve and to reach. With the guard on at the front, a CONNECT routed by
+/// name to a name only the upstream knows (`intranet.test`, an address on loopback there)
+/// is served: the front resolves nothing (a `.onion` name to Tor works the same way).
+/// Before, the front resolved the name to apply the guard, failed, and answered 0x04.
+#[test]
+fn a_routed_name_is_resolved_by_the_upstream_even_under_the_private_guard() {
+    use socksgate_tests::server::StaticResolver;
+    let echo = EchoTarget::start();
+    let knows_intranet = StaticResolver(
+        [("intranet.test".to_owned(), echo.addr.ip())]
+            .into_iter()
+            .collect(),
+    );
+    let upstream = TestServer::start_with_resolver(
+        TestServer::loopback_config(),
+        std::sync::Arc::new(knows_intranet),
+    );
+    let text = format!(
+        "{}\n[policy]\ndeny_private_destinations = true\n\n\
+         [[rule]]\nto = [\"intranet.test\"]\naction = \"route\"\nroute = \"up\"\n",
+        group(&[&[format!("socks5h://{}", upstream.addr())]], "")
+    );
+    let mut config = Config::parse(&text, Path::new("guarded.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    let knows_nothing = StaticResolver(Default::default());
+    let front = TestServer::start_with_resolver(config, std::sync::Arc::new(knows_nothing));
+    let target = format!("intranet.test:{}", echo.addr.port());
+    let mut stream = socks5_connect(front.addr(), &target).unwrap();
+    assert_echoes(&mut stream, b"resolved over there");
+    drop(stream);
+    assert_eq!(upstream.wait_for_sessions(1)[0]["target"], target);
+    let front_log = front.wait_for_sessions(1);
+    assert!(front_log[0]["rule"].ends_with("via up"), "{front_log:#?}");
+}

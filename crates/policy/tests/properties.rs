@@ -303,6 +303,50 @@ proptest! {
         let (action, _) = decide(&policy, &case, IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)));
         prop_assert_eq!(action, Action::Deny);
     }
+
+    // Issue #21 (routed names): a request a `route` rule takes is the upstream's to reach
+    // and to resolve — decided without its address, private or not, and never refused by
+    // the guard — while an `allow` rule's, below it, still is.
+    #[test]
+    fn routed_requests_are_the_upstreams_to_resolve_and_to_reach(
+        rules in proptest::collection::vec(rule(), 0..4),
+        case in case(),
+    ) {
+        let mut routed = rules.clone();
+        routed.insert(0, Rule { action: Action::Route, route: Some("up".into()), ..rules_that_match_all() });
+        let policy = Policy { rules: routed, deny_private_destinations: true, ..Policy::default() };
+        match policy.decide(&request(&case, None)) {
+            Evaluation::Decided(verdict) => prop_assert_eq!(verdict.action, Action::Route),
+            Evaluation::NeedsAddress => prop_assert!(false, "a routed name was to be resolved here"),
+        }
+        let internal = Case { host: Host::Ip("10.9.9.9".parse().unwrap()), ..case.clone() };
+        let (action, _) = decide(&policy, &internal, IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)));
+        prop_assert_eq!(action, Action::Route);
+    }
+}
+
+/// A rule without conditions (allowing, until changed).
+fn rules_that_match_all() -> Rule {
+    Rule {
+        origin: Origin {
+            file: Arc::from("policy.toml"),
+            line: 1,
+        },
+        from: vec![],
+        listeners: vec![],
+        users: vec![],
+        groups: vec![],
+        methods: vec![],
+        commands: vec![],
+        to: vec![],
+        ports: vec![],
+        days: None,
+        hours: None,
+        action: Action::Allow,
+        route: None,
+        options: RuleOptions::default(),
+        egress: None,
+    }
 }
 
 #[test]
