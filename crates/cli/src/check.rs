@@ -43,5 +43,13 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             rule.origin, earlier.origin
         );
     }
+    for (rule, block) in config.policy.guarded_rules() {
+        let _ = writeln!(
+            err,
+            "warning: rule {} allows {block}, which deny_private_destinations refuses whatever \
+             the rules say; set it to false under [policy] if the rule is meant",
+            rule.origin
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -415,6 +415,39 @@ fn check_reports_rules_that_can_never_match() {
     );
 }
 
+/// A rule allowing private space on a gateway whose guard is on (here by default: the
+/// listener is public) can never serve it: `check` says so, and how to mean it.
+#[test]
+fn check_warns_of_rules_the_private_destination_guard_overrides() {
+    let text = "[[listen]]\naddress = \"0.0.0.0:1080\"\nmethods = [\"password\"]\n\n\
+                [auth]\npam_service = \"login\"\n\n\
+                [[rule]]\nto = [\"10.1.0.0/16\"]\naction = \"allow\"\n\n\
+                [[rule]]\nto = [\"0.0.0.0/0\"]\naction = \"allow\"\n";
+    let config = temp_file("guarded.toml", text);
+    let output = check_config(&config, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let file = config.display();
+    assert!(
+        stderr.contains(&format!(
+            "warning: rule {file}:8 allows 10.1.0.0/16, which deny_private_destinations refuses"
+        )),
+        "{stderr}"
+    );
+    // 0.0.0.0/0 is mostly public: no warning for it.
+    assert_eq!(
+        stderr.matches("deny_private_destinations refuses").count(),
+        1,
+        "{stderr}"
+    );
+    let opened = temp_file(
+        "unguarded.toml",
+        &format!("{text}\n[policy]\ndeny_private_destinations = false\n"),
+    );
+    let output = check_config(&opened, &[]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("refuses"));
+}
+
 /// Collects a child's standard error lines on a thread, to wait for one.
 struct LogLines(std::sync::mpsc::Receiver<String>);
 

@@ -519,6 +519,24 @@ impl Policy {
         self.deny_private_destinations || !self.rules.is_empty()
     }
 
+    /// Pairs (rule, one of its destination blocks) where an `allow` rule names private
+    /// space the guard refuses whatever the rule says, for `socksgate check`.
+    pub fn guarded_rules(&self) -> Vec<(&Rule, &Cidr)> {
+        if !self.deny_private_destinations {
+            return Vec::new();
+        }
+        self.rules
+            .iter()
+            .filter(|rule| rule.action == Action::Allow)
+            .filter_map(|rule| {
+                rule.to.iter().find_map(|pattern| match pattern {
+                    HostPattern::Block(block) if block.is_private() => Some((rule, block)),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
     /// Pairs (unreachable rule, the earlier rule that shadows it), for `socksgate check`.
     pub fn shadowed_rules(&self) -> Vec<(&Rule, &Rule)> {
         let mut shadowed = Vec::new();

@@ -46,7 +46,40 @@ impl Cidr {
     pub fn covers(&self, other: &Cidr) -> bool {
         self.prefix <= other.prefix && self.contains(other.network)
     }
+
+    /// Whether the whole block lies in one of the private ranges [`is_private_destination`]
+    /// refuses (for `check`'s warning about rules the guard overrides).
+    pub fn is_private(&self) -> bool {
+        PRIVATE_RANGES.iter().any(|&(network, prefix)| {
+            Cidr::new(
+                network.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                prefix,
+            )
+            .is_some_and(|range| range.covers(self))
+        })
+    }
 }
+
+/// The ranges [`is_private_destination`] refuses, as blocks (NAT64 addresses that embed a
+/// private IPv4 address aside).
+const PRIVATE_RANGES: [(&str, u8); 16] = [
+    ("0.0.0.0", 8),
+    ("10.0.0.0", 8),
+    ("100.64.0.0", 10),
+    ("127.0.0.0", 8),
+    ("169.254.0.0", 16),
+    ("172.16.0.0", 12),
+    ("192.168.0.0", 16),
+    ("198.18.0.0", 15),
+    ("224.0.0.0", 4),
+    ("240.0.0.0", 4),
+    ("::", 128),
+    ("::1", 128),
+    ("fc00::", 7),
+    ("fe80::", 10),
+    ("ff00::", 8),
+    ("64:ff9b:1::", 48),
+];
 
 fn mask32(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)

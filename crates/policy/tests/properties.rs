@@ -325,6 +325,43 @@ proptest! {
     }
 }
 
+#[test]
+fn a_block_is_private_when_all_of_it_is() {
+    let private = |block: &str| block.parse::<Cidr>().unwrap().is_private();
+    for block in [
+        "10.0.0.0/8",
+        "10.1.2.0/24",
+        "192.168.0.0/16",
+        "169.254.169.254/32",
+        "fd00::/8",
+        "::1/128",
+    ] {
+        assert!(private(block), "{block}");
+    }
+    for block in [
+        "10.0.0.0/7",
+        "0.0.0.0/0",
+        "8.8.8.0/24",
+        "::/0",
+        "2001:db8::/32",
+    ] {
+        assert!(!private(block), "{block}");
+    }
+}
+
+proptest! {
+    // The ranges `is_private` knows are the ones the guard refuses: an address of a block
+    // it calls private is private.
+    #[test]
+    fn an_address_of_a_private_block_is_a_private_destination(ip in ip(), prefix in 0u8..=128) {
+        let prefix = if ip.is_ipv4() { prefix % 33 } else { prefix };
+        let block = Cidr::new(ip, prefix).unwrap();
+        if block.is_private() {
+            prop_assert!(socksgate_policy::is_private_destination(ip), "{ip} in {block}");
+        }
+    }
+}
+
 /// A rule without conditions (allowing, until changed).
 fn rules_that_match_all() -> Rule {
     Rule {

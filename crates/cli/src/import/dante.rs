@@ -117,6 +117,9 @@ struct Converter {
     upstreams: Vec<String>,
     notes: Vec<String>,
     dropped: usize,
+    /// Lines of `socks pass` rules whose destination is private space: Dante serves them,
+    /// socksgate's guard would refuse them on a public listener.
+    private_passes: Vec<usize>,
 }
 
 impl Converter {
@@ -335,6 +338,9 @@ impl Converter {
                             self.note(line, &note);
                         }
                         let name = if key == "from" { "from" } else { "to" };
+                        if key == "to" && action == "pass" && blocks.iter().any(|b| is_private(b)) {
+                            self.private_passes.push(line);
+                        }
                         if !blocks.is_empty() {
                             let _ = writeln!(rule, "{name} = {}", list(&blocks));
                         }
@@ -502,6 +508,16 @@ impl Converter {
                     .to_owned(),
             );
         }
+        if !self.private_passes.is_empty() {
+            let lines: Vec<String> = self.private_passes.iter().map(usize::to_string).collect();
+            self.notes.push(format!(
+                "line {} passes private networks, which Dante serves: \
+                 deny_private_destinations = false keeps them reachable",
+                lines.join(", ")
+            ));
+            self.settings
+                .push("[policy]\ndeny_private_destinations = false".to_owned());
+        }
         let mut out = format!("# socksgate configuration converted from {source} (Dante)\n");
         for note in &self.notes {
             let _ = writeln!(out, "# {note}");
@@ -651,6 +667,15 @@ fn address_match(values: &[String]) -> Result<Match, String> {
     })
 }
 
+/// Whether a converted destination (a block, an address or a name) is private space.
+fn is_private(destination: &str) -> bool {
+    let block = match destination.parse::<std::net::IpAddr>() {
+        Ok(ip) => socksgate_policy::Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }),
+        Err(_) => destination.parse::<socksgate_policy::Cidr>().ok(),
+    };
+    block.is_some_and(|block| block.is_private())
+}
+
 /// A TOML array of strings.
 fn list(items: &[impl AsRef<str>]) -> String {
     let quoted: Vec<String> = items
@@ -721,6 +746,34 @@ mod tests {
             out.find("*.example.com").unwrap(),
         );
         assert!(block < route && route < pass, "{out}");
+    }
+
+    /// Issue #21: Dante has no private-destination guard; a pass rule to private space
+    /// keeps it reachable in the conversion, which says so.
+    #[test]
+    fn a_pass_rule_to_private_networks_turns_the_guard_off_and_says_why() {
+        let converted = convert(
+            "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
+             client pass { from: 0/0 to: 0/0 }\n\
+             socks pass { from: 0/0 to: 10.0.0.0/8 }\n",
+            "sockd.conf",
+        );
+        let out = &converted.output;
+        assert!(
+            out.contains("[policy]\ndeny_private_destinations = false"),
+            "{out}"
+        );
+        assert!(out.contains("line 4 passes private networks"), "{out}");
+        let public_only = convert(
+            "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
+             client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 }\n",
+            "sockd.conf",
+        );
+        assert!(
+            !public_only.output.contains("deny_private_destinations"),
+            "{}",
+            public_only.output
+        );
     }
 
     #[test]
