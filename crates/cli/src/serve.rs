@@ -18,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{authentication, exit, logging};
 
 pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) -> ExitCode {
-    let config = match load(path, listen) {
+    let mut config = match load(path, listen) {
         Ok(config) => config,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "error: {error}");
@@ -28,6 +28,9 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
     if let Err(error) = logging::init(&config.log) {
         let _ = writeln!(std::io::stderr(), "error: log.output: {error}");
         return exit::code(exit::CONFIG);
+    }
+    if path.is_none() && listen.is_empty() {
+        skip_missing_loopbacks(&mut config);
     }
     use_keytab(&config);
     let authenticator = match authentication::from_config(&config.auth) {
@@ -100,6 +103,34 @@ fn load(path: Option<&Path>, listen: &[SocketAddr]) -> Result<Config, ConfigErro
     } else {
         config.with_listeners(listen)
     }
+}
+
+/// The embedded default listens on both loopbacks; a machine without one of them (IPv6
+/// switched off in a container or on the kernel's command line) is served on the other.
+/// A listener the configuration names is never skipped: not binding it is an error.
+fn skip_missing_loopbacks(config: &mut Config) {
+    let missing = |address: &SocketAddr| {
+        let probe = std::net::TcpListener::bind(SocketAddr::new(address.ip(), 0));
+        probe.is_err_and(|error| {
+            error.kind() == std::io::ErrorKind::AddrNotAvailable
+                || error.raw_os_error() == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error())
+        })
+    };
+    let (absent, present): (Vec<_>, Vec<_>) = config
+        .listeners
+        .iter()
+        .cloned()
+        .partition(|listener| missing(&listener.address));
+    if present.is_empty() {
+        return;
+    }
+    for listener in &absent {
+        tracing::info!(
+            address = %listener.address,
+            "this machine has no such loopback address: not listening there"
+        );
+    }
+    config.listeners = present;
 }
 
 /// Where the configuration comes from, to load it again on reload.

@@ -1108,3 +1108,32 @@ fn client_controlled_strings_cannot_forge_a_human_log_line() {
         "{all}"
     );
 }
+
+/// The README's first command on a machine without IPv6 (a container, `ipv6.disable=1`):
+/// the embedded default serves 127.0.0.1:1080 alone instead of failing on [::1]:1080. Run
+/// in a private network namespace whose loopback has IPv6 switched off.
+#[test]
+fn the_embedded_default_serves_ipv4_alone_where_there_is_no_ipv6() {
+    use socksgate_tests::interop::{run, skip_or_fail, tool};
+    if !rustix::process::geteuid().is_root() {
+        skip_or_fail("a network namespace needs root here");
+        return;
+    }
+    let Some(unshare) = tool("unshare") else {
+        return;
+    };
+    let script = format!(
+        "ip link set lo up && echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && \
+         timeout -s TERM 3 {} serve; echo rc=$?",
+        env!("CARGO_BIN_EXE_socksgate")
+    );
+    let served = run(&unshare, &["--net", "sh", "-c", &script], &[], 20);
+    let all = format!("{}{}", served.stdout, served.stderr);
+    // Still serving when timeout(1) stopped it (124), not exited at once on [::1].
+    assert!(all.contains("rc=124"), "{all}");
+    assert!(all.contains("listening address=127.0.0.1:1080"), "{all}");
+    assert!(
+        all.contains("address=[::1]:1080") && all.contains("no such loopback"),
+        "{all}"
+    );
+}

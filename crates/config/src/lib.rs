@@ -122,10 +122,7 @@ impl Config {
     /// public gateway must not be a way into the network behind it, or to a cloud's
     /// metadata service.
     fn apply_private_destinations_default(&mut self) {
-        let public = self.listeners.iter().any(|listener| {
-            !listener.address.ip().to_canonical().is_loopback()
-                || !listener.proxy_protocol.is_empty()
-        });
+        let public = self.listeners.iter().any(Listener::is_public);
         self.policy.deny_private_destinations = self.private_destinations_setting.unwrap_or(public);
     }
 }

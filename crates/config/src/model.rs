@@ -136,6 +136,13 @@ impl Listener {
         }
     }
 
+    /// Whether clients from elsewhere reach it: it is not on loopback, or a load balancer
+    /// passes their connections on (a PROXY protocol listener behind a local HAProxy is
+    /// public all the same).
+    pub fn is_public(&self) -> bool {
+        !self.address.ip().to_canonical().is_loopback() || !self.proxy_protocol.is_empty()
+    }
+
     /// Whether clients may connect without authenticating (a TLS listener that requires
     /// client certificates authenticates them).
     pub fn allows_anonymous(&self) -> bool {

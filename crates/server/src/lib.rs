@@ -420,15 +420,9 @@ impl std::fmt::Display for BindError {
     }
 }
 
-impl std::error::Error for BindError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Listen { source, .. } => Some(source),
-            Self::Tls { error, .. } => Some(error),
-            Self::Gssapi(_) | Self::Admin(_) => None,
-        }
-    }
-}
+/// The message names the cause already, so no `source` is given: a report that prints
+/// the chain (anyhow's `{:#}`) would say it twice.
+impl std::error::Error for BindError {}
 
 /// A server with its listeners open.
 pub struct Server {
