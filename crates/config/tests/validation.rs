@@ -776,3 +776,24 @@ fn public_listeners_refuse_private_destinations_by_default() {
         .unwrap();
     assert!(overridden.policy.deny_private_destinations);
 }
+
+// Issue #21, finding 3: IPv6 sources group by a prefix of 1 to 128 bits (64 by default);
+// 0 (every client one source) and 129 are refused, naming the field.
+#[test]
+fn the_ipv6_source_prefix_is_a_prefix_length() {
+    assert_eq!(parse("").unwrap().limits.ipv6_source_prefix, 64);
+    for bits in [1, 48, 128] {
+        let config = parse(&format!("[limits]\nipv6_source_prefix = {bits}\n")).unwrap();
+        assert_eq!(config.limits.ipv6_source_prefix, bits);
+        assert_eq!(parse(&config.to_toml()).unwrap().limits, config.limits);
+    }
+    for bits in [0, 129, 300] {
+        let error = parse(&format!("[limits]\nipv6_source_prefix = {bits}\n")).unwrap_err();
+        assert_eq!(
+            error.field.as_deref(),
+            Some("limits.ipv6_source_prefix"),
+            "{bits}"
+        );
+        assert!(error.message.contains("from 1 to 128"), "{}", error.message);
+    }
+}

@@ -315,6 +315,9 @@ pub struct ReloadHandle {
     tls: Arc<RwLock<Material>>,
     lasting: Lasting,
     listeners: Vec<SocketAddr>,
+    /// Whether a listener the server started with is public (`Listener::is_public`): it
+    /// serves until a restart, whatever a reloaded file says of it.
+    started_public: bool,
     max_sessions: Option<usize>,
     /// The fleet settings started with (its connection and tasks are not rebuilt).
     fleet: Option<socksgate_config::Fleet>,
@@ -346,13 +349,9 @@ impl ReloadHandle {
             not_applied.push("a changed [fleet] needs a restart".to_owned());
         }
         // The private-destination guard's default follows the listeners that serve, and a
-        // listener removed from the file serves until a restart.
-        let still_public = self
-            .listeners
-            .iter()
-            .any(|address| !address.ip().to_canonical().is_loopback());
+        // listener removed from the file (or its PROXY setting) serves until a restart.
         let mut config = config.clone();
-        if config.private_destinations_setting.is_none() && still_public {
+        if config.private_destinations_setting.is_none() && self.started_public {
             config.policy.deny_private_destinations = true;
         }
         let config = &config;
@@ -567,6 +566,11 @@ impl Server {
                 .iter()
                 .map(|(_, configured)| *configured)
                 .collect(),
+            started_public: self
+                .config
+                .listeners
+                .iter()
+                .any(socksgate_config::Listener::is_public),
             max_sessions: self.config.limits.max_sessions,
             fleet: self.config.fleet.clone(),
         }
@@ -721,6 +725,33 @@ mod reload_tests {
 
     fn parse(text: &str) -> Config {
         Config::parse(text, std::path::Path::new("reload.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issue #21, finding 10: a server that started with a public listener (here one taking
+    /// PROXY headers on loopback) keeps the private-destination guard on through a reload of
+    /// a file that no longer makes it public, unless the file turns the guard off itself.
+    #[tokio::test]
+    async fn a_reload_keeps_the_guard_while_a_public_listener_serves() {
+        let public = "[[listen]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = [\"127.0.0.1/32\"]\n";
+        let server = Server::bind(parse(public))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let guard = |server: &Server| {
+            server
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .policy
+                .deny_private_destinations
+        };
+        assert!(guard(&server));
+        let handle = server.reload_handle();
+        let quiet = "[[listen]]\naddress = \"127.0.0.1:0\"\n";
+        let _ = handle.reload(&parse(quiet), None);
+        assert!(guard(&server), "the guard went off with the reload");
+        let said = format!("{quiet}[policy]\ndeny_private_destinations = false\n");
+        let _ = handle.reload(&parse(&said), None);
+        assert!(!guard(&server), "the file's own setting applies");
     }
 
     #[tokio::test]
