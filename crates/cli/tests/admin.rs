@@ -71,19 +71,25 @@ fn status(curl: &Path, args: &[&str]) -> u16 {
     done.stdout.trim().parse().unwrap_or(0)
 }
 
+/// `socksgate check -c CONFIG`: its exit code and what it wrote to standard error.
+fn check(config: &Path) -> (Option<i32>, String) {
+    let checked = socksgate()
+        .args(["check", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&checked.stderr).into_owned();
+    (checked.status.code(), why)
+}
+
 #[test]
 fn finding_5_check_refuses_an_admin_listener_off_loopback_without_authentication() {
     let config = temp_file(
         "open-admin.toml",
         "[[listen]]\naddress = \"127.0.0.1:1080\"\n\n[admin]\naddress = \"0.0.0.0:9180\"\n",
     );
-    let checked = socksgate()
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let why = String::from_utf8_lossy(&checked.stderr);
-    assert_eq!(checked.status.code(), Some(2), "{why}");
+    let (code, why) = check(&config);
+    assert_eq!(code, Some(2), "{why}");
     assert!(
         why.contains("admin.address") && why.contains("token_file") && why.contains("toml:5:"),
         "{why}"
@@ -106,13 +112,8 @@ fn finding_5_check_refuses_an_admin_listener_off_loopback_without_authentication
             token.display().to_string()
         ),
     );
-    let checked = socksgate()
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let why = String::from_utf8_lossy(&checked.stderr);
-    assert_eq!(checked.status.code(), Some(2), "{why}");
+    let (code, why) = check(&config);
+    assert_eq!(code, Some(2), "{why}");
     assert!(
         why.contains("short-token") && why.contains("at least 16"),
         "{why}"

@@ -313,7 +313,7 @@ proptest! {
         case in case(),
     ) {
         let mut routed = rules.clone();
-        routed.insert(0, Rule { action: Action::Route, route: Some("up".into()), ..rules_that_match_all() });
+        routed.insert(0, Rule { action: Action::Route, route: Some("up".into()), ..allow_all() });
         let policy = Policy { rules: routed, deny_private_destinations: true, ..Policy::default() };
         match policy.decide(&request(&case, None)) {
             Evaluation::Decided(verdict) => prop_assert_eq!(verdict.action, Action::Route),
@@ -359,30 +359,6 @@ proptest! {
         if block.is_private() {
             prop_assert!(socksgate_policy::is_private_destination(ip), "{ip} in {block}");
         }
-    }
-}
-
-/// A rule without conditions (allowing, until changed).
-fn rules_that_match_all() -> Rule {
-    Rule {
-        origin: Origin {
-            file: Arc::from("policy.toml"),
-            line: 1,
-        },
-        from: vec![],
-        listeners: vec![],
-        users: vec![],
-        groups: vec![],
-        methods: vec![],
-        commands: vec![],
-        to: vec![],
-        ports: vec![],
-        days: None,
-        hours: None,
-        action: Action::Allow,
-        route: None,
-        options: RuleOptions::default(),
-        egress: None,
     }
 }
 
@@ -505,6 +481,7 @@ fn internal_addresses_are_recognised() {
     }
 }
 
+/// A rule without conditions, allowing.
 fn allow_all() -> Rule {
     Rule {
         origin: Origin {
