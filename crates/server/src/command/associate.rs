@@ -132,6 +132,7 @@ pub(crate) async fn associate(
         upstream,
         subject,
         verdicts: HashMap::new(),
+        name_verdicts: HashMap::new(),
         socket,
         local,
         client_ip: control_peer.ip().to_canonical(),
@@ -249,6 +250,9 @@ struct Association<'a> {
     subject: Subject,
     /// The policy's answer per destination, remembered (bounded like the filter).
     verdicts: HashMap<SocketAddr, bool>,
+    /// The same for routed datagrams addressed by name, by name and port: a rule walk and
+    /// a clock reading per datagram otherwise.
+    name_verdicts: HashMap<(DomainName, u16), bool>,
     socket: UdpSocket,
     local: SocketAddr,
     client_ip: IpAddr,
@@ -521,10 +525,26 @@ impl Association<'_> {
         if !self.shared.policy.judges_destinations() {
             return true;
         }
+        let Host::Domain(name) = &target.host else {
+            return false;
+        };
+        let key = (name.clone(), target.port);
+        if let Some(&allowed) = self.name_verdicts.get(&key) {
+            return allowed;
+        }
         match datagram_decision(self.shared, &self.subject, &target.host, target.port, None) {
-            Evaluation::Decided(verdict) => verdict.action.serves(),
-            // Judged with its name, never through the cache of verdicts by address: another
-            // name may share the address and not the verdict.
+            // Settled by the name: remembered for the association's next datagrams.
+            Evaluation::Decided(verdict) => {
+                let allowed = verdict.action.serves();
+                if self.name_verdicts.len() >= MAX_PERMITTED {
+                    self.name_verdicts.clear();
+                }
+                self.name_verdicts.insert(key, allowed);
+                allowed
+            }
+            // Judged by the address it resolves to now (not remembered: the address may
+            // change), and never through the cache of verdicts by address: another name may
+            // share the address and not the verdict.
             Evaluation::NeedsAddress => match self.resolve(target).await {
                 Some(address) => {
                     datagram_allowed(self.shared, &self.subject, &target.host, address)
