@@ -896,7 +896,7 @@ fn connect_authenticates_with_kerberos_and_the_server_logs_the_principal() {
     );
     assert_eq!(output.stdout, b"sealed\n");
     let line = log.wait_for("outcome=\"closed\"");
-    assert!(line.contains("user=alice@SOCKSGATE.TEST"), "{line}");
+    assert!(line.contains("user=\"alice@SOCKSGATE.TEST\""), "{line}");
     stop(&mut server);
 }
 
