@@ -529,3 +529,49 @@ fn credentials_for_another_user_than_the_certificates_are_refused() {
     assert_eq!(log[0]["user"], "bob", "{log:#?}");
     assert_eq!(log[0]["claimed_user"], "alice", "{log:#?}");
 }
+
+/// Issue #21 (one subject): the user a client certificate proves is a user like any other —
+/// here for the per-user counters, which missed certificate users before.
+#[test]
+fn a_certificate_user_is_counted_per_user() {
+    let ca = Authority::new("counted");
+    let mut config = Config::parse(
+        "[admin]\naddress = \"127.0.0.1:0\"\nper_user_metrics = 10\n",
+        std::path::Path::new("counted.toml"),
+    )
+    .unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.listeners.truncate(1);
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: ca.server("server").cert.clone(),
+        key: ca.server("server").key.clone(),
+        client_ca: Some(ca.cert.clone()),
+    });
+    let server = TestServer::start_with(config);
+    let echo = EchoTarget::start();
+    let carol = ca.client("carol");
+    runtime().block_on(async {
+        let mut tls = tls_with_certificate(server.addr(), &ca, &carol).await;
+        let SocketAddr::V4(v4) = echo.addr else {
+            panic!("IPv4 targets only")
+        };
+        let mut request = vec![5, 1, 0, 5, 1, 0, 1];
+        request.extend_from_slice(&v4.ip().octets());
+        request.extend_from_slice(&v4.port().to_be_bytes());
+        request.extend_from_slice(b"ping");
+        tls.write_all(&request).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut replies = [0u8; 2 + 10 + 4];
+        tls.read_exact(&mut replies).await.unwrap();
+        assert_eq!(&replies[12..], b"ping", "{replies:?}");
+    });
+    server.wait_for_sessions(1);
+    let mut admin = TcpStream::connect(server.admin_addr().unwrap()).unwrap();
+    admin.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut scrape = String::new();
+    admin.read_to_string(&mut scrape).unwrap();
+    assert!(
+        scrape.contains("socksgate_user_sessions_total{user=\"carol\"} 1"),
+        "{scrape}"
+    );
+}
