@@ -264,3 +264,34 @@ fn a_routed_name_is_resolved_by_the_upstream_even_under_the_private_guard() {
     let front_log = front.wait_for_sessions(1);
     assert!(front_log[0]["rule"].ends_with("via up"), "{front_log:#?}");
 }
+
+/// A UDP association goes out one way, chosen by its own rule (destinations aside): a
+/// datagram whose own rule routes it must not leave directly from this host. Here the
+/// association is direct (its rule allows 127.0.0.9), and a datagram to the echo on
+/// 127.0.0.1, which a `route` rule sends upstream, is dropped as denied — it went out
+/// directly, past the rule and the private-destination guard, before.
+#[test]
+fn a_direct_association_does_not_send_what_a_route_rule_takes() {
+    let upstream = TestServer::start();
+    let text = format!(
+        "{}\n[[rule]]\nto = [\"127.0.0.9\"]\naction = \"allow\"\n\n\
+         [[rule]]\nto = [\"127.0.0.1\"]\naction = \"route\"\nroute = \"up\"\n",
+        group(&[&[format!("socks5://{}", upstream.addr())]], "")
+    );
+    let mut config = Config::parse(&text, Path::new("mixed.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let front = TestServer::start_with(config);
+    let echo = UdpEcho::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let target = format!("127.0.0.1:{}", echo.port).parse().unwrap();
+    send_via(&socket, relay, &target, b"routed elsewhere");
+    assert!(
+        recv_via(&socket, Duration::from_millis(500)).is_none(),
+        "a datagram a route rule takes left directly"
+    );
+    drop(control);
+    let log = front.wait_for_sessions(1);
+    assert_eq!(log[0]["dropped_denied"], "1", "{log:#?}");
+}

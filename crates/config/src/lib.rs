@@ -448,7 +448,7 @@ fn validate_admin(raw: &raw::RawAdmin, origin: &Origin<'_>) -> Result<Option<Adm
     };
     // `/sessions` names clients, users and targets: nobody off this machine reads it
     // without proving who they are.
-    if !address.ip().is_loopback() && !admin.authenticates() {
+    if !address.ip().to_canonical().is_loopback() && !admin.authenticates() {
         return Err(ConfigError::new(
             origin,
             "an admin listener off loopback needs authentication: set admin.token_file, \

@@ -10,10 +10,10 @@
 //!
 //! A stage with no rules allows everything (the embedded default); a stage with rules denies
 //! what none of them allows. `deny_private_destinations` refuses loopback, private,
-//! link-local (cloud metadata) and other internal addresses whatever an `allow` rule says —
-//! checked on the address a name resolves to, so DNS cannot be used to get around it. A
-//! `route` rule's requests are not this host's to reach: the upstream reaches them from its
-//! network and resolves their names (nothing is resolved here for them).
+//! link-local (cloud metadata) and other internal addresses whatever the rules say — checked
+//! on the address a name resolves to, so DNS cannot be used to get around it. A name a
+//! `route` rule sends upstream is the upstream's to resolve: it is not resolved here (only a
+//! private address given as such is refused).
 //!
 //! A destination given as a name can match a name pattern at once, but an address block
 //! only once the name is resolved: when evaluation reaches such a rule (or must apply
@@ -477,24 +477,25 @@ impl Policy {
             }
             Verdict::first_match(first, |rule| rule.action)
         };
-        // The guard is about what this host reaches on the client's behalf. A routed request
-        // is reached by the upstream, from its network, and its name resolved there (a
-        // `.onion` name, say): not ours to resolve or refuse.
-        if self.deny_private_destinations && verdict.action == Action::Allow {
+        if self.deny_private_destinations && verdict.action.serves() {
             // BIND's destination is the peer it waits for, and 0.0.0.0 there means "any":
             // nothing is reached on the client's behalf.
             let any_peer =
                 |ip: std::net::IpAddr| request.command == Command::BIND && ip.is_unspecified();
             match request.destination_ip() {
+                // A private address is refused, routed or not: an upstream on this host or
+                // beside it would reach our own network.
                 Some(ip) if is_private_destination(ip) && !any_peer(ip) => {
                     return Evaluation::Decided(Verdict {
                         action: Action::Deny,
                         reason: Reason::PrivateDestination,
                     });
                 }
-                // An allowed name still has to prove its address is not internal.
-                None => return Evaluation::NeedsAddress,
-                Some(_) => {}
+                // An allowed name still has to prove its address is not internal. A routed
+                // name is the upstream's to resolve (a `.onion` name, say): resolving it here
+                // would leak the lookup, or fail.
+                None if verdict.action == Action::Allow => return Evaluation::NeedsAddress,
+                _ => {}
             }
         }
         Evaluation::Decided(verdict)

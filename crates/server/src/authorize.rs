@@ -50,7 +50,7 @@ pub(crate) struct Decision {
     /// The rule that decided (`file:line`), or why none did; `None` when nothing could be
     /// decided (the name to judge did not resolve).
     pub(crate) rule: Option<String>,
-    /// The grant, or why not (the session answers it: [`Failure::reply`]).
+    /// The grant, or why not (the session answers it: `reply::for_refusal`).
     pub(crate) result: Result<Grant, Failure>,
 }
 
@@ -235,17 +235,33 @@ async fn decide_by_address<'p>(
     Ok((verdict, Some(allowed)))
 }
 
-/// Whether a datagram to `destination` (an address) may be sent, for an association.
+/// Whether a datagram to `destination` (an address) may be sent by an association that goes
+/// out directly (`route` `None`) or through the group `route`.
 pub(crate) fn datagram_allowed(
     shared: &Shared,
     subject: &Subject,
     host: &Host,
     destination: SocketAddr,
+    route: Option<&str>,
 ) -> bool {
     matches!(
         datagram_decision(shared, subject, host, destination.port(), Some(destination.ip())),
-        Evaluation::Decided(verdict) if verdict.action.serves()
+        Evaluation::Decided(verdict) if carries(&verdict, route)
     )
+}
+
+/// Whether an association carries a datagram the rules decided `verdict` on: a direct one
+/// what they allow, a routed one what they route through its own group. (The association's
+/// own rule is chosen without destinations; a datagram's may differ — one a `route` rule
+/// takes must not leave from this host, nor an allowed one through another network.)
+pub(crate) fn carries(verdict: &Verdict<'_, Rule>, route: Option<&str>) -> bool {
+    match (verdict.action, route) {
+        (Action::Allow, None) => true,
+        (Action::Route, Some(group)) => {
+            verdict.rule().and_then(|rule| rule.route.as_deref()) == Some(group)
+        }
+        _ => false,
+    }
 }
 
 /// The rules on one datagram to `host:port`, by its address when known (`NeedsAddress`

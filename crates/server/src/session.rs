@@ -438,7 +438,6 @@ async fn read_request(
                             return Err(Failure::Authentication(refusal));
                         }
                     }
-                    // GSS-API is never offered yet, so the machine never reaches it.
                     #[cfg(feature = "gssapi")]
                     ServerEvent::Gssapi(message) => {
                         let Some(setup) = shared.gssapi.as_deref() else {

@@ -98,8 +98,8 @@ impl Subject {
     }
 
     /// The client proved to be `identity`. A first proof names the subject; a later one
-    /// (RFC 1929 after a client certificate, say) must name the same user, and then adds
-    /// what it knows (groups).
+    /// (RFC 1929 after a client certificate, say) must name the same user, and then takes
+    /// the first one's place (its groups, its method: it knows more than a certificate).
     pub(crate) fn prove(&mut self, identity: Identity) -> Result<(), Conflict> {
         if let Some(conflict) = self.conflicts_with(&identity.user) {
             return Err(conflict);

@@ -18,6 +18,7 @@ use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socksgate_config::{Fragments, Udp, UdpFiltering};
@@ -28,7 +29,7 @@ use tokio::net::UdpSocket;
 
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
-use crate::authorize::{datagram_allowed, datagram_decision, Grant};
+use crate::authorize::{carries, datagram_allowed, datagram_decision, Grant};
 use crate::failure::Failure;
 use crate::live::Tally;
 use crate::requested::Requested;
@@ -130,6 +131,7 @@ pub(crate) async fn associate(
     let mut association = Association {
         shared,
         upstream,
+        route: grant.route.clone(),
         subject,
         verdicts: HashMap::new(),
         name_verdicts: HashMap::new(),
@@ -246,6 +248,8 @@ struct Association<'a> {
     shared: &'a Shared,
     /// The association through an upstream group's chain, for routed traffic.
     upstream: Option<UdpChain>,
+    /// The group it goes through, as the rule that granted it named it.
+    route: Option<Arc<str>>,
     /// Who sends the association's datagrams, as the rules see it.
     subject: Subject,
     /// The policy's answer per destination, remembered (bounded like the filter).
@@ -511,7 +515,13 @@ impl Association<'_> {
         if let Some(&allowed) = self.verdicts.get(&destination) {
             return allowed;
         }
-        let allowed = datagram_allowed(self.shared, &self.subject, host, destination);
+        let allowed = datagram_allowed(
+            self.shared,
+            &self.subject,
+            host,
+            destination,
+            self.route.as_deref(),
+        );
         if self.verdicts.len() >= MAX_PERMITTED {
             self.verdicts.clear();
         }
@@ -535,7 +545,7 @@ impl Association<'_> {
         match datagram_decision(self.shared, &self.subject, &target.host, target.port, None) {
             // Settled by the name: remembered for the association's next datagrams.
             Evaluation::Decided(verdict) => {
-                let allowed = verdict.action.serves();
+                let allowed = carries(&verdict, self.route.as_deref());
                 if self.name_verdicts.len() >= MAX_PERMITTED {
                     self.name_verdicts.clear();
                 }
@@ -546,9 +556,13 @@ impl Association<'_> {
             // change), and never through the cache of verdicts by address: another name may
             // share the address and not the verdict.
             Evaluation::NeedsAddress => match self.resolve(target).await {
-                Some(address) => {
-                    datagram_allowed(self.shared, &self.subject, &target.host, address)
-                }
+                Some(address) => datagram_allowed(
+                    self.shared,
+                    &self.subject,
+                    &target.host,
+                    address,
+                    self.route.as_deref(),
+                ),
                 None => false,
             },
         }
