@@ -8,7 +8,8 @@
 //! with `tls`, the connection is HTTPS, and with a `client_ca` the TLS handshake itself
 //! refuses clients without a certificate from it. Both may be set; then both are asked.
 //! `/health` answers everyone, as balancers and probes need, and tells nothing but "ok".
-//! At most [`MAX_CONNECTIONS`] connections are served at once, each within
+//! At most [`MAX_CONNECTIONS`] connections are served at once, [`MAX_PER_SOURCE`] from one
+//! address, each sending its request within [`HEAD_TIMEOUT`] and answered within
 //! [`REQUEST_TIMEOUT`] (TLS handshake included); the excess is closed at once.
 
 use std::fmt;
@@ -30,8 +31,14 @@ use crate::Current;
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take from connecting to having its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long it may take to send its request head (the TLS handshake included): a client
+/// that trickles it holds a connection slot for no more than this.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections served at once; a scraper or an operator needs one or two.
 pub(crate) const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once from one address: one host cannot take every slot (and the
+/// balancer's or the kubelet's health checks with them).
+const MAX_PER_SOURCE: usize = 4;
 /// The shortest token accepted: shorter ones can be guessed.
 const MIN_TOKEN: usize = 16;
 
@@ -69,7 +76,7 @@ impl AdminAccess {
     }
 
     /// Whether a request with this head may read a page other than `/health`.
-    fn admits(&self, head: &[u8]) -> bool {
+    pub(crate) fn admits(&self, head: &[u8]) -> bool {
         let Some(token) = &self.token else {
             return true;
         };
@@ -116,18 +123,22 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_source: PerSource = Arc::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.cancelled() => return,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             // Out of descriptors and the like: try again shortly, as the SOCKS listeners do.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Closed at once: a flood of connections must not hold the listener's memory.
+            continue;
+        };
+        let Some(source_slot) = SourceSlot::take(&per_source, peer.ip().to_canonical()) else {
             continue;
         };
         let shared = current
@@ -140,13 +151,29 @@ pub(crate) async fn serve(
             access: shared.admin.clone(),
         };
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, source_slot);
             let exchange = async {
-                let stream = match &shown.access.tls {
-                    Some(acceptor) => MaybeTls::Tls(Box::new(acceptor.accept(stream).await?)),
-                    None => MaybeTls::Plain(stream),
+                let head_by = tokio::time::Instant::now() + HEAD_TIMEOUT;
+                let secured = async {
+                    Ok(match &shown.access.tls {
+                        Some(acceptor) => MaybeTls::Tls(Box::new(acceptor.accept(stream).await?)),
+                        None => MaybeTls::Plain(stream),
+                    })
                 };
-                answer(stream, &shown).await
+                let mut stream = within(head_by, secured).await?;
+                let head = within(head_by, read_head(&mut stream)).await?;
+                match head {
+                    Some(head) => answer(stream, &head, &shown).await,
+                    None => {
+                        respond(
+                            &mut stream,
+                            "400 Bad Request",
+                            "text/plain",
+                            "bad request\n",
+                        )
+                        .await
+                    }
+                }
             };
             let _ = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await;
         });
@@ -161,26 +188,72 @@ struct Shown {
     access: Arc<AdminAccess>,
 }
 
-async fn answer(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    shown: &Shown,
-) -> std::io::Result<()> {
+/// Connections being served, by source address.
+type PerSource = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One of a source's connection slots, given back when dropped.
+struct SourceSlot {
+    table: PerSource,
+    source: std::net::IpAddr,
+}
+
+impl SourceSlot {
+    fn take(table: &PerSource, source: std::net::IpAddr) -> Option<Self> {
+        let mut counts = table.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(source).or_insert(0);
+        if *count >= MAX_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            table: table.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// `step`, unless `deadline` comes first (then a timed-out error).
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    step: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout_at(deadline, step)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// The request head, up to its blank line; `None` when it is too long or cut short.
+async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(512);
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
         if head.len() >= MAX_REQUEST || stream.read_buf(&mut head).await? == 0 {
-            return respond(
-                &mut stream,
-                "400 Bad Request",
-                "text/plain",
-                "bad request\n",
-            )
-            .await;
+            return Ok(None);
         }
     }
+    Ok(Some(head))
+}
+
+async fn answer(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    head: &[u8],
+    shown: &Shown,
+) -> std::io::Result<()> {
     let line = head.split(|&byte| byte == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|&byte| byte == b' ');
     let (method, path) = (parts.next(), parts.next());
-    if method == Some(b"GET") && path != Some(b"/health") && !shown.access.admits(&head) {
+    if method == Some(b"GET") && path != Some(b"/health") && !shown.access.admits(head) {
         return respond_unauthorized(&mut stream).await;
     }
     match (method, path) {

@@ -318,6 +318,8 @@ pub struct ReloadHandle {
     /// Whether a listener the server started with is public (`Listener::is_public`): it
     /// serves until a restart, whatever a reloaded file says of it.
     started_public: bool,
+    /// The admin listener's address, as bound at start.
+    admin_bound: Option<SocketAddr>,
     max_sessions: Option<usize>,
     /// The fleet settings started with (its connection and tasks are not rebuilt).
     fleet: Option<socksgate_config::Fleet>,
@@ -333,8 +335,28 @@ impl ReloadHandle {
         config: &Config,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Result<Vec<String>, String> {
-        let tls = load_material(config).map_err(|error| error.to_string())?;
+        let mut tls = load_material(config).map_err(|error| error.to_string())?;
         let mut not_applied = Vec::new();
+        // The admin listener is bound once: its address changes at a restart, and one off
+        // loopback keeps asking who reads it whatever a reloaded file says.
+        let admin = config.admin.as_ref();
+        if admin.map(|admin| admin.address) != self.admin_bound {
+            not_applied.push("a changed [admin] address needs a restart".to_owned());
+        }
+        if let Some(bound) = self.admin_bound {
+            let authenticates = admin.is_some_and(socksgate_config::Admin::authenticates);
+            if !bound.ip().to_canonical().is_loopback() && !authenticates {
+                tls.admin = self
+                    .tls
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admin
+                    .clone();
+                not_applied.push(format!(
+                    "the admin listener on {bound} keeps its authentication until a restart"
+                ));
+            }
+        }
         let configured: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         for address in configured.iter().filter(|a| !self.listeners.contains(a)) {
             not_applied.push(format!("new listener {address} needs a restart"));
@@ -571,6 +593,7 @@ impl Server {
                 .listeners
                 .iter()
                 .any(socksgate_config::Listener::is_public),
+            admin_bound: self.config.admin.as_ref().map(|admin| admin.address),
             max_sessions: self.config.limits.max_sessions,
             fleet: self.config.fleet.clone(),
         }
@@ -752,6 +775,52 @@ mod reload_tests {
         let said = format!("{quiet}[policy]\ndeny_private_destinations = false\n");
         let _ = handle.reload(&parse(&said), None);
         assert!(!guard(&server), "the file's own setting applies");
+    }
+
+    /// Review of #21: an admin listener off loopback keeps asking for its token when a
+    /// reloaded file drops the token (or the whole [admin] table): it stays bound until a
+    /// restart, and must not open up in the meantime.
+    #[tokio::test]
+    async fn a_reload_cannot_open_an_admin_listener_off_loopback() {
+        let dir = std::env::temp_dir().join(format!("sg-admin-reload-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let token = dir.join("token");
+        let _ = std::fs::write(&token, "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n");
+        let guarded = format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"0.0.0.0:0\"\n\
+             token_file = {:?}\n",
+            token.display().to_string()
+        );
+        let server = Server::bind(parse(&guarded))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let asks = |server: &Server| {
+            let shared = server
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            !shared.admin.admits(b"GET /metrics HTTP/1.1\r\n\r\n")
+        };
+        assert!(asks(&server));
+        let handle = server.reload_handle();
+        for open in [
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n".to_owned(),
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"127.0.0.1:0\"\n"
+                .to_owned(),
+        ] {
+            let said = handle.reload(&parse(&open), None).unwrap_or_default();
+            assert!(asks(&server), "the admin listener opened up: {said:?}");
+            assert!(
+                said.iter().any(|s| s.contains("keeps its authentication")),
+                "{said:?}"
+            );
+            assert!(
+                said.iter().any(|s| s.contains("[admin] address")),
+                "{said:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
