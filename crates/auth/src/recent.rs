@@ -53,12 +53,6 @@ impl<K: Hash + Eq + Clone, V> Recent<K, V> {
         self.entries.get_mut(key).map(|(value, _)| value)
     }
 
-    pub(crate) fn remove(&mut self, key: &K) {
-        if let Some((_, seen)) = self.entries.remove(key) {
-            self.by_age.remove(&seen);
-        }
-    }
-
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -82,8 +76,6 @@ mod tests {
         assert!(recent.get_mut(&"b").is_none());
         assert_eq!(recent.get_mut(&"a").copied(), Some(2));
         assert_eq!(recent.get_mut(&"d").copied(), Some(1));
-        recent.remove(&"a");
-        assert_eq!(recent.len(), 2);
     }
 
     #[test]

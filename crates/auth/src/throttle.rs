@@ -5,17 +5,21 @@
 //!   the wait doubling with each recent failure (after a few free ones) up to a cap, longer
 //!   for a source than for a user. A success is never held back: the real user who types
 //!   the right password from an address under attack logs in at once.
-//! - **Few pending logins per suspect.** Once a source group or a user has used its free
-//!   failures, at most `pending_per_source` / `pending_per_user` of its logins may be
-//!   pending at once (being checked, or holding back their failure); the excess fails at
-//!   once, unchecked. Parallel connections therefore get at most `pending / wait` guesses
-//!   a second between them, and hanging up does not help: a failure stays pending until its
-//!   wait is over, whether or not the client is still there.
+//! - **Few pending logins per suspect.** Once a source group's or a user's failures and the
+//!   logins being checked reach the free failures, at most `pending_per_source` /
+//!   `pending_per_user` of its logins may be pending at once (being checked, or holding back
+//!   their failure); the excess fails at once, unchecked. Parallel connections therefore get
+//!   at most `pending / wait` guesses a second between them, and hanging up does not help: a
+//!   failure stays pending until its wait is over, whether or not the client is still there.
+//! - **Trusted sources.** A source group the right password came from recently is trusted
+//!   for that user (a few per user, until a failure from it): its logins for that user are
+//!   never capped, so guessers elsewhere who fill the user's pending slots cannot lock the
+//!   real user out from where she logged in before.
 //! - **Memory that cannot be switched off.** Failures are counted over a sliding window
-//!   (`forget_after`). A success forgets the user's failures, never the source's (a
-//!   guesser's own account must not wash its address clean). Each table is bounded, and a
-//!   full one forgets the key seen least recently, so a flood of junk names or addresses
-//!   cannot stop a targeted user from being tracked.
+//!   (`forget_after`); a success forgets none (a guesser gains nothing from the real user's
+//!   logins, nor from its own account). User names count without case. Each table is
+//!   bounded, and a full one forgets the key seen least recently, so a flood of junk names
+//!   or addresses cannot stop a targeted user from being tracked.
 //!
 //! This type only decides, with time passed in; the caller sleeps.
 
@@ -108,6 +112,9 @@ impl Failures {
     }
 }
 
+/// Sources a user logged in from, remembered per user (the most recent few).
+const TRUSTED_SOURCES: usize = 8;
+
 #[derive(Debug)]
 struct Record {
     failures: Failures,
@@ -115,6 +122,9 @@ struct Record {
     checking: u32,
     /// When the failures still being held back are sent.
     held_until: Vec<Instant>,
+    /// For a user: the source groups the right password came from recently, with no
+    /// failure from them since. Their logins for this user are never capped.
+    trusted: Vec<(IpAddr, Instant)>,
 }
 
 impl Record {
@@ -123,13 +133,15 @@ impl Record {
             failures: Failures::new(now),
             checking: 0,
             held_until: Vec::new(),
+            trusted: Vec::new(),
         }
     }
 
-    /// Whether another login may be checked: always while the free failures last, then
-    /// only below `cap` pending.
+    /// Whether another login may be checked: freely while its failures and the logins
+    /// being checked stay within the free failures, then only below `cap` pending.
     fn admits(&mut self, now: Instant, settings: &ThrottleSettings, cap: u32) -> bool {
-        if self.failures.count(now, settings.forget_after) < settings.free_failures {
+        let failures = self.failures.count(now, settings.forget_after);
+        if failures.saturating_add(self.checking) < settings.free_failures {
             return true;
         }
         self.held_until.retain(|until| *until > now);
@@ -148,6 +160,25 @@ impl Record {
         let factor = 1u32.checked_shl(beyond).unwrap_or(u32::MAX);
         settings.base.saturating_mul(factor).min(cap)
     }
+
+    /// Whether the user logged in from `source` recently.
+    fn trusts(&self, now: Instant, source: IpAddr, forget_after: Duration) -> bool {
+        self.trusted
+            .iter()
+            .any(|(trusted, since)| *trusted == source && now.duration_since(*since) < forget_after)
+    }
+
+    fn trust(&mut self, now: Instant, source: IpAddr) {
+        self.trusted.retain(|(trusted, _)| *trusted != source);
+        if self.trusted.len() >= TRUSTED_SOURCES {
+            self.trusted.remove(0);
+        }
+        self.trusted.push((source, now));
+    }
+
+    fn distrust(&mut self, source: IpAddr) {
+        self.trusted.retain(|(trusted, _)| *trusted != source);
+    }
 }
 
 #[derive(Debug)]
@@ -156,11 +187,44 @@ struct Tables {
     users: Recent<String, Record>,
 }
 
+impl Tables {
+    /// Why a login from `source` for `user` is to fail unchecked, if it is. A source the
+    /// user logged in from recently is not capped for that user.
+    fn crowded(
+        &mut self,
+        now: Instant,
+        source: IpAddr,
+        user: &String,
+        settings: &ThrottleSettings,
+    ) -> Option<Crowded> {
+        let by_user = self.users.get_mut(user);
+        if by_user
+            .as_ref()
+            .is_some_and(|record| record.trusts(now, source, settings.forget_after))
+        {
+            return None;
+        }
+        if let Some(by_user) = by_user {
+            if !by_user.admits(now, settings, settings.pending_per_user) {
+                return Some(Crowded::User);
+            }
+        }
+        let by_source = self.sources.get_mut(&source)?;
+        (!by_source.admits(now, settings, settings.pending_per_source)).then_some(Crowded::Source)
+    }
+}
+
 /// Failed-login bookkeeping for one server.
 #[derive(Debug)]
 pub struct Throttle {
     settings: ThrottleSettings,
     tables: Mutex<Tables>,
+}
+
+/// User names are compared without case: `Alice` and `alice` are one record (a back end
+/// that ignores case must not give a guesser a fresh record per spelling).
+fn user_key(user: &str) -> String {
+    user.to_lowercase()
 }
 
 impl Throttle {
@@ -179,39 +243,49 @@ impl Throttle {
         }
     }
 
+    /// Why a login from `source` for `user` would fail unchecked now, if it would; it is
+    /// not registered (for a cheap refusal before waiting for a verification slot).
+    pub fn crowded(&self, now: Instant, source: IpAddr, user: &str) -> Option<Crowded> {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        tables.crowded(now, source, &user_key(user), &self.settings)
+    }
+
     /// Registers a login from `source` (a source group) for `user`: `Ok` to check it (then
     /// [`Throttle::finish`] must follow), or why it is to be failed unchecked.
     pub fn begin(&self, now: Instant, source: IpAddr, user: &str) -> Result<(), Crowded> {
-        let settings = &self.settings;
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        let user = user.to_owned();
-        let by_source = tables.sources.touch(&source, || Record::new(now));
-        if !by_source.admits(now, settings, settings.pending_per_source) {
-            return Err(Crowded::Source);
+        let mut guard = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let tables = &mut *guard;
+        let user = user_key(user);
+        tables.sources.touch(&source, || Record::new(now));
+        tables.users.touch(&user, || Record::new(now));
+        if let Some(crowded) = tables.crowded(now, source, &user, &self.settings) {
+            return Err(crowded);
         }
-        let by_user = tables.users.touch(&user, || Record::new(now));
-        if !by_user.admits(now, settings, settings.pending_per_user) {
-            return Err(Crowded::User);
-        }
-        by_user.checking += 1;
-        if let Some(by_source) = tables.sources.get_mut(&source) {
-            by_source.checking += 1;
+        for record in [tables.sources.get_mut(&source), tables.users.get_mut(&user)]
+            .into_iter()
+            .flatten()
+        {
+            record.checking += 1;
         }
         Ok(())
     }
 
     /// Records a checked login's outcome; returns how long its reply waits (zero for a
-    /// success). The login stays pending from both `source` and `user` until then.
+    /// success). The login stays pending from both `source` and `user` until then. A
+    /// success makes `source` trusted for `user`; a failure from it ends that.
     pub fn finish(&self, now: Instant, source: IpAddr, user: &str, success: bool) -> Duration {
         let settings = &self.settings;
         let mut guard = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         let tables = &mut *guard;
-        let user = user.to_owned();
+        let user = user_key(user);
         if success {
             if let Some(by_source) = tables.sources.get_mut(&source) {
                 by_source.checking = by_source.checking.saturating_sub(1);
             }
-            tables.users.remove(&user);
+            if let Some(by_user) = tables.users.get_mut(&user) {
+                by_user.checking = by_user.checking.saturating_sub(1);
+                by_user.trust(now, source);
+            }
             return Duration::ZERO;
         }
         let mut wait = Duration::ZERO;
@@ -219,17 +293,55 @@ impl Throttle {
             wait = wait.max(by_source.finish(now, settings, settings.source_cap));
         }
         if let Some(by_user) = tables.users.get_mut(&user) {
+            by_user.distrust(source);
             wait = wait.max(by_user.finish(now, settings, settings.user_cap));
         }
-        if !wait.is_zero() {
-            for record in [tables.sources.get_mut(&source), tables.users.get_mut(&user)]
-                .into_iter()
-                .flatten()
+        Self::hold(tables, now, source, &user, wait);
+        wait
+    }
+
+    /// Keeps a failed login, finished at `now` with `held` as its wait, pending from
+    /// `source` and for `user` for `longer` from `now` instead (the fleet's delay).
+    pub fn hold_longer(
+        &self,
+        now: Instant,
+        source: IpAddr,
+        user: &str,
+        held: Duration,
+        longer: Duration,
+    ) {
+        if longer <= held {
+            return;
+        }
+        let mut guard = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let tables = &mut *guard;
+        let user = user_key(user);
+        for record in [tables.sources.get_mut(&source), tables.users.get_mut(&user)]
+            .into_iter()
+            .flatten()
+        {
+            // The login's own entry (none when its wait was zero) takes the longer end.
+            match record
+                .held_until
+                .iter_mut()
+                .find(|until| **until == now + held)
             {
-                record.held_until.push(now + wait);
+                Some(until) if !held.is_zero() => *until = now + longer,
+                _ => record.held_until.push(now + longer),
             }
         }
-        wait
+    }
+
+    fn hold(tables: &mut Tables, now: Instant, source: IpAddr, user: &String, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        for record in [tables.sources.get_mut(&source), tables.users.get_mut(user)]
+            .into_iter()
+            .flatten()
+        {
+            record.held_until.push(now + wait);
+        }
     }
 }
 
@@ -357,16 +469,55 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_source_may_log_in_many_times_at_once() {
+    fn a_new_source_gets_few_logins_at_once_and_a_trusted_one_many() {
         let throttle = Throttle::new(settings());
         let now = Instant::now();
+        // Never seen: its free failures (3) and then the pending cap (4) at once, whatever
+        // the outcome may be — so a fresh source gets 4 guesses at once, not one per slot.
+        let admitted = (0..50)
+            .filter(|_| throttle.begin(now, attacker(), ALICE).is_ok())
+            .count();
+        assert_eq!(admitted, 4);
+        for _ in 0..4 {
+            throttle.finish(now, attacker(), ALICE, true);
+        }
+        // Alice logged in from there: her logins from there are not capped.
         for _ in 0..50 {
             assert_eq!(throttle.begin(now, attacker(), ALICE), Ok(()));
         }
     }
 
     #[test]
-    fn a_success_forgets_the_users_failures_but_not_the_sources() {
+    fn a_user_under_attack_still_logs_in_from_a_source_she_used_before() {
+        let throttle = Throttle::new(settings());
+        let now = Instant::now();
+        let home = IpAddr::from([198, 51, 100, 7]);
+        throttle.begin(now, home, ALICE).unwrap();
+        throttle.finish(now, home, ALICE, true);
+        // Three guessing sources keep alice's 8 pending slots full.
+        let guessers = [1, 2, 3].map(|n| IpAddr::from([203, 0, 113, n]));
+        for guesser in guessers {
+            for _ in 0..6 {
+                if throttle.begin(now, guesser, ALICE).is_ok() {
+                    throttle.finish(now, guesser, ALICE, false);
+                }
+            }
+        }
+        assert_eq!(
+            throttle.crowded(now, elsewhere(), ALICE),
+            Some(Crowded::User)
+        );
+        // From home she is not capped; her success is not delayed.
+        assert_eq!(throttle.begin(now, home, ALICE), Ok(()));
+        assert_eq!(throttle.finish(now, home, ALICE, true), Duration::ZERO);
+        // A wrong password from home ends the trust: home is capped like anyone again.
+        throttle.begin(now, home, ALICE).unwrap();
+        assert!(!throttle.finish(now, home, ALICE, false).is_zero());
+        assert_eq!(throttle.crowded(now, home, ALICE), Some(Crowded::User));
+    }
+
+    #[test]
+    fn a_success_trusts_its_source_and_forgets_no_failures() {
         let throttle = Throttle::new(settings());
         let now = guess(&throttle, Instant::now(), ALICE, 8);
         throttle.begin(now, attacker(), "mallory").unwrap();
@@ -378,8 +529,44 @@ mod tests {
         );
         throttle.begin(now, elsewhere(), ALICE).unwrap();
         throttle.finish(now, elsewhere(), ALICE, true);
-        // Alice's own record starts again: her next typo, from elsewhere, is free.
-        assert_eq!(fail(&throttle, now, elsewhere(), ALICE), Duration::ZERO);
+        // Alice's record is kept too (a guesser gains nothing from her logging in): her
+        // next typo waits the per-user cap.
+        assert_eq!(
+            fail(&throttle, now, elsewhere(), ALICE),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn user_names_are_one_record_whatever_their_case() {
+        let throttle = Throttle::new(settings());
+        let now = Instant::now();
+        let source = |n: u8| IpAddr::from([203, 0, 113, n]);
+        for (n, spelling) in ["alice", "Alice", "ALICE", "aLiCe"].into_iter().enumerate() {
+            fail(&throttle, now, source(n as u8), spelling);
+        }
+        assert_eq!(
+            fail(&throttle, now, source(9), "AlIcE"),
+            Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn a_longer_hold_keeps_the_login_pending() {
+        let throttle = Throttle::new(settings());
+        let now = guess(&throttle, Instant::now(), ALICE, 3);
+        // Four failures held back 5 s by someone else (the fleet), though ours were shorter.
+        for user in ["u1", "u2", "u3", "u4"] {
+            let held = fail(&throttle, now, attacker(), user);
+            throttle.hold_longer(now, attacker(), user, held, Duration::from_secs(5));
+        }
+        let later = now + Duration::from_secs(2);
+        assert_eq!(
+            throttle.crowded(later, attacker(), "u5"),
+            Some(Crowded::Source)
+        );
+        let after = now + Duration::from_secs(6);
+        assert_eq!(throttle.crowded(after, attacker(), "u5"), None);
     }
 
     #[test]

@@ -20,26 +20,37 @@ pub(crate) async fn authenticate(
     let Some(authenticator) = shared.authenticator.clone() else {
         return Err(Refusal::BackEnd("no authentication back end".to_owned()));
     };
-    // The throttle is asked once a verification slot is free, so that a burst of parallel
-    // guesses from a clean source is judged by the failures of those checked before it.
+    let user = credentials.username_lossy();
+    // A login bound to fail unchecked does so before queueing for a verification slot (so
+    // a flood of them does not hold the real users' logins up); the throttle decides for
+    // good once a slot is free, judging a burst by the failures checked before it.
+    if let Some(crowded) = shared.throttle.crowded(Instant::now(), source, &user) {
+        return Err(Refusal::Throttled(crowded));
+    }
     let Ok(permit) = shared.verifications.acquire().await else {
         return Err(Refusal::BackEnd("shutting down".to_owned()));
     };
     let mut attempt =
-        ThrottledAttempt::begin(&shared.throttle, source, credentials.username_lossy())
-            .map_err(Refusal::Throttled)?;
+        ThrottledAttempt::begin(&shared.throttle, source, user).map_err(Refusal::Throttled)?;
     let verdict = tokio::task::spawn_blocking(move || authenticator.verify(&credentials))
         .await
         .unwrap_or_else(|error| Err(Refusal::BackEnd(error.to_string())));
     drop(permit);
-    let mut wait = attempt.finish(verdict.is_ok());
+    let finished = Instant::now();
+    let wait = attempt.finish(finished, verdict.is_ok());
     if let (Err(Refusal::WrongPassword | Refusal::UnknownUser), Some(fleet)) =
         (&verdict, &shared.fleet)
     {
-        // Failures on other nodes of a fleet count too.
-        wait = wait.max(fleet.login_failed(&attempt.user).await);
+        // Failures on other nodes of a fleet count too (one counter whatever the case of
+        // the name, as here), and hold the login pending here as long.
+        let fleet_wait = fleet.login_failed(&attempt.user.to_lowercase()).await;
+        shared
+            .throttle
+            .hold_longer(finished, source, &attempt.user, wait, fleet_wait);
+        tokio::time::sleep(wait.max(fleet_wait).saturating_sub(finished.elapsed())).await;
+    } else {
+        tokio::time::sleep(wait).await;
     }
-    tokio::time::sleep(wait).await;
     verdict
 }
 
@@ -65,10 +76,9 @@ impl<'a> ThrottledAttempt<'a> {
     }
 
     /// Records the outcome; returns how long the reply waits.
-    fn finish(&mut self, success: bool) -> Duration {
+    fn finish(&mut self, now: Instant, success: bool) -> Duration {
         self.finished = true;
-        self.throttle
-            .finish(Instant::now(), self.source, &self.user, success)
+        self.throttle.finish(now, self.source, &self.user, success)
     }
 }
 
