@@ -50,13 +50,13 @@ impl Cidr {
     /// Whether the whole block lies in one of the private ranges [`is_private_destination`]
     /// refuses (for `check`'s warning about rules the guard overrides).
     pub fn is_private(&self) -> bool {
-        PRIVATE_RANGES.iter().any(|&(network, prefix)| {
-            Cidr::new(
-                network.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                prefix,
-            )
-            .is_some_and(|range| range.covers(self))
-        })
+        private_ranges().any(|range| range.covers(self))
+    }
+
+    /// Whether some of the block is private space but not all of it: a private range lies
+    /// inside it (`0.0.0.0/0`, `192.0.0.0/2`).
+    pub fn overlaps_private(&self) -> bool {
+        !self.is_private() && private_ranges().any(|range| self.covers(&range))
     }
 }
 
@@ -80,6 +80,12 @@ const PRIVATE_RANGES: [(&str, u8); 16] = [
     ("ff00::", 8),
     ("64:ff9b:1::", 48),
 ];
+
+fn private_ranges() -> impl Iterator<Item = Cidr> {
+    PRIVATE_RANGES
+        .iter()
+        .filter_map(|&(network, prefix)| Cidr::new(network.parse().ok()?, prefix))
+}
 
 fn mask32(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)

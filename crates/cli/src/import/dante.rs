@@ -117,9 +117,9 @@ struct Converter {
     upstreams: Vec<String>,
     notes: Vec<String>,
     dropped: usize,
-    /// Lines of `socks pass` rules whose destination is private space: Dante serves them,
-    /// socksgate's guard would refuse them on a public listener.
-    private_passes: Vec<usize>,
+    /// `socks pass` rules (their lines) whose destination is private space, and those
+    /// blocks: Dante serves them, socksgate's guard would refuse them on a public listener.
+    private_passes: Vec<(usize, Vec<socksgate_policy::Cidr>)>,
 }
 
 impl Converter {
@@ -326,6 +326,7 @@ impl Converter {
     fn socks_rule(&mut self, line: usize, action: &str, body: &[(String, Vec<String>)]) {
         let mut rule = format!("# line {line}\n[[rule]]\n");
         let mut logged = false;
+        let mut private = Vec::new();
         for (key, values) in body {
             match key.as_str() {
                 "from" | "to" => match address_match(values) {
@@ -338,8 +339,20 @@ impl Converter {
                             self.note(line, &note);
                         }
                         let name = if key == "from" { "from" } else { "to" };
-                        if key == "to" && action == "pass" && blocks.iter().any(|b| is_private(b)) {
-                            self.private_passes.push(line);
+                        if key == "to" && action == "pass" {
+                            for block in &blocks {
+                                match privacy(block) {
+                                    Privacy::Private(cidr) => private.push(cidr),
+                                    Privacy::Partly => self.note(
+                                        line,
+                                        &format!(
+                                            "{block} is partly private: the private-destination \
+                                             guard refuses that part, which Dante served"
+                                        ),
+                                    ),
+                                    Privacy::Public => {}
+                                }
+                            }
                         }
                         if !blocks.is_empty() {
                             let _ = writeln!(rule, "{name} = {}", list(&blocks));
@@ -423,6 +436,9 @@ impl Converter {
                 let _ = writeln!(rule, "{external}");
             }
             self.first_pass.get_or_insert(self.rules.len());
+        }
+        if !private.is_empty() {
+            self.private_passes.push((line, private));
         }
         self.rules.push(rule);
     }
@@ -509,7 +525,11 @@ impl Converter {
             );
         }
         if !self.private_passes.is_empty() {
-            let lines: Vec<String> = self.private_passes.iter().map(usize::to_string).collect();
+            let lines: Vec<String> = self
+                .private_passes
+                .iter()
+                .map(|(line, _)| line.to_string())
+                .collect();
             self.notes.push(format!(
                 "line {} passes private networks, which Dante serves: \
                  deny_private_destinations = false keeps them reachable",
@@ -517,6 +537,36 @@ impl Converter {
             ));
             self.settings
                 .push("[policy]\ndeny_private_destinations = false".to_owned());
+            // Without the guard, loopback and link-local (a cloud's metadata service) stay
+            // refused but where a pass rule names them: ahead of every rule.
+            let named: Vec<&socksgate_policy::Cidr> = self
+                .private_passes
+                .iter()
+                .flat_map(|(_, blocks)| blocks)
+                .collect();
+            let kept: Vec<&str> = ALWAYS_REFUSED
+                .into_iter()
+                .filter(|refused| {
+                    refused
+                        .parse::<socksgate_policy::Cidr>()
+                        .is_ok_and(|refused| {
+                            !named
+                                .iter()
+                                .any(|block| block.covers(&refused) || refused.covers(block))
+                        })
+                })
+                .collect();
+            if !kept.is_empty() {
+                self.rules.insert(
+                    0,
+                    format!(
+                        "# the private-destination guard is off (line {}): loopback and \
+                         link-local stay refused\n[[rule]]\nto = {}\naction = \"deny\"\n",
+                        lines.join(", "),
+                        list(&kept)
+                    ),
+                );
+            }
         }
         let mut out = format!("# socksgate configuration converted from {source} (Dante)\n");
         for note in &self.notes {
@@ -667,13 +717,28 @@ fn address_match(values: &[String]) -> Result<Match, String> {
     })
 }
 
+/// Loopback and link-local: refused whenever the conversion turns the guard off, unless a
+/// pass rule names them.
+const ALWAYS_REFUSED: [&str; 4] = ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"];
+
+/// How much of a converted destination is private space.
+enum Privacy {
+    Private(socksgate_policy::Cidr),
+    Partly,
+    Public,
+}
+
 /// Whether a converted destination (a block, an address or a name) is private space.
-fn is_private(destination: &str) -> bool {
+fn privacy(destination: &str) -> Privacy {
     let block = match destination.parse::<std::net::IpAddr>() {
         Ok(ip) => socksgate_policy::Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }),
         Err(_) => destination.parse::<socksgate_policy::Cidr>().ok(),
     };
-    block.is_some_and(|block| block.is_private())
+    match block {
+        Some(block) if block.is_private() => Privacy::Private(block),
+        Some(block) if block.overlaps_private() => Privacy::Partly,
+        _ => Privacy::Public,
+    }
 }
 
 /// A TOML array of strings.
@@ -764,6 +829,43 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("line 4 passes private networks"), "{out}");
+        // Loopback and link-local stay refused, ahead of the pass rules.
+        let refused = "to = [\"127.0.0.0/8\", \"::1/128\", \"169.254.0.0/16\", \"fe80::/10\"]\naction = \"deny\"";
+        let at = out.find(refused).unwrap_or_else(|| panic!("{out}"));
+        assert!(at < out.find("to = [\"10.0.0.0/8\"]").unwrap(), "{out}");
+        // A pass rule to loopback keeps loopback reachable; a rule dropped whole counts not.
+        let loopback = convert(
+            "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
+             client pass { from: 0/0 to: 0/0 }\n\
+             socks pass { from: 0/0 to: 127.0.0.1/32 }\n\
+             socks pass { from: 0/0 to: 10.0.0.0/8 command: bindreply }\n",
+            "sockd.conf",
+        );
+        let out = &loopback.output;
+        assert!(
+            out.contains("to = [\"::1/128\", \"169.254.0.0/16\", \"fe80::/10\"]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("line 4 passes") && !out.contains("line 4, 5"),
+            "{out}"
+        );
+        // A block partly private is said to lose that part.
+        let partly = convert(
+            "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
+             client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 192.0.0.0/2 }\n",
+            "sockd.conf",
+        );
+        assert!(
+            partly.output.contains("192.0.0.0/2 is partly private"),
+            "{}",
+            partly.output
+        );
+        assert!(
+            !partly.output.contains("deny_private_destinations"),
+            "{}",
+            partly.output
+        );
         let public_only = convert(
             "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
              client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 }\n",
