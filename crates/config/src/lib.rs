@@ -71,7 +71,7 @@ impl Config {
         let origin = Origin { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
             // The parser quotes the value it did not expect: a proxy URL's password with it.
-            let message = redact_userinfo(error.message());
+            let message = socksgate_proto::hop::redact_urls(error.message());
             let field = unknown_field_name(&message);
             let error = ConfigError::new(&origin, message).at(&origin, error.span());
             match field {
@@ -125,31 +125,6 @@ impl Config {
         let public = self.listeners.iter().any(Listener::is_public);
         self.policy.deny_private_destinations = self.private_destinations_setting.unwrap_or(public);
     }
-}
-
-/// `text` with the user and password of every `scheme://user:password@host` in it as `***`.
-fn redact_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("://") {
-        let (before, after) = rest.split_at(start + 3);
-        out.push_str(before);
-        // The URL ends where the quoted value does (a password may hold a `/`).
-        let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Serde names an unknown field in its message (`unknown field `adress`, expected …`).

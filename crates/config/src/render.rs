@@ -256,9 +256,9 @@ fn render_policy(out: &mut String, policy: &socksgate_policy::Policy, setting: O
     } else {
         // Unset, it follows the listeners: shown, and left to follow them when read back.
         let why = if effective {
-            "a listener is not on loopback"
+            "a listener is public: off loopback, or behind a balancer"
         } else {
-            "every listener is on loopback"
+            "every listener is on loopback, none behind a balancer"
         };
         let _ = writeln!(
             out,

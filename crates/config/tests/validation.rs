@@ -751,7 +751,7 @@ fn public_listeners_refuse_private_destinations_by_default() {
     assert!(config.policy.deny_private_destinations);
     assert!(config
         .to_toml()
-        .contains("# deny_private_destinations = true   (unset: a listener is not on loopback)"));
+        .contains("# deny_private_destinations = true   (unset: a listener is public: off loopback, or behind a balancer)"));
     let turned_off = parse(&format!(
         "{public}\n[policy]\ndeny_private_destinations = false\n"
     ));

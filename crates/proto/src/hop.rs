@@ -115,19 +115,56 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 /// `url` as it may be shown in errors and logs: whatever stands before the host's `@` (the
-/// user and the password) becomes `***`, whether or not the rest parses.
+/// user and the password) becomes `***`, whether or not the rest parses; without an `@`, a
+/// "port" that is no number (`socks5://alice:hunter2`, the host forgotten) is hidden too.
 pub fn redacted(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let rest = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => rest.to_owned(),
-    };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{rest}"),
-        None => rest,
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redacted_authority(rest)),
+        None => redacted_authority(url),
+    }
+}
+
+/// `text` (an error message, a log line) with every `scheme://…` in it [`redacted`]. A URL
+/// ends at white space or a quote — not at an escaped quote (`\"`), which a quoted password
+/// may hold.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        let end = url_end(after);
+        out.push_str(&redacted_authority(&after[..end]));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn url_end(text: &str) -> usize {
+    let mut escaped = false;
+    for (index, c) in text.char_indices() {
+        if c.is_whitespace() || (!escaped && matches!(c, '"' | '\'' | '`')) {
+            return index;
+        }
+        escaped = c == '\\' && !escaped;
+    }
+    text.len()
+}
+
+fn redacted_authority(authority: &str) -> String {
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        return format!("***@{host}");
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && !port.bytes().all(|b| b.is_ascii_digit())
+                && !authority.ends_with(']') =>
+        {
+            format!("{host}:***")
+        }
+        _ => authority.to_owned(),
     }
 }
 
@@ -268,5 +305,24 @@ mod tests {
             "socks5h://***@proxy:1080"
         );
         assert_eq!(redacted("socks5h://proxy:1080"), "socks5h://proxy:1080");
+        assert_eq!(redacted("socks5h://[::1]:1080"), "socks5h://[::1]:1080");
+        assert_eq!(redacted("socks5h://[::1]"), "socks5h://[::1]");
+        // The host forgotten: the password would pass for a port.
+        assert_eq!(redacted("socks5://alice:hunter2"), "socks5://alice:***");
+    }
+
+    #[test]
+    fn urls_in_a_text_lose_their_passwords_even_with_escaped_quotes() {
+        let text =
+            r#"invalid value "socks5://u:pa\"ss@host:1" for key `chains`; see socks5://a:b@c"#;
+        let shown = redact_urls(text);
+        assert!(
+            !shown.contains("pa") && !shown.contains("ss@") && !shown.contains(":b@"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_urls("from socks5://x:y@h:1 and socks4://h:1080 then"),
+            "from socks5://***@h:1 and socks4://h:1080 then"
+        );
     }
 }

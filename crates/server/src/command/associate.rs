@@ -252,7 +252,9 @@ struct Association<'a> {
     route: Option<Arc<str>>,
     /// Who sends the association's datagrams, as the rules see it.
     subject: Subject,
-    /// The policy's answer per destination, remembered (bounded like the filter).
+    /// The policy's answer per destination, remembered (bounded like the filter) for the
+    /// association's life: a `days`/`hours` condition is judged when a destination is first
+    /// used, as a session's rule is when it starts.
     verdicts: HashMap<SocketAddr, bool>,
     /// The same for routed datagrams addressed by name, by name and port: a rule walk and
     /// a clock reading per datagram otherwise.
