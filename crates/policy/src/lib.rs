@@ -27,6 +27,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use matchers::{is_local_name, numeric_address};
 pub use matchers::{
     is_private_destination, source_group, Cidr, Days, HostPattern, Hours, PortRange,
 };
@@ -199,11 +200,13 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The destination's address: the requested IP, or the resolved one.
+    /// The destination's address: the requested IP, the resolved one, or the address a
+    /// name spells (`"10.0.0.5"`, or `"127.1"` as `inet_aton` reads it: what a resolver, here
+    /// or upstream, makes of it without asking anyone).
     fn destination_ip(&self) -> Option<IpAddr> {
         match self.host {
             Host::Ip(ip) => Some(*ip),
-            Host::Domain(_) => self.address,
+            Host::Domain(name) => self.address.or_else(|| numeric_address(name.as_str())),
         }
     }
 }
@@ -493,8 +496,14 @@ impl Policy {
                 }
                 // An allowed name still has to prove its address is not internal. A routed
                 // name is the upstream's to resolve (a `.onion` name, say): resolving it here
-                // would leak the lookup, or fail.
+                // would leak the lookup, or fail — but `localhost` needs no lookup.
                 None if verdict.action == Action::Allow => return Evaluation::NeedsAddress,
+                None if is_local_name(request.host) => {
+                    return Evaluation::Decided(Verdict {
+                        action: Action::Deny,
+                        reason: Reason::PrivateDestination,
+                    });
+                }
                 _ => {}
             }
         }

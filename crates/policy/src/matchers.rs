@@ -60,6 +60,55 @@ impl Cidr {
     }
 }
 
+/// The IP address a name spells: an IPv4 or IPv6 address, or an IPv4 address in one of the
+/// forms `inet_aton` takes (`127.1`, `0x7f000001`, `2130706433`, `017700000001`).
+pub(crate) fn numeric_address(name: &str) -> Option<IpAddr> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let mut numbers = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let (digits, radix) = match part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            Some(hex) => (hex, 16),
+            None if part.len() > 1 && part.starts_with('0') => (&part[1..], 8),
+            None => (*part, 10),
+        };
+        if digits.is_empty() && radix != 8 {
+            return None;
+        }
+        numbers
+            .push(u32::from_str_radix(if digits.is_empty() { "0" } else { digits }, radix).ok()?);
+    }
+    // Every part but the last is one byte; the last fills the bytes left.
+    let (last, leading) = numbers.split_last()?;
+    let mut value: u64 = 0;
+    for &byte in leading {
+        if byte > 0xff {
+            return None;
+        }
+        value = value << 8 | u64::from(byte);
+    }
+    let room = 8 * (4 - leading.len() as u32);
+    if u64::from(*last) >> room != 0 {
+        return None;
+    }
+    value = value << room | u64::from(*last);
+    u32::try_from(value).ok().map(|v| IpAddr::V4(v.into()))
+}
+
+/// `localhost` and names under it (RFC 6761): this host, whoever resolves them.
+pub(crate) fn is_local_name(host: &socksgate_proto::Host) -> bool {
+    let socksgate_proto::Host::Domain(name) = host else {
+        return false;
+    };
+    let name = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
 /// The ranges [`is_private_destination`] refuses, as blocks (NAT64 addresses that embed a
 /// private IPv4 address aside).
 const PRIVATE_RANGES: [(&str, u8); 16] = [

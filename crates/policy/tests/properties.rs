@@ -594,3 +594,57 @@ fn a_bind_for_any_peer_passes_the_private_destination_guard() {
     assert_eq!(action(Command::BIND), Action::Allow);
     assert_eq!(action(Command::CONNECT), Action::Deny);
 }
+
+// Second review of #21: a private address written as a name — dotted, or in the forms
+// inet_aton reads — or `localhost` is refused by the guard when routed, as its address is;
+// other routed names are still the upstream's.
+#[test]
+fn a_private_address_written_as_a_name_is_refused_when_routed() {
+    let policy = Policy {
+        rules: vec![Rule {
+            action: Action::Route,
+            route: Some("up".into()),
+            ..allow_all()
+        }],
+        deny_private_destinations: true,
+        ..Policy::default()
+    };
+    let verdict = |name: &str| {
+        let host = Host::Domain(name.parse().unwrap());
+        let request = Request {
+            source: "192.0.2.1".parse().unwrap(),
+            listener: SocketAddr::from(([192, 0, 2, 2], 1080)),
+            user: None,
+            groups: &[],
+            method: Method::NO_AUTH,
+            command: Command::CONNECT,
+            host: &host,
+            port: 80,
+            address: None,
+            moment: Moment {
+                weekday: 0,
+                minute: 0,
+            },
+        };
+        match policy.decide(&request) {
+            Evaluation::Decided(verdict) => verdict.action,
+            Evaluation::NeedsAddress => panic!("{name} was to be resolved here"),
+        }
+    };
+    for name in [
+        "169.254.169.254",
+        "127.1",
+        "0x7f000001",
+        "2130706433",
+        "017700000001",
+        "10.0.0.5",
+        "::1",
+        "localhost",
+        "db.localhost.",
+    ] {
+        assert_eq!(verdict(name), Action::Deny, "{name}");
+    }
+    for name in ["example.com", "8.8.8.8", "abc.onion", "1.2.3.4.5", "0x1g"] {
+        assert_eq!(verdict(name), Action::Route, "{name}");
+    }
+}
