@@ -114,6 +114,20 @@ impl Failures {
 
 /// Sources a user logged in from, remembered per user (the most recent few).
 const TRUSTED_SOURCES: usize = 8;
+/// How long a source stays trusted after the user's last login from it.
+const TRUST_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A source a user logged in from.
+#[derive(Debug)]
+struct Trusted {
+    source: IpAddr,
+    /// The name as the user typed it: trust is not shared between `Alice` and `alice`,
+    /// which a back end may hold apart.
+    user: Box<str>,
+    since: Instant,
+    /// Wrong passwords for the user from it since; past the free failures, trust ends.
+    failures: u32,
+}
 
 #[derive(Debug)]
 struct Record {
@@ -122,9 +136,9 @@ struct Record {
     checking: u32,
     /// When the failures still being held back are sent.
     held_until: Vec<Instant>,
-    /// For a user: the source groups the right password came from recently, with no
-    /// failure from them since. Their logins for this user are never capped.
-    trusted: Vec<(IpAddr, Instant)>,
+    /// For a user: the source groups the right password came from recently. Their logins
+    /// for this user are not held to the user's cap (the source's still applies).
+    trusted: Vec<Trusted>,
 }
 
 impl Record {
@@ -137,11 +151,12 @@ impl Record {
         }
     }
 
-    /// Whether another login may be checked: freely while its failures and the logins
+    /// Whether another login may be checked: freely without failures (a busy NAT's logins
+    /// queue for verification slots, they do not fail) and while failures and the logins
     /// being checked stay within the free failures, then only below `cap` pending.
     fn admits(&mut self, now: Instant, settings: &ThrottleSettings, cap: u32) -> bool {
         let failures = self.failures.count(now, settings.forget_after);
-        if failures.saturating_add(self.checking) < settings.free_failures {
+        if failures == 0 || failures.saturating_add(self.checking) < settings.free_failures {
             return true;
         }
         self.held_until.retain(|until| *until > now);
@@ -161,23 +176,40 @@ impl Record {
         settings.base.saturating_mul(factor).min(cap)
     }
 
-    /// Whether the user logged in from `source` recently.
-    fn trusts(&self, now: Instant, source: IpAddr, forget_after: Duration) -> bool {
-        self.trusted
-            .iter()
-            .any(|(trusted, since)| *trusted == source && now.duration_since(*since) < forget_after)
+    /// Whether `user` (as typed) logged in from `source` within [`TRUST_FOR`].
+    fn trusts(&self, now: Instant, source: IpAddr, user: &str) -> bool {
+        self.trusted.iter().any(|trusted| {
+            trusted.source == source
+                && *trusted.user == *user
+                && now.duration_since(trusted.since) < TRUST_FOR
+        })
     }
 
-    fn trust(&mut self, now: Instant, source: IpAddr) {
-        self.trusted.retain(|(trusted, _)| *trusted != source);
+    fn trust(&mut self, now: Instant, source: IpAddr, user: &str) {
+        self.trusted
+            .retain(|trusted| trusted.source != source || *trusted.user != *user);
         if self.trusted.len() >= TRUSTED_SOURCES {
             self.trusted.remove(0);
         }
-        self.trusted.push((source, now));
+        self.trusted.push(Trusted {
+            source,
+            user: user.into(),
+            since: now,
+            failures: 0,
+        });
     }
 
-    fn distrust(&mut self, source: IpAddr) {
-        self.trusted.retain(|(trusted, _)| *trusted != source);
+    /// A wrong password for `user` from `source`: one typo keeps the trust (nor can a
+    /// neighbour behind the same address end it with one guess); more than the free
+    /// failures end it.
+    fn distrust(&mut self, source: IpAddr, user: &str, free_failures: u32) {
+        for trusted in &mut self.trusted {
+            if trusted.source == source && *trusted.user == *user {
+                trusted.failures += 1;
+            }
+        }
+        self.trusted
+            .retain(|trusted| trusted.failures <= free_failures);
     }
 }
 
@@ -188,30 +220,33 @@ struct Tables {
 }
 
 impl Tables {
-    /// Why a login from `source` for `user` is to fail unchecked, if it is. A source the
-    /// user logged in from recently is not capped for that user.
+    /// Why a login from `source` for `user` (as typed) is to fail unchecked, if it is. A
+    /// source the user logged in from is held to the source's cap, not the user's.
     fn crowded(
         &mut self,
         now: Instant,
         source: IpAddr,
-        user: &String,
+        user: &str,
         settings: &ThrottleSettings,
     ) -> Option<Crowded> {
-        let by_user = self.users.get_mut(user);
-        if by_user
-            .as_ref()
-            .is_some_and(|record| record.trusts(now, source, settings.forget_after))
-        {
-            return None;
-        }
-        if let Some(by_user) = by_user {
-            if !by_user.admits(now, settings, settings.pending_per_user) {
-                return Some(Crowded::User);
+        if let Some(by_source) = self.sources.get_mut(&source) {
+            if !by_source.admits(now, settings, settings.pending_per_source) {
+                return Some(Crowded::Source);
             }
         }
-        let by_source = self.sources.get_mut(&source)?;
-        (!by_source.admits(now, settings, settings.pending_per_source)).then_some(Crowded::Source)
+        let by_user = self.users.get_mut(&user_key(user))?;
+        let capped = !by_user.trusts(now, source, user)
+            && !by_user.admits(now, settings, settings.pending_per_user);
+        capped.then_some(Crowded::User)
     }
+}
+
+/// How a login ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Success,
+    Failure,
+    Abandoned,
 }
 
 /// Failed-login bookkeeping for one server.
@@ -247,7 +282,7 @@ impl Throttle {
     /// not registered (for a cheap refusal before waiting for a verification slot).
     pub fn crowded(&self, now: Instant, source: IpAddr, user: &str) -> Option<Crowded> {
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        tables.crowded(now, source, &user_key(user), &self.settings)
+        tables.crowded(now, source, user, &self.settings)
     }
 
     /// Registers a login from `source` (a source group) for `user`: `Ok` to check it (then
@@ -255,12 +290,12 @@ impl Throttle {
     pub fn begin(&self, now: Instant, source: IpAddr, user: &str) -> Result<(), Crowded> {
         let mut guard = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         let tables = &mut *guard;
-        let user = user_key(user);
         tables.sources.touch(&source, || Record::new(now));
-        tables.users.touch(&user, || Record::new(now));
-        if let Some(crowded) = tables.crowded(now, source, &user, &self.settings) {
+        tables.users.touch(&user_key(user), || Record::new(now));
+        if let Some(crowded) = tables.crowded(now, source, user, &self.settings) {
             return Err(crowded);
         }
+        let user = user_key(user);
         for record in [tables.sources.get_mut(&source), tables.users.get_mut(&user)]
             .into_iter()
             .flatten()
@@ -272,19 +307,35 @@ impl Throttle {
 
     /// Records a checked login's outcome; returns how long its reply waits (zero for a
     /// success). The login stays pending from both `source` and `user` until then. A
-    /// success makes `source` trusted for `user`; a failure from it ends that.
+    /// success makes `source` trusted for `user`; more wrong passwords from it than the
+    /// free failures end that.
     pub fn finish(&self, now: Instant, source: IpAddr, user: &str, success: bool) -> Duration {
+        self.end(
+            now,
+            source,
+            user,
+            if success { End::Success } else { End::Failure },
+        )
+    }
+
+    /// Records a login given up before its verdict (the client left, the handshake timed
+    /// out): counted as a failure, but no sign against a trusted source.
+    pub fn abandon(&self, now: Instant, source: IpAddr, user: &str) -> Duration {
+        self.end(now, source, user, End::Abandoned)
+    }
+
+    fn end(&self, now: Instant, source: IpAddr, user: &str, end: End) -> Duration {
         let settings = &self.settings;
         let mut guard = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         let tables = &mut *guard;
-        let user = user_key(user);
-        if success {
+        let key = user_key(user);
+        if end == End::Success {
             if let Some(by_source) = tables.sources.get_mut(&source) {
                 by_source.checking = by_source.checking.saturating_sub(1);
             }
-            if let Some(by_user) = tables.users.get_mut(&user) {
+            if let Some(by_user) = tables.users.get_mut(&key) {
                 by_user.checking = by_user.checking.saturating_sub(1);
-                by_user.trust(now, source);
+                by_user.trust(now, source, user);
             }
             return Duration::ZERO;
         }
@@ -292,11 +343,13 @@ impl Throttle {
         if let Some(by_source) = tables.sources.get_mut(&source) {
             wait = wait.max(by_source.finish(now, settings, settings.source_cap));
         }
-        if let Some(by_user) = tables.users.get_mut(&user) {
-            by_user.distrust(source);
+        if let Some(by_user) = tables.users.get_mut(&key) {
+            if end == End::Failure {
+                by_user.distrust(source, user, settings.free_failures);
+            }
             wait = wait.max(by_user.finish(now, settings, settings.user_cap));
         }
-        Self::hold(tables, now, source, &user, wait);
+        Self::hold(tables, now, source, &key, wait);
         wait
     }
 
@@ -469,22 +522,20 @@ mod tests {
     }
 
     #[test]
-    fn a_new_source_gets_few_logins_at_once_and_a_trusted_one_many() {
+    fn a_source_without_failures_is_not_capped_and_one_with_failures_counts_its_checks() {
         let throttle = Throttle::new(settings());
         let now = Instant::now();
-        // Never seen: its free failures (3) and then the pending cap (4) at once, whatever
-        // the outcome may be — so a fresh source gets 4 guesses at once, not one per slot.
+        // No failures: a busy NAT's logins all go on to be checked (they queue for slots).
+        for _ in 0..50 {
+            assert_eq!(throttle.begin(now, elsewhere(), ALICE), Ok(()));
+        }
+        // One failure: the free failures count the logins being checked (2 more), then the
+        // pending cap (4 in all) — a guesser gets 4 at once, not one per verification slot.
+        fail(&throttle, now, attacker(), "bob");
         let admitted = (0..50)
-            .filter(|_| throttle.begin(now, attacker(), ALICE).is_ok())
+            .filter(|_| throttle.begin(now, attacker(), "carol").is_ok())
             .count();
         assert_eq!(admitted, 4);
-        for _ in 0..4 {
-            throttle.finish(now, attacker(), ALICE, true);
-        }
-        // Alice logged in from there: her logins from there are not capped.
-        for _ in 0..50 {
-            assert_eq!(throttle.begin(now, attacker(), ALICE), Ok(()));
-        }
     }
 
     #[test]
@@ -510,10 +561,38 @@ mod tests {
         // From home she is not capped; her success is not delayed.
         assert_eq!(throttle.begin(now, home, ALICE), Ok(()));
         assert_eq!(throttle.finish(now, home, ALICE, true), Duration::ZERO);
-        // A wrong password from home ends the trust: home is capped like anyone again.
+        // A typo, or a login given up, keeps the trust (a neighbour behind the same address
+        // cannot end it with one guess); more wrong passwords than the free failures end it.
+        for _ in 0..3 {
+            throttle.begin(now, home, ALICE).unwrap();
+            throttle.finish(now, home, ALICE, false);
+        }
         throttle.begin(now, home, ALICE).unwrap();
-        assert!(!throttle.finish(now, home, ALICE, false).is_zero());
-        assert_eq!(throttle.crowded(now, home, ALICE), Some(Crowded::User));
+        throttle.abandon(now, home, ALICE);
+        let trusts = |at: Instant, source: IpAddr, user: &str| {
+            let mut tables = throttle.tables.lock().unwrap();
+            let record = tables.users.get_mut(&user_key(user)).unwrap();
+            record.trusts(at, source, user)
+        };
+        assert!(
+            trusts(now, home, ALICE),
+            "three wrong passwords and a give-up ended the trust"
+        );
+        throttle.begin(now, home, ALICE).ok();
+        throttle.finish(now, home, ALICE, false);
+        assert!(!trusts(now, home, ALICE));
+        // Trust is per name as typed (a back end may hold `Alice` and `alice` apart), and
+        // lasts days, not the failures' window.
+        let later = now + Duration::from_secs(60);
+        let other = IpAddr::from([198, 51, 100, 8]);
+        throttle.begin(later, other, "Alice").unwrap();
+        throttle.finish(later, other, "Alice", true);
+        assert!(trusts(later, other, "Alice") && !trusts(later, other, ALICE));
+        assert!(trusts(
+            later + Duration::from_secs(3 * 24 * 3600),
+            other,
+            "Alice"
+        ));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(crate) async fn authenticate(
 }
 
 /// One checked login as the throttle sees it; a login abandoned midway (the client left,
-/// the handshake timed out) counts as a failure. The throttle holds a failure pending until
+/// the handshake timed out) counts as a failure (but ends no trust). The throttle holds a failure pending until
 /// its reply is due, whether or not this task still waits for it.
 struct ThrottledAttempt<'a> {
     throttle: &'a Throttle,
@@ -86,7 +86,7 @@ impl Drop for ThrottledAttempt<'_> {
     fn drop(&mut self) {
         if !self.finished {
             self.throttle
-                .finish(Instant::now(), self.source, &self.user, false);
+                .abandon(Instant::now(), self.source, &self.user);
         }
     }
 }
