@@ -200,7 +200,8 @@ fn finding_5_the_admin_listener_can_want_a_client_certificate_instead() {
     assert_eq!(with(&stranger), 0);
 }
 
-/// The admin listener serves a bounded number of connections at once, and few per address:
+/// The admin listener serves a bounded number of connections at once, and once half are
+/// taken few per address:
 /// idle connections beyond the cap are closed at once, another host's health check is
 /// answered meanwhile, and the held ones time out (2 s to send a request).
 #[test]
@@ -231,7 +232,7 @@ fn finding_5_idle_connections_cannot_hold_the_admin_listener() {
         })
         .count();
     assert!(
-        closed >= 90,
+        closed >= 80,
         "only {closed} of 100 idle connections were closed"
     );
     let health = |from: [u8; 4]| {

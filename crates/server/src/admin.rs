@@ -8,8 +8,8 @@
 //! with `tls`, the connection is HTTPS, and with a `client_ca` the TLS handshake itself
 //! refuses clients without a certificate from it. Both may be set; then both are asked.
 //! `/health` answers everyone, as balancers and probes need, and tells nothing but "ok".
-//! At most [`MAX_CONNECTIONS`] connections are served at once, [`MAX_PER_SOURCE`] from one
-//! address, each sending its request within [`HEAD_TIMEOUT`] and answered within
+//! At most [`MAX_CONNECTIONS`] connections are served at once — [`MAX_PER_SOURCE`] from one
+//! address once half are taken — each sending its request within [`HEAD_TIMEOUT`] and answered within
 //! [`REQUEST_TIMEOUT`] (TLS handshake included); the excess is closed at once.
 
 use std::fmt;
@@ -36,7 +36,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections served at once; a scraper or an operator needs one or two.
 pub(crate) const MAX_CONNECTIONS: usize = 32;
-/// Connections served at once from one address: one host cannot take every slot (and the
+/// Connections served at once from one address (an IPv6 /64, as `limits.ipv6_source_prefix`
+/// groups them) once half the slots are taken: one host cannot take every slot (and the
 /// balancer's or the kubelet's health checks with them).
 const MAX_PER_SOURCE: usize = 4;
 /// The shortest token accepted: shorter ones can be guessed.
@@ -138,13 +139,17 @@ pub(crate) async fn serve(
             // Closed at once: a flood of connections must not hold the listener's memory.
             continue;
         };
-        let Some(source_slot) = SourceSlot::take(&per_source, peer.ip().to_canonical()) else {
-            continue;
-        };
         let shared = current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        // One host (an IPv6 /64) may not take every slot: once half are taken, it gets no
+        // more than its share.
+        let scarce = slots.available_permits() < MAX_CONNECTIONS / 2;
+        let source = shared.source_group(peer.ip());
+        let Some(source_slot) = SourceSlot::take(&per_source, source, scarce) else {
+            continue;
+        };
         let shown = Shown {
             current: current.clone(),
             live: live.clone(),
@@ -198,10 +203,11 @@ struct SourceSlot {
 }
 
 impl SourceSlot {
-    fn take(table: &PerSource, source: std::net::IpAddr) -> Option<Self> {
+    /// A slot for `source`; with `scarce`, none beyond its share.
+    fn take(table: &PerSource, source: std::net::IpAddr, scarce: bool) -> Option<Self> {
         let mut counts = table.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(source).or_insert(0);
-        if *count >= MAX_PER_SOURCE {
+        if scarce && *count >= MAX_PER_SOURCE {
             return None;
         }
         *count += 1;
