@@ -529,15 +529,15 @@ impl Policy {
         self.deny_private_destinations || !self.rules.is_empty()
     }
 
-    /// Pairs (rule, one of its destination blocks) where an `allow` rule names private
-    /// space the guard refuses whatever the rule says, for `socksgate check`.
+    /// Pairs (rule, one of its destination blocks) where an `allow` or `route` rule names
+    /// private space the guard refuses whatever the rule says, for `socksgate check`.
     pub fn guarded_rules(&self) -> Vec<(&Rule, &Cidr)> {
         if !self.deny_private_destinations {
             return Vec::new();
         }
         self.rules
             .iter()
-            .filter(|rule| rule.action == Action::Allow)
+            .filter(|rule| rule.action.serves())
             .filter_map(|rule| {
                 rule.to.iter().find_map(|pattern| match pattern {
                     HostPattern::Block(block) if block.is_private() => Some((rule, block)),

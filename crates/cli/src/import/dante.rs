@@ -443,6 +443,57 @@ impl Converter {
         self.rules.push(rule);
     }
 
+    /// Without the guard, this host's own addresses (loopback, 0.0.0.0) and link-local (a
+    /// cloud's metadata service) stay refused: each range by a deny rule right after the
+    /// last rule that names part of it (so that rule keeps what it names), else ahead of
+    /// every rule.
+    fn refuse_local_ranges(&mut self, lines: &str) {
+        let position = |rules: &[String], line: usize| {
+            rules.iter().position(|rule| {
+                rule.strip_prefix(&format!("# line {line}"))
+                    .is_some_and(|rest| rest.starts_with(['\n', ':']))
+            })
+        };
+        let mut at: Vec<(usize, &str)> = Vec::new();
+        for range in ALWAYS_REFUSED {
+            let Ok(refused) = range.parse::<socksgate_policy::Cidr>() else {
+                continue;
+            };
+            let after = self
+                .private_passes
+                .iter()
+                .filter(|(_, blocks)| {
+                    blocks
+                        .iter()
+                        .any(|block| block.covers(&refused) || refused.covers(block))
+                })
+                .filter_map(|(line, _)| position(&self.rules, *line))
+                .max()
+                .map_or(0, |index| index + 1);
+            at.push((after, range));
+        }
+        at.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+        let mut groups: Vec<(usize, Vec<&str>)> = Vec::new();
+        for (index, range) in at {
+            match groups.last_mut() {
+                Some((last, ranges)) if *last == index => ranges.push(range),
+                _ => groups.push((index, vec![range])),
+            }
+        }
+        // From the last place to the first, so that earlier places stay where they were.
+        for (index, mut ranges) in groups {
+            ranges.sort_by_key(|range| ALWAYS_REFUSED.iter().position(|r| r == range));
+            self.rules.insert(
+                index,
+                format!(
+                    "# the private-destination guard is off (line {lines}): this host's own \
+                     and link-local addresses stay refused\n[[rule]]\nto = {}\naction = \"deny\"\n",
+                    list(&ranges)
+                ),
+            );
+        }
+    }
+
     fn route(&mut self, line: usize, body: &[(String, Vec<String>)]) {
         let name = format!("route{}", self.upstreams.len() + 1);
         let mut rule = format!(
@@ -451,10 +502,21 @@ impl Converter {
         );
         let mut via = None;
         let mut flavour = "socks5h";
+        let mut private = Vec::new();
         for (key, values) in body {
             match key.as_str() {
                 "from" | "to" => match address_match(values) {
                     Ok(Match { blocks, ports, .. }) => {
+                        if key == "to" {
+                            // A route to private space is served by Dante; the guard refuses
+                            // private addresses routed or not.
+                            private.extend(blocks.iter().filter_map(|block| {
+                                match privacy(block) {
+                                    Privacy::Private(cidr) => Some(cidr),
+                                    _ => None,
+                                }
+                            }));
+                        }
                         if !blocks.is_empty() {
                             let _ = writeln!(rule, "{key} = {}", list(&blocks));
                         }
@@ -503,6 +565,9 @@ impl Converter {
             "[[upstream]]\nname = \"{name}\"\nchains = [[\"{flavour}://{via}\"]]\n"
         ));
         let _ = writeln!(rule, "action = \"route\"\nroute = \"{name}\"");
+        if !private.is_empty() {
+            self.private_passes.push((line, private));
+        }
         self.route_rules.push(rule);
     }
 
@@ -537,36 +602,7 @@ impl Converter {
             ));
             self.settings
                 .push("[policy]\ndeny_private_destinations = false".to_owned());
-            // Without the guard, loopback and link-local (a cloud's metadata service) stay
-            // refused but where a pass rule names them: ahead of every rule.
-            let named: Vec<&socksgate_policy::Cidr> = self
-                .private_passes
-                .iter()
-                .flat_map(|(_, blocks)| blocks)
-                .collect();
-            let kept: Vec<&str> = ALWAYS_REFUSED
-                .into_iter()
-                .filter(|refused| {
-                    refused
-                        .parse::<socksgate_policy::Cidr>()
-                        .is_ok_and(|refused| {
-                            !named
-                                .iter()
-                                .any(|block| block.covers(&refused) || refused.covers(block))
-                        })
-                })
-                .collect();
-            if !kept.is_empty() {
-                self.rules.insert(
-                    0,
-                    format!(
-                        "# the private-destination guard is off (line {}): loopback and \
-                         link-local stay refused\n[[rule]]\nto = {}\naction = \"deny\"\n",
-                        lines.join(", "),
-                        list(&kept)
-                    ),
-                );
-            }
+            self.refuse_local_ranges(&lines.join(", "));
         }
         let mut out = format!("# socksgate configuration converted from {source} (Dante)\n");
         for note in &self.notes {
@@ -717,9 +753,16 @@ fn address_match(values: &[String]) -> Result<Match, String> {
     })
 }
 
-/// Loopback and link-local: refused whenever the conversion turns the guard off, unless a
-/// pass rule names them.
-const ALWAYS_REFUSED: [&str; 4] = ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"];
+/// This host's own addresses and link-local: refused whenever the conversion turns the
+/// guard off (after any pass rule that names part of them).
+const ALWAYS_REFUSED: [&str; 6] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "::/128",
+    "::1/128",
+    "169.254.0.0/16",
+    "fe80::/10",
+];
 
 /// How much of a converted destination is private space.
 enum Privacy {
@@ -829,26 +872,46 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("line 4 passes private networks"), "{out}");
-        // Loopback and link-local stay refused, ahead of the pass rules.
-        let refused = "to = [\"127.0.0.0/8\", \"::1/128\", \"169.254.0.0/16\", \"fe80::/10\"]\naction = \"deny\"";
+        // This host's own and link-local addresses stay refused, ahead of the pass rules.
+        let refused = "to = [\"0.0.0.0/8\", \"127.0.0.0/8\", \"::/128\", \"::1/128\", \"169.254.0.0/16\", \"fe80::/10\"]\naction = \"deny\"";
         let at = out.find(refused).unwrap_or_else(|| panic!("{out}"));
         assert!(at < out.find("to = [\"10.0.0.0/8\"]").unwrap(), "{out}");
-        // A pass rule to loopback keeps loopback reachable; a rule dropped whole counts not.
-        let loopback = convert(
+        // A pass rule naming part of a range keeps that part: the range is refused right
+        // after it, before the rules that follow (here the metadata service, from one host
+        // only); a rule dropped whole counts not.
+        let partial = convert(
             "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
              client pass { from: 0/0 to: 0/0 }\n\
-             socks pass { from: 0/0 to: 127.0.0.1/32 }\n\
-             socks pass { from: 0/0 to: 10.0.0.0/8 command: bindreply }\n",
+             socks pass { from: 10.1.1.1/32 to: 169.254.1.1/32 }\n\
+             socks pass { from: 0/0 to: 10.0.0.0/8 command: bindreply }\n\
+             socks pass { from: 0/0 to: 0/0 }\n",
             "sockd.conf",
         );
-        let out = &loopback.output;
-        assert!(
-            out.contains("to = [\"::1/128\", \"169.254.0.0/16\", \"fe80::/10\"]"),
-            "{out}"
-        );
+        let out = &partial.output;
+        let named = out
+            .find("to = [\"169.254.1.1/32\"]")
+            .unwrap_or_else(|| panic!("{out}"));
+        let metadata = out
+            .find("to = [\"169.254.0.0/16\"]")
+            .unwrap_or_else(|| panic!("{out}"));
+        let everyone = out.find("# line 6").unwrap_or_else(|| panic!("{out}"));
+        assert!(named < metadata && metadata < everyone, "{out}");
         assert!(
             out.contains("line 4 passes") && !out.contains("line 4, 5"),
             "{out}"
+        );
+        // A route to private space is served by Dante too.
+        let routed = convert(
+            "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
+             client pass { from: 0/0 to: 0/0 }\n\
+             route { from: 0/0 to: 10.20.0.0/16 via: 192.0.2.9 port = 1080 }\n\
+             socks pass { from: 0/0 to: 0/0 }\n",
+            "sockd.conf",
+        );
+        assert!(
+            routed.output.contains("deny_private_destinations = false"),
+            "{}",
+            routed.output
         );
         // A block partly private is said to lose that part.
         let partly = convert(
