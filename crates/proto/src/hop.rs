@@ -125,15 +125,17 @@ pub fn redacted(url: &str) -> String {
 }
 
 /// `text` (an error message, a log line) with every `scheme://…` in it [`redacted`]. A URL
-/// ends at white space or a quote — not at an escaped quote (`\"`), which a quoted password
-/// may hold.
+/// in double quotes ends at the closing quote (not at an escaped one, `\"`: a password may
+/// hold quotes, apostrophes and spaces); one not in quotes at white space or a quote.
 pub fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("://") {
         let (before, after) = rest.split_at(start + 3);
         out.push_str(before);
-        let end = url_end(after);
+        let scheme = before[..start]
+            .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+        let end = url_end(after, scheme.ends_with('"'));
         out.push_str(&redacted_authority(&after[..end]));
         rest = &after[end..];
     }
@@ -141,10 +143,15 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
-fn url_end(text: &str) -> usize {
+fn url_end(text: &str, quoted: bool) -> usize {
     let mut escaped = false;
     for (index, c) in text.char_indices() {
-        if c.is_whitespace() || (!escaped && matches!(c, '"' | '\'' | '`')) {
+        let ends = if quoted {
+            c == '"' || c == '\n'
+        } else {
+            c.is_whitespace() || matches!(c, '"' | '\'' | '`')
+        };
+        if ends && !escaped {
             return index;
         }
         escaped = c == '\\' && !escaped;
@@ -156,11 +163,14 @@ fn redacted_authority(authority: &str) -> String {
     if let Some((_, host)) = authority.rsplit_once('@') {
         return format!("***@{host}");
     }
-    match authority.rsplit_once(':') {
+    // A path or trailing punctuation (`proxy:1080/`, `(socks5://h:1080)`) is no password.
+    let hostport = authority.trim_end_matches(['/', ')', ']', ',', '.', ';']);
+    match hostport.rsplit_once(':') {
         Some((host, port))
             if !port.is_empty()
                 && !port.bytes().all(|b| b.is_ascii_digit())
-                && !authority.ends_with(']') =>
+                && !authority.ends_with(']')
+                && !host.contains(':') =>
         {
             format!("{host}:***")
         }
@@ -309,10 +319,21 @@ mod tests {
         assert_eq!(redacted("socks5h://[::1]"), "socks5h://[::1]");
         // The host forgotten: the password would pass for a port.
         assert_eq!(redacted("socks5://alice:hunter2"), "socks5://alice:***");
+        assert_eq!(redacted("socks5://proxy:1080/"), "socks5://proxy:1080/");
+        assert_eq!(
+            redact_urls("(see socks5://h:1080)"),
+            "(see socks5://h:1080)"
+        );
     }
 
     #[test]
     fn urls_in_a_text_lose_their_passwords_even_with_escaped_quotes() {
+        let spaced =
+            redact_urls(r#"invalid type: string "socks5://u:it's a secret@h:1", expected"#);
+        assert_eq!(
+            spaced,
+            r#"invalid type: string "socks5://***@h:1", expected"#
+        );
         let text =
             r#"invalid value "socks5://u:pa\"ss@host:1" for key `chains`; see socks5://a:b@c"#;
         let shown = redact_urls(text);
