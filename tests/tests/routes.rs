@@ -295,3 +295,38 @@ fn a_direct_association_does_not_send_what_a_route_rule_takes() {
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["dropped_denied"], "1", "{log:#?}");
 }
+
+/// The other way round: an association routed upstream (its rule routes 127.0.0.9) still
+/// carries what the rules allow rather than route — directly, as a direct association
+/// would: the echo on 127.0.0.1 answers, and the upstream relays nothing.
+#[test]
+fn a_routed_association_sends_what_the_rules_allow_directly() {
+    let upstream = TestServer::start();
+    let text = format!(
+        "{}\n[[rule]]\nto = [\"127.0.0.9\"]\naction = \"route\"\nroute = \"up\"\n\n\
+         [[rule]]\naction = \"allow\"\n",
+        group(&[&[format!("socks5://{}", upstream.addr())]], "")
+    );
+    let mut config = Config::parse(&text, Path::new("mixed-routed.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let front = TestServer::start_with(config);
+    let echo = UdpEcho::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let target = format!("127.0.0.1:{}", echo.port).parse().unwrap();
+    send_via(&socket, relay, &target, b"allowed, not routed");
+    let answer = recv_via(&socket, Duration::from_secs(3));
+    assert_eq!(
+        answer.map(|(_, data)| data),
+        Some(b"allowed, not routed".to_vec())
+    );
+    drop(control);
+    let log = front.wait_for_sessions(1);
+    assert_eq!(
+        log[0]["rule"], "rule mixed-routed.toml:5",
+        "the routed rule: {log:#?}"
+    );
+    let relayed = upstream.wait_for_sessions(1);
+    assert_eq!(relayed[0]["datagrams_up"], "0", "{relayed:#?}");
+}

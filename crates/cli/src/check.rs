@@ -43,6 +43,14 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             rule.origin, earlier.origin
         );
     }
+    for (rule, earlier) in config.policy.udp_routes_behind_allows() {
+        let _ = writeln!(
+            err,
+            "warning: rule {} routes UDP, but rule {} above it allows UDP: an association it \
+             grants goes out directly and drops the datagrams rule {} would route",
+            rule.origin, earlier.origin, rule.origin
+        );
+    }
     for (rule, block) in config.policy.guarded_rules() {
         let _ = writeln!(
             err,

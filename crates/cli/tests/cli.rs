@@ -448,6 +448,27 @@ fn check_warns_of_rules_the_private_destination_guard_overrides() {
     assert!(!String::from_utf8_lossy(&output.stderr).contains("refuses"));
 }
 
+/// A UDP association takes its way out from its first rule: a `route` rule for UDP below an
+/// `allow` rule for UDP routes none of an association the allow rule grants. `check` says so.
+#[test]
+fn check_warns_of_udp_routes_below_udp_allows() {
+    let text = "[[upstream]]\nname = \"hq\"\nchains = [[\"socks5://127.0.0.1:1081\"]]\n\n\
+                [[rule]]\ncommands = [\"connect\"]\naction = \"allow\"\n\n\
+                [[rule]]\nto = [\"10.0.0.0/8\"]\naction = \"allow\"\n\n\
+                [[rule]]\nto = [\"*.hq.example\"]\naction = \"route\"\nroute = \"hq\"\n";
+    let config = temp_file("udp-order.toml", text);
+    let output = check_config(&config, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let file = config.display();
+    assert!(
+        stderr.contains(&format!(
+            "warning: rule {file}:13 routes UDP, but rule {file}:9 above it allows UDP"
+        )),
+        "{stderr}"
+    );
+}
+
 /// Collects a child's standard error lines on a thread, to wait for one.
 struct LogLines(std::sync::mpsc::Receiver<String>);
 

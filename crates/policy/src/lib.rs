@@ -547,6 +547,28 @@ impl Policy {
             .collect()
     }
 
+    /// Pairs (a rule that routes UDP, an earlier rule that allows UDP): an association the
+    /// earlier one grants goes out directly and drops the datagrams the later one would
+    /// route, for `socksgate check`.
+    pub fn udp_routes_behind_allows(&self) -> Vec<(&Rule, &Rule)> {
+        let udp = |rule: &Rule| {
+            rule.commands.is_empty() || rule.commands.contains(&Command::UDP_ASSOCIATE)
+        };
+        let mut found = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.action != Action::Route || !udp(rule) {
+                continue;
+            }
+            if let Some(earlier) = self.rules[..index]
+                .iter()
+                .find(|earlier| earlier.action == Action::Allow && udp(earlier))
+            {
+                found.push((rule, earlier));
+            }
+        }
+        found
+    }
+
     /// Pairs (unreachable rule, the earlier rule that shadows it), for `socksgate check`.
     pub fn shadowed_rules(&self) -> Vec<(&Rule, &Rule)> {
         let mut shadowed = Vec::new();

@@ -235,32 +235,49 @@ async fn decide_by_address<'p>(
     Ok((verdict, Some(allowed)))
 }
 
-/// Whether a datagram to `destination` (an address) may be sent by an association that goes
-/// out directly (`route` `None`) or through the group `route`.
-pub(crate) fn datagram_allowed(
+/// How an association sends a datagram the rules let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// From the relay socket, to the destination itself.
+    Direct,
+    /// Through the association's upstream group.
+    Upstream,
+}
+
+/// How a datagram to `destination` (an address) goes out, for an association routed through
+/// the group `route` (or not routed), if the rules let it.
+pub(crate) fn datagram_way(
     shared: &Shared,
     subject: &Subject,
     host: &Host,
     destination: SocketAddr,
     route: Option<&str>,
-) -> bool {
-    matches!(
-        datagram_decision(shared, subject, host, destination.port(), Some(destination.ip())),
-        Evaluation::Decided(verdict) if carries(&verdict, route)
-    )
+) -> Option<Way> {
+    match datagram_decision(
+        shared,
+        subject,
+        host,
+        destination.port(),
+        Some(destination.ip()),
+    ) {
+        Evaluation::Decided(verdict) => way_out(&verdict, route),
+        Evaluation::NeedsAddress => None,
+    }
 }
 
-/// Whether an association carries a datagram the rules decided `verdict` on: a direct one
-/// what they allow, a routed one what they route through its own group. (The association's
-/// own rule is chosen without destinations; a datagram's may differ — one a `route` rule
-/// takes must not leave from this host, nor an allowed one through another network.)
-pub(crate) fn carries(verdict: &Verdict<'_, Rule>, route: Option<&str>) -> bool {
-    match (verdict.action, route) {
-        (Action::Allow, None) => true,
-        (Action::Route, Some(group)) => {
-            verdict.rule().and_then(|rule| rule.route.as_deref()) == Some(group)
+/// How a datagram the rules decided `verdict` on goes out: directly when they allow it,
+/// through the upstream when they route it through the association's own group. (The
+/// association's own rule is chosen without destinations, so a datagram's rule may differ;
+/// one a `route` rule takes never leaves directly, and a direct association has no group
+/// to send it through: `None`.)
+pub(crate) fn way_out(verdict: &Verdict<'_, Rule>, route: Option<&str>) -> Option<Way> {
+    match verdict.action {
+        Action::Allow => Some(Way::Direct),
+        Action::Route => {
+            let group = verdict.rule().and_then(|rule| rule.route.as_deref());
+            (group.is_some() && group == route).then_some(Way::Upstream)
         }
-        _ => false,
+        Action::Deny => None,
     }
 }
 

@@ -29,7 +29,7 @@ use tokio::net::UdpSocket;
 
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
-use crate::authorize::{carries, datagram_allowed, datagram_decision, Grant};
+use crate::authorize::{datagram_decision, datagram_way, way_out, Grant, Way};
 use crate::failure::Failure;
 use crate::live::Tally;
 use crate::requested::Requested;
@@ -255,10 +255,10 @@ struct Association<'a> {
     /// The policy's answer per destination, remembered (bounded like the filter) for the
     /// association's life: a `days`/`hours` condition is judged when a destination is first
     /// used, as a session's rule is when it starts.
-    verdicts: HashMap<SocketAddr, bool>,
+    verdicts: HashMap<SocketAddr, Option<Way>>,
     /// The same for routed datagrams addressed by name, by name and port: a rule walk and
     /// a clock reading per datagram otherwise.
-    name_verdicts: HashMap<(DomainName, u16), bool>,
+    name_verdicts: HashMap<(DomainName, u16), Option<Way>>,
     socket: UdpSocket,
     local: SocketAddr,
     client_ip: IpAddr,
@@ -420,30 +420,35 @@ impl Association<'_> {
         };
         if self.upstream.is_some() {
             // Names travel as they are, for the upstream to resolve; both names and addresses
-            // are judged here, by the same rules as direct datagrams.
-            let allowed = match target.socket_addr() {
-                Some(address) => self.allowed(&target.host, address),
-                None => self.name_allowed(&target).await,
+            // are judged here, by the same rules as direct datagrams. What the rules allow
+            // rather than route goes out directly, as in a direct association.
+            let way = match target.socket_addr() {
+                Some(address) => self.way(&target.host, address),
+                None => self.name_way(&target).await,
             };
-            let Some(upstream) = &self.upstream else {
-                return;
-            };
-            if !allowed {
-                self.stats.drops.denied += 1;
-            } else if upstream.send_to(&data, &target).await.is_ok() {
-                self.stats.datagrams_up += 1;
-                self.stats.bytes_up += data.len() as u64;
-                self.counters.add_up(data.len());
-            } else {
-                self.stats.drops.unreachable += 1;
+            match (way, &self.upstream) {
+                (Some(Way::Upstream), Some(upstream)) => {
+                    if upstream.send_to(&data, &target).await.is_ok() {
+                        self.stats.datagrams_up += 1;
+                        self.stats.bytes_up += data.len() as u64;
+                        self.counters.add_up(data.len());
+                    } else {
+                        self.stats.drops.unreachable += 1;
+                    }
+                    return;
+                }
+                (Some(Way::Direct), _) => {}
+                _ => {
+                    self.stats.drops.denied += 1;
+                    return;
+                }
             }
-            return;
         }
         let Some(destination) = self.resolve(&target).await else {
             self.stats.drops.unresolved += 1;
             return;
         };
-        if !self.allowed(&target.host, destination) {
+        if self.way(&target.host, destination) != Some(Way::Direct) {
             self.stats.drops.denied += 1;
             return;
         }
@@ -509,15 +514,16 @@ impl Association<'_> {
         }
     }
 
-    /// Whether the policy lets a datagram go to `destination` (named `host` in the request).
-    fn allowed(&mut self, host: &Host, destination: SocketAddr) -> bool {
+    /// How a datagram to `destination` (named `host` in the request) goes out, if the
+    /// policy lets it.
+    fn way(&mut self, host: &Host, destination: SocketAddr) -> Option<Way> {
         if !self.shared.policy.judges_destinations() {
-            return true;
+            return Some(Way::Direct);
         }
-        if let Some(&allowed) = self.verdicts.get(&destination) {
-            return allowed;
+        if let Some(&way) = self.verdicts.get(&destination) {
+            return way;
         }
-        let allowed = datagram_allowed(
+        let way = datagram_way(
             self.shared,
             &self.subject,
             host,
@@ -527,46 +533,46 @@ impl Association<'_> {
         if self.verdicts.len() >= MAX_PERMITTED {
             self.verdicts.clear();
         }
-        self.verdicts.insert(destination, allowed);
-        allowed
+        self.verdicts.insert(destination, way);
+        way
     }
 
-    /// Whether the rules let a datagram go to a name: by the name alone where that settles
-    /// it, else by the address it resolves to here (as for a routed CONNECT).
-    async fn name_allowed(&mut self, target: &Address) -> bool {
+    /// How a datagram to a name goes out, if the rules let it: by the name alone where that
+    /// settles it, else by the address it resolves to here (as for a routed CONNECT).
+    async fn name_way(&mut self, target: &Address) -> Option<Way> {
         if !self.shared.policy.judges_destinations() {
-            return true;
+            return Some(Way::Direct);
         }
         let Host::Domain(name) = &target.host else {
-            return false;
+            return None;
         };
         let key = (name.clone(), target.port);
-        if let Some(&allowed) = self.name_verdicts.get(&key) {
-            return allowed;
+        if let Some(&way) = self.name_verdicts.get(&key) {
+            return way;
         }
         match datagram_decision(self.shared, &self.subject, &target.host, target.port, None) {
             // Settled by the name: remembered for the association's next datagrams.
             Evaluation::Decided(verdict) => {
-                let allowed = carries(&verdict, self.route.as_deref());
+                let way = way_out(&verdict, self.route.as_deref());
                 if self.name_verdicts.len() >= MAX_PERMITTED {
                     self.name_verdicts.clear();
                 }
-                self.name_verdicts.insert(key, allowed);
-                allowed
+                self.name_verdicts.insert(key, way);
+                way
             }
             // Judged by the address it resolves to now (not remembered: the address may
             // change), and never through the cache of verdicts by address: another name may
             // share the address and not the verdict.
-            Evaluation::NeedsAddress => match self.resolve(target).await {
-                Some(address) => datagram_allowed(
+            Evaluation::NeedsAddress => {
+                let address = self.resolve(target).await?;
+                datagram_way(
                     self.shared,
                     &self.subject,
                     &target.host,
                     address,
                     self.route.as_deref(),
-                ),
-                None => false,
-            },
+                )
+            }
         }
     }
 
