@@ -76,6 +76,11 @@ impl AdminAccess {
         Ok(Self { token, tls })
     }
 
+    /// Whether the listener speaks HTTPS.
+    pub(crate) fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Whether a request with this head may read a page other than `/health`.
     pub(crate) fn admits(&self, head: &[u8]) -> bool {
         let Some(token) = &self.token else {

@@ -344,16 +344,20 @@ impl ReloadHandle {
             not_applied.push("a changed [admin] address needs a restart".to_owned());
         }
         if let Some(bound) = self.admin_bound {
+            let old = self
+                .tls
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admin
+                .clone();
             let authenticates = admin.is_some_and(socksgate_config::Admin::authenticates);
-            if !bound.ip().to_canonical().is_loopback() && !authenticates {
-                tls.admin = self
-                    .tls
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .admin
-                    .clone();
+            // Off loopback, neither the proof asked for nor the encryption may go.
+            let weaker = !authenticates || (old.has_tls() && !tls.admin.has_tls());
+            if !bound.ip().to_canonical().is_loopback() && weaker {
+                tls.admin = old;
                 not_applied.push(format!(
-                    "the admin listener on {bound} keeps its authentication until a restart"
+                    "the admin listener on {bound} keeps its authentication and TLS until a \
+                     restart"
                 ));
             }
         }
