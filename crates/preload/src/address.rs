@@ -95,33 +95,35 @@ impl From<SocketAddr> for SockAddr {
     }
 }
 
-/// Reads a C socket address; `None` for anything but IPv4 and IPv6.
+/// Reads a C socket address; `None` for anything but IPv4 and IPv6, or one shorter than its
+/// family needs. The caller's memory is copied, never referenced: it need not be aligned
+/// for the C structures (a program may pass a `sockaddr` at any offset of a buffer).
 ///
 /// # Safety
 /// `address` must be valid for `length` bytes (or null).
 pub(crate) unsafe fn read(address: *const sockaddr, length: socklen_t) -> Option<SocketAddr> {
-    if address.is_null() {
+    if address.is_null() || (length as usize) < std::mem::size_of::<libc::sa_family_t>() {
         return None;
     }
-    // SAFETY: the caller guarantees `address` is valid for `length` bytes; each read checks
-    // the length first.
-    unsafe {
-        match i32::from((*address).sa_family) {
-            libc::AF_INET if length as usize >= std::mem::size_of::<sockaddr_in>() => {
-                let raw = &*address.cast::<sockaddr_in>();
-                Some(SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::from(u32::from_be(raw.sin_addr.s_addr))),
-                    u16::from_be(raw.sin_port),
-                ))
-            }
-            libc::AF_INET6 if length as usize >= std::mem::size_of::<sockaddr_in6>() => {
-                let raw = &*address.cast::<sockaddr_in6>();
-                Some(SocketAddr::new(
-                    IpAddr::V6(Ipv6Addr::from(raw.sin6_addr.s6_addr)),
-                    u16::from_be(raw.sin6_port),
-                ))
-            }
-            _ => None,
+    // SAFETY: readable for `length` bytes, at least the family's (checked); unaligned reads.
+    let family = unsafe { std::ptr::read_unaligned(address.cast::<libc::sa_family_t>()) };
+    match i32::from(family) {
+        libc::AF_INET if length as usize >= std::mem::size_of::<sockaddr_in>() => {
+            // SAFETY: readable for a whole sockaddr_in (checked); copied unaligned.
+            let raw = unsafe { std::ptr::read_unaligned(address.cast::<sockaddr_in>()) };
+            Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(raw.sin_addr.s_addr))),
+                u16::from_be(raw.sin_port),
+            ))
         }
+        libc::AF_INET6 if length as usize >= std::mem::size_of::<sockaddr_in6>() => {
+            // SAFETY: readable for a whole sockaddr_in6 (checked); copied unaligned.
+            let raw = unsafe { std::ptr::read_unaligned(address.cast::<sockaddr_in6>()) };
+            Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(raw.sin6_addr.s6_addr)),
+                u16::from_be(raw.sin6_port),
+            ))
+        }
+        _ => None,
     }
 }

@@ -25,6 +25,7 @@
 //! through a UDP association with the proxy when the destination is redirected.
 
 mod address;
+mod memory;
 mod real;
 mod settings;
 mod state;
@@ -648,7 +649,7 @@ pub mod udp_hooks {
         match unsafe { destination(fd, address, address_length) } {
             Some(to) if !buffer.is_null() || length == 0 => {
                 // SAFETY: the caller's buffer is valid for `length` bytes.
-                let payload = unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), length) };
+                let payload = unsafe { crate::memory::bytes(buffer.cast::<u8>(), length) };
                 udp::send(fd, payload, flags, to).map_or_else(fail, |n| n as ssize_t)
             }
             // SAFETY: the caller's arguments, unchanged.
@@ -759,7 +760,7 @@ pub mod udp_hooks {
             return unsafe { real::recvfrom(fd, buffer, length, flags, address, address_length) };
         }
         // SAFETY: the caller's buffer is writable for `length` bytes.
-        let out = unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), length) };
+        let out = unsafe { crate::memory::bytes_mut(buffer.cast::<u8>(), length) };
         match udp::receive(fd, out, flags) {
             Ok((copied, _, source)) => {
                 if !address.is_null() && !address_length.is_null() {
@@ -962,11 +963,8 @@ pub mod udp_hooks {
     /// # Safety
     /// `vectors` is valid for `count` entries (or null with 0).
     unsafe fn iovecs<'a>(vectors: *mut iovec, count: usize) -> &'a [iovec] {
-        if vectors.is_null() {
-            return &[];
-        }
         // SAFETY: per the caller.
-        unsafe { std::slice::from_raw_parts(vectors, count) }
+        unsafe { crate::memory::entries(vectors.cast_const(), count) }
     }
 
     /// # Safety
@@ -975,12 +973,10 @@ pub mod udp_hooks {
         let mut bytes = Vec::new();
         // SAFETY: per the caller.
         for vector in unsafe { iovecs(vectors, count) } {
-            if !vector.iov_base.is_null() {
-                // SAFETY: readable for iov_len bytes.
-                bytes.extend_from_slice(unsafe {
-                    std::slice::from_raw_parts(vector.iov_base.cast::<u8>(), vector.iov_len)
-                });
-            }
+            // SAFETY: readable for iov_len bytes (or null / empty, which gives nothing).
+            bytes.extend_from_slice(unsafe {
+                crate::memory::bytes(vector.iov_base.cast::<u8>(), vector.iov_len)
+            });
         }
         bytes
     }

@@ -1,0 +1,66 @@
+//! Issue #22: the socksify shim under programs that use C's latitude — small C programs,
+//! compiled here with the system's compiler, run under `socksgate socksify` through a real
+//! server. Each is a regression test for a defect of the shim.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::path::{Path, PathBuf};
+
+use socksgate_tests::interop::{run, tool, Run};
+use socksgate_tests::{TestServer, UdpEcho};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socksgate");
+
+/// `tests/shim/NAME.c` compiled into the test's scratch directory; `None` (after the
+/// skip-or-fail rule) without a C compiler.
+fn compiled(name: &str) -> Option<PathBuf> {
+    let gcc = tool("gcc")?;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/shim/{name}.c"));
+    let dir = socksgate_tests::server::scratch_file("shim", &format!("{name}.keep"), "")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let program = dir.join(name);
+    let source = source.to_str().unwrap().to_owned();
+    let out = program.to_str().unwrap().to_owned();
+    let built = run(
+        &gcc,
+        &["-O1", "-g", "-Wall", "-o", &out, &source, "-lpthread"],
+        &[],
+        60,
+    );
+    assert!(built.success, "gcc {name}: {}", built.stderr);
+    Some(program)
+}
+
+/// `program args…` under socksify through `server`, loopback included.
+fn socksified(server: &TestServer, program: &Path, args: &[&str]) -> Run {
+    let url = format!("socks5h://{}", server.addr());
+    let mut full = vec!["socksify", "-x", &url, "--include-loopback", "--"];
+    full.push(program.to_str().unwrap());
+    full.extend(args);
+    run(Path::new(BIN), &full, &[], 60)
+}
+
+/// Finding 1: a null buffer of length 0, a sockaddr at an odd offset and an address shorter
+/// than its family, through a redirected UDP socket. Before, the shim built slices from the
+/// null pointers and references to the unaligned address (undefined behaviour; a debug build
+/// aborts on it).
+#[test]
+fn finding_1_null_empty_buffers_and_unaligned_addresses_are_handled() {
+    let Some(program) = compiled("empty_buffers") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let port = echo.port.to_string();
+    let result = socksified(&server, &program, &["127.0.0.1", &port]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["command"], "udp associate", "{log:#?}");
+}
