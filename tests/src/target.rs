@@ -208,7 +208,13 @@ pub struct DnsResponder {
 impl DnsResponder {
     /// Serves on `ip` (an address the caller owns), on a thread of its own.
     pub fn start_at(ip: std::net::IpAddr) -> Self {
-        let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        Self::start_on(SocketAddr::new(ip, 0))
+    }
+
+    /// Serves on `address` (port 53 of a namespace's loopback, say: where a resolv.conf can
+    /// point), on a thread of its own.
+    pub fn start_on(address: SocketAddr) -> Self {
+        let socket = std::net::UdpSocket::bind(address).unwrap();
         let port = socket.local_addr().unwrap().port();
         let answer = std::net::Ipv4Addr::new(192, 0, 2, 53);
         let queries = Arc::new(AtomicUsize::new(0));

@@ -64,3 +64,48 @@ fn finding_1_null_empty_buffers_and_unaligned_addresses_are_handled() {
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["command"], "udp associate", "{log:#?}");
 }
+
+/// Finding 6: `getnameinfo` of a fake address answers the name it stands for, and asks no
+/// DNS server. In a private network namespace whose resolv.conf points at a DNS server the
+/// test runs on its loopback (port 53), which counts the questions it gets: none. Before,
+/// the reverse lookup went to the resolver (one question here; out of the host elsewhere)
+/// and `NI_NAMEREQD` failed.
+#[test]
+fn finding_6_getnameinfo_of_a_fake_address_asks_no_dns_server() {
+    let (Some(python), Some(unshare)) = (tool("python3"), tool("unshare")) else {
+        return;
+    };
+    let Some(host) = socksgate_tests::NetNs::create(&[]) else {
+        return;
+    };
+    let resolv =
+        socksgate_tests::server::scratch_file("shim", "resolv.conf", "nameserver 127.0.0.1\n");
+    host.run(|| {
+        let dns = socksgate_tests::DnsResponder::start_on("127.0.0.1:53".parse().unwrap());
+        let server = TestServer::start();
+        let script = r#"
+import socket
+fake = socket.gethostbyname("intranet.socksify.test")
+host, service = socket.getnameinfo((fake, 80), socket.NI_NAMEREQD)
+print(fake, host, service)
+"#;
+        let url = format!("socks5h://{}", server.addr());
+        let command = format!(
+            "mount --bind {} /etc/resolv.conf && exec {BIN} socksify -x {url} --include-loopback -- {} -c '{}'",
+            resolv.display(),
+            python.display(),
+            script
+        );
+        let result = run(&unshare, &["--mount", "sh", "-c", &command], &[], 60);
+        assert!(result.success, "{} {}", result.stdout, result.stderr);
+        let words: Vec<&str> = result.stdout.split_whitespace().collect();
+        assert!(
+            words.len() == 3
+                && words[0].parse::<std::net::Ipv4Addr>().is_ok()
+                && words[1] == "intranet.socksify.test",
+            "{}",
+            result.stdout
+        );
+        assert_eq!(dns.queries(), 0, "the resolver was asked about a fake address");
+    });
+}

@@ -543,7 +543,10 @@ unsafe fn name_to_fake(name: *const c_char, family: c_int) -> Option<String> {
     fake.then(|| text.to_owned())
 }
 
-/// Replaces `getnameinfo(3)`: a fake address is named by the name it stands for.
+/// Replaces `getnameinfo(3)`: a fake address is named by the name it stands for, here —
+/// the system's resolver is never asked about it (a reverse lookup of an address that means
+/// nothing outside this program would leave the host, and fail `NI_NAMEREQD`). The service
+/// part, if asked for, is the system's answer as usual.
 ///
 /// # Safety
 /// As `getnameinfo(3)`.
@@ -564,28 +567,46 @@ pub unsafe extern "C" fn getnameinfo(
             IpAddr::V4(v4) if flags & libc::NI_NUMERICHOST == 0 => state::name_of(v4),
             _ => None,
         });
-    // SAFETY: the caller's arguments, unchanged.
-    let result = unsafe {
+    let Some(name) = name else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe {
+            real::getnameinfo(
+                address,
+                length,
+                host,
+                host_length,
+                service,
+                service_length,
+                flags,
+            )
+        };
+    };
+    if !host.is_null() && host_length > 0 {
+        if name.len() >= host_length as usize {
+            return libc::EAI_OVERFLOW;
+        }
+        // SAFETY: `host` has room for the name and its NUL (checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), host.cast::<u8>(), name.len());
+            *host.add(name.len()) = 0;
+        }
+    }
+    if service.is_null() || service_length == 0 {
+        return 0;
+    }
+    // The service alone: no host buffer, so no host lookup.
+    // SAFETY: the caller's address and service buffer; no host buffer.
+    unsafe {
         real::getnameinfo(
             address,
             length,
-            host,
-            host_length,
+            std::ptr::null_mut(),
+            0,
             service,
             service_length,
-            flags,
+            flags & !libc::NI_NAMEREQD,
         )
-    };
-    if let (0, Some(name)) = (result, name) {
-        if !host.is_null() && (name.len() as socklen_t) < host_length {
-            // SAFETY: `host` has room for the name and its NUL (checked above).
-            unsafe {
-                std::ptr::copy_nonoverlapping(name.as_ptr(), host.cast::<u8>(), name.len());
-                *host.add(name.len()) = 0;
-            }
-        }
     }
-    result
 }
 
 pub(crate) fn debug(message: &str) {
