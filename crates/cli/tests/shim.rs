@@ -109,3 +109,23 @@ print(fake, host, service)
         assert_eq!(dns.queries(), 0, "the resolver was asked about a fake address");
     });
 }
+
+/// Finding 4: 64 threads making the process's first `syscall(2)` calls at once, in 150 runs.
+/// Before, a thread waiting for another to find the real `syscall` recursed through the
+/// hook until its stack overflowed: 8 runs of 200 died of SIGSEGV here.
+#[test]
+fn finding_4_threads_racing_to_the_first_syscall_do_not_recurse() {
+    let Some(program) = compiled("first_syscall_race") else {
+        return;
+    };
+    let server = TestServer::start();
+    for attempt in 0..150 {
+        let result = socksified(&server, &program, &[]);
+        assert!(
+            result.success && result.stdout.trim() == "ok",
+            "run {attempt}: {} {}",
+            result.stdout,
+            result.stderr
+        );
+    }
+}

@@ -1,8 +1,14 @@
 //! The functions this library replaces, as the next library in the search order (libc)
-//! provides them: found once with `dlsym(RTLD_NEXT, …)`.
+//! provides them: found with `dlsym(RTLD_NEXT, …)` on first use.
+//!
+//! The address is kept in a plain atomic, not a `OnceLock`: a thread that waits for another
+//! to initialize a `OnceLock` waits on a futex through `syscall(2)` — which this library
+//! replaces, and whose hook needs the real `syscall` first: the waiting thread would recurse
+//! until its stack overflowed. Two threads that look the same symbol up at once both store
+//! the same address, which is harmless.
 
 use std::ffi::CStr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{
     addrinfo, c_char, c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t,
@@ -23,11 +29,15 @@ macro_rules! real {
             /// # Safety
             /// The same as calling the libc function.
             pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
-                static ADDRESS: OnceLock<usize> = OnceLock::new();
-                let address = *ADDRESS.get_or_init(|| {
-                    next(CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
-                        .unwrap_or(c"abort"))
-                });
+                static ADDRESS: AtomicUsize = AtomicUsize::new(0);
+                let mut address = ADDRESS.load(Ordering::Relaxed);
+                if address == 0 {
+                    address = next(
+                        CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
+                            .unwrap_or(c"abort"),
+                    );
+                    ADDRESS.store(address, Ordering::Relaxed);
+                }
                 if address == 0 {
                     // Without libc's function there is nothing sensible to do.
                     std::process::abort();
