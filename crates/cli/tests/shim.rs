@@ -129,3 +129,22 @@ fn finding_4_threads_racing_to_the_first_syscall_do_not_recurse() {
         );
     }
 }
+
+/// Finding 7: `recvfrom(MSG_PEEK)` on a redirected UDP socket whose queue starts with a
+/// stranger's datagram shows the relay's next one. Before, it peeked at the stranger's
+/// datagram forever (the program's alarm ended it).
+#[test]
+fn finding_7_a_peek_skips_a_strangers_datagram_instead_of_spinning() {
+    let Some(program) = compiled("peek_past_strangers") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string()]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+}

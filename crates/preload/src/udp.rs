@@ -235,22 +235,35 @@ pub(crate) fn receive(
         // SAFETY: the kernel wrote a valid address of `from_length` bytes.
         let sender = unsafe { crate::address::read((&raw const from).cast(), from_length) }
             .map(tunnel::canonical);
-        if sender != Some(relay) {
-            continue;
-        }
-        let Ok((header, payload)) = UdpHeader::split(&datagram[..received as usize]) else {
-            continue;
-        };
-        let Host::Ip(ip) = header.address.host else {
+        let relayed = (sender == Some(relay))
+            .then(|| UdpHeader::split(&datagram[..received as usize]).ok())
+            .flatten()
+            .and_then(|(header, payload)| match header.address.host {
+                Host::Ip(ip) => Some((SocketAddr::new(ip, header.address.port), payload)),
+                Host::Domain(_) => None,
+            });
+        let Some((source, payload)) = relayed else {
+            // Not the relay's, or not a datagram it would send: dropped. A peek leaves it
+            // at the head of the queue, so it is taken off first (or the next peek would
+            // find it again, forever).
+            if flags & libc::MSG_PEEK != 0 {
+                // SAFETY: a zero-length read into no buffer discards one datagram.
+                unsafe {
+                    real::recvfrom(
+                        fd,
+                        std::ptr::null_mut(),
+                        0,
+                        (flags & !libc::MSG_PEEK) | libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+            }
             continue;
         };
         let copied = payload.len().min(buffer.len());
         buffer[..copied].copy_from_slice(&payload[..copied]);
-        return Ok((
-            copied,
-            copied < payload.len(),
-            SocketAddr::new(ip, header.address.port),
-        ));
+        return Ok((copied, copied < payload.len(), source));
     }
 }
 
