@@ -148,3 +148,21 @@ fn finding_7_a_peek_skips_a_strangers_datagram_instead_of_spinning() {
         result.stderr
     );
 }
+
+/// Finding 5: connects interrupted by a 1 kHz `SIGALRM` (no `SA_RESTART`) complete through
+/// the proxy and carry data, and the program's own `SO_RCVTIMEO`/`SO_SNDTIMEO` survive the
+/// handshake. Before, the shim reset both to 0 after every handshake, and a connect to the
+/// proxy interrupted by a signal left the program a socket that never finished its SOCKS
+/// handshake.
+#[test]
+fn finding_5_interrupted_connects_complete_and_the_programs_timeouts_survive() {
+    let Some(program) = compiled("interrupted_connect") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let port = echo.addr.port().to_string();
+    let result = socksified(&server, &program, &["127.0.0.1", &port, "50"]);
+    assert!(result.success, "{} {}", result.stdout, result.stderr);
+    assert_eq!(result.stdout.trim(), "ok 50", "{}", result.stderr);
+}

@@ -38,12 +38,32 @@ pub(crate) fn establish(
     if blocking != flags {
         fcntl(fd, libc::F_SETFL, blocking)?;
     }
+    // The program's own timeouts, put back whatever happens; its send timeout (a blocking
+    // connect's on Linux) bounds the whole handshake when it has one.
+    let saved = Timeouts::of(fd)?;
+    let limit = if saved.send.tv_sec > 0 || saved.send.tv_usec > 0 {
+        saved.send
+    } else {
+        libc::timeval {
+            tv_sec: HANDSHAKE_SECONDS,
+            tv_usec: 0,
+        }
+    };
     let result = (|| {
-        set_timeouts(fd, HANDSHAKE_SECONDS)?;
+        Timeouts {
+            receive: limit,
+            send: limit,
+        }
+        .apply(fd)?;
         let address = SockAddr::for_socket(fd, proxy).ok_or(libc::EAFNOSUPPORT)?;
         // SAFETY: `address` holds a valid socket address of the length given.
         if unsafe { real::connect(fd, address.as_ptr(), address.len()) } != 0 {
-            return Err(errno());
+            match errno() {
+                // A signal interrupted the wait, not the connection: it goes on, and the
+                // handshake with it — never a socket left half way to the proxy.
+                libc::EINTR | libc::EINPROGRESS => wait_connected(fd, limit)?,
+                error => return Err(error),
+            }
         }
         let mut bound = Address::unspecified();
         for (index, hop) in chain.iter().enumerate() {
@@ -52,13 +72,15 @@ pub(crate) fn establish(
                 None => handshake(fd, hop, command, target.clone())?,
             };
         }
-        set_timeouts(fd, 0)?;
         Ok(bound)
     })();
+    let restored = saved.apply(fd);
     if blocking != flags {
         let _ = fcntl(fd, libc::F_SETFL, flags);
     }
-    result
+    let bound = result?;
+    restored?;
+    Ok(bound)
 }
 
 /// One hop's handshake: `command` to `target`; returns the reply's address.
@@ -135,6 +157,8 @@ fn send_all(fd: c_int, mut bytes: &[u8]) -> Result<(), c_int> {
         match sent {
             n if n > 0 => bytes = &bytes[n as usize..],
             _ if errno() == libc::EINTR => {}
+            // The handshake's time (SO_SNDTIMEO) ran out.
+            _ if errno() == libc::EAGAIN => return Err(libc::ETIMEDOUT),
             _ => return Err(errno()),
         }
     }
@@ -150,33 +174,115 @@ fn recv_exact(fd: c_int, mut buffer: &mut [u8]) -> Result<(), c_int> {
             0 => return Err(libc::ECONNRESET),
             n if n > 0 => buffer = &mut buffer[n as usize..],
             _ if errno() == libc::EINTR => {}
+            // The handshake's time (SO_RCVTIMEO) ran out.
+            _ if errno() == libc::EAGAIN => return Err(libc::ETIMEDOUT),
             _ => return Err(errno()),
         }
     }
     Ok(())
 }
 
-fn set_timeouts(fd: c_int, seconds: libc::time_t) -> Result<(), c_int> {
-    let timeout = libc::timeval {
-        tv_sec: seconds,
-        tv_usec: 0,
-    };
-    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: `timeout` is a valid timeval of the size given.
-        let done = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                (&raw const timeout).cast::<c_void>(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
+/// A socket's `SO_RCVTIMEO` and `SO_SNDTIMEO`.
+struct Timeouts {
+    receive: libc::timeval,
+    send: libc::timeval,
+}
+
+impl Timeouts {
+    fn of(fd: c_int) -> Result<Self, c_int> {
+        let read = |option| {
+            let mut value = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            };
+            let mut length = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+            // SAFETY: `value` is a writable timeval and `length` its size.
+            let done = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    option,
+                    (&raw mut value).cast::<c_void>(),
+                    &mut length,
+                )
+            };
+            if done == 0 {
+                Ok(value)
+            } else {
+                Err(errno())
+            }
         };
-        if done != 0 {
-            return Err(errno());
+        Ok(Self {
+            receive: read(libc::SO_RCVTIMEO)?,
+            send: read(libc::SO_SNDTIMEO)?,
+        })
+    }
+
+    fn apply(&self, fd: c_int) -> Result<(), c_int> {
+        for (option, value) in [
+            (libc::SO_RCVTIMEO, &self.receive),
+            (libc::SO_SNDTIMEO, &self.send),
+        ] {
+            // SAFETY: `value` is a valid timeval of the size given.
+            let done = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    option,
+                    (value as *const libc::timeval).cast::<c_void>(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            if done != 0 {
+                return Err(errno());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits, within `limit`, for a connection a signal interrupted (or a non-blocking one)
+/// to finish; its outcome as `connect` would have said it.
+fn wait_connected(fd: c_int, limit: libc::timeval) -> Result<(), c_int> {
+    let limit = std::time::Duration::from_secs(limit.tv_sec.max(0) as u64)
+        + std::time::Duration::from_micros(limit.tv_usec.max(0) as u64);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(libc::ETIMEDOUT);
+        }
+        let mut wanted = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let milliseconds = c_int::try_from(left.as_millis().max(1)).unwrap_or(c_int::MAX);
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut wanted, 1, milliseconds) } {
+            1 => break,
+            0 => return Err(libc::ETIMEDOUT),
+            _ if errno() == libc::EINTR => {}
+            _ => return Err(errno()),
         }
     }
-    Ok(())
+    let mut error: c_int = 0;
+    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `error` is a writable c_int and `length` its size.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut error).cast::<c_void>(),
+            &mut length,
+        )
+    };
+    match (done, error) {
+        (0, 0) => Ok(()),
+        (0, error) => Err(error),
+        _ => Err(errno()),
+    }
 }
 
 fn fcntl(fd: c_int, command: c_int, argument: c_int) -> Result<c_int, c_int> {
