@@ -166,3 +166,33 @@ fn finding_5_interrupted_connects_complete_and_the_programs_timeouts_survive() {
     assert!(result.success, "{} {}", result.stdout, result.stderr);
     assert_eq!(result.stdout.trim(), "ok 50", "{}", result.stderr);
 }
+
+/// Finding 2: a daemon closes every descriptor but its UDP socket (the shim's control
+/// connection among them), `dup2`s over others and calls `close_range`, sending between
+/// each; its datagrams keep reaching the echo through new associations, and when it closes
+/// the socket the shim closes none of the program's descriptors. Before, the shim kept
+/// using the dead association and then closed the number, by then one of the program's.
+#[test]
+fn finding_2_a_daemon_closing_descriptors_keeps_its_own_and_its_udp() {
+    let Some(program) = compiled("daemon_closes_everything") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string()]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+    let log = server.wait_for_sessions(4);
+    let associations = log
+        .iter()
+        .filter(|e| e["command"] == "udp associate")
+        .count();
+    assert!(
+        associations >= 2,
+        "the association was not opened again: {log:#?}"
+    );
+}

@@ -26,6 +26,7 @@
 
 mod address;
 mod memory;
+mod own;
 mod real;
 mod settings;
 mod state;
@@ -136,10 +137,42 @@ pub unsafe extern "C" fn getpeername(
 /// As `close(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    state::forget(fd);
-    udp::forget(fd);
+    // The program closes a number the shim holds (a daemon closing everything): the
+    // shim's state for it goes, and the program gets the close it asked for.
+    if own::release(fd) {
+        udp::control_lost(fd);
+    } else {
+        state::forget(fd);
+        udp::forget(fd);
+    }
     // SAFETY: the caller's argument, unchanged.
     unsafe { real::close(fd) }
+}
+
+/// Replaces `close_range(2)`: the shim's descriptors in the range are the program's to
+/// close (their associations are dropped), as are the program's own sockets' states.
+///
+/// # Safety
+/// As `close_range(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn close_range(
+    first: libc::c_uint,
+    last: libc::c_uint,
+    flags: c_int,
+) -> c_int {
+    // Only marked close-on-exec: nothing is closed now.
+    if flags as libc::c_uint & libc::CLOSE_RANGE_CLOEXEC == 0 {
+        own::release_range(first, last, udp::control_lost);
+    }
+    // SAFETY: the caller's arguments, unchanged.
+    unsafe { real::close_range(first, last, flags) }
+}
+
+/// `dup2`/`dup3` onto `new` closes what is there: if it is the shim's, the shim lets go.
+fn taken_over(old: c_int, new: c_int) {
+    if old != new && own::release(new) {
+        udp::control_lost(new);
+    }
 }
 
 /// Replaces `dup(2)`.
@@ -162,6 +195,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// As `dup2(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    taken_over(old, new);
     // SAFETY: the caller's arguments, unchanged.
     let result = unsafe { real::dup2(old, new) };
     if result >= 0 && old != new {
@@ -176,6 +210,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// As `dup3(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    taken_over(old, new);
     // SAFETY: the caller's arguments, unchanged.
     let result = unsafe { real::dup3(old, new, flags) };
     if result >= 0 {
@@ -957,6 +992,25 @@ pub mod udp_hooks {
         a6: libc::c_long,
     ) -> libc::c_long {
         let fd = a1 as c_int;
+        // The descriptor calls a program may make this way (a daemon's close_range, say)
+        // keep the shim's own descriptors apart, as their libc functions do.
+        match number {
+            libc::SYS_close => {
+                // SAFETY: the arguments of close(fd).
+                return libc::c_long::from(unsafe { crate::close(fd) });
+            }
+            libc::SYS_close_range => {
+                // SAFETY: the arguments of close_range(first, last, flags).
+                return libc::c_long::from(unsafe {
+                    crate::close_range(a1 as c_uint, a2 as c_uint, a3 as c_int)
+                });
+            }
+            libc::SYS_dup3 => {
+                // SAFETY: the arguments of dup3(old, new, flags).
+                return libc::c_long::from(unsafe { crate::dup3(fd, a2 as c_int, a3 as c_int) });
+            }
+            _ => {}
+        }
         if number == libc::SYS_sendmmsg && udp::is_associated(fd) {
             // SAFETY: the arguments of sendmmsg(fd, messages, count, flags).
             return libc::c_long::from(unsafe {

@@ -84,6 +84,11 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     if control < 0 {
         return Err(errno());
     }
+    if !crate::own::adopt(control) {
+        // SAFETY: our own descriptor, just opened.
+        unsafe { real::close(control) };
+        return Err(libc::EMFILE);
+    }
     let unspecified = if proxy_address.is_ipv4() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
@@ -94,8 +99,10 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     let bound = match tunnel::establish(control, chain, Command::UDP_ASSOCIATE, &request) {
         Ok(bound) => bound,
         Err(error) => {
-            // SAFETY: our own descriptor.
-            unsafe { real::close(control) };
+            if crate::own::release(control) {
+                // SAFETY: our own descriptor (still: it was on the table).
+                unsafe { real::close(control) };
+            }
             return Err(error);
         }
     };
@@ -278,7 +285,25 @@ pub(crate) fn forget(fd: c_int) {
     };
     if let Some(association) = removed {
         COUNT.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: our own descriptor.
-        unsafe { real::close(association.control) };
+        // Only if the number is still ours: a program that closed it, or put its own
+        // descriptor there, keeps what it has.
+        if crate::own::release(association.control) {
+            // SAFETY: our own descriptor (it was on the table).
+            unsafe { real::close(association.control) };
+        }
+    }
+}
+
+/// The program took the number `control` (closed it, or put another descriptor there):
+/// the associations it served are gone; their sockets open new ones on their next send.
+pub(crate) fn control_lost(control: c_int) {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(map) = map.as_mut() {
+        let before = map.len();
+        map.retain(|_, association| association.control != control);
+        COUNT.fetch_sub(before - map.len(), Ordering::Relaxed);
     }
 }

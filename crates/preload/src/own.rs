@@ -1,0 +1,49 @@
+//! The descriptors the shim opened for itself (the control connections of UDP
+//! associations), kept apart from the program's.
+//!
+//! A daemon may close every descriptor from 3 up, or `dup2` over one: then the number is
+//! the program's, and the shim must never close or use it again. The registry is a fixed
+//! table of atomics, so the `close` hook can ask "is this ours?" without a lock (and so from
+//! a signal handler, or in a child right after `fork`).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use libc::c_int;
+
+/// At most this many of the shim's own descriptors at once (one per UDP association).
+const SLOTS: usize = 256;
+
+static OWN: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
+
+/// Registers `fd` as the shim's; `false` when the table is full.
+pub(crate) fn adopt(fd: c_int) -> bool {
+    OWN.iter().any(|slot| {
+        slot.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// Takes `fd` off the table: the shim closes it, or the program has taken the number.
+/// Whether it was there.
+pub(crate) fn release(fd: c_int) -> bool {
+    fd >= 0
+        && OWN.iter().any(|slot| {
+            slot.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+}
+
+/// The shim's descriptors in `first..=last`, each taken off the table.
+pub(crate) fn release_range(first: u32, last: u32, mut released: impl FnMut(c_int)) {
+    for slot in &OWN {
+        let fd = slot.load(Ordering::Acquire);
+        if fd >= 0
+            && (first..=last).contains(&(fd as u32))
+            && slot
+                .compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            released(fd);
+        }
+    }
+}
