@@ -196,3 +196,41 @@ fn finding_2_a_daemon_closing_descriptors_keeps_its_own_and_its_udp() {
         "the association was not opened again: {log:#?}"
     );
 }
+
+/// Finding 3 (fork): 1,000 forks of a program whose four threads keep connecting through
+/// the proxy; every child connects through it too. Before, a child could start with one of
+/// the shim's locks held by a thread it did not have, and hang.
+#[test]
+fn finding_3_forks_of_a_multithreaded_program_never_hang() {
+    let Some(program) = compiled("fork_while_connecting") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let result = socksified(&server, &program, &[&echo.addr.port().to_string(), "1000"]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+}
+
+/// Finding 3 (signals): a 1 kHz `SIGALRM` handler closes proxied sockets while the program
+/// connects new ones. Before, the handler could wait forever on a lock the thread it
+/// interrupted held.
+#[test]
+fn finding_3_close_from_a_signal_handler_never_deadlocks() {
+    let Some(program) = compiled("close_in_signal_handler") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let result = socksified(&server, &program, &[&echo.addr.port().to_string(), "2000"]);
+    assert!(
+        result.success && result.stdout.trim() == "ok 1",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+}

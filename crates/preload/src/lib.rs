@@ -25,6 +25,7 @@
 //! through a UDP association with the proxy when the destination is redirected.
 
 mod address;
+mod lock;
 mod memory;
 mod own;
 mod real;
@@ -220,7 +221,40 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 }
 
 /// The addrinfo blocks this library allocated (freed by its `freeaddrinfo`).
-static OURS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static OURS: lock::Guarded<Vec<usize>> = lock::Guarded::new(Vec::new());
+
+/// Every lock of the shim, in the order `fork` takes them.
+fn locks() -> [&'static dyn lock::ForkLock; 4] {
+    [
+        &state::DESTINATIONS,
+        &state::NAMES,
+        &udp::ASSOCIATIONS,
+        &OURS,
+    ]
+}
+
+extern "C" fn before_fork() {
+    for lock in locks() {
+        lock.lock();
+    }
+}
+
+extern "C" fn after_fork() {
+    for lock in locks().iter().rev() {
+        lock.unlock();
+    }
+}
+
+/// Registers the fork handlers when the library is loaded, before the program runs.
+extern "C" fn at_load() {
+    // SAFETY: three handlers with the signature pthread_atfork wants, valid for the
+    // process's life (this library is never unloaded: it is preloaded).
+    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
 
 /// Replaces `getaddrinfo(3)`: with a name-resolving last proxy, a name gets a fake address.
 ///
@@ -300,9 +334,7 @@ unsafe fn fake_answer(
         .then(|| CString::new(name).ok())
         .flatten();
     let entry = allocate(address, socket_type, protocol, canonical)?;
-    OURS.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(entry as usize);
+    OURS.with(|ours| ours.push(entry as usize));
     if settings.debug {
         debug(&format!(
             "resolve {name} by the proxy (fake address {fake})"
@@ -385,18 +417,13 @@ fn allocate(
 /// As `freeaddrinfo(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn freeaddrinfo(list: *mut addrinfo) {
-    let ours = {
-        let mut ours = OURS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match ours.iter().position(|&p| p == list as usize) {
-            Some(index) => {
-                ours.swap_remove(index);
-                true
-            }
-            None => false,
+    let ours = OURS.with(|ours| match ours.iter().position(|&p| p == list as usize) {
+        Some(index) => {
+            ours.swap_remove(index);
+            true
         }
-    };
+        None => false,
+    });
     if ours {
         // SAFETY: `list` is one block from `allocate`; its name came from strdup.
         unsafe {

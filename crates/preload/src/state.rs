@@ -4,23 +4,23 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use libc::c_int;
 
+use crate::lock::Guarded;
 use crate::settings::settings;
 
-static DESTINATIONS: Mutex<Option<HashMap<c_int, SocketAddr>>> = Mutex::new(None);
+pub(crate) static DESTINATIONS: Guarded<Option<HashMap<c_int, SocketAddr>>> = Guarded::new(None);
 /// How many sockets are redirected: `close` skips the lock while it is zero.
 static REDIRECTED: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn remember(fd: c_int, destination: SocketAddr) {
-    let mut map = DESTINATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    if map
-        .get_or_insert_with(HashMap::new)
-        .insert(fd, destination)
-        .is_none()
-    {
+    let added = DESTINATIONS.with(|map| {
+        map.get_or_insert_with(HashMap::new)
+            .insert(fd, destination)
+            .is_none()
+    });
+    if added {
         REDIRECTED.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -29,16 +29,14 @@ pub(crate) fn destination(fd: c_int) -> Option<SocketAddr> {
     if REDIRECTED.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let map = DESTINATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    map.as_ref()?.get(&fd).copied()
+    DESTINATIONS.with(|map| map.as_ref()?.get(&fd).copied())
 }
 
 pub(crate) fn forget(fd: c_int) {
     if REDIRECTED.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut map = DESTINATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    if map.as_mut().and_then(|m| m.remove(&fd)).is_some() {
+    if DESTINATIONS.with(|map| map.as_mut().and_then(|m| m.remove(&fd)).is_some()) {
         REDIRECTED.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -52,19 +50,25 @@ pub(crate) fn duplicate(old: c_int, new: c_int) {
 }
 
 #[derive(Default)]
-struct Names {
+pub(crate) struct Names {
     next: u32,
     by_name: HashMap<String, Ipv4Addr>,
     by_address: HashMap<Ipv4Addr, String>,
 }
 
-static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+pub(crate) static NAMES: Guarded<Option<Names>> = Guarded::new(None);
 
 /// The fake address standing for `name` (the same one every time).
 pub(crate) fn fake_address(name: &str) -> Ipv4Addr {
     let settings = settings();
-    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    let names = names.get_or_insert_with(Names::default);
+    NAMES.with(|names| fake_address_in(names.get_or_insert_with(Names::default), name, settings))
+}
+
+fn fake_address_in(
+    names: &mut Names,
+    name: &str,
+    settings: &crate::settings::Settings,
+) -> Ipv4Addr {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     if let Some(&address) = names.by_name.get(&name) {
         return address;
@@ -82,6 +86,5 @@ pub(crate) fn fake_address(name: &str) -> Ipv4Addr {
 
 /// The name a fake address stands for.
 pub(crate) fn name_of(address: Ipv4Addr) -> Option<String> {
-    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    names.as_ref()?.by_address.get(&address).cloned()
+    NAMES.with(|names| names.as_ref()?.by_address.get(&address).cloned())
 }

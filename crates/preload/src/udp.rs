@@ -12,18 +12,18 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use libc::c_int;
 use socksgate_proto::udp::UdpHeader;
 use socksgate_proto::{Address, Command, Host, Wire};
 
 use crate::address::SockAddr;
+use crate::lock::Guarded;
 use crate::settings::settings;
 use crate::tunnel::{self, errno};
 use crate::{real, target_of};
 
-struct Association {
+pub(crate) struct Association {
     /// The TCP control connection: the association lives as long as it.
     control: c_int,
     /// Where datagrams go.
@@ -32,7 +32,7 @@ struct Association {
     peer: Option<SocketAddr>,
 }
 
-static ASSOCIATIONS: Mutex<Option<HashMap<c_int, Association>>> = Mutex::new(None);
+pub(crate) static ASSOCIATIONS: Guarded<Option<HashMap<c_int, Association>>> = Guarded::new(None);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Room for the largest header the relay sends back (an IPv6 source).
@@ -44,8 +44,7 @@ pub(crate) fn is_associated(fd: c_int) -> bool {
 }
 
 fn with<T>(fd: c_int, action: impl FnOnce(&mut Association) -> T) -> Option<T> {
-    let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    map.as_mut()?.get_mut(&fd).map(action)
+    ASSOCIATIONS.with(|map| map.as_mut()?.get_mut(&fd).map(action))
 }
 
 /// The relay address for `fd`, opening the association if needed.
@@ -55,13 +54,19 @@ fn relay_for(fd: c_int) -> Result<SocketAddr, c_int> {
     }
     let association = open(fd)?;
     let relay = association.relay;
-    let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    if map
-        .get_or_insert_with(HashMap::new)
-        .insert(fd, association)
-        .is_none()
-    {
-        COUNT.fetch_add(1, Ordering::Relaxed);
+    let replaced =
+        ASSOCIATIONS.with(|map| map.get_or_insert_with(HashMap::new).insert(fd, association));
+    match replaced {
+        None => {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // Another thread opened one for the same socket meanwhile: its control goes.
+        Some(other) => {
+            if crate::own::release(other.control) {
+                // SAFETY: our own descriptor (it was on the table).
+                unsafe { real::close(other.control) };
+            }
+        }
     }
     Ok(relay)
 }
@@ -279,10 +284,7 @@ pub(crate) fn forget(fd: c_int) {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let removed = {
-        let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-        map.as_mut().and_then(|map| map.remove(&fd))
-    };
+    let removed = ASSOCIATIONS.with(|map| map.as_mut().and_then(|map| map.remove(&fd)));
     if let Some(association) = removed {
         COUNT.fetch_sub(1, Ordering::Relaxed);
         // Only if the number is still ours: a program that closed it, or put its own
@@ -300,10 +302,11 @@ pub(crate) fn control_lost(control: c_int) {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut map = ASSOCIATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(map) = map.as_mut() {
+    let dropped = ASSOCIATIONS.with(|map| {
+        let map = map.as_mut()?;
         let before = map.len();
         map.retain(|_, association| association.control != control);
-        COUNT.fetch_sub(before - map.len(), Ordering::Relaxed);
-    }
+        Some(before - map.len())
+    });
+    COUNT.fetch_sub(dropped.unwrap_or(0), Ordering::Relaxed);
 }
