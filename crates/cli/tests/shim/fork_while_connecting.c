@@ -16,15 +16,19 @@
 static struct sockaddr_in echo;
 static atomic_int stop;
 
-static int echo_once(void) {
+static int echo_once(int loud) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&echo, sizeof echo) != 0) {
+        if (loud)
+            perror("child connect");
         if (fd >= 0)
             close(fd);
         return 1;
     }
     char byte = 0;
     int failed = write(fd, "x", 1) != 1 || read(fd, &byte, 1) != 1 || byte != 'x';
+    if (failed && loud)
+        perror("child echo");
     close(fd);
     return failed;
 }
@@ -32,7 +36,7 @@ static int echo_once(void) {
 static void *connecting(void *unused) {
     (void)unused;
     while (!atomic_load(&stop))
-        echo_once();
+        echo_once(0);
     return NULL;
 }
 
@@ -50,12 +54,15 @@ int main(int argc, char **argv) {
         pid_t child = fork();
         if (child == 0) {
             alarm(10); /* a child that hangs is killed, and counted */
-            _exit(echo_once());
+            _exit(echo_once(1));
         }
         int status = 0;
         waitpid(child, &status, 0);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            if (WIFSIGNALED(status))
+                fprintf(stderr, "child %d: signal %d\n", i, WTERMSIG(status));
             failed++;
+        }
     }
     atomic_store(&stop, 1);
     for (int i = 0; i < 4; i++)

@@ -1,0 +1,419 @@
+//! The datagram calls: redirected when the socket has (or needs) an association.
+
+use std::net::SocketAddr;
+
+use libc::{
+    c_int, c_uint, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
+};
+
+use crate::address::{self, SockAddr};
+use crate::tunnel::{canonical, set_errno};
+use crate::{real, udp};
+
+fn fail(errno: c_int) -> ssize_t {
+    set_errno(errno);
+    -1
+}
+
+/// Where a send goes: the given address if redirected, or the connected peer.
+///
+/// # Safety
+/// `address` is null or valid for `length` bytes.
+unsafe fn destination(
+    fd: c_int,
+    address: *const sockaddr,
+    length: socklen_t,
+) -> Option<SocketAddr> {
+    // SAFETY: per the caller.
+    match unsafe { address::read(address, length) }.map(canonical) {
+        Some(destination) if udp::redirects(fd, destination) => Some(destination),
+        Some(_) => None,
+        None if address.is_null() => udp::peer(fd),
+        None => None,
+    }
+}
+
+/// Replaces `sendto(2)`.
+///
+/// # Safety
+/// As `sendto(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buffer: *const c_void,
+    length: size_t,
+    flags: c_int,
+    address: *const sockaddr,
+    address_length: socklen_t,
+) -> ssize_t {
+    // SAFETY: the caller's address.
+    match unsafe { destination(fd, address, address_length) } {
+        Some(to) if !buffer.is_null() || length == 0 => {
+            // SAFETY: the caller's buffer is valid for `length` bytes.
+            let payload = unsafe { crate::memory::bytes(buffer.cast::<u8>(), length) };
+            udp::send(fd, payload, flags, to).map_or_else(fail, |n| n as ssize_t)
+        }
+        // SAFETY: the caller's arguments, unchanged.
+        _ => unsafe { real::sendto(fd, buffer, length, flags, address, address_length) },
+    }
+}
+
+/// Replaces `send(2)`.
+///
+/// # Safety
+/// As `send(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn send(
+    fd: c_int,
+    buffer: *const c_void,
+    length: size_t,
+    flags: c_int,
+) -> ssize_t {
+    match udp::peer(fd) {
+        // SAFETY: as sendto without an address.
+        Some(_) => unsafe { sendto(fd, buffer, length, flags, std::ptr::null(), 0) },
+        // SAFETY: the caller's arguments, unchanged.
+        None => unsafe { real::send(fd, buffer, length, flags) },
+    }
+}
+
+/// Replaces `write(2)` (for connected, redirected UDP sockets only).
+///
+/// # Safety
+/// As `write(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buffer: *const c_void, length: size_t) -> ssize_t {
+    match udp::peer(fd) {
+        // SAFETY: as sendto without an address.
+        Some(_) => unsafe { sendto(fd, buffer, length, 0, std::ptr::null(), 0) },
+        // SAFETY: the caller's arguments, unchanged.
+        None => unsafe { real::write(fd, buffer, length) },
+    }
+}
+
+/// Replaces `sendmsg(2)`: the iovecs are gathered into one wrapped datagram.
+///
+/// # Safety
+/// As `sendmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's message header.
+    let Some(header) = (unsafe { message.as_ref() }) else {
+        // SAFETY: unchanged.
+        return unsafe { real::sendmsg(fd, message, flags) };
+    };
+    // SAFETY: the header's address.
+    let Some(to) = (unsafe { destination(fd, header.msg_name.cast(), header.msg_namelen) }) else {
+        // SAFETY: unchanged.
+        return unsafe { real::sendmsg(fd, message, flags) };
+    };
+    // SAFETY: the header's iovecs.
+    let payload = unsafe { gather(header.msg_iov, header.msg_iovlen) };
+    udp::send(fd, &payload, flags, to).map_or_else(fail, |n| n as ssize_t)
+}
+
+/// Replaces `sendmmsg(2)`.
+///
+/// # Safety
+/// As `sendmmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn sendmmsg(
+    fd: c_int,
+    messages: *mut mmsghdr,
+    count: c_uint,
+    flags: c_int,
+) -> c_int {
+    let redirected = udp::is_associated(fd)
+        || (count > 0 && !messages.is_null() && {
+            // SAFETY: the first message of the caller's vector.
+            let first = unsafe { &(*messages).msg_hdr };
+            // SAFETY: its address.
+            unsafe { destination(fd, first.msg_name.cast(), first.msg_namelen) }.is_some()
+        });
+    if !redirected {
+        // SAFETY: unchanged.
+        return unsafe { real::sendmmsg(fd, messages, count, flags) };
+    }
+    let send_one = |entry: &mut mmsghdr, _| {
+        // SAFETY: a valid message header.
+        unsafe { sendmsg(fd, &entry.msg_hdr, flags) }
+    };
+    // SAFETY: the caller's vector of `count` messages.
+    unsafe { each_message(messages, count, send_one) }
+}
+
+/// Replaces `recvfrom(2)`.
+///
+/// # Safety
+/// As `recvfrom(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buffer: *mut c_void,
+    length: size_t,
+    flags: c_int,
+    address: *mut sockaddr,
+    address_length: *mut socklen_t,
+) -> ssize_t {
+    if !udp::is_associated(fd) || (buffer.is_null() && length > 0) {
+        // SAFETY: unchanged.
+        return unsafe { real::recvfrom(fd, buffer, length, flags, address, address_length) };
+    }
+    // SAFETY: the caller's buffer is writable for `length` bytes.
+    let out = unsafe { crate::memory::bytes_mut(buffer.cast::<u8>(), length) };
+    match udp::receive(fd, out, flags) {
+        Ok((copied, _, source)) => {
+            if !address.is_null() && !address_length.is_null() {
+                if let Some(source) = SockAddr::for_socket(fd, source) {
+                    // SAFETY: the caller's buffer of `*address_length` bytes.
+                    unsafe { source.copy_out(address, address_length) };
+                }
+            }
+            copied as ssize_t
+        }
+        Err(errno) => fail(errno),
+    }
+}
+
+/// A redirected UDP socket's next datagram, without its source (`recv`, `read`).
+///
+/// # Safety
+/// As `recv(2)`.
+unsafe fn recv_from_association(
+    fd: c_int,
+    buffer: *mut c_void,
+    length: size_t,
+    flags: c_int,
+) -> ssize_t {
+    let (no_address, no_length) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: as recvfrom with no address buffer, which it accepts.
+    unsafe { recvfrom(fd, buffer, length, flags, no_address, no_length) }
+}
+
+/// Replaces `recv(2)`.
+///
+/// # Safety
+/// As `recv(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recv(
+    fd: c_int,
+    buffer: *mut c_void,
+    length: size_t,
+    flags: c_int,
+) -> ssize_t {
+    if udp::is_associated(fd) {
+        // SAFETY: as recv(2), which the caller's contract covers.
+        unsafe { recv_from_association(fd, buffer, length, flags) }
+    } else {
+        // SAFETY: unchanged.
+        unsafe { real::recv(fd, buffer, length, flags) }
+    }
+}
+
+/// Replaces `read(2)` (for redirected UDP sockets only).
+///
+/// # Safety
+/// As `read(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buffer: *mut c_void, length: size_t) -> ssize_t {
+    if udp::is_associated(fd) {
+        // SAFETY: as recv(2), which the caller's contract covers.
+        unsafe { recv_from_association(fd, buffer, length, 0) }
+    } else {
+        // SAFETY: unchanged.
+        unsafe { real::read(fd, buffer, length) }
+    }
+}
+
+/// Replaces `recvmsg(2)`: the payload is scattered into the caller's iovecs.
+///
+/// # Safety
+/// As `recvmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmsg(fd: c_int, message: *mut msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's message header.
+    let header = match unsafe { message.as_mut() } {
+        Some(header) if udp::is_associated(fd) => header,
+        // SAFETY: unchanged.
+        _ => return unsafe { real::recvmsg(fd, message, flags) },
+    };
+    // SAFETY: the header's iovecs.
+    let room: usize = unsafe { iovecs(header.msg_iov, header.msg_iovlen) }
+        .iter()
+        .map(|v| v.iov_len)
+        .sum();
+    let mut payload = vec![0u8; room];
+    match udp::receive(fd, &mut payload, flags) {
+        Ok((copied, truncated, source)) => {
+            // SAFETY: the header's iovecs are writable.
+            unsafe { scatter(header.msg_iov, header.msg_iovlen, &payload[..copied]) };
+            if !header.msg_name.is_null() {
+                if let Some(source) = SockAddr::for_socket(fd, source) {
+                    // SAFETY: the caller's name buffer of msg_namelen bytes.
+                    unsafe { source.copy_out(header.msg_name.cast(), &mut header.msg_namelen) };
+                }
+            }
+            header.msg_controllen = 0;
+            header.msg_flags = if truncated { libc::MSG_TRUNC } else { 0 };
+            copied as ssize_t
+        }
+        Err(errno) => fail(errno),
+    }
+}
+
+/// Replaces `recvmmsg(2)`: the first datagram as asked, the rest while more are waiting.
+///
+/// # Safety
+/// As `recvmmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    messages: *mut mmsghdr,
+    count: c_uint,
+    flags: c_int,
+    timeout: *mut timespec,
+) -> c_int {
+    if !udp::is_associated(fd) || messages.is_null() {
+        // SAFETY: unchanged.
+        return unsafe { real::recvmmsg(fd, messages, count, flags, timeout) };
+    }
+    let receive_one = |entry: &mut mmsghdr, index: usize| {
+        // The first datagram as asked; the rest only if already waiting.
+        let these = if index == 0 {
+            flags
+        } else {
+            flags | libc::MSG_DONTWAIT
+        };
+        // SAFETY: a valid message header.
+        unsafe { recvmsg(fd, &mut entry.msg_hdr, these & !libc::MSG_WAITFORONE) }
+    };
+    // SAFETY: the caller's vector of `count` messages.
+    unsafe { each_message(messages, count, receive_one) }
+}
+
+/// Runs `one` on each message in turn, recording its result as the message's length;
+/// returns how many succeeded, or -1 (errno set) when the first one failed.
+///
+/// # Safety
+/// `messages` is valid for `count` entries.
+unsafe fn each_message(
+    messages: *mut mmsghdr,
+    count: c_uint,
+    mut one: impl FnMut(&mut mmsghdr, usize) -> ssize_t,
+) -> c_int {
+    let mut done = 0;
+    for index in 0..count as usize {
+        // SAFETY: `index` < `count` entries, per the caller.
+        let entry = unsafe { &mut *messages.add(index) };
+        let result = one(entry, index);
+        if result < 0 {
+            return if done > 0 { done } else { -1 };
+        }
+        entry.msg_len = result as c_uint;
+        done += 1;
+    }
+    done
+}
+
+/// Replaces `syscall(2)` for `sendmmsg` and `recvmmsg`, which libuv (and so `dig`, Node.js
+/// and others) calls through `syscall` rather than through libc's wrappers; every other
+/// call goes to libc unchanged.
+///
+/// `syscall` is variadic in C. Integer arguments of a variadic call travel exactly like
+/// those of a fixed one on x86-64 and AArch64 Linux, so taking six `long`s reads what the
+/// caller passed (and harmless leftovers beyond it, which the kernel ignores).
+///
+/// # Safety
+/// As `syscall(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    number: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+    a4: libc::c_long,
+    a5: libc::c_long,
+    a6: libc::c_long,
+) -> libc::c_long {
+    let fd = a1 as c_int;
+    // The descriptor calls a program may make this way (a daemon's close_range, say)
+    // keep the shim's own descriptors apart, as their libc functions do.
+    match number {
+        libc::SYS_close => {
+            // SAFETY: the arguments of close(fd).
+            return libc::c_long::from(unsafe { crate::hooks::descriptors::close(fd) });
+        }
+        libc::SYS_close_range => {
+            // SAFETY: the arguments of close_range(first, last, flags).
+            return libc::c_long::from(unsafe {
+                crate::hooks::descriptors::close_range(a1 as c_uint, a2 as c_uint, a3 as c_int)
+            });
+        }
+        libc::SYS_dup3 => {
+            // SAFETY: the arguments of dup3(old, new, flags).
+            return libc::c_long::from(unsafe {
+                crate::hooks::descriptors::dup3(fd, a2 as c_int, a3 as c_int)
+            });
+        }
+        _ => {}
+    }
+    if number == libc::SYS_sendmmsg && udp::is_associated(fd) {
+        // SAFETY: the arguments of sendmmsg(fd, messages, count, flags).
+        return libc::c_long::from(unsafe {
+            sendmmsg(fd, a2 as *mut mmsghdr, a3 as c_uint, a4 as c_int)
+        });
+    }
+    if number == libc::SYS_recvmmsg && udp::is_associated(fd) {
+        // SAFETY: the arguments of recvmmsg(fd, messages, count, flags, timeout).
+        return libc::c_long::from(unsafe {
+            recvmmsg(
+                fd,
+                a2 as *mut mmsghdr,
+                a3 as c_uint,
+                a4 as c_int,
+                a5 as *mut timespec,
+            )
+        });
+    }
+    // SAFETY: the caller's arguments, passed on to libc's syscall.
+    unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) }
+}
+
+/// The iovecs as a slice.
+///
+/// # Safety
+/// `vectors` is valid for `count` entries (or null with 0).
+unsafe fn iovecs<'a>(vectors: *mut iovec, count: usize) -> &'a [iovec] {
+    // SAFETY: per the caller.
+    unsafe { crate::memory::entries(vectors.cast_const(), count) }
+}
+
+/// # Safety
+/// As [`iovecs`], each readable for its length.
+unsafe fn gather(vectors: *mut iovec, count: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // SAFETY: per the caller.
+    for vector in unsafe { iovecs(vectors, count) } {
+        // SAFETY: readable for iov_len bytes (or null / empty, which gives nothing).
+        bytes.extend_from_slice(unsafe {
+            crate::memory::bytes(vector.iov_base.cast::<u8>(), vector.iov_len)
+        });
+    }
+    bytes
+}
+
+/// # Safety
+/// As [`iovecs`], each writable for its length.
+unsafe fn scatter(vectors: *mut iovec, count: usize, mut bytes: &[u8]) {
+    // SAFETY: per the caller.
+    for vector in unsafe { iovecs(vectors, count) } {
+        let take = bytes.len().min(vector.iov_len);
+        if take > 0 && !vector.iov_base.is_null() {
+            // SAFETY: writable for iov_len ≥ take bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), vector.iov_base.cast::<u8>(), take)
+            };
+        }
+        bytes = &bytes[take..];
+    }
+}

@@ -1,0 +1,99 @@
+//! `connect` and `getpeername`: TCP sockets redirected through the chain.
+
+use std::net::{IpAddr, SocketAddr};
+
+use libc::{c_int, sockaddr, socklen_t};
+use socksgate_proto::{Address, Command, DomainName};
+
+use crate::address::SockAddr;
+use crate::settings::settings;
+use crate::tunnel::{canonical, is_fake, is_stream, set_errno};
+use crate::{address, debug, real, state, tunnel, udp};
+
+/// Replaces `connect(2)`.
+///
+/// # Safety
+/// As `connect(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
+    // SAFETY: the caller passes a socket address valid for `length` bytes.
+    let destination = unsafe { address::read(address, length) }.map(canonical);
+    if let Some(destination) = destination.filter(|d| udp::redirects(fd, *d)) {
+        return match udp::connect(fd, destination) {
+            Ok(()) => 0,
+            Err(errno) => {
+                set_errno(errno);
+                -1
+            }
+        };
+    }
+    let settings = settings();
+    let redirect = destination.filter(|d| {
+        !settings.chain.is_empty()
+            && (is_fake(d.ip(), settings.fake_base, settings.fake_size)
+                || !settings.is_direct(d.ip()))
+            && is_stream(fd)
+    });
+    let Some(destination) = redirect else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::connect(fd, address, length) };
+    };
+    let target = target_of(destination);
+    match tunnel::establish(fd, &settings.chain, Command::CONNECT, &target) {
+        Ok(_) => {
+            state::remember(fd, destination);
+            if settings.debug {
+                debug(&format!("connect {target} through the proxies"));
+            }
+            0
+        }
+        Err(errno) => {
+            if settings.debug {
+                debug(&format!(
+                    "connect {target} through the proxies failed: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                ));
+            }
+            set_errno(errno);
+            -1
+        }
+    }
+}
+
+/// The target to ask the proxies for: the name behind a fake address, or the address.
+pub(crate) fn target_of(destination: SocketAddr) -> Address {
+    if let IpAddr::V4(v4) = destination.ip() {
+        let settings = settings();
+        if is_fake(destination.ip(), settings.fake_base, settings.fake_size) {
+            if let Some(name) = state::name_of(v4).and_then(|n| DomainName::new(&n).ok()) {
+                return Address::domain(name, destination.port());
+            }
+        }
+    }
+    Address::from(destination)
+}
+
+/// Replaces `getpeername(2)`: a redirected socket's peer is its real destination.
+///
+/// # Safety
+/// As `getpeername(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn getpeername(
+    fd: c_int,
+    address: *mut sockaddr,
+    length: *mut socklen_t,
+) -> c_int {
+    let Some(destination) = state::destination(fd) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::getpeername(fd, address, length) };
+    };
+    match SockAddr::for_socket(fd, destination) {
+        Some(peer) if !address.is_null() && !length.is_null() => {
+            // SAFETY: the caller provides a buffer of `*length` bytes.
+            unsafe { peer.copy_out(address, length) };
+            0
+        }
+        // SAFETY: the caller's arguments, unchanged.
+        _ => unsafe { real::getpeername(fd, address, length) },
+    }
+}
