@@ -234,3 +234,45 @@ fn finding_3_close_from_a_signal_handler_never_deadlocks() {
         result.stderr
     );
 }
+
+/// Every program above, smaller, under valgrind's memcheck (Debian's valgrind): no error
+/// is reported, in the shim's frames or anywhere (`--error-exitcode`).
+#[test]
+fn the_shim_programs_run_clean_under_valgrind() {
+    let Some(valgrind) = tool("valgrind") else {
+        return;
+    };
+    let server = TestServer::start();
+    let udp_echo = UdpEcho::start();
+    let tcp_echo = socksgate_tests::EchoTarget::start();
+    let udp = udp_echo.port.to_string();
+    let tcp = tcp_echo.addr.port().to_string();
+    let programs: [(&str, Vec<&str>); 7] = [
+        ("empty_buffers", vec!["127.0.0.1", &udp]),
+        ("first_syscall_race", vec![]),
+        ("peek_past_strangers", vec![&udp]),
+        ("interrupted_connect", vec!["127.0.0.1", &tcp, "5"]),
+        ("daemon_closes_everything", vec![&udp]),
+        ("fork_while_connecting", vec![&tcp, "10"]),
+        ("close_in_signal_handler", vec![&tcp, "50"]),
+    ];
+    for (name, args) in programs {
+        let Some(program) = compiled(name) else {
+            return;
+        };
+        let mut full = vec![
+            "--error-exitcode=42",
+            "--leak-check=no",
+            "--quiet",
+            program.to_str().unwrap(),
+        ];
+        full.extend(args);
+        let result = socksified(&server, &valgrind, &full);
+        assert!(
+            result.success && result.stdout.trim().starts_with("ok"),
+            "{name} under valgrind: {} {}",
+            result.stdout,
+            result.stderr
+        );
+    }
+}

@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
     inet_pton(AF_INET, argv[1], &target.sin_addr);
     /* The address at an odd offset: no struct alignment. */
     char raw[sizeof target + 1];
+    memset(raw, 0, sizeof raw);
     memcpy(raw + 1, &target, sizeof target);
     struct sockaddr *odd = (struct sockaddr *)(raw + 1);
 
@@ -69,7 +70,7 @@ int main(int argc, char **argv) {
         return 1;
     /* An address shorter than its family: refused as the kernel refuses it. */
     errno = 0;
-    if (sendto(fd, "x", 1, 0, (struct sockaddr *)raw, 1) != -1 || errno != EINVAL)
+    if (sendto(fd, "x", 1, 0, (struct sockaddr *)&target, 1) != -1 || errno != EINVAL)
         return fail("sendto(1-byte address)");
     puts("ok");
     return 0;
