@@ -20,7 +20,11 @@ fn compiled(name: &str) -> Option<PathBuf> {
         .parent()
         .unwrap()
         .to_path_buf();
-    let program = dir.join(name);
+    // A path of its own per call: tests run at once, and one must not run a program
+    // another is still writing.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let program = dir.join(format!("{name}-{call}"));
     let source = source.to_str().unwrap().to_owned();
     let out = program.to_str().unwrap().to_owned();
     let built = run(
