@@ -69,8 +69,8 @@ fn finding_1_null_empty_buffers_and_unaligned_addresses_are_handled() {
     assert_eq!(log[0]["command"], "udp associate", "{log:#?}");
 }
 
-/// Finding 6: `getnameinfo` of a fake address answers the name it stands for, and asks no
-/// DNS server. In a private network namespace whose resolv.conf points at a DNS server the
+/// Finding 6: `getnameinfo` (and `gethostbyaddr`) of a fake address answers the name it
+/// stands for, and asks no DNS server. In a private network namespace whose resolv.conf points at a DNS server the
 /// test runs on its loopback (port 53), which counts the questions it gets: none. Before,
 /// the reverse lookup went to the resolver (one question here; out of the host elsewhere)
 /// and `NI_NAMEREQD` failed.
@@ -91,6 +91,8 @@ fn finding_6_getnameinfo_of_a_fake_address_asks_no_dns_server() {
 import socket
 fake = socket.gethostbyname("intranet.socksify.test")
 host, service = socket.getnameinfo((fake, 80), socket.NI_NAMEREQD)
+named, _, addresses = socket.gethostbyaddr(fake)
+assert named == host and addresses == [fake], (named, addresses)
 print(fake, host, service)
 "#;
         let url = format!("socks5h://{}", server.addr());

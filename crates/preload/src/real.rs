@@ -28,6 +28,7 @@ macro_rules! real {
             ///
             /// # Safety
             /// The same as calling the libc function.
+            #[allow(clippy::too_many_arguments, reason = "the C function's signature")]
             pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
                 static ADDRESS: AtomicUsize = AtomicUsize::new(0);
                 let mut address = ADDRESS.load(Ordering::Relaxed);
@@ -74,6 +75,8 @@ real! {
     fn read(fd: c_int, buffer: *mut c_void, length: size_t) -> ssize_t;
     fn syscall(number: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long;
     fn gethostbyname2(name: *const c_char, family: c_int) -> *mut libc::hostent;
+    fn gethostbyaddr(address: *const c_void, length: socklen_t, family: c_int) -> *mut libc::hostent;
+    fn gethostbyaddr_r(address: *const c_void, length: socklen_t, family: c_int, entry: *mut libc::hostent, buffer: *mut c_char, buffer_length: size_t, result: *mut *mut libc::hostent, h_errno: *mut c_int) -> c_int;
     fn gethostbyname2_r(name: *const c_char, family: c_int, entry: *mut libc::hostent, buffer: *mut c_char, length: size_t, result: *mut *mut libc::hostent, h_errno: *mut c_int) -> c_int;
     fn getnameinfo(address: *const sockaddr, length: socklen_t, host: *mut c_char, host_length: socklen_t, service: *mut c_char, service_length: socklen_t, flags: c_int) -> c_int;
 }

@@ -237,10 +237,16 @@ pub unsafe extern "C" fn gethostbyname2(name: *const c_char, family: c_int) -> *
             "resolve {text} by the proxy (fake address {address})"
         ));
     }
+    host_entry(&text, address, family)
+}
+
+/// This thread's `hostent` (valid until its next call), naming `address` `name`, in
+/// `family` (IPv6: the IPv4-mapped address).
+fn host_entry(name: &str, address: std::net::Ipv4Addr, family: c_int) -> *mut libc::hostent {
     HOST_ENTRY.with(|cell| {
         let mut host = cell.borrow_mut();
         let host = &mut *host;
-        host.name = CString::new(text.as_str()).unwrap_or_default();
+        host.name = CString::new(name).unwrap_or_default();
         let length = if family == libc::AF_INET6 {
             host.address = address.to_ipv6_mapped().octets();
             16
@@ -261,6 +267,25 @@ pub unsafe extern "C" fn gethostbyname2(name: *const c_char, family: c_int) -> *
             .as_mut()
             .map_or(std::ptr::null_mut(), |entry| entry as *mut libc::hostent)
     })
+}
+
+/// Replaces `gethostbyaddr(3)`: a fake address is named by the name it stands for, here —
+/// no reverse lookup of it leaves the host.
+///
+/// # Safety
+/// As `gethostbyaddr(3)`; the answer is valid until this thread's next call.
+#[no_mangle]
+pub unsafe extern "C" fn gethostbyaddr(
+    address: *const libc::c_void,
+    length: socklen_t,
+    family: c_int,
+) -> *mut libc::hostent {
+    // SAFETY: `address` is readable for `length` bytes.
+    match unsafe { fake_name_of(address, length, family) } {
+        Some((ip, name)) => host_entry(&name, ip, libc::AF_INET),
+        // SAFETY: the caller's arguments, unchanged.
+        None => unsafe { real::gethostbyaddr(address, length, family) },
+    }
 }
 
 /// Replaces `gethostbyname_r(3)`.
@@ -302,6 +327,30 @@ pub unsafe extern "C" fn gethostbyname2_r(
         };
     };
     let address = state::fake_address(&text);
+    if settings().debug {
+        debug(&format!(
+            "resolve {text} by the proxy (fake address {address})"
+        ));
+    }
+    // SAFETY: the caller's buffers, as gethostbyname2_r takes them.
+    unsafe { host_entry_in(&text, address, family, entry, buffer, length, result) }
+}
+
+/// Builds, in the caller's `buffer`, a `hostent` naming `address` `name` (IPv6 family: the
+/// IPv4-mapped address); 0, or `ERANGE` when the buffer is too small.
+///
+/// # Safety
+/// `entry` and `result` are null or writable; `buffer` is null or writable for `length`
+/// bytes.
+unsafe fn host_entry_in(
+    text: &str,
+    address: std::net::Ipv4Addr,
+    family: c_int,
+    entry: *mut libc::hostent,
+    buffer: *mut c_char,
+    length: libc::size_t,
+    result: *mut *mut libc::hostent,
+) -> c_int {
     let (bytes, address_length) = if family == libc::AF_INET6 {
         (address.to_ipv6_mapped().octets().to_vec(), 16)
     } else {
@@ -336,12 +385,71 @@ pub unsafe extern "C" fn gethostbyname2_r(
         };
         *result = entry;
     }
-    if settings().debug {
-        debug(&format!(
-            "resolve {text} by the proxy (fake address {address})"
-        ));
-    }
     0
+}
+
+/// Replaces `gethostbyaddr_r(3)` (what Python's `socket.gethostbyaddr` calls): a fake
+/// address is named here, as by [`gethostbyaddr`].
+///
+/// # Safety
+/// As `gethostbyaddr_r(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn gethostbyaddr_r(
+    address: *const libc::c_void,
+    length: socklen_t,
+    family: c_int,
+    entry: *mut libc::hostent,
+    buffer: *mut c_char,
+    buffer_length: libc::size_t,
+    result: *mut *mut libc::hostent,
+    h_errno: *mut c_int,
+) -> c_int {
+    // SAFETY: `address` is readable for `length` bytes.
+    match unsafe { fake_name_of(address, length, family) } {
+        // SAFETY: the caller's buffers, as gethostbyaddr_r takes them.
+        Some((ip, name)) => unsafe {
+            host_entry_in(
+                &name,
+                ip,
+                libc::AF_INET,
+                entry,
+                buffer,
+                buffer_length,
+                result,
+            )
+        },
+        // SAFETY: the caller's arguments, unchanged.
+        None => unsafe {
+            real::gethostbyaddr_r(
+                address,
+                length,
+                family,
+                entry,
+                buffer,
+                buffer_length,
+                result,
+                h_errno,
+            )
+        },
+    }
+}
+
+/// The fake IPv4 address at `address` and the name it stands for, if it is one.
+///
+/// # Safety
+/// `address` is null or readable for `length` bytes.
+unsafe fn fake_name_of(
+    address: *const libc::c_void,
+    length: socklen_t,
+    family: c_int,
+) -> Option<(std::net::Ipv4Addr, String)> {
+    if family != libc::AF_INET || length != 4 || address.is_null() {
+        return None;
+    }
+    // SAFETY: four readable bytes (an in_addr, checked by length); copied unaligned.
+    let octets = unsafe { std::ptr::read_unaligned(address.cast::<[u8; 4]>()) };
+    let ip = std::net::Ipv4Addr::from(octets);
+    state::name_of(ip).map(|name| (ip, name))
 }
 
 /// The name to give a fake address to, if `name` is one (per the same rules as
