@@ -93,6 +93,14 @@ fake = socket.gethostbyname("intranet.socksify.test")
 host, service = socket.getnameinfo((fake, 80), socket.NI_NAMEREQD)
 named, _, addresses = socket.gethostbyaddr(fake)
 assert named == host and addresses == [fake], (named, addresses)
+# One of the block this process never handed out: numeric, and no resolver asked.
+stranger = fake.rsplit(".", 1)[0] + ".254"
+assert socket.getnameinfo((stranger, 80), socket.NI_NUMERICSERV)[0] == stranger
+try:
+    socket.getnameinfo((stranger, 80), socket.NI_NAMEREQD)
+    raise SystemExit("a name for an address never handed out")
+except socket.gaierror:
+    pass
 print(fake, host, service)
 "#;
         let url = format!("socks5h://{}", server.addr());
@@ -173,10 +181,11 @@ fn finding_5_interrupted_connects_complete_and_the_programs_timeouts_survive() {
     assert_eq!(result.stdout.trim(), "ok 50", "{}", result.stderr);
 }
 
-/// Finding 2: a daemon closes every descriptor but its UDP socket (the shim's control
-/// connection among them), `dup2`s over others and calls `close_range`, sending between
-/// each; its datagrams keep reaching the echo through new associations, and when it closes
-/// the socket the shim closes none of the program's descriptors. Before, the shim kept
+/// Finding 2: a daemon closes every descriptor but its UDP sockets (the shim's control
+/// connections among them), `dup2`s over others and calls `close_range` and `closefrom`,
+/// sending between each; its datagrams — a connected socket's too — keep reaching the echo
+/// through new associations, and when it closes a socket the shim closes none of the
+/// program's descriptors. Before, the shim kept
 /// using the dead association and then closed the number, by then one of the program's.
 #[test]
 fn finding_2_a_daemon_closing_descriptors_keeps_its_own_and_its_udp() {
@@ -213,12 +222,34 @@ fn finding_3_forks_of_a_multithreaded_program_never_hang() {
     };
     let server = TestServer::start();
     let echo = socksgate_tests::EchoTarget::start();
-    let result = socksified(&server, &program, &[&echo.addr.port().to_string(), "1000"]);
+    let children = socksgate_tests::EchoTarget::start();
+    let ports = [
+        echo.addr.port().to_string(),
+        children.addr.port().to_string(),
+    ];
+    let result = socksified(&server, &program, &[&ports[0], "1000", &ports[1]]);
     assert!(
         result.success && result.stdout.trim() == "ok",
         "{} {}",
         result.stdout,
         result.stderr
+    );
+    // Every child went through the proxy (its own echo is reached by nobody else).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let through = loop {
+        let through = server
+            .access_log()
+            .iter()
+            .filter(|e| e["target"] == children.addr.to_string())
+            .count();
+        if through >= 1000 || std::time::Instant::now() > deadline {
+            break through;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        through, 1000,
+        "children whose connect went through the proxy"
     );
 }
 
@@ -259,7 +290,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
         ("peek_past_strangers", vec![&udp]),
         ("interrupted_connect", vec!["127.0.0.1", &tcp, "5"]),
         ("daemon_closes_everything", vec![&udp]),
-        ("fork_while_connecting", vec![&tcp, "10"]),
+        ("fork_while_connecting", vec![&tcp, "10", &tcp]),
         ("close_in_signal_handler", vec![&tcp, "50"]),
     ];
     for (name, args) in programs {
@@ -273,6 +304,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
             program.to_str().unwrap(),
         ];
         full.extend(args);
+        let before = server.access_log().len();
         let result = socksified(&server, &valgrind, &full);
         assert!(
             result.success && result.stdout.trim().starts_with("ok"),
@@ -280,5 +312,16 @@ fn the_shim_programs_run_clean_under_valgrind() {
             result.stdout,
             result.stderr
         );
+        // The shim was there under valgrind: the program's traffic went through the proxy.
+        if name != "first_syscall_race" {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while server.access_log().len() == before {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name}: nothing went through the proxy"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
     }
 }

@@ -56,15 +56,11 @@ fn locks() -> [&'static dyn lock::ForkLock; 4] {
 }
 
 extern "C" fn before_fork() {
-    for lock in locks() {
-        lock.lock();
-    }
+    lock::hold_all(&locks());
 }
 
 extern "C" fn after_fork() {
-    for lock in locks().iter().rev() {
-        lock.unlock();
-    }
+    lock::release_all(&locks());
 }
 
 /// When the library is loaded, before the program runs (one thread, no fork yet): reads the

@@ -5,14 +5,16 @@
 //!
 //! - every lock is held with all signals blocked on its thread, so no handler runs (and
 //!   re-enters a hook) while it is held;
-//! - a `pthread_atfork` handler takes every lock before `fork` and lets them go after it, in
-//!   the parent and in the child: the child never starts with a lock a thread it does not
-//!   have was holding, nor with state half updated.
+//! - a `pthread_atfork` handler blocks the forking thread's signals and takes every lock
+//!   before `fork`, and lets them go (and the signals) after it, in the parent and in the
+//!   child: the child never starts with a lock a thread it does not have was holding, nor
+//!   with state half updated. Meanwhile a hook on the forking thread itself (another
+//!   library's fork handler closing a file) goes ahead: that thread holds every lock.
 //!
 //! The locks are spin locks over an atomic flag (the sections are a few map operations, and
 //! std's `Mutex` cannot be held across the two halves of `fork`); no I/O happens under one.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A value behind a fork- and signal-safe lock.
@@ -33,8 +35,15 @@ impl<T: Send> Guarded<T> {
         }
     }
 
-    /// Runs `action` on the value, the lock held and this thread's signals blocked.
+    /// Runs `action` on the value, the lock held and this thread's signals blocked. On the
+    /// thread that is forking (it holds every lock already, see [`hold_all`]), at once: a
+    /// hook called by another library's fork handler must not wait for itself.
     pub(crate) fn with<R>(&self, action: impl FnOnce(&mut T) -> R) -> R {
+        if FORKING.with(Cell::get) {
+            // SAFETY: this thread holds every lock (taken by `hold_all`): nobody else can
+            // reach the value until `release_all`.
+            return action(unsafe { &mut *self.value.get() });
+        }
         let _blocked = SignalsBlocked::new();
         self.lock();
         let _unlock = Unlock(&self.locked);
@@ -64,6 +73,54 @@ impl<T: Send> ForkLock for Guarded<T> {
 
     fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// Whether this thread holds every lock for a `fork` under way.
+    static FORKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The signal mask the forking thread had, while [`hold_all`] has them all blocked.
+struct SavedMask(UnsafeCell<Option<libc::sigset_t>>);
+
+// SAFETY: written by `hold_all` and read by `release_all`, both on the forking thread while
+// it holds every lock: never two threads at once.
+unsafe impl Sync for SavedMask {}
+
+static SAVED_MASK: SavedMask = SavedMask(UnsafeCell::new(None));
+
+/// Before `fork`: blocks this thread's signals (no handler may run while the locks are
+/// held, for the whole `fork`), then takes every lock.
+pub(crate) fn hold_all(locks: &[&dyn ForkLock]) {
+    // SAFETY: sigfillset and pthread_sigmask fill and read valid sigset_t values.
+    let before = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+        before
+    };
+    for lock in locks {
+        lock.lock();
+    }
+    // SAFETY: every lock is held by this thread (see `SavedMask`).
+    unsafe { *SAVED_MASK.0.get() = Some(before) };
+    FORKING.with(|forking| forking.set(true));
+}
+
+/// After `fork`, in the parent and in the child: lets every lock go and puts the signal
+/// mask back.
+pub(crate) fn release_all(locks: &[&dyn ForkLock]) {
+    FORKING.with(|forking| forking.set(false));
+    // SAFETY: every lock is still held by this thread (see `SavedMask`).
+    let before = unsafe { (*SAVED_MASK.0.get()).take() };
+    for lock in locks.iter().rev() {
+        lock.unlock();
+    }
+    if let Some(before) = before {
+        // SAFETY: puts back the mask `hold_all` read.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
     }
 }
 

@@ -23,6 +23,11 @@ pub(crate) fn adopt(fd: c_int) -> bool {
     })
 }
 
+/// Whether `fd` is (still) the shim's.
+pub(crate) fn holds(fd: c_int) -> bool {
+    fd >= 0 && OWN.iter().any(|slot| slot.load(Ordering::Acquire) == fd)
+}
+
 /// Takes `fd` off the table: the shim closes it, or the program has taken the number.
 /// Whether it was there.
 pub(crate) fn release(fd: c_int) -> bool {

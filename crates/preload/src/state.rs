@@ -15,14 +15,15 @@ pub(crate) static DESTINATIONS: Guarded<Option<HashMap<c_int, SocketAddr>>> = Gu
 static REDIRECTED: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn remember(fd: c_int, destination: SocketAddr) {
-    let added = DESTINATIONS.with(|map| {
-        map.get_or_insert_with(HashMap::new)
+    DESTINATIONS.with(|map| {
+        let added = map
+            .get_or_insert_with(HashMap::new)
             .insert(fd, destination)
-            .is_none()
+            .is_none();
+        if added {
+            REDIRECTED.fetch_add(1, Ordering::Relaxed);
+        }
     });
-    if added {
-        REDIRECTED.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 pub(crate) fn destination(fd: c_int) -> Option<SocketAddr> {
@@ -36,9 +37,25 @@ pub(crate) fn forget(fd: c_int) {
     if REDIRECTED.load(Ordering::Relaxed) == 0 {
         return;
     }
-    if DESTINATIONS.with(|map| map.as_mut().and_then(|m| m.remove(&fd)).is_some()) {
-        REDIRECTED.fetch_sub(1, Ordering::Relaxed);
+    DESTINATIONS.with(|map| {
+        if map.as_mut().and_then(|m| m.remove(&fd)).is_some() {
+            REDIRECTED.fetch_sub(1, Ordering::Relaxed);
+        }
+    });
+}
+
+/// Forgets the destinations of `first..=last` (closed by `close_range` or `closefrom`).
+pub(crate) fn forget_range(first: u32, last: u32) {
+    if REDIRECTED.load(Ordering::Relaxed) == 0 {
+        return;
     }
+    DESTINATIONS.with(|map| {
+        if let Some(map) = map.as_mut() {
+            let before = map.len();
+            map.retain(|fd, _| !(first..=last).contains(&(*fd as u32)));
+            REDIRECTED.fetch_sub(before - map.len(), Ordering::Relaxed);
+        }
+    });
 }
 
 pub(crate) fn duplicate(old: c_int, new: c_int) {

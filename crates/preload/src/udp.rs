@@ -24,7 +24,9 @@ use crate::tunnel::{self, errno};
 use crate::{real, target_of};
 
 pub(crate) struct Association {
-    /// The TCP control connection: the association lives as long as it.
+    /// The TCP control connection: the association lives as long as it. -1 once the program
+    /// took the number (closed it, or put its own descriptor there): the association is
+    /// dead, and the next send opens a new one (a connected socket keeps its peer).
     control: c_int,
     /// Where datagrams go.
     relay: SocketAddr,
@@ -47,25 +49,52 @@ fn with<T>(fd: c_int, action: impl FnOnce(&mut Association) -> T) -> Option<T> {
     ASSOCIATIONS.with(|map| map.as_mut()?.get_mut(&fd).map(action))
 }
 
-/// The relay address for `fd`, opening the association if needed.
+/// The relay address for `fd`, opening the association if needed (or again, when the
+/// program took its control connection: a connected socket is connected to the new relay).
 fn relay_for(fd: c_int) -> Result<SocketAddr, c_int> {
-    if let Some(relay) = with(fd, |association| association.relay) {
-        return Ok(relay);
-    }
-    let association = open(fd)?;
+    let known = with(fd, |association| {
+        (
+            association.relay,
+            association.control >= 0,
+            association.peer,
+        )
+    });
+    let peer = match known {
+        Some((relay, true, _)) => return Ok(relay),
+        Some((_, false, peer)) => peer,
+        None => None,
+    };
+    let mut association = open(fd)?;
+    association.peer = peer;
     let relay = association.relay;
-    let replaced =
-        ASSOCIATIONS.with(|map| map.get_or_insert_with(HashMap::new).insert(fd, association));
-    match replaced {
-        None => {
+    let control = association.control;
+    // The control is still ours (the program may have closed the number while the
+    // handshake ran): only then does the association count.
+    let (replaced, kept) = ASSOCIATIONS.with(|map| {
+        if !crate::own::holds(control) {
+            return (None, false);
+        }
+        let replaced = map.get_or_insert_with(HashMap::new).insert(fd, association);
+        if replaced.is_none() {
             COUNT.fetch_add(1, Ordering::Relaxed);
         }
-        // Another thread opened one for the same socket meanwhile: its control goes.
-        Some(other) => {
-            if crate::own::release(other.control) {
-                // SAFETY: our own descriptor (it was on the table).
-                unsafe { real::close(other.control) };
-            }
+        (replaced, true)
+    });
+    if !kept {
+        return Err(libc::ECONNABORTED);
+    }
+    // Another thread opened one for the same socket meanwhile: its control goes.
+    if let Some(other) = replaced {
+        if crate::own::release(other.control) {
+            // SAFETY: our own descriptor (it was on the table).
+            unsafe { real::close(other.control) };
+        }
+    }
+    if peer.is_some() {
+        let relay = SockAddr::for_socket(fd, relay).ok_or(libc::EAFNOSUPPORT)?;
+        // SAFETY: a valid address of the given length.
+        if unsafe { real::connect(fd, relay.as_ptr(), relay.len()) } != 0 {
+            return Err(errno());
         }
     }
     Ok(relay)
@@ -89,6 +118,19 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     if control < 0 {
         return Err(errno());
     }
+    // Never 0, 1 or 2 (a program started with stdout closed would write into it): moved up.
+    let control = if control < 3 {
+        // SAFETY: F_DUPFD_CLOEXEC with a lowest number; the low one is closed after.
+        let moved = unsafe { libc::fcntl(control, libc::F_DUPFD_CLOEXEC, 3) };
+        // SAFETY: our own descriptor, just opened.
+        unsafe { real::close(control) };
+        if moved < 0 {
+            return Err(errno());
+        }
+        moved
+    } else {
+        control
+    };
     if !crate::own::adopt(control) {
         // SAFETY: our own descriptor, just opened.
         unsafe { real::close(control) };
@@ -284,9 +326,14 @@ pub(crate) fn forget(fd: c_int) {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let removed = ASSOCIATIONS.with(|map| map.as_mut().and_then(|map| map.remove(&fd)));
+    let removed = ASSOCIATIONS.with(|map| {
+        let removed = map.as_mut().and_then(|map| map.remove(&fd));
+        if removed.is_some() {
+            COUNT.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    });
     if let Some(association) = removed {
-        COUNT.fetch_sub(1, Ordering::Relaxed);
         // Only if the number is still ours: a program that closed it, or put its own
         // descriptor there, keeps what it has.
         if crate::own::release(association.control) {
@@ -297,16 +344,44 @@ pub(crate) fn forget(fd: c_int) {
 }
 
 /// The program took the number `control` (closed it, or put another descriptor there):
-/// the associations it served are gone; their sockets open new ones on their next send.
+/// the association it served is dead; its socket opens a new one on its next send.
 pub(crate) fn control_lost(control: c_int) {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let dropped = ASSOCIATIONS.with(|map| {
-        let map = map.as_mut()?;
-        let before = map.len();
-        map.retain(|_, association| association.control != control);
-        Some(before - map.len())
+    ASSOCIATIONS.with(|map| {
+        for association in map.iter_mut().flat_map(|map| map.values_mut()) {
+            if association.control == control {
+                association.control = -1;
+            }
+        }
     });
-    COUNT.fetch_sub(dropped.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// The program's sockets in `first..=last` were closed (`close_range`, `closefrom`): their
+/// associations go (their controls are closed with the range, or were the program's).
+pub(crate) fn forget_range(first: u32, last: u32) {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let dropped: Vec<Association> = ASSOCIATIONS.with(|map| {
+        let Some(map) = map.as_mut() else {
+            return Vec::new();
+        };
+        let gone: Vec<c_int> = map
+            .keys()
+            .copied()
+            .filter(|fd| (first..=last).contains(&(*fd as u32)))
+            .collect();
+        let dropped: Vec<Association> = gone.iter().filter_map(|fd| map.remove(fd)).collect();
+        COUNT.fetch_sub(dropped.len(), Ordering::Relaxed);
+        dropped
+    });
+    for association in dropped {
+        // Outside the range, and still ours: closed here, as `close` of the socket would.
+        if crate::own::release(association.control) {
+            // SAFETY: our own descriptor (it was on the table).
+            unsafe { real::close(association.control) };
+        }
+    }
 }

@@ -1,7 +1,8 @@
 /* Issue #22, finding 3 (fork): four threads connect through the proxy without pause while
  * the main thread forks; each child connects through the proxy too, then exits. Before,
  * a child forked while another thread held one of the shim's locks started with it held
- * and hung on its first connect or close. argv: echo port, forks. Prints "ok". */
+ * and hung on its first connect or close. argv: the threads' echo port, forks, the
+ * children's echo port. Prints "ok". */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,12 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct sockaddr_in echo;
+static struct sockaddr_in echo, child_echo;
 static atomic_int stop;
 
-static int echo_once(int loud) {
+static int echo_once(struct sockaddr_in *to, int loud) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&echo, sizeof echo) != 0) {
+    if (fd < 0 || connect(fd, (struct sockaddr *)to, sizeof *to) != 0) {
         if (loud)
             perror("child connect");
         if (fd >= 0)
@@ -36,16 +37,18 @@ static int echo_once(int loud) {
 static void *connecting(void *unused) {
     (void)unused;
     while (!atomic_load(&stop))
-        echo_once(0);
+        echo_once(&echo, 0);
     return NULL;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3)
+    if (argc != 4)
         return 2;
     echo.sin_family = AF_INET;
     echo.sin_port = htons((unsigned short)atoi(argv[1]));
     inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    child_echo = echo;
+    child_echo.sin_port = htons((unsigned short)atoi(argv[3]));
     pthread_t threads[4];
     for (int i = 0; i < 4; i++)
         pthread_create(&threads[i], NULL, connecting, NULL);
@@ -54,7 +57,7 @@ int main(int argc, char **argv) {
         pid_t child = fork();
         if (child == 0) {
             alarm(10); /* a child that hangs is killed, and counted */
-            _exit(echo_once(1));
+            _exit(echo_once(&child_echo, 1));
         }
         int status = 0;
         waitpid(child, &status, 0);

@@ -349,6 +349,11 @@ pub unsafe extern "C" fn syscall(
                 crate::hooks::descriptors::close_range(a1 as c_uint, a2 as c_uint, a3 as c_int)
             });
         }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_dup2 => {
+            // SAFETY: the arguments of dup2(old, new).
+            return libc::c_long::from(unsafe { crate::hooks::descriptors::dup2(fd, a2 as c_int) });
+        }
         libc::SYS_dup3 => {
             // SAFETY: the arguments of dup3(old, new, flags).
             return libc::c_long::from(unsafe {

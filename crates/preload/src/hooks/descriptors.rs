@@ -1,4 +1,4 @@
-//! `close`, `close_range`, `dup`, `dup2`, `dup3`: the shim follows the program's
+//! `close`, `close_range`, `closefrom`, `dup`, `dup2`, `dup3`: the shim follows the program's
 //! descriptors, and keeps its own apart (`own`).
 
 use libc::c_int;
@@ -24,7 +24,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 }
 
 /// Replaces `close_range(2)`: the shim's descriptors in the range are the program's to
-/// close (their associations are dropped), as are the program's own sockets' states.
+/// close (their associations are dead), and the program's own sockets in it are forgotten.
 ///
 /// # Safety
 /// As `close_range(2)`.
@@ -34,19 +34,47 @@ pub unsafe extern "C" fn close_range(
     last: libc::c_uint,
     flags: c_int,
 ) -> c_int {
-    // Only marked close-on-exec: nothing is closed now.
-    if flags as libc::c_uint & libc::CLOSE_RANGE_CLOEXEC == 0 {
-        own::release_range(first, last, udp::control_lost);
-    }
     // SAFETY: the caller's arguments, unchanged.
-    unsafe { real::close_range(first, last, flags) }
+    let result = unsafe { real::close_range(first, last, flags) };
+    // Only marked close-on-exec: nothing was closed now.
+    if result == 0 && flags as libc::c_uint & libc::CLOSE_RANGE_CLOEXEC == 0 {
+        closed_range(first, last);
+    }
+    result
 }
 
-/// `dup2`/`dup3` onto `new` closes what is there: if it is the shim's, the shim lets go.
+/// Replaces `closefrom(3)` (OpenSSH, sudo and postfix close this way; glibc's does not
+/// call `close_range` where a hook would see it).
+///
+/// # Safety
+/// As `closefrom(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(lowest: c_int) {
+    // SAFETY: the caller's argument, unchanged.
+    unsafe { real::closefrom(lowest) };
+    closed_range(lowest.max(0) as u32, u32::MAX);
+}
+
+/// What the shim does once `first..=last` are closed: its own there are the program's
+/// numbers now (their associations dead), the program's sockets there are forgotten.
+fn closed_range(first: u32, last: u32) {
+    own::release_range(first, last, udp::control_lost);
+    state::forget_range(first, last);
+    udp::forget_range(first, last);
+}
+
+/// `dup2`/`dup3` put `old` at `new`, closing what was there: if it was the shim's, the
+/// shim lets go; if it was a socket of the program's the shim followed, it forgets it.
 fn taken_over(old: c_int, new: c_int) {
-    if old != new && own::release(new) {
-        udp::control_lost(new);
+    if old == new {
+        return;
     }
+    if own::release(new) {
+        udp::control_lost(new);
+    } else {
+        udp::forget(new);
+    }
+    state::duplicate(old, new);
 }
 
 /// Replaces `dup(2)`.
@@ -69,11 +97,10 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// As `dup2(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    taken_over(old, new);
     // SAFETY: the caller's arguments, unchanged.
     let result = unsafe { real::dup2(old, new) };
-    if result >= 0 && old != new {
-        state::duplicate(old, new);
+    if result >= 0 {
+        taken_over(old, new);
     }
     result
 }
@@ -84,11 +111,10 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// As `dup3(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    taken_over(old, new);
     // SAFETY: the caller's arguments, unchanged.
     let result = unsafe { real::dup3(old, new, flags) };
     if result >= 0 {
-        state::duplicate(old, new);
+        taken_over(old, new);
     }
     result
 }

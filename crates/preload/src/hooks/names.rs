@@ -282,7 +282,9 @@ pub unsafe extern "C" fn gethostbyaddr(
 ) -> *mut libc::hostent {
     // SAFETY: `address` is readable for `length` bytes.
     match unsafe { fake_name_of(address, length, family) } {
-        Some((ip, name)) => host_entry(&name, ip, libc::AF_INET),
+        Some((ip, Some(name))) => host_entry(&name, ip, libc::AF_INET),
+        // A fake address not handed out here: not found, and nobody asked.
+        Some((_, None)) => std::ptr::null_mut(),
         // SAFETY: the caller's arguments, unchanged.
         None => unsafe { real::gethostbyaddr(address, length, family) },
     }
@@ -407,7 +409,7 @@ pub unsafe extern "C" fn gethostbyaddr_r(
     // SAFETY: `address` is readable for `length` bytes.
     match unsafe { fake_name_of(address, length, family) } {
         // SAFETY: the caller's buffers, as gethostbyaddr_r takes them.
-        Some((ip, name)) => unsafe {
+        Some((ip, Some(name))) => unsafe {
             host_entry_in(
                 &name,
                 ip,
@@ -418,6 +420,19 @@ pub unsafe extern "C" fn gethostbyaddr_r(
                 result,
             )
         },
+        // A fake address not handed out here: not found (HOST_NOT_FOUND), nobody asked.
+        Some((_, None)) => {
+            // SAFETY: the caller's result and h_errno pointers (null ones are skipped).
+            unsafe {
+                if !result.is_null() {
+                    *result = std::ptr::null_mut();
+                }
+                if !h_errno.is_null() {
+                    *h_errno = 1;
+                }
+            }
+            libc::ENOENT
+        }
         // SAFETY: the caller's arguments, unchanged.
         None => unsafe {
             real::gethostbyaddr_r(
@@ -442,14 +457,21 @@ unsafe fn fake_name_of(
     address: *const libc::c_void,
     length: socklen_t,
     family: c_int,
-) -> Option<(std::net::Ipv4Addr, String)> {
+) -> Option<(std::net::Ipv4Addr, Option<String>)> {
     if family != libc::AF_INET || length != 4 || address.is_null() {
         return None;
     }
     // SAFETY: four readable bytes (an in_addr, checked by length); copied unaligned.
     let octets = unsafe { std::ptr::read_unaligned(address.cast::<[u8; 4]>()) };
     let ip = std::net::Ipv4Addr::from(octets);
-    state::name_of(ip).map(|name| (ip, name))
+    // One of the fake block this process did not hand out is no resolver's to look up.
+    in_fake_block(IpAddr::V4(ip)).then(|| (ip, state::name_of(ip)))
+}
+
+/// Whether `ip` is in the block fake addresses come from.
+fn in_fake_block(ip: IpAddr) -> bool {
+    let settings = settings();
+    !settings.chain.is_empty() && crate::tunnel::is_fake(ip, settings.fake_base, settings.fake_size)
 }
 
 /// The name to give a fake address to, if `name` is one (per the same rules as
@@ -490,12 +512,31 @@ pub unsafe extern "C" fn getnameinfo(
     flags: c_int,
 ) -> c_int {
     // SAFETY: the caller's address is valid for `length` bytes.
-    let name = unsafe { address::read(address, length) }
-        .map(canonical)
-        .and_then(|a| match a.ip() {
-            IpAddr::V4(v4) if flags & libc::NI_NUMERICHOST == 0 => state::name_of(v4),
-            _ => None,
-        });
+    let read = unsafe { address::read(address, length) }.map(canonical);
+    let name = read.and_then(|a| match a.ip() {
+        IpAddr::V4(v4) if flags & libc::NI_NUMERICHOST == 0 => state::name_of(v4),
+        _ => None,
+    });
+    // An address of the fake block this process did not hand out (one passed on from
+    // another process, or forgotten): no resolver is asked about it either.
+    let unknown_fake = name.is_none() && read.is_some_and(|a| in_fake_block(a.ip()));
+    if unknown_fake && flags & libc::NI_NUMERICHOST == 0 {
+        if flags & libc::NI_NAMEREQD != 0 {
+            return libc::EAI_NONAME;
+        }
+        // SAFETY: the caller's arguments, the host asked for numerically.
+        return unsafe {
+            real::getnameinfo(
+                address,
+                length,
+                host,
+                host_length,
+                service,
+                service_length,
+                flags | libc::NI_NUMERICHOST,
+            )
+        };
+    }
     let Some(name) = name else {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe {
