@@ -7,11 +7,12 @@
 //!   default): the socket is connected to the first proxy and the SOCKS handshake with each hop
 //!   runs on it (blocking calls, through `socksgate-proto`'s client machine) before `connect`
 //!   returns; non-blocking sockets get their handshake done at once and `connect` returns 0.
-//! * `getaddrinfo`/`freeaddrinfo`/`getnameinfo`: when the last proxy resolves names (socks5h,
-//!   socks4a), a name gets a fake IPv4 address from a reserved block, mapped back to the name
-//!   when the program connects to it — so names are resolved by the proxy, not here.
+//! * `getaddrinfo`/`freeaddrinfo`/`gethostbyname*`, `getnameinfo`/`gethostbyaddr*`: when the
+//!   last proxy resolves names (socks5h, socks4a), a name gets a fake IPv4 address from a
+//!   reserved block, mapped back to the name when the program connects to it or asks for its
+//!   name — so names are resolved by the proxy, not here, and fake addresses by nobody.
 //! * `getpeername`: the destination the program asked for, not the proxy.
-//! * `close`, `close_range`, `dup`, `dup2`, `dup3`: bookkeeping of redirected sockets, and of
+//! * `close`, `close_range`, `closefrom`, `dup`, `dup2`, `dup3`: bookkeeping of redirected sockets, and of
 //!   the shim's own descriptors (`own`), which a program that closes or overwrites them takes
 //!   back without the shim ever touching its descriptor again.
 //!
