@@ -66,9 +66,11 @@ extern "C" fn after_fork() {
 
 /// When the library is loaded, before the program runs (one thread, no fork yet): reads the
 /// settings — a lazy first read could be under way in one thread when another forks, and
-/// the child would wait for it forever — and registers the fork handlers.
+/// the child would wait for it forever — looks the real functions up, and registers the
+/// fork handlers.
 extern "C" fn at_load() {
     let _ = settings::settings();
+    real::resolve_all();
     // SAFETY: three handlers with the signature pthread_atfork wants, valid for the
     // process's life (this library is never unloaded: it is preloaded).
     unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };

@@ -7,8 +7,10 @@
 /// The `length` bytes at `pointer`; empty when `length` is 0 or `pointer` is null.
 ///
 /// # Safety
-/// Unless `length` is 0 or `pointer` null, `pointer` is readable for `length` bytes, and
-/// nothing writes them while the slice lives.
+/// Unless `length` is 0 or `pointer` null, `pointer` is readable for `length` bytes. (A C
+/// program gives no promise that another of its threads leaves them alone meanwhile; the
+/// shim holds such a slice only for the copy it makes of the bytes, as libc's own calls
+/// read them.)
 pub(crate) unsafe fn bytes<'a>(pointer: *const u8, length: usize) -> &'a [u8] {
     if length == 0 || pointer.is_null() {
         return &[];

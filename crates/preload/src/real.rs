@@ -8,7 +8,7 @@
 //! the same address, which is harmless.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use libc::{
     addrinfo, c_char, c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t,
@@ -23,6 +23,29 @@ fn next(name: &CStr) -> usize {
 
 macro_rules! real {
     ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        /// The addresses of the real functions, one slot each (0: not looked up yet).
+        mod addresses {
+            use std::sync::atomic::AtomicUsize;
+            $(
+                #[allow(non_upper_case_globals)]
+                pub(super) static $name: AtomicUsize = AtomicUsize::new(0);
+            )*
+        }
+
+        /// Looks every real function up (when the library loads): the hooks then never call
+        /// `dlsym` — which is not async-signal-safe — from a signal handler.
+        pub(crate) fn resolve_all() {
+            $(
+                addresses::$name.store(
+                    next(
+                        CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
+                            .unwrap_or(c"abort"),
+                    ),
+                    Ordering::Relaxed,
+                );
+            )*
+        }
+
         $(
             /// Calls the real function of the same name.
             ///
@@ -30,21 +53,23 @@ macro_rules! real {
             /// The same as calling the libc function.
             #[allow(clippy::too_many_arguments, reason = "the C function's signature")]
             pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
-                static ADDRESS: AtomicUsize = AtomicUsize::new(0);
-                let mut address = ADDRESS.load(Ordering::Relaxed);
+                let slot = &addresses::$name;
+                let mut address = slot.load(Ordering::Relaxed);
                 if address == 0 {
                     address = next(
                         CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
                             .unwrap_or(c"abort"),
                     );
-                    ADDRESS.store(address, Ordering::Relaxed);
+                    slot.store(address, Ordering::Relaxed);
                 }
                 if address == 0 {
                     // Without libc's function there is nothing sensible to do.
                     std::process::abort();
                 }
                 type Function = unsafe extern "C" fn($($ty),*) -> $ret;
-                // SAFETY: `address` is the libc function with exactly this signature.
+                // SAFETY: `address` is the libc function with this signature (`syscall` is
+                // variadic: integer arguments travel as for a fixed signature on x86-64 and
+                // AArch64 Linux, see the hook).
                 let function = unsafe { std::mem::transmute::<usize, Function>(address) };
                 // SAFETY: the caller upholds the libc function's contract.
                 unsafe { function($($arg),*) }
