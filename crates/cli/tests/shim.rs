@@ -325,3 +325,23 @@ fn the_shim_programs_run_clean_under_valgrind() {
         }
     }
 }
+
+/// Review of #22: a UDP socket connected through the relay and then disconnected
+/// (`AF_UNSPEC`) is the program's again: a send without an address fails with
+/// `EDESTADDRREQ`, `getpeername` with `ENOTCONN`. Before, both still went to and named the
+/// old destination.
+#[test]
+fn a_disconnected_udp_socket_is_no_longer_redirected() {
+    let Some(program) = compiled("udp_reconnect") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string()]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+}

@@ -221,6 +221,20 @@ pub(crate) fn connect(fd: c_int, destination: SocketAddr) -> Result<(), c_int> {
     Ok(())
 }
 
+/// `fd` is connected elsewhere than through the relay, or disconnected: its sends without an
+/// address are no longer redirected, and `getpeername` tells the truth.
+pub(crate) fn disconnect(fd: c_int) {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if with(fd, |association| association.peer.take())
+        .flatten()
+        .is_some()
+    {
+        crate::state::forget(fd);
+    }
+}
+
 /// The destination of a send without an address, on a connected, associated socket.
 pub(crate) fn peer(fd: c_int) -> Option<SocketAddr> {
     if COUNT.load(Ordering::Relaxed) == 0 {

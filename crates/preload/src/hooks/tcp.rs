@@ -35,6 +35,9 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
             && is_stream(fd)
     });
     let Some(destination) = redirect else {
+        // A UDP socket connected through the relay before, now connected elsewhere (a
+        // direct address) or disconnected (AF_UNSPEC): its sends are its own again.
+        udp::disconnect(fd);
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real::connect(fd, address, length) };
     };
