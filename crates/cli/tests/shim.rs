@@ -345,3 +345,21 @@ fn a_disconnected_udp_socket_is_no_longer_redirected() {
         result.stderr
     );
 }
+
+/// Issue #22 (Build: `fcntl(F_DUPFD…)`): a duplicate of a proxied connection made with
+/// `fcntl` names the target, like one made with `dup`. Before, it named the proxy.
+#[test]
+fn a_duplicate_made_with_fcntl_names_the_target() {
+    let Some(program) = compiled("fcntl_duplicate") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+}

@@ -85,6 +85,7 @@ real! {
     fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int;
     fn closefrom(lowest: c_int) -> ();
     fn dup(fd: c_int) -> c_int;
+    fn fcntl(fd: c_int, command: c_int, argument: libc::c_ulong) -> c_int;
     fn dup2(old: c_int, new: c_int) -> c_int;
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, result: *mut *mut addrinfo) -> c_int;

@@ -1,4 +1,5 @@
-//! `close`, `close_range`, `closefrom`, `dup`, `dup2`, `dup3`: the shim follows the program's
+//! `close`, `close_range`, `closefrom`, `dup`, `dup2`, `dup3`, `fcntl(F_DUPFD…)`: the shim
+//! follows the program's
 //! descriptors, and keeps its own apart (`own`).
 
 use libc::c_int;
@@ -89,6 +90,25 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
         state::duplicate(fd, new);
     }
     new
+}
+
+/// Replaces `fcntl(2)`: a duplicate made with `F_DUPFD`/`F_DUPFD_CLOEXEC` is followed as
+/// `dup`'s is; every other command passes unchanged.
+///
+/// `fcntl` is variadic in C; its one optional argument (an integer or a pointer) travels
+/// like a fixed one on x86-64 and AArch64 Linux, so taking it as an unsigned long reads what
+/// the caller passed (or a harmless leftover the command ignores).
+///
+/// # Safety
+/// As `fcntl(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, command: c_int, argument: libc::c_ulong) -> c_int {
+    // SAFETY: the caller's arguments, unchanged.
+    let result = unsafe { real::fcntl(fd, command, argument) };
+    if result >= 0 && matches!(command, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        state::duplicate(fd, result);
+    }
+    result
 }
 
 /// Replaces `dup2(2)`.
