@@ -363,3 +363,45 @@ fn a_duplicate_made_with_fcntl_names_the_target() {
         result.stderr
     );
 }
+
+/// Review of #22 (vfork): a UDP socket's association survives the program starting a
+/// subprocess (CPython's `subprocess` uses vfork, and the child closes descriptors with
+/// `close_range` in the parent's memory): the next datagram goes through the same
+/// association. Before, the child's close took the parent's association away (one more per
+/// subprocess, the old control connection leaked).
+#[test]
+fn a_vfork_child_closing_descriptors_leaves_the_parents_state_alone() {
+    let Some(python) = tool("python3") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let script = format!(
+        r#"
+import socket, subprocess
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+for round in range(3):
+    s.sendto(b"round", ("127.0.0.1", {port}))
+    assert s.recvfrom(64)[0] == b"round"
+    subprocess.run(["true"], close_fds=True, check=True)
+print("ok")
+"#,
+        port = echo.port
+    );
+    let result = socksified(&server, &python, &["-c", &script]);
+    assert!(
+        result.success && result.stdout.trim() == "ok",
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+    let log = server.wait_for_sessions(1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let associations = server
+        .access_log()
+        .iter()
+        .filter(|e| e["command"] == "udp associate")
+        .count();
+    assert_eq!(associations, 1, "{log:#?}");
+}

@@ -60,7 +60,12 @@ extern "C" fn before_fork() {
     lock::hold_all(&locks());
 }
 
-extern "C" fn after_fork() {
+extern "C" fn after_fork_in_parent() {
+    lock::release_all(&locks());
+}
+
+extern "C" fn after_fork_in_child() {
+    lock::own_process();
     lock::release_all(&locks());
 }
 
@@ -71,9 +76,16 @@ extern "C" fn after_fork() {
 extern "C" fn at_load() {
     let _ = settings::settings();
     real::resolve_all();
+    lock::own_process();
     // SAFETY: three handlers with the signature pthread_atfork wants, valid for the
     // process's life (this library is never unloaded: it is preloaded).
-    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        )
+    };
 }
 
 #[used]

@@ -154,3 +154,20 @@ impl Drop for SignalsBlocked {
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
     }
 }
+
+/// The process the shim's state belongs to: set when the library loads and in a child after
+/// `fork`. A `vfork` child (CPython's `subprocess`, `posix_spawn`) shares the parent's
+/// memory but not its descriptors: what it closes must not change the parent's state.
+static OWNER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Records this process as the state's owner (at load, and in a `fork` child).
+pub(crate) fn own_process() {
+    // SAFETY: getpid has no preconditions.
+    OWNER.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+}
+
+/// Whether this process owns the shim's state (`false` in a `vfork` child).
+pub(crate) fn in_own_process() -> bool {
+    // SAFETY: getpid has no preconditions.
+    OWNER.load(Ordering::Relaxed) == unsafe { libc::getpid() }
+}

@@ -12,6 +12,11 @@ use crate::{own, real, state, udp};
 /// As `close(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if !crate::lock::in_own_process() {
+        // A vfork child: its closes are its own, the state is its parent's.
+        // SAFETY: the caller's argument, unchanged.
+        return unsafe { real::close(fd) };
+    }
     // The program closes a number the shim holds (a daemon closing everything): the
     // shim's state for it goes, and the program gets the close it asked for.
     if own::release(fd) {
@@ -59,6 +64,9 @@ pub unsafe extern "C" fn closefrom(lowest: c_int) {
 /// What the shim does once `first..=last` are closed: its own there are the program's
 /// numbers now (their associations dead), the program's sockets there are forgotten.
 fn closed_range(first: u32, last: u32) {
+    if !crate::lock::in_own_process() {
+        return;
+    }
     own::release_range(first, last, udp::control_lost);
     state::forget_range(first, last);
     udp::forget_range(first, last);
@@ -67,7 +75,7 @@ fn closed_range(first: u32, last: u32) {
 /// `dup2`/`dup3` put `old` at `new`, closing what was there: if it was the shim's, the
 /// shim lets go; if it was a socket of the program's the shim followed, it forgets it.
 fn taken_over(old: c_int, new: c_int) {
-    if old == new {
+    if old == new || !crate::lock::in_own_process() {
         return;
     }
     if own::release(new) {
