@@ -179,6 +179,13 @@ fn finding_5_interrupted_connects_complete_and_the_programs_timeouts_survive() {
     let result = socksified(&server, &program, &["127.0.0.1", &port, "50"]);
     assert!(result.success, "{} {}", result.stdout, result.stderr);
     assert_eq!(result.stdout.trim(), "ok 50", "{}", result.stderr);
+    // And they went through the proxy.
+    let log = server.wait_for_sessions(50);
+    let carried = log
+        .iter()
+        .filter(|e| e["target"] == echo.addr.to_string())
+        .count();
+    assert_eq!(carried, 50, "connects the proxy carried");
 }
 
 /// Finding 2: a daemon closes every descriptor but its UDP sockets (the shim's control
