@@ -412,3 +412,61 @@ print("ok")
         .count();
     assert_eq!(associations, 1, "{log:#?}");
 }
+
+/// Finding 5 (the bound): the program's `SO_SNDTIMEO` bounds the whole handshake, not each
+/// read: against a proxy that trickles its answer (a byte every 0.6 s), a connect with a
+/// 1 s bound fails with `ETIMEDOUT` within 2 s. Before, each read had the whole second and
+/// the trickle went on past it.
+#[test]
+fn finding_5_the_programs_timeout_bounds_the_whole_handshake() {
+    let (Some(program), Some(python)) = (compiled("handshake_deadline"), tool("python3")) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A SOCKS5 proxy that answers one byte every 0.6 s, for 10 s at most.
+    let trickle = format!(
+        r#"
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", {port})); s.listen(1); s.settimeout(20)
+while True:
+    c, _ = s.accept()
+    if c.recv(16):  # the readiness probe sends nothing
+        break
+    c.close()
+for byte in b"\x05\x00" + bytes([5, 0, 0, 1, 192, 0, 2, 1, 0, 80]):
+    time.sleep(0.6)
+    try: c.send(bytes([byte]))
+    except OSError: break
+"#
+    );
+    let mut proxy = std::process::Command::new(&python)
+        .args(["-c", &trickle])
+        .spawn()
+        .unwrap();
+    socksgate_tests::client::wait_until_listening(format!("127.0.0.1:{port}"), "the trickle");
+    let url = format!("socks5://127.0.0.1:{port}");
+    let full = [
+        "socksify",
+        "-x",
+        &url,
+        "--",
+        program.to_str().unwrap(),
+        "80",
+    ];
+    let result = run(Path::new(BIN), &full, &[], 30);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(result.success, "{} {}", result.stdout, result.stderr);
+    let seconds: f64 = result
+        .stdout
+        .trim()
+        .trim_start_matches("ok ")
+        .parse()
+        .unwrap();
+    assert!(seconds < 2.0, "the handshake took {seconds} s");
+}

@@ -49,27 +49,28 @@ pub(crate) fn establish(
             tv_usec: 0,
         }
     };
+    // One bound for the whole handshake: the connection to the proxy and every hop's
+    // exchange share it.
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(limit.tv_sec.max(0) as u64)
+        + std::time::Duration::from_micros(limit.tv_usec.max(0) as u64);
     let result = (|| {
-        Timeouts {
-            receive: limit,
-            send: limit,
-        }
-        .apply(fd)?;
+        time_left(fd, deadline)?;
         let address = SockAddr::for_socket(fd, proxy).ok_or(libc::EAFNOSUPPORT)?;
         // SAFETY: `address` holds a valid socket address of the length given.
         if unsafe { real::connect(fd, address.as_ptr(), address.len()) } != 0 {
             match errno() {
                 // A signal interrupted the wait, not the connection: it goes on, and the
                 // handshake with it — never a socket left half way to the proxy.
-                libc::EINTR | libc::EINPROGRESS => wait_connected(fd, limit)?,
+                libc::EINTR | libc::EINPROGRESS => wait_connected(fd, deadline)?,
                 error => return Err(error),
             }
         }
         let mut bound = Address::unspecified();
         for (index, hop) in chain.iter().enumerate() {
             bound = match chain.get(index + 1) {
-                Some(next) => handshake(fd, hop, Command::CONNECT, next.address.clone())?,
-                None => handshake(fd, hop, command, target.clone())?,
+                Some(next) => handshake(fd, hop, Command::CONNECT, next.address.clone(), deadline)?,
+                None => handshake(fd, hop, command, target.clone(), deadline)?,
             };
         }
         Ok(bound)
@@ -84,7 +85,13 @@ pub(crate) fn establish(
 }
 
 /// One hop's handshake: `command` to `target`; returns the reply's address.
-fn handshake(fd: c_int, hop: &Hop, command: Command, target: Address) -> Result<Address, c_int> {
+fn handshake(
+    fd: c_int,
+    hop: &Hop,
+    command: Command,
+    target: Address,
+    deadline: std::time::Instant,
+) -> Result<Address, c_int> {
     let user_id = || {
         hop.credentials
             .as_ref()
@@ -105,6 +112,7 @@ fn handshake(fd: c_int, hop: &Hop, command: Command, target: Address) -> Result<
     loop {
         let pending = machine.pending_output().to_vec();
         if !pending.is_empty() {
+            time_left(fd, deadline)?;
             send_all(fd, &pending)?;
             machine.output_written(pending.len());
         }
@@ -121,6 +129,7 @@ fn handshake(fd: c_int, hop: &Hop, command: Command, target: Address) -> Result<
             Step::NeedMore { at_least } => {
                 let start = input.len();
                 input.resize(start + at_least.get(), 0);
+                time_left(fd, deadline)?;
                 recv_exact(fd, &mut input[start..])?;
             }
             Step::Idle => return Err(libc::EPROTO),
@@ -182,6 +191,25 @@ fn recv_exact(fd: c_int, mut buffer: &mut [u8]) -> Result<(), c_int> {
     Ok(())
 }
 
+/// Sets both socket timeouts to what is left until `deadline` (the whole handshake's bound,
+/// however many hops and reads), or `ETIMEDOUT` when nothing is.
+fn time_left(fd: c_int, deadline: std::time::Instant) -> Result<(), c_int> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return Err(libc::ETIMEDOUT);
+    }
+    let left = libc::timeval {
+        tv_sec: left.as_secs() as libc::time_t,
+        // At least a microsecond: a zero timeval would mean "no timeout".
+        tv_usec: libc::suseconds_t::from(left.subsec_micros().max(1)),
+    };
+    Timeouts {
+        receive: left,
+        send: left,
+    }
+    .apply(fd)
+}
+
 /// A socket's `SO_RCVTIMEO` and `SO_SNDTIMEO`.
 struct Timeouts {
     receive: libc::timeval,
@@ -241,12 +269,9 @@ impl Timeouts {
     }
 }
 
-/// Waits, within `limit`, for a connection a signal interrupted (or a non-blocking one)
+/// Waits, until `deadline`, for a connection a signal interrupted (or a non-blocking one)
 /// to finish; its outcome as `connect` would have said it.
-fn wait_connected(fd: c_int, limit: libc::timeval) -> Result<(), c_int> {
-    let limit = std::time::Duration::from_secs(limit.tv_sec.max(0) as u64)
-        + std::time::Duration::from_micros(limit.tv_usec.max(0) as u64);
-    let deadline = std::time::Instant::now() + limit;
+fn wait_connected(fd: c_int, deadline: std::time::Instant) -> Result<(), c_int> {
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
