@@ -17,7 +17,12 @@ use socksgate_tests::{assert_echoes, socks5_connect, EchoTarget, TestServer, Udp
 /// A front server whose every request is routed through `group` (TOML for [[upstream]]).
 fn front(group: &str) -> TestServer {
     let text = format!("{group}\n[[rule]]\naction = \"route\"\nroute = \"up\"\n");
-    let mut config = Config::parse(&text, Path::new("front.toml")).unwrap();
+    front_of(&text, "front.toml")
+}
+
+/// A loopback server with the configuration `text` (as the file `name`).
+fn front_of(text: &str, name: &str) -> TestServer {
+    let mut config = Config::parse(text, Path::new(name)).unwrap();
     config.listeners = TestServer::loopback_config().listeners;
     config.timeouts.shutdown = Duration::from_secs(2);
     TestServer::start_with(config)
@@ -200,10 +205,7 @@ fn routed_datagrams_addressed_by_name_are_judged_by_the_rules() {
          [[rule]]\naction = \"route\"\nroute = \"up\"\n",
         group(&[&[format!("socks5h://{}", upstream.addr())]], "")
     );
-    let mut config = Config::parse(&text, Path::new("front.toml")).unwrap();
-    config.listeners = TestServer::loopback_config().listeners;
-    config.timeouts.shutdown = Duration::from_secs(2);
-    let front = TestServer::start_with(config);
+    let front = front_of(&text, "front.toml");
     let udp_echo = UdpEcho::start();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
@@ -278,10 +280,7 @@ fn a_direct_association_does_not_send_what_a_route_rule_takes() {
          [[rule]]\nto = [\"127.0.0.1\"]\naction = \"route\"\nroute = \"up\"\n",
         group(&[&[format!("socks5://{}", upstream.addr())]], "")
     );
-    let mut config = Config::parse(&text, Path::new("mixed.toml")).unwrap();
-    config.listeners = TestServer::loopback_config().listeners;
-    config.timeouts.shutdown = Duration::from_secs(2);
-    let front = TestServer::start_with(config);
+    let front = front_of(&text, "mixed.toml");
     let echo = UdpEcho::start();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
@@ -307,10 +306,7 @@ fn a_routed_association_sends_what_the_rules_allow_directly() {
          [[rule]]\naction = \"allow\"\n",
         group(&[&[format!("socks5://{}", upstream.addr())]], "")
     );
-    let mut config = Config::parse(&text, Path::new("mixed-routed.toml")).unwrap();
-    config.listeners = TestServer::loopback_config().listeners;
-    config.timeouts.shutdown = Duration::from_secs(2);
-    let front = TestServer::start_with(config);
+    let front = front_of(&text, "mixed-routed.toml");
     let echo = UdpEcho::start();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (control, relay) = udp_associate(front.addr(), &socket).unwrap();

@@ -46,6 +46,16 @@ fn socksified(server: &TestServer, program: &Path, args: &[&str]) -> Run {
     run(Path::new(BIN), &full, &[], 60)
 }
 
+/// That the program succeeded and printed exactly `expected`.
+fn assert_says(result: &Run, expected: &str) {
+    assert!(
+        result.success && result.stdout.trim() == expected,
+        "{} {}",
+        result.stdout,
+        result.stderr
+    );
+}
+
 /// Finding 1: a null buffer of length 0, a sockaddr at an odd offset and an address shorter
 /// than its family, through a redirected UDP socket. Before, the shim built slices from the
 /// null pointers and references to the unaligned address (undefined behaviour; a debug build
@@ -59,12 +69,7 @@ fn finding_1_null_empty_buffers_and_unaligned_addresses_are_handled() {
     let echo = UdpEcho::start();
     let port = echo.port.to_string();
     let result = socksified(&server, &program, &["127.0.0.1", &port]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["command"], "udp associate", "{log:#?}");
 }
@@ -155,12 +160,7 @@ fn finding_7_a_peek_skips_a_strangers_datagram_instead_of_spinning() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let result = socksified(&server, &program, &[&echo.port.to_string()]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
 }
 
 /// Finding 5: connects interrupted by a 1 kHz `SIGALRM` (no `SA_RESTART`) complete through
@@ -202,12 +202,7 @@ fn finding_2_a_daemon_closing_descriptors_keeps_its_own_and_its_udp() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let result = socksified(&server, &program, &[&echo.port.to_string()]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
     let log = server.wait_for_sessions(4);
     let associations = log
         .iter()
@@ -235,12 +230,7 @@ fn finding_3_forks_of_a_multithreaded_program_never_hang() {
         children.addr.port().to_string(),
     ];
     let result = socksified(&server, &program, &[&ports[0], "1000", &ports[1]]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
     // Every child went through the proxy (its own echo is reached by nobody else).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let through = loop {
@@ -271,12 +261,7 @@ fn finding_3_close_from_a_signal_handler_never_deadlocks() {
     let server = TestServer::start();
     let echo = socksgate_tests::EchoTarget::start();
     let result = socksified(&server, &program, &[&echo.addr.port().to_string(), "2000"]);
-    assert!(
-        result.success && result.stdout.trim() == "ok 1",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok 1");
 }
 
 /// Every program above, smaller, under valgrind's memcheck (Debian's valgrind): no error
@@ -345,12 +330,7 @@ fn a_disconnected_udp_socket_is_no_longer_redirected() {
     let server = TestServer::start();
     let echo = UdpEcho::start();
     let result = socksified(&server, &program, &[&echo.port.to_string()]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
 }
 
 /// Issue #22 (Build: `fcntl(F_DUPFD…)`): a duplicate of a proxied connection made with
@@ -363,12 +343,7 @@ fn a_duplicate_made_with_fcntl_names_the_target() {
     let server = TestServer::start();
     let echo = socksgate_tests::EchoTarget::start();
     let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
 }
 
 /// Review of #22 (vfork): a UDP socket's association survives the program starting a
@@ -397,12 +372,7 @@ print("ok")
         port = echo.port
     );
     let result = socksified(&server, &python, &["-c", &script]);
-    assert!(
-        result.success && result.stdout.trim() == "ok",
-        "{} {}",
-        result.stdout,
-        result.stderr
-    );
+    assert_says(&result, "ok");
     let log = server.wait_for_sessions(1);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let associations = server

@@ -291,23 +291,28 @@ fn wait_connected(fd: c_int, deadline: std::time::Instant) -> Result<(), c_int> 
             _ => return Err(errno()),
         }
     }
-    let mut error: c_int = 0;
+    match socket_option(fd, libc::SO_ERROR) {
+        Some(0) => Ok(()),
+        Some(error) => Err(error),
+        None => Err(errno()),
+    }
+}
+
+/// An integer `SOL_SOCKET` option of `fd`.
+fn socket_option(fd: c_int, option: c_int) -> Option<c_int> {
+    let mut value: c_int = 0;
     let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `error` is a writable c_int and `length` its size.
+    // SAFETY: `value` is a writable c_int and `length` its size.
     let done = unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&raw mut error).cast::<c_void>(),
+            option,
+            (&raw mut value).cast::<c_void>(),
             &mut length,
         )
     };
-    match (done, error) {
-        (0, 0) => Ok(()),
-        (0, error) => Err(error),
-        _ => Err(errno()),
-    }
+    (done == 0).then_some(value)
 }
 
 fn fcntl(fd: c_int, command: c_int, argument: c_int) -> Result<c_int, c_int> {
@@ -331,36 +336,12 @@ pub(crate) fn set_errno(value: c_int) {
 
 /// The address family a socket was created with.
 pub(crate) fn family(fd: c_int) -> Option<c_int> {
-    let mut family: c_int = 0;
-    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `family` is a writable c_int and `length` its size.
-    let done = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&raw mut family).cast::<c_void>(),
-            &mut length,
-        )
-    };
-    (done == 0).then_some(family)
+    socket_option(fd, libc::SO_DOMAIN)
 }
 
 /// A socket's type (SOCK_STREAM, SOCK_DGRAM, …).
 pub(crate) fn socket_type(fd: c_int) -> Option<c_int> {
-    let mut kind: c_int = 0;
-    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `kind` is a writable c_int and `length` its size.
-    let done = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut kind).cast::<c_void>(),
-            &mut length,
-        )
-    };
-    (done == 0).then_some(kind)
+    socket_option(fd, libc::SO_TYPE)
 }
 
 /// Whether a socket is a stream (TCP) socket.

@@ -16,10 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fail(const char *what) {
-    perror(what);
-    return 1;
-}
+#include "shim.h"
 
 static int round_trip(int fd, struct sockaddr_in *echo, const char *text) {
     /* A connected socket (echo NULL) writes; the other sends to the echo. */

@@ -14,10 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static int fail(const char *what) {
-    perror(what);
-    return 1;
-}
+#include "shim.h"
 
 /* The next datagram of `want` bytes, skipping empty ones (the echo answers those too). */
 static int expect(int fd, const char *want) {

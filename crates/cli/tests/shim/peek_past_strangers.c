@@ -12,10 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int fail(const char *what) {
-    perror(what);
-    return 1;
-}
+#include "shim.h"
 
 int main(int argc, char **argv) {
     if (argc != 2)

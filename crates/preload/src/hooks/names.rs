@@ -520,25 +520,17 @@ pub unsafe extern "C" fn getnameinfo(
     // An address of the fake block this process did not hand out (one passed on from
     // another process, or forgotten): no resolver is asked about it either.
     let unknown_fake = name.is_none() && read.is_some_and(|a| in_fake_block(a.ip()));
-    if unknown_fake && flags & libc::NI_NUMERICHOST == 0 {
-        if flags & libc::NI_NAMEREQD != 0 {
-            return libc::EAI_NONAME;
-        }
-        // SAFETY: the caller's arguments, the host asked for numerically.
-        return unsafe {
-            real::getnameinfo(
-                address,
-                length,
-                host,
-                host_length,
-                service,
-                service_length,
-                flags | libc::NI_NUMERICHOST,
-            )
-        };
+    if unknown_fake && flags & libc::NI_NAMEREQD != 0 && flags & libc::NI_NUMERICHOST == 0 {
+        return libc::EAI_NONAME;
     }
     let Some(name) = name else {
-        // SAFETY: the caller's arguments, unchanged.
+        let flags = if unknown_fake {
+            flags | libc::NI_NUMERICHOST
+        } else {
+            flags
+        };
+        // SAFETY: the caller's arguments (the host asked for numerically when it is a fake
+        // address never handed out).
         return unsafe {
             real::getnameinfo(
                 address,

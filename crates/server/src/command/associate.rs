@@ -49,6 +49,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const DRAIN_BATCH: usize = 32;
 /// How many targets an association remembers for filtering before it starts over.
 const MAX_PERMITTED: usize = 4096;
+/// Ports remembered per name in the verdicts of routed named datagrams.
+const PORTS_PER_NAME: usize = 32;
 /// How many resolved names an association remembers, and for how long.
 const NAME_CACHE_SIZE: usize = 256;
 const NAME_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -258,7 +260,8 @@ struct Association<'a> {
     verdicts: HashMap<SocketAddr, Option<Way>>,
     /// The same for routed datagrams addressed by name, by name and port: a rule walk and
     /// a clock reading per datagram otherwise.
-    name_verdicts: HashMap<(DomainName, u16), Option<Way>>,
+    /// (By name, then port: a datagram's lookup borrows its name, allocating nothing.)
+    name_verdicts: HashMap<DomainName, Vec<(u16, Option<Way>)>>,
     socket: UdpSocket,
     local: SocketAddr,
     client_ip: IpAddr,
@@ -546,8 +549,13 @@ impl Association<'_> {
         let Host::Domain(name) = &target.host else {
             return None;
         };
-        let key = (name.clone(), target.port);
-        if let Some(&way) = self.name_verdicts.get(&key) {
+        let known = self.name_verdicts.get(name).and_then(|ports| {
+            ports
+                .iter()
+                .find(|(port, _)| *port == target.port)
+                .map(|&(_, way)| way)
+        });
+        if let Some(way) = known {
             return way;
         }
         match datagram_decision(self.shared, &self.subject, &target.host, target.port, None) {
@@ -557,7 +565,13 @@ impl Association<'_> {
                 if self.name_verdicts.len() >= MAX_PERMITTED {
                     self.name_verdicts.clear();
                 }
-                self.name_verdicts.insert(key, way);
+                let ports = self.name_verdicts.entry(name.clone()).or_default();
+                // Bounded per name too (and short, as it is scanned): a client cycling ports
+                // must not grow one entry.
+                if ports.len() >= PORTS_PER_NAME {
+                    ports.clear();
+                }
+                ports.push((target.port, way));
                 way
             }
             // Judged by the address it resolves to now (not remembered: the address may
