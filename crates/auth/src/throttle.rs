@@ -11,10 +11,11 @@
 //!   their failure); the excess fails at once, unchecked. Parallel connections therefore get
 //!   at most `pending / wait` guesses a second between them, and hanging up does not help: a
 //!   failure stays pending until its wait is over, whether or not the client is still there.
-//! - **Trusted sources.** A source group the right password came from recently is trusted
-//!   for that user (a few per user, until a failure from it): its logins for that user are
-//!   never capped, so guessers elsewhere who fill the user's pending slots cannot lock the
-//!   real user out from where she logged in before.
+//! - **Trusted sources.** A source group the right password came from is trusted for that
+//!   user, with the name as typed (the last 8 per user, for 7 days, until more wrong
+//!   passwords from it than the free failures): its logins for that user are not held to the
+//!   user's cap — the source's still applies — so guessers elsewhere who fill the user's
+//!   pending slots cannot lock the real user out from where she logged in before.
 //! - **Memory that cannot be switched off.** Failures are counted over a sliding window
 //!   (`forget_after`); a success forgets none (a guesser gains nothing from the real user's
 //!   logins, nor from its own account). User names count without case. Each table is

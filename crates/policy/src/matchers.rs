@@ -66,6 +66,15 @@ pub(crate) fn numeric_address(name: &str) -> Option<IpAddr> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Some(ip);
     }
+    // inet_aton takes digits, hex digits after 0x and dots, nothing else (`from_str_radix`
+    // alone would also take a sign: "+8.8.8.8" is a name to a resolver, not 8.8.8.8).
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b'x' | b'X'))
+    {
+        return None;
+    }
     let parts: Vec<&str> = name.split('.').collect();
     if parts.len() > 4 {
         return None;

@@ -644,7 +644,16 @@ fn a_private_address_written_as_a_name_is_refused_when_routed() {
     ] {
         assert_eq!(verdict(name), Action::Deny, "{name}");
     }
-    for name in ["example.com", "8.8.8.8", "abc.onion", "1.2.3.4.5", "0x1g"] {
+    for name in [
+        "example.com",
+        "8.8.8.8",
+        "abc.onion",
+        "1.2.3.4.5",
+        "0x1g",
+        "+10.0.0.5",
+        "0+10",
+        "0x+8080808",
+    ] {
         assert_eq!(verdict(name), Action::Route, "{name}");
     }
 }

@@ -444,9 +444,9 @@ impl Converter {
     }
 
     /// Without the guard, this host's own addresses (loopback, 0.0.0.0) and link-local (a
-    /// cloud's metadata service) stay refused: each range by a deny rule right after the
-    /// last rule that names part of it (so that rule keeps what it names), else ahead of
-    /// every rule.
+    /// cloud's metadata service) stay refused: each range by a deny rule right before the
+    /// first rule that serves without naming it — so the rules above that name part of it
+    /// keep what they name, and no broad rule reaches it.
     fn refuse_local_ranges(&mut self, lines: &str) {
         let position = |rules: &[String], line: usize| {
             rules.iter().position(|rule| {
@@ -459,7 +459,7 @@ impl Converter {
             let Ok(refused) = range.parse::<socksgate_policy::Cidr>() else {
                 continue;
             };
-            let after = self
+            let naming: Vec<usize> = self
                 .private_passes
                 .iter()
                 .filter(|(_, blocks)| {
@@ -468,9 +468,17 @@ impl Converter {
                         .any(|block| block.covers(&refused) || refused.covers(block))
                 })
                 .filter_map(|(line, _)| position(&self.rules, *line))
-                .max()
-                .map_or(0, |index| index + 1);
-            at.push((after, range));
+                .collect();
+            // Right before the first rule that serves without naming the range (it could
+            // reach the range though it did not mean to): the rules naming part of it above
+            // keep it, none below the deny does.
+            let serves = |rule: &String| {
+                rule.contains("action = \"allow\"") || rule.contains("action = \"route\"")
+            };
+            let before = (0..self.rules.len())
+                .find(|index| serves(&self.rules[*index]) && !naming.contains(index))
+                .unwrap_or(self.rules.len());
+            at.push((before, range));
         }
         at.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
         let mut groups: Vec<(usize, Vec<&str>)> = Vec::new();
@@ -900,6 +908,21 @@ mod tests {
             out.contains("line 4 passes") && !out.contains("line 4, 5"),
             "{out}"
         );
+        // A broad pass rule above the one naming the metadata service: the refusal comes
+        // before the broad one (in Dante the later rule was dead for what it shadowed).
+        let broad_first = convert(
+            "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
+             client pass { from: 0/0 to: 0/0 }\n\
+             socks pass { from: 0/0 to: 0/0 }\n\
+             socks pass { from: 10.1.1.1/32 to: 169.254.169.254/32 }\n",
+            "sockd.conf",
+        );
+        let out = &broad_first.output;
+        let metadata = out
+            .find("\"169.254.0.0/16\"")
+            .unwrap_or_else(|| panic!("{out}"));
+        let everyone = out.find("# line 4").unwrap_or_else(|| panic!("{out}"));
+        assert!(metadata < everyone, "{out}");
         // A route to private space is served by Dante too.
         let routed = convert(
             "internal: 0.0.0.0 port = 1080\nexternal: eth0\n\
