@@ -276,7 +276,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
     let tcp_echo = socksgate_tests::EchoTarget::start();
     let udp = udp_echo.port.to_string();
     let tcp = tcp_echo.addr.port().to_string();
-    let programs: [(&str, Vec<&str>); 7] = [
+    let programs: [(&str, Vec<&str>); 9] = [
         ("empty_buffers", vec!["127.0.0.1", &udp]),
         ("first_syscall_race", vec![]),
         ("peek_past_strangers", vec![&udp]),
@@ -284,6 +284,8 @@ fn the_shim_programs_run_clean_under_valgrind() {
         ("daemon_closes_everything", vec![&udp]),
         ("fork_while_connecting", vec![&tcp, "10", &tcp]),
         ("close_in_signal_handler", vec![&tcp, "50"]),
+        ("duplicated_udp", vec![&udp]),
+        ("refused_connect", vec![&tcp]),
     ];
     for (name, args) in programs {
         let Some(program) = compiled(name) else {
@@ -439,4 +441,47 @@ for byte in b"\x05\x00" + bytes([5, 0, 0, 1, 192, 0, 2, 1, 0, 80]):
         .parse()
         .unwrap();
     assert!(seconds < 2.0, "the handshake took {seconds} s");
+}
+
+/// Review of #22 (duplicates): copies of a connected UDP socket made with `dup`, `dup2`,
+/// `fcntl(F_DUPFD_CLOEXEC)` and `syscall(SYS_dup)` send through the same association as
+/// the original, also once it is closed — exactly one association for them all — and the
+/// last close takes the shim's control connection with it. Before, a copy's datagrams went
+/// to the relay without a SOCKS header and nothing came back.
+#[test]
+fn duplicates_of_a_udp_socket_share_its_association() {
+    let Some(program) = compiled("duplicated_udp") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string()]);
+    assert_says(&result, "ok");
+    let log = server.wait_for_sessions(1);
+    let associations: Vec<_> = log
+        .iter()
+        .filter(|e| e["command"] == "udp associate")
+        .collect();
+    assert_eq!(associations.len(), 1, "{log:#?}");
+}
+
+/// Issue #22 (Build: never a half-handshaked socket): a connect the proxy refuses fails with
+/// `ECONNREFUSED` and leaves the socket unconnected — `getpeername` says `ENOTCONN` and the
+/// same socket connects again, through the proxy, and carries data. Before, it stayed
+/// connected to the proxy half way through the handshake.
+#[test]
+fn a_refused_connect_leaves_the_socket_unconnected() {
+    let Some(program) = compiled("refused_connect") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
+    assert_says(&result, "ok");
+    let log = server.wait_for_sessions(2);
+    let carried = log
+        .iter()
+        .filter(|e| e["target"] == echo.addr.to_string())
+        .count();
+    assert_eq!(carried, 1, "{log:#?}");
 }

@@ -75,6 +75,11 @@ pub(crate) fn establish(
         }
         Ok(bound)
     })();
+    if result.is_err() {
+        // The program's `connect` fails: its socket must not stay connected (or connecting)
+        // to the proxy half way through a handshake, where its next write would land.
+        disconnect(fd);
+    }
     let restored = saved.apply(fd);
     if blocking != flags {
         let _ = fcntl(fd, libc::F_SETFL, flags);
@@ -82,6 +87,22 @@ pub(crate) fn establish(
     let bound = result?;
     restored?;
     Ok(bound)
+}
+
+/// Dissolves `fd`'s connection, or the attempt at one (`connect` to `AF_UNSPEC`): the socket
+/// is unconnected again, as after a refused `connect`, and may be connected anew.
+fn disconnect(fd: c_int) {
+    // SAFETY: all-zero is a valid sockaddr; its family is then AF_UNSPEC.
+    let mut nowhere: libc::sockaddr = unsafe { std::mem::zeroed() };
+    nowhere.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: `nowhere` is a valid sockaddr of the length given.
+    unsafe {
+        real::connect(
+            fd,
+            &nowhere,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
 }
 
 /// One hop's handshake: `command` to `target`; returns the reply's address.

@@ -83,12 +83,10 @@ fn relay_for(fd: c_int) -> Result<SocketAddr, c_int> {
     if !kept {
         return Err(libc::ECONNABORTED);
     }
-    // Another thread opened one for the same socket meanwhile: its control goes.
+    // Another thread opened one for the same socket meanwhile: its control goes (unless a
+    // duplicate of the socket still uses it).
     if let Some(other) = replaced {
-        if crate::own::release(other.control) {
-            // SAFETY: our own descriptor (it was on the table).
-            unsafe { real::close(other.control) };
-        }
+        release_control(other.control);
     }
     if peer.is_some() {
         let relay = SockAddr::for_socket(fd, relay).ok_or(libc::EAFNOSUPPORT)?;
@@ -348,12 +346,48 @@ pub(crate) fn forget(fd: c_int) {
         removed
     });
     if let Some(association) = removed {
-        // Only if the number is still ours: a program that closed it, or put its own
-        // descriptor there, keeps what it has.
-        if crate::own::release(association.control) {
-            // SAFETY: our own descriptor (it was on the table).
-            unsafe { real::close(association.control) };
+        release_control(association.control);
+    }
+}
+
+/// `new` is a duplicate of `old` (`dup`, `dup2`, `fcntl(F_DUPFD)`): one socket, so one
+/// association — the duplicate's datagrams go through the same relay with the same peer,
+/// never around the proxy, and the control lives until the last of them is closed.
+pub(crate) fn duplicate(old: c_int, new: c_int) {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    ASSOCIATIONS.with(|map| {
+        let Some(map) = map.as_mut() else {
+            return;
+        };
+        let Some(copy) = map.get(&old).map(|a| Association {
+            control: a.control,
+            relay: a.relay,
+            peer: a.peer,
+        }) else {
+            return;
+        };
+        if map.insert(new, copy).is_none() {
+            COUNT.fetch_add(1, Ordering::Relaxed);
         }
+    });
+}
+
+/// Closes `control` once no association uses it any more — and only if the number is still
+/// the shim's: a program that closed it, or put its own descriptor there, keeps what it has.
+fn release_control(control: c_int) {
+    if control < 0 {
+        return;
+    }
+    let shared = ASSOCIATIONS.with(|map| {
+        map.iter()
+            .flat_map(|map| map.values())
+            .any(|association| association.control == control)
+    });
+    if !shared && crate::own::release(control) {
+        // SAFETY: our own descriptor (it was on the table).
+        unsafe { real::close(control) };
     }
 }
 
@@ -393,9 +427,6 @@ pub(crate) fn forget_range(first: u32, last: u32) {
     });
     for association in dropped {
         // Outside the range, and still ours: closed here, as `close` of the socket would.
-        if crate::own::release(association.control) {
-            // SAFETY: our own descriptor (it was on the table).
-            unsafe { real::close(association.control) };
-        }
+        release_control(association.control);
     }
 }

@@ -315,7 +315,8 @@ unsafe fn each_message(
     done
 }
 
-/// Replaces `syscall(2)` for `sendmmsg` and `recvmmsg`, which libuv (and so `dig`, Node.js
+/// Replaces `syscall(2)` for the descriptor calls (`close`, `close_range`, `dup`, `dup2`,
+/// `dup3`, `fcntl`) and for `sendmmsg` and `recvmmsg`, which libuv (and so `dig`, Node.js
 /// and others) calls through `syscall` rather than through libc's wrappers; every other
 /// call goes to libc unchanged.
 ///
@@ -353,6 +354,16 @@ pub unsafe extern "C" fn syscall(
         libc::SYS_dup2 => {
             // SAFETY: the arguments of dup2(old, new).
             return libc::c_long::from(unsafe { crate::hooks::descriptors::dup2(fd, a2 as c_int) });
+        }
+        libc::SYS_dup => {
+            // SAFETY: the arguments of dup(fd).
+            return libc::c_long::from(unsafe { crate::hooks::descriptors::dup(fd) });
+        }
+        libc::SYS_fcntl => {
+            // SAFETY: the arguments of fcntl(fd, command, argument).
+            return libc::c_long::from(unsafe {
+                crate::hooks::descriptors::fcntl(fd, a2 as c_int, a3 as libc::c_ulong)
+            });
         }
         libc::SYS_dup3 => {
             // SAFETY: the arguments of dup3(old, new, flags).

@@ -83,7 +83,17 @@ fn taken_over(old: c_int, new: c_int) {
     } else {
         udp::forget(new);
     }
+    duplicated(old, new);
+}
+
+/// `new` is a fresh duplicate of `old`: it is followed as `old` is (its redirected peer, its
+/// UDP association).
+fn duplicated(old: c_int, new: c_int) {
+    if !crate::lock::in_own_process() {
+        return;
+    }
     state::duplicate(old, new);
+    udp::duplicate(old, new);
 }
 
 /// Replaces `dup(2)`.
@@ -95,7 +105,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: the caller's argument, unchanged.
     let new = unsafe { real::dup(fd) };
     if new >= 0 {
-        state::duplicate(fd, new);
+        duplicated(fd, new);
     }
     new
 }
@@ -114,7 +124,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, command: c_int, argument: libc::c_ulon
     // SAFETY: the caller's arguments, unchanged.
     let result = unsafe { real::fcntl(fd, command, argument) };
     if result >= 0 && matches!(command, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
-        state::duplicate(fd, result);
+        duplicated(fd, result);
     }
     result
 }
