@@ -34,6 +34,7 @@
 
 mod address;
 mod lock;
+mod marks;
 mod memory;
 mod own;
 mod real;

@@ -3,16 +3,17 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::c_int;
 
 use crate::lock::Guarded;
+use crate::marks::Marks;
 use crate::settings::settings;
 
 pub(crate) static DESTINATIONS: Guarded<Option<HashMap<c_int, SocketAddr>>> = Guarded::new(None);
-/// How many sockets are redirected: `close` skips the lock while it is zero.
-static REDIRECTED: AtomicUsize = AtomicUsize::new(0);
+/// Which sockets are redirected: `close`, `getpeername` and the rest skip the lock for the
+/// others.
+static REDIRECTED: Marks = Marks::new();
 
 pub(crate) fn remember(fd: c_int, destination: SocketAddr) {
     DESTINATIONS.with(|map| {
@@ -21,39 +22,48 @@ pub(crate) fn remember(fd: c_int, destination: SocketAddr) {
             .insert(fd, destination)
             .is_none();
         if added {
-            REDIRECTED.fetch_add(1, Ordering::Relaxed);
+            REDIRECTED.mark(fd);
         }
     });
 }
 
+/// Whether `fd` may be redirected (`false` is certain; no lock taken).
+pub(crate) fn may_follow(fd: c_int) -> bool {
+    REDIRECTED.may_hold(fd)
+}
+
 pub(crate) fn destination(fd: c_int) -> Option<SocketAddr> {
-    if REDIRECTED.load(Ordering::Relaxed) == 0 {
+    if !REDIRECTED.may_hold(fd) {
         return None;
     }
     DESTINATIONS.with(|map| map.as_ref()?.get(&fd).copied())
 }
 
 pub(crate) fn forget(fd: c_int) {
-    if REDIRECTED.load(Ordering::Relaxed) == 0 {
+    if !REDIRECTED.may_hold(fd) {
         return;
     }
     DESTINATIONS.with(|map| {
         if map.as_mut().and_then(|m| m.remove(&fd)).is_some() {
-            REDIRECTED.fetch_sub(1, Ordering::Relaxed);
+            REDIRECTED.unmark(fd);
         }
     });
 }
 
 /// Forgets the destinations of `first..=last` (closed by `close_range` or `closefrom`).
 pub(crate) fn forget_range(first: u32, last: u32) {
-    if REDIRECTED.load(Ordering::Relaxed) == 0 {
+    if !REDIRECTED.any() {
         return;
     }
     DESTINATIONS.with(|map| {
         if let Some(map) = map.as_mut() {
-            let before = map.len();
-            map.retain(|fd, _| !(first..=last).contains(&(*fd as u32)));
-            REDIRECTED.fetch_sub(before - map.len(), Ordering::Relaxed);
+            map.retain(|fd, _| {
+                let gone = (first..=last).contains(&(*fd as u32));
+                if gone {
+                    REDIRECTED.unmark(*fd);
+                }
+                !gone
+            });
         }
     });
 }

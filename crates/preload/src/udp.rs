@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::c_int;
 use socksgate_proto::udp::UdpHeader;
@@ -19,6 +18,7 @@ use socksgate_proto::{Address, Command, Host, Wire};
 
 use crate::address::SockAddr;
 use crate::lock::Guarded;
+use crate::marks::Marks;
 use crate::settings::settings;
 use crate::tunnel::{self, errno};
 use crate::{real, target_of};
@@ -35,14 +35,20 @@ pub(crate) struct Association {
 }
 
 pub(crate) static ASSOCIATIONS: Guarded<Option<HashMap<c_int, Association>>> = Guarded::new(None);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Which sockets have an association: the datagram hooks skip the lock for the others.
+static ASSOCIATED: Marks = Marks::new();
 
 /// Room for the largest header the relay sends back (an IPv6 source).
 const HEADER_ROOM: usize = 3 + 1 + 16 + 2;
 
+/// Whether `fd` may have an association (`false` is certain; no lock taken).
+pub(crate) fn may_follow(fd: c_int) -> bool {
+    ASSOCIATED.may_hold(fd)
+}
+
 /// Whether `fd` has an association (cheap when none exists).
 pub(crate) fn is_associated(fd: c_int) -> bool {
-    COUNT.load(Ordering::Relaxed) > 0 && with(fd, |_| ()).is_some()
+    ASSOCIATED.may_hold(fd) && with(fd, |_| ()).is_some()
 }
 
 fn with<T>(fd: c_int, action: impl FnOnce(&mut Association) -> T) -> Option<T> {
@@ -76,7 +82,7 @@ fn relay_for(fd: c_int) -> Result<SocketAddr, c_int> {
         }
         let replaced = map.get_or_insert_with(HashMap::new).insert(fd, association);
         if replaced.is_none() {
-            COUNT.fetch_add(1, Ordering::Relaxed);
+            ASSOCIATED.mark(fd);
         }
         (replaced, true)
     });
@@ -222,7 +228,7 @@ pub(crate) fn connect(fd: c_int, destination: SocketAddr) -> Result<(), c_int> {
 /// `fd` is connected elsewhere than through the relay, or disconnected: its sends without an
 /// address are no longer redirected, and `getpeername` tells the truth.
 pub(crate) fn disconnect(fd: c_int) {
-    if COUNT.load(Ordering::Relaxed) == 0 {
+    if !ASSOCIATED.may_hold(fd) {
         return;
     }
     if with(fd, |association| association.peer.take())
@@ -235,7 +241,7 @@ pub(crate) fn disconnect(fd: c_int) {
 
 /// The destination of a send without an address, on a connected, associated socket.
 pub(crate) fn peer(fd: c_int) -> Option<SocketAddr> {
-    if COUNT.load(Ordering::Relaxed) == 0 {
+    if !ASSOCIATED.may_hold(fd) {
         return None;
     }
     with(fd, |association| association.peer).flatten()
@@ -335,13 +341,13 @@ pub(crate) fn receive(
 
 /// Ends `fd`'s association, if any.
 pub(crate) fn forget(fd: c_int) {
-    if COUNT.load(Ordering::Relaxed) == 0 {
+    if !ASSOCIATED.may_hold(fd) {
         return;
     }
     let removed = ASSOCIATIONS.with(|map| {
         let removed = map.as_mut().and_then(|map| map.remove(&fd));
         if removed.is_some() {
-            COUNT.fetch_sub(1, Ordering::Relaxed);
+            ASSOCIATED.unmark(fd);
         }
         removed
     });
@@ -354,7 +360,7 @@ pub(crate) fn forget(fd: c_int) {
 /// association — the duplicate's datagrams go through the same relay with the same peer,
 /// never around the proxy, and the control lives until the last of them is closed.
 pub(crate) fn duplicate(old: c_int, new: c_int) {
-    if COUNT.load(Ordering::Relaxed) == 0 {
+    if !ASSOCIATED.may_hold(old) {
         return;
     }
     ASSOCIATIONS.with(|map| {
@@ -369,7 +375,7 @@ pub(crate) fn duplicate(old: c_int, new: c_int) {
             return;
         };
         if map.insert(new, copy).is_none() {
-            COUNT.fetch_add(1, Ordering::Relaxed);
+            ASSOCIATED.mark(new);
         }
     });
 }
@@ -394,7 +400,7 @@ fn release_control(control: c_int) {
 /// The program took the number `control` (closed it, or put another descriptor there):
 /// the association it served is dead; its socket opens a new one on its next send.
 pub(crate) fn control_lost(control: c_int) {
-    if COUNT.load(Ordering::Relaxed) == 0 {
+    if !ASSOCIATED.any() {
         return;
     }
     ASSOCIATIONS.with(|map| {
@@ -409,7 +415,7 @@ pub(crate) fn control_lost(control: c_int) {
 /// The program's sockets in `first..=last` were closed (`close_range`, `closefrom`): their
 /// associations go (their controls are closed with the range, or were the program's).
 pub(crate) fn forget_range(first: u32, last: u32) {
-    if COUNT.load(Ordering::Relaxed) == 0 {
+    if !ASSOCIATED.any() {
         return;
     }
     let dropped: Vec<Association> = ASSOCIATIONS.with(|map| {
@@ -421,8 +427,13 @@ pub(crate) fn forget_range(first: u32, last: u32) {
             .copied()
             .filter(|fd| (first..=last).contains(&(*fd as u32)))
             .collect();
-        let dropped: Vec<Association> = gone.iter().filter_map(|fd| map.remove(fd)).collect();
-        COUNT.fetch_sub(dropped.len(), Ordering::Relaxed);
+        let dropped: Vec<Association> = gone
+            .iter()
+            .filter_map(|fd| {
+                ASSOCIATED.unmark(*fd);
+                map.remove(fd)
+            })
+            .collect();
         dropped
     });
     for association in dropped {

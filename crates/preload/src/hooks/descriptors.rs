@@ -12,21 +12,26 @@ use crate::{own, real, state, udp};
 /// As `close(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if !crate::lock::in_own_process() {
-        // A vfork child: its closes are its own, the state is its parent's.
-        // SAFETY: the caller's argument, unchanged.
-        return unsafe { real::close(fd) };
-    }
-    // The program closes a number the shim holds (a daemon closing everything): the
-    // shim's state for it goes, and the program gets the close it asked for.
-    if own::release(fd) {
-        udp::control_lost(fd);
-    } else {
-        state::forget(fd);
-        udp::forget(fd);
+    // Nothing to do for a descriptor the shim neither holds nor follows (most of them),
+    // nor in a vfork child: its closes are its own, the state is its parent's.
+    if (own::holds(fd) || followed(fd)) && crate::lock::in_own_process() {
+        // The program closes a number the shim holds (a daemon closing everything): the
+        // shim's state for it goes, and the program gets the close it asked for.
+        if own::release(fd) {
+            udp::control_lost(fd);
+        } else {
+            state::forget(fd);
+            udp::forget(fd);
+        }
     }
     // SAFETY: the caller's argument, unchanged.
     unsafe { real::close(fd) }
+}
+
+/// Whether the shim may have state for the program's descriptor `fd` (a redirected
+/// socket's peer, a UDP association): without a lock, and so cheap for every call.
+fn followed(fd: c_int) -> bool {
+    state::may_follow(fd) || udp::may_follow(fd)
 }
 
 /// Replaces `close_range(2)`: the shim's descriptors in the range are the program's to
@@ -75,7 +80,10 @@ fn closed_range(first: u32, last: u32) {
 /// `dup2`/`dup3` put `old` at `new`, closing what was there: if it was the shim's, the
 /// shim lets go; if it was a socket of the program's the shim followed, it forgets it.
 fn taken_over(old: c_int, new: c_int) {
-    if old == new || !crate::lock::in_own_process() {
+    if old == new
+        || !(own::holds(new) || followed(old) || followed(new))
+        || !crate::lock::in_own_process()
+    {
         return;
     }
     if own::release(new) {
@@ -89,7 +97,7 @@ fn taken_over(old: c_int, new: c_int) {
 /// `new` is a fresh duplicate of `old`: it is followed as `old` is (its redirected peer, its
 /// UDP association).
 fn duplicated(old: c_int, new: c_int) {
-    if !crate::lock::in_own_process() {
+    if !(followed(old) || followed(new)) || !crate::lock::in_own_process() {
         return;
     }
     state::duplicate(old, new);
