@@ -276,7 +276,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
     let tcp_echo = socksgate_tests::EchoTarget::start();
     let udp = udp_echo.port.to_string();
     let tcp = tcp_echo.addr.port().to_string();
-    let programs: [(&str, Vec<&str>); 9] = [
+    let programs: [(&str, Vec<&str>); 10] = [
         ("empty_buffers", vec!["127.0.0.1", &udp]),
         ("first_syscall_race", vec![]),
         ("peek_past_strangers", vec![&udp]),
@@ -286,6 +286,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
         ("close_in_signal_handler", vec![&tcp, "50"]),
         ("duplicated_udp", vec![&udp]),
         ("refused_connect", vec![&tcp]),
+        ("unseen_close", vec![&udp]),
     ];
     for (name, args) in programs {
         let Some(program) = compiled(name) else {
@@ -484,4 +485,19 @@ fn a_refused_connect_leaves_the_socket_unconnected() {
         .filter(|e| e["target"] == echo.addr.to_string())
         .count();
     assert_eq!(carried, 1, "{log:#?}");
+}
+
+/// Review of #22 (descriptors closed unseen): a program closes the shim's control
+/// connection with a raw `syscall` instruction — no hook sees it — and opens a file that
+/// gets the number; closing its UDP socket then leaves that file alone (the shim knows its
+/// socket by inode, not by number). Before, the shim closed the program's file.
+#[test]
+fn a_control_closed_unseen_is_not_mistaken_for_the_programs_next_file() {
+    let Some(program) = compiled("unseen_close") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string()]);
+    assert_says(&result, "ok");
 }

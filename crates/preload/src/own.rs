@@ -6,7 +6,7 @@
 //! table of atomics, so the `close` hook can ask "is this ours?" without a lock (and so from
 //! a signal handler, or in a child right after `fork`).
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use libc::c_int;
 
@@ -17,15 +17,58 @@ static OWN: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 /// How many slots are taken: while none is, `close` asks nothing of the table.
 static TAKEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Registers `fd` as the shim's; `false` when the table is full.
+/// The inode of the socket each slot's descriptor was when adopted: what tells the shim's
+/// socket from a descriptor of the program's that got the same number after the program
+/// closed it by a way no hook sees (a raw `syscall` instruction, io_uring, a libc-internal
+/// call).
+static INODES: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+
+/// Registers `fd` as the shim's; `false` when the table is full (or `fd` is not open).
 pub(crate) fn adopt(fd: c_int) -> bool {
+    let Some(inode) = inode(fd) else {
+        return false;
+    };
     // Counted first, so that no moment has a slot taken and the count saying none.
     TAKEN.fetch_add(1, Ordering::AcqRel);
-    let adopted = OWN.iter().any(|slot| take_slot(slot, -1, fd));
-    if !adopted {
-        TAKEN.fetch_sub(1, Ordering::AcqRel);
+    let slot = OWN.iter().position(|slot| take_slot(slot, -1, fd));
+    match slot {
+        // Stored before the shim can use the descriptor: `adopt` returns after.
+        Some(index) => INODES[index].store(inode, Ordering::Release),
+        None => {
+            TAKEN.fetch_sub(1, Ordering::AcqRel);
+        }
     }
-    adopted
+    slot.is_some()
+}
+
+/// Closes the shim's `fd` and takes it off the table — unless the number now stands for
+/// something else (the program closed it unseen and opened another): then it only leaves
+/// the table, and the program's descriptor is untouched. Nothing when `fd` is not the
+/// shim's.
+pub(crate) fn close(fd: c_int) {
+    let Some(index) = OWN
+        .iter()
+        .position(|slot| fd >= 0 && slot.load(Ordering::Acquire) == fd)
+    else {
+        return;
+    };
+    let adopted = INODES[index].load(Ordering::Acquire);
+    if !take_slot(&OWN[index], fd, -1) {
+        return;
+    }
+    TAKEN.fetch_sub(1, Ordering::AcqRel);
+    if inode(fd) == Some(adopted) {
+        // SAFETY: the shim's own socket, the same one it adopted, off the table now.
+        unsafe { crate::real::close(fd) };
+    }
+}
+
+/// The inode of the open file `fd` (sockets have one each, unique while open).
+fn inode(fd: c_int) -> Option<u64> {
+    // SAFETY: all-zero is a valid `stat`.
+    let mut status: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `status` is writable.
+    (unsafe { libc::fstat(fd, &mut status) } == 0).then_some(status.st_ino)
 }
 
 /// Whether `fd` is (still) the shim's.

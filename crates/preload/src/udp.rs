@@ -150,10 +150,7 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     let bound = match tunnel::establish(control, chain, Command::UDP_ASSOCIATE, &request) {
         Ok(bound) => bound,
         Err(error) => {
-            if crate::own::release(control) {
-                // SAFETY: our own descriptor (still: it was on the table).
-                unsafe { real::close(control) };
-            }
+            crate::own::close(control);
             return Err(error);
         }
     };
@@ -391,9 +388,8 @@ fn release_control(control: c_int) {
             .flat_map(|map| map.values())
             .any(|association| association.control == control)
     });
-    if !shared && crate::own::release(control) {
-        // SAFETY: our own descriptor (it was on the table).
-        unsafe { real::close(control) };
+    if !shared {
+        crate::own::close(control);
     }
 }
 
