@@ -280,9 +280,12 @@ pub(crate) fn receive(
     flags: c_int,
 ) -> Result<(usize, bool, SocketAddr), c_int> {
     let Some(relay) = with(fd, |association| association.relay) else {
-        return Err(libc::EBADF);
+        // The association went between the caller's look and this one (another thread
+        // closed the socket, or put another there): what arrives is the socket's own.
+        return receive_plain(fd, buffer, flags);
     };
-    let mut datagram = vec![0u8; buffer.len() + HEADER_ROOM + 256];
+    // Not zeroed: the kernel writes what is read, and only that is looked at.
+    let mut datagram: Vec<u8> = Vec::with_capacity(buffer.len() + HEADER_ROOM + 256);
     loop {
         // SAFETY: all-zero is a valid sockaddr_storage.
         let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -292,7 +295,7 @@ pub(crate) fn receive(
             real::recvfrom(
                 fd,
                 datagram.as_mut_ptr().cast(),
-                datagram.len(),
+                datagram.capacity(),
                 flags & !libc::MSG_TRUNC,
                 (&raw mut from).cast(),
                 &mut from_length,
@@ -301,11 +304,13 @@ pub(crate) fn receive(
         if received < 0 {
             return Err(errno());
         }
+        // SAFETY: the kernel wrote `received` bytes (at most the capacity) at the start.
+        unsafe { datagram.set_len(received as usize) };
         // SAFETY: the kernel wrote a valid address of `from_length` bytes.
         let sender = unsafe { crate::address::read((&raw const from).cast(), from_length) }
             .map(tunnel::canonical);
         let relayed = (sender == Some(relay))
-            .then(|| UdpHeader::split(&datagram[..received as usize]).ok())
+            .then(|| UdpHeader::split(&datagram).ok())
             .flatten()
             .and_then(|(header, payload)| match header.address.host {
                 Host::Ip(ip) => Some((SocketAddr::new(ip, header.address.port), payload)),
@@ -334,6 +339,36 @@ pub(crate) fn receive(
         buffer[..copied].copy_from_slice(&payload[..copied]);
         return Ok((copied, copied < payload.len(), source));
     }
+}
+
+/// One datagram of a socket without an association, as `receive` gives it.
+fn receive_plain(
+    fd: c_int,
+    buffer: &mut [u8],
+    flags: c_int,
+) -> Result<(usize, bool, SocketAddr), c_int> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut from_length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `buffer` and `from` are writable for their lengths.
+    let received = unsafe {
+        real::recvfrom(
+            fd,
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            flags | libc::MSG_TRUNC,
+            (&raw mut from).cast(),
+            &mut from_length,
+        )
+    };
+    if received < 0 {
+        return Err(errno());
+    }
+    // SAFETY: the kernel wrote a valid address of `from_length` bytes (or none).
+    let source = unsafe { crate::address::read((&raw const from).cast(), from_length) }
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    let whole = received as usize;
+    Ok((whole.min(buffer.len()), whole > buffer.len(), source))
 }
 
 /// Ends `fd`'s association, if any.

@@ -1,6 +1,7 @@
 /* Issue #22, finding 1: buffers and addresses C allows and a Rust slice does not — a null
  * buffer of length 0 (send, recv, an empty iovec), a sockaddr at an odd offset of a byte
- * buffer, an address too short to hold its family — through a redirected UDP socket.
+ * buffer, an address too short to hold its family, a null buffer that claims bytes —
+ * through a redirected UDP socket.
  * argv: target address, UDP echo port. Prints "ok" when every call did what the kernel
  * would have done. */
 #include <arpa/inet.h>
@@ -64,6 +65,24 @@ int main(int argc, char **argv) {
     if (sendmsg(fd, &message, 0) != 3)
         return fail("sendmsg");
     if (expect(fd, "two"))
+        return 1;
+    /* A null buffer that claims bytes: EFAULT, as the kernel says — sending nothing (or
+     * writing through null) is not what was asked. */
+    struct iovec null_part = {.iov_base = NULL, .iov_len = 5};
+    struct msghdr faulty = {.msg_name = odd, .msg_namelen = sizeof target, .msg_iov = &null_part, .msg_iovlen = 1};
+    errno = 0;
+    if (sendmsg(fd, &faulty, 0) != -1 || errno != EFAULT)
+        return fail("sendmsg(NULL, 5)");
+    if (sendto(fd, "three", 5, 0, odd, sizeof target) != 5)
+        return fail("sendto");
+    struct pollfd ready = {.fd = fd, .events = POLLIN};
+    if (poll(&ready, 1, 5000) != 1)
+        return fail("no answer");
+    struct msghdr into_null = {.msg_iov = &null_part, .msg_iovlen = 1};
+    errno = 0;
+    if (recvmsg(fd, &into_null, MSG_DONTWAIT) != -1 || errno != EFAULT)
+        return fail("recvmsg(NULL, 5)");
+    if (expect(fd, "three"))
         return 1;
     /* An address shorter than its family: refused as the kernel refuses it. */
     errno = 0;

@@ -108,6 +108,10 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int
         return unsafe { real::sendmsg(fd, message, flags) };
     };
     // SAFETY: the header's iovecs.
+    if unsafe { null_vectors(header.msg_iov, header.msg_iovlen) } {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: the header's iovecs.
     let payload = unsafe { gather(header.msg_iov, header.msg_iovlen) };
     udp::send(fd, &payload, flags, to).map_or_else(fail, |n| n as ssize_t)
 }
@@ -237,6 +241,10 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, message: *mut msghdr, flags: c_int) 
         // SAFETY: unchanged.
         _ => return unsafe { real::recvmsg(fd, message, flags) },
     };
+    // SAFETY: the header's iovecs.
+    if unsafe { null_vectors(header.msg_iov, header.msg_iovlen) } {
+        return fail(libc::EFAULT);
+    }
     // SAFETY: the header's iovecs.
     let room: usize = unsafe { iovecs(header.msg_iov, header.msg_iovlen) }
         .iter()
@@ -402,6 +410,19 @@ pub unsafe extern "C" fn syscall(
 unsafe fn iovecs<'a>(vectors: *mut iovec, count: usize) -> &'a [iovec] {
     // SAFETY: per the caller.
     unsafe { crate::memory::entries(vectors.cast_const(), count) }
+}
+
+/// Whether the iovecs name memory at address 0 (a null array of some, or a null buffer of
+/// some bytes): the kernel answers `EFAULT`, and so does the shim.
+///
+/// # Safety
+/// As [`iovecs`].
+unsafe fn null_vectors(vectors: *mut iovec, count: usize) -> bool {
+    (vectors.is_null() && count > 0)
+        // SAFETY: per the caller.
+        || unsafe { iovecs(vectors, count) }
+            .iter()
+            .any(|vector| vector.iov_base.is_null() && vector.iov_len > 0)
 }
 
 /// # Safety
