@@ -261,7 +261,13 @@ fn finding_3_close_from_a_signal_handler_never_deadlocks() {
     let server = TestServer::start();
     let echo = socksgate_tests::EchoTarget::start();
     let result = socksified(&server, &program, &[&echo.addr.port().to_string(), "2000"]);
-    assert_says(&result, "ok 1");
+    assert_says(&result, "ok 2000");
+    let log = server.wait_for_sessions(2000);
+    let carried = log
+        .iter()
+        .filter(|e| e["target"] == echo.addr.to_string())
+        .count();
+    assert_eq!(carried, 2000, "connects the proxy carried");
 }
 
 /// Every program above, smaller, under valgrind's memcheck (Debian's valgrind): no error
@@ -276,7 +282,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
     let tcp_echo = socksgate_tests::EchoTarget::start();
     let udp = udp_echo.port.to_string();
     let tcp = tcp_echo.addr.port().to_string();
-    let programs: [(&str, Vec<&str>); 10] = [
+    let programs: [(&str, Vec<&str>); 11] = [
         ("empty_buffers", vec!["127.0.0.1", &udp]),
         ("first_syscall_race", vec![]),
         ("peek_past_strangers", vec![&udp]),
@@ -284,6 +290,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
         ("daemon_closes_everything", vec![&udp]),
         ("fork_while_connecting", vec![&tcp, "10", &tcp]),
         ("close_in_signal_handler", vec![&tcp, "50"]),
+        ("fork_with_signals", vec![&tcp, "5", &tcp]),
         ("duplicated_udp", vec![&udp]),
         ("refused_connect", vec![&tcp]),
         ("unseen_close", vec![&udp]),
@@ -500,4 +507,40 @@ fn a_control_closed_unseen_is_not_mistaken_for_the_programs_next_file() {
     let echo = UdpEcho::start();
     let result = socksified(&server, &program, &[&echo.port.to_string()]);
     assert_says(&result, "ok");
+}
+
+/// Findings 2 and 3 together: a program whose 1 kHz `SIGALRM` handler closes proxied
+/// sockets and writes on a UDP socket connected through the relay, while another thread
+/// connects through the proxy and the main thread forks 300 times: every child connects
+/// through the proxy and gets its echo, and nothing hangs.
+#[test]
+fn forks_amid_signal_handlers_that_close_and_write_never_hang() {
+    let Some(program) = compiled("fork_with_signals") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let children = socksgate_tests::EchoTarget::start();
+    let ports = [
+        echo.addr.port().to_string(),
+        children.addr.port().to_string(),
+    ];
+    let result = socksified(&server, &program, &[&ports[0], "300", &ports[1]]);
+    assert_says(&result, "ok 300");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let through = loop {
+        let through = server
+            .access_log()
+            .iter()
+            .filter(|e| e["target"] == children.addr.to_string())
+            .count();
+        if through >= 300 || std::time::Instant::now() > deadline {
+            break through;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        through, 300,
+        "children whose connect went through the proxy"
+    );
 }
