@@ -2,7 +2,9 @@
  * main thread) closes proxied sockets and writes on a UDP socket connected through the
  * relay, while a second thread keeps connecting through the proxy and the main thread
  * forks. Every child connects through the proxy and exchanges data; nothing hangs (a
- * watchdog ends the program after 60 s). argv: echo port, forks, children's echo port.
+ * watchdog ends the program after 60 s). The main thread does not allocate while the timer
+ * runs (fork, waitpid), so the handler's datagram through the relay — which allocates — is
+ * safe here. argv: echo port, forks, children's echo port.
  * Prints "ok N", N the children that succeeded. */
 #include <arpa/inet.h>
 #include <errno.h>
