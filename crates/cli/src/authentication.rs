@@ -6,8 +6,14 @@ use anyhow::Context;
 use socksgate_auth::{Authenticator, PasswordFile};
 use socksgate_config::{Auth, AuthBackend};
 
+/// Why a back end cannot be used: the configuration field at fault, and what is wrong.
+pub(crate) struct Failure {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
+}
+
 /// `None` when no back end is configured.
-pub(crate) fn from_config(auth: &Auth) -> anyhow::Result<Option<Arc<dyn Authenticator>>> {
+pub(crate) fn from_config(auth: &Auth) -> Result<Option<Arc<dyn Authenticator>>, Failure> {
     let Some(backend) = &auth.backend else {
         return Ok(None);
     };
@@ -18,11 +24,21 @@ pub(crate) fn from_config(auth: &Auth) -> anyhow::Result<Option<Arc<dyn Authenti
             danger_plaintext_passwords,
         } => {
             let file = PasswordFile::open(path, groups.as_deref(), *danger_plaintext_passwords)
-                .context("loading the password file")?;
+                .map_err(|error| Failure {
+                    field: if groups.as_deref() == Some(error.path.as_path()) {
+                        "auth.group_file"
+                    } else {
+                        "auth.password_file"
+                    },
+                    message: error.to_string(),
+                })?;
             tracing::info!(path = %path.display(), users = file.len(), "password file loaded");
             Arc::new(file)
         }
-        AuthBackend::Pam { service } => pam(service)?,
+        AuthBackend::Pam { service } => pam(service).map_err(|error| Failure {
+            field: "auth.pam_service",
+            message: format!("{error:#}"),
+        })?,
     };
     Ok(Some(authenticator))
 }
@@ -38,17 +54,17 @@ pub(crate) fn check_libraries(auth: &Auth) -> anyhow::Result<()> {
 
 #[cfg(feature = "pam")]
 fn pam_library() -> anyhow::Result<()> {
-    socksgate_auth::Pam::library_available().context("auth.pam_service")
+    socksgate_auth::Pam::library_available().context("the PAM library")
 }
 
 #[cfg(not(feature = "pam"))]
 fn pam_library() -> anyhow::Result<()> {
-    anyhow::bail!("auth.pam_service: this socksgate was built without PAM (cargo feature \"pam\")")
+    anyhow::bail!("this socksgate was built without PAM (cargo feature \"pam\")")
 }
 
 #[cfg(feature = "pam")]
 fn pam(service: &str) -> anyhow::Result<Arc<dyn Authenticator>> {
-    let pam = socksgate_auth::Pam::new(service).context("auth.pam_service")?;
+    let pam = socksgate_auth::Pam::new(service)?;
     tracing::info!(service, "authenticating with PAM");
     Ok(Arc::new(pam))
 }

@@ -8,8 +8,8 @@ use socksgate_config::Config;
 
 use crate::exit;
 
-/// Validates the file, reads the TLS files it names (as starting would), and prints the
-/// effective configuration with warnings about rules that can never match.
+/// Validates the file, reads every file and library it names as starting would, and prints
+/// the effective configuration with warnings about rules that can never match.
 pub(crate) fn run(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -18,14 +18,9 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             return exit::code(exit::CONFIG);
         }
     };
-    crate::serve::use_keytab(&config);
-    // The PAM library here; the GSS-API one with the TLS material below.
-    if let Err(error) = crate::authentication::check_libraries(&config.auth) {
-        let _ = writeln!(std::io::stderr(), "error: {}: {error:#}", path.display());
-        return exit::code(exit::CONFIG);
-    }
-    if let Err(error) = socksgate_server::check_tls(&config) {
-        let _ = writeln!(std::io::stderr(), "error: {}: {error}", path.display());
+    // What starting reads besides the file, read the same way (`serve` shares this).
+    if let Err(error) = crate::preflight::load(&config, path, || Ok(())) {
+        let _ = writeln!(std::io::stderr(), "error: {error}");
         return exit::code(exit::CONFIG);
     }
     let mut out = std::io::stdout().lock();

@@ -17,6 +17,7 @@ mod logging;
 mod manual;
 mod passwd;
 mod ping;
+mod preflight;
 mod proxies;
 mod serve;
 mod service;

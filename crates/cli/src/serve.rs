@@ -25,26 +25,23 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
             return exit::code(exit::CONFIG);
         }
     };
-    if let Err(error) = logging::init(&config.log) {
-        let _ = writeln!(std::io::stderr(), "error: log.output: {error}");
-        return exit::code(exit::CONFIG);
-    }
-    if path.is_none() && listen.is_empty() {
-        skip_missing_loopbacks(&mut config);
-    }
-    use_keytab(&config);
-    let authenticator = match authentication::from_config(&config.auth) {
-        Ok(authenticator) => authenticator,
+    // Every file and system library starting needs, before anything opens, read as `check`
+    // reads them: a failure is a configuration error, said as one (file:line: field) on
+    // standard error whatever the log's format.
+    let file = path.unwrap_or(Path::new("<embedded>"));
+    let authenticator = match crate::preflight::load(&config, file, || logging::init(&config.log)) {
+        Ok(loaded) => loaded.authenticator,
         Err(error) => {
-            tracing::error!("{error:#}");
+            let _ = writeln!(std::io::stderr(), "error: {error}");
+            // And in the log, when it goes elsewhere (a file the operator reads).
+            if !matches!(config.log.output, socksgate_config::LogOutput::Stderr) {
+                tracing::error!("{error}");
+            }
             return exit::code(exit::CONFIG);
         }
     };
-    // The files and system libraries starting needs (TLS material, the GSS-API library and
-    // the service's keys), before anything opens: a failure is a configuration error.
-    if let Err(error) = socksgate_server::check_tls(&config) {
-        tracing::error!("{error}");
-        return exit::code(exit::CONFIG);
+    if path.is_none() && listen.is_empty() {
+        skip_missing_loopbacks(&mut config);
     }
     if check_only {
         // systemd's ExecStartPre and ExecReload run this, so a bad file never reaches the
@@ -279,10 +276,10 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) -> Option<C
     };
     let authenticator = match authentication::from_config(&config.auth) {
         Ok(authenticator) => authenticator,
-        Err(error) => {
-            tracing::error!(
-                "{cause}: configuration not reloaded; the running one stays: {error:#}"
-            );
+        Err(failure) => {
+            let error =
+                socksgate_config::ConfigError::about_field(path, failure.field, failure.message);
+            tracing::error!("{cause}: configuration not reloaded; the running one stays: {error}");
             return None;
         }
     };

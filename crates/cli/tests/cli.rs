@@ -642,13 +642,21 @@ fn checked_examples(document: &str, at_least: usize, how: &Examples<'_>) -> Vec<
         blocks.len()
     );
     let stem = document.replace(['/', '.'], "-");
+    // `check` reads every file an example names, as starting would: the files the guides
+    // name exist beside the examples, and the paths of an installed system point there.
+    let beside = guide_files();
+    let on_this_machine = |block: &str| {
+        block
+            .replace("/etc/socksgate/", &beside)
+            .replace("/var/log/socksgate/", &beside)
+    };
     blocks
         .iter()
         .enumerate()
         .map(|(index, block)| {
             let block = how
                 .adapt
-                .map_or_else(|| block.clone(), |adapt| adapt(block));
+                .map_or_else(|| on_this_machine(block), |adapt| adapt(block));
             let name = format!("{stem}-{index}.toml");
             let path = match how.dir {
                 Some(dir) => {
@@ -667,6 +675,17 @@ fn checked_examples(document: &str, at_least: usize, how: &Examples<'_>) -> Vec<
             (block, String::from_utf8_lossy(&output.stdout).into_owned())
         })
         .collect()
+}
+
+/// The files the guides' examples name (a password file, a group file, an admin token),
+/// written into the scratch directory; returns it, with a trailing slash.
+fn guide_files() -> String {
+    let users = "# nobody yet\n";
+    temp_file("users", users);
+    temp_file("users.htpasswd", users);
+    temp_file("groups", "staff: alice bob carol\n");
+    let token = temp_file("admin-token", "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n");
+    format!("{}/", token.parent().unwrap().display())
 }
 
 #[test]
@@ -718,8 +737,6 @@ fn every_example_of_the_user_guide_is_valid() {
         .filter_map(|rest| rest.split(')').next())
         .collect();
     assert!(pages.len() >= 15, "{pages:?}");
-    // The admin token the examples name beside them.
-    temp_file("admin-token", "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n");
     let mut examples = 0;
     for page in pages {
         if matches!(page, "tls.md" | "kerberos.md") {

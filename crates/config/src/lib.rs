@@ -31,6 +31,7 @@
 mod duration;
 mod error;
 mod fleet;
+mod locate;
 mod model;
 mod raw;
 mod render;

@@ -1,0 +1,92 @@
+//! Everything starting reads besides the configuration file itself — password and group
+//! files, the PAM library, TLS certificates and keys, keytabs, the admin token, the log
+//! destination — in one sequence that `check`, `serve --check-only` and `serve` share, so
+//! that what `check` accepts starts, and each failure is reported as the file's own errors
+//! are: file:line:column: field.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use socksgate_auth::Authenticator;
+use socksgate_config::{Config, ConfigError, LogOutput};
+
+use crate::authentication;
+
+/// What starting keeps of it.
+pub(crate) struct Loaded {
+    /// The authentication back end, when one is configured.
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+/// Reads what `config` (from `file`) names. `start_logging` runs once the log destination
+/// is known to be usable and before anything else is read (so that `serve` logs what it
+/// loads); `check` passes a no-op.
+pub(crate) fn load(
+    config: &Config,
+    file: &Path,
+    start_logging: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Loaded, ConfigError> {
+    log_destination(config, file)?;
+    start_logging().map_err(|error| {
+        ConfigError::about_field(file, "log.output", format!("cannot open the log: {error}"))
+    })?;
+    crate::serve::use_keytab(config);
+    authentication::check_libraries(&config.auth).map_err(|error| {
+        ConfigError::about_field(file, "auth.pam_service", format!("{error:#}"))
+    })?;
+    let authenticator = authentication::from_config(&config.auth)
+        .map_err(|failure| ConfigError::about_field(file, failure.field, failure.message))?;
+    socksgate_server::check_tls(config).map_err(|error| about_named_file(config, file, error))?;
+    Ok(Loaded { authenticator })
+}
+
+/// A log file must be one the server can append to: an existing, writable file, or a new
+/// one in an existing directory.
+fn log_destination(config: &Config, file: &Path) -> Result<(), ConfigError> {
+    let LogOutput::File(path) = &config.log.output else {
+        return Ok(());
+    };
+    let problem = if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .err()
+            .map(|error| format!("cannot write the log file {}: {error}", path.display()))
+    } else {
+        let directory = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (!directory.is_dir()).then(|| {
+            format!(
+                "cannot create the log file {}: the directory {} does not exist",
+                path.display(),
+                directory.display()
+            )
+        })
+    };
+    match problem {
+        Some(message) => Err(ConfigError::about_field(file, "log.output", message)),
+        None => Ok(()),
+    }
+}
+
+/// An error about one of the files the configuration names: placed at the field that
+/// names it (the first whose path the message quotes).
+fn about_named_file(config: &Config, file: &Path, error: impl std::fmt::Display) -> ConfigError {
+    let message = error.to_string();
+    let field = config
+        .named_files()
+        .into_iter()
+        .find(|(_, path)| message.contains(&path.display().to_string()))
+        .map(|(field, _)| field);
+    match field {
+        Some(field) => ConfigError::about_field(file, &field, message),
+        None => ConfigError {
+            file: file.to_path_buf(),
+            position: None,
+            field: None,
+            message,
+        },
+    }
+}
