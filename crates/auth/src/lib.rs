@@ -73,6 +73,21 @@ impl std::error::Error for Refusal {}
 pub trait Authenticator: Send + Sync + 'static {
     /// The identity behind `credentials`, or why not.
     fn verify(&self, credentials: &Credentials) -> Result<Identity, Refusal>;
+
+    /// The groups `user` has once logged in, as `verify` would give them, without a
+    /// password (for `socksgate explain`); `None` when this back end cannot tell.
+    fn groups_of(&self, _user: &str) -> Option<GroupsOf> {
+        None
+    }
+}
+
+/// A user's groups, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupsOf {
+    /// The group names.
+    pub groups: Vec<String>,
+    /// Where they came from, for a person ("the group file /etc/socksgate/groups").
+    pub source: String,
 }
 
 /// The user name as text; user names that are not UTF-8 are refused.

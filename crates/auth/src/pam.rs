@@ -9,7 +9,7 @@ use socksgate_sys::pam::{check_password, PamError};
 use socksgate_sys::LoadError;
 use zeroize::Zeroizing;
 
-use crate::{user_name, Authenticator, Credentials, Identity, Refusal};
+use crate::{user_name, Authenticator, Credentials, GroupsOf, Identity, Refusal};
 
 /// Authenticates against a PAM service.
 #[derive(Debug, Clone)]
@@ -66,6 +66,13 @@ impl Authenticator for Pam {
             Err(PamError::Refused(_)) => Err(Refusal::WrongPassword),
             Err(error) => Err(Refusal::BackEnd(format!("PAM: {error}"))),
         }
+    }
+
+    fn groups_of(&self, user: &str) -> Option<GroupsOf> {
+        Some(GroupsOf {
+            groups: system_groups(user),
+            source: "the system's groups (PAM accounts)".to_owned(),
+        })
     }
 }
 

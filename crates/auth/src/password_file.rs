@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use socksgate_proto::Method;
 
 use crate::hash::PasswordHash;
-use crate::{user_name, Authenticator, Credentials, Identity, Refusal};
+use crate::{user_name, Authenticator, Credentials, GroupsOf, Identity, Refusal};
 
 /// A password or group file that cannot be used, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +166,18 @@ impl Authenticator for PasswordFile {
             user: user.to_owned(),
             groups: loaded.groups.get(user).cloned().unwrap_or_default(),
             method: Method::PASSWORD,
+        })
+    }
+
+    fn groups_of(&self, user: &str) -> Option<GroupsOf> {
+        self.refresh();
+        let source = match &self.group_path {
+            Some(path) => format!("the group file {}", path.display()),
+            None => "no group file (auth.group_file is not set)".to_owned(),
+        };
+        Some(GroupsOf {
+            groups: self.read().groups.get(user).cloned().unwrap_or_default(),
+            source,
         })
     }
 }

@@ -27,7 +27,8 @@ pub(crate) struct Question {
     /// The user name (authenticated, or a SOCKS4 USERID).
     #[arg(long)]
     pub(crate) user: Option<String>,
-    /// A group of the user (repeatable).
+    /// A group of the user, in addition to those the configured group file or PAM gives
+    /// (repeatable).
     #[arg(long = "group", value_name = "GROUP")]
     pub(crate) groups: Vec<String>,
     /// How the user authenticated: none, password or gssapi (default: password with
@@ -60,7 +61,21 @@ pub(crate) fn run(question: &Question) -> ExitCode {
 }
 
 fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
+    // The question first: a mistyped argument is said before anything is decided.
+    let command = socksgate_config::parse_command(&question.command).map_err(anyhow::Error::msg)?;
+    let target: Address = question
+        .target
+        .parse()
+        .map_err(|error| anyhow::anyhow!("{:?}: {error}", question.target))?;
+    let method = match (question.method.as_deref(), &question.user) {
+        (Some("none"), _) | (None, None) => Method::NO_AUTH,
+        (Some("password"), _) | (None, Some(_)) => Method::PASSWORD,
+        (Some("gssapi"), _) => Method::GSSAPI,
+        (Some(other), _) => bail!("{other:?}: expected none, password or gssapi"),
+    };
+    let moment = moment(question.at.as_deref())?;
     let config = Config::load(&question.config)?;
+    let groups = groups(&config, question, out)?;
     let policy = &config.policy;
     let listener = match question.listener {
         Some(listener) => listener,
@@ -71,28 +86,17 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
     if client.action == Action::Deny {
         return Ok(Action::Deny);
     }
-    let command = socksgate_config::parse_command(&question.command).map_err(anyhow::Error::msg)?;
-    let target: Address = question
-        .target
-        .parse()
-        .with_context(|| format!("{:?}: expected HOST:PORT", question.target))?;
-    let method = match (question.method.as_deref(), &question.user) {
-        (Some("none"), _) | (None, None) => Method::NO_AUTH,
-        (Some("password"), _) | (None, Some(_)) => Method::PASSWORD,
-        (Some("gssapi"), _) => Method::GSSAPI,
-        (Some(other), _) => bail!("{other:?}: expected none, password or gssapi"),
-    };
     let request = Request {
         source: question.from,
         listener,
         user: question.user.as_deref(),
-        groups: &question.groups,
+        groups: &groups,
         method,
         command,
         host: &target.host,
         port: target.port,
         address: None,
-        moment: moment(question.at.as_deref())?,
+        moment,
     };
     if command == Command::UDP_ASSOCIATE {
         let verdict = policy.decide_association(&request);
@@ -141,6 +145,47 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
             })
         }
     }
+}
+
+/// The user's groups as the server would see them — from the configured back end (the
+/// group file, or the system's groups with PAM) — plus those `--group` adds; says where
+/// they came from.
+fn groups(
+    config: &Config,
+    question: &Question,
+    out: &mut impl Write,
+) -> anyhow::Result<Vec<String>> {
+    let mut groups = Vec::new();
+    if let Some(user) = &question.user {
+        let authenticator =
+            crate::authentication::from_config(&config.auth).map_err(|failure| {
+                socksgate_config::ConfigError::about_field(
+                    &question.config,
+                    failure.field,
+                    failure.message,
+                )
+            })?;
+        match authenticator.and_then(|backend| backend.groups_of(user)) {
+            Some(found) => {
+                let names = if found.groups.is_empty() {
+                    "none".to_owned()
+                } else {
+                    found.groups.join(", ")
+                };
+                writeln!(out, "groups:        {names} (from {})", found.source)?;
+                groups = found.groups;
+            }
+            None => writeln!(
+                out,
+                "groups:        none known (no password file or PAM back end)"
+            )?,
+        }
+    }
+    if !question.groups.is_empty() {
+        writeln!(out, "  with --group: {}", question.groups.join(", "))?;
+        groups.extend(question.groups.iter().cloned());
+    }
+    Ok(groups)
 }
 
 fn describe<R: Located + MaybeRoute>(verdict: &Verdict<'_, R>) -> String {

@@ -116,3 +116,109 @@ fn point_1_check_and_serve_agree_on_every_file_a_configuration_names() {
         );
     }
 }
+
+/// A free loopback port (for a server the test starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `socksgate serve -c config`, stopped when dropped; ready once its port answers.
+struct Served(std::process::Child);
+
+impl Served {
+    fn start(config: &std::path::Path, port: u16) -> Self {
+        let child = socksgate()
+            .args(["serve", "-c"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Point 2: with `groups = ["staff"]` and `staff: alice` in the group file, `explain` says
+/// allow for alice, as the running server does, and says where her groups came from;
+/// `--group` adds to them; bob, in no group, is denied by both.
+#[test]
+fn point_2_explain_takes_the_users_groups_from_where_the_server_does() {
+    let users = socksgate_tests::server::password_file(
+        "explain-users",
+        &[("alice", "wonderland"), ("bob", "builder")],
+    );
+    let groups = scratch("explain-groups", "staff: alice\n");
+    let port = free_port();
+    let config = scratch(
+        "explain-groups.toml",
+        &format!(
+            "[auth]\npassword_file = \"{}\"\ngroup_file = \"{}\"\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n\n[[rule]]\ngroups = [\"staff\"]\naction = \"allow\"\n",
+            users.display(),
+            groups.display()
+        ),
+    );
+    let explain = |args: &[&str]| {
+        let output = socksgate()
+            .args(["explain", "-c"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, said) = explain(&["--user", "alice", "connect", "127.0.0.1:9"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "groups:        staff (from the group file {})",
+            groups.display()
+        )),
+        "{said}"
+    );
+    let (code, said) = explain(&["--user", "bob", "connect", "127.0.0.1:9"]);
+    assert_eq!(code, Some(1), "{said}");
+    let (code, said) = explain(&[
+        "--user",
+        "bob",
+        "--group",
+        "staff",
+        "connect",
+        "127.0.0.1:9",
+    ]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("with --group: staff"), "{said}");
+    // The server agrees.
+    let echo = socksgate_tests::EchoTarget::start();
+    let _server = Served::start(&config, port);
+    let proxy: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let target = echo.addr.to_string();
+    let mut alice =
+        socksgate_tests::client::socks5_login(proxy, b"alice", b"wonderland", &target).unwrap();
+    socksgate_tests::client::assert_echoes(&mut alice, b"allowed");
+    assert!(
+        socksgate_tests::client::socks5_login(proxy, b"bob", b"builder", &target).is_err(),
+        "bob was let through"
+    );
+}
