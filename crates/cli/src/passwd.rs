@@ -28,6 +28,17 @@ fn update(file: &Path, user: &str, stdin: bool, cost: u32, delete: bool) -> anyh
     if user.is_empty() || user.contains(':') || user.chars().any(char::is_whitespace) {
         bail!("a user name cannot be empty or contain ':' or spaces");
     }
+    let directory = file
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !directory.is_dir() {
+        bail!(
+            "cannot write {}: the directory {} does not exist (create it first)",
+            file.display(),
+            directory.display()
+        );
+    }
     let existing = match fs::read_to_string(file) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
@@ -77,8 +88,19 @@ fn read_password(stdin: bool) -> anyhow::Result<Zeroizing<String>> {
             .context("reading the password from standard input")?;
         Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned())
     } else {
-        let first = Zeroizing::new(rpassword::prompt_password("New password: ")?);
-        let again = Zeroizing::new(rpassword::prompt_password("Repeat the password: ")?);
+        // rpassword asks on the controlling terminal; without one (a script, a pipe, a
+        // container) say what to do instead of the bare errno.
+        let no_terminal = |error: std::io::Error| {
+            anyhow::anyhow!(
+                "no terminal to ask for the password on ({error}): give it on standard input \
+                 with --stdin"
+            )
+        };
+        let first =
+            Zeroizing::new(rpassword::prompt_password("New password: ").map_err(no_terminal)?);
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Repeat the password: ").map_err(no_terminal)?,
+        );
         if first != again {
             bail!("the passwords differ");
         }
@@ -94,7 +116,9 @@ fn read_password(stdin: bool) -> anyhow::Result<Zeroizing<String>> {
 /// file or the new one, never half of one. Keeps the old file's permissions; a new file gets
 /// 0600.
 fn write_atomically(file: &Path, lines: &[String]) -> anyhow::Result<()> {
-    let temporary = file.with_extension(format!("tmp.{}", std::process::id()));
+    let mut temporary = file.as_os_str().to_owned();
+    temporary.push(format!(".tmp.{}", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
     let permissions = fs::metadata(file)
         .map(|metadata| metadata.permissions())
         .unwrap_or_else(|_| Permissions::from_mode(0o600));
@@ -103,7 +127,13 @@ fn write_atomically(file: &Path, lines: &[String]) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
+        .with_context(|| {
+            format!(
+                "writing {} (beside it, {})",
+                file.display(),
+                temporary.display()
+            )
+        })?;
     let mut text = lines.join("\n");
     text.push('\n');
     out.write_all(text.as_bytes())?;

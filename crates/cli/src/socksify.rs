@@ -47,8 +47,18 @@ pub(crate) fn run(request: &Socksify) -> ExitCode {
         return crate::tun::socksify(request);
     }
     let error = match prepare(request) {
-        // `exec` only returns on failure.
-        Ok(mut command) => anyhow::Error::from(command.exec()).context("starting the program"),
+        // `exec` only returns on failure: said, and the exit status, as a shell would.
+        Ok(mut command) => {
+            let error = command.exec();
+            let program = command.get_program().to_string_lossy().into_owned();
+            let (what, status) = match error.kind() {
+                std::io::ErrorKind::NotFound => ("command not found".to_owned(), 127),
+                std::io::ErrorKind::PermissionDenied => (error.to_string(), 126),
+                _ => (error.to_string(), 126),
+            };
+            let _ = writeln!(std::io::stderr(), "socksgate socksify: {program}: {what}");
+            return ExitCode::from(status);
+        }
         Err(error) => error,
     };
     let _ = writeln!(std::io::stderr(), "socksgate socksify: {error:#}");

@@ -222,3 +222,150 @@ fn point_2_explain_takes_the_users_groups_from_where_the_server_does() {
         "bob was let through"
     );
 }
+
+/// Point 3: `passwd` into a directory that does not exist names the file and says what to
+/// do (not a temporary file); without a terminal it says to use `--stdin`.
+#[test]
+fn point_3_passwd_says_what_is_wrong_and_what_to_do() {
+    let dir = scratch("passwd-here", "").parent().unwrap().to_path_buf();
+    let output = socksgate()
+        .current_dir(&dir)
+        .args(["passwd", "nodir/users", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: cannot write nodir/users: the directory nodir does not exist (create it first)\n"
+    );
+    // No terminal: a new session has no controlling one.
+    let Some(setsid) = socksgate_tests::interop::tool("setsid") else {
+        return;
+    };
+    let output = Command::new(setsid)
+        .arg(env!("CARGO_BIN_EXE_socksgate"))
+        .args(["passwd"])
+        .arg(dir.join("users-no-tty"))
+        .arg("alice")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = stderr(&output);
+    assert!(
+        said.starts_with("error: no terminal to ask for the password on (")
+            && said
+                .trim_end()
+                .ends_with("): give it on standard input with --stdin"),
+        "{said}"
+    );
+}
+
+/// `socksify` of a small Python program that connects `count` times to `target`; its
+/// standard error and exit status.
+fn socksify_python(proxy: &str, extra: &[&str], target: &str, count: usize) -> Option<Output> {
+    let python = socksgate_tests::interop::tool("python3")?;
+    let (host, port) = target.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket\nfor _ in range({count}):\n    try:\n        socket.create_connection(('{host}', {port}), timeout=5).close()\n    except OSError as error:\n        print(error)\n"
+    );
+    let mut args = vec!["socksify", "-x", proxy];
+    args.extend(extra);
+    args.push("--");
+    Some(
+        socksgate()
+            .args(&args)
+            .arg(python)
+            .args(["-c", &script])
+            .output()
+            .unwrap(),
+    )
+}
+
+/// Point 4: with the proxy down, or a wrong password, socksify says so on standard error —
+/// once, not once per connection — as `connect` does; `--debug` tells the proxy's refusal
+/// of the target apart and shows loopback connections that go direct; a program that does
+/// not exist is named and exits 127, as in a shell.
+#[test]
+fn point_4_socksify_says_why_the_proxy_failed() {
+    let down = free_port();
+    let Some(output) =
+        socksify_python(&format!("socks5://127.0.0.1:{down}"), &[], "10.1.2.3:80", 3)
+    else {
+        return;
+    };
+    let said = stderr(&output);
+    let expected =
+        format!("socksgate socksify: hop 1 (127.0.0.1:{down}): cannot reach the proxy: ");
+    assert_eq!(said.matches(&expected).count(), 1, "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    let users = socksgate_tests::server::password_file("socksify-users", &[("alice", "right")]);
+    let port = free_port();
+    let config = scratch(
+        "socksify-auth.toml",
+        &format!(
+            "[auth]\npassword_file = \"{}\"\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n",
+            users.display()
+        ),
+    );
+    let _server = Served::start(&config, port);
+    let echo = socksgate_tests::EchoTarget::start();
+    let output = socksify_python(
+        &format!("socks5://alice:wrong@127.0.0.1:{port}"),
+        &["--include-loopback"],
+        &echo.addr.to_string(),
+        3,
+    )
+    .unwrap();
+    let said = stderr(&output);
+    assert_eq!(
+        said,
+        format!(
+            "socksgate socksify: hop 1 (127.0.0.1:{port}): server refused the username or password\n"
+        )
+    );
+
+    // --debug: the target's refusal, through the proxy, is the proxy's answer; a loopback
+    // connection without --include-loopback goes direct, and says so.
+    let closed = free_port();
+    let output = socksify_python(
+        &format!("socks5://alice:right@127.0.0.1:{port}"),
+        &["--include-loopback", "--debug"],
+        &format!("127.0.0.1:{closed}"),
+        1,
+    )
+    .unwrap();
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!(
+            "connect 127.0.0.1:{closed} through the proxies failed: hop 1 (127.0.0.1:{port}): the proxy answered: connection refused"
+        )),
+        "{said}"
+    );
+    let output = socksify_python(
+        &format!("socks5://alice:right@127.0.0.1:{port}"),
+        &["--debug"],
+        &echo.addr.to_string(),
+        1,
+    )
+    .unwrap();
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!(
+            "connect {} directly (a direct network)",
+            echo.addr
+        )),
+        "{said}"
+    );
+
+    let output = socksgate()
+        .args(["socksify", "-x", "socks5://127.0.0.1:1080", "--", "curlx"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(127));
+    assert_eq!(
+        stderr(&output),
+        "socksgate socksify: curlx: command not found\n"
+    );
+}

@@ -97,3 +97,27 @@ pub(crate) fn debug(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "socksgate socksify: {message}");
 }
+
+/// Says why `what` (a connection, an association) failed through the proxies: with
+/// `--debug` every time; otherwise only when the proxies are at fault — down, or refusing
+/// the credentials — and once per cause, as the program's own message ("Couldn't connect
+/// to server") cannot tell the proxy from the target.
+pub(crate) fn report(what: &str, failure: &tunnel::Failure) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    /// The causes said already (one bit each).
+    static SAID: AtomicU8 = AtomicU8::new(0);
+    let settings = settings::settings();
+    let message = failure.describe(&settings.chain);
+    if settings.debug {
+        debug(&format!("{what} through the proxies failed: {message}"));
+        return;
+    }
+    let bit = match failure.cause {
+        tunnel::Cause::Unreachable => 1,
+        tunnel::Cause::Credentials(_) => 2,
+        _ => return,
+    };
+    if SAID.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        debug(&message);
+    }
+}

@@ -18,29 +18,98 @@ use crate::real;
 /// The longest a handshake may take.
 const HANDSHAKE_SECONDS: libc::time_t = 30;
 
+/// Why a connection through the chain failed: the errno the program's call gets, and what
+/// a person is told (`hop 1 (127.0.0.1:1080): cannot reach the proxy: …`, as `socksgate
+/// connect` says it).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What the program's call fails with.
+    pub(crate) errno: c_int,
+    /// The 1-based hop it happened at (0: before any, on the program's own socket).
+    pub(crate) hop: usize,
+    pub(crate) cause: Cause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The first proxy could not be connected to.
+    Unreachable,
+    /// The proxy answered with a refusal, or broke the protocol.
+    Refused(String),
+    /// The credentials, or the methods offered, were refused: every connection will be.
+    Credentials(String),
+    /// The handshake's time ran out.
+    TimedOut,
+    /// The connection to the proxy broke during the handshake, or the socket failed.
+    Lost,
+}
+
+impl Failure {
+    fn on_socket(errno: c_int) -> Self {
+        Self {
+            errno,
+            hop: 0,
+            cause: Cause::Lost,
+        }
+    }
+
+    /// For a person, with the hop's address.
+    pub(crate) fn describe(&self, chain: &[Hop]) -> String {
+        let errno = std::io::Error::from_raw_os_error(self.errno);
+        let hop = match self.hop.checked_sub(1).and_then(|index| chain.get(index)) {
+            Some(hop) => format!("hop {} ({}): ", self.hop, hop.address),
+            None => String::new(),
+        };
+        let what = match &self.cause {
+            Cause::Unreachable => format!("cannot reach the proxy: {errno}"),
+            Cause::Refused(why) | Cause::Credentials(why) => why.clone(),
+            Cause::TimedOut => "no answer from the proxy in time".to_owned(),
+            Cause::Lost => format!("connection lost: {errno}"),
+        };
+        format!("{hop}{what}")
+    }
+}
+
+/// An errno met during hop `hop`'s exchange.
+fn lost(hop: usize) -> impl Fn(c_int) -> Failure {
+    move |errno| Failure {
+        errno,
+        hop,
+        cause: if errno == libc::ETIMEDOUT {
+            Cause::TimedOut
+        } else {
+            Cause::Lost
+        },
+    }
+}
+
 /// Connects `fd` through `chain` and asks the last hop for `command` to `target`; returns
-/// the last reply's address (BND), or an errno.
+/// the last reply's address (BND), or why not.
 pub(crate) fn establish(
     fd: c_int,
     chain: &[Hop],
     command: Command,
     target: &Address,
-) -> Result<Address, c_int> {
+) -> Result<Address, Failure> {
     let Some(first) = chain.first() else {
-        return Err(libc::ECONNREFUSED);
+        return Err(Failure::on_socket(libc::ECONNREFUSED));
     };
     let Some(proxy) = first.address.socket_addr() else {
         // `socksgate socksify` passes proxies as addresses; a name here is a mistake.
-        return Err(libc::EHOSTUNREACH);
+        return Err(Failure {
+            errno: libc::EHOSTUNREACH,
+            hop: 1,
+            cause: Cause::Unreachable,
+        });
     };
-    let flags = fcntl(fd, libc::F_GETFL, 0)?;
+    let flags = fcntl(fd, libc::F_GETFL, 0).map_err(Failure::on_socket)?;
     let blocking = flags & !libc::O_NONBLOCK;
     if blocking != flags {
-        fcntl(fd, libc::F_SETFL, blocking)?;
+        fcntl(fd, libc::F_SETFL, blocking).map_err(Failure::on_socket)?;
     }
     // The program's own timeouts, put back whatever happens; its send timeout (a blocking
     // connect's on Linux) bounds the whole handshake when it has one.
-    let saved = Timeouts::of(fd)?;
+    let saved = Timeouts::of(fd).map_err(Failure::on_socket)?;
     let limit = if saved.send.tv_sec > 0 || saved.send.tv_usec > 0 {
         saved.send
     } else {
@@ -55,22 +124,42 @@ pub(crate) fn establish(
         + std::time::Duration::from_secs(limit.tv_sec.max(0) as u64)
         + std::time::Duration::from_micros(limit.tv_usec.max(0) as u64);
     let result = (|| {
-        time_left(fd, deadline)?;
-        let address = SockAddr::for_socket(fd, proxy).ok_or(libc::EAFNOSUPPORT)?;
+        let unreachable = |errno| Failure {
+            errno,
+            hop: 1,
+            cause: if errno == libc::ETIMEDOUT {
+                Cause::TimedOut
+            } else {
+                Cause::Unreachable
+            },
+        };
+        time_left(fd, deadline).map_err(lost(1))?;
+        let address = SockAddr::for_socket(fd, proxy)
+            .ok_or(libc::EAFNOSUPPORT)
+            .map_err(Failure::on_socket)?;
         // SAFETY: `address` holds a valid socket address of the length given.
         if unsafe { real::connect(fd, address.as_ptr(), address.len()) } != 0 {
             match errno() {
                 // A signal interrupted the wait, not the connection: it goes on, and the
                 // handshake with it — never a socket left half way to the proxy.
-                libc::EINTR | libc::EINPROGRESS => wait_connected(fd, deadline)?,
-                error => return Err(error),
+                libc::EINTR | libc::EINPROGRESS => {
+                    wait_connected(fd, deadline).map_err(unreachable)?
+                }
+                error => return Err(unreachable(error)),
             }
         }
         let mut bound = Address::unspecified();
         for (index, hop) in chain.iter().enumerate() {
+            let number = index + 1;
             bound = match chain.get(index + 1) {
-                Some(next) => handshake(fd, hop, Command::CONNECT, next.address.clone(), deadline)?,
-                None => handshake(fd, hop, command, target.clone(), deadline)?,
+                Some(next) => handshake(
+                    fd,
+                    (number, hop),
+                    Command::CONNECT,
+                    next.address.clone(),
+                    deadline,
+                )?,
+                None => handshake(fd, (number, hop), command, target.clone(), deadline)?,
             };
         }
         Ok(bound)
@@ -85,7 +174,7 @@ pub(crate) fn establish(
         let _ = fcntl(fd, libc::F_SETFL, flags);
     }
     let bound = result?;
-    restored?;
+    restored.map_err(Failure::on_socket)?;
     Ok(bound)
 }
 
@@ -105,14 +194,26 @@ fn disconnect(fd: c_int) {
     };
 }
 
-/// One hop's handshake: `command` to `target`; returns the reply's address.
+/// One hop's handshake (`number` in the chain): `command` to `target`; returns the reply's
+/// address.
 fn handshake(
     fd: c_int,
-    hop: &Hop,
+    (number, hop): (usize, &Hop),
     command: Command,
     target: Address,
     deadline: std::time::Instant,
-) -> Result<Address, c_int> {
+) -> Result<Address, Failure> {
+    let refused = |error: ClientError| Failure {
+        errno: errno_for(&error),
+        hop: number,
+        cause: match error {
+            ClientError::AuthenticationFailed | ClientError::NoAcceptableMethod => {
+                Cause::Credentials(error.to_string())
+            }
+            _ => Cause::Refused(error.to_string()),
+        },
+    };
+    let lost = lost(number);
     let user_id = || {
         hop.credentials
             .as_ref()
@@ -127,20 +228,20 @@ fn handshake(
             gssapi: false,
         },
     };
-    let mut machine = ClientHandshake::new(protocol, command, target).map_err(errno_for)?;
+    let mut machine = ClientHandshake::new(protocol, command, target).map_err(refused)?;
     let mut input = Vec::new();
     let mut bound = Address::unspecified();
     loop {
         let pending = machine.pending_output().to_vec();
         if !pending.is_empty() {
-            time_left(fd, deadline)?;
-            send_all(fd, &pending)?;
+            time_left(fd, deadline).map_err(&lost)?;
+            send_all(fd, &pending).map_err(&lost)?;
             machine.output_written(pending.len());
         }
         if machine.is_established() {
             return Ok(bound);
         }
-        match machine.feed(&input).map_err(errno_for)? {
+        match machine.feed(&input).map_err(refused)? {
             Step::Event { used, event } => {
                 input.drain(..used);
                 if let ClientEvent::Granted { bound: granted } = event {
@@ -150,18 +251,18 @@ fn handshake(
             Step::NeedMore { at_least } => {
                 let start = input.len();
                 input.resize(start + at_least.get(), 0);
-                time_left(fd, deadline)?;
-                recv_exact(fd, &mut input[start..])?;
+                time_left(fd, deadline).map_err(&lost)?;
+                recv_exact(fd, &mut input[start..]).map_err(&lost)?;
             }
-            Step::Idle => return Err(libc::EPROTO),
+            Step::Idle => return Err(lost(libc::EPROTO)),
         }
     }
 }
 
 /// The errno a program expects for a proxy's refusal.
-fn errno_for(error: ClientError) -> c_int {
+fn errno_for(error: &ClientError) -> c_int {
     match error {
-        ClientError::Rejected(reply) => match reply {
+        ClientError::Rejected(reply) => match *reply {
             Reply::NETWORK_UNREACHABLE => libc::ENETUNREACH,
             Reply::HOST_UNREACHABLE => libc::EHOSTUNREACH,
             Reply::TTL_EXPIRED => libc::ETIMEDOUT,

@@ -151,7 +151,8 @@ fn open(fd: c_int) -> Result<Association, c_int> {
         Ok(bound) => bound,
         Err(error) => {
             crate::own::close(control);
-            return Err(error);
+            crate::report("a UDP association", &error);
+            return Err(error.errno);
         }
     };
     let mut relay = bound.socket_addr().ok_or(libc::EPROTO)?;

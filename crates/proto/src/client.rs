@@ -129,8 +129,8 @@ impl fmt::Display for ClientError {
                 write!(f, "server chose a method that was not offered: {method}")
             }
             Self::AuthenticationFailed => f.write_str("server refused the username or password"),
-            Self::Rejected(reply) => write!(f, "server replied: {reply}"),
-            Self::RejectedV4(reply) => write!(f, "server replied: {reply}"),
+            Self::Rejected(reply) => write!(f, "the proxy answered: {reply}"),
+            Self::RejectedV4(reply) => write!(f, "the proxy answered: {reply}"),
             Self::TargetNotSupported => {
                 f.write_str("SOCKS4 can only reach IPv4 addresses (use SOCKS4a or SOCKS5)")
             }

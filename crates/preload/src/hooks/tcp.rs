@@ -38,6 +38,13 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
         // A UDP socket connected through the relay before, now connected elsewhere (a
         // direct address) or disconnected (AF_UNSPEC): its sends are its own again.
         udp::disconnect(fd);
+        if settings.debug && is_stream(fd) {
+            if let Some(destination) = destination {
+                debug(&format!(
+                    "connect {destination} directly (a direct network)"
+                ));
+            }
+        }
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real::connect(fd, address, length) };
     };
@@ -50,14 +57,9 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
             }
             0
         }
-        Err(errno) => {
-            if settings.debug {
-                debug(&format!(
-                    "connect {target} through the proxies failed: {}",
-                    std::io::Error::from_raw_os_error(errno)
-                ));
-            }
-            set_errno(errno);
+        Err(failure) => {
+            crate::report(&format!("connect {target}"), &failure);
+            set_errno(failure.errno);
             -1
         }
     }
