@@ -282,7 +282,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
     let tcp_echo = socksgate_tests::EchoTarget::start();
     let udp = udp_echo.port.to_string();
     let tcp = tcp_echo.addr.port().to_string();
-    let programs: [(&str, Vec<&str>); 11] = [
+    let programs: [(&str, Vec<&str>); 14] = [
         ("empty_buffers", vec!["127.0.0.1", &udp]),
         ("first_syscall_race", vec![]),
         ("peek_past_strangers", vec![&udp]),
@@ -294,6 +294,9 @@ fn the_shim_programs_run_clean_under_valgrind() {
         ("duplicated_udp", vec![&udp]),
         ("refused_connect", vec![&tcp]),
         ("unseen_close", vec![&udp]),
+        ("connect_twice", vec![&tcp]),
+        ("closed_unseen", vec![&udp, &tcp]),
+        ("duplicated_udp64", vec![&udp]),
     ];
     for (name, args) in programs {
         let Some(program) = compiled(name) else {
@@ -543,4 +546,93 @@ fn forks_amid_signal_handlers_that_close_and_write_never_hang() {
         through, 300,
         "children whose connect went through the proxy"
     );
+}
+
+/// Second review of #22: a second `connect` on a connected socket is `EISCONN` and leaves
+/// the connection working. Before, the shim undid "its" failed attempt by cutting the
+/// program's connection.
+#[test]
+fn a_second_connect_leaves_the_connection_alone() {
+    let Some(program) = compiled("connect_twice") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
+    assert_says(&result, "ok");
+    // And the program's own mistake is not blamed on the proxy.
+    assert!(result.stderr.is_empty(), "{}", result.stderr);
+}
+
+/// Second review of #22 (closes no hook sees): a UDP socket with an association closed by
+/// `fclose` of its `fdopen` stream, then one closed by a raw system call; the number comes
+/// back as a TCP connection through the proxy, whose bytes are its own. Before, `write`
+/// sent them as a datagram of the dead association.
+#[test]
+fn a_number_closed_unseen_is_not_taken_for_its_old_association() {
+    let Some(program) = compiled("closed_unseen") else {
+        return;
+    };
+    let server = TestServer::start();
+    let udp = UdpEcho::start();
+    let tcp = socksgate_tests::EchoTarget::start();
+    let result = socksified(
+        &server,
+        &program,
+        &[&udp.port.to_string(), &tcp.addr.port().to_string()],
+    );
+    assert_says(&result, "ok");
+}
+
+/// Second review of #22 (`fcntl64`): the duplicates test built with
+/// `-D_FILE_OFFSET_BITS=64`, where `fcntl` is the symbol `fcntl64`. Before, that copy was
+/// not followed and its datagrams reached the relay without a header.
+#[test]
+fn duplicates_made_with_fcntl64_share_the_association() {
+    let Some(program) = compiled("duplicated_udp64") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string()]);
+    assert_says(&result, "ok");
+}
+
+/// Second review of #22 (a hostile proxy): every UDP ASSOCIATE is answered with a relay
+/// named by a domain name; 300 sends fail and leave no descriptor behind. Before, each left
+/// its control connection open (and 256 of them filled the shim's table).
+#[test]
+fn a_relay_named_by_a_name_leaves_no_descriptor_behind() {
+    use std::io::{Read, Write};
+    let Some(program) = compiled("udp_relay_by_name") else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(400) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut greeting = [0u8; 3];
+            let mut request = [0u8; 10]; // an IPv4 UDP ASSOCIATE request
+            if stream.read_exact(&mut greeting).is_err()
+                || stream.write_all(&[5, 0]).is_err()
+                || stream.read_exact(&mut request).is_err()
+            {
+                continue;
+            }
+            let mut reply = vec![5, 0, 0, 3, 13];
+            reply.extend_from_slice(b"relay.example");
+            reply.extend_from_slice(&[0x30, 0x39]);
+            let _ = stream.write_all(&reply);
+        }
+    });
+    let url = format!("socks5://{proxy}");
+    let result = run(
+        Path::new(BIN),
+        &["socksify", "-x", &url, "--", program.to_str().unwrap()],
+        &[],
+        60,
+    );
+    assert_says(&result, "ok");
 }

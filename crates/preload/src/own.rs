@@ -6,37 +6,42 @@
 //! table of atomics, so the `close` hook can ask "is this ours?" without a lock (and so from
 //! a signal handler, or in a child right after `fork`).
 
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use libc::c_int;
 
-/// At most this many of the shim's own descriptors at once (one per UDP association).
-const SLOTS: usize = 256;
+use crate::marks::Marks;
+
+/// At most this many of the shim's own descriptors at once (one per UDP association: a
+/// program with more UDP sockets through the proxy at once gets `EMFILE` for the next).
+const SLOTS: usize = 1024;
 
 static OWN: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
-/// How many slots are taken: while none is, `close` asks nothing of the table.
-static TAKEN: AtomicUsize = AtomicUsize::new(0);
+/// Which numbers a slot holds: `close` of any other asks nothing of the table. One slot
+/// per number at most (a stale one is let go before the number is adopted again), so each
+/// is marked once.
+static OWNED: Marks = Marks::new();
 
 /// The inode of the socket each slot's descriptor was when adopted: what tells the shim's
 /// socket from a descriptor of the program's that got the same number after the program
 /// closed it by a way no hook sees (a raw `syscall` instruction, io_uring, a libc-internal
 /// call).
 static INODES: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+/// The device of each, with the inode: together they name one open socket.
+static DEVICES: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
 /// Registers `fd` as the shim's; `false` when the table is full (or `fd` is not open).
 pub(crate) fn adopt(fd: c_int) -> bool {
-    let Some(inode) = inode(fd) else {
+    let Some(Identity { device, inode }) = identity(fd) else {
         return false;
     };
-    // Counted first, so that no moment has a slot taken and the count saying none.
-    TAKEN.fetch_add(1, Ordering::AcqRel);
+    // (The caller has let go of any stale slot for the number first: see `udp::open`.)
     let slot = OWN.iter().position(|slot| take_slot(slot, -1, fd));
-    match slot {
+    if let Some(index) = slot {
         // Stored before the shim can use the descriptor: `adopt` returns after.
-        Some(index) => INODES[index].store(inode, Ordering::Release),
-        None => {
-            TAKEN.fetch_sub(1, Ordering::AcqRel);
-        }
+        INODES[index].store(inode, Ordering::Release);
+        DEVICES[index].store(device, Ordering::Release);
+        OWNED.mark(fd);
     }
     slot.is_some()
 }
@@ -52,40 +57,51 @@ pub(crate) fn close(fd: c_int) {
     else {
         return;
     };
-    let adopted = INODES[index].load(Ordering::Acquire);
+    let adopted = Identity {
+        device: DEVICES[index].load(Ordering::Acquire),
+        inode: INODES[index].load(Ordering::Acquire),
+    };
     if !take_slot(&OWN[index], fd, -1) {
         return;
     }
-    TAKEN.fetch_sub(1, Ordering::AcqRel);
-    if inode(fd) == Some(adopted) {
+    OWNED.unmark(fd);
+    if identity(fd) == Some(adopted) {
         // SAFETY: the shim's own socket, the same one it adopted, off the table now.
         unsafe { crate::real::close(fd) };
     }
 }
 
-/// The inode of the open file `fd` (sockets have one each, unique while open).
-fn inode(fd: c_int) -> Option<u64> {
+/// Which open socket a descriptor is: the number may be reused, the pair may not while the
+/// socket is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    device: u64,
+    inode: u64,
+}
+
+/// The identity of the socket `fd` is; `None` when `fd` is not an open socket.
+pub(crate) fn identity(fd: c_int) -> Option<Identity> {
     // SAFETY: all-zero is a valid `stat`.
     let mut status: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `status` is writable.
-    (unsafe { libc::fstat(fd, &mut status) } == 0).then_some(status.st_ino)
+    let open = unsafe { libc::fstat(fd, &mut status) } == 0;
+    (open && status.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(Identity {
+        device: status.st_dev,
+        inode: status.st_ino,
+    })
 }
 
 /// Whether `fd` is (still) the shim's.
 pub(crate) fn holds(fd: c_int) -> bool {
-    fd >= 0 && any() && OWN.iter().any(|slot| slot.load(Ordering::Acquire) == fd)
-}
-
-fn any() -> bool {
-    TAKEN.load(Ordering::Acquire) > 0
+    OWNED.may_hold(fd) && OWN.iter().any(|slot| slot.load(Ordering::Acquire) == fd)
 }
 
 /// Takes `fd` off the table: the shim closes it, or the program has taken the number.
 /// Whether it was there.
 pub(crate) fn release(fd: c_int) -> bool {
-    let released = fd >= 0 && any() && OWN.iter().any(|slot| take_slot(slot, fd, -1));
+    let released = OWNED.may_hold(fd) && OWN.iter().any(|slot| take_slot(slot, fd, -1));
     if released {
-        TAKEN.fetch_sub(1, Ordering::AcqRel);
+        OWNED.unmark(fd);
     }
     released
 }
@@ -104,7 +120,7 @@ pub(crate) fn release_range(first: u32, last: u32, mut released: impl FnMut(c_in
     for slot in &OWN {
         let fd = slot.load(Ordering::Acquire);
         if fd >= 0 && (first..=last).contains(&(fd as u32)) && take_slot(slot, fd, -1) {
-            TAKEN.fetch_sub(1, Ordering::AcqRel);
+            OWNED.unmark(fd);
             released(fd);
         }
     }

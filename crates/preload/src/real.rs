@@ -1,5 +1,6 @@
 //! The functions this library replaces, as the next library in the search order (libc)
-//! provides them: found with `dlsym(RTLD_NEXT, …)` on first use.
+//! provides them: found with `dlsym(RTLD_NEXT, …)` when the library loads (or, for a hook
+//! called before that, on its first use).
 //!
 //! The address is kept in a plain atomic, not a `OnceLock`: a thread that waits for another
 //! to initialize a `OnceLock` waits on a futex through `syscall(2)` — which this library
@@ -82,10 +83,11 @@ real! {
     fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int;
     fn getpeername(fd: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int;
     fn close(fd: c_int) -> c_int;
-    fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int;
     fn closefrom(lowest: c_int) -> ();
     fn dup(fd: c_int) -> c_int;
     fn fcntl(fd: c_int, command: c_int, argument: libc::c_ulong) -> c_int;
+    fn fcntl64(fd: c_int, command: c_int, argument: libc::c_ulong) -> c_int;
+    fn fclose(stream: *mut libc::FILE) -> c_int;
     fn dup2(old: c_int, new: c_int) -> c_int;
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, result: *mut *mut addrinfo) -> c_int;

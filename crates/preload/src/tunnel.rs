@@ -123,14 +123,25 @@ pub(crate) fn establish(
     let deadline = std::time::Instant::now()
         + std::time::Duration::from_secs(limit.tv_sec.max(0) as u64)
         + std::time::Duration::from_micros(limit.tv_usec.max(0) as u64);
+    // Whether this call began a connection on the socket (to the proxy): only then is a
+    // failure's connection the shim's to undo. A socket the program had connected already
+    // (its second `connect` is EISCONN) keeps its connection.
+    let mut started = false;
     let result = (|| {
         let unreachable = |errno| Failure {
             errno,
             hop: 1,
-            cause: if errno == libc::ETIMEDOUT {
-                Cause::TimedOut
-            } else {
-                Cause::Unreachable
+            cause: match errno {
+                libc::ETIMEDOUT => Cause::TimedOut,
+                libc::ECONNREFUSED
+                | libc::ENETUNREACH
+                | libc::EHOSTUNREACH
+                | libc::ECONNRESET
+                | libc::EADDRNOTAVAIL
+                | libc::EACCES
+                | libc::EPERM => Cause::Unreachable,
+                // The program's socket, not the proxy (EISCONN, EALREADY, EBADF…).
+                _ => return Failure::on_socket(errno),
             },
         };
         time_left(fd, deadline).map_err(lost(1))?;
@@ -143,11 +154,13 @@ pub(crate) fn establish(
                 // A signal interrupted the wait, not the connection: it goes on, and the
                 // handshake with it — never a socket left half way to the proxy.
                 libc::EINTR | libc::EINPROGRESS => {
+                    started = true;
                     wait_connected(fd, deadline).map_err(unreachable)?
                 }
                 error => return Err(unreachable(error)),
             }
         }
+        started = true;
         let mut bound = Address::unspecified();
         for (index, hop) in chain.iter().enumerate() {
             let number = index + 1;
@@ -164,7 +177,7 @@ pub(crate) fn establish(
         }
         Ok(bound)
     })();
-    if result.is_err() {
+    if result.is_err() && started {
         // The program's `connect` fails: its socket must not stay connected (or connecting)
         // to the proxy half way through a handshake, where its next write would land.
         disconnect(fd);

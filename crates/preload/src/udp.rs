@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libc::c_int;
-use socksgate_proto::udp::UdpHeader;
+use socksgate_proto::udp::{Frag, UdpHeader};
 use socksgate_proto::{Address, Command, Host, Wire};
 
 use crate::address::SockAddr;
@@ -32,11 +32,19 @@ pub(crate) struct Association {
     relay: SocketAddr,
     /// The destination of a connected socket.
     peer: Option<SocketAddr>,
+    /// Which socket the association is for: a program that closed the number where no hook
+    /// sees it (`fclose` of an `fdopen`ed socket inside libc, io_uring) and got it again for
+    /// another socket or a file must not have its bytes wrapped or dropped as the relay's.
+    socket: crate::own::Identity,
 }
 
 pub(crate) static ASSOCIATIONS: Guarded<Option<HashMap<c_int, Association>>> = Guarded::new(None);
 /// Which sockets have an association: the datagram hooks skip the lock for the others.
 static ASSOCIATED: Marks = Marks::new();
+
+/// The largest datagram there is (UDP's length field): larger sends are `EMSGSIZE`, and no
+/// receive needs more room.
+pub(crate) const LARGEST_DATAGRAM: usize = 65_535;
 
 /// Room for the largest header the relay sends back (an IPv6 source).
 const HEADER_ROOM: usize = 3 + 1 + 16 + 2;
@@ -51,8 +59,16 @@ pub(crate) fn is_associated(fd: c_int) -> bool {
     ASSOCIATED.may_hold(fd) && with(fd, |_| ()).is_some()
 }
 
+/// Runs `action` on `fd`'s association, if it has one — and only if `fd` is still the
+/// socket it was made for (an entry left by a close no hook saw is no association).
 fn with<T>(fd: c_int, action: impl FnOnce(&mut Association) -> T) -> Option<T> {
-    ASSOCIATIONS.with(|map| map.as_mut()?.get_mut(&fd).map(action))
+    let socket = crate::own::identity(fd)?;
+    ASSOCIATIONS.with(|map| {
+        map.as_mut()?
+            .get_mut(&fd)
+            .filter(|association| association.socket == socket)
+            .map(action)
+    })
 }
 
 /// The relay address for `fd`, opening the association if needed (or again, when the
@@ -111,6 +127,7 @@ fn open(fd: c_int) -> Result<Association, c_int> {
         return Err(libc::EOPNOTSUPP);
     };
     let local = ensure_bound(fd)?;
+    let socket = crate::own::identity(fd).ok_or(libc::ENOTSOCK)?;
     let proxy_address = proxy.address.socket_addr().ok_or(libc::EHOSTUNREACH)?;
     let family = if proxy_address.is_ipv4() {
         libc::AF_INET
@@ -135,6 +152,12 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     } else {
         control
     };
+    // The kernel just gave the shim this number: if the table still names it, the program
+    // closed the old control where no hook saw — its association is dead, and the slot
+    // goes before the number is adopted again.
+    if crate::own::release(control) {
+        control_lost(control);
+    }
     if !crate::own::adopt(control) {
         // SAFETY: our own descriptor, just opened.
         unsafe { real::close(control) };
@@ -155,7 +178,12 @@ fn open(fd: c_int) -> Result<Association, c_int> {
             return Err(error.errno);
         }
     };
-    let mut relay = bound.socket_addr().ok_or(libc::EPROTO)?;
+    let Some(mut relay) = bound.socket_addr() else {
+        // A relay named by a name (or nothing usable): no association, and the control
+        // goes — every send would otherwise leave one more open.
+        crate::own::close(control);
+        return Err(libc::EPROTO);
+    };
     if relay.ip().is_unspecified() {
         relay.set_ip(proxy_address.ip());
     }
@@ -166,6 +194,7 @@ fn open(fd: c_int) -> Result<Association, c_int> {
         control,
         relay,
         peer: None,
+        socket,
     })
 }
 
@@ -275,18 +304,15 @@ pub(crate) fn send(
 
 /// Receives one datagram from the relay into `buffer`; its length (truncated to the buffer),
 /// whether it was truncated, and its source. Datagrams from elsewhere are dropped.
-pub(crate) fn receive(
-    fd: c_int,
-    buffer: &mut [u8],
-    flags: c_int,
-) -> Result<(usize, bool, SocketAddr), c_int> {
+pub(crate) fn receive(fd: c_int, buffer: &mut [u8], flags: c_int) -> Result<Received, c_int> {
     let Some(relay) = with(fd, |association| association.relay) else {
         // The association went between the caller's look and this one (another thread
         // closed the socket, or put another there): what arrives is the socket's own.
         return receive_plain(fd, buffer, flags);
     };
-    // Not zeroed: the kernel writes what is read, and only that is looked at.
-    let mut datagram: Vec<u8> = Vec::with_capacity(buffer.len() + HEADER_ROOM + 256);
+    // Room for any datagram, so its whole length is known (MSG_TRUNC); not zeroed: the
+    // kernel writes what is read, and only that is looked at.
+    let mut datagram: Vec<u8> = Vec::with_capacity(LARGEST_DATAGRAM + HEADER_ROOM);
     loop {
         // SAFETY: all-zero is a valid sockaddr_storage.
         let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -313,6 +339,8 @@ pub(crate) fn receive(
         let relayed = (sender == Some(relay))
             .then(|| UdpHeader::split(&datagram).ok())
             .flatten()
+            // A fragment (RFC 1928 §7) is dropped: the shim reassembles none.
+            .filter(|(header, _)| header.frag == Frag::STANDALONE)
             .and_then(|(header, payload)| match header.address.host {
                 Host::Ip(ip) => Some((SocketAddr::new(ip, header.address.port), payload)),
                 Host::Domain(_) => None,
@@ -338,16 +366,38 @@ pub(crate) fn receive(
         };
         let copied = payload.len().min(buffer.len());
         buffer[..copied].copy_from_slice(&payload[..copied]);
-        return Ok((copied, copied < payload.len(), source));
+        return Ok(Received {
+            copied,
+            whole: payload.len(),
+            source,
+        });
+    }
+}
+
+/// A datagram received.
+pub(crate) struct Received {
+    /// The bytes copied into the caller's buffer.
+    pub(crate) copied: usize,
+    /// The datagram's whole length (more than `copied` when it was truncated).
+    pub(crate) whole: usize,
+    /// Where it came from (the relay's header says).
+    pub(crate) source: SocketAddr,
+}
+
+impl Received {
+    /// What the receiving call returns: the bytes copied, or with `MSG_TRUNC` the whole
+    /// datagram's length, as the kernel says.
+    pub(crate) fn length(&self, flags: c_int) -> usize {
+        if flags & libc::MSG_TRUNC != 0 {
+            self.whole
+        } else {
+            self.copied
+        }
     }
 }
 
 /// One datagram of a socket without an association, as `receive` gives it.
-fn receive_plain(
-    fd: c_int,
-    buffer: &mut [u8],
-    flags: c_int,
-) -> Result<(usize, bool, SocketAddr), c_int> {
+fn receive_plain(fd: c_int, buffer: &mut [u8], flags: c_int) -> Result<Received, c_int> {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut from_length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -369,7 +419,11 @@ fn receive_plain(
     let source = unsafe { crate::address::read((&raw const from).cast(), from_length) }
         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
     let whole = received as usize;
-    Ok((whole.min(buffer.len()), whole > buffer.len(), source))
+    Ok(Received {
+        copied: whole.min(buffer.len()),
+        whole,
+        source,
+    })
 }
 
 /// Ends `fd`'s association, if any.
@@ -404,6 +458,7 @@ pub(crate) fn duplicate(old: c_int, new: c_int) {
             control: a.control,
             relay: a.relay,
             peer: a.peer,
+            socket: a.socket,
         }) else {
             return;
         };

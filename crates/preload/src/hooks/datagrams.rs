@@ -48,6 +48,8 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     // SAFETY: the caller's address.
     match unsafe { destination(fd, address, address_length) } {
+        // Larger than any datagram: refused before its bytes are read, as the kernel does.
+        Some(_) if length > udp::LARGEST_DATAGRAM => fail(libc::EMSGSIZE),
         Some(to) if !buffer.is_null() || length == 0 => {
             // SAFETY: the caller's buffer is valid for `length` bytes.
             let payload = unsafe { crate::memory::bytes(buffer.cast::<u8>(), length) };
@@ -112,6 +114,10 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int
         return fail(libc::EFAULT);
     }
     // SAFETY: the header's iovecs.
+    if unsafe { room(header.msg_iov, header.msg_iovlen) } > udp::LARGEST_DATAGRAM {
+        return fail(libc::EMSGSIZE);
+    }
+    // SAFETY: the header's iovecs.
     let payload = unsafe { gather(header.msg_iov, header.msg_iovlen) };
     udp::send(fd, &payload, flags, to).map_or_else(fail, |n| n as ssize_t)
 }
@@ -134,8 +140,8 @@ pub unsafe extern "C" fn sendmmsg(
             // SAFETY: its address.
             unsafe { destination(fd, first.msg_name.cast(), first.msg_namelen) }.is_some()
         });
-    if !redirected {
-        // SAFETY: unchanged.
+    if !redirected || messages.is_null() {
+        // SAFETY: unchanged (a null vector is the kernel's EFAULT to give).
         return unsafe { real::sendmmsg(fd, messages, count, flags) };
     }
     let send_one = |entry: &mut mmsghdr, _| {
@@ -163,17 +169,20 @@ pub unsafe extern "C" fn recvfrom(
         // SAFETY: unchanged.
         return unsafe { real::recvfrom(fd, buffer, length, flags, address, address_length) };
     }
-    // SAFETY: the caller's buffer is writable for `length` bytes.
+    // No datagram is larger than this: the bytes beyond are never written.
+    let length = length.min(udp::LARGEST_DATAGRAM);
+    // SAFETY: the caller's buffer is writable for `length` bytes (fewer than it gave).
     let out = unsafe { crate::memory::bytes_mut(buffer.cast::<u8>(), length) };
     match udp::receive(fd, out, flags) {
-        Ok((copied, _, source)) => {
+        Ok(received) => {
+            let source = received.source;
             if !address.is_null() && !address_length.is_null() {
                 if let Some(source) = SockAddr::for_socket(fd, source) {
                     // SAFETY: the caller's buffer of `*address_length` bytes.
                     unsafe { source.copy_out(address, address_length) };
                 }
             }
-            copied as ssize_t
+            received.length(flags) as ssize_t
         }
         Err(errno) => fail(errno),
     }
@@ -245,14 +254,14 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, message: *mut msghdr, flags: c_int) 
     if unsafe { null_vectors(header.msg_iov, header.msg_iovlen) } {
         return fail(libc::EFAULT);
     }
+    // No datagram is larger: room beyond it is never written.
     // SAFETY: the header's iovecs.
-    let room: usize = unsafe { iovecs(header.msg_iov, header.msg_iovlen) }
-        .iter()
-        .map(|v| v.iov_len)
-        .sum();
+    let room = unsafe { room(header.msg_iov, header.msg_iovlen) }.min(udp::LARGEST_DATAGRAM);
     let mut payload = vec![0u8; room];
     match udp::receive(fd, &mut payload, flags) {
-        Ok((copied, truncated, source)) => {
+        Ok(received) => {
+            let (copied, source) = (received.copied, received.source);
+            let truncated = received.whole > copied;
             // SAFETY: the header's iovecs are writable.
             unsafe { scatter(header.msg_iov, header.msg_iovlen, &payload[..copied]) };
             if !header.msg_name.is_null() {
@@ -263,7 +272,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, message: *mut msghdr, flags: c_int) 
             }
             header.msg_controllen = 0;
             header.msg_flags = if truncated { libc::MSG_TRUNC } else { 0 };
-            copied as ssize_t
+            received.length(flags) as ssize_t
         }
         Err(errno) => fail(errno),
     }
@@ -423,6 +432,19 @@ unsafe fn null_vectors(vectors: *mut iovec, count: usize) -> bool {
         || unsafe { iovecs(vectors, count) }
             .iter()
             .any(|vector| vector.iov_base.is_null() && vector.iov_len > 0)
+}
+
+/// How many bytes the iovecs hold in all (saturating: a hostile total is just "too many").
+///
+/// # Safety
+/// As [`iovecs`].
+unsafe fn room(vectors: *mut iovec, count: usize) -> usize {
+    // SAFETY: per the caller.
+    unsafe { iovecs(vectors, count) }
+        .iter()
+        .fold(0, |total: usize, vector| {
+            total.saturating_add(vector.iov_len)
+        })
 }
 
 /// # Safety

@@ -12,20 +12,41 @@ use crate::{own, real, state, udp};
 /// As `close(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    // Nothing to do for a descriptor the shim neither holds nor follows (most of them),
-    // nor in a vfork child: its closes are its own, the state is its parent's.
-    if (own::holds(fd) || followed(fd)) && crate::lock::in_own_process() {
-        // The program closes a number the shim holds (a daemon closing everything): the
-        // shim's state for it goes, and the program gets the close it asked for.
-        if own::release(fd) {
-            udp::control_lost(fd);
-        } else {
-            state::forget(fd);
-            udp::forget(fd);
-        }
-    }
+    closing(fd);
     // SAFETY: the caller's argument, unchanged.
     unsafe { real::close(fd) }
+}
+
+/// Replaces `fclose(3)`: the stream's descriptor is closed inside libc, where the `close`
+/// hook does not see it (a program that `fdopen`s a socket and closes it as a stream).
+///
+/// # Safety
+/// As `fclose(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
+    if !stream.is_null() {
+        // SAFETY: the caller's open stream.
+        closing(unsafe { libc::fileno(stream) });
+    }
+    // SAFETY: the caller's argument, unchanged.
+    unsafe { real::fclose(stream) }
+}
+
+/// `fd` is about to be closed by the program. Nothing to do for a descriptor the shim
+/// neither holds nor follows (most of them), nor in a vfork child: its closes are its own,
+/// the state is its parent's.
+fn closing(fd: c_int) {
+    if fd < 0 || !(own::holds(fd) || followed(fd)) || !crate::lock::in_own_process() {
+        return;
+    }
+    // The program closes a number the shim holds (a daemon closing everything): the
+    // shim's state for it goes, and the program gets the close it asked for.
+    if own::release(fd) {
+        udp::control_lost(fd);
+    } else {
+        state::forget(fd);
+        udp::forget(fd);
+    }
 }
 
 /// Whether the shim may have state for the program's descriptor `fd` (a redirected
@@ -45,8 +66,20 @@ pub unsafe extern "C" fn close_range(
     last: libc::c_uint,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: the caller's arguments, unchanged.
-    let result = unsafe { real::close_range(first, last, flags) };
+    // The system call itself, not libc's wrapper: glibc before 2.34 has none, and a
+    // program reaches this hook through `syscall(SYS_close_range, …)` there too.
+    // SAFETY: the caller's arguments, unchanged, to the kernel's close_range.
+    let result = unsafe {
+        real::syscall(
+            libc::SYS_close_range,
+            libc::c_long::from(first),
+            libc::c_long::from(last),
+            libc::c_long::from(flags),
+            0,
+            0,
+            0,
+        )
+    } as c_int;
     // Only marked close-on-exec: nothing was closed now.
     if result == 0 && flags as libc::c_uint & libc::CLOSE_RANGE_CLOEXEC == 0 {
         closed_range(first, last);
@@ -131,10 +164,27 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 pub unsafe extern "C" fn fcntl(fd: c_int, command: c_int, argument: libc::c_ulong) -> c_int {
     // SAFETY: the caller's arguments, unchanged.
     let result = unsafe { real::fcntl(fd, command, argument) };
+    fcntl_done(fd, command, result)
+}
+
+/// After `fcntl`: a duplicate is followed.
+fn fcntl_done(fd: c_int, command: c_int, result: c_int) -> c_int {
     if result >= 0 && matches!(command, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
         duplicated(fd, result);
     }
     result
+}
+
+/// Replaces `fcntl64`, which programs built with `-D_FILE_OFFSET_BITS=64` call for
+/// `fcntl` (glibc's header renames it): the same as [`fcntl`].
+///
+/// # Safety
+/// As `fcntl(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl64(fd: c_int, command: c_int, argument: libc::c_ulong) -> c_int {
+    // SAFETY: the caller's arguments, unchanged.
+    let result = unsafe { real::fcntl64(fd, command, argument) };
+    fcntl_done(fd, command, result)
 }
 
 /// Replaces `dup2(2)`.
