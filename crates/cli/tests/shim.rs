@@ -636,3 +636,23 @@ fn a_relay_named_by_a_name_leaves_no_descriptor_behind() {
     );
     assert_says(&result, "ok");
 }
+
+/// Second review of #22 (TCP Fast Open): `sendto` and `sendmsg` with `MSG_FASTOPEN` go
+/// through the proxy — both connections are in its log. Before, they went straight to the
+/// target.
+#[test]
+fn tcp_fast_open_goes_through_the_proxy() {
+    let Some(program) = compiled("fast_open") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
+    assert_says(&result, "ok");
+    let log = server.wait_for_sessions(2);
+    let carried = log
+        .iter()
+        .filter(|e| e["target"] == echo.addr.to_string())
+        .count();
+    assert_eq!(carried, 2, "{log:#?}");
+}

@@ -47,6 +47,13 @@ pub unsafe extern "C" fn sendto(
     address_length: socklen_t,
 ) -> ssize_t {
     // SAFETY: the caller's address.
+    match unsafe { crate::hooks::tcp::fast_open(fd, flags, address, address_length) } {
+        // SAFETY: the caller's buffer, now on a connected socket.
+        Some(Ok(())) => return unsafe { real::send(fd, buffer, length, flags & !libc::MSG_FASTOPEN) },
+        Some(Err(())) => return -1,
+        None => {}
+    }
+    // SAFETY: the caller's address.
     match unsafe { destination(fd, address, address_length) } {
         // Larger than any datagram: refused before its bytes are read, as the kernel does.
         Some(_) if length > udp::LARGEST_DATAGRAM => fail(libc::EMSGSIZE),
@@ -104,6 +111,19 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int
         // SAFETY: unchanged.
         return unsafe { real::sendmsg(fd, message, flags) };
     };
+    // SAFETY: the header's address.
+    match unsafe { crate::hooks::tcp::fast_open(fd, flags, header.msg_name.cast(), header.msg_namelen) } {
+        Some(Ok(())) => {
+            // The same message, without the address: the socket is connected now.
+            let mut connected = *header;
+            connected.msg_name = std::ptr::null_mut();
+            connected.msg_namelen = 0;
+            // SAFETY: the caller's message, its address removed.
+            return unsafe { real::sendmsg(fd, &connected, flags & !libc::MSG_FASTOPEN) };
+        }
+        Some(Err(())) => return -1,
+        None => {}
+    }
     // SAFETY: the header's address.
     let Some(to) = (unsafe { destination(fd, header.msg_name.cast(), header.msg_namelen) }) else {
         // SAFETY: unchanged.

@@ -102,3 +102,29 @@ pub unsafe extern "C" fn getpeername(
         _ => unsafe { real::getpeername(fd, address, length) },
     }
 }
+
+/// TCP Fast Open (`sendto`/`sendmsg` with `MSG_FASTOPEN` and an address) connects as it
+/// sends — around the `connect` hook, so straight to the target. Through the proxies it is a
+/// `connect` (this library's, which decides) and then a plain send. `None` when the call is
+/// not that; otherwise whether to go on sending (`Err`: the call fails, errno set).
+///
+/// # Safety
+/// `address` is null or valid for `length` bytes.
+pub(crate) unsafe fn fast_open(
+    fd: c_int,
+    flags: c_int,
+    address: *const sockaddr,
+    length: socklen_t,
+) -> Option<Result<(), ()>> {
+    if flags & libc::MSG_FASTOPEN == 0 || address.is_null() || !is_stream(fd) {
+        return None;
+    }
+    // SAFETY: per the caller.
+    let connected = unsafe { connect(fd, address, length) } == 0;
+    // Connected already: the kernel sends on, as it would.
+    Some(if connected || tunnel::errno() == libc::EISCONN {
+        Ok(())
+    } else {
+        Err(())
+    })
+}
