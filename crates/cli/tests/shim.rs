@@ -282,7 +282,7 @@ fn the_shim_programs_run_clean_under_valgrind() {
     let tcp_echo = socksgate_tests::EchoTarget::start();
     let udp = udp_echo.port.to_string();
     let tcp = tcp_echo.addr.port().to_string();
-    let programs: [(&str, Vec<&str>); 14] = [
+    let programs: [(&str, Vec<&str>); 16] = [
         ("empty_buffers", vec!["127.0.0.1", &udp]),
         ("first_syscall_race", vec![]),
         ("peek_past_strangers", vec![&udp]),
@@ -297,6 +297,8 @@ fn the_shim_programs_run_clean_under_valgrind() {
         ("connect_twice", vec![&tcp]),
         ("closed_unseen", vec![&udp, &tcp]),
         ("duplicated_udp64", vec![&udp]),
+        ("fortified_udp", vec![&udp, "64"]),
+        ("fast_open", vec![&tcp]),
     ];
     for (name, args) in programs {
         let Some(program) = compiled(name) else {
@@ -655,4 +657,19 @@ fn tcp_fast_open_goes_through_the_proxy() {
         .filter(|e| e["target"] == echo.addr.to_string())
         .count();
     assert_eq!(carried, 2, "{log:#?}");
+}
+
+/// Second review of #22 (_FORTIFY_SOURCE, readv/writev): a program built with
+/// `_FORTIFY_SOURCE=2` (its `recv`, `recvfrom`, `read` are `__recv_chk` and the like) and
+/// using `writev`/`readv` on a UDP socket through the relay gets each datagram whole,
+/// without the relay's header. Before, those calls went around the shim.
+#[test]
+fn fortified_and_vectored_calls_go_through_the_relay() {
+    let Some(program) = compiled("fortified_udp") else {
+        return;
+    };
+    let server = TestServer::start();
+    let echo = UdpEcho::start();
+    let result = socksified(&server, &program, &[&echo.port.to_string(), "64"]);
+    assert_says(&result, "ok");
 }

@@ -102,6 +102,8 @@ real! {
     fn recvmsg(fd: c_int, message: *mut msghdr, flags: c_int) -> ssize_t;
     fn recvmmsg(fd: c_int, messages: *mut mmsghdr, count: c_uint, flags: c_int, timeout: *mut timespec) -> c_int;
     fn read(fd: c_int, buffer: *mut c_void, length: size_t) -> ssize_t;
+    fn readv(fd: c_int, vectors: *const libc::iovec, count: c_int) -> ssize_t;
+    fn writev(fd: c_int, vectors: *const libc::iovec, count: c_int) -> ssize_t;
     fn syscall(number: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long;
     fn gethostbyname2(name: *const c_char, family: c_int) -> *mut libc::hostent;
     fn gethostbyaddr(address: *const c_void, length: socklen_t, family: c_int) -> *mut libc::hostent;

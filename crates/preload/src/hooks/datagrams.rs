@@ -49,7 +49,9 @@ pub unsafe extern "C" fn sendto(
     // SAFETY: the caller's address.
     match unsafe { crate::hooks::tcp::fast_open(fd, flags, address, address_length) } {
         // SAFETY: the caller's buffer, now on a connected socket.
-        Some(Ok(())) => return unsafe { real::send(fd, buffer, length, flags & !libc::MSG_FASTOPEN) },
+        Some(Ok(())) => {
+            return unsafe { real::send(fd, buffer, length, flags & !libc::MSG_FASTOPEN) }
+        }
         Some(Err(())) => return -1,
         None => {}
     }
@@ -112,7 +114,9 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int
         return unsafe { real::sendmsg(fd, message, flags) };
     };
     // SAFETY: the header's address.
-    match unsafe { crate::hooks::tcp::fast_open(fd, flags, header.msg_name.cast(), header.msg_namelen) } {
+    match unsafe {
+        crate::hooks::tcp::fast_open(fd, flags, header.msg_name.cast(), header.msg_namelen)
+    } {
         Some(Ok(())) => {
             // The same message, without the address: the socket is connected now.
             let mut connected = *header;
@@ -255,6 +259,107 @@ pub unsafe extern "C" fn read(fd: c_int, buffer: *mut c_void, length: size_t) ->
     } else {
         // SAFETY: unchanged.
         unsafe { real::read(fd, buffer, length) }
+    }
+}
+
+/// Replaces `writev(2)` (for connected, redirected UDP sockets only): as `sendmsg`.
+///
+/// # Safety
+/// As `writev(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn writev(fd: c_int, vectors: *const iovec, count: c_int) -> ssize_t {
+    if udp::peer(fd).is_none() || count < 0 {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::writev(fd, vectors, count) };
+    }
+    let message = vectors_message(vectors, count);
+    // SAFETY: a message of the caller's iovecs, without an address.
+    unsafe { sendmsg(fd, &message, 0) }
+}
+
+/// Replaces `readv(2)` (for redirected UDP sockets only): as `recvmsg`.
+///
+/// # Safety
+/// As `readv(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn readv(fd: c_int, vectors: *const iovec, count: c_int) -> ssize_t {
+    if !udp::is_associated(fd) || count < 0 {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real::readv(fd, vectors, count) };
+    }
+    let mut message = vectors_message(vectors, count);
+    // SAFETY: a message of the caller's iovecs, without an address.
+    unsafe { recvmsg(fd, &mut message, 0) }
+}
+
+/// A message header holding only `vectors`.
+fn vectors_message(vectors: *const iovec, count: c_int) -> msghdr {
+    // SAFETY: all-zero is a valid msghdr (no name, no control).
+    let mut message: msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = vectors.cast_mut();
+    message.msg_iovlen = count as usize;
+    message
+}
+
+/// Replaces `__recv_chk`, which programs built with `_FORTIFY_SOURCE` (Debian's packages)
+/// call for `recv` when the buffer's size is known: the check, then `recv`.
+///
+/// # Safety
+/// As `recv(2)`, with `size` the buffer's real size.
+#[no_mangle]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buffer: *mut c_void,
+    length: size_t,
+    size: size_t,
+    flags: c_int,
+) -> ssize_t {
+    overflow_check(length, size);
+    // SAFETY: as recv, the length within the buffer.
+    unsafe { recv(fd, buffer, length, flags) }
+}
+
+/// Replaces `__recvfrom_chk` (`recvfrom` under `_FORTIFY_SOURCE`).
+///
+/// # Safety
+/// As `recvfrom(2)`, with `size` the buffer's real size.
+#[no_mangle]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buffer: *mut c_void,
+    length: size_t,
+    size: size_t,
+    flags: c_int,
+    address: *mut sockaddr,
+    address_length: *mut socklen_t,
+) -> ssize_t {
+    overflow_check(length, size);
+    // SAFETY: as recvfrom, the length within the buffer.
+    unsafe { recvfrom(fd, buffer, length, flags, address, address_length) }
+}
+
+/// Replaces `__read_chk` (`read` under `_FORTIFY_SOURCE`).
+///
+/// # Safety
+/// As `read(2)`, with `size` the buffer's real size.
+#[no_mangle]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buffer: *mut c_void,
+    length: size_t,
+    size: size_t,
+) -> ssize_t {
+    overflow_check(length, size);
+    // SAFETY: as read, the length within the buffer.
+    unsafe { read(fd, buffer, length) }
+}
+
+/// What glibc's `_chk` functions do when a call asks for more than the buffer holds: stop
+/// the program (a buffer overflow caught), as `__chk_fail` does.
+fn overflow_check(length: size_t, size: size_t) {
+    if length > size {
+        crate::debug("*** buffer overflow detected ***: terminated");
+        std::process::abort();
     }
 }
 
