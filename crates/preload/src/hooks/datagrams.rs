@@ -48,9 +48,9 @@ pub unsafe extern "C" fn sendto(
 ) -> ssize_t {
     // SAFETY: the caller's address.
     match unsafe { crate::hooks::tcp::fast_open(fd, flags, address, address_length) } {
-        // SAFETY: the caller's buffer, now on a connected socket.
         Some(Ok(())) => {
-            return unsafe { real::send(fd, buffer, length, flags & !libc::MSG_FASTOPEN) }
+            // SAFETY: the caller's buffer, now on a connected socket.
+            return unsafe { real::send(fd, buffer, length, flags & !libc::MSG_FASTOPEN) };
         }
         Some(Err(())) => return -1,
         None => {}
