@@ -98,6 +98,8 @@ fake = socket.gethostbyname("intranet.socksify.test")
 host, service = socket.getnameinfo((fake, 80), socket.NI_NAMEREQD)
 named, _, addresses = socket.gethostbyaddr(fake)
 assert named == host and addresses == [fake], (named, addresses)
+# The same address IPv4-mapped, as an IPv6 program asks: named here too.
+assert socket.gethostbyaddr("::ffff:" + fake)[0] == host
 # One of the block this process never handed out: numeric, and no resolver asked.
 stranger = fake.rsplit(".", 1)[0] + ".254"
 assert socket.getnameinfo((stranger, 80), socket.NI_NUMERICSERV)[0] == stranger
@@ -453,7 +455,9 @@ for byte in b"\x05\x00" + bytes([5, 0, 0, 1, 192, 0, 2, 1, 0, 80]):
         .trim_start_matches("ok ")
         .parse()
         .unwrap();
-    assert!(seconds < 2.0, "the handshake took {seconds} s");
+    // The bound is 1 s; before, a trickle of 1 byte a second made it 7 s. Room for two busy
+    // cores, none for a per-read timeout.
+    assert!(seconds < 4.0, "the handshake took {seconds} s");
 }
 
 /// Review of #22 (duplicates): copies of a connected UDP socket made with `dup`, `dup2`,

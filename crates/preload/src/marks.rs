@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use libc::c_int;
 
-/// Descriptors below this have a bit; those above share one count.
-const LIMIT: usize = 65_536;
+/// Descriptors below this (the kernel's default nr_open) have a bit; those above share one
+/// count. 128 KiB of zeroed memory, touched only where descriptors are followed.
+const LIMIT: usize = 1 << 20;
 const WORDS: usize = LIMIT / 64;
 
 pub(crate) struct Marks {

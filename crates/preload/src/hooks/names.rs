@@ -282,7 +282,8 @@ pub unsafe extern "C" fn gethostbyaddr(
 ) -> *mut libc::hostent {
     // SAFETY: `address` is readable for `length` bytes.
     match unsafe { fake_name_of(address, length, family) } {
-        Some((ip, Some(name))) => host_entry(&name, ip, libc::AF_INET),
+        // In the family asked about (an IPv4-mapped address for AF_INET6).
+        Some((ip, Some(name))) => host_entry(&name, ip, family),
         // A fake address not handed out here: not found, and nobody asked.
         Some((_, None)) => std::ptr::null_mut(),
         // SAFETY: the caller's arguments, unchanged.
@@ -410,15 +411,7 @@ pub unsafe extern "C" fn gethostbyaddr_r(
     match unsafe { fake_name_of(address, length, family) } {
         // SAFETY: the caller's buffers, as gethostbyaddr_r takes them.
         Some((ip, Some(name))) => unsafe {
-            host_entry_in(
-                &name,
-                ip,
-                libc::AF_INET,
-                entry,
-                buffer,
-                buffer_length,
-                result,
-            )
+            host_entry_in(&name, ip, family, entry, buffer, buffer_length, result)
         },
         // A fake address not handed out here: not found (HOST_NOT_FOUND), nobody asked.
         Some((_, None)) => {
@@ -458,12 +451,22 @@ unsafe fn fake_name_of(
     length: socklen_t,
     family: c_int,
 ) -> Option<(std::net::Ipv4Addr, Option<String>)> {
-    if family != libc::AF_INET || length != 4 || address.is_null() {
+    if address.is_null() {
         return None;
     }
-    // SAFETY: four readable bytes (an in_addr, checked by length); copied unaligned.
-    let octets = unsafe { std::ptr::read_unaligned(address.cast::<[u8; 4]>()) };
-    let ip = std::net::Ipv4Addr::from(octets);
+    let ip = match (family, length) {
+        // SAFETY: four readable bytes (an in_addr, checked by length); copied unaligned.
+        (libc::AF_INET, 4) => {
+            std::net::Ipv4Addr::from(unsafe { std::ptr::read_unaligned(address.cast::<[u8; 4]>()) })
+        }
+        // An IPv4-mapped IPv6 address (::ffff:240.0.0.1) is the same fake address.
+        (libc::AF_INET6, 16) => std::net::Ipv6Addr::from(
+            // SAFETY: sixteen readable bytes (an in6_addr, checked by length); unaligned.
+            unsafe { std::ptr::read_unaligned(address.cast::<[u8; 16]>()) },
+        )
+        .to_ipv4_mapped()?,
+        _ => return None,
+    };
     // One of the fake block this process did not hand out is no resolver's to look up.
     in_fake_block(IpAddr::V4(ip)).then(|| (ip, state::name_of(ip)))
 }
