@@ -455,16 +455,17 @@ unsafe fn fake_name_of(
         return None;
     }
     let ip = match (family, length) {
-        // SAFETY: four readable bytes (an in_addr, checked by length); copied unaligned.
         (libc::AF_INET, 4) => {
-            std::net::Ipv4Addr::from(unsafe { std::ptr::read_unaligned(address.cast::<[u8; 4]>()) })
+            // SAFETY: four readable bytes (an in_addr, checked by length); copied unaligned.
+            let octets = unsafe { std::ptr::read_unaligned(address.cast::<[u8; 4]>()) };
+            std::net::Ipv4Addr::from(octets)
         }
         // An IPv4-mapped IPv6 address (::ffff:240.0.0.1) is the same fake address.
-        (libc::AF_INET6, 16) => std::net::Ipv6Addr::from(
+        (libc::AF_INET6, 16) => {
             // SAFETY: sixteen readable bytes (an in6_addr, checked by length); unaligned.
-            unsafe { std::ptr::read_unaligned(address.cast::<[u8; 16]>()) },
-        )
-        .to_ipv4_mapped()?,
+            let octets = unsafe { std::ptr::read_unaligned(address.cast::<[u8; 16]>()) };
+            std::net::Ipv6Addr::from(octets).to_ipv4_mapped()?
+        }
         _ => return None,
     };
     // One of the fake block this process did not hand out is no resolver's to look up.
