@@ -494,12 +494,11 @@ fn the_fleet_deployment_material_is_valid() {
         .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
         .collect();
     assert!(block.contains("[fleet]"), "{block}");
-    let token = dir.join("admin-token");
-    std::fs::write(&token, "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n").unwrap();
-    let block = block.replace(
-        "/etc/socksgate/users/admin-token",
-        &token.display().to_string(),
-    );
+    // The Secret's files (mounted at /etc/socksgate/users/), here beside the configuration:
+    // `check` reads every file the configuration names.
+    std::fs::write(dir.join("admin-token"), "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n").unwrap();
+    std::fs::write(dir.join("users"), "# nobody yet\n").unwrap();
+    let block = block.replace("/etc/socksgate/users/", &format!("{}/", dir.display()));
     let config = dir.join("kubernetes.toml");
     std::fs::write(&config, block).unwrap();
     let socksgate = PathBuf::from(env!("CARGO_BIN_EXE_socksgate"));
