@@ -677,3 +677,33 @@ fn fortified_and_vectored_calls_go_through_the_relay() {
     let result = socksified(&server, &program, &[&echo.port.to_string(), "64"]);
     assert_says(&result, "ok");
 }
+
+/// Third review of #22: a daemon whose descriptor 2 is now a data file gets none of the
+/// shim's messages in it (the shim writes to standard error only while it is the one the
+/// program started with). Before, a failed connect's message landed in the file.
+#[test]
+fn the_shims_messages_never_land_in_a_reused_descriptor_2() {
+    let Some(program) = compiled("stderr_reused") else {
+        return;
+    };
+    let data = socksgate_tests::server::scratch_file("shim", "stderr-reused.data", "");
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("socks5://{down}");
+    let result = run(
+        Path::new(BIN),
+        &[
+            "socksify",
+            "-x",
+            &url,
+            "--",
+            program.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ],
+        &[],
+        60,
+    );
+    assert_says(&result, "ok");
+}

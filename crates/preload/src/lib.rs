@@ -76,6 +76,7 @@ extern "C" fn after_fork_in_child() {
 /// fork handlers.
 extern "C" fn at_load() {
     let _ = settings::settings();
+    remember_stderr();
     real::resolve_all();
     lock::own_process();
     // SAFETY: three handlers with the signature pthread_atfork wants, valid for the
@@ -93,8 +94,22 @@ extern "C" fn at_load() {
 #[link_section = ".init_array"]
 static AT_LOAD: extern "C" fn() = at_load;
 
+/// What descriptor 2 was when the program started: the library writes its messages there
+/// only while it still is. A daemon that closed it and got the number for a socket or a data
+/// file must not find the library's words in its bytes.
+/// Written once, when the library loads (one thread); read without a lock after.
+static STDERR: std::sync::OnceLock<Option<own::Identity>> = std::sync::OnceLock::new();
+
+fn remember_stderr() {
+    let _ = STDERR.set(own::file_identity(2).map(|(identity, _)| identity));
+}
+
 pub(crate) fn debug(message: &str) {
     use std::io::Write;
+    let now = own::file_identity(2).map(|(identity, _)| identity);
+    if now.is_none() || STDERR.get().copied().flatten() != now {
+        return;
+    }
     let _ = writeln!(std::io::stderr(), "socksgate socksify: {message}");
 }
 

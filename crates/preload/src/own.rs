@@ -81,14 +81,23 @@ pub(crate) struct Identity {
 
 /// The identity of the socket `fd` is; `None` when `fd` is not an open socket.
 pub(crate) fn identity(fd: c_int) -> Option<Identity> {
+    let (identity, mode) = file_identity(fd)?;
+    (mode & libc::S_IFMT == libc::S_IFSOCK).then_some(identity)
+}
+
+/// The identity of whatever `fd` is open on, and its mode; `None` when it is not open.
+pub(crate) fn file_identity(fd: c_int) -> Option<(Identity, libc::mode_t)> {
     // SAFETY: all-zero is a valid `stat`.
     let mut status: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `status` is writable.
     let open = unsafe { libc::fstat(fd, &mut status) } == 0;
-    (open && status.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(Identity {
-        device: status.st_dev,
-        inode: status.st_ino,
-    })
+    open.then_some((
+        Identity {
+            device: status.st_dev,
+            inode: status.st_ino,
+        },
+        status.st_mode,
+    ))
 }
 
 /// Whether `fd` is (still) the shim's.
