@@ -22,7 +22,7 @@ pub(crate) fn run(proxies: &ProxyArgs, host: &str, port: u16) -> ExitCode {
 
 fn fail(error: &anyhow::Error) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "socksgate connect: {error:#}");
-    exit::code(exit::RUNTIME)
+    exit::status_of(error)
 }
 
 async fn relay(proxies: &ProxyArgs, host: &str, port: u16) -> anyhow::Result<()> {

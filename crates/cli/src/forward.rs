@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use socksgate_client::{Chain, UdpChain};
 use socksgate_proto::Address;
 use tokio::net::{TcpListener, UdpSocket};
@@ -26,16 +26,20 @@ pub(crate) struct Forwarding {
 /// `[BIND:]PORT:HOST:PORT`, the local side on 127.0.0.1 unless BIND is given (IPv6 in
 /// brackets).
 pub(crate) fn parse(spec: &str) -> anyhow::Result<Forwarding> {
-    let (local, target) = split_spec(spec).with_context(|| {
-        format!("{spec:?}: expected [BIND:]PORT:HOST:PORT, like 8080:example.com:80")
-    })?;
-    let local: SocketAddr = match local.rsplit_once(':') {
-        Some((bind, port)) => format!("{bind}:{port}").parse()?,
-        None => format!("127.0.0.1:{local}").parse()?,
+    let expected = || {
+        crate::exit::usage(format!(
+            "{spec:?}: expected [BIND:]PORT:HOST:PORT, like 8080:example.com:80"
+        ))
     };
+    let (local, target) = split_spec(spec).ok_or_else(expected)?;
+    let local: SocketAddr = match local.rsplit_once(':') {
+        Some((bind, port)) => format!("{bind}:{port}").parse(),
+        None => format!("127.0.0.1:{local}").parse(),
+    }
+    .map_err(|_| expected())?;
     let target = target
         .parse()
-        .map_err(|e| anyhow::anyhow!("{spec:?}: {e}"))?;
+        .map_err(|e| crate::exit::usage(format!("{spec:?}: {e}")))?;
     Ok(Forwarding { local, target })
 }
 
@@ -55,7 +59,7 @@ fn split_spec(spec: &str) -> Option<(&str, &str)> {
 pub(crate) fn run(proxies: &ProxyArgs, tcp: &[String], udp: &[String]) -> ExitCode {
     let result = (|| {
         if tcp.is_empty() && udp.is_empty() {
-            bail!("nothing to forward: give -L and/or -U");
+            return Err(crate::exit::usage("nothing to forward: give -L and/or -U"));
         }
         let chain = Arc::new(proxies.chain()?);
         let tcp: Vec<Forwarding> = tcp.iter().map(|s| parse(s)).collect::<Result<_, _>>()?;
@@ -93,7 +97,7 @@ pub(crate) fn run(proxies: &ProxyArgs, tcp: &[String], udp: &[String]) -> ExitCo
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "socksgate forward: {error:#}");
-            exit::code(exit::RUNTIME)
+            exit::status_of(&error)
         }
     }
 }

@@ -64,8 +64,8 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Listen on ADDR instead of the configured listeners (repeatable).
-        #[arg(short, long, value_name = "ADDR")]
+        /// Listen on ADDR:PORT instead of the configured listeners (repeatable).
+        #[arg(short, long, value_name = "ADDR:PORT", value_parser = listen_address)]
         listen: Vec<SocketAddr>,
         /// Check the configuration as starting would (authentication back end, TLS files,
         /// Kerberos keys), then exit: 0 when it would start, 2 when not. Opens nothing.
@@ -73,12 +73,13 @@ enum Command {
         check_only: bool,
     },
     /// Check a configuration file and print the configuration it gives.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["config", "file"]))]
     Check {
         /// The configuration file (TOML).
-        #[arg(short, long, value_name = "FILE", required_unless_present = "file")]
+        #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The configuration file, given without -c.
-        #[arg(value_name = "FILE", conflicts_with = "config")]
+        #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
     /// Show how the policy decides a request, and which rule (file:line) decides it.
@@ -217,6 +218,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--listen`'s value, with the form it takes when it is not one.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "expected ADDRESS:PORT, like 127.0.0.1:1080 or [::1]:1080 (a port is required)".to_owned()
+    })
+}
+
 /// Exit codes, as documented in `--help` and the README.
 pub(crate) mod exit {
     use std::process::ExitCode;
@@ -228,5 +236,33 @@ pub(crate) mod exit {
 
     pub(crate) fn code(code: u8) -> ExitCode {
         ExitCode::from(code)
+    }
+
+    /// A mistake in how a command was called (a proxy URL, a `-L` spec, a missing
+    /// argument): exit status 2, as for the usage errors the parser finds itself.
+    #[derive(Debug)]
+    pub(crate) struct Usage(pub(crate) String);
+
+    impl std::fmt::Display for Usage {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Usage {}
+
+    /// A usage mistake, as an error.
+    pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Usage(message.into()))
+    }
+
+    /// The exit status of a command that failed with `error`: 2 when it was called wrong,
+    /// 1 when it failed while running.
+    pub(crate) fn status_of(error: &anyhow::Error) -> ExitCode {
+        if error.chain().any(|cause| cause.is::<Usage>()) {
+            code(CONFIG)
+        } else {
+            code(RUNTIME)
+        }
     }
 }

@@ -114,17 +114,21 @@ pub(crate) fn target(host: &str, port: u16) -> anyhow::Result<socksgate_proto::A
     format!("{host}:{port}")
         .parse()
         .or_else(|_| format!("[{host}]:{port}").parse())
-        .with_context(|| format!("{host}:{port} is not a valid target"))
+        .map_err(|_| crate::exit::usage(format!("{host}:{port} is not a valid target")))
 }
 
 pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
+    let mut source = "-x";
     let urls: Vec<String> = if urls.is_empty() {
         let Some((variable, value)) = ENVIRONMENT
             .iter()
             .find_map(|name| std::env::var(name).ok().map(|value| (*name, value)))
         else {
-            bail!("no proxy: give -x socks5h://HOST:PORT (or set ALL_PROXY)");
+            return Err(crate::exit::usage(
+                "no proxy: give -x socks5h://HOST:PORT (or set ALL_PROXY)",
+            ));
         };
+        source = variable;
         value
             .split(',')
             .map(|url| url.trim().to_owned())
@@ -144,8 +148,16 @@ pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
     };
     urls.iter()
         .map(|url| {
-            url.parse::<Hop>()
-                .with_context(|| format!("proxy {}", socksgate_proto::hop::redacted(url)))
+            // The parser's message quotes the URL (its password hidden) already; say where
+            // it came from.
+            url.parse::<Hop>().map_err(|error| {
+                let from = if source == "-x" {
+                    "-x".to_owned()
+                } else {
+                    format!("the proxy in {source}")
+                };
+                crate::exit::usage(format!("{from}: {error}"))
+            })
         })
         .collect()
 }

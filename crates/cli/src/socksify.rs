@@ -62,12 +62,14 @@ pub(crate) fn run(request: &Socksify) -> ExitCode {
         Err(error) => error,
     };
     let _ = writeln!(std::io::stderr(), "socksgate socksify: {error:#}");
-    exit::code(exit::RUNTIME)
+    exit::status_of(&error)
 }
 
 fn prepare(request: &Socksify) -> anyhow::Result<std::process::Command> {
     let Some((program, arguments)) = request.command.split_first() else {
-        bail!("nothing to run: socksgate socksify [-x URL]… -- PROGRAM [ARGUMENTS]…");
+        return Err(exit::usage(
+            "nothing to run: socksgate socksify [-x URL]… -- PROGRAM [ARGUMENTS]…",
+        ));
     };
     let chain = proxies::chain(&request.proxies)?;
     if let Some(hop) = chain.hops().iter().find(|hop| hop.tls) {

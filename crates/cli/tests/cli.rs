@@ -38,7 +38,7 @@ fn config_typo_names_file_line_and_field() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(
-        "error: {}:3:1: field `sock4`: unknown field `sock4`",
+        "error: {}:3:1: field `listen[0].sock4`: unknown field `sock4`",
         path.display()
     );
     assert!(stderr.starts_with(&expected), "{stderr}");

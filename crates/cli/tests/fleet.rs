@@ -496,7 +496,11 @@ fn the_fleet_deployment_material_is_valid() {
     assert!(block.contains("[fleet]"), "{block}");
     // The Secret's files (mounted at /etc/socksgate/users/), here beside the configuration:
     // `check` reads every file the configuration names.
-    std::fs::write(dir.join("admin-token"), "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n").unwrap();
+    std::fs::write(
+        dir.join("admin-token"),
+        "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("users"), "# nobody yet\n").unwrap();
     let block = block.replace("/etc/socksgate/users/", &format!("{}/", dir.display()));
     let config = dir.join("kubernetes.toml");

@@ -369,3 +369,128 @@ fn point_4_socksify_says_why_the_proxy_failed() {
         "socksgate socksify: curlx: command not found\n"
     );
 }
+
+/// `socksgate ARGS…` with `env`: exit status and standard error.
+fn said(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = socksgate();
+    command
+        .args(args)
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy");
+    for variable in ["SOCKSGATE_PROXY", "SOCKS_PROXY", "SOCKS5_PROXY"] {
+        command.env_remove(variable);
+    }
+    let output = command.envs(env.iter().copied()).output().unwrap();
+    (output.status.code(), stderr(&output))
+}
+
+/// Point 5: the client commands' usage mistakes exit 2, as `--help` says (2 = bad usage):
+/// a bad proxy URL, a bad `-L` spec, nothing to forward, no proxy at all.
+#[test]
+fn point_5_usage_mistakes_exit_2_as_the_help_says() {
+    let help = socksgate().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("2 bad usage or an invalid configuration"),
+        "the help no longer documents exit status 2: {help}"
+    );
+    for (args, message) in [
+        (
+            &[
+                "connect",
+                "-x",
+                "sock5://127.0.0.1:1080",
+                "example.com",
+                "80",
+            ][..],
+            "socksgate connect: -x: \"sock5://127.0.0.1:1080\": the scheme must be",
+        ),
+        (
+            &["forward", "-x", "socks5://127.0.0.1:1080", "-L", "80x"][..],
+            "socksgate forward: \"80x\": expected [BIND:]PORT:HOST:PORT, like 8080:example.com:80",
+        ),
+        (
+            &["forward", "-x", "socks5://127.0.0.1:1080"][..],
+            "socksgate forward: nothing to forward: give -L and/or -U",
+        ),
+        (
+            &["connect", "example.com", "80"][..],
+            "socksgate connect: no proxy: give -x socks5h://HOST:PORT (or set ALL_PROXY)",
+        ),
+        (
+            &["socksify", "-x", "socks5://:x", "--", "true"][..],
+            "socksgate socksify: -x: ",
+        ),
+    ] {
+        let (code, text) = said(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(text.starts_with(message), "{args:?}: {text}");
+    }
+}
+
+/// Point 6: rough messages made plain — a URL from ALL_PROXY is quoted once, its password
+/// hidden, and says where it came from; `--listen` without a port shows the form; `check`
+/// without a file reads as "one of the two"; an unknown key keeps its table's path; a port
+/// in use is said once.
+#[test]
+fn point_6_messages_say_it_once_and_say_where() {
+    let (code, text) = said(
+        &["connect", "example.com", "80"],
+        &[("ALL_PROXY", "sock5://alice:secret@127.0.0.1:1080")],
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        text,
+        "socksgate connect: the proxy in ALL_PROXY: \"sock5://***@127.0.0.1:1080\": the scheme must be socks4, socks4a, socks5, socks5h, socks5s or socks5hs\n"
+    );
+    let (code, text) = said(&["serve", "--listen", "127.0.0.1"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("expected ADDRESS:PORT, like 127.0.0.1:1080 or [::1]:1080"),
+        "{text}"
+    );
+    let (code, text) = said(&["check"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("Usage: socksgate check <--config <FILE>|FILE>"),
+        "{text}"
+    );
+    let typo = scratch("typo-in-auth.toml", "[auth]\npasword_file = \"users\"\n");
+    let (code, text) = said(&["check", typo.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.starts_with(&format!(
+            "error: {}:2:1: field `auth.pasword_file`: unknown field `pasword_file`",
+            typo.display()
+        )),
+        "{text}"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let (code, text) = said(&["serve", "--listen", &address], &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(text.matches("Address already in use").count(), 1, "{text}");
+    // explain: an argument error before any stage, said once.
+    let config = scratch(
+        "explain-plain.toml",
+        "[[listen]]\naddress = \"127.0.0.1:1080\"\n",
+    );
+    let output = socksgate()
+        .args(["explain", "-c"])
+        .arg(&config)
+        .args(["connect", "example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        output.stdout.is_empty(),
+        "a stage was printed before the error"
+    );
+    assert_eq!(
+        stderr(&output),
+        "error: \"example.com\": expected HOST:PORT (IPv6 as [ADDR]:PORT)\n"
+    );
+}

@@ -73,7 +73,16 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
             // The parser quotes the value it did not expect: a proxy URL's password with it.
             let message = socksgate_proto::hop::redact_urls(error.message());
-            let field = unknown_field_name(&message);
+            // The field with the table it is in (`auth.pasword_file`, `listen[1].sock4`).
+            let field = unknown_field_name(&message).map(|key| {
+                match error
+                    .span()
+                    .and_then(|span| locate::table_at(text, span.start))
+                {
+                    Some(table) => format!("{table}.{key}"),
+                    None => key,
+                }
+            });
             let error = ConfigError::new(&origin, message).at(&origin, error.span());
             match field {
                 Some(field) => error.field(field),

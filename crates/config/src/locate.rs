@@ -104,6 +104,46 @@ fn span_of(text: &str, field: &str) -> Option<Range<usize>> {
     found.map(Spanned::span)
 }
 
+/// The table whose keys are written at `offset` of `text`, as errors name it: the last
+/// header before it (`[auth]` → `auth`, the second `[[listen]]` → `listen[1]`,
+/// `[listen.tls]` under it → `listen[1].tls`); `None` at the top level.
+pub(crate) fn table_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    // How many times each array of tables has begun so far.
+    let mut arrays: Vec<(String, usize)> = Vec::new();
+    let mut current = None;
+    for line in before.lines().map(str::trim) {
+        let (name, array) = if let Some(inner) = line.strip_prefix("[[") {
+            (inner.split("]]").next()?.trim(), true)
+        } else if let Some(inner) = line.strip_prefix('[') {
+            (inner.split(']').next()?.trim(), false)
+        } else {
+            continue;
+        };
+        if array {
+            match arrays.iter_mut().find(|(seen, _)| seen == name) {
+                Some((_, count)) => *count += 1,
+                None => arrays.push((name.to_owned(), 1)),
+            }
+        }
+        // Each dotted part that is an array of tables gets its latest index.
+        let mut path = Vec::new();
+        let mut prefix = String::new();
+        for part in name.split('.').map(str::trim) {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(part);
+            match arrays.iter().find(|(seen, _)| *seen == prefix) {
+                Some((_, count)) => path.push(format!("{part}[{}]", count - 1)),
+                None => path.push(part.to_owned()),
+            }
+        }
+        current = Some(path.join("."));
+    }
+    current
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +156,18 @@ mod tests {
             text: TEXT,
         };
         span_of(TEXT, field).map(|span| origin.line_column(span.start).0)
+    }
+
+    #[test]
+    fn the_table_of_a_line_is_named_as_errors_name_it() {
+        let text =
+            "top = 1\n[auth]\nx = 1\n[[listen]]\na = 1\n[[listen]]\nb = 1\n[listen.tls]\nc = 1\n";
+        let at = |key: &str| table_at(text, text.find(key).unwrap());
+        assert_eq!(at("top"), None);
+        assert_eq!(at("x = "), Some("auth".to_owned()));
+        assert_eq!(at("a = "), Some("listen[0]".to_owned()));
+        assert_eq!(at("b = "), Some("listen[1]".to_owned()));
+        assert_eq!(at("c = "), Some("listen[1].tls".to_owned()));
     }
 
     #[test]

@@ -68,10 +68,11 @@ access = false
 fn typo_names_file_line_column_and_field() {
     let error = parse("[[listen]]\naddress = \"127.0.0.1:1080\"\nsock4 = true\n").unwrap_err();
     assert_eq!(error.position.map(|p| p.0), Some(3));
-    assert_eq!(error.field.as_deref(), Some("sock4"));
+    // With the table it is in (issue #30: not a bare `sock4`).
+    assert_eq!(error.field.as_deref(), Some("listen[0].sock4"));
     let shown = error.to_string();
     assert!(
-        shown.starts_with("gate.toml:3:1: field `sock4`: unknown field"),
+        shown.starts_with("gate.toml:3:1: field `listen[0].sock4`: unknown field"),
         "{shown}"
     );
 }
@@ -538,7 +539,7 @@ fn policy_mistakes_are_named() {
         assert_eq!(error.position.map(|p| p.0), Some(line), "{error}");
     }
     let error = parse("[[rule]]\nuser = \"x\"\naction = \"allow\"\n").unwrap_err();
-    assert_eq!(error.field.as_deref(), Some("user"), "{error}");
+    assert_eq!(error.field.as_deref(), Some("rule[0].user"), "{error}");
 }
 
 #[test]
