@@ -131,11 +131,23 @@ struct Served(std::process::Child);
 
 impl Served {
     fn start(config: &std::path::Path, port: u16) -> Self {
+        Self::start_logging(config, port, std::process::Stdio::null(), &[])
+    }
+
+    /// As `start`, its standard error into `log`, with `env`.
+    fn start_logging(
+        config: &std::path::Path,
+        port: u16,
+        log: impl Into<std::process::Stdio>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let child = socksgate()
             .args(["serve", "-c"])
             .arg(config)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -493,4 +505,71 @@ fn point_6_messages_say_it_once_and_say_where() {
         stderr(&output),
         "error: \"example.com\": expected HOST:PORT (IPv6 as [ADDR]:PORT)\n"
     );
+}
+
+/// Point 7: at `[log] level = "debug"` (or `RUST_LOG=socksgate=debug`) a session's every
+/// step is in the log — method, login (the name, never the password), request, the
+/// policy's decision, resolution, each connect attempt with its address, relay start and
+/// end — for a session that works and for refused ones.
+#[test]
+fn point_7_debug_shows_each_step_of_a_session_and_no_secret() {
+    let users = socksgate_tests::server::password_file(
+        "debug-users",
+        &[("alice", "correct-horse-battery")],
+    );
+    let echo = socksgate_tests::EchoTarget::start();
+    for (name, level, env) in [
+        ("file", "debug", &[][..]),
+        ("env", "info", &[("RUST_LOG", "socksgate=debug")][..]),
+    ] {
+        let port = free_port();
+        let config = scratch(
+            &format!("debug-{name}.toml"),
+            &format!(
+                "[auth]\npassword_file = \"{}\"\n\n[log]\nlevel = \"{level}\"\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n",
+                users.display()
+            ),
+        );
+        let log = scratch(&format!("debug-{name}.log"), "");
+        let server =
+            Served::start_logging(&config, port, std::fs::File::create(&log).unwrap(), env);
+        let proxy: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let target = format!("localhost:{}", echo.addr.port());
+        let mut stream = socksgate_tests::client::socks5_login(
+            proxy,
+            b"alice",
+            b"correct-horse-battery",
+            &target,
+        )
+        .unwrap();
+        socksgate_tests::client::assert_echoes(&mut stream, b"step by step");
+        drop(stream);
+        assert!(
+            socksgate_tests::client::socks5_login(proxy, b"alice", b"wrong-guess", &target)
+                .is_err()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(server);
+        let text = std::fs::read_to_string(&log).unwrap();
+        for step in [
+            "method chosen",
+            "login attempt user=alice",
+            "login accepted",
+            "login refused",
+            "request",
+            "target=localhost:",
+            "policy decided",
+            "resolved name=localhost",
+            &format!("connecting address=127.0.0.1:{}", echo.addr.port()),
+            "connected",
+            "relaying",
+            "session ended",
+        ] {
+            assert!(text.contains(step), "{name}: no {step:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("correct-horse-battery") && !text.contains("wrong-guess"),
+            "{name}: a password in the log"
+        );
+    }
 }

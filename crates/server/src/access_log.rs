@@ -11,14 +11,16 @@ use socksgate_proto::{Address, Command, Reply, Version};
 
 use crate::subject::Subject;
 
-/// A `tracing` event at the session's level (the deciding rule's `log` option).
+/// A `tracing` event at the session's level (the deciding rule's `log` option). Outside
+/// the session's debug span (`parent: None`): the record names the client itself, and its
+/// fields are the access log's whole schema.
 macro_rules! at_level {
-    ($level:expr, $($event:tt)*) => {
+    ($level:expr, target: $target:expr, $($event:tt)*) => {
         match $level {
             LogLevel::Off => {}
-            LogLevel::Debug => tracing::debug!($($event)*),
-            LogLevel::Info => tracing::info!($($event)*),
-            LogLevel::Warn => tracing::warn!($($event)*),
+            LogLevel::Debug => tracing::debug!(target: $target, parent: None, $($event)*),
+            LogLevel::Info => tracing::info!(target: $target, parent: None, $($event)*),
+            LogLevel::Warn => tracing::warn!(target: $target, parent: None, $($event)*),
         }
     };
 }

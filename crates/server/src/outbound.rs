@@ -78,6 +78,7 @@ pub(crate) async fn connect(
                     .resolve(name, target.port)
                     .await
                     .map_err(ConnectError::Resolve)?;
+                tracing::debug!(%name, ?addresses, "resolved");
                 if addresses.is_empty() {
                     return Err(ConnectError::Resolve(io::Error::new(
                         io::ErrorKind::NotFound,
@@ -137,7 +138,7 @@ fn interleave_families(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
 /// [`ATTEMPT_DELAY`]; the first connection wins and the others are dropped.
 async fn race(addresses: Vec<SocketAddr>, egress: &Outbound) -> io::Result<TcpStream> {
     if let [only] = addresses[..] {
-        return egress.connect(only).await;
+        return attempt(egress, only).await;
     }
     let mut waiting = addresses.into_iter();
     let mut attempts = JoinSet::new();
@@ -145,7 +146,9 @@ async fn race(addresses: Vec<SocketAddr>, egress: &Outbound) -> io::Result<TcpSt
     loop {
         if let Some(address) = waiting.next() {
             let egress = egress.clone();
-            attempts.spawn(async move { egress.connect(address).await });
+            attempts.spawn(tracing::Instrument::in_current_span(async move {
+                attempt(&egress, address).await
+            }));
         }
         let more_waiting = waiting.len() > 0;
         tokio::select! {
@@ -166,6 +169,17 @@ async fn race(addresses: Vec<SocketAddr>, egress: &Outbound) -> io::Result<TcpSt
             () = tokio::time::sleep(ATTEMPT_DELAY), if more_waiting => {}
         }
     }
+}
+
+/// One connection attempt, each step at debug level.
+async fn attempt(egress: &Outbound, address: SocketAddr) -> io::Result<TcpStream> {
+    tracing::debug!(%address, "connecting");
+    let connected = egress.connect(address).await;
+    match &connected {
+        Ok(stream) => tracing::debug!(%address, local = ?stream.local_addr().ok(), "connected"),
+        Err(error) => tracing::debug!(%address, %error, "connect attempt failed"),
+    }
+    connected
 }
 
 /// How much an error tells the client: a refusal proves the host is up, which beats

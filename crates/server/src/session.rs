@@ -70,7 +70,13 @@ pub(crate) fn serve(
         _slot: slot,
     };
     let record = AccessRecord::new(peer, listener);
-    serve_session(Layered::new(MaybeTls::Plain(client)), setup, live, record)
+    // Each step of the session at debug level (`[log] level = "debug"`), all under one span
+    // naming the client; a span that is off costs a check per session.
+    let span = tracing::debug_span!("session", client = %peer, %listener);
+    tracing::Instrument::instrument(
+        serve_session(Layered::new(MaybeTls::Plain(client)), setup, live, record),
+        span,
+    )
 }
 
 /// Counts a session as live, and holds its slot, until dropped (also when the task is
@@ -146,9 +152,16 @@ fn serve_session(
                     Err(failure) => break 'session Err(failure),
                 };
             let idle = shared.timeouts.idle;
+            tracing::debug!("relaying");
             let relay = established.relay(&mut client, idle, &record.counters);
             Ok(Ended::Relay(relay.await))
         };
+        tracing::debug!(
+            outcome = outcome_of(&result),
+            bytes_up = record.counters.up.load(Ordering::Relaxed),
+            bytes_down = record.counters.down.load(Ordering::Relaxed),
+            "session ended"
+        );
         shared.metrics.session_ended(&record, &ending(&result));
         if shared.access_log {
             log_end(&record, result);
@@ -326,6 +339,12 @@ async fn run(
         Err(_) => return Err(Failure::HandshakeTimeout),
     };
     shared.metrics.handshake.observe(record.started.elapsed());
+    tracing::debug!(
+        version = ?request.version,
+        command = %socksgate_config::command_name(request.command),
+        target = %request.target,
+        "request"
+    );
     record.version = Some(request.version);
     record.command = Some(request.command);
     record.target = Some(request.target.clone());
@@ -355,6 +374,12 @@ async fn run(
         return Err(Failure::UnsupportedCommand);
     }
     let decision = authorize::authorize(shared, &session.record.subject, &session.request).await;
+    tracing::debug!(
+        user = session.record.subject.user().unwrap_or("-"),
+        rule = decision.rule.as_deref().unwrap_or("-"),
+        allowed = decision.result.is_ok(),
+        "policy decided"
+    );
     session.record.rule = decision.rule;
     let grant = match decision.result {
         Ok(grant) => grant,
@@ -400,9 +425,14 @@ async fn read_request(
                 input.drain(..used);
                 match event {
                     ServerEvent::Request(request) => return Ok((machine, request, input)),
-                    ServerEvent::MethodSelected(method) => record.subject.method_selected(method),
+                    ServerEvent::MethodSelected(method) => {
+                        tracing::debug!(%method, "method chosen");
+                        record.subject.method_selected(method)
+                    }
                     ServerEvent::Credentials(credentials) => {
                         let attempted = credentials.username_lossy();
+                        // The name tried and, below, the verdict; never the password.
+                        tracing::debug!(user = %attempted, "login attempt");
                         // A client certificate already named the user: credentials for
                         // someone else are refused unchecked, not taken over it.
                         const NOT_THE_CERTIFICATES: Refusal = Refusal::Unusable(
@@ -428,6 +458,10 @@ async fn read_request(
                                 .prove(identity)
                                 .map_err(|_| NOT_THE_CERTIFICATES)
                         });
+                        match &proven {
+                            Ok(()) => tracing::debug!("login accepted"),
+                            Err(refusal) => tracing::debug!(%refusal, "login refused"),
+                        }
                         let _ = machine.authenticated(proven.is_ok());
                         flush(client, &mut machine)
                             .await
