@@ -90,8 +90,9 @@ enum Command {
     /// Connect standard input and output to HOST PORT through the proxies (OpenSSH's
     /// ProxyCommand: `ssh -o ProxyCommand='socksgate connect -x socks5h://gw:1080 %h %p'`).
     ///
-    /// Without -x, the proxies come from SOCKSGATE_PROXY, ALL_PROXY, SOCKS_PROXY or
-    /// SOCKS5_PROXY (one URL, or several separated by commas for a chain).
+    /// Without -x, the proxies come from the first of SOCKSGATE_PROXY, ALL_PROXY, all_proxy,
+    /// SOCKS_PROXY or SOCKS5_PROXY that is set (one URL, or several separated by commas for
+    /// a chain).
     Connect {
         #[command(flatten)]
         proxies: proxies::ProxyArgs,
@@ -101,6 +102,14 @@ enum Command {
         port: u16,
     },
     /// Forward local ports to targets through the proxies.
+    ///
+    /// Each -L listens on a local TCP port and carries every connection to its target; each
+    /// -U listens on a local UDP port and relays every sender's datagrams through an
+    /// association of its own (`-L 8080:intranet.example:80 -U 5353:10.0.0.53:53`).
+    ///
+    /// Without -x, the proxies come from the first of SOCKSGATE_PROXY, ALL_PROXY, all_proxy,
+    /// SOCKS_PROXY or SOCKS5_PROXY that is set (one URL, or several separated by commas for
+    /// a chain).
     Forward {
         #[command(flatten)]
         proxies: proxies::ProxyArgs,

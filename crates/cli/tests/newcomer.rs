@@ -573,3 +573,55 @@ fn point_7_debug_shows_each_step_of_a_session_and_no_secret() {
         );
     }
 }
+
+/// Point 8: the help says what the commands do — socksify's UDP and DNS, forward's
+/// description and its proxies from the environment, every variable `connect` reads
+/// (`all_proxy` too) in its help and in docs/client.md — and the example gateway has the
+/// policy and rules the README promises.
+#[test]
+fn point_8_help_and_docs_say_what_the_commands_do() {
+    let help = |command: &str| {
+        let output = socksgate().args([command, "--help"]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let socksify = help("socksify");
+    assert!(
+        socksify.contains("TCP connections, UDP datagrams and DNS"),
+        "{socksify}"
+    );
+    let forward = help("forward");
+    assert!(
+        forward.contains("Each -L listens on a local TCP port"),
+        "{forward}"
+    );
+    let client_guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/client.md"))
+            .unwrap();
+    for variable in [
+        "SOCKSGATE_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+        "SOCKS_PROXY",
+        "SOCKS5_PROXY",
+    ] {
+        for (what, text) in [
+            ("forward --help", &forward),
+            ("connect --help", &help("connect")),
+        ] {
+            assert!(text.contains(variable), "{what} does not name {variable}");
+        }
+        assert!(
+            client_guide.contains(&format!("`{variable}`")),
+            "docs/client.md does not name {variable}"
+        );
+    }
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/gateway.toml"
+    ))
+    .unwrap();
+    assert!(example.contains("\n[policy]\n") && example.contains("\n[[rule]]\n"));
+}
