@@ -105,12 +105,39 @@ fn remember_stderr() {
 }
 
 pub(crate) fn debug(message: &str) {
-    use std::io::Write;
     let now = own::file_identity(2).map(|(identity, _)| identity);
     if now.is_none() || STDERR.get().copied().flatten() != now {
         return;
     }
-    let _ = writeln!(std::io::stderr(), "socksgate socksify: {message}");
+    write_to_stderr(format!("socksgate socksify: {message}\n").as_bytes());
+}
+
+/// One `write` to descriptor 2, with SIGPIPE held off this thread meanwhile: a program
+/// whose standard error is a pipe nobody reads any more (`… 2>&1 | head`) must not die of
+/// the library's message. (No std `Stderr`: its lock could be held across a `fork`.)
+fn write_to_stderr(line: &[u8]) {
+    // SAFETY: signal sets filled by sigemptyset/sigaddset/sigpending and passed by
+    // reference; `line` is valid for its length; the mask is put back as it was.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut before);
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        let pending_before = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let written = real::write(2, line.as_ptr().cast(), line.len());
+        if written < 0 && tunnel::errno() == libc::EPIPE && !pending_before {
+            // The write's own SIGPIPE, pending now: taken, so it never reaches the program.
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+    }
 }
 
 /// Says why `what` (a connection, an association) failed through the proxies: with

@@ -3,8 +3,9 @@
 //! Every `send`, `recv`, `read`, `write` and `close` of the program asks "is this one
 //! redirected?". Taking a lock for the answer costs two `sigprocmask` calls (see `lock`),
 //! so each table keeps a bitmap beside it: a clear bit answers "no" with one atomic load,
-//! and only a set bit takes the lock. The bits change only under the table's lock, with
-//! the table.
+//! and only a set bit takes the lock. A bit is set once per entry by whoever put the entry
+//! there, and cleared by whoever took it out (under the table's lock, or for the own
+//! table, by the compare-exchange that won the slot).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -32,7 +33,7 @@ impl Marks {
         }
     }
 
-    /// `fd` entered the table (once per entry, by whoever put it there, under the table's lock).
+    /// `fd` entered the table (once per entry, by whoever put it there).
     pub(crate) fn mark(&self, fd: c_int) {
         match Self::bit(fd) {
             Some((word, bit)) => {
@@ -45,7 +46,7 @@ impl Marks {
         self.total.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `fd` left the table (called under its lock, once per entry that was marked).
+    /// `fd` left the table (once per entry that was marked, by whoever took it out).
     pub(crate) fn unmark(&self, fd: c_int) {
         match Self::bit(fd) {
             Some((word, bit)) => {

@@ -30,20 +30,49 @@ static INODES: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 /// The device of each, with the inode: together they name one open socket.
 static DEVICES: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
-/// Registers `fd` as the shim's; `false` when the table is full (or `fd` is not open).
+thread_local! {
+    /// The socket this thread just opened for the shim, before it is adopted: known by
+    /// identity from its first instant, so that nothing closes a number that has become
+    /// the program's meanwhile.
+    static OPENED: std::cell::Cell<Option<Identity>> = const { std::cell::Cell::new(None) };
+}
+
+/// Notes the identity of the socket this thread just opened as `fd`, for `adopt`.
+pub(crate) fn opened(fd: c_int) {
+    OPENED.with(|opened| opened.set(identity(fd)));
+}
+
+/// Registers `fd`, just opened (see [`opened`]), as the shim's; `false` when the table is
+/// full, or `fd` is no longer that socket.
 pub(crate) fn adopt(fd: c_int) -> bool {
-    let Some(Identity { device, inode }) = identity(fd) else {
+    let Some(Identity { device, inode }) = OPENED.with(std::cell::Cell::get) else {
         return false;
     };
+    if identity(fd) != Some(Identity { device, inode }) {
+        return false;
+    }
     // (The caller has let go of any stale slot for the number first: see `udp::open`.)
+    // Marked first: no moment has a slot taken and the bitmap saying "not ours".
+    OWNED.mark(fd);
     let slot = OWN.iter().position(|slot| take_slot(slot, -1, fd));
-    if let Some(index) = slot {
-        // Stored before the shim can use the descriptor: `adopt` returns after.
-        INODES[index].store(inode, Ordering::Release);
-        DEVICES[index].store(device, Ordering::Release);
-        OWNED.mark(fd);
+    match slot {
+        Some(index) => {
+            // Stored before the shim can use the descriptor: `adopt` returns after.
+            INODES[index].store(inode, Ordering::Release);
+            DEVICES[index].store(device, Ordering::Release);
+        }
+        None => OWNED.unmark(fd),
     }
     slot.is_some()
+}
+
+/// Closes `fd`, which this thread opened and could not adopt — if it is still that socket.
+pub(crate) fn close_unadopted(fd: c_int) {
+    let opened = OPENED.with(std::cell::Cell::take);
+    if opened.is_some() && identity(fd) == opened {
+        // SAFETY: the shim's own socket, just opened, never handed to anyone.
+        unsafe { crate::real::close(fd) };
+    }
 }
 
 /// Closes the shim's `fd` and takes it off the table — unless the number now stands for

@@ -8,18 +8,25 @@ use libc::c_int;
 
 use crate::lock::Guarded;
 use crate::marks::Marks;
+use crate::own::Identity;
 use crate::settings::settings;
 
-pub(crate) static DESTINATIONS: Guarded<Option<HashMap<c_int, SocketAddr>>> = Guarded::new(None);
+/// Each redirected socket's destination, with the socket's identity: a number closed where
+/// no hook saw and reused is not the socket that was redirected.
+pub(crate) static DESTINATIONS: Guarded<Option<HashMap<c_int, (SocketAddr, Identity)>>> =
+    Guarded::new(None);
 /// Which sockets are redirected: `close`, `getpeername` and the rest skip the lock for the
 /// others.
 static REDIRECTED: Marks = Marks::new();
 
 pub(crate) fn remember(fd: c_int, destination: SocketAddr) {
+    let Some(socket) = crate::own::identity(fd) else {
+        return;
+    };
     DESTINATIONS.with(|map| {
         let added = map
             .get_or_insert_with(HashMap::new)
-            .insert(fd, destination)
+            .insert(fd, (destination, socket))
             .is_none();
         if added {
             REDIRECTED.mark(fd);
@@ -32,11 +39,23 @@ pub(crate) fn may_follow(fd: c_int) -> bool {
     REDIRECTED.may_hold(fd)
 }
 
+/// The destination `fd` was redirected to — while `fd` is still that socket.
 pub(crate) fn destination(fd: c_int) -> Option<SocketAddr> {
     if !REDIRECTED.may_hold(fd) {
         return None;
     }
-    DESTINATIONS.with(|map| map.as_ref()?.get(&fd).copied())
+    let socket = crate::own::identity(fd);
+    DESTINATIONS.with(|map| {
+        let map = map.as_mut()?;
+        let (destination, redirected) = *map.get(&fd)?;
+        if Some(redirected) == socket {
+            return Some(destination);
+        }
+        // Left by a close no hook saw: forgotten now.
+        map.remove(&fd);
+        REDIRECTED.unmark(fd);
+        None
+    })
 }
 
 pub(crate) fn forget(fd: c_int) {

@@ -62,13 +62,26 @@ pub(crate) fn is_associated(fd: c_int) -> bool {
 /// Runs `action` on `fd`'s association, if it has one — and only if `fd` is still the
 /// socket it was made for (an entry left by a close no hook saw is no association).
 fn with<T>(fd: c_int, action: impl FnOnce(&mut Association) -> T) -> Option<T> {
-    let socket = crate::own::identity(fd)?;
-    ASSOCIATIONS.with(|map| {
-        map.as_mut()?
-            .get_mut(&fd)
-            .filter(|association| association.socket == socket)
-            .map(action)
-    })
+    let socket = crate::own::identity(fd);
+    let mut stale = None;
+    let result = ASSOCIATIONS.with(|map| {
+        let map = map.as_mut()?;
+        if Some(map.get(&fd)?.socket) != socket {
+            // Left by a close no hook saw: it goes now, with what it held.
+            stale = map.remove(&fd);
+            ASSOCIATED.unmark(fd);
+            return None;
+        }
+        map.get_mut(&fd).map(action)
+    });
+    if let Some(old) = stale {
+        // The peer `getpeername` named for it, unless the number has another by now.
+        if old.peer.is_some() && crate::state::destination(fd) == old.peer {
+            crate::state::forget(fd);
+        }
+        release_control(old.control);
+    }
+    result
 }
 
 /// The relay address for `fd`, opening the association if needed (or again, when the
@@ -139,6 +152,7 @@ fn open(fd: c_int) -> Result<Association, c_int> {
     if control < 0 {
         return Err(errno());
     }
+    crate::own::opened(control);
     // Never 0, 1 or 2 (a program started with stdout closed would write into it): moved up.
     let control = if control < 3 {
         // SAFETY: F_DUPFD_CLOEXEC with a lowest number; the low one is closed after.
@@ -159,8 +173,9 @@ fn open(fd: c_int) -> Result<Association, c_int> {
         control_lost(control);
     }
     if !crate::own::adopt(control) {
-        // SAFETY: our own descriptor, just opened.
-        unsafe { real::close(control) };
+        // Only if the number is still the socket just opened (another thread of a daemon
+        // may have closed it and opened a file there meanwhile).
+        crate::own::close_unadopted(control);
         return Err(libc::EMFILE);
     }
     let unspecified = if proxy_address.is_ipv4() {

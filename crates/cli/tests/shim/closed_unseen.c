@@ -1,7 +1,8 @@
 /* Issue #22 (second review): a UDP socket with an association is closed where the close
  * hook does not see it — fclose of an fdopen'ed stream (libc closes inside), then a raw
  * close system call — and the number comes back as a TCP connection through the proxy:
- * its bytes are its own, not wrapped in a SOCKS UDP header or dropped as the relay's.
+ * its bytes are its own, not wrapped in a SOCKS UDP header or dropped as the relay's, and
+ * before it connects it has no peer (not the old socket's).
  * Before, write() on the new connection went out as a datagram for the old association.
  * argv: UDP echo port, TCP echo port. Prints "ok". */
 #include <arpa/inet.h>
@@ -44,6 +45,14 @@ static int stream_is_its_own(struct sockaddr_in *tcp_echo, int expected, const c
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd != expected) {
         fprintf(stderr, "%s: the stream got %d, not %d\n", how, fd, expected);
+        return 1;
+    }
+    /* Not connected yet: it has no peer (not the old socket's). */
+    struct sockaddr_in peer;
+    socklen_t length = sizeof peer;
+    errno = 0;
+    if (getpeername(fd, (struct sockaddr *)&peer, &length) != -1 || errno != ENOTCONN) {
+        fprintf(stderr, "%s: getpeername of a new socket: errno %d\n", how, errno);
         return 1;
     }
     if (connect(fd, (struct sockaddr *)tcp_echo, sizeof *tcp_echo) != 0)

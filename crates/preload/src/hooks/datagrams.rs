@@ -253,7 +253,8 @@ pub unsafe extern "C" fn recv(
 /// As `read(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buffer: *mut c_void, length: size_t) -> ssize_t {
-    if udp::is_associated(fd) {
+    // `read` of nothing returns 0 at once, the datagram left queued (unlike `recv`).
+    if length > 0 && udp::is_associated(fd) {
         // SAFETY: as recv(2), which the caller's contract covers.
         unsafe { recv_from_association(fd, buffer, length, 0) }
     } else {
@@ -268,7 +269,8 @@ pub unsafe extern "C" fn read(fd: c_int, buffer: *mut c_void, length: size_t) ->
 /// As `writev(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, vectors: *const iovec, count: c_int) -> ssize_t {
-    if udp::peer(fd).is_none() || count < 0 {
+    // Nothing to send, or more vectors than the kernel takes (its EINVAL): the kernel's.
+    if !(1..=libc::UIO_MAXIOV).contains(&count) || udp::peer(fd).is_none() {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real::writev(fd, vectors, count) };
     }
@@ -283,7 +285,12 @@ pub unsafe extern "C" fn writev(fd: c_int, vectors: *const iovec, count: c_int) 
 /// As `readv(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, vectors: *const iovec, count: c_int) -> ssize_t {
-    if !udp::is_associated(fd) || count < 0 {
+    // A read of nothing returns 0 at once and leaves the datagram queued; too many vectors
+    // are the kernel's EINVAL.
+    // SAFETY: the caller's `count` vectors (checked in range first).
+    let empty = (1..=libc::UIO_MAXIOV).contains(&count)
+        && unsafe { room(vectors.cast_mut(), count as usize) } == 0;
+    if !(1..=libc::UIO_MAXIOV).contains(&count) || empty || !udp::is_associated(fd) {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real::readv(fd, vectors, count) };
     }

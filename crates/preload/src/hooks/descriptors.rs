@@ -40,13 +40,14 @@ fn closing(fd: c_int) {
         return;
     }
     // The program closes a number the shim holds (a daemon closing everything): the
-    // shim's state for it goes, and the program gets the close it asked for.
+    // association it served is dead, and the program gets the close it asked for. Whatever
+    // the shim kept for the number as the program's goes too (a slot left stale by a close
+    // no hook saw can name a number the program uses by now).
     if own::release(fd) {
         udp::control_lost(fd);
-    } else {
-        state::forget(fd);
-        udp::forget(fd);
     }
+    state::forget(fd);
+    udp::forget(fd);
 }
 
 /// Whether the shim may have state for the program's descriptor `fd` (a redirected
@@ -121,9 +122,8 @@ fn taken_over(old: c_int, new: c_int) {
     }
     if own::release(new) {
         udp::control_lost(new);
-    } else {
-        udp::forget(new);
     }
+    udp::forget(new);
     duplicated(old, new);
 }
 

@@ -28,12 +28,7 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
         };
     }
     let settings = settings();
-    let redirect = destination.filter(|d| {
-        !settings.chain.is_empty()
-            && (is_fake(d.ip(), settings.fake_base, settings.fake_size)
-                || !settings.is_direct(d.ip()))
-            && is_stream(fd)
-    });
+    let redirect = destination.filter(|d| goes_through_the_proxies(*d) && is_stream(fd));
     let Some(destination) = redirect else {
         // A UDP socket connected through the relay before, now connected elsewhere (a
         // direct address) or disconnected (AF_UNSPEC): its sends are its own again.
@@ -63,6 +58,15 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
             -1
         }
     }
+}
+
+/// Whether a connection to `destination` goes through the proxies (outside the direct
+/// blocks, or a fake address standing for a name).
+fn goes_through_the_proxies(destination: SocketAddr) -> bool {
+    let settings = settings();
+    !settings.chain.is_empty()
+        && (is_fake(destination.ip(), settings.fake_base, settings.fake_size)
+            || !settings.is_direct(destination.ip()))
 }
 
 /// The target to ask the proxies for: the name behind a fake address, or the address.
@@ -104,9 +108,12 @@ pub unsafe extern "C" fn getpeername(
 }
 
 /// TCP Fast Open (`sendto`/`sendmsg` with `MSG_FASTOPEN` and an address) connects as it
-/// sends — around the `connect` hook, so straight to the target. Through the proxies it is a
-/// `connect` (this library's, which decides) and then a plain send. `None` when the call is
-/// not that; otherwise whether to go on sending (`Err`: the call fails, errno set).
+/// sends — around the `connect` hook, so straight to the target. To a destination that goes
+/// through the proxies it is a `connect` (this library's) and then a plain send. `None`
+/// when the call is not that (another flag, family or socket, or a direct destination,
+/// which keeps the kernel's own Fast Open); otherwise whether to go on sending (`Err`: the
+/// call fails, errno set as `connect` left it — EISCONN on a connected socket, as the
+/// kernel says).
 ///
 /// # Safety
 /// `address` is null or valid for `length` bytes.
@@ -116,13 +123,16 @@ pub(crate) unsafe fn fast_open(
     address: *const sockaddr,
     length: socklen_t,
 ) -> Option<Result<(), ()>> {
-    if flags & libc::MSG_FASTOPEN == 0 || address.is_null() || !is_stream(fd) {
+    if flags & libc::MSG_FASTOPEN == 0 || address.is_null() {
+        return None;
+    }
+    // SAFETY: per the caller (only AF_INET and AF_INET6 addresses are read as one).
+    let destination = unsafe { address::read(address, length) }.map(canonical)?;
+    if !goes_through_the_proxies(destination) || !is_stream(fd) {
         return None;
     }
     // SAFETY: per the caller.
-    let connected = unsafe { connect(fd, address, length) } == 0;
-    // Connected already: the kernel sends on, as it would.
-    Some(if connected || tunnel::errno() == libc::EISCONN {
+    Some(if unsafe { connect(fd, address, length) } == 0 {
         Ok(())
     } else {
         Err(())
