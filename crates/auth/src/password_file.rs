@@ -173,7 +173,7 @@ impl Authenticator for PasswordFile {
         self.refresh();
         let source = match &self.group_path {
             Some(path) => format!("the group file {}", path.display()),
-            None => "no group file (auth.group_file is not set)".to_owned(),
+            None => "nowhere: auth.group_file is not set".to_owned(),
         };
         Some(GroupsOf {
             groups: self.read().groups.get(user).cloned().unwrap_or_default(),

@@ -75,7 +75,7 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
     };
     let moment = moment(question.at.as_deref())?;
     let config = Config::load(&question.config)?;
-    let groups = groups(&config, question, out)?;
+    let groups = groups(&config, question, method, out)?;
     let policy = &config.policy;
     let listener = match question.listener {
         Some(listener) => listener,
@@ -153,10 +153,17 @@ fn answer(question: &Question, out: &mut impl Write) -> anyhow::Result<Action> {
 fn groups(
     config: &Config,
     question: &Question,
+    method: Method,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<String>> {
     let mut groups = Vec::new();
-    if let Some(user) = &question.user {
+    // Only a password login carries the back end's groups (a certificate, a Kerberos
+    // principal or a SOCKS4 name carries none), as on the server.
+    if let Some(user) = question
+        .user
+        .as_ref()
+        .filter(|_| method == Method::PASSWORD)
+    {
         let authenticator =
             crate::authentication::from_config(&config.auth).map_err(|failure| {
                 socksgate_config::ConfigError::about_field(
@@ -172,7 +179,7 @@ fn groups(
                 } else {
                     found.groups.join(", ")
                 };
-                writeln!(out, "groups:        {names} (from {})", found.source)?;
+                writeln!(out, "groups:        {names} — from {}", found.source)?;
                 groups = found.groups;
             }
             None => writeln!(

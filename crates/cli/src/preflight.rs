@@ -37,6 +37,12 @@ pub(crate) fn load(
     let authenticator = authentication::from_config(&config.auth)
         .map_err(|failure| ConfigError::about_field(file, failure.field, failure.message))?;
     socksgate_server::check_tls(config).map_err(|error| about_named_file(config, file, error))?;
+    crate::service::account(&config.process)
+        .map_err(|(field, error)| ConfigError::about_field(file, field, format!("{error:#}")))?;
+    if let Some(fleet) = &config.fleet {
+        socksgate_fleet::RedisFleet::check_url(fleet)
+            .map_err(|error| ConfigError::about_field(file, "fleet.redis", error))?;
+    }
     Ok(Loaded { authenticator })
 }
 
@@ -57,13 +63,24 @@ fn log_destination(config: &Config, file: &Path) -> Result<(), ConfigError> {
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        (!directory.is_dir()).then(|| {
-            format!(
+        if !directory.is_dir() {
+            Some(format!(
                 "cannot create the log file {}: the directory {} does not exist",
                 path.display(),
                 directory.display()
-            )
-        })
+            ))
+        } else {
+            // Creating it there is allowed (asked of the kernel, nothing created).
+            rustix::fs::access(directory, rustix::fs::Access::WRITE_OK)
+                .err()
+                .map(|error| {
+                    format!(
+                        "cannot create the log file {} in {}: {error}",
+                        path.display(),
+                        directory.display()
+                    )
+                })
+        }
     };
     match problem {
         Some(message) => Err(ConfigError::about_field(file, "log.output", message)),
@@ -75,11 +92,27 @@ fn log_destination(config: &Config, file: &Path) -> Result<(), ConfigError> {
 /// names it (the first whose path the message quotes).
 fn about_named_file(config: &Config, file: &Path, error: impl std::fmt::Display) -> ConfigError {
     let message = error.to_string();
-    let field = config
+    // The fields naming the file the message names (its path as the message's first
+    // word after the listener or group, exactly); several when one file serves two (a PEM
+    // with the certificate and the key): the one whose kind the message speaks of.
+    let named: Vec<(String, std::path::PathBuf)> = config
         .named_files()
         .into_iter()
-        .find(|(_, path)| message.contains(&path.display().to_string()))
-        .map(|(field, _)| field);
+        .filter(|(_, path)| {
+            let shown = path.display().to_string();
+            message
+                .split(": ")
+                .any(|part| part == shown || part.ends_with(&format!(" {shown}")))
+        })
+        .collect();
+    let field = named
+        .iter()
+        .find(|(field, _)| {
+            let kind = field.rsplit('.').next().unwrap_or("");
+            named.len() == 1 || message.contains(if kind == "key" { "key" } else { "certificate" })
+        })
+        .or(named.first())
+        .map(|(field, _)| field.clone());
     match field {
         Some(field) => ConfigError::about_field(file, &field, message),
         None => ConfigError {

@@ -122,7 +122,13 @@ pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
     let urls: Vec<String> = if urls.is_empty() {
         let Some((variable, value)) = ENVIRONMENT
             .iter()
-            .find_map(|name| std::env::var(name).ok().map(|value| (*name, value)))
+            // An empty variable is no proxy (as curl reads it): the next one counts.
+            .find_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|value| !value.trim().is_empty())
+                    .map(|value| (*name, value))
+            })
         else {
             return Err(crate::exit::usage(
                 "no proxy: give -x socks5h://HOST:PORT (or set ALL_PROXY)",

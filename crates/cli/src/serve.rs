@@ -15,7 +15,7 @@ use socksgate_config::{Config, ConfigError};
 use socksgate_server::{ReloadHandle, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{authentication, exit, logging};
+use crate::{exit, logging};
 
 pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) -> ExitCode {
     let mut config = match load(path, listen) {
@@ -274,11 +274,11 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) -> Option<C
             return None;
         }
     };
-    let authenticator = match authentication::from_config(&config.auth) {
-        Ok(authenticator) => authenticator,
-        Err(failure) => {
-            let error =
-                socksgate_config::ConfigError::about_field(path, failure.field, failure.message);
+    // Every file it names, read as `check` and starting read them (the log destination
+    // too: it takes effect at the next start, which must not fail on it).
+    let authenticator = match crate::preflight::load(&config, path, || Ok(())) {
+        Ok(loaded) => loaded.authenticator,
+        Err(error) => {
             tracing::error!("{cause}: configuration not reloaded; the running one stays: {error}");
             return None;
         }

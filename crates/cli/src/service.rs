@@ -11,24 +11,10 @@ use socksgate_config::Process;
 /// Becomes `process.user` (and its group, or `process.group`), dropping root and every
 /// supplementary group. Nothing to do when no user is configured.
 pub(crate) fn drop_privileges(process: &Process) -> anyhow::Result<()> {
-    let Some(name) = &process.user else {
-        if process.group.is_some() {
-            bail!("[process] group needs a user too");
-        }
+    let Some((user, gid)) = account(process).map_err(|(_, error)| error)? else {
         return Ok(());
     };
-    let user = User::from_name(name)
-        .with_context(|| format!("looking up the user {name:?}"))?
-        .with_context(|| format!("[process] user {name:?}: no such user"))?;
-    let gid = match &process.group {
-        Some(group) => {
-            Group::from_name(group)
-                .with_context(|| format!("looking up the group {group:?}"))?
-                .with_context(|| format!("[process] group {group:?}: no such group"))?
-                .gid
-        }
-        None => user.gid,
-    };
+    let name = &user.name;
     if !nix::unistd::geteuid().is_root() {
         if nix::unistd::geteuid() == user.uid {
             return Ok(());
@@ -44,6 +30,44 @@ pub(crate) fn drop_privileges(process: &Process) -> anyhow::Result<()> {
     }
     tracing::info!(user = %name, gid = gid.as_raw(), "running without root");
     Ok(())
+}
+
+/// The account `[process]` names, and its group; `None` when none is configured. The
+/// error names the field at fault (`process.user`, `process.group`): `check` reads this
+/// as starting does.
+pub(crate) fn account(
+    process: &Process,
+) -> Result<Option<(User, nix::unistd::Gid)>, (&'static str, anyhow::Error)> {
+    let Some(name) = &process.user else {
+        if process.group.is_some() {
+            return Err(("process.group", anyhow::anyhow!("a group needs a user too")));
+        }
+        return Ok(None);
+    };
+    let user = match User::from_name(name) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(("process.user", anyhow::anyhow!("no such user: {name:?}"))),
+        Err(error) => {
+            return Err((
+                "process.user",
+                anyhow::anyhow!("looking up the user {name:?}: {error}"),
+            ))
+        }
+    };
+    let gid = match &process.group {
+        Some(group) => match Group::from_name(group) {
+            Ok(Some(group)) => group.gid,
+            Ok(None) => return Err(("process.group", anyhow::anyhow!("no such group: {group:?}"))),
+            Err(error) => {
+                return Err((
+                    "process.group",
+                    anyhow::anyhow!("looking up the group {group:?}: {error}"),
+                ))
+            }
+        },
+        None => user.gid,
+    };
+    Ok(Some((user, gid)))
 }
 
 /// Tells systemd (`$NOTIFY_SOCKET`, when the service is `Type=notify`) the server's state:

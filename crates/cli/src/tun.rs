@@ -27,7 +27,7 @@ pub(crate) fn socksify(request: &Socksify) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "socksgate socksify --tun: {error:#}");
-            exit::code(exit::RUNTIME)
+            exit::status_of(&error)
         }
     }
 }
@@ -212,7 +212,7 @@ pub(crate) fn capture(request: &Tun) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "socksgate tun: {error:#}");
-            exit::code(exit::RUNTIME)
+            exit::status_of(&error)
         }
     }
 }

@@ -649,6 +649,8 @@ fn checked_examples(document: &str, at_least: usize, how: &Examples<'_>) -> Vec<
         block
             .replace("/etc/socksgate/", &beside)
             .replace("/var/log/socksgate/", &beside)
+            // The account the Debian package creates; `nobody` is on every machine.
+            .replace("user = \"socksgate\"", "user = \"nobody\"")
     };
     blocks
         .iter()

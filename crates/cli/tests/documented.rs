@@ -106,6 +106,19 @@ fn words(line: &str) -> Vec<String> {
 /// pipe join) that begins with socksgate after `sudo` and variables, or `cargo run … --`.
 fn socksgate_commands(line: &str) -> Vec<Vec<String>> {
     let all = words(line.trim().trim_start_matches("$ "));
+    // A command quoted inside another (`ssh -o ProxyCommand='socksgate connect …'`).
+    let inner: Vec<Vec<String>> = all
+        .iter()
+        .filter_map(|word| {
+            let command = word
+                .split_once('=')
+                .map_or(word.as_str(), |(_, value)| value);
+            command
+                .starts_with("socksgate ")
+                .then(|| socksgate_commands(command))
+        })
+        .flatten()
+        .collect();
     all.split(|word| matches!(word.as_str(), "|" | "&&" | ";" | "||"))
         .filter_map(|command| {
             let mut rest = command
@@ -129,6 +142,7 @@ fn socksgate_commands(line: &str) -> Vec<Vec<String>> {
             rest.truncate(end);
             Some(rest)
         })
+        .chain(inner)
         .collect()
 }
 
@@ -303,10 +317,24 @@ fn the_documented_commands_that_run_on_the_repository_work_as_shown() {
                 && !word.contains(':')
                 && (word.contains('/') || word.contains('.'))
         };
-        let files_here = words[2..]
+        let files: Vec<&String> = words[2..]
             .iter()
             .skip(usize::from(sub == "passwd"))
             .filter(names_a_file)
+            .collect();
+        // One of the repository's own files must be there (a typo is a broken example).
+        for file in &files {
+            let ours = ["examples/", "docs/", "dist/"]
+                .iter()
+                .any(|top| file.starts_with(top));
+            assert!(
+                !ours || root().join(file).exists(),
+                "{place}: `{}` names {file}, which the repository does not have",
+                words.join(" ")
+            );
+        }
+        let files_here = files
+            .iter()
             .all(|word| !word.starts_with('/') && root().join(word).exists());
         if !files_here {
             continue;

@@ -23,11 +23,23 @@ fn stderr(output: &Output) -> String {
 /// starts (`serve --check-only` runs everything starting reads).
 #[test]
 fn point_1_the_example_gateway_checks_and_starts_as_shipped() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway.toml");
-    let check = socksgate().args(["check", "-c", example]).output().unwrap();
+    // From the repository's root, as the README has it.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let check = socksgate()
+        .current_dir(root)
+        .args(["check", "-c", "examples/gateway.toml"])
+        .output()
+        .unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .starts_with("# examples/gateway.toml: OK. The effective configuration:"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let start = socksgate()
-        .args(["serve", "--check-only", "-c", example])
+        .current_dir(root)
+        .args(["serve", "--check-only", "-c", "examples/gateway.toml"])
         .output()
         .unwrap();
     assert!(start.status.success(), "{}", stderr(&start));
@@ -80,6 +92,21 @@ fn point_1_check_and_serve_agree_on_every_file_a_configuration_names() {
                 "[[listen]]\naddress = \"127.0.0.1:1443\"\n[listen.tls]\ncert = \"{cert}\"\nkey = \"no-key.pem\"\n"
             ),
             ":5:7: field `listen[0].tls.key`: ",
+        ),
+        (
+            "no such account to run as",
+            "[process]\nuser = \"no-such-user-here\"\n".to_owned(),
+            ":2:8: field `process.user`: no such user",
+        ),
+        (
+            "a group without a user",
+            "[process]\ngroup = \"nogroup\"\n".to_owned(),
+            ":2:9: field `process.group`: a group needs a user too",
+        ),
+        (
+            "a Redis URL the client cannot use",
+            "[fleet]\nredis = \"redis://h:notaport\"\n".to_owned(),
+            ":2:9: field `fleet.redis`: ",
         ),
         (
             "missing admin token",
@@ -204,12 +231,22 @@ fn point_2_explain_takes_the_users_groups_from_where_the_server_does() {
     assert_eq!(code, Some(0), "{said}");
     assert!(
         said.contains(&format!(
-            "groups:        staff (from the group file {})",
+            "groups:        staff — from the group file {}",
             groups.display()
         )),
         "{said}"
     );
     let (code, said) = explain(&["--user", "bob", "connect", "127.0.0.1:9"]);
+    assert_eq!(code, Some(1), "{said}");
+    // A Kerberos login carries no group-file groups on the server: none here either.
+    let (code, said) = explain(&[
+        "--user",
+        "alice",
+        "--method",
+        "gssapi",
+        "connect",
+        "127.0.0.1:9",
+    ]);
     assert_eq!(code, Some(1), "{said}");
     let (code, said) = explain(&[
         "--user",
@@ -300,6 +337,15 @@ fn socksify_python(proxy: &str, extra: &[&str], target: &str, count: usize) -> O
 /// not exist is named and exits 127, as in a shell.
 #[test]
 fn point_4_socksify_says_why_the_proxy_failed() {
+    let output = socksgate()
+        .args(["socksify", "-x", "socks5://127.0.0.1:1080", "--", "curlx"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(127));
+    assert_eq!(
+        stderr(&output),
+        "socksgate socksify: curlx: command not found\n"
+    );
     let down = free_port();
     let Some(output) =
         socksify_python(&format!("socks5://127.0.0.1:{down}"), &[], "10.1.2.3:80", 3)
@@ -369,16 +415,6 @@ fn point_4_socksify_says_why_the_proxy_failed() {
             echo.addr
         )),
         "{said}"
-    );
-
-    let output = socksgate()
-        .args(["socksify", "-x", "socks5://127.0.0.1:1080", "--", "curlx"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(127));
-    assert_eq!(
-        stderr(&output),
-        "socksgate socksify: curlx: command not found\n"
     );
 }
 
@@ -548,12 +584,15 @@ fn point_7_debug_shows_each_step_of_a_session_and_no_secret() {
             socksgate_tests::client::socks5_login(proxy, b"alice", b"wrong-guess", &target)
                 .is_err()
         );
+        // A name that tries to start a line of its own (a forged log entry) stays quoted.
+        let forged = b"eve\n2026-01-01T00:00:00Z  INFO forged";
+        assert!(socksgate_tests::client::socks5_login(proxy, forged, b"x", &target).is_err());
         std::thread::sleep(std::time::Duration::from_millis(300));
         drop(server);
         let text = std::fs::read_to_string(&log).unwrap();
         for step in [
             "method chosen",
-            "login attempt user=alice",
+            "login attempt user=\"alice\"",
             "login accepted",
             "login refused",
             "request",
@@ -571,7 +610,49 @@ fn point_7_debug_shows_each_step_of_a_session_and_no_secret() {
             !text.contains("correct-horse-battery") && !text.contains("wrong-guess"),
             "{name}: a password in the log"
         );
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.starts_with("2026-01-01T00:00:00Z")),
+            "{name}: a client's name made a log line of its own:\n{text}"
+        );
     }
+    // In JSON, the access event's fields are its documented schema: no span added to it,
+    // while the debug steps carry the session's.
+    let port = free_port();
+    let config = scratch(
+        "debug-json.toml",
+        &format!(
+            "[log]\nformat = \"json\"\nlevel = \"debug\"\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let log = scratch("debug-json.log", "");
+    let server = Served::start_logging(&config, port, std::fs::File::create(&log).unwrap(), &[]);
+    let proxy: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut stream =
+        socksgate_tests::client::socks5_connect(proxy, &echo.addr.to_string()).unwrap();
+    socksgate_tests::client::assert_echoes(&mut stream, b"json");
+    drop(stream);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(server);
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let access = events
+        .iter()
+        .find(|event| event["message"] == "session")
+        .expect("an access event");
+    assert!(
+        access.get("span").is_none() && access.get("spans").is_none(),
+        "{access}"
+    );
+    let step = events
+        .iter()
+        .find(|event| event["message"] == "method chosen")
+        .expect("a debug step");
+    assert_eq!(step["span"]["name"], "session", "{step}");
 }
 
 /// Point 8: the help says what the commands do — socksify's UDP and DNS, forward's

@@ -73,15 +73,13 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
             // The parser quotes the value it did not expect: a proxy URL's password with it.
             let message = socksgate_proto::hop::redact_urls(error.message());
-            // The field with the table it is in (`auth.pasword_file`, `listen[1].sock4`).
+            // The field with the tables it is in (`auth.pasword_file`, `listen[1].sock4`),
+            // its URLs' passwords hidden as the message's are.
             let field = unknown_field_name(&message).map(|key| {
-                match error
+                let path = error
                     .span()
-                    .and_then(|span| locate::table_at(text, span.start))
-                {
-                    Some(table) => format!("{table}.{key}"),
-                    None => key,
-                }
+                    .and_then(|span| locate::field_at(text, span.start));
+                socksgate_proto::hop::redact_urls(&path.unwrap_or(key))
             });
             let error = ConfigError::new(&origin, message).at(&origin, error.span());
             match field {

@@ -104,44 +104,46 @@ fn span_of(text: &str, field: &str) -> Option<Range<usize>> {
     found.map(Spanned::span)
 }
 
-/// The table whose keys are written at `offset` of `text`, as errors name it: the last
-/// header before it (`[auth]` → `auth`, the second `[[listen]]` → `listen[1]`,
-/// `[listen.tls]` under it → `listen[1].tls`); `None` at the top level.
-pub(crate) fn table_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
-    // How many times each array of tables has begun so far.
-    let mut arrays: Vec<(String, usize)> = Vec::new();
-    let mut current = None;
-    for line in before.lines().map(str::trim) {
-        let (name, array) = if let Some(inner) = line.strip_prefix("[[") {
-            (inner.split("]]").next()?.trim(), true)
-        } else if let Some(inner) = line.strip_prefix('[') {
-            (inner.split(']').next()?.trim(), false)
-        } else {
-            continue;
-        };
-        if array {
-            match arrays.iter_mut().find(|(seen, _)| seen == name) {
-                Some((_, count)) => *count += 1,
-                None => arrays.push((name.to_owned(), 1)),
-            }
+/// The dotted path, as errors name fields, of the key written at `offset` of `text`
+/// (`auth.pasword_file`, `listen[1].sock4`, `listen[0].tls.kye` in an inline table, a
+/// dotted key's whole path), found in the parsed document rather than by reading headers.
+pub(crate) fn field_at(text: &str, offset: usize) -> Option<String> {
+    let root = DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_key(root.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+/// Depth first: whether the key at `offset` is in `table`, its path pushed onto `path`.
+fn find_key(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        let name: &str = key.get_ref().as_ref();
+        if key.span().start == offset {
+            path.push(name.to_owned());
+            return true;
         }
-        // Each dotted part that is an array of tables gets its latest index.
-        let mut path = Vec::new();
-        let mut prefix = String::new();
-        for part in name.split('.').map(str::trim) {
-            if !prefix.is_empty() {
-                prefix.push('.');
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                path.push(name.to_owned());
+                if find_key(inner, offset, path) {
+                    return true;
+                }
+                path.pop();
             }
-            prefix.push_str(part);
-            match arrays.iter().find(|(seen, _)| *seen == prefix) {
-                Some((_, count)) => path.push(format!("{part}[{}]", count - 1)),
-                None => path.push(part.to_owned()),
+            DeValue::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        path.push(format!("{name}[{index}]"));
+                        if find_key(inner, offset, path) {
+                            return true;
+                        }
+                        path.pop();
+                    }
+                }
             }
+            _ => {}
         }
-        current = Some(path.join("."));
     }
-    current
+    false
 }
 
 #[cfg(test)]
@@ -159,15 +161,20 @@ mod tests {
     }
 
     #[test]
-    fn the_table_of_a_line_is_named_as_errors_name_it() {
-        let text =
-            "top = 1\n[auth]\nx = 1\n[[listen]]\na = 1\n[[listen]]\nb = 1\n[listen.tls]\nc = 1\n";
-        let at = |key: &str| table_at(text, text.find(key).unwrap());
-        assert_eq!(at("top"), None);
-        assert_eq!(at("x = "), Some("auth".to_owned()));
-        assert_eq!(at("a = "), Some("listen[0]".to_owned()));
-        assert_eq!(at("b = "), Some("listen[1]".to_owned()));
-        assert_eq!(at("c = "), Some("listen[1].tls".to_owned()));
+    fn the_key_at_an_offset_is_named_as_errors_name_it() {
+        let text = "top = 1\nother.dotted = 2\n[auth]\nx = 1\n[[listen]]\na = 1\n[[listen]]\nb = 1\ntls = { kye = 1 }\n[[upstream]]\nchains = [\n  [\"socks5://u:p@h:1\"],\n]\nmax_failure = 3\n";
+        let at = |key: &str| field_at(text, text.find(key).unwrap());
+        assert_eq!(at("top"), Some("top".to_owned()));
+        assert_eq!(at("dotted"), Some("other.dotted".to_owned()));
+        assert_eq!(at("x = "), Some("auth.x".to_owned()));
+        assert_eq!(at("a = "), Some("listen[0].a".to_owned()));
+        assert_eq!(at("b = "), Some("listen[1].b".to_owned()));
+        assert_eq!(at("kye"), Some("listen[1].tls.kye".to_owned()));
+        // A line in a multi-line array is no header: the key after it is the upstream's.
+        assert_eq!(
+            at("max_failure"),
+            Some("upstream[0].max_failure".to_owned())
+        );
     }
 
     #[test]

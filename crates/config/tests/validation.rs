@@ -812,3 +812,19 @@ fn the_ipv6_source_prefix_is_a_prefix_length() {
         assert!(error.message.contains("from 1 to 128"), "{}", error.message);
     }
 }
+
+/// Issue #30 (review): a typo after a multi-line array of proxy URLs is named with its
+/// table's path — the URL above it is no header, and its password never shows.
+#[test]
+fn a_typo_below_a_chain_of_urls_is_named_without_the_password() {
+    let error = parse(
+        "[[upstream]]\nname = \"corp\"\nchains = [\n  [\"socks5://alice:s3cret@10.0.0.1:1080\"],\n]\nmax_failure = 3\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.field.as_deref(),
+        Some("upstream[0].max_failure"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+}

@@ -148,6 +148,14 @@ impl Drop for Lease {
 }
 
 impl RedisFleet {
+    /// Whether `config`'s Redis URL is one the client takes (what [`RedisFleet::start`]
+    /// checks first, without connecting): for `socksgate check`.
+    pub fn check_url(config: &Fleet) -> Result<(), String> {
+        redis::Client::open(config.redis.as_str())
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
     /// Connects (lazily: a node starts while Redis is down) and starts the background work:
     /// renewing leases and sending bytes on every tick, giving leases back as sessions end.
     /// Must be called within a tokio runtime.

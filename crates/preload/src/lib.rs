@@ -141,9 +141,10 @@ fn write_to_stderr(line: &[u8]) {
 }
 
 /// Says why `what` (a connection, an association) failed through the proxies: with
-/// `--debug` every time; otherwise only when the proxies are at fault — down, or refusing
-/// the credentials — and once per cause, as the program's own message ("Couldn't connect
-/// to server") cannot tell the proxy from the target.
+/// `--debug` every time; otherwise only when the proxies are at fault — down, silent,
+/// refusing the credentials, not speaking SOCKS, gone mid-handshake — and once per cause,
+/// as the program's own message ("Couldn't connect to server") cannot tell the proxy from
+/// the target. A target's refusal is the program's to report.
 pub(crate) fn report(what: &str, failure: &tunnel::Failure) {
     use std::sync::atomic::{AtomicU8, Ordering};
     /// The causes said already (one bit each).
@@ -157,6 +158,9 @@ pub(crate) fn report(what: &str, failure: &tunnel::Failure) {
     let bit = match failure.cause {
         tunnel::Cause::Unreachable => 1,
         tunnel::Cause::Credentials(_) => 2,
+        tunnel::Cause::TimedOut if failure.hop > 0 => 4,
+        tunnel::Cause::Lost if failure.hop > 0 => 8,
+        tunnel::Cause::Broken(_) => 16,
         _ => return,
     };
     if SAID.fetch_or(bit, Ordering::Relaxed) & bit == 0 {

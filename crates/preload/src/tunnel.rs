@@ -38,6 +38,8 @@ pub(crate) enum Cause {
     Refused(String),
     /// The credentials, or the methods offered, were refused: every connection will be.
     Credentials(String),
+    /// What answered is not a SOCKS proxy, or broke the protocol.
+    Broken(String),
     /// The handshake's time ran out.
     TimedOut,
     /// The connection to the proxy broke during the handshake, or the socket failed.
@@ -62,7 +64,7 @@ impl Failure {
         };
         let what = match &self.cause {
             Cause::Unreachable => format!("cannot reach the proxy: {errno}"),
-            Cause::Refused(why) | Cause::Credentials(why) => why.clone(),
+            Cause::Refused(why) | Cause::Credentials(why) | Cause::Broken(why) => why.clone(),
             Cause::TimedOut => "no answer from the proxy in time".to_owned(),
             Cause::Lost => format!("connection lost: {errno}"),
         };
@@ -222,6 +224,9 @@ fn handshake(
         cause: match error {
             ClientError::AuthenticationFailed | ClientError::NoAcceptableMethod => {
                 Cause::Credentials(error.to_string())
+            }
+            ClientError::Protocol(_) | ClientError::UnexpectedMethod(_) => {
+                Cause::Broken(error.to_string())
             }
             _ => Cause::Refused(error.to_string()),
         },

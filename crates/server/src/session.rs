@@ -73,8 +73,11 @@ pub(crate) fn serve(
     // Each step of the session at debug level (`[log] level = "debug"`), all under one span
     // naming the client; a span that is off costs a check per session.
     let span = tracing::debug_span!("session", client = %peer, %listener);
-    tracing::Instrument::instrument(
-        serve_session(Layered::new(MaybeTls::Plain(client)), setup, live, record),
+    serve_session(
+        Layered::new(MaybeTls::Plain(client)),
+        setup,
+        live,
+        record,
         span,
     )
 }
@@ -105,63 +108,75 @@ fn serve_session(
     setup: ListenerSetup,
     live: Live,
     mut record: AccessRecord,
+    span: tracing::Span,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let shared = &*live.shared;
-        let result = 'session: {
-            if !setup.proxy_protocol.is_empty() {
-                let limit = shared.timeouts.handshake;
-                let trusted = &setup.proxy_protocol;
-                if let Err(failure) = boxed(proxied(&mut client, trusted, limit, &mut record)).await
-                {
-                    break 'session Err(failure);
+        // The session's steps inside its span; its end (metrics, the access log, whose
+        // fields are its whole schema in every format) outside.
+        let steps =
+            async {
+                'session: {
+                    if !setup.proxy_protocol.is_empty() {
+                        let limit = shared.timeouts.handshake;
+                        let trusted = &setup.proxy_protocol;
+                        if let Err(failure) =
+                            boxed(proxied(&mut client, trusted, limit, &mut record)).await
+                        {
+                            break 'session Err(failure);
+                        }
+                    }
+                    if let Some(rate) = shared.session_caps.connection_rate_per_source {
+                        // Too fast: closed before a byte is read, as cheaply as it can be.
+                        if !shared
+                            .limits
+                            .connection_rates
+                            .admit(shared.source_group(record.subject.client().ip()), rate)
+                        {
+                            break 'session Err(Failure::RateLimited);
+                        }
+                    }
+                    if let Some(why) = client_refusal(shared, &record) {
+                        // Refused before a byte is read: the connection is simply closed.
+                        record.rule = Some(why.clone());
+                        break 'session Err(Failure::ClientDenied(why));
+                    }
+                    let _ = client.tcp().set_nodelay(true);
+                    if let Some(acceptor) = setup.tls {
+                        let limit = shared.timeouts.handshake;
+                        client = match boxed(secure(client, acceptor, limit, &mut record)).await {
+                            Ok(secured) => secured,
+                            Err(failure) => break 'session Err(failure),
+                        };
+                    }
+                    // The handshake, the request and the command's set-up live in one allocation,
+                    // freed before the relay starts.
+                    // The outcome is taken apart before the relay's await: a match on it around the
+                    // await would keep its whole room in the session's state for the session's life.
+                    let trust = setup.trust_socks4_userid;
+                    let established =
+                        match boxed(run(&mut client, setup.options, trust, shared, &mut record))
+                            .await
+                        {
+                            Ok(Next::Relay(established)) => established,
+                            Ok(Next::Ended(ended)) => break 'session Ok(ended),
+                            Err(failure) => break 'session Err(failure),
+                        };
+                    let idle = shared.timeouts.idle;
+                    tracing::debug!("relaying");
+                    let relay = established.relay(&mut client, idle, &record.counters);
+                    Ok(Ended::Relay(relay.await))
                 }
-            }
-            if let Some(rate) = shared.session_caps.connection_rate_per_source {
-                // Too fast: closed before a byte is read, as cheaply as it can be.
-                if !shared
-                    .limits
-                    .connection_rates
-                    .admit(shared.source_group(record.subject.client().ip()), rate)
-                {
-                    break 'session Err(Failure::RateLimited);
-                }
-            }
-            if let Some(why) = client_refusal(shared, &record) {
-                // Refused before a byte is read: the connection is simply closed.
-                record.rule = Some(why.clone());
-                break 'session Err(Failure::ClientDenied(why));
-            }
-            let _ = client.tcp().set_nodelay(true);
-            if let Some(acceptor) = setup.tls {
-                let limit = shared.timeouts.handshake;
-                client = match boxed(secure(client, acceptor, limit, &mut record)).await {
-                    Ok(secured) => secured,
-                    Err(failure) => break 'session Err(failure),
-                };
-            }
-            // The handshake, the request and the command's set-up live in one allocation,
-            // freed before the relay starts.
-            // The outcome is taken apart before the relay's await: a match on it around the
-            // await would keep its whole room in the session's state for the session's life.
-            let trust = setup.trust_socks4_userid;
-            let established =
-                match boxed(run(&mut client, setup.options, trust, shared, &mut record)).await {
-                    Ok(Next::Relay(established)) => established,
-                    Ok(Next::Ended(ended)) => break 'session Ok(ended),
-                    Err(failure) => break 'session Err(failure),
-                };
-            let idle = shared.timeouts.idle;
-            tracing::debug!("relaying");
-            let relay = established.relay(&mut client, idle, &record.counters);
-            Ok(Ended::Relay(relay.await))
-        };
-        tracing::debug!(
-            outcome = outcome_of(&result),
-            bytes_up = record.counters.up.load(Ordering::Relaxed),
-            bytes_down = record.counters.down.load(Ordering::Relaxed),
-            "session ended"
-        );
+            };
+        let result = tracing::Instrument::instrument(steps, span.clone()).await;
+        span.in_scope(|| {
+            tracing::debug!(
+                outcome = outcome_of(&result),
+                bytes_up = record.counters.up.load(Ordering::Relaxed),
+                bytes_down = record.counters.down.load(Ordering::Relaxed),
+                "session ended"
+            );
+        });
         shared.metrics.session_ended(&record, &ending(&result));
         if shared.access_log {
             log_end(&record, result);
@@ -432,7 +447,8 @@ async fn read_request(
                     ServerEvent::Credentials(credentials) => {
                         let attempted = credentials.username_lossy();
                         // The name tried and, below, the verdict; never the password.
-                        tracing::debug!(user = %attempted, "login attempt");
+                        // Debug-quoted: a client's bytes never make a line of their own.
+                        tracing::debug!(user = ?attempted, "login attempt");
                         // A client certificate already named the user: credentials for
                         // someone else are refused unchecked, not taken over it.
                         const NOT_THE_CERTIFICATES: Refusal = Refusal::Unusable(
