@@ -19,7 +19,10 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         }
     };
     // What starting reads besides the file, read the same way (`serve` shares this).
-    if let Err(error) = crate::preflight::load(&config, path, || Ok(())) {
+    let stage = crate::preflight::Stage::Start {
+        start_logging: || Ok(()),
+    };
+    if let Err(error) = crate::preflight::load(&config, path, stage) {
         let _ = writeln!(std::io::stderr(), "error: {error}");
         return exit::code(exit::CONFIG);
     }

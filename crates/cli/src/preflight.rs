@@ -18,27 +18,48 @@ pub(crate) struct Loaded {
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
 }
 
-/// Reads what `config` (from `file`) names. `start_logging` runs once the log destination
-/// is known to be usable and before anything else is read (so that `serve` logs what it
-/// loads); `check` passes a no-op.
-pub(crate) fn load(
+/// When the files are read.
+pub(crate) enum Stage<F> {
+    /// `check`, or `serve` about to start: `start_logging` runs once the log destination
+    /// is known to be usable and before anything else is read (so that `serve` logs what it
+    /// loads; `check` passes a no-op).
+    Start { start_logging: F },
+    /// A reload in the running server: the log stays as it was opened and the keytab as it
+    /// was chosen (both take effect at the next start; the process may have given up root,
+    /// and set environment variables under running threads is no option).
+    Reload,
+}
+
+/// Reads what `config` (from `file`) names.
+pub(crate) fn load<F: FnOnce() -> std::io::Result<()>>(
     config: &Config,
     file: &Path,
-    start_logging: impl FnOnce() -> std::io::Result<()>,
+    stage: Stage<F>,
 ) -> Result<Loaded, ConfigError> {
-    log_destination(config, file)?;
-    start_logging().map_err(|error| {
-        ConfigError::about_field(file, "log.output", format!("cannot open the log: {error}"))
-    })?;
-    crate::serve::use_keytab(config);
+    if let Stage::Start { start_logging } = stage {
+        log_destination(config, file)?;
+        start_logging().map_err(|error| {
+            ConfigError::about_field(file, "log.output", format!("cannot open the log: {error}"))
+        })?;
+        crate::serve::use_keytab(config);
+    }
     authentication::check_libraries(&config.auth).map_err(|error| {
         ConfigError::about_field(file, "auth.pam_service", format!("{error:#}"))
     })?;
     let authenticator = authentication::from_config(&config.auth)
         .map_err(|failure| ConfigError::about_field(file, failure.field, failure.message))?;
     socksgate_server::check_tls(config).map_err(|error| about_named_file(config, file, error))?;
-    crate::service::account(&config.process)
-        .map_err(|(field, error)| ConfigError::about_field(file, field, format!("{error:#}")))?;
+    // An account that does not exist is the file's mistake; a lookup that failed (the
+    // directory service down at boot) is not, and is met again when the server drops root.
+    if let Err(problem) = crate::service::account(&config.process) {
+        if !problem.lookup_failed {
+            return Err(ConfigError::about_field(
+                file,
+                problem.field,
+                problem.message,
+            ));
+        }
+    }
     if let Some(fleet) = &config.fleet {
         socksgate_fleet::RedisFleet::check_url(fleet)
             .map_err(|error| ConfigError::about_field(file, "fleet.redis", error))?;

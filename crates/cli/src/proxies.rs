@@ -122,11 +122,13 @@ pub(crate) fn chain(urls: &[String]) -> anyhow::Result<Chain> {
     let urls: Vec<String> = if urls.is_empty() {
         let Some((variable, value)) = ENVIRONMENT
             .iter()
-            // An empty variable is no proxy (as curl reads it): the next one counts.
+            // A variable with no URL in it (empty, or only commas) is no proxy, as curl
+            // reads an empty one: the next one counts. Never an empty chain — that would be
+            // no proxy at all, and socksify's traffic would leave directly.
             .find_map(|name| {
                 std::env::var(name)
                     .ok()
-                    .filter(|value| !value.trim().is_empty())
+                    .filter(|value| value.split(',').any(|url| !url.trim().is_empty()))
                     .map(|value| (*name, value))
             })
         else {

@@ -15,6 +15,7 @@ use socksgate_config::{Config, ConfigError};
 use socksgate_server::{ReloadHandle, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::preflight::Stage;
 use crate::{exit, logging};
 
 pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) -> ExitCode {
@@ -29,7 +30,10 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
     // reads them: a failure is a configuration error, said as one (file:line: field) on
     // standard error whatever the log's format.
     let file = path.unwrap_or(Path::new("<embedded>"));
-    let authenticator = match crate::preflight::load(&config, file, || logging::init(&config.log)) {
+    let stage = Stage::Start {
+        start_logging: || logging::init(&config.log),
+    };
+    let authenticator = match crate::preflight::load(&config, file, stage) {
         Ok(loaded) => loaded.authenticator,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "error: {error}");
@@ -274,9 +278,9 @@ fn reload(handle: &ReloadHandle, source: &ConfigSource, cause: &str) -> Option<C
             return None;
         }
     };
-    // Every file it names, read as `check` and starting read them (the log destination
-    // too: it takes effect at the next start, which must not fail on it).
-    let authenticator = match crate::preflight::load(&config, path, || Ok(())) {
+    // Every file it names, read as `check` and starting read them (the log and the keytab
+    // stay as the server started: they change at the next start).
+    let authenticator = match crate::preflight::load(&config, path, Stage::<fn() -> _>::Reload) {
         Ok(loaded) => loaded.authenticator,
         Err(error) => {
             tracing::error!("{cause}: configuration not reloaded; the running one stays: {error}");

@@ -11,7 +11,9 @@ use socksgate_config::Process;
 /// Becomes `process.user` (and its group, or `process.group`), dropping root and every
 /// supplementary group. Nothing to do when no user is configured.
 pub(crate) fn drop_privileges(process: &Process) -> anyhow::Result<()> {
-    let Some((user, gid)) = account(process).map_err(|(_, error)| error)? else {
+    let Some((user, gid)) = account(process)
+        .map_err(|problem| anyhow::anyhow!("{}: {}", problem.field, problem.message))?
+    else {
         return Ok(());
     };
     let name = &user.name;
@@ -32,37 +34,61 @@ pub(crate) fn drop_privileges(process: &Process) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The account `[process]` names, and its group; `None` when none is configured. The
-/// error names the field at fault (`process.user`, `process.group`): `check` reads this
-/// as starting does.
+/// Why `[process]`'s account cannot be used: the field at fault, and whether the lookup
+/// itself failed (rather than finding nothing).
+pub(crate) struct AccountProblem {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
+    pub(crate) lookup_failed: bool,
+}
+
+/// The account `[process]` names, and its group; `None` when none is configured. `check`
+/// reads this as starting does.
 pub(crate) fn account(
     process: &Process,
-) -> Result<Option<(User, nix::unistd::Gid)>, (&'static str, anyhow::Error)> {
+) -> Result<Option<(User, nix::unistd::Gid)>, AccountProblem> {
+    let problem = |field, message: String, lookup_failed| AccountProblem {
+        field,
+        message,
+        lookup_failed,
+    };
     let Some(name) = &process.user else {
         if process.group.is_some() {
-            return Err(("process.group", anyhow::anyhow!("a group needs a user too")));
+            return Err(problem(
+                "process.group",
+                "a group needs a user too".into(),
+                false,
+            ));
         }
         return Ok(None);
     };
     let user = match User::from_name(name) {
         Ok(Some(user)) => user,
-        Ok(None) => return Err(("process.user", anyhow::anyhow!("no such user: {name:?}"))),
-        Err(error) => {
-            return Err((
+        Ok(None) => {
+            return Err(problem(
                 "process.user",
-                anyhow::anyhow!("looking up the user {name:?}: {error}"),
+                format!("no such user: {name:?}"),
+                false,
             ))
+        }
+        Err(error) => {
+            let message = format!("looking up the user {name:?}: {error}");
+            return Err(problem("process.user", message, true));
         }
     };
     let gid = match &process.group {
         Some(group) => match Group::from_name(group) {
             Ok(Some(group)) => group.gid,
-            Ok(None) => return Err(("process.group", anyhow::anyhow!("no such group: {group:?}"))),
-            Err(error) => {
-                return Err((
+            Ok(None) => {
+                return Err(problem(
                     "process.group",
-                    anyhow::anyhow!("looking up the group {group:?}: {error}"),
+                    format!("no such group: {group:?}"),
+                    false,
                 ))
+            }
+            Err(error) => {
+                let message = format!("looking up the group {group:?}: {error}");
+                return Err(problem("process.group", message, true));
             }
         },
         None => user.gid,

@@ -479,6 +479,22 @@ fn point_5_usage_mistakes_exit_2_as_the_help_says() {
     }
 }
 
+/// Review of #30: a proxy variable that holds no URL (empty, or only commas) is no proxy —
+/// never an empty chain, under which socksify's traffic would leave directly.
+#[test]
+fn a_proxy_variable_with_no_url_is_no_proxy() {
+    for value in ["", " , ", ","] {
+        for args in [
+            &["connect", "example.com", "80"][..],
+            &["socksify", "--", "true"][..],
+        ] {
+            let (code, text) = said(args, &[("ALL_PROXY", value)]);
+            assert_eq!(code, Some(2), "ALL_PROXY={value:?} {args:?}: {text}");
+            assert!(text.contains("no proxy: give -x"), "{text}");
+        }
+    }
+}
+
 /// Point 6: rough messages made plain — a URL from ALL_PROXY is quoted once, its password
 /// hidden, and says where it came from; `--listen` without a port shows the form; `check`
 /// without a file reads as "one of the two"; an unknown key keeps its table's path; a port
@@ -705,4 +721,48 @@ fn point_8_help_and_docs_say_what_the_commands_do() {
     ))
     .unwrap();
     assert!(example.contains("\n[policy]\n") && example.contains("\n[[rule]]\n"));
+}
+
+/// Review of #30: a server started as root that gave up root and logs to a file still
+/// reloads — the reload reads the files the new configuration names, not the log it opened
+/// as root (nor changes the keytab under running threads). Before, every reload was
+/// refused: "cannot write the log file …: Permission denied".
+#[test]
+fn a_server_that_gave_up_root_still_reloads() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        socksgate_tests::interop::skip_or_fail("giving up root needs root");
+        return;
+    }
+    let dir = socksgate_tests::server::scratch_dir("newcomer-reload");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let log = dir.join("server.log");
+    let config = dir.join("server.toml");
+    let text = format!(
+        "[process]\nuser = \"nobody\"\n\n[log]\noutput = \"{}\"\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n",
+        log.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Served::start(&config, port);
+    // Changed (a comment), then SIGHUP.
+    std::fs::write(&config, format!("# reloaded\n{text}")).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server.0.id() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("configuration reloaded") {
+            break;
+        }
+        assert!(
+            !said.contains("not reloaded") && std::time::Instant::now() < deadline,
+            "{said}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -169,12 +169,12 @@ pub(crate) fn establish(
             bound = match chain.get(index + 1) {
                 Some(next) => handshake(
                     fd,
-                    (number, hop),
+                    (number, hop, false),
                     Command::CONNECT,
                     next.address.clone(),
                     deadline,
                 )?,
-                None => handshake(fd, (number, hop), command, target.clone(), deadline)?,
+                None => handshake(fd, (number, hop, true), command, target.clone(), deadline)?,
             };
         }
         Ok(bound)
@@ -213,7 +213,7 @@ fn disconnect(fd: c_int) {
 /// address.
 fn handshake(
     fd: c_int,
-    (number, hop): (usize, &Hop),
+    (number, hop, last): (usize, &Hop, bool),
     command: Command,
     target: Address,
     deadline: std::time::Instant,
@@ -231,7 +231,25 @@ fn handshake(
             _ => Cause::Refused(error.to_string()),
         },
     };
-    let lost = lost(number);
+    // Once the last hop has answered (its method, its login), it is up: a silence or a
+    // hang-up after that is its answer about the target (Dante waits out an unreachable
+    // target, `ssh -D` just closes), the program's to report, not the proxy's failure.
+    let answered = std::cell::Cell::new(false);
+    let lost = |errno| {
+        let failure = lost(number)(errno);
+        if !(answered.get() && last) {
+            return failure;
+        }
+        let why = if errno == libc::ETIMEDOUT {
+            "no answer to the request in time (the target may be unreachable)"
+        } else {
+            "the proxy hung up before answering the request"
+        };
+        Failure {
+            cause: Cause::Refused(why.to_owned()),
+            ..failure
+        }
+    };
     let user_id = || {
         hop.credentials
             .as_ref()
@@ -262,6 +280,7 @@ fn handshake(
         match machine.feed(&input).map_err(refused)? {
             Step::Event { used, event } => {
                 input.drain(..used);
+                answered.set(true);
                 if let ClientEvent::Granted { bound: granted } = event {
                     bound = granted;
                 }

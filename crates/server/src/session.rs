@@ -113,61 +113,63 @@ fn serve_session(
     async move {
         let shared = &*live.shared;
         // The session's steps inside its span; its end (metrics, the access log, whose
-        // fields are its whole schema in every format) outside.
-        let steps =
-            async {
-                'session: {
-                    if !setup.proxy_protocol.is_empty() {
-                        let limit = shared.timeouts.handshake;
-                        let trusted = &setup.proxy_protocol;
-                        if let Err(failure) =
-                            boxed(proxied(&mut client, trusted, limit, &mut record)).await
-                        {
-                            break 'session Err(failure);
-                        }
+        // fields are its whole schema in every format) outside. The steps move the client
+        // and the listener's set-up in (so they are stored once, in the steps), and borrow
+        // the record, which the end reads.
+        let record_of_steps = &mut record;
+        let steps = async move {
+            let record = record_of_steps;
+            'session: {
+                if !setup.proxy_protocol.is_empty() {
+                    let limit = shared.timeouts.handshake;
+                    let trusted = &setup.proxy_protocol;
+                    if let Err(failure) =
+                        boxed(proxied(&mut client, trusted, limit, &mut *record)).await
+                    {
+                        break 'session Err(failure);
                     }
-                    if let Some(rate) = shared.session_caps.connection_rate_per_source {
-                        // Too fast: closed before a byte is read, as cheaply as it can be.
-                        if !shared
-                            .limits
-                            .connection_rates
-                            .admit(shared.source_group(record.subject.client().ip()), rate)
-                        {
-                            break 'session Err(Failure::RateLimited);
-                        }
-                    }
-                    if let Some(why) = client_refusal(shared, &record) {
-                        // Refused before a byte is read: the connection is simply closed.
-                        record.rule = Some(why.clone());
-                        break 'session Err(Failure::ClientDenied(why));
-                    }
-                    let _ = client.tcp().set_nodelay(true);
-                    if let Some(acceptor) = setup.tls {
-                        let limit = shared.timeouts.handshake;
-                        client = match boxed(secure(client, acceptor, limit, &mut record)).await {
-                            Ok(secured) => secured,
-                            Err(failure) => break 'session Err(failure),
-                        };
-                    }
-                    // The handshake, the request and the command's set-up live in one allocation,
-                    // freed before the relay starts.
-                    // The outcome is taken apart before the relay's await: a match on it around the
-                    // await would keep its whole room in the session's state for the session's life.
-                    let trust = setup.trust_socks4_userid;
-                    let established =
-                        match boxed(run(&mut client, setup.options, trust, shared, &mut record))
-                            .await
-                        {
-                            Ok(Next::Relay(established)) => established,
-                            Ok(Next::Ended(ended)) => break 'session Ok(ended),
-                            Err(failure) => break 'session Err(failure),
-                        };
-                    let idle = shared.timeouts.idle;
-                    tracing::debug!("relaying");
-                    let relay = established.relay(&mut client, idle, &record.counters);
-                    Ok(Ended::Relay(relay.await))
                 }
-            };
+                if let Some(rate) = shared.session_caps.connection_rate_per_source {
+                    // Too fast: closed before a byte is read, as cheaply as it can be.
+                    if !shared
+                        .limits
+                        .connection_rates
+                        .admit(shared.source_group(record.subject.client().ip()), rate)
+                    {
+                        break 'session Err(Failure::RateLimited);
+                    }
+                }
+                if let Some(why) = client_refusal(shared, &record) {
+                    // Refused before a byte is read: the connection is simply closed.
+                    record.rule = Some(why.clone());
+                    break 'session Err(Failure::ClientDenied(why));
+                }
+                let _ = client.tcp().set_nodelay(true);
+                if let Some(acceptor) = setup.tls {
+                    let limit = shared.timeouts.handshake;
+                    client = match boxed(secure(client, acceptor, limit, &mut *record)).await {
+                        Ok(secured) => secured,
+                        Err(failure) => break 'session Err(failure),
+                    };
+                }
+                // The handshake, the request and the command's set-up live in one allocation,
+                // freed before the relay starts.
+                // The outcome is taken apart before the relay's await: a match on it around the
+                // await would keep its whole room in the session's state for the session's life.
+                let trust = setup.trust_socks4_userid;
+                let established =
+                    match boxed(run(&mut client, setup.options, trust, shared, &mut *record)).await
+                    {
+                        Ok(Next::Relay(established)) => established,
+                        Ok(Next::Ended(ended)) => break 'session Ok(ended),
+                        Err(failure) => break 'session Err(failure),
+                    };
+                let idle = shared.timeouts.idle;
+                tracing::debug!("relaying");
+                let relay = established.relay(&mut client, idle, &record.counters);
+                Ok(Ended::Relay(relay.await))
+            }
+        };
         let result = tracing::Instrument::instrument(steps, span.clone()).await;
         span.in_scope(|| {
             tracing::debug!(
