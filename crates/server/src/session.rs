@@ -139,7 +139,7 @@ fn serve_session(
                         break 'session Err(Failure::RateLimited);
                     }
                 }
-                if let Some(why) = client_refusal(shared, &record) {
+                if let Some(why) = client_refusal(shared, record) {
                     // Refused before a byte is read: the connection is simply closed.
                     record.rule = Some(why.clone());
                     break 'session Err(Failure::ClientDenied(why));
