@@ -239,6 +239,12 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             Some(bits) => bits,
             None => defaults.limits.ipv6_source_prefix,
         },
+        listen_backlog: count_field(
+            &raw.limits.listen_backlog,
+            "limits.listen_backlog",
+            "must be at least 1",
+            origin,
+        )?,
     };
 
     let log = Log {

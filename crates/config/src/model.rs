@@ -216,6 +216,11 @@ pub struct Limits {
     /// How many leading bits of an IPv6 client address make one source, for the per-source
     /// limits, the connection rate and the login throttle (IPv4: the whole address).
     pub ipv6_source_prefix: u8,
+    /// How many connections each listener (SOCKS, admin) lets the kernel queue before they
+    /// are accepted. `None` (the default): as many as the kernel allows
+    /// (`net.core.somaxconn`): a burst of clients after a network blip or a balancer's
+    /// restart waits in the queue instead of having its SYNs dropped.
+    pub listen_backlog: Option<u32>,
 }
 
 impl Default for Limits {
@@ -227,6 +232,7 @@ impl Default for Limits {
             bandwidth_per_user: None,
             connection_rate_per_source: None,
             ipv6_source_prefix: 64,
+            listen_backlog: None,
         }
     }
 }

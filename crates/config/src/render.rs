@@ -80,6 +80,17 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     if let Some(rate) = config.limits.connection_rate_per_source {
         let _ = writeln!(out, "connection_rate_per_source = {rate}");
     }
+    match config.limits.listen_backlog {
+        Some(backlog) => {
+            let _ = writeln!(out, "listen_backlog = {backlog}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "# listen_backlog: as many as the kernel allows (somaxconn)"
+            );
+        }
+    }
     let _ = writeln!(out, "\n[log]");
     let format = match config.log.format {
         LogFormat::Human => "human",

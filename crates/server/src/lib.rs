@@ -495,7 +495,7 @@ impl Server {
                         .set_nonblocking(true)
                         .and_then(|()| TcpListener::from_std(socket))
                 }
-                None => TcpListener::bind(address).await,
+                None => sockets::listen_on(address, config.limits.listen_backlog),
             };
             let socket = socket.map_err(|source| BindError::Listen { address, source })?;
             listeners.push((socket, address));
@@ -508,8 +508,7 @@ impl Server {
         }
         let admin = match config.admin.as_ref().map(|admin| admin.address) {
             Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
+                sockets::listen_on(address, config.limits.listen_backlog)
                     .map_err(|source| BindError::Listen { address, source })?,
             ),
             None => None,

@@ -1,8 +1,35 @@
-//! Socket helpers shared by BIND and UDP ASSOCIATE: dual-stack binding, address
-//! normalisation, and finding the local address that routes to a peer.
+//! Socket helpers: listeners with the kernel's full accept queue; for BIND and UDP
+//! ASSOCIATE, dual-stack binding, address normalisation, and finding the local address
+//! that routes to a peer.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
+
+/// A listener on `address` whose accept queue holds `backlog` connections, or as many as
+/// the kernel allows (`net.core.somaxconn`): a burst of clients waits in the queue rather
+/// than having its SYNs dropped (the standard library's 128 dropped one after ~230).
+pub(crate) fn listen_on(
+    address: SocketAddr,
+    backlog: Option<u32>,
+) -> io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restart may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog.unwrap_or_else(kernel_backlog))
+}
+
+/// The kernel's cap on accept queues (`net.core.somaxconn`); 4,096 (its default since
+/// Linux 5.4) when it cannot be read.
+fn kernel_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(4_096)
+}
 
 /// `addr` with an IPv4-mapped IPv6 address (as a dual-stack socket reports IPv4 peers)
 /// turned back into IPv4.
