@@ -94,3 +94,42 @@ fn a_burst_of_five_thousand_clients_is_queued_not_dropped() {
         );
     });
 }
+
+/// Point 2: one handshake deadline from `accept` to the request, not one per step. A
+/// balancer's client sends its PROXY header in two halves (the server waits for the second
+/// without polling), the whole header at 1.5 s of a 2 s deadline, and its SOCKS greeting at
+/// 2.8 s: the server has closed by then. Before, the PROXY header and the SOCKS handshake
+/// each had their own 2 s, and the greeting was answered.
+#[test]
+fn the_handshake_deadline_covers_the_proxy_header_and_the_request_together() {
+    use std::io::{Read, Write};
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()];
+    config.timeouts.handshake = Duration::from_secs(2);
+    let server = TestServer::start_with(config);
+    let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 1080\r\n";
+    let mut client = TcpStream::connect(server.addr()).unwrap();
+    client.write_all(&header[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    client.write_all(&header[10..]).unwrap();
+    std::thread::sleep(Duration::from_millis(1_300));
+    let _ = client.write_all(&[5, 1, 0]);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = [0u8; 2];
+    let answered = matches!(client.read(&mut reply), Ok(2));
+    assert!(
+        !answered,
+        "the greeting was answered past the handshake deadline"
+    );
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "handshake-timeout", "{log:#?}");
+    // The header was read (in two halves) within the deadline.
+    assert_eq!(log[0]["client"], "192.0.2.7:40000", "{log:#?}");
+    let took: u64 = log[0]["duration_ms"].parse().unwrap();
+    assert!(
+        (2_000..2_700).contains(&took),
+        "the session lasted {took} ms"
+    );
+}

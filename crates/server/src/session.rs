@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use socksgate_auth::{Identity, Refusal};
 use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake, ServerOptions};
@@ -121,10 +120,10 @@ fn serve_session(
             let record = record_of_steps;
             'session: {
                 if !setup.proxy_protocol.is_empty() {
-                    let limit = shared.timeouts.handshake;
+                    let deadline = handshake_deadline(shared, record);
                     let trusted = &setup.proxy_protocol;
                     if let Err(failure) =
-                        boxed(proxied(&mut client, trusted, limit, &mut *record)).await
+                        boxed(proxied(&mut client, trusted, deadline, &mut *record)).await
                     {
                         break 'session Err(failure);
                     }
@@ -146,8 +145,8 @@ fn serve_session(
                 }
                 let _ = client.tcp().set_nodelay(true);
                 if let Some(acceptor) = setup.tls {
-                    let limit = shared.timeouts.handshake;
-                    client = match boxed(secure(client, acceptor, limit, &mut *record)).await {
+                    let deadline = handshake_deadline(shared, record);
+                    client = match boxed(secure(client, acceptor, deadline, &mut *record)).await {
                         Ok(secured) => secured,
                         Err(failure) => break 'session Err(failure),
                     };
@@ -186,13 +185,19 @@ fn serve_session(
     }
 }
 
+/// When the handshake must be done: one deadline from `accept` to the request, across the
+/// PROXY header, TLS, authentication and the request (each step does not get its own).
+fn handshake_deadline(shared: &Shared, record: &AccessRecord) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(record.started) + shared.timeouts.handshake
+}
+
 /// On a listener behind load balancers: a trusted balancer's connection must begin with a
 /// PROXY protocol header, whose client becomes the session's (for the rules and the log);
 /// anyone else's must not begin with one (a client cannot claim to be someone else).
 async fn proxied(
     client: &mut ClientStream,
     trusted: &[socksgate_policy::Cidr],
-    limit: Duration,
+    deadline: tokio::time::Instant,
     record: &mut AccessRecord,
 ) -> Result<(), Failure> {
     use socksgate_proto::proxy_header::ProxyHeader;
@@ -201,36 +206,54 @@ async fn proxied(
     let is_trusted = trusted.iter().any(|block| block.contains(balancer.ip()));
     // Peeked, so that nothing after the header is consumed: the header is read exactly.
     let mut start = [0u8; 512];
+    // Woken by the socket, not by a timer: a peek that finds the header incomplete answers
+    // "would block" to tokio, which then waits for the next bytes to arrive.
     let peeked = async {
         loop {
-            let length = client
-                .tcp()
-                .peek(&mut start)
-                .await
-                .map_err(Failure::ClientGone)?;
+            let tcp = client.tcp();
+            tcp.readable().await.map_err(Failure::ClientGone)?;
+            let seen = tcp.try_io(tokio::io::Interest::READABLE, || {
+                let length = rustix::net::recv(
+                    tcp,
+                    &mut start,
+                    rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+                )
+                .map(|(length, _)| length)
+                .map_err(io::Error::from)?;
+                let whole = length == 0
+                    || length == start.len()
+                    || !matches!(
+                        ProxyHeader::decode(&start[..length]),
+                        Err(DecodeError::Incomplete { .. })
+                    );
+                if whole {
+                    Ok(length)
+                } else {
+                    // The rest of the header has not arrived yet.
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+            });
+            let length = match seen {
+                Ok(length) => length,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Err(Failure::ClientGone(error)),
+            };
             if length == 0 {
                 return Err(Failure::ClientGone(io::ErrorKind::UnexpectedEof.into()));
             }
-            match ProxyHeader::decode(&start[..length]) {
-                Ok((header, used)) => return Ok(Some((header, used))),
-                Err(DecodeError::Invalid(error)) => {
-                    return if is_trusted {
-                        Err(Failure::ProxyHeader(error.to_string()))
-                    } else {
-                        Ok(None)
-                    }
+            return match ProxyHeader::decode(&start[..length]) {
+                Ok((header, used)) => Ok(Some((header, used))),
+                Err(DecodeError::Invalid(error)) if is_trusted => {
+                    Err(Failure::ProxyHeader(error.to_string()))
                 }
-                Err(DecodeError::Incomplete { .. }) if length == start.len() => {
-                    return Err(Failure::ProxyHeader("header longer than 512 bytes".into()))
-                }
-                // The rest of the header has not arrived yet.
+                Err(DecodeError::Invalid(_)) => Ok(None),
                 Err(DecodeError::Incomplete { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await
+                    Err(Failure::ProxyHeader("header longer than 512 bytes".into()))
                 }
-            }
+            };
         }
     };
-    let found = match tokio::time::timeout(limit, peeked).await {
+    let found = match tokio::time::timeout_at(deadline, peeked).await {
         Ok(found) => found?,
         Err(_) => return Err(Failure::HandshakeTimeout),
     };
@@ -256,13 +279,13 @@ async fn proxied(
 async fn secure(
     client: ClientStream,
     acceptor: TlsAcceptor,
-    limit: Duration,
+    deadline: tokio::time::Instant,
     record: &mut AccessRecord,
 ) -> Result<ClientStream, Failure> {
     let Ok(MaybeTls::Plain(tcp)) = client.into_inner() else {
         return Err(Failure::Tls(io::Error::other("TLS inside TLS")));
     };
-    let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => return Err(Failure::Tls(error)),
         Err(_) => return Err(Failure::HandshakeTimeout),
@@ -347,8 +370,8 @@ async fn run(
     shared: &Shared,
     record: &mut AccessRecord,
 ) -> Result<Next, Failure> {
-    let handshake = tokio::time::timeout(
-        shared.timeouts.handshake,
+    let handshake = tokio::time::timeout_at(
+        handshake_deadline(shared, record),
         read_request(client, options, shared, record),
     );
     let (machine, request, pipelined) = match handshake.await {
