@@ -348,6 +348,36 @@ pub(crate) mod socks {
             .unwrap()
     }
 
+    /// Issue #23, point 7: an RFC 1961 token of 10 KiB (a Kerberos ticket with a Windows
+    /// PAC is often 2–12 KB) reaches the acceptor, which judges it (this one is not a
+    /// ticket: a failed login), instead of the handshake being cut at 1 KiB as "bad
+    /// handshake". The real logins of the tests around it still work.
+    #[test]
+    fn a_ten_kilobyte_token_reaches_the_acceptor() {
+        use std::io::{Read, Write};
+        if realm().is_none() {
+            return;
+        }
+        let server = gss_server(&[Method::GSSAPI], &EVERY_LEVEL, false);
+        let mut client = std::net::TcpStream::connect(server.addr()).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(&[5, 1, 1]).unwrap();
+        let mut chosen = [0u8; 2];
+        client.read_exact(&mut chosen).unwrap();
+        assert_eq!(chosen, [5, 1]);
+        let token = vec![0x60u8; 10 * 1024];
+        let mut message = vec![1, 1];
+        message.extend_from_slice(&(token.len() as u16).to_be_bytes());
+        message.extend_from_slice(&token);
+        client.write_all(&message).unwrap();
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        let log = server.wait_for_sessions(1);
+        assert_eq!(log[0]["outcome"], "auth-failed", "{log:#?}");
+    }
+
     #[test]
     fn each_protection_level_relays_and_confidentiality_hides_the_payload() {
         if realm().is_none() {

@@ -308,6 +308,17 @@ impl ServerHandshake {
         }
     }
 
+    /// The most bytes the client may have sent, unanswered, for the message the machine
+    /// waits for now: a SOCKS message is at most a SOCKS4a request (8 + 256 + 256 bytes),
+    /// but an RFC 1961 message carries a token of up to 65,535 bytes (a Kerberos ticket
+    /// with a Windows PAC is often 2–12 KB) after its 4-byte header.
+    pub fn longest_message(&self) -> usize {
+        match self.state {
+            State::Gssapi => 4 + usize::from(u16::MAX),
+            _ => 1024,
+        }
+    }
+
     /// Queues an RFC 1961 message for the client during GSS-API context establishment.
     pub fn send_gssapi(&mut self, message: &gssapi::Message) -> Result<(), OutOfOrder> {
         match self.state {

@@ -30,10 +30,6 @@ use socksgate_gssapi::{GssLayer, Level};
 use socksgate_tls::tokio_rustls::TlsAcceptor;
 use socksgate_tls::MaybeTls;
 
-/// The longest handshake message is a SOCKS4a request: 8 + 256 + 256 bytes. A client that
-/// sends more without completing a message is not speaking SOCKS.
-const MAX_HANDSHAKE_BUFFER: usize = 1024;
-
 /// What a granted request leads to once its replies are sent.
 enum Next {
     /// A CONNECT or BIND, ready to relay.
@@ -567,7 +563,9 @@ async fn read_request(
                 flush(client, &mut machine)
                     .await
                     .map_err(Failure::ClientGone)?;
-                if input.len() >= MAX_HANDSHAKE_BUFFER {
+                // A client that sends more than the message it is at can hold, without
+                // completing it, is not speaking SOCKS (or RFC 1961).
+                if input.len() >= machine.longest_message() {
                     return Err(Failure::HandshakeTooLong);
                 }
                 let read = client
