@@ -421,6 +421,26 @@ mod pam {
         );
     }
 
+    /// Issue #23, point 8: a wrong password is refused without PAM's own failure delay
+    /// (pam_unix sleeps about 2 s, during which the verification slot is held): socksgate's
+    /// throttle delays the failure reply itself. Before, each failure took the 2 s.
+    #[test]
+    fn a_wrong_password_is_refused_without_pams_sleep() {
+        let Some(user) = SystemUser::create("d", "pam-pass-4") else {
+            return;
+        };
+        let pam = Pam::new("socksgate-test").unwrap();
+        let started = std::time::Instant::now();
+        let refused =
+            pam.verify(&socksgate_auth::Credentials::new(user.0.as_bytes(), "wrong").unwrap());
+        let took = started.elapsed();
+        assert!(refused.is_err());
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "PAM slept {took:?}"
+        );
+    }
+
     /// The account checks run too (`pam_acct_mgmt`): the right password of an expired
     /// account is refused; so is the right password of a locked one (pam_unix sees the lock
     /// when it authenticates), and an empty password for an account that has none.

@@ -41,6 +41,7 @@ functions! {
         pam_end: fn(*mut c_void, c_int) -> c_int;
         pam_strerror: fn(*mut c_void, c_int) -> *const c_char;
         pam_get_item: fn(*const c_void, c_int, *mut *const c_void) -> c_int;
+        pam_set_item: fn(*mut c_void, c_int, *const c_void) -> c_int;
     }
 }
 
@@ -70,6 +71,8 @@ const CONV_ERR: c_int = 19;
 const BUF_ERR: c_int = 5;
 /// `PAM_USER`, for `pam_get_item`.
 const USER: c_int = 2;
+/// `PAM_FAIL_DELAY` (Linux-PAM): the function PAM calls instead of sleeping after a failure.
+const FAIL_DELAY: c_int = 10;
 const SILENT: c_int = 0x8000;
 const DISALLOW_NULL_AUTHTOK: c_int = 0x0001;
 const PROMPT_ECHO_OFF: c_int = 1;
@@ -134,6 +137,12 @@ pub fn check_password(service: &str, user: &str, password: &CStr) -> Result<Stri
     if started != SUCCESS || handle.is_null() {
         return Err(PamError::Failed(format!("pam_start: error {started}")));
     }
+    // No sleep after a failure (pam_unix's 2 s, pam_faildelay's): socksgate delays failed
+    // logins itself (its throttle), and a sleeping PAM call holds a verification slot that
+    // real logins wait for. A module without delay support ignores the item.
+    // SAFETY: a live handle; the function has the signature PAM_FAIL_DELAY wants and lives
+    // as long as the program.
+    unsafe { (pam.pam_set_item)(handle, FAIL_DELAY, no_delay as *const c_void) };
     let flags = SILENT | DISALLOW_NULL_AUTHTOK;
     // SAFETY: a live handle from pam_start.
     let mut status = unsafe { (pam.pam_authenticate)(handle, flags) };
@@ -153,6 +162,9 @@ pub fn check_password(service: &str, user: &str, password: &CStr) -> Result<Stri
     unsafe { (pam.pam_end)(handle, status) };
     outcome
 }
+
+/// PAM's failure delay, as socksgate has it: none.
+extern "C" fn no_delay(_status: c_int, _microseconds: std::ffi::c_uint, _data: *mut c_void) {}
 
 /// `PAM_USER` of a live transaction.
 fn authenticated_user(pam: &Pam, handle: *mut c_void) -> Option<String> {
