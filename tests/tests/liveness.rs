@@ -133,3 +133,48 @@ fn the_handshake_deadline_covers_the_proxy_header_and_the_request_together() {
         "the session lasted {took} ms"
     );
 }
+
+/// Point 1: a client whose network vanishes mid-session (its link goes down: no FIN, no
+/// RST ever arrives) is noticed by keepalive — the session ends within the keepalive
+/// settings (2 s here: probes after 2 s, every second, four of them) — and its session
+/// slot (the only one) serves the next client. Before, the dead session held its slot
+/// until the server restarted.
+#[test]
+fn a_client_whose_link_goes_down_is_noticed_and_its_slot_reused() {
+    use socksgate_config::Listener;
+    use socksgate_tests::client::socks5_connect;
+    use socksgate_tests::{assert_echoes, EchoTarget};
+    let Some((client_host, server_host)) = NetNs::two_hosts() else {
+        return;
+    };
+    let (server, echo) = server_host.run(|| {
+        let mut config = TestServer::loopback_config();
+        config.listeners = vec![Listener::open("192.0.2.2:0".parse().unwrap())];
+        config.timeouts.keepalive = Some(Duration::from_secs(2));
+        config.limits.max_sessions = Some(1);
+        (TestServer::start_with(config), EchoTarget::start())
+    });
+    let proxy = server.addr();
+    let target = echo.addr.to_string();
+    let first = client_host.run(|| {
+        let mut stream = socks5_connect(proxy, &target).unwrap();
+        assert_echoes(&mut stream, b"alive");
+        stream
+    });
+    let downed = std::time::Instant::now();
+    client_host.ip("link set sga down");
+    let log = server.wait_for_sessions(1);
+    let noticed = downed.elapsed();
+    assert_eq!(log.len(), 1, "the dead session still holds its slot");
+    // Probes after 2 s, four a second apart: about 6 s; never the hours of the default.
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(10)).contains(&noticed),
+        "noticed after {noticed:?}"
+    );
+    client_host.ip("link set sga up");
+    client_host.run(|| {
+        let mut again = socks5_connect(proxy, &target).unwrap();
+        assert_echoes(&mut again, b"the slot is free again");
+    });
+    drop(first);
+}

@@ -181,6 +181,17 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         idle: duration(&timeouts.idle, "timeouts.idle", origin)?
             .flatten()
             .filter(|d| !d.is_zero()),
+        // Unset: the default; "off" or 0: none. Under a second would probe constantly.
+        keepalive: match duration(&timeouts.keepalive, "timeouts.keepalive", origin)? {
+            None => fallback.keepalive,
+            Some(Some(keepalive)) if keepalive.is_zero() => None,
+            Some(Some(keepalive)) if keepalive < std::time::Duration::from_secs(1) => {
+                return Err(ConfigError::new(origin, "must be at least 1s (or \"off\")")
+                    .at(origin, timeouts.keepalive.as_ref().map(Spanned::span))
+                    .field("timeouts.keepalive"))
+            }
+            Some(keepalive) => keepalive,
+        },
         shutdown: required_duration(
             &timeouts.shutdown,
             "timeouts.shutdown",

@@ -160,6 +160,11 @@ pub struct Timeouts {
     pub connect: Duration,
     /// A relay with no traffic either way is closed after this long; `None` never (default).
     pub idle: Option<Duration>,
+    /// TCP keepalive on relayed connections (client and target): probes start after this
+    /// long without traffic, every quarter of it (at least 1 s), and four unanswered ones
+    /// end the session; unacknowledged data ends it after twice this (`TCP_USER_TIMEOUT`).
+    /// A peer whose network vanished is found within about twice this. `None`: off.
+    pub keepalive: Option<Duration>,
     /// On SIGTERM or SIGINT, how long running sessions may drain (default 30 s).
     pub shutdown: Duration,
 }
@@ -170,6 +175,7 @@ impl Default for Timeouts {
             handshake: Duration::from_secs(10),
             connect: Duration::from_secs(10),
             idle: None,
+            keepalive: Some(Duration::from_secs(60)),
             shutdown: Duration::from_secs(30),
         }
     }

@@ -159,6 +159,7 @@ pub(crate) struct RawTimeouts {
     pub(crate) handshake: Option<Spanned<RawDuration>>,
     pub(crate) connect: Option<Spanned<RawDuration>>,
     pub(crate) idle: Option<Spanned<RawDuration>>,
+    pub(crate) keepalive: Option<Spanned<RawDuration>>,
     pub(crate) shutdown: Option<Spanned<RawDuration>>,
 }
 

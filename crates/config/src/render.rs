@@ -53,6 +53,8 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     let _ = writeln!(out, "connect = \"{}\"", duration(timeouts.connect));
     let idle = timeouts.idle.map_or("off".to_owned(), duration);
     let _ = writeln!(out, "idle = \"{idle}\"");
+    let keepalive = timeouts.keepalive.map_or("off".to_owned(), duration);
+    let _ = writeln!(out, "keepalive = \"{keepalive}\"");
     let _ = writeln!(out, "shutdown = \"{}\"", duration(timeouts.shutdown));
     let _ = writeln!(out, "\n[limits]");
     match config.limits.max_sessions {

@@ -160,6 +160,9 @@ fn serve_session(
                         Err(failure) => break 'session Err(failure),
                     };
                 let idle = shared.timeouts.idle;
+                if let Some(keepalive) = shared.timeouts.keepalive {
+                    crate::sockets::keep_alive(established.other.tcp(), keepalive);
+                }
                 tracing::debug!("relaying");
                 let relay = established.relay(&mut client, idle, &record.counters);
                 Ok(Ended::Relay(relay.await))
@@ -425,6 +428,11 @@ async fn run(
         }
     };
     session.record.log = grant.options.log;
+    // From here the client's connection lives as long as its command (a relay, a UDP
+    // association's control connection): a client whose network vanishes must be noticed.
+    if let Some(keepalive) = shared.timeouts.keepalive {
+        crate::sockets::keep_alive(session.client.tcp(), keepalive);
+    }
     if let Some(live) = &shared.live {
         live.list(session.record);
     }

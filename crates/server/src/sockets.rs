@@ -22,6 +22,22 @@ pub(crate) fn listen_on(
     socket.listen(backlog.unwrap_or_else(kernel_backlog))
 }
 
+/// TCP keepalive on a relayed connection: probes after `idle` without traffic, every
+/// quarter of it (at least 1 s), four unanswered ones end it; data unacknowledged for twice
+/// `idle` ends it too (`TCP_USER_TIMEOUT`). A peer whose network vanished is noticed, and
+/// its session slot freed, instead of held until the server restarts. Best effort: an
+/// option the socket refuses (not TCP) changes nothing else.
+pub(crate) fn keep_alive(socket: &tokio::net::TcpStream, idle: std::time::Duration) {
+    use rustix::net::sockopt;
+    let interval = (idle / 4).max(std::time::Duration::from_secs(1));
+    let unacknowledged = u32::try_from((idle * 2).as_millis()).unwrap_or(u32::MAX);
+    let _ = sockopt::set_socket_keepalive(socket, true);
+    let _ = sockopt::set_tcp_keepidle(socket, idle);
+    let _ = sockopt::set_tcp_keepintvl(socket, interval);
+    let _ = sockopt::set_tcp_keepcnt(socket, 4);
+    let _ = sockopt::set_tcp_user_timeout(socket, unacknowledged);
+}
+
 /// The kernel's cap on accept queues (`net.core.somaxconn`); 4,096 (its default since
 /// Linux 5.4) when it cannot be read.
 fn kernel_backlog() -> u32 {
