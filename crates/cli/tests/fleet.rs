@@ -68,6 +68,7 @@ impl Fleet {
                 ("dave", "pw"),
                 ("erin", "pw"),
                 ("frank", "pw"),
+                ("grace", "pw"),
             ],
         );
         std::fs::copy(&users, dir.join("users")).unwrap();
@@ -339,6 +340,25 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
         .log()
         .iter()
         .any(|event| event["outcome"] == "quota-exceeded"));
+
+    // Issue #23, point 6: a session of a user who goes over the quota elsewhere is stopped
+    // at once even while it is idle — not at its next byte. Grace's idle session on node 0
+    // ends within moments of her other session (node 1) using up the quota. Before, it
+    // stayed open until something moved on it.
+    let mut idle = connect(fleet.direct(0), "grace", echo).unwrap();
+    echoes(&mut idle);
+    let mut pulling = connect(fleet.direct(1), "grace", source).unwrap();
+    let mut buffer = vec![0u8; 64 * 1024];
+    while matches!(pulling.read(&mut buffer), Ok(read) if read > 0) {}
+    let pulled_until = Instant::now();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ended = matches!(idle.read(&mut buffer), Ok(0) | Err(_))
+        && pulled_until.elapsed() < Duration::from_secs(3);
+    assert!(
+        ended,
+        "grace's idle session outlived her quota by {:?}",
+        pulled_until.elapsed()
+    );
 
     // UDP through the balancer: the relay is the node's own address.
     let udp_echo = UdpEcho::start();

@@ -59,6 +59,24 @@ struct Entry {
 pub(crate) struct Shared {
     counters: Counters,
     halted: AtomicBool,
+    /// The relay's task, woken when the session is halted: an idle relay would otherwise
+    /// notice only at its next byte.
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl Shared {
+    /// Tells the session to stop, and wakes its relay.
+    fn halt(&self) {
+        self.halted.store(true, Ordering::Relaxed);
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// Where a session's byte counts live: in its access record, or, once listed, shared with
@@ -70,12 +88,38 @@ pub(crate) enum Tally {
 }
 
 impl Tally {
-    /// Whether the session was told to stop (its user is over the fleet's quota).
-    pub(crate) fn halted(&self) -> bool {
+    /// Whether the session was told to stop (its user is over the fleet's quota). A listed
+    /// session's task is remembered first, to be woken when it is told (registered before
+    /// the flag is read, so that no halt falls between the two unseen).
+    pub(crate) fn halted(&self, task: &std::task::Context<'_>) -> bool {
         match self {
             Self::Own(_) => false,
-            Self::Listed(listed) => listed.counters.halted.load(Ordering::Relaxed),
+            Self::Listed(listed) => {
+                let shared = &listed.counters;
+                let mut waker = shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                if !waker
+                    .as_ref()
+                    .is_some_and(|known| known.will_wake(task.waker()))
+                {
+                    *waker = Some(task.waker().clone());
+                }
+                drop(waker);
+                shared.halted.load(Ordering::Relaxed)
+            }
         }
+    }
+}
+
+impl Tally {
+    /// Ready once the session is told to stop (never, for one that is not listed).
+    pub(crate) fn halt_requested(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|task| {
+            if self.halted(task) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
     }
 }
 
@@ -169,7 +213,7 @@ impl LiveSessions {
                 entry.reported += bytes;
                 fleet.add_bytes(user, bytes);
                 if fleet.over_quota(user) {
-                    entry.counters.halted.store(true, Ordering::Relaxed);
+                    entry.counters.halt();
                 }
             }
         }

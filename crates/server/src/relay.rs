@@ -152,7 +152,7 @@ impl<H: Unpin> Future for Relay<'_, H> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         let this = self.get_mut();
-        if this.counters.halted() {
+        if this.counters.halted(cx) {
             return Poll::Ready(RelayEnd::Halted);
         }
         let before = this.idle.as_ref().map(|_| this.counters.total());

@@ -301,6 +301,8 @@ impl Association<'_> {
         tokio::pin!(idle_timer);
         loop {
             tokio::select! {
+                // Over the fleet's quota: ended at once, datagrams or not.
+                () = self.counters.halt_requested() => return AssociationEnd::Halted,
                 read = control.read(&mut discard) => match read {
                     Ok(0) | Err(_) => return AssociationEnd::ControlClosed,
                     // Nothing is expected on the control connection; ignore it.
@@ -313,9 +315,6 @@ impl Association<'_> {
                     let relayed = self.relayed();
                     if let Err(error) = self.drain(&mut buffer).await {
                         return AssociationEnd::Error(error);
-                    }
-                    if self.counters.halted() {
-                        return AssociationEnd::Halted;
                     }
                     // Only datagrams relayed count as activity: a stranger's, dropped, must
                     // not keep the association (and its port) alive.
