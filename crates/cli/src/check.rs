@@ -49,6 +49,17 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             rule.origin, earlier.origin, rule.origin
         );
     }
+    if let Some(user) = &config.process.user {
+        for (field, file) in crate::service::unreadable_after_the_drop(&config, path) {
+            let _ = writeln!(
+                err,
+                "warning: {field} {}: {user} cannot read it; the server runs as {user} once \
+                 its listeners are open and reads it again then (a reload, a change, a renewal) \
+                 — give {user} read access (and search on its directories)",
+                file.display()
+            );
+        }
+    }
     for (rule, block) in config.policy.guarded_rules() {
         let _ = writeln!(
             err,

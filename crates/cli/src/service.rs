@@ -116,3 +116,61 @@ pub(crate) fn notify(state: &str) {
         tracing::warn!(%error, state, "cannot notify systemd");
     }
 }
+
+/// The files the server re-reads after giving up root (the configuration on reload, the
+/// password and group files when they change, a renewed certificate, the admin token, the
+/// keytab at each Kerberos login) that `[process]`'s account could not read: each with the
+/// field naming it. By the permission bits and the account's groups (ACLs are not read).
+pub(crate) fn unreadable_after_the_drop(
+    config: &socksgate_config::Config,
+    file: &std::path::Path,
+) -> Vec<(String, std::path::PathBuf)> {
+    let Ok(Some((user, gid))) = account(&config.process) else {
+        return Vec::new();
+    };
+    let Ok(name) = std::ffi::CString::new(user.name.clone()) else {
+        return Vec::new();
+    };
+    let groups = nix::unistd::getgrouplist(&name, gid).unwrap_or_else(|_| vec![gid]);
+    let mut files = vec![("the configuration".to_owned(), file.to_path_buf())];
+    files.extend(
+        config
+            .named_files()
+            .into_iter()
+            .filter(|(field, _)| field != "log.output"),
+    );
+    files
+        .into_iter()
+        .filter(|(_, path)| !readable_by(path, user.uid, &groups))
+        .collect()
+}
+
+/// Whether `uid` (in `groups`) may read `path`: search on every directory above it, read on
+/// the file itself.
+fn readable_by(path: &std::path::Path, uid: nix::unistd::Uid, groups: &[nix::unistd::Gid]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if uid.is_root() {
+        return true;
+    }
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    let allows = |path: &std::path::Path, bit: u32| {
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return false;
+        };
+        let mode = metadata.mode();
+        let shift = if metadata.uid() == uid.as_raw() {
+            6
+        } else if groups.iter().any(|group| group.as_raw() == metadata.gid()) {
+            3
+        } else {
+            0
+        };
+        (mode >> shift) & bit != 0
+    };
+    path.ancestors()
+        .skip(1)
+        .all(|directory| allows(directory, 0o1))
+        && allows(&path, 0o4)
+}

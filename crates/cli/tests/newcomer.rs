@@ -766,3 +766,41 @@ fn a_server_that_gave_up_root_still_reloads() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Issue #23, point 9: `check` warns about each file the server must read again after it
+/// gives up root (the configuration, the password file…) that the `[process]` account
+/// cannot read — and says nothing once it can. Before, reloads after the drop failed
+/// silently.
+#[test]
+fn check_warns_of_files_the_account_cannot_read_after_the_drop() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = socksgate_tests::server::scratch_dir("newcomer-drop");
+    let users = dir.join("users");
+    std::fs::write(&users, "# nobody yet\n").unwrap();
+    let config = dir.join("drop.toml");
+    std::fs::write(
+        &config,
+        "[process]\nuser = \"nobody\"\n\n[auth]\npassword_file = \"users\"\n",
+    )
+    .unwrap();
+    let set = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set(&dir, 0o755);
+    set(&config, 0o644);
+    set(&users, 0o600);
+    let (code, text) = said(&["check", config.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: auth.password_file {}: nobody cannot read it",
+            users.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("the configuration"), "{text}");
+    set(&users, 0o644);
+    let (code, text) = said(&["check", config.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0));
+    assert!(!text.contains("cannot read"), "{text}");
+}
