@@ -178,3 +178,38 @@ fn a_client_whose_link_goes_down_is_noticed_and_its_slot_reused() {
     });
     drop(first);
 }
+
+/// Point 3: an upstream member whose first hop black-holes SYNs (a `blackhole` route two
+/// routers away: nothing ever answers) fails within the group's `connect_timeout` and the
+/// route fails over to the next member, well within the session's connect timeout.
+/// Before, the black-holed member took the whole session timeout and the request failed.
+#[test]
+fn a_black_holed_upstream_fails_over_within_the_chains_connect_deadline() {
+    use socksgate_tests::client::socks5_connect;
+    use socksgate_tests::{assert_echoes, EchoTarget};
+    let Some(path) = NetNs::routed_path() else {
+        return;
+    };
+    path.client.run(|| {
+        let working = TestServer::start();
+        let text = format!(
+            "[[upstream]]\nname = \"up\"\nchains = [[\"socks5://10.8.0.5:1080\"], [\"socks5://{}\"]]\n\
+             connect_timeout = \"1s\"\n\n[[rule]]\naction = \"route\"\nroute = \"up\"\n",
+            working.addr()
+        );
+        let mut config =
+            socksgate_config::Config::parse(&text, std::path::Path::new("routes.toml")).unwrap();
+        config.listeners = TestServer::loopback_config().listeners;
+        config.timeouts.connect = Duration::from_secs(8);
+        let front = TestServer::start_with(config);
+        let echo = EchoTarget::start();
+        let started = std::time::Instant::now();
+        let mut stream = socks5_connect(front.addr(), &echo.addr.to_string()).unwrap();
+        let took = started.elapsed();
+        assert_echoes(&mut stream, b"failed over");
+        assert!(
+            (Duration::from_secs(1)..Duration::from_secs(4)).contains(&took),
+            "the request took {took:?}"
+        );
+    });
+}

@@ -55,12 +55,30 @@ pub(crate) struct ProxyArgs {
     /// GSS-API: send the protection level unprotected (NEC-style servers).
     #[arg(long = "socks5-gssapi-nec")]
     pub(crate) gssapi_nec: bool,
+    /// How long reaching the first proxy, and then each proxy's handshake, may take (as
+    /// curl's --connect-timeout, in seconds).
+    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    pub(crate) connect_timeout: std::time::Duration,
+}
+
+/// A positive number of seconds (fractions allowed).
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 1e9)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?}: expected a positive number of seconds"))
 }
 
 impl ProxyArgs {
     /// The chain, with the TLS settings when any is given.
     pub(crate) fn chain(&self) -> anyhow::Result<Chain> {
-        let chain = self.with_gssapi(chain(&self.proxies)?)?;
+        let chain =
+            self.with_gssapi(chain(&self.proxies)?)?
+                .with_timeouts(socksgate_client::HopTimeouts {
+                    connect: self.connect_timeout,
+                    handshake: self.connect_timeout,
+                });
         if self.cacert.is_none() && self.pin.is_none() && self.cert.is_none() {
             return Ok(chain);
         }

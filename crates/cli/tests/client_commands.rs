@@ -189,3 +189,41 @@ fn connect_presents_a_client_certificate_to_a_tls_listener() {
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["user"], "alice", "{log:#?}");
 }
+
+/// Issue #23, point 3: `connect --connect-timeout 1` to a proxy whose SYNs are black-holed
+/// (two routers away, in namespaces the test makes) gives up after about a second, naming
+/// the hop, instead of waiting out the kernel's SYN retries.
+#[test]
+fn connect_gives_up_on_a_black_holed_proxy_after_its_connect_timeout() {
+    let Some(path) = socksgate_tests::NetNs::routed_path() else {
+        return;
+    };
+    let (took, output) = path.client.run(|| {
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_socksgate"))
+            .args([
+                "connect",
+                "--connect-timeout",
+                "1",
+                "-x",
+                "socks5://10.8.0.5:1080",
+                "10.3.0.2",
+                "80",
+            ])
+            .output()
+            .unwrap();
+        (started.elapsed(), output)
+    });
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "hop 1 (socks5://10.8.0.5:1080): cannot reach the proxy: no answer within 1s"
+        ),
+        "{said}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "gave up after {took:?}"
+    );
+}

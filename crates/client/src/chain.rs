@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::proxy_header::ProxyHeader;
@@ -33,6 +34,26 @@ pub struct Chain {
     egress: Egress,
 }
 
+/// How long a chain waits for each step: the connection to the first hop (all its
+/// addresses), and each hop's exchange (TLS, authentication, the request and its reply). A
+/// black-holed hop fails within these, never waits for the kernel's SYN retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopTimeouts {
+    /// Reaching the first hop.
+    pub connect: Duration,
+    /// Each hop's handshake.
+    pub handshake: Duration,
+}
+
+impl Default for HopTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            handshake: Duration::from_secs(10),
+        }
+    }
+}
+
 /// How a chain's own sockets (to the first hop) leave this host.
 #[derive(Debug, Clone, Default)]
 struct Egress {
@@ -42,6 +63,8 @@ struct Egress {
     first_hop: Option<Arc<[SocketAddr]>>,
     /// Sent first on the connection to the first hop (PROXY protocol).
     proxy_header: Option<ProxyHeader>,
+    /// How long each step may take.
+    timeouts: HopTimeouts,
 }
 
 impl fmt::Debug for Chain {
@@ -169,6 +192,33 @@ impl Chain {
         self
     }
 
+    /// Bounds each step of the chain (see [`HopTimeouts`]; 10 s each by default).
+    pub fn with_timeouts(mut self, timeouts: HopTimeouts) -> Self {
+        self.egress.timeouts = timeouts;
+        self
+    }
+
+    /// Runs `step` at hop `index` within `limit`; past it, the hop timed out (`failure`
+    /// says as what: the first hop unreachable, or a hop's exchange).
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        index: usize,
+        failure: fn(io::Error) -> HopFailure,
+        step: impl std::future::Future<Output = Result<T, ChainError>>,
+    ) -> Result<T, ChainError> {
+        match tokio::time::timeout(limit, step).await {
+            Ok(done) => done,
+            Err(_) => {
+                let error = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer within {limit:?}"),
+                );
+                Err(self.error(index, failure(error)))
+            }
+        }
+    }
+
     /// Opens every socket of the chain with these options (mark, interface, source).
     pub fn with_outbound(mut self, outbound: Outbound) -> Self {
         self.egress.outbound = outbound;
@@ -282,9 +332,19 @@ impl Chain {
                 .await
                 .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?,
         };
-        let mut stream = connect_any(&addresses, &self.egress.outbound)
-            .await
-            .map_err(|error| self.error(0, HopFailure::Unreachable(error)))?;
+        let connecting = async {
+            connect_any(&addresses, &self.egress.outbound)
+                .await
+                .map_err(|error| self.error(0, HopFailure::Unreachable(error)))
+        };
+        let mut stream = self
+            .within(
+                self.egress.timeouts.connect,
+                0,
+                HopFailure::Unreachable,
+                connecting,
+            )
+            .await?;
         let _ = stream.set_nodelay(true);
         if let Some(header) = &self.egress.proxy_header {
             let mut bytes = Vec::with_capacity(64);
@@ -315,8 +375,24 @@ impl Chain {
         Ok((stream, Some(self.hops.len() - 1)))
     }
 
-    /// TLS to hop `index` over `stream`, when the hop asks for it.
+    /// TLS to hop `index` over `stream`, when the hop asks for it, within the handshake
+    /// deadline.
     async fn secure(&self, stream: ProxyStream, index: usize) -> Result<ProxyStream, ChainError> {
+        let limit = self.egress.timeouts.handshake;
+        self.within(
+            limit,
+            index,
+            HopFailure::Tls,
+            self.secure_now(stream, index),
+        )
+        .await
+    }
+
+    async fn secure_now(
+        &self,
+        stream: ProxyStream,
+        index: usize,
+    ) -> Result<ProxyStream, ChainError> {
         let hop = &self.hops[index];
         if !hop.tls {
             return Ok(stream);
@@ -374,8 +450,22 @@ impl Chain {
             .map(|_| ())
     }
 
-    /// Runs the handshake with hop `index` until it is established or `enough` says so.
+    /// Runs the handshake with hop `index` until it is established or `enough` says so,
+    /// within the handshake deadline.
     async fn handshake_until(
+        &self,
+        stream: &mut ProxyStream,
+        index: usize,
+        command: Command,
+        target: &Address,
+        enough: impl Fn(&[ClientEvent]) -> bool,
+    ) -> Result<(ClientHandshake, Vec<ClientEvent>), ChainError> {
+        let limit = self.egress.timeouts.handshake;
+        let exchange = self.handshake_now(stream, index, command, target, enough);
+        self.within(limit, index, HopFailure::Io, exchange).await
+    }
+
+    async fn handshake_now(
         &self,
         stream: &mut ProxyStream,
         index: usize,

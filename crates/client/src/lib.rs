@@ -26,7 +26,7 @@ mod outbound;
 mod stream;
 mod udp;
 
-pub use chain::{BindListener, Chain, ChainError, HopFailure};
+pub use chain::{BindListener, Chain, ChainError, HopFailure, HopTimeouts};
 #[cfg(feature = "gssapi")]
 pub use gss::GssapiOptions;
 pub use icmp::IcmpEcho;

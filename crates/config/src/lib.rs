@@ -648,6 +648,18 @@ fn validate_upstreams(
                 Duration::from_secs(30),
                 origin,
             )?,
+            connect_timeout: required_duration(
+                &group.connect_timeout,
+                &field("connect_timeout"),
+                Duration::from_secs(5),
+                origin,
+            )?,
+            handshake_timeout: required_duration(
+                &group.handshake_timeout,
+                &field("handshake_timeout"),
+                Duration::from_secs(10),
+                origin,
+            )?,
         });
     }
     Ok(groups)

@@ -577,6 +577,11 @@ pub struct UpstreamGroup {
     pub max_failures: u32,
     /// How long a member that failed stays set aside before it is tried again.
     pub retry_after: Duration,
+    /// How long reaching a member's first hop may take before the member counts as failed
+    /// and the next one is tried (default 5 s: a black-holed hop fails over in time).
+    pub connect_timeout: Duration,
+    /// How long each hop's exchange may take (TLS, authentication, request; default 10 s).
+    pub handshake_timeout: Duration,
     /// How the group's TLS hops (`socks5s://`, `socks5hs://`) are checked, and the client
     /// certificate they are shown (the system's authorities, no certificate, by default).
     pub tls: socksgate_tls::ClientTls,

@@ -272,6 +272,8 @@ pub(crate) struct RawUpstream {
     pub(crate) selection: Option<Spanned<String>>,
     pub(crate) max_failures: Option<u32>,
     pub(crate) retry_after: Option<Spanned<RawDuration>>,
+    pub(crate) connect_timeout: Option<Spanned<RawDuration>>,
+    pub(crate) handshake_timeout: Option<Spanned<RawDuration>>,
     pub(crate) tls: Option<RawUpstreamTls>,
     pub(crate) gssapi: Option<RawUpstreamGssapi>,
     pub(crate) send_proxy_protocol: Option<bool>,

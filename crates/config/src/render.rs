@@ -384,6 +384,16 @@ fn render_upstreams(out: &mut String, groups: &[crate::model::UpstreamGroup], re
             let _ = writeln!(out, "send_proxy_protocol = true");
         }
         let _ = writeln!(out, "retry_after = \"{}\"", duration(group.retry_after));
+        let _ = writeln!(
+            out,
+            "connect_timeout = \"{}\"",
+            duration(group.connect_timeout)
+        );
+        let _ = writeln!(
+            out,
+            "handshake_timeout = \"{}\"",
+            duration(group.handshake_timeout)
+        );
         render_upstream_tls(out, &group.tls);
         if let Some(gssapi) = &group.gssapi {
             let _ = writeln!(

@@ -173,6 +173,12 @@ impl Group {
                         .join(" "),
                     chain: {
                         let chain: Chain = hops.iter().cloned().collect();
+                        // Each member bounded on its own, so that a black-holed one fails
+                        // over to the next within the session's connect timeout.
+                        let chain = chain.with_timeouts(socksgate_client::HopTimeouts {
+                            connect: config.connect_timeout,
+                            handshake: config.handshake_timeout,
+                        });
                         let chain = match &tls {
                             Some(tls) => chain.with_client_config(tls.clone()),
                             None => chain,
@@ -312,6 +318,8 @@ mod tests {
             selection,
             max_failures: 2,
             retry_after: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
             tls: ClientTls::default(),
             gssapi: None,
             send_proxy_protocol: false,
