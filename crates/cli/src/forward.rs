@@ -10,8 +10,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use socksgate_client::{Chain, UdpChain};
 use socksgate_proto::Address;
+use std::time::Duration;
+
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 
 use crate::exit;
 use crate::proxies::ProxyArgs;
@@ -56,7 +58,12 @@ fn split_spec(spec: &str) -> Option<(&str, &str)> {
     Some((local, &spec[host_start..]))
 }
 
-pub(crate) fn run(proxies: &ProxyArgs, tcp: &[String], udp: &[String]) -> ExitCode {
+pub(crate) fn run(
+    proxies: &ProxyArgs,
+    tcp: &[String],
+    udp: &[String],
+    flows: UdpFlows,
+) -> ExitCode {
     let result = (|| {
         if tcp.is_empty() && udp.is_empty() {
             return Err(crate::exit::usage("nothing to forward: give -L and/or -U"));
@@ -85,6 +92,7 @@ pub(crate) fn run(proxies: &ProxyArgs, tcp: &[String], udp: &[String]) -> ExitCo
                     Arc::new(socket),
                     forwarding.target,
                     chain.clone(),
+                    flows,
                 ));
             }
             while let Some(done) = tasks.join_next().await {
@@ -130,55 +138,118 @@ async fn forward_tcp(
     }
 }
 
+/// How `-U` treats its senders: how many associations at once, and when one is idle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UdpFlows {
+    pub(crate) max: usize,
+    pub(crate) idle: Duration,
+}
+
+/// Datagrams waiting for one sender's association (a slow one drops the excess, as UDP may).
+const QUEUED_PER_FLOW: usize = 64;
+
 /// One association through the chain per local sender; replies go back to that sender.
+/// The receive loop never waits on the chain: each sender's flow opens its association on
+/// its own task, at most `flows.max` at once, and ends after `flows.idle` without a datagram
+/// either way — one slow upstream stalls no other sender, and a scan of the port cannot
+/// fill memory.
 async fn forward_udp(
     socket: Arc<UdpSocket>,
     target: Address,
     chain: Arc<Chain>,
+    flows: UdpFlows,
 ) -> anyhow::Result<()> {
-    let associations: Arc<Mutex<HashMap<SocketAddr, Arc<UdpChain>>>> = Arc::default();
+    let senders: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>> = Arc::default();
     let mut buffer = vec![0u8; 65_535];
+    let mut said_full = false;
     loop {
         let (len, from) = socket.recv_from(&mut buffer).await?;
-        let existing = associations.lock().await.get(&from).cloned();
-        let association = match existing {
-            Some(association) => association,
-            None => {
-                let association = match chain.udp_associate().await {
-                    Ok(association) => Arc::new(association),
-                    Err(error) => {
-                        let _ = writeln!(std::io::stderr(), "{from} -> {target} (UDP): {error}");
-                        continue;
-                    }
-                };
-                associations.lock().await.insert(from, association.clone());
-                tokio::spawn(replies(
-                    socket.clone(),
-                    association.clone(),
-                    from,
-                    associations.clone(),
-                ));
-                association
+        let mut table = senders.lock().await;
+        if let Some(flow) = table.get(&from) {
+            // Full: this datagram is dropped; the flow is busy or its upstream slow.
+            let _ = flow.try_send(buffer[..len].to_vec());
+            continue;
+        }
+        if table.len() >= flows.max {
+            if !said_full {
+                said_full = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{target} (UDP): {} senders at once; datagrams of new ones are dropped \
+                     until one goes idle (--max-udp-flows)",
+                    flows.max
+                );
             }
+            continue;
+        }
+        said_full = false;
+        let (queue, queued) = mpsc::channel(QUEUED_PER_FLOW);
+        let _ = queue.try_send(buffer[..len].to_vec());
+        table.insert(from, queue);
+        drop(table);
+        let flow = Flow {
+            socket: socket.clone(),
+            sender: from,
+            target: target.clone(),
+            idle: flows.idle,
         };
-        let _ = association.send_to(&buffer[..len], &target).await;
+        tokio::spawn(flow.run(chain.clone(), queued, senders.clone()));
     }
 }
 
-/// Passes the chain's answers back to the local sender until the association fails.
-async fn replies(
+/// One local sender's datagrams through its own association.
+struct Flow {
     socket: Arc<UdpSocket>,
-    association: Arc<UdpChain>,
     sender: SocketAddr,
-    associations: Arc<Mutex<HashMap<SocketAddr, Arc<UdpChain>>>>,
-) {
-    let mut buffer = vec![0u8; 65_535];
-    while let Ok((len, _source)) = association.recv_from(&mut buffer).await {
-        if socket.send_to(&buffer[..len], sender).await.is_err() {
-            break;
+    target: Address,
+    idle: Duration,
+}
+
+impl Flow {
+    /// Opens the association, then carries datagrams both ways until it is idle or fails;
+    /// the sender leaves the table when it ends.
+    async fn run(
+        self,
+        chain: Arc<Chain>,
+        mut queued: mpsc::Receiver<Vec<u8>>,
+        senders: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    ) {
+        match chain.udp_associate().await {
+            Ok(association) => self.carry(&association, &mut queued).await,
+            Err(error) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{} -> {} (UDP): {error}",
+                    self.sender,
+                    self.target
+                );
+            }
+        }
+        senders.lock().await.remove(&self.sender);
+    }
+
+    async fn carry(&self, association: &UdpChain, queued: &mut mpsc::Receiver<Vec<u8>>) {
+        let mut buffer = vec![0u8; 65_535];
+        loop {
+            tokio::select! {
+                datagram = queued.recv() => match datagram {
+                    Some(datagram) => {
+                        let _ = association.send_to(&datagram, &self.target).await;
+                    }
+                    None => return,
+                },
+                reply = association.recv_from(&mut buffer) => match reply {
+                    Ok((len, _source)) => {
+                        if self.socket.send_to(&buffer[..len], self.sender).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                () = tokio::time::sleep(self.idle) => return,
+            }
         }
     }
-    associations.lock().await.remove(&sender);
 }
 
 #[cfg(test)]

@@ -119,6 +119,14 @@ enum Command {
         /// UDP: [BIND:]PORT:HOST:PORT, each local sender getting its own association.
         #[arg(short = 'U', value_name = "SPEC")]
         udp: Vec<String>,
+        /// UDP: at most this many senders' associations at once per -U (more senders'
+        /// datagrams are dropped until one ends).
+        #[arg(long = "max-udp-flows", value_name = "N", default_value = "256")]
+        max_udp_flows: usize,
+        /// UDP: a sender's association ends after this many seconds with no datagram either
+        /// way.
+        #[arg(long = "udp-idle", value_name = "SECONDS", default_value = "60")]
+        udp_idle: u64,
     },
     /// Send ICMP echo requests to HOST from the last proxy, as ping does (socksgate's ICMP
     /// extension). Exit code 0 when a reply came back, 1 when none did, 2 for errors.
@@ -203,7 +211,19 @@ fn main() -> ExitCode {
             host,
             port,
         } => connect::run(&proxies, &host, port),
-        Command::Forward { proxies, tcp, udp } => forward::run(&proxies, &tcp, &udp),
+        Command::Forward {
+            proxies,
+            tcp,
+            udp,
+            max_udp_flows,
+            udp_idle,
+        } => {
+            let flows = forward::UdpFlows {
+                max: max_udp_flows.max(1),
+                idle: std::time::Duration::from_secs(udp_idle.max(1)),
+            };
+            forward::run(&proxies, &tcp, &udp, flows)
+        }
         Command::Ping(request) => ping::run(&request),
         Command::Traceroute(request) => traceroute::run(&request),
         Command::Socksify(request) => socksify::run(&request),

@@ -227,3 +227,67 @@ fn connect_gives_up_on_a_black_holed_proxy_after_its_connect_timeout() {
         "gave up after {took:?}"
     );
 }
+
+/// Issue #23, point 4: `forward -U` caps its senders and closes idle ones. Twenty senders
+/// (a scan) against `--max-udp-flows 5` get at most five associations; a sender's
+/// association ends after `--udp-idle 1` second of silence (the proxy logs it ended), and
+/// a sender after that gets a new one. Before, every sender got an association for ever.
+#[test]
+fn forward_udp_caps_its_senders_and_ends_idle_associations() {
+    let server = TestServer::start();
+    let echo = socksgate_tests::UdpEcho::start();
+    let udp = format!("127.0.0.1:0:127.0.0.1:{}", echo.port);
+    let proxy = format!("socks5://{}", server.addr());
+    let (mut child, locals) = forward(
+        &[
+            "-x",
+            &proxy,
+            "-U",
+            &udp,
+            "--max-udp-flows",
+            "5",
+            "--udp-idle",
+            "1",
+        ],
+        1,
+    );
+    let senders: Vec<UdpSocket> = (0..20)
+        .map(|_| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(1500)))
+                .unwrap();
+            socket.send_to(b"knock", locals[0]).unwrap();
+            socket
+        })
+        .collect();
+    let answered = senders
+        .iter()
+        .filter(|socket| socket.recv_from(&mut [0u8; 16]).is_ok())
+        .count();
+    assert_eq!(answered, 5, "senders answered under a cap of 5");
+    // All idle now: their associations end within the idle second (and a little).
+    let ended = server.wait_for_sessions(5);
+    assert!(
+        ended
+            .iter()
+            .filter(|e| e["command"] == "udp associate")
+            .count()
+            >= 5,
+        "{ended:#?}"
+    );
+    // A sender that was turned away gets an association now.
+    let late = &senders[19];
+    late.send_to(b"again", locals[0]).unwrap();
+    let mut reply = [0u8; 16];
+    let (len, _) = late.recv_from(&mut reply).unwrap();
+    assert_eq!(&reply[..len], b"again");
+    let _ = child.kill();
+    let _ = child.wait();
+    let associations = server
+        .access_log()
+        .iter()
+        .filter(|e| e["command"] == "udp associate")
+        .count();
+    assert!(associations <= 6, "{associations} associations for 6 flows");
+}

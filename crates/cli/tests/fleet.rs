@@ -169,6 +169,21 @@ impl Fleet {
             })
             .collect()
     }
+
+    /// Whether an event `wanted` is in the nodes' logs within 5 s (a session's event is
+    /// written as it ends, which its client may see a moment before).
+    fn logged(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log().iter().any(&wanted) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// A SOCKS5 login and `command` over `stream`; the reply on refusal.
@@ -246,7 +261,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
             "node {index} let a third session of alice in"
         );
     }
-    assert!(fleet.log().iter().any(|event| event["detail"]
+    assert!(fleet.logged(|event| event["detail"]
         .as_str()
         .is_some_and(|d| d.contains("fleet.max_sessions_per_user"))));
     drop(second);
@@ -336,10 +351,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
         connect(fleet.direct(2), "bob", echo).err(),
         Some(Reply::NOT_ALLOWED)
     );
-    assert!(fleet
-        .log()
-        .iter()
-        .any(|event| event["outcome"] == "quota-exceeded"));
+    assert!(fleet.logged(|event| event["outcome"] == "quota-exceeded"));
 
     // Issue #23, point 6: a session of a user who goes over the quota elsewhere is stopped
     // at once even while it is idle — not at its next byte. Grace's idle session on node 0
@@ -401,11 +413,10 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
         }
     };
     assert!(ended, "erin's association still runs after {sent} bytes");
-    let log = fleet.log();
     assert!(
-        log.iter()
-            .any(|event| event["user"] == "erin" && event["outcome"] == "quota-exceeded"),
-        "{log:?}"
+        fleet.logged(|event| event["user"] == "erin" && event["outcome"] == "quota-exceeded"),
+        "{:?}",
+        fleet.log()
     );
 
     // A node stops: new sessions go on through the others.
@@ -437,7 +448,7 @@ fn a_fleet_behind_haproxy_shares_its_limits_through_redis() {
     assert_eq!(refused.err(), Some(Reply::NOT_ALLOWED));
     assert!(get(&admin, "/health").starts_with("HTTP/1.1 200"));
     assert!(get(&admin, "/metrics").contains("socksgate_fleet_redis_up 0"));
-    assert!(fleet.log().iter().any(|event| event["detail"]
+    assert!(fleet.logged(|event| event["detail"]
         .as_str()
         .is_some_and(|d| d.contains("Redis unreachable"))));
     // Back (empty): dave is served again, and the limit holds exactly.
