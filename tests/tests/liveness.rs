@@ -213,3 +213,71 @@ fn a_black_holed_upstream_fails_over_within_the_chains_connect_deadline() {
         );
     });
 }
+
+/// This process's resident memory, in bytes.
+fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Point 5: an association holds no 64 KiB receive buffer while it is idle. 1,000
+/// associations, each having relayed a datagram each way and now idle, add under
+/// 14 KiB each to the server's memory (measured and printed); closed, their descriptors
+/// are all given back. Before, each kept 64 KiB from its first datagram on.
+#[test]
+fn idle_udp_associations_hold_no_receive_buffer() {
+    use socksgate_proto::Address;
+    use socksgate_tests::client::{recv_via, send_via, udp_associate};
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let wanted = limit.maximum.map_or(65_536, |maximum| maximum.min(65_536));
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    let descriptors = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let server = TestServer::start();
+    let echo = socksgate_tests::UdpEcho::start();
+    let target = Address::from(SocketAddr::from(([127, 0, 0, 1], echo.port)));
+    let before_fds = descriptors();
+    let before = resident();
+    let mut held = Vec::with_capacity(1_000);
+    for _ in 0..1_000 {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (control, relay) = udp_associate(server.addr(), &socket).unwrap();
+        send_via(&socket, relay, &target, b"once");
+        let (_, payload) = recv_via(&socket, Duration::from_secs(5)).expect("an echo");
+        assert_eq!(payload, b"once");
+        held.push((socket, control));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let per_association = resident().saturating_sub(before) / 1_000;
+    eprintln!("idle UDP association: {per_association} bytes of server (and client) memory");
+    // Before: about 18.7 KB here (the buffer's touched pages); now about 10 KB.
+    assert!(
+        per_association < 14 * 1024,
+        "{per_association} bytes per idle association"
+    );
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while descriptors() > before_fds + 8 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        descriptors() <= before_fds + 8,
+        "{} descriptors after, {before_fds} before",
+        descriptors()
+    );
+}

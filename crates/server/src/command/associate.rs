@@ -286,7 +286,6 @@ struct Association<'a> {
 
 impl Association<'_> {
     async fn run(&mut self, control: &mut ClientStream, idle: Duration) -> AssociationEnd {
-        let mut buffer = vec![0u8; HEADROOM + MAX_DATAGRAM];
         let upstream_room = if self.upstream.is_some() {
             HEADROOM + MAX_DATAGRAM
         } else {
@@ -313,6 +312,9 @@ impl Association<'_> {
                         return AssociationEnd::Error(error);
                     }
                     let relayed = self.relayed();
+                    // Taken only while datagrams flow, never zeroed (the kernel writes what
+                    // is read): an idle association holds no 64 KiB buffer.
+                    let mut buffer = Vec::with_capacity(HEADROOM + MAX_DATAGRAM);
                     if let Err(error) = self.drain(&mut buffer).await {
                         return AssociationEnd::Error(error);
                     }
@@ -350,9 +352,13 @@ impl Association<'_> {
 
     /// Handles the datagrams waiting on the relay socket, up to a batch (then the other
     /// events get their turn), without going back to the scheduler between them.
-    async fn drain(&mut self, buffer: &mut [u8]) -> io::Result<()> {
+    /// Relays the datagrams waiting (a batch at most) through `buffer`, a vector with room
+    /// for the headroom and the largest datagram: each is read after `HEADROOM` bytes.
+    async fn drain(&mut self, buffer: &mut Vec<u8>) -> io::Result<()> {
         for _ in 0..DRAIN_BATCH {
-            match self.socket.try_recv_from(&mut buffer[HEADROOM..]) {
+            buffer.clear();
+            buffer.resize(HEADROOM, 0);
+            match self.socket.try_recv_buf_from(buffer) {
                 Ok((len, from)) => self.on_datagram(buffer, len, canonical(from)).await,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // An ICMP error for an earlier datagram: not the association's end.
