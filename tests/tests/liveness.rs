@@ -281,3 +281,39 @@ fn idle_udp_associations_hold_no_receive_buffer() {
         descriptors()
     );
 }
+
+/// Point 5: `[limits] max_udp_associations` caps associations server-wide: two held, a
+/// third is refused with 0x02 and logged as denied by the limit; one closed, the next is
+/// granted.
+#[test]
+fn udp_associations_are_capped_server_wide() {
+    use socksgate_tests::client::udp_associate;
+    let mut config = TestServer::loopback_config();
+    config.limits.max_udp_associations = Some(2);
+    let server = TestServer::start_with(config);
+    let sockets: Vec<_> = (0..3)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let first = udp_associate(server.addr(), &sockets[0]).unwrap();
+    let _second = udp_associate(server.addr(), &sockets[1]).unwrap();
+    let refused = udp_associate(server.addr(), &sockets[2]);
+    assert!(
+        format!("{refused:?}").contains("NOT_ALLOWED"),
+        "a third association: {refused:?}"
+    );
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["detail"], "limits.max_udp_associations", "{log:#?}");
+    drop(first);
+    // The slot is given back when the association ends (its control connection closed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match udp_associate(server.addr(), &sockets[2]) {
+            Ok(_) => break,
+            Err(error) => assert!(
+                std::time::Instant::now() < deadline,
+                "never granted again: {error:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

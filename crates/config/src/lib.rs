@@ -256,6 +256,12 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             "must be at least 1",
             origin,
         )?,
+        max_udp_associations: count_field(
+            &raw.limits.max_udp_associations,
+            "limits.max_udp_associations",
+            "must be at least 1",
+            origin,
+        )?,
     };
 
     let log = Log {

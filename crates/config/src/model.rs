@@ -227,6 +227,9 @@ pub struct Limits {
     /// (`net.core.somaxconn`): a burst of clients after a network blip or a balancer's
     /// restart waits in the queue instead of having its SYNs dropped.
     pub listen_backlog: Option<u32>,
+    /// UDP associations at once, server-wide (each also holds a session slot and a relay
+    /// socket); beyond it UDP ASSOCIATE is refused (0x02). `None`: only `max_sessions`.
+    pub max_udp_associations: Option<usize>,
 }
 
 impl Default for Limits {
@@ -239,6 +242,7 @@ impl Default for Limits {
             connection_rate_per_source: None,
             ipv6_source_prefix: 64,
             listen_backlog: None,
+            max_udp_associations: None,
         }
     }
 }

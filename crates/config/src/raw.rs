@@ -181,6 +181,7 @@ pub(crate) struct RawLimits {
     pub(crate) connection_rate_per_source: Option<Spanned<u64>>,
     pub(crate) ipv6_source_prefix: Option<Spanned<u64>>,
     pub(crate) listen_backlog: Option<Spanned<u64>>,
+    pub(crate) max_udp_associations: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

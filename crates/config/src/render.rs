@@ -82,6 +82,9 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
     if let Some(rate) = config.limits.connection_rate_per_source {
         let _ = writeln!(out, "connection_rate_per_source = {rate}");
     }
+    if let Some(limit) = config.limits.max_udp_associations {
+        let _ = writeln!(out, "max_udp_associations = {limit}");
+    }
     match config.limits.listen_backlog {
         Some(backlog) => {
             let _ = writeln!(out, "listen_backlog = {backlog}");

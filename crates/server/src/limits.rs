@@ -14,6 +14,31 @@ pub(crate) struct LimitState {
     pub(crate) sessions: Arc<SessionLimits>,
     pub(crate) bandwidth: SharedCaps,
     pub(crate) connection_rates: ConnectionRates,
+    /// UDP associations running now, server-wide.
+    pub(crate) udp_associations: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One running UDP association, counted until dropped.
+pub(crate) struct AssociationSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl LimitState {
+    /// A slot for one more UDP association, unless `cap` are running.
+    pub(crate) fn udp_association(&self, cap: Option<usize>) -> Option<AssociationSlot> {
+        use std::sync::atomic::Ordering;
+        let counter = &self.udp_associations;
+        let taken = counter.fetch_add(1, Ordering::AcqRel);
+        if cap.is_some_and(|cap| taken >= cap) {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(AssociationSlot(counter.clone()))
+    }
+}
+
+impl Drop for AssociationSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Counts sessions per scope (the server, or a rule) and user, and per scope and source

@@ -92,6 +92,14 @@ pub(crate) async fn associate(
 ) -> Result<AssociationEnd, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
+    // Counted for the association's life (server-wide, across reloads).
+    let Some(_slot) = shared
+        .limits
+        .udp_association(shared.session_caps.max_udp_associations)
+    else {
+        session.refuse(Reply::NOT_ALLOWED).await;
+        return Err(Failure::Denied("limits.max_udp_associations".to_owned()));
+    };
     // The client as the session knows it: behind a trusted balancer, the one its PROXY
     // header named (the balancer carries TCP only; datagrams come from the client itself).
     let control_peer = session.record.subject.client();
