@@ -317,3 +317,44 @@ fn udp_associations_are_capped_server_wide() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A target that stops reading: the client is back-pressured (its writes block once the
+/// sockets' buffers are full) and the server buffers nothing of its own beyond them — its
+/// memory stays flat while the client pushes.
+#[test]
+fn a_target_that_stops_reading_back_pressures_the_client_and_costs_no_memory() {
+    use socksgate_tests::client::socks5_connect;
+    use std::io::Write;
+    let server = TestServer::start();
+    // A target that accepts and never reads.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = target.local_addr().unwrap();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let (stream, _) = target.accept().unwrap();
+        let _ = finished.recv_timeout(Duration::from_secs(30));
+        drop(stream);
+    });
+    let mut client = socks5_connect(server.addr(), &address.to_string()).unwrap();
+    client
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let before = resident();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut pushed = 0usize;
+    // Bounded: 256 MiB at most, which no socket buffer holds.
+    while pushed < 256 << 20 {
+        match client.write(&chunk) {
+            Ok(written) => pushed += written,
+            Err(_) => break,
+        }
+    }
+    assert!(pushed < 256 << 20, "the client was never held back");
+    let grown = resident().saturating_sub(before);
+    eprintln!("pushed {pushed} bytes before back-pressure; the process grew {grown} bytes");
+    // The socket buffers are the kernel's; the relay holds no more than a pipe's worth.
+    assert!(grown < 8 << 20, "the server buffered {grown} bytes");
+    drop(client);
+    let _ = done.send(());
+    holder.join().unwrap();
+}
