@@ -178,9 +178,11 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             fallback.connect,
             origin,
         )?,
-        idle: duration(&timeouts.idle, "timeouts.idle", origin)?
-            .flatten()
-            .filter(|d| !d.is_zero()),
+        // Unset: the default; "off" or 0: never.
+        idle: match duration(&timeouts.idle, "timeouts.idle", origin)? {
+            None => fallback.idle,
+            Some(idle) => idle.filter(|d| !d.is_zero()),
+        },
         // Unset: the default; "off" or 0: none. Under a second would probe constantly.
         keepalive: match duration(&timeouts.keepalive, "timeouts.keepalive", origin)? {
             None => fallback.keepalive,

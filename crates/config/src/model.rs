@@ -158,7 +158,8 @@ pub struct Timeouts {
     pub handshake: Duration,
     /// To reach the target, all addresses of a name included (default 10 s).
     pub connect: Duration,
-    /// A relay with no traffic either way is closed after this long; `None` never (default).
+    /// A relay with no traffic either way is closed after this long (default 2 h); `None`
+    /// never.
     pub idle: Option<Duration>,
     /// TCP keepalive on relayed connections (client and target): probes start after this
     /// long without traffic, every quarter of it (at least 1 s), and four unanswered ones
@@ -174,7 +175,7 @@ impl Default for Timeouts {
         Self {
             handshake: Duration::from_secs(10),
             connect: Duration::from_secs(10),
-            idle: None,
+            idle: Some(Duration::from_secs(2 * 60 * 60)),
             keepalive: Some(Duration::from_secs(60)),
             shutdown: Duration::from_secs(30),
         }

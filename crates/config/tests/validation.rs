@@ -22,7 +22,14 @@ fn empty_file_is_the_loopback_default() {
         .collect();
     assert_eq!(addresses, ["127.0.0.1:1080", "[::1]:1080"]);
     assert_eq!(config.timeouts.handshake, Duration::from_secs(10));
-    assert_eq!(config.timeouts.idle, None);
+    // Issue #23: idle relays end after 2 h, dead peers after about 2 min of keepalive.
+    assert_eq!(config.timeouts.idle, Some(Duration::from_secs(7200)));
+    assert_eq!(config.timeouts.keepalive, Some(Duration::from_secs(60)));
+    let never = parse("[timeouts]\nidle = \"off\"\nkeepalive = \"off\"\n").unwrap();
+    assert_eq!(
+        (never.timeouts.idle, never.timeouts.keepalive),
+        (None, None)
+    );
 }
 
 #[test]
