@@ -404,3 +404,25 @@ fn ten_thousand_associations_opened_and_closed_leave_nothing_behind() {
     );
     assert!(after < before + (8 << 20), "memory {before} → {after}");
 }
+
+/// Review of #23: a client behind a balancer's listener that sends the start of a PROXY
+/// header ("P") and then closes its side is done with promptly — the server does not wait
+/// on the socket staying "readable" for ever (it spun a worker thread, and the deadline
+/// never fired).
+#[test]
+fn half_a_proxy_header_and_a_half_close_end_the_session_at_once() {
+    use std::io::Write;
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()];
+    config.timeouts.handshake = Duration::from_secs(30);
+    let server = TestServer::start_with(config);
+    let mut client = TcpStream::connect(server.addr()).unwrap();
+    client.write_all(b"P").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log.len(), 1, "the session did not end");
+    assert_eq!(log[0]["outcome"], "client-gone", "{log:#?}");
+    let took: u64 = log[0]["duration_ms"].parse().unwrap();
+    assert!(took < 5_000, "it took {took} ms");
+}

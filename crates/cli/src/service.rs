@@ -120,7 +120,8 @@ pub(crate) fn notify(state: &str) {
 /// The files the server re-reads after giving up root (the configuration on reload, the
 /// password and group files when they change, a renewed certificate, the admin token, the
 /// keytab at each Kerberos login) that `[process]`'s account could not read: each with the
-/// field naming it. By the permission bits and the account's groups (ACLs are not read).
+/// field naming it. By the permission bits and the one group the server keeps (ACLs are
+/// not read).
 pub(crate) fn unreadable_after_the_drop(
     config: &socksgate_config::Config,
     file: &std::path::Path,
@@ -128,10 +129,8 @@ pub(crate) fn unreadable_after_the_drop(
     let Ok(Some((user, gid))) = account(&config.process) else {
         return Vec::new();
     };
-    let Ok(name) = std::ffi::CString::new(user.name.clone()) else {
-        return Vec::new();
-    };
-    let groups = nix::unistd::getgrouplist(&name, gid).unwrap_or_else(|_| vec![gid]);
+    // The groups the server keeps: only the primary one (`drop_privileges` sets exactly it).
+    let groups = vec![gid];
     let mut files = vec![("the configuration".to_owned(), file.to_path_buf())];
     files.extend(
         config

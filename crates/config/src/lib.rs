@@ -659,13 +659,13 @@ fn validate_upstreams(
             connect_timeout: required_duration(
                 &group.connect_timeout,
                 &field("connect_timeout"),
-                Duration::from_secs(5),
+                Duration::from_secs(4),
                 origin,
             )?,
             handshake_timeout: required_duration(
                 &group.handshake_timeout,
                 &field("handshake_timeout"),
-                Duration::from_secs(10),
+                Duration::from_secs(5),
                 origin,
             )?,
         });

@@ -163,7 +163,8 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
     /// TCP keepalive on relayed connections (client and target): probes start after this
     /// long without traffic, every quarter of it (at least 1 s), and four unanswered ones
-    /// end the session; unacknowledged data ends it after twice this (`TCP_USER_TIMEOUT`).
+    /// end the session; unacknowledged data ends it after ten times this, and at least
+    /// 10 minutes (`TCP_USER_TIMEOUT`).
     /// A peer whose network vanished is found within about twice this. `None`: off.
     pub keepalive: Option<Duration>,
     /// On SIGTERM or SIGINT, how long running sessions may drain (default 30 s).
@@ -583,9 +584,10 @@ pub struct UpstreamGroup {
     /// How long a member that failed stays set aside before it is tried again.
     pub retry_after: Duration,
     /// How long reaching a member's first hop may take before the member counts as failed
-    /// and the next one is tried (default 5 s: a black-holed hop fails over in time).
+    /// and the next one is tried (default 4 s: a black-holed hop fails over in time).
     pub connect_timeout: Duration,
-    /// How long each hop's exchange may take (TLS, authentication, request; default 10 s).
+    /// How long each hop's exchange may take (TLS, authentication, request; default 5 s,
+    /// so that a member that accepts and never answers fails within the session's 10 s).
     pub handshake_timeout: Duration,
     /// How the group's TLS hops (`socks5s://`, `socks5hs://`) are checked, and the client
     /// certificate they are shown (the system's authorities, no certificate, by default).

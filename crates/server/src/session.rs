@@ -210,7 +210,10 @@ async fn proxied(
     let peeked = async {
         loop {
             let tcp = client.tcp();
-            tcp.readable().await.map_err(Failure::ClientGone)?;
+            let ready = tcp
+                .ready(tokio::io::Interest::READABLE)
+                .await
+                .map_err(Failure::ClientGone)?;
             let seen = tcp.try_io(tokio::io::Interest::READABLE, || {
                 let length = rustix::net::recv(
                     tcp,
@@ -234,7 +237,18 @@ async fn proxied(
             });
             let length = match seen {
                 Ok(length) => length,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                // Half a header and then the client's end of the connection: nothing more
+                // will come (and "readable" would stay set, so waiting would spin).
+                Err(error)
+                    if error.kind() == io::ErrorKind::WouldBlock && ready.is_read_closed() =>
+                {
+                    return Err(Failure::ClientGone(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    // A backstop: a wake-up with nothing new gives the other tasks their turn.
+                    tokio::task::consume_budget().await;
+                    continue;
+                }
                 Err(error) => return Err(Failure::ClientGone(error)),
             };
             if length == 0 {

@@ -23,14 +23,17 @@ pub(crate) fn listen_on(
 }
 
 /// TCP keepalive on a relayed connection: probes after `idle` without traffic, every
-/// quarter of it (at least 1 s), four unanswered ones end it; data unacknowledged for twice
-/// `idle` ends it too (`TCP_USER_TIMEOUT`). A peer whose network vanished is noticed, and
-/// its session slot freed, instead of held until the server restarts. Best effort: an
-/// option the socket refuses (not TCP) changes nothing else.
+/// quarter of it (at least 1 s), four unanswered ones end it; data unacknowledged for ten
+/// times `idle`, and at least 10 minutes, ends it too (`TCP_USER_TIMEOUT`: Linux counts a
+/// peer that keeps its window shut — a paused download — as unacknowledged, so it must be
+/// long). A peer whose network vanished is noticed, and its session slot freed, instead of
+/// held until the server restarts. Best effort: an option the socket refuses changes
+/// nothing else.
 pub(crate) fn keep_alive(socket: &tokio::net::TcpStream, idle: std::time::Duration) {
     use rustix::net::sockopt;
     let interval = (idle / 4).max(std::time::Duration::from_secs(1));
-    let unacknowledged = u32::try_from((idle * 2).as_millis()).unwrap_or(u32::MAX);
+    let unacknowledged = (idle * 10).max(std::time::Duration::from_secs(600));
+    let unacknowledged = u32::try_from(unacknowledged.as_millis()).unwrap_or(u32::MAX);
     let _ = sockopt::set_socket_keepalive(socket, true);
     let _ = sockopt::set_tcp_keepidle(socket, idle);
     let _ = sockopt::set_tcp_keepintvl(socket, interval);
