@@ -163,8 +163,8 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
     /// TCP keepalive on relayed connections (client and target): probes start after this
     /// long without traffic, every quarter of it (at least 1 s), and four unanswered ones
-    /// end the session; unacknowledged data ends it after ten times this, and at least
-    /// 10 minutes (`TCP_USER_TIMEOUT`).
+    /// end the session (no `TCP_USER_TIMEOUT`: it would override the probes and reset peers
+    /// that keep their window shut).
     /// A peer whose network vanished is found within about twice this. `None`: off.
     pub keepalive: Option<Duration>,
     /// On SIGTERM or SIGINT, how long running sessions may drain (default 30 s).

@@ -23,22 +23,21 @@ pub(crate) fn listen_on(
 }
 
 /// TCP keepalive on a relayed connection: probes after `idle` without traffic, every
-/// quarter of it (at least 1 s), four unanswered ones end it; data unacknowledged for ten
-/// times `idle`, and at least 10 minutes, ends it too (`TCP_USER_TIMEOUT`: Linux counts a
-/// peer that keeps its window shut — a paused download — as unacknowledged, so it must be
-/// long). A peer whose network vanished is noticed, and its session slot freed, instead of
-/// held until the server restarts. Best effort: an option the socket refuses changes
-/// nothing else.
+/// quarter of it (at least 1 s), and four unanswered ones end it. A peer whose network
+/// vanished is noticed, and its session slot freed, instead of held until the server
+/// restarts. No `TCP_USER_TIMEOUT`: Linux then ends a keepalive-probed connection by that
+/// timeout instead of the probes, and counts a peer that keeps its window shut (a paused
+/// download) as unacknowledged — either a slow notice of dead peers or reset live ones.
+/// Data a dead peer never acknowledges is bounded by the kernel's retransmissions
+/// (`net.ipv4.tcp_retries2`, about 15 minutes). Best effort: an option the socket refuses
+/// changes nothing else.
 pub(crate) fn keep_alive(socket: &tokio::net::TcpStream, idle: std::time::Duration) {
     use rustix::net::sockopt;
     let interval = (idle / 4).max(std::time::Duration::from_secs(1));
-    let unacknowledged = (idle * 10).max(std::time::Duration::from_secs(600));
-    let unacknowledged = u32::try_from(unacknowledged.as_millis()).unwrap_or(u32::MAX);
     let _ = sockopt::set_socket_keepalive(socket, true);
     let _ = sockopt::set_tcp_keepidle(socket, idle);
     let _ = sockopt::set_tcp_keepintvl(socket, interval);
     let _ = sockopt::set_tcp_keepcnt(socket, 4);
-    let _ = sockopt::set_tcp_user_timeout(socket, unacknowledged);
 }
 
 /// The kernel's cap on accept queues (`net.core.somaxconn`); 4,096 (its default since
