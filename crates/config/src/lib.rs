@@ -187,10 +187,17 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
         keepalive: match duration(&timeouts.keepalive, "timeouts.keepalive", origin)? {
             None => fallback.keepalive,
             Some(Some(keepalive)) if keepalive.is_zero() => None,
-            Some(Some(keepalive)) if keepalive < std::time::Duration::from_secs(1) => {
-                return Err(ConfigError::new(origin, "must be at least 1s (or \"off\")")
-                    .at(origin, timeouts.keepalive.as_ref().map(Spanned::span))
-                    .field("timeouts.keepalive"))
+            // The kernel's TCP_KEEPIDLE takes 1 to 32,767 seconds.
+            Some(Some(keepalive))
+                if keepalive < std::time::Duration::from_secs(1)
+                    || keepalive > std::time::Duration::from_secs(32_767) =>
+            {
+                return Err(ConfigError::new(
+                    origin,
+                    "must be from 1s to 32767s, about 9 hours (or \"off\")",
+                )
+                .at(origin, timeouts.keepalive.as_ref().map(Spanned::span))
+                .field("timeouts.keepalive"))
             }
             Some(keepalive) => keepalive,
         },

@@ -835,3 +835,22 @@ fn a_typo_below_a_chain_of_urls_is_named_without_the_password() {
     );
     assert!(!error.to_string().contains("s3cret"), "{error}");
 }
+
+/// Issue #23: keepalive takes what the kernel's TCP_KEEPIDLE takes (1 to 32,767 s), named
+/// with its field when it is not.
+#[test]
+fn keepalive_is_within_what_the_kernel_takes() {
+    for text in ["500ms", "10h"] {
+        let error = parse(&format!("[timeouts]\nkeepalive = \"{text}\"\n")).unwrap_err();
+        assert_eq!(
+            error.field.as_deref(),
+            Some("timeouts.keepalive"),
+            "{text}: {error}"
+        );
+    }
+    let config = parse("[timeouts]\nkeepalive = \"9h\"\n").unwrap();
+    assert_eq!(
+        config.timeouts.keepalive,
+        Some(Duration::from_secs(9 * 3600))
+    );
+}
