@@ -20,6 +20,19 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Raises this process's descriptor limit (to 65,536, or the hard limit below it): room for
+/// both ends of thousands of connections.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = limit.maximum.map_or(65_536, |maximum| maximum.min(65_536));
+    let raised = Rlimit {
+        current: Some(wanted),
+        maximum: limit.maximum,
+    };
+    setrlimit(Resource::Nofile, raised).unwrap();
+}
+
 /// The kernel's counters of connections dropped at a full accept queue, in this namespace.
 fn listen_drops() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/net/netstat").unwrap();
@@ -50,16 +63,7 @@ fn a_burst_of_five_thousand_clients_is_queued_not_dropped() {
     };
     namespace.run(|| {
         // Room for both ends of 5,000 connections in this one process.
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        let wanted = limit.maximum.map_or(65_536, |maximum| maximum.min(65_536));
-        rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(wanted),
-                maximum: limit.maximum,
-            },
-        )
-        .unwrap();
+        raise_descriptor_limit();
         let server = TestServer::start();
         let address: SocketAddr = server.addr();
         let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
@@ -253,16 +257,7 @@ fn idle_udp_associations_hold_no_receive_buffer() {
     let _one_at_a_time = heavy();
     use socksgate_proto::Address;
     use socksgate_tests::client::{recv_via, send_via, udp_associate};
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let wanted = limit.maximum.map_or(65_536, |maximum| maximum.min(65_536));
-    rustix::process::setrlimit(
-        rustix::process::Resource::Nofile,
-        rustix::process::Rlimit {
-            current: Some(wanted),
-            maximum: limit.maximum,
-        },
-    )
-    .unwrap();
+    raise_descriptor_limit();
     let descriptors = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     let server = TestServer::start();
     let echo = socksgate_tests::UdpEcho::start();

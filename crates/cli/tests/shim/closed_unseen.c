@@ -22,12 +22,6 @@
 #error "this test closes a descriptor with the x86-64 syscall instruction"
 #endif
 
-static long unseen_close(int fd) {
-    long result;
-    __asm__ volatile("syscall" : "=a"(result) : "a"((long)SYS_close), "D"((long)fd) : "rcx", "r11", "memory");
-    return result;
-}
-
 /* A UDP socket connected through the relay, one echo seen. */
 static int associated(struct sockaddr_in *udp_echo) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);

@@ -18,16 +18,6 @@
 
 #include "shim.h"
 
-/* How many descriptors the process has open. */
-static int open_descriptors(void) {
-    DIR *dir = opendir("/proc/self/fd");
-    int count = 0;
-    for (struct dirent *entry; (entry = readdir(dir)) != NULL;)
-        count += entry->d_name[0] != '.';
-    closedir(dir);
-    return count - 1; /* the directory's own */
-}
-
 /* One datagram out on `fd`, its echo back on `fd`. */
 static int echoes(int fd, const char *word) {
     char buffer[16] = {0};

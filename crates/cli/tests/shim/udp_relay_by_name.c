@@ -11,15 +11,6 @@
 
 #include "shim.h"
 
-static int open_descriptors(void) {
-    DIR *dir = opendir("/proc/self/fd");
-    int count = 0;
-    for (struct dirent *entry; (entry = readdir(dir)) != NULL;)
-        count += entry->d_name[0] != '.';
-    closedir(dir);
-    return count - 1;
-}
-
 int main(void) {
     struct sockaddr_in target = {.sin_family = AF_INET, .sin_port = htons(53)};
     inet_pton(AF_INET, "10.9.8.7", &target.sin_addr);

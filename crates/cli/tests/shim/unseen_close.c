@@ -21,13 +21,6 @@
 #error "this test closes a descriptor with the x86-64 syscall instruction"
 #endif
 
-/* close(2), by the instruction itself: no libc function, no hook. */
-static long unseen_close(int fd) {
-    long result;
-    __asm__ volatile("syscall" : "=a"(result) : "a"((long)SYS_close), "D"((long)fd) : "rcx", "r11", "memory");
-    return result;
-}
-
 /* The lowest open descriptor at or above `from` that `seen` does not mark. */
 static int new_descriptor(const char *seen, int from) {
     for (int fd = from; fd < 1024; fd++)
