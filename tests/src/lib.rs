@@ -9,6 +9,7 @@
 pub mod client;
 pub mod dante;
 pub mod haproxy;
+pub mod impaired;
 pub mod interop;
 pub mod kdc;
 pub mod netns;
