@@ -615,3 +615,54 @@ fn the_program_gets_forwarded_signals_and_its_exit_code_is_the_sessions() {
         );
     }
 }
+
+/// A program's connection through a proxy that accepts and then never answers ends after
+/// the chain's handshake deadline (10 s by default), not after the program's own patience:
+/// every TUN flow is bounded. (With an hour's deadline instead, curl's own 60 s ended it.)
+#[test]
+fn a_flow_through_a_silent_proxy_ends_at_the_handshake_deadline() {
+    let Some(curl) = tool("curl") else {
+        return;
+    };
+    let Some(site) = site() else {
+        return;
+    };
+    // Accepts, reads nothing, answers nothing, until the test ends.
+    let silent = site.namespace.run(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let (held, holding) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok((connection, _)) = listener.accept() {
+                if held.send(connection).is_err() {
+                    break;
+                }
+            }
+        });
+        (address, holding)
+    });
+    let url = format!("http://{TARGET}:{}/", site.http.port);
+    let started = Instant::now();
+    let output = site.socksgate(&[
+        "socksify",
+        "--tun",
+        "-x",
+        &format!("socks5h://{}", silent.0),
+        "--",
+        &curl.display().to_string(),
+        "-sS",
+        "-m",
+        "60",
+        &url,
+    ]);
+    let took = started.elapsed();
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        silent.1.try_recv().is_ok(),
+        "the flow never reached the silent proxy: {output:?}"
+    );
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(30)).contains(&took),
+        "the flow ended after {took:?}: {output:?}"
+    );
+}
