@@ -886,6 +886,18 @@ fn a_route_authenticates_to_its_upstream_with_kerberos() {
         "{log:#?}"
     );
     assert_eq!(log[0]["target"], echo.addr.to_string());
+    // A datagram through the route goes out sealed to the upstream and comes back sealed
+    // by it (RFC 1961 §5), opened by the front on the way to the client.
+    use socksgate_tests::client::{recv_via, send_via, udp_associate};
+    let udp_echo = socksgate_tests::UdpEcho::start();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let target =
+        socksgate_proto::Address::from(std::net::SocketAddr::from(([127, 0, 0, 1], udp_echo.port)));
+    send_via(&socket, relay, &target, b"sealed upstream");
+    let (_, payload) =
+        recv_via(&socket, std::time::Duration::from_secs(5)).expect("an echo through the route");
+    assert_eq!(payload, b"sealed upstream");
 }
 
 /// Dante built from Debian's source with GSS-API (Debian's packages have it compiled out),

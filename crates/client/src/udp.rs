@@ -197,6 +197,41 @@ impl UdpChain {
         }
     }
 
+    /// Waits until a datagram may be waiting, for [`Self::try_recv_buf_from`].
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Without waiting: appends the data of the next datagram that came back through the
+    /// chain to `buffer` (into its spare capacity, so a caller's buffer need never be
+    /// zeroed) and returns its length and source; `WouldBlock` when none is waiting.
+    /// Datagrams that are not wrapped once per hop are skipped.
+    pub fn try_recv_buf_from(&self, buffer: &mut Vec<u8>) -> io::Result<(usize, Address)> {
+        let start = buffer.len();
+        // Room for the largest datagram (a no-op when the caller made it).
+        buffer.reserve(usize::from(u16::MAX));
+        loop {
+            buffer.truncate(start);
+            let (_, from) = self.socket.try_recv_buf_from(buffer)?;
+            if from != self.relays[0] {
+                continue;
+            }
+            match self.unwrap(&buffer[start..]) {
+                Some((source, Unwrapped::At(offset))) => {
+                    buffer.copy_within(start + offset.., start);
+                    buffer.truncate(buffer.len() - offset);
+                    return Ok((buffer.len() - start, source));
+                }
+                Some((source, Unwrapped::Opened(data, offset))) => {
+                    buffer.truncate(start);
+                    buffer.extend_from_slice(&data[offset..]);
+                    return Ok((buffer.len() - start, source));
+                }
+                None => {}
+            }
+        }
+    }
+
     /// The local address of the client's UDP socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()

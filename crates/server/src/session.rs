@@ -34,7 +34,9 @@ use socksgate_tls::MaybeTls;
 enum Next {
     /// A CONNECT or BIND, ready to relay.
     Relay(Established),
-    /// A UDP association, already over.
+    /// A UDP association, answered, to run.
+    Associate(Box<command::PreparedAssociation>),
+    /// Over already (an ICMP session's).
     Ended(Ended),
 }
 
@@ -149,23 +151,33 @@ fn serve_session(
                 }
                 // The handshake, the request and the command's set-up live in one allocation,
                 // freed before the relay starts.
-                // The outcome is taken apart before the relay's await: a match on it around the
-                // await would keep its whole room in the session's state for the session's life.
+                // The outcome is taken apart before the relay's or the association's await:
+                // a value held around an await (a match's scrutinee is, to the match's end)
+                // takes its whole room in the session's state for the session's life.
                 let trust = setup.trust_socks4_userid;
-                let established =
-                    match boxed(run(&mut client, setup.options, trust, shared, &mut *record)).await
-                    {
-                        Ok(Next::Relay(established)) => established,
-                        Ok(Next::Ended(ended)) => break 'session Ok(ended),
-                        Err(failure) => break 'session Err(failure),
-                    };
-                let idle = shared.timeouts.idle;
-                if let Some(keepalive) = shared.timeouts.keepalive {
-                    crate::sockets::keep_alive(established.other.tcp(), keepalive);
-                }
-                tracing::debug!("relaying");
-                let relay = established.relay(&mut client, idle, &record.counters);
-                Ok(Ended::Relay(relay.await))
+                let prepared = 'relay: {
+                    let established =
+                        match boxed(run(&mut client, setup.options, trust, shared, &mut *record))
+                            .await
+                        {
+                            Ok(Next::Relay(established)) => established,
+                            Ok(Next::Associate(prepared)) => break 'relay prepared,
+                            Ok(Next::Ended(ended)) => break 'session Ok(ended),
+                            Err(failure) => break 'session Err(failure),
+                        };
+                    let idle = shared.timeouts.idle;
+                    if let Some(keepalive) = shared.timeouts.keepalive {
+                        crate::sockets::keep_alive(established.other.tcp(), keepalive);
+                    }
+                    tracing::debug!("relaying");
+                    let relay = established.relay(&mut client, idle, &record.counters);
+                    break 'session Ok(Ended::Relay(relay.await));
+                };
+                let association =
+                    command::relay_association(prepared, &mut client, shared, &record.counters);
+                let (end, stats) = boxed(association).await;
+                record.udp = Some(Box::new(stats));
+                Ok(Ended::Association(end))
             }
         };
         let result = tracing::Instrument::instrument(steps, span.clone()).await;
@@ -450,8 +462,9 @@ async fn run(
     if let Some(live) = &shared.live {
         live.list(session.record);
     }
-    // No boxes inside: this whole future is one short-lived allocation (a UDP association
-    // keeps it for its life), and fewer allocations per session cost less and fragment less.
+    // No boxes inside: this whole future is one short-lived allocation, freed before the
+    // relay or the association starts, and fewer allocations per session cost less and
+    // fragment less.
     match session.request.command {
         Command::CONNECT => command::connect(session, grant).await.map(Next::Relay),
         Command::BIND => command::bind(session, grant).await.map(Next::Relay),
@@ -461,7 +474,7 @@ async fn run(
         }),
         _ => command::associate(session, grant)
             .await
-            .map(|end| Next::Ended(Ended::Association(end))),
+            .map(Next::Associate),
     }
 }
 

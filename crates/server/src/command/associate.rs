@@ -31,6 +31,7 @@ use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_decision, datagram_way, way_out, Grant, Way};
 use crate::failure::Failure;
+use crate::limits::AssociationSlot;
 use crate::live::Tally;
 use crate::requested::Requested;
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
@@ -86,14 +87,31 @@ impl AssociationEnd {
     }
 }
 
+/// An association set up and answered, owning what its relay needs: the handshake's state
+/// (the session's largest) is freed before the association starts its life, as a CONNECT's
+/// is before its relay.
+pub(crate) struct Prepared {
+    upstream: Option<UdpChain>,
+    route: Option<Arc<str>>,
+    subject: Subject,
+    socket: UdpSocket,
+    local: SocketAddr,
+    client_ip: IpAddr,
+    client_port: Option<u16>,
+    #[cfg(feature = "gssapi")]
+    gss: Option<Box<socksgate_gssapi::GssLayer>>,
+    /// Counted for the association's life (server-wide, across reloads).
+    slot: AssociationSlot,
+}
+
+/// Sets up the association and answers the request; [`relay`] runs it.
 pub(crate) async fn associate(
     mut session: Requested<'_>,
     grant: Grant,
-) -> Result<AssociationEnd, Failure> {
+) -> Result<Box<Prepared>, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
-    // Counted for the association's life (server-wide, across reloads).
-    let Some(_slot) = shared
+    let Some(slot) = shared
         .limits
         .udp_association(shared.session_caps.max_udp_associations)
     else {
@@ -137,18 +155,59 @@ pub(crate) async fn associate(
         .map_err(Failure::ClientGone)?;
 
     let requested_port = session.request.target.port;
-    let subject = session.record.subject.clone();
+    Ok(Box::new(Prepared {
+        upstream,
+        route: grant.route.clone(),
+        subject: session.record.subject.clone(),
+        socket,
+        local,
+        client_ip: control_peer.ip().to_canonical(),
+        client_port: (requested_port != 0).then_some(requested_port),
+        // RFC 1961 §5: with GSS-API protection agreed, datagrams are sealed too, with the
+        // control connection's context (the control connection carries nothing more).
+        #[cfg(feature = "gssapi")]
+        gss: session.client.take_encapsulation(),
+        slot,
+    }))
+}
+
+/// Relays the association's datagrams until it ends; `counters` are the session's byte
+/// counts as `/sessions` shows them.
+pub(crate) async fn relay(
+    prepared: Box<Prepared>,
+    control: &mut ClientStream,
+    shared: &Shared,
+    counters: &Tally,
+) -> (AssociationEnd, UdpStats) {
+    let config = &shared.udp;
+    let Prepared {
+        upstream,
+        route,
+        subject,
+        socket,
+        local,
+        client_ip,
+        client_port,
+        #[cfg(feature = "gssapi")]
+        gss,
+        slot,
+    } = {
+        // Moved out in a block of its own, so that the box is freed now, not at the end.
+        let prepared = prepared;
+        *prepared
+    };
+    let _slot = slot;
     let mut association = Association {
         shared,
         upstream,
-        route: grant.route.clone(),
+        route,
         subject,
         verdicts: HashMap::new(),
         name_verdicts: HashMap::new(),
         socket,
         local,
-        client_ip: control_peer.ip().to_canonical(),
-        client_port: (requested_port != 0).then_some(requested_port),
+        client_ip,
+        client_port,
         filter: Filter::new(config.filtering),
         fragments: config.fragments,
         reassembler: Reassembler::new(config.reassembly_timeout, MAX_DATAGRAM),
@@ -156,17 +215,14 @@ pub(crate) async fn associate(
         resolver: shared.resolver.as_ref(),
         resolve_timeout: shared.timeouts.connect,
         stats: UdpStats::default(),
-        counters: &session.record.counters,
+        counters,
         header: Vec::with_capacity(HEADROOM),
-        // RFC 1961 §5: with GSS-API protection agreed, datagrams are sealed too, with the
-        // control connection's context (the control connection carries nothing more).
         #[cfg(feature = "gssapi")]
-        gss: session.client.take_encapsulation(),
+        gss,
         _live: LiveAssociation::new(&shared.stats),
     };
-    let end = association.run(session.client, config.idle).await;
-    session.record.udp = Some(Box::new(association.stats));
-    Ok(end)
+    let end = association.run(control, config.idle).await;
+    (end, association.stats)
 }
 
 /// Binds the relay socket: on the configured address or every address, on a free port of
@@ -294,13 +350,8 @@ struct Association<'a> {
 
 impl Association<'_> {
     async fn run(&mut self, control: &mut ClientStream, idle: Duration) -> AssociationEnd {
-        let upstream_room = if self.upstream.is_some() {
-            HEADROOM + MAX_DATAGRAM
-        } else {
-            HEADROOM
-        };
-        let mut from_upstream = vec![0u8; upstream_room];
-        let mut discard = [0u8; 256];
+        // Nothing is expected on the control connection: a small buffer to see it close.
+        let mut discard = [0u8; 16];
         // One timer for the association's life, re-armed only when it fires early: a timer
         // per datagram would cost a timer-wheel insertion and removal each time.
         let mut last_activity = tokio::time::Instant::now();
@@ -323,7 +374,9 @@ impl Association<'_> {
                     // Taken only while datagrams flow, never zeroed (the kernel writes what
                     // is read): an idle association holds no 64 KiB buffer.
                     let mut buffer = Vec::with_capacity(HEADROOM + MAX_DATAGRAM);
-                    if let Err(error) = self.drain(&mut buffer).await {
+                    // Boxed, like the buffer, only while datagrams flow: inline, the drain's
+                    // state (~900 bytes) would be held by every idle association.
+                    if let Err(error) = Box::pin(self.drain(&mut buffer)).await {
                         return AssociationEnd::Error(error);
                     }
                     // Only datagrams relayed count as activity: a stranger's, dropped, must
@@ -332,15 +385,19 @@ impl Association<'_> {
                         last_activity = tokio::time::Instant::now();
                     }
                 },
-                received = upstream_recv(self.upstream.as_ref(), &mut from_upstream[HEADROOM..]) => match received {
-                    Ok((len, source)) => {
-                        let relayed = self.relayed();
-                        self.relay_from_upstream(&mut from_upstream, len, source).await;
-                        if self.relayed() != relayed {
-                            last_activity = tokio::time::Instant::now();
-                        }
+                ready = upstream_readable(self.upstream.as_ref()) => {
+                    if let Err(error) = ready {
+                        return AssociationEnd::Error(error);
                     }
-                    Err(error) => return AssociationEnd::Error(error),
+                    let relayed = self.relayed();
+                    // As for the relay socket: a buffer only while datagrams flow.
+                    let mut buffer = Vec::with_capacity(HEADROOM + MAX_DATAGRAM);
+                    if let Err(error) = Box::pin(self.drain_upstream(&mut buffer)).await {
+                        return AssociationEnd::Error(error);
+                    }
+                    if self.relayed() != relayed {
+                        last_activity = tokio::time::Instant::now();
+                    }
                 },
                 () = &mut idle_timer => {
                     let deadline = last_activity + idle;
@@ -370,6 +427,25 @@ impl Association<'_> {
                 Ok((len, from)) => self.on_datagram(buffer, len, canonical(from)).await,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // An ICMP error for an earlier datagram: not the association's end.
+                Err(error) if is_transient(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Relays the datagrams that came back through the upstream chain (a batch at most),
+    /// each read after `HEADROOM` bytes of `buffer`.
+    async fn drain_upstream(&mut self, buffer: &mut Vec<u8>) -> io::Result<()> {
+        for _ in 0..DRAIN_BATCH {
+            buffer.clear();
+            buffer.resize(HEADROOM, 0);
+            let Some(upstream) = self.upstream.as_ref() else {
+                return Ok(());
+            };
+            match upstream.try_recv_buf_from(buffer) {
+                Ok((len, source)) => self.relay_from_upstream(buffer, len, source).await,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) if is_transient(&error) => {}
                 Err(error) => return Err(error),
             }
@@ -632,13 +708,10 @@ impl Association<'_> {
     }
 }
 
-/// The next datagram from the upstream chain, or never when there is none.
-async fn upstream_recv(
-    upstream: Option<&UdpChain>,
-    buffer: &mut [u8],
-) -> io::Result<(usize, Address)> {
+/// Ready when the upstream chain may have a datagram waiting; never when there is none.
+async fn upstream_readable(upstream: Option<&UdpChain>) -> io::Result<()> {
     match upstream {
-        Some(upstream) => upstream.recv_from(buffer).await,
+        Some(upstream) => upstream.readable().await,
         None => std::future::pending().await,
     }
 }
