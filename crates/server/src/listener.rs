@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 use std::sync::PoisonError;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,7 +17,7 @@ use crate::{session, Current};
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Clients accepted back to back, without waiting, while the kernel's queue holds more and
-/// slots are free; then the loop yields to the sessions it started.
+/// slots are free; after a full batch the loop yields to the sessions it started.
 const BATCH: usize = 64;
 
 /// Accepts until `stop` is cancelled, spawning one task per session on `sessions`.
@@ -87,24 +87,28 @@ pub(crate) async fn accept_loop(
                 Err(error) => tracing::debug!(listener = %local, %error, "accept failed"),
             }
             taken += 1;
-            if taken < BATCH && !stop.is_cancelled() {
-                next = slots.clone().try_acquire_owned().ok().and_then(|permit| {
-                    ready_now(listener.accept()).map(|accepted| (accepted, permit))
-                });
+            if taken == BATCH {
+                // A full batch: the sessions just started run before the next one.
+                tokio::task::yield_now().await;
+            } else if !stop.is_cancelled() {
+                if let Ok(permit) = slots.clone().try_acquire_owned() {
+                    next = accepted_now(&listener)
+                        .await
+                        .map(|accepted| (accepted, permit));
+                }
             }
         }
     }
 }
 
-/// The future's output if it is ready at its first poll; otherwise it is dropped. (A
-/// listener's `accept` that finds the queue empty has cleared its readiness, so the next
-/// `accept().await` waits for the kernel's next event: nothing is missed.)
-fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(future).poll(&mut context) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
-    }
+/// The next client if the kernel's queue holds one now, else `None` — with this task's
+/// waker registered, as any `accept` leaves it, so the next one is woken as usual.
+async fn accepted_now(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    std::future::poll_fn(|context| match listener.poll_accept(context) {
+        std::task::Poll::Ready(accepted) => std::task::Poll::Ready(Some(accepted)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would fail again.
