@@ -325,6 +325,9 @@ fn idle_association_cost(proxy: SocketAddr, count: usize) -> u64 {
     per_association
 }
 
+/// Point 5: `[limits] max_udp_associations` caps associations server-wide: two held, a
+/// third is refused with 0x02 and logged as denied by the limit; one closed, the next is
+/// granted.
 #[test]
 fn udp_associations_are_capped_server_wide() {
     let _one_at_a_time = heavy();

@@ -326,3 +326,134 @@ fn a_routed_association_sends_what_the_rules_allow_directly() {
     let relayed = upstream.wait_for_sessions(1);
     assert_eq!(relayed[0]["datagrams_up"], "0", "{relayed:#?}");
 }
+
+/// Issue #23: a routed association ends when its upstream ends its part (here the
+/// upstream's own UDP idle timeout of 1 s; a restart would do the same): the front logs
+/// `upstream-closed` and closes the client's control connection, so that the client knows
+/// to open another (RFC 1928 §7). Before, the front went on relaying into the ended
+/// association, and a client that kept sending never heard back.
+#[test]
+fn a_routed_association_ends_when_its_upstream_does() {
+    let mut config = TestServer::loopback_config();
+    config.udp.idle = Duration::from_secs(1);
+    let upstream = TestServer::start_with(config);
+    let front = front(&group(&[&[format!("socks5://{}", upstream.addr())]], ""));
+    let echo = UdpEcho::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (mut control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let target = format!("127.0.0.1:{}", echo.port).parse().unwrap();
+    send_via(&socket, relay, &target, b"routed");
+    let answer = recv_via(&socket, Duration::from_secs(3)).map(|(_, data)| data);
+    assert_eq!(answer, Some(b"routed".to_vec()));
+    let ended = upstream.wait_for_sessions(1);
+    assert_eq!(ended[0]["outcome"], "idle-timeout", "{ended:#?}");
+    let log = front.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "upstream-closed", "{log:#?}");
+    control
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read = control.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0))
+            || read.is_err_and(|error| error.kind() != std::io::ErrorKind::WouldBlock),
+        "the client's control connection is still open"
+    );
+}
+
+/// A hostile upstream: a SOCKS5 server for one UDP association that answers each datagram
+/// with `junk` malformed datagrams from its relay before the real echo. Returns its address
+/// and, once the first datagram came, where the front's datagrams come from.
+fn junk_spraying_upstream(
+    junk: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<std::net::SocketAddr>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender_seen, senders) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut control, _) = listener.accept().unwrap();
+        let mut head = [0u8; 2];
+        control.read_exact(&mut head).unwrap();
+        let mut methods = vec![0u8; usize::from(head[1])];
+        control.read_exact(&mut methods).unwrap();
+        control.write_all(&[5, 0]).unwrap();
+        let mut request = [0u8; 4];
+        control.read_exact(&mut request).unwrap();
+        let rest = match request[3] {
+            1 => 4 + 2,
+            4 => 16 + 2,
+            _ => {
+                let mut length = [0u8; 1];
+                control.read_exact(&mut length).unwrap();
+                usize::from(length[0]) + 2
+            }
+        };
+        control.read_exact(&mut vec![0u8; rest]).unwrap();
+        let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(bound) = relay.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let mut reply = vec![5, 0, 0, 1];
+        reply.extend_from_slice(&bound.ip().octets());
+        reply.extend_from_slice(&bound.port().to_be_bytes());
+        control.write_all(&reply).unwrap();
+        let mut datagram = [0u8; 2048];
+        while let Ok((len, from)) = relay.recv_from(&mut datagram) {
+            let _ = sender_seen.send(from);
+            for index in 0..junk {
+                // Too short for a header, a fragment, an unknown address type: all dropped.
+                let junk: &[u8] = match index % 3 {
+                    0 => &[0, 0],
+                    1 => &[0, 0, 1, 1, 127, 0, 0, 1, 0, 7, b'x'],
+                    _ => &[0, 0, 0, 9, 1, 2, 3],
+                };
+                relay.send_to(junk, from).unwrap();
+            }
+            // The echo, as from the target the datagram named (same header).
+            relay.send_to(&datagram[..len], from).unwrap();
+        }
+        drop(control);
+    });
+    (address, senders)
+}
+
+/// Issue #23 (review): a routed association whose upstream sprays malformed datagrams
+/// from its relay drops them (counted, a batch at a time, the worker never held) and still
+/// relays the real replies; a stranger's datagrams to the chain's socket never reach it at
+/// all (the socket is connected to the upstream's relay), so only the upstream's junk is
+/// counted.
+#[test]
+fn junk_from_the_upstream_or_a_stranger_does_not_disturb_a_routed_association() {
+    // Within what the socket buffer holds at once (the kernel would drop the rest).
+    const JUNK: usize = 100;
+    let (upstream, front_senders) = junk_spraying_upstream(JUNK);
+    let front = front(&group(&[&[format!("socks5://{upstream}")]], ""));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (control, relay) = udp_associate(front.addr(), &socket).unwrap();
+    let target = "127.0.0.1:9999".parse().unwrap();
+    for round in 0..3u8 {
+        let payload = [b'r', b'0' + round];
+        send_via(&socket, relay, &target, &payload);
+        let answer = recv_via(&socket, Duration::from_secs(3)).map(|(_, data)| data);
+        assert_eq!(answer, Some(payload.to_vec()), "round {round}");
+        // A stranger who found the front's chain socket sprays it too.
+        let chain_socket = front_senders.recv().unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..JUNK {
+            stranger
+                .send_to(&[0, 0, 0, 1, 127, 0, 0, 1, 0, 7, b's'], chain_socket)
+                .unwrap();
+        }
+    }
+    drop(control);
+    let log = front.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "closed", "{log:#?}");
+    assert_eq!(
+        log[0]["dropped_malformed"],
+        (3 * JUNK).to_string(),
+        "{log:#?}"
+    );
+}

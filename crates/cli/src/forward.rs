@@ -206,8 +206,8 @@ struct Flow {
 }
 
 impl Flow {
-    /// Opens the association, then carries datagrams both ways until it is idle or fails;
-    /// the sender leaves the table when it ends.
+    /// Opens the association, then carries datagrams both ways until it is idle, fails or
+    /// the proxy ends it; the sender leaves the table when it ends.
     async fn run(
         self,
         chain: Arc<Chain>,
@@ -246,6 +246,8 @@ impl Flow {
                     }
                     Err(_) => return,
                 },
+                // The proxy ended the association: the sender's next datagram opens another.
+                () = association.closed() => return,
                 () = tokio::time::sleep(self.idle) => return,
             }
         }

@@ -53,8 +53,19 @@ fn ssh_reaches_a_local_sshd_through_socksgate_connect() {
     assert_eq!(log[0]["target"], format!("localhost:{}", sshd.port));
 }
 
+/// A running `socksgate forward`, killed when dropped (also when a test fails, which would
+/// otherwise leave it holding the test harness's output open).
+struct Forwarder(Child);
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `socksgate forward` with `args`; returns it and the local addresses it reports.
-fn forward(args: &[&str], count: usize) -> (Child, Vec<SocketAddr>) {
+fn forward(args: &[&str], count: usize) -> (Forwarder, Vec<SocketAddr>) {
     let mut child = Command::new(BIN)
         .arg("forward")
         .args(args)
@@ -72,7 +83,7 @@ fn forward(args: &[&str], count: usize) -> (Child, Vec<SocketAddr>) {
             break;
         }
     }
-    (child, locals)
+    (Forwarder(child), locals)
 }
 
 #[test]
@@ -85,7 +96,7 @@ fn forward_carries_http_over_tcp_and_dns_over_udp_through_a_chain() {
     let udp = format!("127.0.0.1:0:127.0.0.1:{}", dns.port);
     let hop1 = format!("socks5://{}", first.addr());
     let hop2 = format!("socks5h://{}", second.addr());
-    let (mut child, locals) = forward(&["-x", &hop1, "-x", &hop2, "-L", &tcp, "-U", &udp], 2);
+    let (child, locals) = forward(&["-x", &hop1, "-x", &hop2, "-L", &tcp, "-U", &udp], 2);
 
     let mut http = TcpStream::connect(locals[0]).unwrap();
     http.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
@@ -114,8 +125,7 @@ fn forward_carries_http_over_tcp_and_dns_over_udp_through_a_chain() {
     );
 
     drop(http);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     // Both went through the chain: the first hop saw a CONNECT (to the second hop) and,
     // for UDP, CONNECTs to reach the second hop's association plus its own association.
     let first_log = first.wait_for_sessions(3);
@@ -238,7 +248,7 @@ fn forward_udp_caps_its_senders_and_ends_idle_associations() {
     let echo = socksgate_tests::UdpEcho::start();
     let udp = format!("127.0.0.1:0:127.0.0.1:{}", echo.port);
     let proxy = format!("socks5://{}", server.addr());
-    let (mut child, locals) = forward(
+    let (child, locals) = forward(
         &[
             "-x",
             &proxy,
@@ -282,12 +292,44 @@ fn forward_udp_caps_its_senders_and_ends_idle_associations() {
     let mut reply = [0u8; 16];
     let (len, _) = late.recv_from(&mut reply).unwrap();
     assert_eq!(&reply[..len], b"again");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let associations = server
         .access_log()
         .iter()
         .filter(|e| e["command"] == "udp associate")
         .count();
     assert!(associations <= 6, "{associations} associations for 6 flows");
+}
+
+/// Issue #23: a `forward -U` flow whose association the proxy ends (here the proxy's own
+/// UDP idle timeout of 1 s; a restart or a reset would do the same) ends with it, and the
+/// sender's next datagram gets a new association. Before, the flow went on sending into the
+/// dead association, and a sender that kept sending never heard back again.
+#[test]
+fn forward_udp_opens_a_new_association_when_the_proxy_ends_one() {
+    let mut config = TestServer::loopback_config();
+    config.udp.idle = Duration::from_secs(1);
+    let server = TestServer::start_with(config);
+    let echo = socksgate_tests::UdpEcho::start();
+    let udp = format!("127.0.0.1:0:127.0.0.1:{}", echo.port);
+    let proxy = format!("socks5://{}", server.addr());
+    let (child, locals) = forward(&["-x", &proxy, "-U", &udp, "--udp-idle", "60"], 1);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut reply = [0u8; 16];
+    sender.send_to(b"first", locals[0]).unwrap();
+    let (len, _) = sender.recv_from(&mut reply).unwrap();
+    assert_eq!(&reply[..len], b"first");
+    // The proxy ends the association after its idle second.
+    let ended = server.wait_for_sessions(1);
+    assert_eq!(ended[0]["outcome"], "idle-timeout", "{ended:#?}");
+    std::thread::sleep(Duration::from_millis(300));
+    sender.send_to(b"second", locals[0]).unwrap();
+    let (len, _) = sender
+        .recv_from(&mut reply)
+        .expect("no answer: the flow still used the ended association");
+    assert_eq!(&reply[..len], b"second");
+    drop(child);
 }

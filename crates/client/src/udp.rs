@@ -22,8 +22,9 @@ pub struct UdpChain {
     socket: UdpSocket,
     /// Each hop's relay address; datagrams go to the first.
     relays: Vec<SocketAddr>,
-    /// The control connections: an association lives as long as its connection.
-    _controls: Vec<ProxyStream>,
+    /// The control connections: an association lives as long as its connection (watched
+    /// by [`UdpChain::closed`], the only reader).
+    controls: std::sync::Mutex<Vec<ProxyStream>>,
     /// Per hop, the GSS-API layer its datagrams are sealed with (RFC 1961 §5), when that
     /// hop agreed on protection.
     #[cfg(feature = "gssapi")]
@@ -69,10 +70,13 @@ impl Chain {
         };
         let socket = UdpSocket::bind((local, 0)).await.map_err(failed)?;
         outbound.apply(&socket).map_err(failed)?;
+        // Connected: the kernel drops datagrams from anyone but the first hop's relay, so
+        // a stranger who finds the port costs nothing here.
+        socket.connect(first).await.map_err(failed)?;
         Ok(UdpChain {
             socket,
             relays,
-            _controls: controls,
+            controls: std::sync::Mutex::new(controls),
             #[cfg(feature = "gssapi")]
             seals,
         })
@@ -133,7 +137,7 @@ impl UdpChain {
                 datagram = outer;
             }
         }
-        self.socket.send_to(&datagram, self.relays[0]).await?;
+        self.socket.send(&datagram).await?;
         Ok(())
     }
 
@@ -178,58 +182,96 @@ impl UdpChain {
     pub async fn recv_from(&self, buffer: &mut [u8]) -> io::Result<(usize, Address)> {
         loop {
             let (len, from) = self.socket.recv_from(buffer).await?;
-            if from != self.relays[0] {
-                continue;
+            if let Some(received) = self.take_data(from, &mut buffer[..len]) {
+                return Ok(received);
             }
-            match self.unwrap(&buffer[..len]) {
-                Some((source, Unwrapped::At(start))) => {
-                    buffer.copy_within(start..len, 0);
-                    return Ok((len - start, source));
-                }
-                Some((source, Unwrapped::Opened(data, start))) => {
-                    let data = &data[start..];
-                    let len = data.len().min(buffer.len());
-                    buffer[..len].copy_from_slice(&data[..len]);
-                    return Ok((len, source));
-                }
-                None => {}
+        }
+    }
+
+    /// Without waiting: appends the data of the next datagram that came back through the
+    /// chain to `buffer` (into its spare capacity, so a caller's buffer need never be
+    /// zeroed) and returns its length and source; `Ok(None)` for a datagram read and
+    /// dropped (not wrapped once per hop), so that a caller counts it in its batch;
+    /// `WouldBlock` when none is waiting.
+    pub fn try_recv_buf_from(&self, buffer: &mut Vec<u8>) -> io::Result<Option<(usize, Address)>> {
+        let start = buffer.len();
+        // Room for the largest datagram (a no-op when the caller made it).
+        buffer.reserve(usize::from(u16::MAX));
+        let (_, from) = self.socket.try_recv_buf_from(buffer)?;
+        let received = self.take_data(from, &mut buffer[start..]);
+        buffer.truncate(start + received.as_ref().map_or(0, |(len, _)| *len));
+        Ok(received)
+    }
+
+    /// For a datagram from `from`: moves its data to the front of `datagram` and returns its
+    /// length and innermost source, or `None` when it did not come wrapped once per hop
+    /// from the first hop's relay.
+    fn take_data(&self, from: SocketAddr, datagram: &mut [u8]) -> Option<(usize, Address)> {
+        if from != self.relays[0] {
+            return None;
+        }
+        match self.unwrap(datagram)? {
+            (source, Unwrapped::At(start)) => {
+                datagram.copy_within(start.., 0);
+                Some((datagram.len() - start, source))
             }
+            (source, Unwrapped::Opened(data, start)) => {
+                // An opened datagram is shorter than the sealed one it came in.
+                let data = &data[start..];
+                let len = data.len().min(datagram.len());
+                datagram[..len].copy_from_slice(&data[..len]);
+                Some((len, source))
+            }
+        }
+    }
+
+    /// Completes when a hop has ended the association: one of the control connections
+    /// closed or failed (RFC 1928 §7: an association ends with the TCP connection its
+    /// request came on). Whatever a hop sends on them meanwhile is read and ignored. One
+    /// caller at a time: of two concurrent ones, only the last to poll is woken.
+    pub async fn closed(&self) {
+        std::future::poll_fn(|context| self.poll_closed(context)).await;
+    }
+
+    fn poll_closed(&self, context: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, ReadBuf};
+        // Locked only within a poll, never across one: the future holds nothing but `self`.
+        let mut controls = self
+            .controls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ignored = [0u8; 64];
+        for control in controls.iter_mut() {
+            loop {
+                let mut buffer = ReadBuf::new(&mut ignored);
+                match std::pin::Pin::new(&mut *control).poll_read(context, &mut buffer) {
+                    Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(()),
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    // Read and ignored; read on until it would block.
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Pending => break,
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Calls `visit` with the TCP connection under each hop's control connection (to set
+    /// keepalive on them, say: an association is only as alive as they are).
+    pub fn each_control(&self, mut visit: impl FnMut(&tokio::net::TcpStream)) {
+        let controls = self
+            .controls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for control in controls.iter() {
+            visit(control.tcp());
         }
     }
 
     /// Waits until a datagram may be waiting, for [`Self::try_recv_buf_from`].
     pub async fn readable(&self) -> io::Result<()> {
         self.socket.readable().await
-    }
-
-    /// Without waiting: appends the data of the next datagram that came back through the
-    /// chain to `buffer` (into its spare capacity, so a caller's buffer need never be
-    /// zeroed) and returns its length and source; `WouldBlock` when none is waiting.
-    /// Datagrams that are not wrapped once per hop are skipped.
-    pub fn try_recv_buf_from(&self, buffer: &mut Vec<u8>) -> io::Result<(usize, Address)> {
-        let start = buffer.len();
-        // Room for the largest datagram (a no-op when the caller made it).
-        buffer.reserve(usize::from(u16::MAX));
-        loop {
-            buffer.truncate(start);
-            let (_, from) = self.socket.try_recv_buf_from(buffer)?;
-            if from != self.relays[0] {
-                continue;
-            }
-            match self.unwrap(&buffer[start..]) {
-                Some((source, Unwrapped::At(offset))) => {
-                    buffer.copy_within(start + offset.., start);
-                    buffer.truncate(buffer.len() - offset);
-                    return Ok((buffer.len() - start, source));
-                }
-                Some((source, Unwrapped::Opened(data, offset))) => {
-                    buffer.truncate(start);
-                    buffer.extend_from_slice(&data[offset..]);
-                    return Ok((buffer.len() - start, source));
-                }
-                None => {}
-            }
-        }
     }
 
     /// The local address of the client's UDP socket.

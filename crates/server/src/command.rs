@@ -5,9 +5,7 @@ mod bind;
 mod connect;
 mod icmp;
 
-pub(crate) use associate::{
-    associate, relay as relay_association, AssociationEnd, Prepared as PreparedAssociation,
-};
+pub(crate) use associate::{associate, AssociationEnd, PreparedAssociation};
 pub(crate) use bind::bind;
 pub(crate) use connect::connect;
 pub(crate) use icmp::{icmp, IcmpSession};

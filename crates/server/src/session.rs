@@ -155,13 +155,15 @@ fn serve_session(
                 // a value held around an await (a match's scrutinee is, to the match's end)
                 // takes its whole room in the session's state for the session's life.
                 let trust = setup.trust_socks4_userid;
-                let prepared = 'relay: {
+                let association = 'relay_unless_associated: {
                     let established =
                         match boxed(run(&mut client, setup.options, trust, shared, &mut *record))
                             .await
                         {
                             Ok(Next::Relay(established)) => established,
-                            Ok(Next::Associate(prepared)) => break 'relay prepared,
+                            Ok(Next::Associate(prepared)) => {
+                                break 'relay_unless_associated prepared
+                            }
                             Ok(Next::Ended(ended)) => break 'session Ok(ended),
                             Err(failure) => break 'session Err(failure),
                         };
@@ -173,9 +175,8 @@ fn serve_session(
                     let relay = established.relay(&mut client, idle, &record.counters);
                     break 'session Ok(Ended::Relay(relay.await));
                 };
-                let association =
-                    command::relay_association(prepared, &mut client, shared, &record.counters);
-                let (end, stats) = boxed(association).await;
+                let (end, stats) =
+                    boxed(association.run(&mut client, shared, &record.counters)).await;
                 record.udp = Some(Box::new(stats));
                 Ok(Ended::Association(end))
             }

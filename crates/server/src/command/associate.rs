@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use socksgate_config::{Fragments, Udp, UdpFiltering};
 use socksgate_proto::udp::{Reassembled, Reassembler, UdpHeader};
 use socksgate_proto::{Address, DomainName, Host, Reply, Wire};
-use tokio::io::AsyncReadExt;
 use tokio::net::UdpSocket;
 
 use super::through_route;
@@ -48,6 +47,9 @@ const HEADROOM: usize = 3 + 1 + 16 + 2;
 const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams handled per wake-up before the association yields to its other events.
 const DRAIN_BATCH: usize = 32;
+/// A batch that has taken this long ends early (a datagram waited for a name), so that the
+/// association's other events are seen.
+const SLOW_DRAIN: Duration = Duration::from_millis(50);
 /// How many targets an association remembers for filtering before it starts over.
 const MAX_PERMITTED: usize = 4096;
 /// Ports remembered per name in the verdicts of routed named datagrams.
@@ -67,6 +69,9 @@ pub(crate) enum AssociationEnd {
     Error(io::Error),
     /// Stopped: the user used up the fleet's byte quota.
     Halted,
+    /// The upstream chain of a routed association ended it (a hop closed its control
+    /// connection).
+    UpstreamClosed,
 }
 
 impl AssociationEnd {
@@ -76,6 +81,7 @@ impl AssociationEnd {
             Self::Idle => "idle-timeout",
             Self::Error(_) => "relay-error",
             Self::Halted => "quota-exceeded",
+            Self::UpstreamClosed => "upstream-closed",
         }
     }
 
@@ -90,7 +96,7 @@ impl AssociationEnd {
 /// An association set up and answered, owning what its relay needs: the handshake's state
 /// (the session's largest) is freed before the association starts its life, as a CONNECT's
 /// is before its relay.
-pub(crate) struct Prepared {
+pub(crate) struct PreparedAssociation {
     upstream: Option<UdpChain>,
     route: Option<Arc<str>>,
     subject: Subject,
@@ -104,11 +110,11 @@ pub(crate) struct Prepared {
     slot: AssociationSlot,
 }
 
-/// Sets up the association and answers the request; [`relay`] runs it.
+/// Sets up the association and answers the request; [`PreparedAssociation::run`] runs it.
 pub(crate) async fn associate(
     mut session: Requested<'_>,
     grant: Grant,
-) -> Result<Box<Prepared>, Failure> {
+) -> Result<Box<PreparedAssociation>, Failure> {
     let shared = session.shared;
     let config = &shared.udp;
     let Some(slot) = shared
@@ -131,6 +137,11 @@ pub(crate) async fn associate(
             .await?,
         ),
     };
+    // The upstream's control connections are this association's lifeline, as a target
+    // socket is a CONNECT's: a hop that vanishes must be noticed.
+    if let (Some(upstream), Some(keepalive)) = (&upstream, shared.timeouts.keepalive) {
+        upstream.each_control(|tcp| crate::sockets::keep_alive(tcp, keepalive));
+    }
     let socket = match bind_relay(config).await {
         Ok(socket) => socket,
         Err(error) => {
@@ -155,7 +166,7 @@ pub(crate) async fn associate(
         .map_err(Failure::ClientGone)?;
 
     let requested_port = session.request.target.port;
-    Ok(Box::new(Prepared {
+    Ok(Box::new(PreparedAssociation {
         upstream,
         route: grant.route.clone(),
         subject: session.record.subject.clone(),
@@ -171,58 +182,60 @@ pub(crate) async fn associate(
     }))
 }
 
-/// Relays the association's datagrams until it ends; `counters` are the session's byte
-/// counts as `/sessions` shows them.
-pub(crate) async fn relay(
-    prepared: Box<Prepared>,
-    control: &mut ClientStream,
-    shared: &Shared,
-    counters: &Tally,
-) -> (AssociationEnd, UdpStats) {
-    let config = &shared.udp;
-    let Prepared {
-        upstream,
-        route,
-        subject,
-        socket,
-        local,
-        client_ip,
-        client_port,
-        #[cfg(feature = "gssapi")]
-        gss,
-        slot,
-    } = {
-        // Moved out in a block of its own, so that the box is freed now, not at the end.
-        let prepared = prepared;
-        *prepared
-    };
-    let _slot = slot;
-    let mut association = Association {
-        shared,
-        upstream,
-        route,
-        subject,
-        verdicts: HashMap::new(),
-        name_verdicts: HashMap::new(),
-        socket,
-        local,
-        client_ip,
-        client_port,
-        filter: Filter::new(config.filtering),
-        fragments: config.fragments,
-        reassembler: Reassembler::new(config.reassembly_timeout, MAX_DATAGRAM),
-        names: HashMap::new(),
-        resolver: shared.resolver.as_ref(),
-        resolve_timeout: shared.timeouts.connect,
-        stats: UdpStats::default(),
-        counters,
-        header: Vec::with_capacity(HEADROOM),
-        #[cfg(feature = "gssapi")]
-        gss,
-        _live: LiveAssociation::new(&shared.stats),
-    };
-    let end = association.run(control, config.idle).await;
-    (end, association.stats)
+impl PreparedAssociation {
+    /// Relays the association's datagrams until it ends; `counters` are the session's byte
+    /// counts as `/sessions` shows them.
+    pub(crate) async fn run(
+        self: Box<Self>,
+        control: &mut ClientStream,
+        shared: &Shared,
+        counters: &Tally,
+    ) -> (AssociationEnd, UdpStats) {
+        let config = &shared.udp;
+        let PreparedAssociation {
+            upstream,
+            route,
+            subject,
+            socket,
+            local,
+            client_ip,
+            client_port,
+            #[cfg(feature = "gssapi")]
+            gss,
+            slot,
+        } = {
+            // Moved out in a block of its own, so that the box is freed now, not at the end.
+            let prepared = self;
+            *prepared
+        };
+        let _slot = slot;
+        let mut association = Association {
+            shared,
+            upstream,
+            route,
+            subject,
+            verdicts: HashMap::new(),
+            name_verdicts: HashMap::new(),
+            socket,
+            local,
+            client_ip,
+            client_port,
+            filter: Filter::new(config.filtering),
+            fragments: config.fragments,
+            reassembler: Reassembler::new(config.reassembly_timeout, MAX_DATAGRAM),
+            names: HashMap::new(),
+            resolver: shared.resolver.as_ref(),
+            resolve_timeout: shared.timeouts.connect,
+            stats: UdpStats::default(),
+            counters,
+            header: Vec::with_capacity(HEADROOM),
+            #[cfg(feature = "gssapi")]
+            gss,
+            _live: LiveAssociation::new(&shared.stats),
+        };
+        let end = association.run(control, config.idle).await;
+        (end, association.stats)
+    }
 }
 
 /// Binds the relay socket: on the configured address or every address, on a free port of
@@ -350,62 +363,42 @@ struct Association<'a> {
 
 impl Association<'_> {
     async fn run(&mut self, control: &mut ClientStream, idle: Duration) -> AssociationEnd {
-        // Nothing is expected on the control connection: a small buffer to see it close.
-        let mut discard = [0u8; 16];
         // One timer for the association's life, re-armed only when it fires early: a timer
         // per datagram would cost a timer-wheel insertion and removal each time.
         let mut last_activity = tokio::time::Instant::now();
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
         loop {
-            tokio::select! {
+            let side = tokio::select! {
                 // Over the fleet's quota: ended at once, datagrams or not.
                 () = self.counters.halt_requested() => return AssociationEnd::Halted,
-                read = control.read(&mut discard) => match read {
-                    Ok(0) | Err(_) => return AssociationEnd::ControlClosed,
-                    // Nothing is expected on the control connection; ignore it.
-                    Ok(_) => {}
-                },
-                ready = self.socket.readable() => {
-                    if let Err(error) = ready {
-                        return AssociationEnd::Error(error);
-                    }
-                    let relayed = self.relayed();
-                    // Taken only while datagrams flow, never zeroed (the kernel writes what
-                    // is read): an idle association holds no 64 KiB buffer.
-                    let mut buffer = Vec::with_capacity(HEADROOM + MAX_DATAGRAM);
-                    // Boxed, like the buffer, only while datagrams flow: inline, the drain's
-                    // state (~900 bytes) would be held by every idle association.
-                    if let Err(error) = Box::pin(self.drain(&mut buffer)).await {
-                        return AssociationEnd::Error(error);
-                    }
-                    // Only datagrams relayed count as activity: a stranger's, dropped, must
-                    // not keep the association (and its port) alive.
-                    if self.relayed() != relayed {
-                        last_activity = tokio::time::Instant::now();
-                    }
-                },
-                ready = upstream_readable(self.upstream.as_ref()) => {
-                    if let Err(error) = ready {
-                        return AssociationEnd::Error(error);
-                    }
-                    let relayed = self.relayed();
-                    // As for the relay socket: a buffer only while datagrams flow.
-                    let mut buffer = Vec::with_capacity(HEADROOM + MAX_DATAGRAM);
-                    if let Err(error) = Box::pin(self.drain_upstream(&mut buffer)).await {
-                        return AssociationEnd::Error(error);
-                    }
-                    if self.relayed() != relayed {
-                        last_activity = tokio::time::Instant::now();
-                    }
-                },
+                () = control_closed(control) => return AssociationEnd::ControlClosed,
+                () = upstream_closed(self.upstream.as_ref()) => return AssociationEnd::UpstreamClosed,
+                ready = self.socket.readable() => ready.map(|()| Side::Relay),
+                ready = upstream_readable(self.upstream.as_ref()) => ready.map(|()| Side::Upstream),
                 () = &mut idle_timer => {
                     let deadline = last_activity + idle;
                     if tokio::time::Instant::now() >= deadline {
                         return AssociationEnd::Idle;
                     }
                     idle_timer.as_mut().reset(deadline);
+                    continue;
                 },
+            };
+            let side = match side {
+                Ok(side) => side,
+                Err(error) => return AssociationEnd::Error(error),
+            };
+            let relayed = self.relayed();
+            // Boxed, only while datagrams flow: inline, the drain's state (~900 bytes) would
+            // be held by every idle association.
+            if let Err(error) = Box::pin(self.drain(side)).await {
+                return AssociationEnd::Error(error);
+            }
+            // Only datagrams relayed count as activity: a stranger's, dropped, must not keep
+            // the association (and its port) alive.
+            if self.relayed() != relayed {
+                last_activity = tokio::time::Instant::now();
             }
         }
     }
@@ -415,39 +408,39 @@ impl Association<'_> {
         self.stats.datagrams_up + self.stats.datagrams_down
     }
 
-    /// Handles the datagrams waiting on the relay socket, up to a batch (then the other
-    /// events get their turn), without going back to the scheduler between them.
-    /// Relays the datagrams waiting (a batch at most) through `buffer`, a vector with room
-    /// for the headroom and the largest datagram: each is read after `HEADROOM` bytes.
-    async fn drain(&mut self, buffer: &mut Vec<u8>) -> io::Result<()> {
+    /// Relays the datagrams waiting on one side, a batch at most, then gives the other
+    /// events their turn — sooner when one datagram took long (a name to resolve), so that
+    /// a closed control connection or a halt waits for one resolution at most.
+    async fn drain(&mut self, side: Side) -> io::Result<()> {
+        let started = tokio::time::Instant::now();
         for _ in 0..DRAIN_BATCH {
-            buffer.clear();
-            buffer.resize(HEADROOM, 0);
-            match self.socket.try_recv_buf_from(buffer) {
-                Ok((len, from)) => self.on_datagram(buffer, len, canonical(from)).await,
+            let received = match side {
+                Side::Relay => landed(|buffer| self.socket.try_recv_buf_from(buffer))
+                    .map(|(datagram, (len, from))| Landed::Relay(datagram, len, canonical(from))),
+                Side::Upstream => {
+                    let Some(upstream) = self.upstream.as_ref() else {
+                        return Ok(());
+                    };
+                    landed(|buffer| upstream.try_recv_buf_from(buffer))
+                        .map(|(datagram, received)| Landed::Upstream(datagram, received))
+                }
+            };
+            match received {
+                Ok(Landed::Relay(mut datagram, len, from)) => {
+                    self.on_datagram(&mut datagram, len, from).await;
+                }
+                Ok(Landed::Upstream(mut datagram, Some((len, source)))) => {
+                    self.relay_from_upstream(&mut datagram, len, source).await;
+                }
+                // Not wrapped once per hop, or not from the upstream's relay.
+                Ok(Landed::Upstream(_, None)) => self.stats.drops.malformed += 1,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // An ICMP error for an earlier datagram: not the association's end.
                 Err(error) if is_transient(&error) => {}
                 Err(error) => return Err(error),
             }
-        }
-        Ok(())
-    }
-
-    /// Relays the datagrams that came back through the upstream chain (a batch at most),
-    /// each read after `HEADROOM` bytes of `buffer`.
-    async fn drain_upstream(&mut self, buffer: &mut Vec<u8>) -> io::Result<()> {
-        for _ in 0..DRAIN_BATCH {
-            buffer.clear();
-            buffer.resize(HEADROOM, 0);
-            let Some(upstream) = self.upstream.as_ref() else {
+            if started.elapsed() >= SLOW_DRAIN {
                 return Ok(());
-            };
-            match upstream.try_recv_buf_from(buffer) {
-                Ok((len, source)) => self.relay_from_upstream(buffer, len, source).await,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(error) if is_transient(&error) => {}
-                Err(error) => return Err(error),
             }
         }
         Ok(())
@@ -705,6 +698,72 @@ impl Association<'_> {
         }
         self.names.insert(name.clone(), (address, now));
         Some(address)
+    }
+}
+
+/// Which socket has datagrams waiting.
+#[derive(Clone, Copy)]
+enum Side {
+    /// The relay socket: the client's datagrams and the targets' replies.
+    Relay,
+    /// The upstream chain's socket, for a routed association.
+    Upstream,
+}
+
+/// A datagram read from one side, copied out of the landing buffer at its own size, with
+/// `HEADROOM` bytes in front.
+enum Landed {
+    /// From the relay socket: its length and sender.
+    Relay(Vec<u8>, usize, SocketAddr),
+    /// From the upstream chain: its length and innermost source, or `None` for one it
+    /// dropped.
+    Upstream(Vec<u8>, Option<(usize, Address)>),
+}
+
+thread_local! {
+    /// Where each datagram is read first: one 64 KiB buffer per worker thread, never
+    /// zeroed, so that no association holds one; a datagram is copied out of it at its own
+    /// size before anything that can wait (a name to resolve).
+    static LANDING: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads one datagram with `read` (into a vector with `HEADROOM` bytes in front and room
+/// for the largest datagram after) and returns a copy of what it filled, and what it said.
+fn landed<T>(read: impl FnOnce(&mut Vec<u8>) -> io::Result<T>) -> io::Result<(Vec<u8>, T)> {
+    LANDING.with_borrow_mut(|landing| {
+        landing.clear();
+        landing.reserve(HEADROOM + MAX_DATAGRAM);
+        landing.resize(HEADROOM, 0);
+        let said = read(landing)?;
+        Ok((landing.clone(), said))
+    })
+}
+
+/// When the client's control connection closes or fails. What it sends meanwhile is read
+/// and ignored (nothing is expected) through a scratch buffer that exists only during a
+/// poll: the association's state holds none.
+fn control_closed(control: &mut ClientStream) -> impl std::future::Future<Output = ()> + '_ {
+    use std::task::Poll;
+    use tokio::io::{AsyncRead, ReadBuf};
+    std::future::poll_fn(move |context| {
+        let mut scratch = [0u8; 1024];
+        loop {
+            let mut buffer = ReadBuf::new(&mut scratch);
+            match std::pin::Pin::new(&mut *control).poll_read(context, &mut buffer) {
+                Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+}
+
+/// When the upstream chain has ended the association; never when there is none.
+async fn upstream_closed(upstream: Option<&UdpChain>) {
+    match upstream {
+        Some(upstream) => upstream.closed().await,
+        None => std::future::pending().await,
     }
 }
 
