@@ -595,3 +595,36 @@ impl Pattern {
         }
     }
 }
+
+/// A client that stops reading (a paused download: its window shut, its host still
+/// answering) for longer than the keepalive settings keeps its session: keepalive ends
+/// sessions whose peer is gone, never those whose peer is merely slow. (Linux's
+/// `TCP_USER_TIMEOUT` would end this one — it counts a shut window as unacknowledged data,
+/// measured on this kernel: reset after the timeout — which is why socksgate does not set
+/// it.)
+#[test]
+fn a_client_that_stops_reading_for_long_keeps_its_session() {
+    let _one_at_a_time = heavy();
+    use socksgate_tests::client::socks5_connect;
+    use std::io::Read;
+    let mut config = TestServer::loopback_config();
+    config.timeouts.keepalive = Some(Duration::from_secs(1));
+    let server = TestServer::start_with(config);
+    let source = socksgate_tests::endless_source();
+    let mut client = socks5_connect(server.addr(), &source.to_string()).unwrap();
+    let mut block = [0u8; 64 * 1024];
+    client.read_exact(&mut block).unwrap();
+    // Keepalive would give up on a dead peer after 1 s + 4 × 1 s; this one is paused, for
+    // twice that.
+    std::thread::sleep(Duration::from_secs(10));
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut taken = 0usize;
+    while taken < 8 << 20 {
+        let read = client.read(&mut block).expect("the paused session was ended");
+        assert!(read > 0, "the paused session was ended");
+        taken += read;
+    }
+    assert!(server.access_log().is_empty(), "{:#?}", server.access_log());
+}
