@@ -7,7 +7,9 @@ Runs a release build of socksgate on 127.0.0.1 with the access log off, a TCP ec
 UDP echo in this process, and prints bytes per session and per association. Not a test:
 numbers for docs/performance.md.
 
-    cargo build --release && python3 bench/idle_memory.py [--count 1000] [--bin PATH]
+    cargo build --release && python3 bench/idle_memory.py [--count 1000] [--reps 3] [--bin PATH]
+
+The figures in docs/performance.md: --count 2000 --reps 5.
 """
 
 import argparse
@@ -93,6 +95,25 @@ def udp_echo():
     return sock.getsockname()[1]
 
 
+def free_port():
+    """A port nothing listens on now (the kernel's choice), for this run's server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(server, proxy):
+    for _ in range(50):
+        if server.poll() is not None:
+            sys.exit(f"the server exited ({server.returncode}) before it served")
+        try:
+            socket.create_connection(proxy, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("the server did not serve within 5 s")
+
+
 def settle(pid):
     """The server's RSS once it stops changing (or after 3 s)."""
     last = rss(pid)
@@ -109,7 +130,6 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--bin", default="target/release/socksgate")
-    parser.add_argument("--port", type=int, default=21080)
     parser.add_argument("--reps", type=int, default=3,
                         help="fresh servers per kind; the median is printed")
     arguments = parser.parse_args()
@@ -130,27 +150,23 @@ def main():
 def measure(arguments, kind):
     """Bytes per idle session of `kind` on a fresh server."""
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
-        config.write(f'[[listen]]\naddress = "127.0.0.1:{arguments.port}"\n'
+        port = free_port()
+        config.write(f'[[listen]]\naddress = "127.0.0.1:{port}"\n'
                      "[log]\naccess = false\n"
                      f"[limits]\nmax_sessions = {4 * arguments.count}\n")
     server = subprocess.Popen([arguments.bin, "serve", "-c", config.name],
                               stderr=subprocess.DEVNULL)
     try:
-        proxy = ("127.0.0.1", arguments.port)
-        for _ in range(50):
-            try:
-                socket.create_connection(proxy, timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        port = tcp_echo() if kind == "connect" else udp_echo()
+        proxy = ("127.0.0.1", port)
+        wait_until_serving(server, proxy)
+        target = tcp_echo() if kind == "connect" else udp_echo()
         opener = open_connect if kind == "connect" else open_association
         # Warm up: the runtime's threads, the allocator's first arenas.
-        warm = [opener(proxy, port) for _ in range(50)]
+        warm = [opener(proxy, target) for _ in range(50)]
         del warm
         time.sleep(0.5)
         base = settle(server.pid)
-        held = [opener(proxy, port) for _ in range(arguments.count)]
+        held = [opener(proxy, target) for _ in range(arguments.count)]
         grown = settle(server.pid) - base
         del held
         return grown / arguments.count

@@ -21,7 +21,7 @@ use crate::NetNs;
 pub struct Impairment {
     /// Percent of packets dropped.
     pub loss_percent: u32,
-    /// How long every other packet is held.
+    /// How long each packet that is neither dropped nor reordered is held.
     pub delay: Duration,
     /// Percent of packets held `reorder_by` longer, so that the packets after them
     /// overtake them.
