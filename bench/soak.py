@@ -37,8 +37,15 @@ import sys
 import tempfile
 import time
 
-PORT = 21180
-ADMIN = 21181
+def free_port():
+    """A port nothing listens on now (the kernel's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+PORT = free_port()
+ADMIN = free_port()
 # Set while the churn runs; cleared to take an idle sample (the long sessions stay).
 RUNNING = None
 
@@ -318,12 +325,16 @@ async def soak(arguments):
     stop = asyncio.Event()
     try:
         for _ in range(50):
+            if server.returncode is not None:
+                sys.exit(f"the server exited ({server.returncode}); see {config_path}.log")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", PORT)
                 writer.close()
                 break
             except OSError:
                 await asyncio.sleep(0.1)
+        else:
+            sys.exit(f"the server did not serve within 5 s; see {config_path}.log")
         echo = await asyncio.start_server(echo_client, "127.0.0.1", 0, backlog=4096)
         sink = await asyncio.start_server(sink_that_never_reads, "127.0.0.1", 0)
         echo_port = echo.sockets[0].getsockname()[1]
@@ -401,7 +412,8 @@ async def soak(arguments):
         RUNNING.set()
         await asyncio.wait(tasks, timeout=20)
     finally:
-        server.send_signal(signal.SIGTERM)
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
         await server.wait()
         log.close()
 
