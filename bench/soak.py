@@ -13,7 +13,7 @@ The load, all on 127.0.0.1 against targets in this process:
   - a fault every minute, in turn: 500 clients that connect and reset at once, 200 that
     send half a handshake and wait, 200 that send garbage, a target that stops reading
     under a pushing client, connects to a port where nothing listens, a burst of 200 UDP
-    associations whose clients vanish without closing their UDP sockets.
+    associations whose clients reset their control connections at once.
 
 Every 10 s it samples the server's resident memory and descriptors. Twice it takes a sample
 at rest (the churn paused, the faults over, the long sessions open): once every fault has

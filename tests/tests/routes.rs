@@ -421,10 +421,8 @@ fn junk_spraying_upstream(
 }
 
 /// Issue #23 (review): a routed association whose upstream sprays malformed datagrams
-/// from its relay drops them (counted, a batch at a time, the worker never held) and still
-/// relays the real replies; a stranger's datagrams to the chain's socket never reach it at
-/// all (the socket is connected to the upstream's relay), so only the upstream's junk is
-/// counted.
+/// from its relay, and a stranger who sprays the chain's socket, drops them all (counted as
+/// malformed) and still relays the real replies.
 #[test]
 fn junk_from_the_upstream_or_a_stranger_does_not_disturb_a_routed_association() {
     // Within what the socket buffer holds at once (the kernel would drop the rest).
@@ -451,9 +449,7 @@ fn junk_from_the_upstream_or_a_stranger_does_not_disturb_a_routed_association() 
     drop(control);
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["outcome"], "closed", "{log:#?}");
-    assert_eq!(
-        log[0]["dropped_malformed"],
-        (3 * JUNK).to_string(),
-        "{log:#?}"
-    );
+    let dropped: usize = log[0]["dropped_malformed"].parse().unwrap();
+    // The upstream's junk, and the stranger's that arrived before the control closed.
+    assert!(dropped >= 3 * JUNK, "{log:#?}");
 }

@@ -70,9 +70,9 @@ impl Chain {
         };
         let socket = UdpSocket::bind((local, 0)).await.map_err(failed)?;
         outbound.apply(&socket).map_err(failed)?;
-        // Connected: the kernel drops datagrams from anyone but the first hop's relay, so
-        // a stranger who finds the port costs nothing here.
-        socket.connect(first).await.map_err(failed)?;
+        // Not connected: on a connected socket an ICMP error for one datagram (a port
+        // briefly closed, a packet too big) would fail the next send or receive and end
+        // the association. Strangers' datagrams are read and dropped instead (counted).
         Ok(UdpChain {
             socket,
             relays,
@@ -105,8 +105,15 @@ impl Chain {
                     )),
                 })?,
         };
+        if relay.ip().is_unspecified() && self.hops().len() == 1 {
+            // "Send to me", from the first hop: the address the connection reached (a name
+            // resolved again could give another of its addresses).
+            if let Ok(proxy) = stream.tcp().peer_addr() {
+                relay.set_ip(proxy.ip().to_canonical());
+            }
+        }
         if relay.ip().is_unspecified() {
-            // "Send to me": the proxy's own address.
+            // "Send to me", from a later hop: the proxy's own address.
             if let Some(proxy) = resolve(&last.address)
                 .await
                 .ok()
@@ -137,7 +144,7 @@ impl UdpChain {
                 datagram = outer;
             }
         }
-        self.socket.send(&datagram).await?;
+        self.socket.send_to(&datagram, self.relays[0]).await?;
         Ok(())
     }
 

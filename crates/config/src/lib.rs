@@ -16,7 +16,7 @@
 //! [timeouts]
 //! handshake = "10s"        # accept → complete request
 //! connect = "10s"          # reaching the target
-//! idle = "2h"              # no traffic either way ("off" by default)
+//! idle = "2h"              # no traffic either way (the default; "off" never)
 //! shutdown = "30s"         # draining sessions on SIGTERM
 //!
 //! [limits]

@@ -306,6 +306,8 @@ async fn udp_flow(
                     return;
                 }
             }
+            // The proxy ended the association: the program's next datagram opens another.
+            () = association.closed() => return,
             () = tokio::time::sleep(UDP_IDLE) => return,
         }
     }

@@ -439,6 +439,10 @@ impl Association<'_> {
                 Err(error) if is_transient(&error) => {}
                 Err(error) => return Err(error),
             }
+            // Reading without waiting spends none of the task's scheduling budget: a sprayed
+            // socket would otherwise keep this worker for ever. Spent here, the task yields
+            // when its budget runs out, as a task doing awaited I/O does.
+            tokio::task::consume_budget().await;
             if started.elapsed() >= SLOW_DRAIN {
                 return Ok(());
             }
