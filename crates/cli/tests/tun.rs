@@ -132,6 +132,11 @@ struct Site {
 }
 
 fn site() -> Option<Site> {
+    site_with(|_| {})
+}
+
+/// [`site`] with its server's configuration adjusted by `adjust`.
+fn site_with(adjust: impl FnOnce(&mut socksgate_config::Config) + Send) -> Option<Site> {
     let namespace = NetNs::create(&[
         &format!("addr add {TARGET}/32 dev lo"),
         // nodad: usable at once (a tentative address cannot be bound yet).
@@ -142,6 +147,7 @@ fn site() -> Option<Site> {
     let (server, http, http6, dns) = namespace.run(|| {
         let mut config = TestServer::loopback_config();
         config.icmp.enabled = true;
+        adjust(&mut config);
         let names = [(TARGET_NAME.to_owned(), target)];
         let resolver = Arc::new(StaticResolver(names.into_iter().collect()));
         let server = TestServer::start_with_resolver(config, resolver);
@@ -665,4 +671,42 @@ fn a_flow_through_a_silent_proxy_ends_at_the_handshake_deadline() {
         (Duration::from_secs(9)..Duration::from_secs(30)).contains(&took),
         "the flow ended after {took:?}: {output:?}"
     );
+}
+
+/// A program's UDP flow whose association the proxy ends (here the proxy's UDP idle
+/// timeout of 1 s) ends with it, and the program's next datagram gets a new association.
+/// Before, the flow went on sending into the ended association, and the program never
+/// heard back.
+#[test]
+fn a_udp_flow_whose_association_the_proxy_ends_gets_a_new_one() {
+    let Some(python) = socksgate_tests::interop::tool_at("/usr/bin/python3") else {
+        return;
+    };
+    let Some(site) = site_with(|config| config.udp.idle = Duration::from_secs(1)) else {
+        return;
+    };
+    let echo = site.namespace.run(socksgate_tests::UdpEcho::start);
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(3)\n\
+         for word in (b'first', b'second'):\n\
+         \x20   s.sendto(word, ('{TARGET}', {port}))\n\
+         \x20   print(s.recvfrom(64)[0].decode(), flush=True)\n\
+         \x20   time.sleep(2.5)\n",
+        port = echo.port
+    );
+    let proxy = site.proxy();
+    let output = site.socksgate(&[
+        "socksify",
+        "--tun",
+        "-x",
+        &proxy,
+        "--",
+        &python.display().to_string(),
+        "-c",
+        &script,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "first\nsecond\n", "{output:?}");
 }
