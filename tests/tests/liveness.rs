@@ -48,6 +48,19 @@ fn listen_drops() -> (u64, u64) {
     (field("ListenDrops"), field("ListenOverflows"))
 }
 
+/// A loopback server whose every request is routed through the upstream group `up`, whose
+/// `chains` are the TOML list given (`[["socks5://…"]]`), with `extra` lines for the group.
+fn routed_front_config(chains: &str, extra: &str) -> socksgate_config::Config {
+    let text = format!(
+        "[[upstream]]\nname = \"up\"\nchains = {chains}\n{extra}\n\n\
+         [[rule]]\naction = \"route\"\nroute = \"up\"\n"
+    );
+    let mut config =
+        socksgate_config::Config::parse(&text, std::path::Path::new("routes.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config
+}
+
 /// Point 10: 5,000 connections opened back to back from one process, each with a 1 s
 /// connect timeout, are all accepted with no SYN dropped (the namespace's ListenDrops and
 /// ListenOverflows unchanged), and the listener's queue is the kernel's somaxconn (`ss`
@@ -211,14 +224,11 @@ fn a_black_holed_upstream_fails_over_within_the_chains_connect_deadline() {
     };
     path.client.run(|| {
         let working = TestServer::start();
-        let text = format!(
-            "[[upstream]]\nname = \"up\"\nchains = [[\"socks5://10.8.0.5:1080\"], [\"socks5://{}\"]]\n\
-             connect_timeout = \"1s\"\n\n[[rule]]\naction = \"route\"\nroute = \"up\"\n",
+        let chains = format!(
+            "[[\"socks5://10.8.0.5:1080\"], [\"socks5://{}\"]]",
             working.addr()
         );
-        let mut config =
-            socksgate_config::Config::parse(&text, std::path::Path::new("routes.toml")).unwrap();
-        config.listeners = TestServer::loopback_config().listeners;
+        let mut config = routed_front_config(&chains, "connect_timeout = \"1s\"");
         config.timeouts.connect = Duration::from_secs(8);
         let front = TestServer::start_with(config);
         let echo = EchoTarget::start();
@@ -273,15 +283,8 @@ fn idle_udp_associations_hold_no_receive_buffer() {
 fn idle_routed_udp_associations_hold_no_receive_buffer() {
     let _one_at_a_time = heavy();
     let upstream = TestServer::start();
-    let text = format!(
-        "[[upstream]]\nname = \"up\"\nchains = [[\"socks5://{}\"]]\n\n\
-         [[rule]]\naction = \"route\"\nroute = \"up\"\n",
-        upstream.addr()
-    );
-    let mut config =
-        socksgate_config::Config::parse(&text, std::path::Path::new("routes.toml")).unwrap();
-    config.listeners = TestServer::loopback_config().listeners;
-    let front = TestServer::start_with(config);
+    let chains = format!("[[\"socks5://{}\"]]", upstream.addr());
+    let front = TestServer::start_with(routed_front_config(&chains, ""));
     let per_association = idle_association_cost(front.addr(), 500);
     eprintln!("idle routed UDP association (front and upstream): {per_association} bytes");
     assert!(
@@ -523,14 +526,8 @@ fn a_lossy_reordering_path_between_two_hops_carries_100_mib_each_way_intact() {
     });
     let started = std::time::Instant::now();
     near.run(|| {
-        let text = format!(
-            "[[upstream]]\nname = \"far\"\nchains = [[\"socks5://{}\"]]\n\n\
-             [[rule]]\naction = \"route\"\nroute = \"far\"\n",
-            far_hop.addr()
-        );
-        let mut config =
-            socksgate_config::Config::parse(&text, std::path::Path::new("lossy.toml")).unwrap();
-        config.listeners = TestServer::loopback_config().listeners;
+        let chains = format!("[[\"socks5://{}\"]]", far_hop.addr());
+        let mut config = routed_front_config(&chains, "");
         config.timeouts.keepalive = Some(Duration::from_secs(2));
         let near_hop = TestServer::start_with(config);
         // The echo listens on the far host's loopback: only the far hop can reach it.
