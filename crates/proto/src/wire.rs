@@ -137,12 +137,12 @@ impl<'a> Reader<'a> {
         Self { input, pos: 0 }
     }
 
-    /// Bytes consumed so far.
     /// Bytes not read yet.
     pub(crate) fn remaining(&self) -> usize {
         self.input.len() - self.pos
     }
 
+    /// Bytes consumed so far.
     pub(crate) fn position(&self) -> usize {
         self.pos
     }

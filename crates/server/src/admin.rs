@@ -1,5 +1,5 @@
-//! The admin listener: a small HTTP/1.1 endpoint for operators (`[admin] address`), loopback
-//! unless configured otherwise. `GET /metrics` (Prometheus text), `GET /health` (200 while
+//! The admin listener: a small HTTP/1.1 endpoint for operators, on the `[admin] address`
+//! (off without one). `GET /metrics` (Prometheus text), `GET /health` (200 while
 //! the server accepts), `GET /sessions` (the sessions in progress, JSON). One request per
 //! connection; anything else gets 404 or 405.
 //!

@@ -1,4 +1,5 @@
-//! The three SOCKS commands, each run on a session whose request is known.
+//! The commands — SOCKS's CONNECT, BIND and UDP ASSOCIATE, and socksgate's ICMP echo
+//! extension — each run on a session whose request is known.
 
 mod associate;
 mod bind;
@@ -74,7 +75,6 @@ where
     }
 }
 
-/// Relays between the client and `other` until both close, with the rule's options.
 /// A CONNECT or BIND whose replies have been sent: what the relay needs, and nothing of the
 /// handshake (which is freed before the relay starts, so a long-lived session stays small).
 pub(crate) struct Established {
