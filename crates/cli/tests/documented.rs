@@ -392,3 +392,46 @@ fn the_documented_commands_that_run_on_the_repository_work_as_shown() {
     // The README's `check` and `serve` of examples/gateway.toml, its `--listen`, passwd.
     assert!(ran.len() >= 5, "{ran:?}");
 }
+
+/// ARCHITECTURE.md's map of the crates says, for each, which crates of the workspace it
+/// uses: exactly the `socksgate-*` entries of its Cargo.toml `[dependencies]`.
+#[test]
+fn the_architecture_map_names_each_crates_dependencies() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let block = map
+        .split("```text")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let mut checked = 0;
+    for line in block.lines().filter(|line| line.starts_with("socksgate")) {
+        let (_, rest) = line.split_once('(').unwrap();
+        let (folder, rest) = rest.split_once(')').unwrap();
+        let uses = rest.trim_start();
+        let uses = uses.split("  ").next().unwrap().trim_end_matches(';');
+        let said: BTreeSet<String> = uses
+            .split(", ")
+            .map(|name| name.trim_end_matches(" (feature)").trim().to_owned())
+            .filter(|name| name != "-")
+            .collect();
+        let manifest =
+            std::fs::read_to_string(root().join("crates").join(folder).join("Cargo.toml")).unwrap();
+        let dependencies = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap();
+        let actual: BTreeSet<String> = dependencies
+            .lines()
+            .filter_map(|line| line.strip_prefix("socksgate-"))
+            .map(|line| line.split(['.', ' ', '=']).next().unwrap().to_owned())
+            .collect();
+        assert_eq!(said, actual, "ARCHITECTURE.md on crates/{folder}");
+        checked += 1;
+    }
+    assert_eq!(checked, 13, "every crate in the map");
+}
