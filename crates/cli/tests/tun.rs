@@ -172,6 +172,14 @@ impl Site {
         format!("socks5h://{}", self.server.addr())
     }
 
+    /// `socksgate socksify --tun -x PROXY -- PROGRAM…` inside the site's namespace.
+    fn socksify_tun(&self, program: &[&str]) -> Output {
+        let proxy = self.proxy();
+        let mut args = vec!["socksify", "--tun", "-x", &proxy, "--"];
+        args.extend_from_slice(program);
+        self.socksgate(&args)
+    }
+
     /// `socksgate ARGS…` inside the site's namespace, under timeout(1).
     fn socksgate(&self, args: &[&str]) -> Output {
         Command::new("timeout")
@@ -341,13 +349,7 @@ fn two_hundred_fifty_six_mib_each_way_arrive_intact() {
     let dir = scratch("bulk");
     let script = dir.join("bulk.py");
     std::fs::write(&script, BULK_CLIENT).unwrap();
-    let proxy = site.proxy();
-    let output = site.socksgate(&[
-        "socksify",
-        "--tun",
-        "-x",
-        &proxy,
-        "--",
+    let output = site.socksify_tun(&[
         &python.display().to_string(),
         &script.display().to_string(),
         TARGET,
@@ -696,17 +698,7 @@ fn a_udp_flow_whose_association_the_proxy_ends_gets_a_new_one() {
          \x20   time.sleep(2.5)\n",
         port = echo.port
     );
-    let proxy = site.proxy();
-    let output = site.socksgate(&[
-        "socksify",
-        "--tun",
-        "-x",
-        &proxy,
-        "--",
-        &python.display().to_string(),
-        "-c",
-        &script,
-    ]);
+    let output = site.socksify_tun(&[&python.display().to_string(), "-c", &script]);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(text(&output.stdout), "first\nsecond\n", "{output:?}");
 }

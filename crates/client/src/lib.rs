@@ -25,6 +25,7 @@ mod layered;
 mod outbound;
 mod stream;
 mod udp;
+mod watch;
 
 pub use chain::{BindListener, Chain, ChainError, HopFailure, HopTimeouts};
 #[cfg(feature = "gssapi")]
@@ -38,3 +39,4 @@ pub use socksgate_proto::hop::{Flavour, Hop, UrlError};
 pub use socksgate_tls::{ClientTls, PublicKeyPin, TlsError};
 pub use stream::ProxyStream;
 pub use udp::UdpChain;
+pub use watch::poll_ended;

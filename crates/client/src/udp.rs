@@ -241,27 +241,18 @@ impl UdpChain {
     }
 
     fn poll_closed(&self, context: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        use std::task::Poll;
-        use tokio::io::{AsyncRead, ReadBuf};
         // Locked only within a poll, never across one: the future holds nothing but `self`.
         let mut controls = self
             .controls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut ignored = [0u8; 64];
-        for control in controls.iter_mut() {
-            loop {
-                let mut buffer = ReadBuf::new(&mut ignored);
-                match std::pin::Pin::new(&mut *control).poll_read(context, &mut buffer) {
-                    Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(()),
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
-                    // Read and ignored; read on until it would block.
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Pending => break,
-                }
-            }
+        if controls
+            .iter_mut()
+            .any(|control| crate::poll_ended(control, context).is_ready())
+        {
+            return std::task::Poll::Ready(());
         }
-        Poll::Pending
+        std::task::Poll::Pending
     }
 
     /// Calls `visit` with the TCP connection under each hop's control connection (to set

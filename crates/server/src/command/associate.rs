@@ -747,20 +747,7 @@ fn landed<T>(read: impl FnOnce(&mut Vec<u8>) -> io::Result<T>) -> io::Result<(Ve
 /// and ignored (nothing is expected) through a scratch buffer that exists only during a
 /// poll: the association's state holds none.
 fn control_closed(control: &mut ClientStream) -> impl std::future::Future<Output = ()> + '_ {
-    use std::task::Poll;
-    use tokio::io::{AsyncRead, ReadBuf};
-    std::future::poll_fn(move |context| {
-        let mut scratch = [0u8; 1024];
-        loop {
-            let mut buffer = ReadBuf::new(&mut scratch);
-            match std::pin::Pin::new(&mut *control).poll_read(context, &mut buffer) {
-                Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(()),
-                Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(())) => {}
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    })
+    std::future::poll_fn(move |context| socksgate_client::poll_ended(control, context))
 }
 
 /// When the upstream chain has ended the association; never when there is none.
