@@ -18,6 +18,7 @@ mod manual;
 mod passwd;
 mod ping;
 mod preflight;
+mod private_dir;
 mod proxies;
 mod serve;
 mod service;
@@ -226,6 +227,7 @@ fn main() -> ExitCode {
         }
         Command::Ping(request) => ping::run(&request),
         Command::Traceroute(request) => traceroute::run(&request),
+        Command::Socksify(request) if request.tun => tun::socksify(&request),
         Command::Socksify(request) => socksify::run(&request),
         Command::Tun(request) => tun::capture(&request),
         Command::TunWatch { capturer } => tun::watch(capturer),

@@ -41,7 +41,7 @@ pub(crate) fn load<F: FnOnce() -> std::io::Result<()>>(
         start_logging().map_err(|error| {
             ConfigError::about_field(file, "log.output", format!("cannot open the log: {error}"))
         })?;
-        crate::serve::use_keytab(config);
+        use_keytab(config);
     }
     authentication::check_libraries(&config.auth).map_err(|error| {
         ConfigError::about_field(file, "auth.pam_service", format!("{error:#}"))
@@ -65,6 +65,15 @@ pub(crate) fn load<F: FnOnce() -> std::io::Result<()>>(
             .map_err(|error| ConfigError::about_field(file, "fleet.redis", error))?;
     }
     Ok(Loaded { authenticator })
+}
+
+/// The GSS-API library finds the service's keys through the environment: point it at the
+/// configured keytab. Called while the process has one thread; a changed keytab path takes
+/// effect at the next start.
+fn use_keytab(config: &Config) {
+    if let Some(keytab) = &config.gssapi.keytab {
+        std::env::set_var("KRB5_KTNAME", format!("FILE:{}", keytab.display()));
+    }
 }
 
 /// A log file must be one the server can append to: an existing, writable file, or a new

@@ -73,15 +73,6 @@ pub(crate) fn run(path: Option<&Path>, listen: &[SocketAddr], check_only: bool) 
     }
 }
 
-/// The GSS-API library finds the service's keys through the environment: point it at the
-/// configured keytab. Called while the process has one thread; a changed keytab path takes
-/// effect at the next start.
-pub(crate) fn use_keytab(config: &Config) {
-    if let Some(keytab) = &config.gssapi.keytab {
-        std::env::set_var("KRB5_KTNAME", format!("FILE:{}", keytab.display()));
-    }
-}
-
 /// One scheduler thread per CPU the process may use. With one CPU (a container limit, or
 /// `taskset`), the single-threaded scheduler does the same work without the work-stealing
 /// machinery: fewer atomics and cross-thread wake-ups per event.

@@ -42,10 +42,9 @@ pub(crate) struct Socksify {
     pub(crate) command: Vec<OsString>,
 }
 
+/// Runs the program with the preload library (`--tun` is `tun::socksify`'s, dispatched by
+/// `main`).
 pub(crate) fn run(request: &Socksify) -> ExitCode {
-    if request.tun {
-        return crate::tun::socksify(request);
-    }
     let error = match prepare(request) {
         // `exec` only returns on failure: said, and the exit status, as a shell would.
         Ok(mut command) => {
@@ -154,7 +153,7 @@ fn library() -> anyhow::Result<PathBuf> {
 fn write_embedded() -> anyhow::Result<PathBuf> {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = private_dir()?;
+    let dir = crate::private_dir::of_this_user()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     EMBEDDED.hash(&mut hasher);
     let path = dir.join(format!("libsocksgate_preload-{:016x}.so", hasher.finish()));
@@ -172,25 +171,4 @@ fn write_embedded() -> anyhow::Result<PathBuf> {
     drop(file);
     std::fs::rename(&partial, &path)?;
     Ok(path)
-}
-
-/// $XDG_RUNTIME_DIR (or /tmp)/socksgate-UID/: the user's own (0700), so nobody else can swap
-/// the files socksify hands to programs.
-pub(crate) fn private_dir() -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let uid = rustix::process::getuid().as_raw();
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    let dir = base.join(format!("socksgate-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(error).with_context(|| format!("creating {}", dir.display())),
-    }
-    let metadata = std::fs::symlink_metadata(&dir)?;
-    if !metadata.is_dir() || metadata.uid() != uid || metadata.mode() & 0o077 != 0 {
-        bail!("{} is not a private directory of this user", dir.display());
-    }
-    Ok(dir)
 }

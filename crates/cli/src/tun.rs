@@ -279,7 +279,7 @@ pub(crate) fn watch(capturer: u32) -> ExitCode {
 
 /// A `resolv.conf` naming the session's DNS server, in this user's private directory.
 fn resolv_conf() -> anyhow::Result<PathBuf> {
-    let path = crate::socksify::private_dir()?.join("tun-resolv.conf");
+    let path = crate::private_dir::of_this_user()?.join("tun-resolv.conf");
     std::fs::write(&path, namespace::resolv_conf())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

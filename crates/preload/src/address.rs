@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libc::{c_int, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t};
 
-use crate::tunnel::family;
+use crate::sys::family;
 
 /// A C socket address, owned.
 pub(crate) struct SockAddr {
@@ -125,5 +125,18 @@ pub(crate) unsafe fn read(address: *const sockaddr, length: socklen_t) -> Option
             ))
         }
         _ => None,
+    }
+}
+
+/// A destination as the policy of this library sees it.
+pub(crate) fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
+/// Whether `ip` is in the fake-address block.
+pub(crate) fn is_fake(ip: IpAddr, base: u32, size: u32) -> bool {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4).wrapping_sub(base) < size,
+        IpAddr::V6(_) => false,
     }
 }

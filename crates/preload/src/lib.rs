@@ -19,7 +19,7 @@
 //! The hooks, by family, are in `hooks` (`tcp`, `descriptors`, `names`, `datagrams`): each
 //! file one unsafe boundary. Shared state is behind fork- and signal-safe locks (`lock`);
 //! buffers become slices only in `memory`; the real functions are found without locks
-//! (`real`).
+//! (`real`); errno and descriptor helpers sit beneath every module (`sys`).
 //!
 //! Unsafe code lives here (the C ABI programs call) and in `socksgate-sys` (the C ABI of the
 //! system's libraries), nowhere else in socksgate. A panic never unwinds
@@ -40,6 +40,7 @@ mod own;
 mod real;
 mod settings;
 mod state;
+mod sys;
 mod tunnel;
 mod udp;
 
@@ -128,7 +129,7 @@ fn write_to_stderr(line: &[u8]) {
         libc::sigpending(&mut pending);
         let pending_before = libc::sigismember(&pending, libc::SIGPIPE) == 1;
         let written = real::write(2, line.as_ptr().cast(), line.len());
-        if written < 0 && tunnel::errno() == libc::EPIPE && !pending_before {
+        if written < 0 && sys::errno() == libc::EPIPE && !pending_before {
             // The write's own SIGPIPE, pending now: taken, so it never reaches the program.
             let now = libc::timespec {
                 tv_sec: 0,

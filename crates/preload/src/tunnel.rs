@@ -5,8 +5,6 @@
 //! immediately). The cost is that the program waits for the proxies' round trips inside
 //! `connect`, bounded by a timeout.
 
-use std::net::{IpAddr, SocketAddr};
-
 use libc::{c_int, c_void};
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::hop::{Flavour, Hop};
@@ -14,6 +12,7 @@ use socksgate_proto::{Address, Command, Reply, Step};
 
 use crate::address::SockAddr;
 use crate::real;
+use crate::sys::{errno, fcntl, socket_option};
 
 /// The longest a handshake may take.
 const HANDSHAKE_SECONDS: libc::time_t = 30;
@@ -454,69 +453,5 @@ fn wait_connected(fd: c_int, deadline: std::time::Instant) -> Result<(), c_int> 
         Some(0) => Ok(()),
         Some(error) => Err(error),
         None => Err(errno()),
-    }
-}
-
-/// An integer `SOL_SOCKET` option of `fd`.
-fn socket_option(fd: c_int, option: c_int) -> Option<c_int> {
-    let mut value: c_int = 0;
-    let mut length = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `value` is a writable c_int and `length` its size.
-    let done = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&raw mut value).cast::<c_void>(),
-            &mut length,
-        )
-    };
-    (done == 0).then_some(value)
-}
-
-fn fcntl(fd: c_int, command: c_int, argument: c_int) -> Result<c_int, c_int> {
-    // SAFETY: F_GETFL and F_SETFL take an integer argument.
-    match unsafe { libc::fcntl(fd, command, argument) } {
-        -1 => Err(errno()),
-        value => Ok(value),
-    }
-}
-
-pub(crate) fn errno() -> c_int {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-pub(crate) fn set_errno(value: c_int) {
-    // SAFETY: `__errno_location` returns this thread's errno.
-    unsafe { *libc::__errno_location() = value };
-}
-
-/// The address family a socket was created with.
-pub(crate) fn family(fd: c_int) -> Option<c_int> {
-    socket_option(fd, libc::SO_DOMAIN)
-}
-
-/// A socket's type (SOCK_STREAM, SOCK_DGRAM, …).
-pub(crate) fn socket_type(fd: c_int) -> Option<c_int> {
-    socket_option(fd, libc::SO_TYPE)
-}
-
-/// Whether a socket is a stream (TCP) socket.
-pub(crate) fn is_stream(fd: c_int) -> bool {
-    socket_type(fd) == Some(libc::SOCK_STREAM)
-}
-
-/// A destination as the policy of this library sees it.
-pub(crate) fn canonical(address: SocketAddr) -> SocketAddr {
-    SocketAddr::new(address.ip().to_canonical(), address.port())
-}
-
-/// Whether `ip` is in the fake-address block.
-pub(crate) fn is_fake(ip: IpAddr, base: u32, size: u32) -> bool {
-    match ip {
-        IpAddr::V4(v4) => u32::from(v4).wrapping_sub(base) < size,
-        IpAddr::V6(_) => false,
     }
 }

@@ -20,7 +20,8 @@ use crate::address::SockAddr;
 use crate::lock::Guarded;
 use crate::marks::Marks;
 use crate::settings::settings;
-use crate::tunnel::{self, errno};
+use crate::sys::errno;
+use crate::tunnel;
 use crate::{real, target_of};
 
 pub(crate) struct Association {
@@ -244,13 +245,13 @@ fn local_address(fd: c_int) -> Result<SocketAddr, c_int> {
 pub(crate) fn redirects(fd: c_int, destination: SocketAddr) -> bool {
     let settings = settings();
     !settings.chain.is_empty()
-        && (crate::tunnel::is_fake(destination.ip(), settings.fake_base, settings.fake_size)
+        && (crate::address::is_fake(destination.ip(), settings.fake_base, settings.fake_size)
             || !settings.is_direct(destination.ip()))
         && is_datagram(fd)
 }
 
 fn is_datagram(fd: c_int) -> bool {
-    tunnel::socket_type(fd) == Some(libc::SOCK_DGRAM)
+    crate::sys::socket_type(fd) == Some(libc::SOCK_DGRAM)
 }
 
 /// `connect` on a UDP socket: remember the destination, connect to the relay.
@@ -350,7 +351,7 @@ pub(crate) fn receive(fd: c_int, buffer: &mut [u8], flags: c_int) -> Result<Rece
         unsafe { datagram.set_len(received as usize) };
         // SAFETY: the kernel wrote a valid address of `from_length` bytes.
         let sender = unsafe { crate::address::read((&raw const from).cast(), from_length) }
-            .map(tunnel::canonical);
+            .map(crate::address::canonical);
         let relayed = (sender == Some(relay))
             .then(|| UdpHeader::split(&datagram).ok())
             .flatten()

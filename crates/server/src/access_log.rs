@@ -9,6 +9,7 @@ use std::time::Instant;
 use socksgate_policy::LogLevel;
 use socksgate_proto::{Address, Command, Reply, Version};
 
+use crate::counters::Tally;
 use crate::subject::Subject;
 
 /// A `tracing` event at the session's level (the deciding rule's `log` option). Outside
@@ -36,7 +37,7 @@ pub(crate) struct AccessRecord {
     pub(crate) target: Option<Address>,
     pub(crate) reply: Option<Reply>,
     /// Bytes each way (shared with `/sessions` once listed there).
-    pub(crate) counters: crate::live::Tally,
+    pub(crate) counters: Tally,
     /// BIND: the peer that connected.
     pub(crate) peer: Option<Box<SocketAddr>>,
     /// BIND: connections from other hosts than the expected peer, closed.
@@ -85,7 +86,7 @@ impl AccessRecord {
             command: None,
             target: None,
             reply: None,
-            counters: crate::live::Tally::default(),
+            counters: Tally::default(),
             peer: None,
             rejected_peers: 0,
             udp: None,

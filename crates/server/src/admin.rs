@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::live::LiveSessions;
+use crate::session_table::SessionTable;
 use crate::Current;
 
 /// The longest request head read; a scraper's is a few hundred bytes.
@@ -125,7 +125,7 @@ fn bearer_token(head: &[u8]) -> Option<&[u8]> {
 pub(crate) async fn serve(
     listener: TcpListener,
     current: Current,
-    live: Arc<LiveSessions>,
+    sessions: Arc<SessionTable>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -157,7 +157,7 @@ pub(crate) async fn serve(
         };
         let shown = Shown {
             current: current.clone(),
-            live: live.clone(),
+            sessions: sessions.clone(),
             access: shared.admin.clone(),
         };
         tokio::spawn(async move {
@@ -194,7 +194,7 @@ pub(crate) async fn serve(
 struct Shown {
     /// The configuration in force (the counters in it outlive reloads).
     current: Current,
-    live: Arc<LiveSessions>,
+    sessions: Arc<SessionTable>,
     access: Arc<AdminAccess>,
 }
 
@@ -286,7 +286,7 @@ async fn answer(
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         (Some(b"GET"), Some(b"/sessions")) => {
-            let body = shown.live.to_json();
+            let body = shown.sessions.to_json();
             respond(&mut stream, "200 OK", "application/json", &body).await
         }
         (Some(b"GET"), Some(b"/health")) => {

@@ -20,9 +20,9 @@ use socksgate_proto::Reply;
 use tokio::io::AsyncWriteExt;
 
 use crate::authorize::Grant;
+use crate::counters::Tally;
 use crate::failure::Failure;
 use crate::limits::LimitSlot;
-use crate::live::Tally;
 use crate::relay::{self, Caps, Relay};
 use crate::requested::Requested;
 use crate::stream::ClientStream;

@@ -14,6 +14,7 @@ mod access_log;
 mod admin;
 mod authorize;
 mod command;
+mod counters;
 mod failure;
 pub mod fleet;
 #[cfg(feature = "gssapi")]
@@ -21,7 +22,6 @@ mod gss;
 mod icmp;
 mod limits;
 mod listener;
-mod live;
 mod login;
 mod metrics;
 mod outbound;
@@ -29,6 +29,7 @@ mod relay;
 pub mod reply;
 mod requested;
 mod session;
+mod session_table;
 mod sockets;
 mod stream;
 mod subject;
@@ -124,7 +125,7 @@ pub(crate) struct Shared {
     /// Sessions held, shared bandwidth, connection rates: kept across reloads.
     pub(crate) limits: Arc<limits::LimitState>,
     /// The sessions in progress, when the admin listener shows them or a fleet counts them.
-    pub(crate) live: Option<Arc<live::LiveSessions>>,
+    pub(crate) session_table: Option<Arc<session_table::SessionTable>>,
     /// Limits shared with other nodes, when configured.
     pub(crate) fleet: Option<Arc<dyn fleet::FleetLimits>>,
     /// Server-wide session limits per source and per user.
@@ -150,7 +151,7 @@ struct Lasting {
     metrics: Arc<metrics::Metrics>,
     throttle: Arc<Throttle>,
     limits: Arc<limits::LimitState>,
-    live: Arc<live::LiveSessions>,
+    session_table: Arc<session_table::SessionTable>,
     fleet: Option<Arc<dyn fleet::FleetLimits>>,
 }
 
@@ -191,7 +192,8 @@ impl Shared {
             clock: lasting.clock.clone(),
             limits: lasting.limits.clone(),
             // Listed for `/sessions`, or for a fleet's quota.
-            live: (config.admin.is_some() || lasting.fleet.is_some()).then(|| lasting.live.clone()),
+            session_table: (config.admin.is_some() || lasting.fleet.is_some())
+                .then(|| lasting.session_table.clone()),
             fleet: lasting.fleet.clone(),
             session_caps: config.limits,
             listener_setups: config
@@ -520,7 +522,7 @@ impl Server {
             metrics: Arc::default(),
             throttle: Arc::new(Throttle::new(throttle_settings(&config.auth.throttle))),
             limits: Arc::default(),
-            live: Arc::default(),
+            session_table: Arc::default(),
             fleet: None,
         };
         let current = Arc::new(RwLock::new(Arc::new(Shared::new(
@@ -569,7 +571,7 @@ impl Server {
 
     /// Shares limits with the other nodes of a fleet through `fleet` (`[fleet]`).
     pub fn with_fleet(mut self, fleet: Arc<dyn fleet::FleetLimits>) -> Self {
-        let _ = self.lasting.live.fleet.set(fleet.clone());
+        let _ = self.lasting.session_table.fleet.set(fleet.clone());
         self.lasting.fleet = Some(fleet);
         self.refresh()
     }
@@ -632,9 +634,9 @@ impl Server {
         let sessions = TaskTracker::new();
         let stop = CancellationToken::new();
         if let Some(fleet) = &self.lasting.fleet {
-            // Bytes of live sessions go to the fleet on a tick, never per byte.
-            let (live, period, stop) = (
-                self.lasting.live.clone(),
+            // Bytes of the sessions in progress go to the fleet on a tick, never per byte.
+            let (table, period, stop) = (
+                self.lasting.session_table.clone(),
                 fleet.sync_interval(),
                 stop.clone(),
             );
@@ -642,7 +644,7 @@ impl Server {
                 let mut tick = tokio::time::interval(period);
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => live.sweep(),
+                        _ = tick.tick() => table.sweep(),
                         () = stop.cancelled() => return,
                     }
                 }
@@ -666,7 +668,7 @@ impl Server {
             tokio::spawn(admin::serve(
                 admin,
                 self.current.clone(),
-                self.lasting.live.clone(),
+                self.lasting.session_table.clone(),
                 stop.clone(),
             ));
         }

@@ -146,11 +146,12 @@ impl Metrics {
             .store(users.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// The Prometheus text of every metric; `live` and `associations` are the gauges, and
+    /// The Prometheus text of every metric; `sessions_in_progress` and `associations` (open)
+    /// are the gauges (`…_live` in Prometheus, as published), and
     /// `upstreams` the members of the upstream groups (group, chain, in service).
     pub(crate) fn render(
         &self,
-        live: usize,
+        sessions_in_progress: usize,
         associations: usize,
         upstreams: &[(&str, &str, bool)],
     ) -> String {
@@ -174,7 +175,7 @@ impl Metrics {
             );
         }
         text.family("socksgate_sessions_live", "gauge", "Sessions being served.");
-        text.sample("socksgate_sessions_live", &[], live);
+        text.sample("socksgate_sessions_live", &[], sessions_in_progress);
         let associations_live = "socksgate_udp_associations_live";
         text.family(associations_live, "gauge", "UDP associations open.");
         text.sample(associations_live, &[], associations);

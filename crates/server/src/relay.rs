@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 mod bucket;
-mod copy;
+mod buffered;
 mod flow;
 #[cfg(target_os = "linux")]
 mod pipe;
@@ -36,10 +35,10 @@ use bucket::{Direction, Limiter};
 pub(crate) const POOLED_DESCRIPTORS: usize = 2 * pipe::POOL_SIZE;
 #[cfg(not(target_os = "linux"))]
 pub(crate) const POOLED_DESCRIPTORS: usize = 0;
-use copy::Copy;
+use buffered::BufferedFlow;
 use flow::Flow;
 
-use crate::live::Tally;
+use crate::counters::{Counters, Tally};
 use crate::stream::{ClientStream, ClientTcp};
 
 /// How a relay ended.
@@ -53,31 +52,6 @@ pub(crate) enum RelayEnd {
     Error(io::Error),
     /// Stopped: the user used up the fleet's byte quota.
     Halted,
-}
-
-/// Bytes moved each way, counted as they move so an error does not lose them.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// Client to target.
-    pub(crate) up: AtomicU64,
-    /// Target to client.
-    pub(crate) down: AtomicU64,
-}
-
-impl Counters {
-    /// Counts `bytes` sent by the client.
-    pub(crate) fn add_up(&self, bytes: usize) {
-        self.up.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// Counts `bytes` sent to the client.
-    pub(crate) fn add_down(&self, bytes: usize) {
-        self.down.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    fn total(&self) -> u64 {
-        self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
-    }
 }
 
 /// Relays between `client` and `target` until both directions are closed, a socket fails,
@@ -97,22 +71,22 @@ pub(crate) fn relay<'a, H>(
         Ok(tcp) => Err(ProxyStream::from(tcp)),
         Err(wrapped) => Err(wrapped),
     };
-    let ends = match target {
-        Ok(target) => Ends::Splice {
+    let connections = match target {
+        Ok(target) => Connections::Splice {
             client: &*client,
             target,
             up: Flow::new(caps.limiter(Direction::Up)),
             down: Flow::new(caps.limiter(Direction::Down)),
         },
-        Err(target) => Ends::Buffered {
+        Err(target) => Connections::Buffered {
             client,
             target,
-            up: Copy::new(caps.limiter(Direction::Up)),
-            down: Copy::new(caps.limiter(Direction::Down)),
+            up: BufferedFlow::new(caps.limiter(Direction::Up)),
+            down: BufferedFlow::new(caps.limiter(Direction::Down)),
         },
     };
     Relay {
-        ends,
+        connections,
         _held: held,
         counters,
         idle: idle.map(|limit| Box::new(IdleTimer::new(limit))),
@@ -121,7 +95,7 @@ pub(crate) fn relay<'a, H>(
 
 /// The relay future (see [`relay`]).
 pub(crate) struct Relay<'a, H> {
-    ends: Ends<'a>,
+    connections: Connections<'a>,
     _held: H,
     counters: &'a Tally,
     /// Boxed: most relays have no idle timeout and should not carry a timer's room.
@@ -129,7 +103,7 @@ pub(crate) struct Relay<'a, H> {
 }
 
 /// The two connections and the state of each direction.
-enum Ends<'a> {
+enum Connections<'a> {
     /// Plain TCP both ways: read and write directly, splice bursts.
     Splice {
         /// Bare TCP (checked when the relay was built).
@@ -142,8 +116,8 @@ enum Ends<'a> {
     Buffered {
         client: &'a mut ClientStream,
         target: ProxyStream,
-        up: Copy,
-        down: Copy,
+        up: BufferedFlow,
+        down: BufferedFlow,
     },
 }
 
@@ -157,8 +131,8 @@ impl<H: Unpin> Future for Relay<'_, H> {
         }
         let before = this.idle.as_ref().map(|_| this.counters.total());
         let counters: &Counters = this.counters;
-        let (up, down) = match &mut this.ends {
-            Ends::Splice {
+        let (up, down) = match &mut this.connections {
+            Connections::Splice {
                 client,
                 target,
                 up,
@@ -172,7 +146,7 @@ impl<H: Unpin> Future for Relay<'_, H> {
                     down.poll(cx, target, client, &counters.down),
                 )
             }
-            Ends::Buffered {
+            Connections::Buffered {
                 client,
                 target,
                 up,

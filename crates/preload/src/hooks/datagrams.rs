@@ -6,8 +6,9 @@ use libc::{
     c_int, c_uint, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec,
 };
 
+use crate::address::canonical;
 use crate::address::{self, SockAddr};
-use crate::tunnel::{canonical, set_errno};
+use crate::sys::set_errno;
 use crate::{real, udp};
 
 fn fail(errno: c_int) -> ssize_t {

@@ -7,9 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use libc::{addrinfo, c_char, c_int, sockaddr, socklen_t};
 use socksgate_proto::DomainName;
 
+use crate::address::canonical;
 use crate::address::SockAddr;
 use crate::settings::settings;
-use crate::tunnel::canonical;
 use crate::{address, debug, lock, real, state};
 
 /// The addrinfo blocks this library allocated (freed by its `freeaddrinfo`).
@@ -475,7 +475,8 @@ unsafe fn fake_name_of(
 /// Whether `ip` is in the block fake addresses come from.
 fn in_fake_block(ip: IpAddr) -> bool {
     let settings = settings();
-    !settings.chain.is_empty() && crate::tunnel::is_fake(ip, settings.fake_base, settings.fake_size)
+    !settings.chain.is_empty()
+        && crate::address::is_fake(ip, settings.fake_base, settings.fake_size)
 }
 
 /// The name to give a fake address to, if `name` is one (per the same rules as

@@ -6,8 +6,9 @@ use libc::{c_int, sockaddr, socklen_t};
 use socksgate_proto::{Address, Command, DomainName};
 
 use crate::address::SockAddr;
+use crate::address::{canonical, is_fake};
 use crate::settings::settings;
-use crate::tunnel::{canonical, is_fake, is_stream, set_errno};
+use crate::sys::{is_stream, set_errno};
 use crate::{address, debug, real, state, tunnel, udp};
 
 /// Replaces `connect(2)`.

@@ -29,9 +29,9 @@ use tokio::net::UdpSocket;
 use super::through_route;
 use crate::access_log::{UdpDrops, UdpStats};
 use crate::authorize::{datagram_decision, datagram_way, way_out, Grant, Way};
+use crate::counters::Tally;
 use crate::failure::Failure;
 use crate::limits::AssociationSlot;
-use crate::live::Tally;
 use crate::requested::Requested;
 use crate::sockets::{canonical, is_family_unavailable, reachable_from, wildcard_candidates};
 use crate::stream::{ClientStream, ClientTcp};
@@ -231,7 +231,7 @@ impl PreparedAssociation {
             header: Vec::with_capacity(HEADROOM),
             #[cfg(feature = "gssapi")]
             gss,
-            _live: LiveAssociation::new(&shared.stats),
+            _gauge: AssociationGauge::new(&shared.stats),
         };
         let end = association.run(control, config.idle).await;
         (end, association.stats)
@@ -271,16 +271,16 @@ async fn bind_relay(config: &Udp) -> io::Result<UdpSocket> {
 }
 
 /// Counts live associations for as long as it exists.
-struct LiveAssociation<'a>(&'a Stats);
+struct AssociationGauge<'a>(&'a Stats);
 
-impl<'a> LiveAssociation<'a> {
+impl<'a> AssociationGauge<'a> {
     fn new(stats: &'a Stats) -> Self {
         stats.associations.fetch_add(1, Ordering::Relaxed);
         Self(stats)
     }
 }
 
-impl Drop for LiveAssociation<'_> {
+impl Drop for AssociationGauge<'_> {
     fn drop(&mut self) {
         self.0.associations.fetch_sub(1, Ordering::Relaxed);
     }
@@ -358,7 +358,7 @@ struct Association<'a> {
     /// The GSS-API layer datagrams are sealed with, when the session agreed on protection.
     #[cfg(feature = "gssapi")]
     gss: Option<Box<socksgate_gssapi::GssLayer>>,
-    _live: LiveAssociation<'a>,
+    _gauge: AssociationGauge<'a>,
 }
 
 impl Association<'_> {

@@ -18,17 +18,17 @@ const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 pub(super) const POOL_SIZE: usize = 256;
 
 /// A pipe's two ends and its capacity, as kept in the pool.
-struct Ends {
+struct PipeFds {
     read: OwnedFd,
     write: OwnedFd,
     capacity: usize,
 }
 
-static POOL: Mutex<Vec<Ends>> = Mutex::new(Vec::new());
+static POOL: Mutex<Vec<PipeFds>> = Mutex::new(Vec::new());
 
 /// A pipe, returned to the pool when dropped empty (a pipe with data in it is closed).
 pub(super) struct Pipe {
-    ends: Option<Ends>,
+    ends: Option<PipeFds>,
     /// Bytes in it, not yet written out.
     pub(super) filled: usize,
 }
@@ -42,7 +42,7 @@ impl Pipe {
                 let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
                 let _ = fcntl_setpipe_size(&write, PIPE_SIZE);
                 let capacity = fcntl_getpipe_size(&write).unwrap_or(DEFAULT_PIPE_SIZE);
-                Ends {
+                PipeFds {
                     read,
                     write,
                     capacity,

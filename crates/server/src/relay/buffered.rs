@@ -33,7 +33,7 @@ fn give_back(buffer: Box<[u8]>) {
 }
 
 /// One direction's state between polls.
-pub(super) struct Copy {
+pub(super) struct BufferedFlow {
     buffer: Option<Box<[u8]>>,
     /// The bytes of `buffer` not written yet: `start..end`.
     start: usize,
@@ -44,7 +44,7 @@ pub(super) struct Copy {
     limiter: Option<Box<Limiter>>,
 }
 
-impl Drop for Copy {
+impl Drop for BufferedFlow {
     fn drop(&mut self) {
         if let Some(buffer) = self.buffer.take() {
             give_back(buffer);
@@ -52,7 +52,7 @@ impl Drop for Copy {
     }
 }
 
-impl Copy {
+impl BufferedFlow {
     pub(super) fn new(limiter: Option<Box<Limiter>>) -> Self {
         Self {
             buffer: None,

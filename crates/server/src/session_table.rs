@@ -8,30 +8,30 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use socksgate_proto::{Address, Command};
 
 use crate::access_log::AccessRecord;
+use crate::counters::SharedCounters;
 use crate::fleet::FleetLimits;
-use crate::relay::Counters;
 
 const SHARDS: usize = 16;
 
-/// The live sessions.
+/// The sessions in progress.
 #[derive(Default)]
-pub(crate) struct LiveSessions {
+pub(crate) struct SessionTable {
     next_id: AtomicU64,
     shards: [Mutex<HashMap<u64, Entry>>; SHARDS],
     /// The fleet that counts bytes against quotas, when there is one.
     pub(crate) fleet: std::sync::OnceLock<Arc<dyn FleetLimits>>,
 }
 
-impl std::fmt::Debug for LiveSessions {
+impl std::fmt::Debug for SessionTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveSessions")
+        f.debug_struct("SessionTable")
             .field("next_id", &self.next_id)
             .finish_non_exhaustive()
     }
@@ -47,108 +47,24 @@ struct Entry {
     command: Option<Command>,
     target: Option<Address>,
     rule: Option<String>,
-    started: SystemTime,
+    /// The wall-clock time the session was accepted (none if the clock cannot say: set
+    /// before the epoch).
+    started: Option<SystemTime>,
     since: Instant,
-    counters: Arc<Shared>,
+    counters: Arc<SharedCounters>,
     /// Bytes already handed to the fleet.
     reported: u64,
 }
 
-/// Counts shared by a listed session and the table, and the table's word to stop.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    counters: Counters,
-    halted: AtomicBool,
-    /// The relay's task, woken when the session is halted: an idle relay would otherwise
-    /// notice only at its next byte.
-    waker: std::sync::Mutex<Option<std::task::Waker>>,
-}
-
-impl Shared {
-    /// Tells the session to stop, and wakes its relay.
-    fn halt(&self) {
-        self.halted.store(true, Ordering::Relaxed);
-        let waker = self
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-}
-
-/// Where a session's byte counts live: in its access record, or, once listed, shared with
-/// the table (boxed: most servers have no admin listener, and their sessions stay small).
+/// A session's place in the table, held by the session; it leaves the table when this is
+/// dropped (with the session).
 #[derive(Debug)]
-pub(crate) enum Tally {
-    Own(Counters),
-    Listed(Box<Listed>),
-}
-
-impl Tally {
-    /// Whether the session was told to stop (its user is over the fleet's quota). A listed
-    /// session's task is remembered first, to be woken when it is told (registered before
-    /// the flag is read, so that no halt falls between the two unseen).
-    pub(crate) fn halted(&self, task: &std::task::Context<'_>) -> bool {
-        match self {
-            Self::Own(_) => false,
-            Self::Listed(listed) => {
-                let shared = &listed.counters;
-                let mut waker = shared.waker.lock().unwrap_or_else(PoisonError::into_inner);
-                if !waker
-                    .as_ref()
-                    .is_some_and(|known| known.will_wake(task.waker()))
-                {
-                    *waker = Some(task.waker().clone());
-                }
-                drop(waker);
-                shared.halted.load(Ordering::Relaxed)
-            }
-        }
-    }
-}
-
-impl Tally {
-    /// Ready once the session is told to stop (never, for one that is not listed).
-    pub(crate) fn halt_requested(&self) -> impl std::future::Future<Output = ()> + '_ {
-        std::future::poll_fn(|task| {
-            if self.halted(task) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-    }
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self::Own(Counters::default())
-    }
-}
-
-impl std::ops::Deref for Tally {
-    type Target = Counters;
-
-    fn deref(&self) -> &Counters {
-        match self {
-            Self::Own(counters) => counters,
-            Self::Listed(listed) => &listed.counters.counters,
-        }
-    }
-}
-
-/// A session's place in the table; it leaves when this is dropped (with the session).
-#[derive(Debug)]
-pub(crate) struct Listed {
-    sessions: Arc<LiveSessions>,
+pub(crate) struct Listing {
+    sessions: Arc<SessionTable>,
     id: u64,
-    counters: Arc<Shared>,
 }
 
-impl Drop for Listed {
+impl Drop for Listing {
     fn drop(&mut self) {
         let entry = self.sessions.shard(self.id).remove(&self.id);
         // What moved since the last sweep still counts.
@@ -160,23 +76,18 @@ impl Drop for Listed {
     }
 }
 
-impl LiveSessions {
+impl SessionTable {
     fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.shards[id as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Lists a granted session; its counts are shared with the table from now on.
-    pub(crate) fn list(self: &Arc<Self>, record: &mut AccessRecord) {
+    /// Lists a granted session; its counts are shared with the table from now on, and it
+    /// stays listed as long as the returned listing is held.
+    pub(crate) fn list(self: &Arc<Self>, record: &mut AccessRecord) -> Listing {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let counters = Arc::new(Shared::default());
-        counters
-            .counters
-            .add_up(record.counters.up.load(Ordering::Relaxed) as usize);
-        counters
-            .counters
-            .add_down(record.counters.down.load(Ordering::Relaxed) as usize);
+        let counters = record.counters.share();
         let entry = Entry {
             client: record.subject.client(),
             via: record.subject.via(),
@@ -185,17 +96,16 @@ impl LiveSessions {
             command: record.command,
             target: record.target.clone(),
             rule: record.rule.clone(),
-            started: SystemTime::now() - record.started.elapsed(),
+            started: started_at(record.started),
             since: record.started,
-            counters: counters.clone(),
+            counters,
             reported: 0,
         };
         self.shard(id).insert(id, entry);
-        record.counters = Tally::Listed(Box::new(Listed {
+        Listing {
             sessions: self.clone(),
             id,
-            counters,
-        }));
+        }
     }
 
     /// Hands each user's bytes since the last sweep to the fleet, and stops the sessions of
@@ -243,15 +153,15 @@ impl LiveSessions {
 impl Entry {
     /// Bytes moved since the fleet was last told.
     fn unreported(&self) -> u64 {
-        let counters = &self.counters.counters;
-        let total = counters.up.load(Ordering::Relaxed) + counters.down.load(Ordering::Relaxed);
-        total.saturating_sub(self.reported)
+        self.counters.counters.total().saturating_sub(self.reported)
     }
 
     fn to_json(&self, id: u64) -> String {
-        let started = jiff::Timestamp::try_from(self.started)
-            .map(|at| at.round(jiff::Unit::Millisecond).unwrap_or(at).to_string())
-            .ok();
+        let started = self.started.and_then(|started| {
+            jiff::Timestamp::try_from(started)
+                .map(|at| at.round(jiff::Unit::Millisecond).unwrap_or(at).to_string())
+                .ok()
+        });
         let mut out = format!("{{\"id\":{id}");
         let fields: [(&str, Option<String>); 8] = [
             ("client", Some(self.client.to_string())),
@@ -285,6 +195,19 @@ impl Entry {
     }
 }
 
+/// The wall-clock time of `accepted`, if the clock goes back that far.
+fn started_at(accepted: Instant) -> Option<SystemTime> {
+    wall_clock_before(SystemTime::now(), accepted.elapsed())
+}
+
+/// `now - elapsed`, or none where that is not a time the clock can show: before the epoch
+/// (a clock that was never set) or past what `SystemTime` holds (where plain subtraction
+/// panics).
+fn wall_clock_before(now: SystemTime, elapsed: std::time::Duration) -> Option<SystemTime> {
+    now.checked_sub(elapsed)
+        .filter(|started| *started >= SystemTime::UNIX_EPOCH)
+}
+
 /// A JSON string: quotes, backslashes and control characters escaped (a user name or a
 /// target name comes from the client).
 fn quote(out: &mut String, text: &str) {
@@ -313,6 +236,22 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\n\u0001é""#.replace("\\n", "\\u000a"));
     }
 
+    #[test]
+    fn a_clock_near_the_epoch_gives_no_start_time() {
+        let near_epoch = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        let elapsed = std::time::Duration::from_secs(5);
+        assert_eq!(wall_clock_before(near_epoch, elapsed), None);
+        assert_eq!(
+            wall_clock_before(near_epoch, std::time::Duration::MAX),
+            None
+        );
+        let later = near_epoch + std::time::Duration::from_secs(10);
+        assert_eq!(
+            wall_clock_before(later, elapsed),
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(6))
+        );
+    }
+
     fn record_of(like: &AccessRecord) -> AccessRecord {
         let mut record = AccessRecord::new(like.subject.client(), like.subject.listener());
         record.subject = like.subject.clone();
@@ -322,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_session_is_listed_until_dropped() {
-        let sessions = Arc::new(LiveSessions::default());
+        let sessions = Arc::new(SessionTable::default());
         let mut record = AccessRecord::new(
             "127.0.0.1:5000".parse().unwrap(),
             "127.0.0.1:1080".parse().unwrap(),
@@ -330,22 +269,22 @@ mod tests {
         record.subject.claim("alice".into(), true);
         record.command = Some(Command::CONNECT);
         let mut first = record_of(&record);
-        sessions.list(&mut first);
+        let first_listing = sessions.list(&mut first);
         let mut second = record_of(&record);
-        sessions.list(&mut second);
+        let second_listing = sessions.list(&mut second);
         second.counters.add_up(5);
         let json = sessions.to_json();
         assert_eq!(json.matches("\"user\":\"alice\"").count(), 2, "{json}");
         assert!(json.contains("\"bytes_up\":5"), "{json}");
         assert!(json.contains("\"command\":\"connect\""), "{json}");
         assert!(json.find("\"id\":1").unwrap() < json.find("\"id\":2").unwrap());
-        drop(first);
+        drop(first_listing);
         let json = sessions.to_json();
         assert!(
             !json.contains("\"id\":1,") && json.contains("\"id\":2,"),
             "{json}"
         );
-        drop(second);
+        drop(second_listing);
         assert_eq!(sessions.to_json(), "{\"sessions\":[\n]}\n");
     }
 }
