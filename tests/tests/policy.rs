@@ -406,6 +406,8 @@ fn udp_datagrams_are_judged_one_destination_at_a_time() {
     drop(control);
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["dropped_denied"], "1");
+    // The total counts every reason, denials too.
+    assert_eq!(log[0]["dropped"], "1", "{log:#?}");
     // A CONNECT matches no rule here.
     assert_eq!(
         denied_with(socks5_connect(server.addr(), &to(allowed.port).to_string())),

@@ -229,6 +229,7 @@ fn routed_datagrams_addressed_by_name_are_judged_by_the_rules() {
     drop(control);
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["dropped_denied"], "1", "{log:#?}");
+    assert_eq!(log[0]["dropped"], "1", "{log:#?}");
 }
 
 /// The private-destination guard is about what this host reaches: a routed request is the
@@ -293,6 +294,7 @@ fn a_direct_association_does_not_send_what_a_route_rule_takes() {
     drop(control);
     let log = front.wait_for_sessions(1);
     assert_eq!(log[0]["dropped_denied"], "1", "{log:#?}");
+    assert_eq!(log[0]["dropped"], "1", "{log:#?}");
 }
 
 /// The other way round: an association routed upstream (its rule routes 127.0.0.9) still

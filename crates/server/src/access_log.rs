@@ -77,6 +77,22 @@ pub(crate) struct UdpDrops {
     pub(crate) denied: u64,
 }
 
+impl UdpDrops {
+    /// All drops, whatever the reason (every field named, so that a new reason cannot be
+    /// left out of the total).
+    pub(crate) fn total(&self) -> u64 {
+        let Self {
+            unexpected_source,
+            malformed,
+            fragments,
+            unresolved,
+            unreachable,
+            denied,
+        } = *self;
+        unexpected_source + malformed + fragments + unresolved + unreachable + denied
+    }
+}
+
 impl AccessRecord {
     pub(crate) fn new(client: SocketAddr, listener: SocketAddr) -> Self {
         Self {

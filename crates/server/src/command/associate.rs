@@ -27,7 +27,7 @@ use socksgate_proto::{Address, DomainName, Host, Reply, Wire};
 use tokio::net::UdpSocket;
 
 use super::through_route;
-use crate::access_log::{UdpDrops, UdpStats};
+use crate::access_log::UdpStats;
 use crate::authorize::{datagram_decision, datagram_way, way_out, Grant, Way};
 use crate::counters::Tally;
 use crate::failure::Failure;
@@ -775,15 +775,4 @@ fn is_transient(error: &io::Error) -> bool {
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
     )
-}
-
-impl UdpDrops {
-    /// All drops, whatever the reason.
-    pub(crate) fn total(&self) -> u64 {
-        self.unexpected_source
-            + self.malformed
-            + self.fragments
-            + self.unresolved
-            + self.unreachable
-    }
 }
