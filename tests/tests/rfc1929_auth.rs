@@ -513,7 +513,16 @@ mod throttling {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        // Bob logs in once all 200 have reached the server (each is in progress, or has
+        // ended and been logged: never counted short), not after a guessed pause.
+        let reached = Instant::now() + Duration::from_secs(10);
+        while server.stats().sessions() + server.access_log().len() < 200 {
+            assert!(
+                Instant::now() < reached,
+                "the 200 guesses never reached the server"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let login = Instant::now();
         let from_elsewhere = login_from([127, 0, 0, 2].into(), proxy, b"bob", b"builder");
         let prompt = login.elapsed();
@@ -619,7 +628,16 @@ mod throttling {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Alice logs in once the guessers have filled her pending logins (the log says so),
+        // while they go on.
+        let full = "not checked: too many logins pending for this user";
+        while !server.access_log().iter().any(|e| e["detail"] == full) {
+            assert!(
+                Instant::now() < until,
+                "the guessers never filled alice's pending logins"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let login = Instant::now();
         let from_home = login_from(home, proxy, b"alice", b"correct");
         let waited = login.elapsed();

@@ -205,8 +205,12 @@ const RATE_TABLE_SWEEP: usize = 4096;
 impl ConnectionRates {
     /// Whether one more connection from `source` is within `per_second` (bursts of as many).
     pub(crate) fn admit(&self, source: IpAddr, per_second: u32) -> bool {
+        self.admit_at(std::time::Instant::now(), source, per_second)
+    }
+
+    /// [`admit`](Self::admit) at `now` (the tests pass time in, as the login throttle's do).
+    fn admit_at(&self, now: std::time::Instant, source: IpAddr, per_second: u32) -> bool {
         let rate = f64::from(per_second.max(1));
-        let now = std::time::Instant::now();
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if table.buckets.len() >= table.sweep_at.max(RATE_TABLE_SWEEP) {
             table.buckets.retain(|_, (tokens, last)| {
@@ -234,12 +238,19 @@ mod tests {
     fn a_burst_beyond_the_rate_is_refused_and_the_rate_refills() {
         let rates = ConnectionRates::default();
         let source: IpAddr = [127, 0, 0, 9].into();
-        assert!((0..5).all(|_| rates.admit(source, 5)));
-        assert!(!rates.admit(source, 5));
+        let start = std::time::Instant::now();
+        let at = |millis| start + std::time::Duration::from_millis(millis);
+        assert!((0..5).all(|_| rates.admit_at(start, source, 5)));
+        assert!(!rates.admit_at(start, source, 5));
         // Another source has its own bucket.
-        assert!(rates.admit([127, 0, 0, 10].into(), 5));
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        assert!(rates.admit(source, 5));
+        assert!(rates.admit_at(start, [127, 0, 0, 10].into(), 5));
+        // Five a second: a token every 200 ms, and not before.
+        assert!(!rates.admit_at(at(190), source, 5));
+        assert!(rates.admit_at(at(210), source, 5));
+        assert!(!rates.admit_at(at(220), source, 5));
+        // An idle second refills the whole burst, and no more.
+        assert!((0..5).all(|_| rates.admit_at(at(5_000), source, 5)));
+        assert!(!rates.admit_at(at(5_000), source, 5));
     }
 
     #[test]
