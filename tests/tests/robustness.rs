@@ -63,7 +63,10 @@ fn truncated_handshakes_close_only_their_session() {
         &[0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x04, 0, 0],
         &[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, b'u', b's'],
     ];
-    for bytes in truncated {
+    // What each gets before the close: nothing, or the method selection its complete
+    // greeting earned (RFC 1928 §3), never a reply to a request it did not finish.
+    let answers: [&[u8]; 5] = [b"", b"", &[0x05, 0x00], &[0x05, 0x00], b""];
+    for (bytes, answer) in truncated.into_iter().zip(answers) {
         let mut stream = TcpStream::connect(server.addr()).unwrap();
         stream.write_all(bytes).unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
@@ -72,7 +75,7 @@ fn truncated_handshakes_close_only_their_session() {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         stream.read_to_end(&mut rest).unwrap();
-        assert!(rest.len() <= 2, "at most a method selection: {rest:?}");
+        assert_eq!(rest, answer, "after {bytes:?}");
     }
     still_serves(&server, &echo);
     let log = server.wait_for_sessions(6);
@@ -88,7 +91,7 @@ fn stalled_clients_do_not_block_others_and_time_out() {
     config.timeouts.handshake = Duration::from_millis(600);
     let server = TestServer::start_with(config);
     let echo = EchoTarget::start();
-    let mut stalled: Vec<TcpStream> = (0..20)
+    let mut stalled: Vec<(TcpStream, &[u8])> = (0..20)
         .map(|i| {
             let mut stream = TcpStream::connect(server.addr()).unwrap();
             // Half a handshake, then silence.
@@ -98,17 +101,20 @@ fn stalled_clients_do_not_block_others_and_time_out() {
                 &[0x05, 0x01, 0x00, 0x05]
             };
             stream.write_all(partial).unwrap();
-            stream
+            // The complete greeting is answered; the half request is not.
+            let answer: &[u8] = if i % 2 == 0 { b"" } else { &[0x05, 0x00] };
+            (stream, answer)
         })
         .collect();
     still_serves(&server, &echo);
     let started = Instant::now();
-    for stream in &mut stalled {
+    for (stream, answer) in &mut stalled {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest);
+        stream.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, *answer);
     }
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -139,17 +145,54 @@ fn endless_handshake_bytes_are_cut_off() {
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     assert_eq!(rest, [0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["outcome"], "bad-handshake", "{log:#?}");
 }
 
 #[test]
 fn many_bad_sessions_then_good_ones() {
+    // 200 hostile sessions of five kinds, each answered as its kind must be and closed,
+    // then 20 good ones.
     let server = TestServer::start();
     let echo = EchoTarget::start();
+    let greeted = [0x05, 0x01, 0x00];
     for i in 0..200u32 {
-        let bytes = i.to_be_bytes().repeat(i as usize % 7 + 1);
-        let _ = raw_exchange(server.addr(), &bytes);
+        let (bytes, answer): (Vec<u8>, Vec<u8>) = match i % 5 {
+            // Garbage (a first byte neither 4 nor 5): closed without a word.
+            0 => (i.to_be_bytes().repeat(i as usize % 7 + 1), vec![]),
+            // A greeting that offers no method (RFC 1928 §3).
+            1 => (vec![0x05, 0x00], vec![0x05, 0xff]),
+            // An unknown command: reply 07 (RFC 1928 §6).
+            2 => (
+                [&greeted[..], &[0x05, 0x09, 0x00, 0x01, 127, 0, 0, 1, 0, 80]].concat(),
+                vec![0x05, 0x00, 0x05, 0x07, 0x00, 0x01, 0, 0, 0, 0, 0, 0],
+            ),
+            // An unknown address type: reply 08 (RFC 1928 §6).
+            3 => (
+                [&greeted[..], &[0x05, 0x01, 0x00, 0x07, 127, 0, 0, 1, 0, 80]].concat(),
+                vec![0x05, 0x00, 0x05, 0x08, 0x00, 0x01, 0, 0, 0, 0, 0, 0],
+            ),
+            // SOCKS4 with an unknown command: request rejected, 91 (SOCKS4).
+            _ => (
+                vec![0x04, 0x09, 0x00, 0x50, 127, 0, 0, 1, b'u', 0],
+                vec![0x00, 0x5b, 0, 0, 0, 0, 0, 0],
+            ),
+        };
+        assert_eq!(
+            raw_exchange(server.addr(), &bytes).unwrap(),
+            answer,
+            "session {i}: {bytes:?}"
+        );
     }
     for _ in 0..20 {
         still_serves(&server, &echo);
     }
+    let log = server.wait_for_sessions(220);
+    let closed = |outcome: &str| log.iter().filter(|e| e["outcome"] == outcome).count();
+    assert_eq!(closed("closed"), 20, "the good sessions");
+    // An unknown command, in SOCKS5 and in SOCKS4.
+    assert_eq!(closed("unsupported-command"), 80, "{log:#?}");
+    // Garbage, no method, an unknown address type.
+    assert_eq!(closed("bad-handshake"), 120, "{log:#?}");
+    assert_eq!(log.len(), 220, "one event each, no more");
 }
