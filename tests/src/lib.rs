@@ -1,7 +1,9 @@
 //! Test support for socksgate's socket-level tests: an in-process server with its access log
 //! captured, loopback targets, a blocking SOCKS client on `socksgate-proto`'s machine,
-//! network namespaces for situations loopback cannot produce, and the rule for third-party
-//! programs (skip on a laptop, fail in CI).
+//! network namespaces for situations loopback cannot produce (and an impaired link between
+//! two, `impaired`), third-party servers run for a test (`dante`, `haproxy`, `sshd`,
+//! `redis`), a throwaway Kerberos realm (`kdc`) and PKI (`pki`), and the rule for
+//! third-party programs (skip on a laptop, fail in CI: `interop`).
 
 // A panic in test support is a failed test; a skip notice on stderr is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]

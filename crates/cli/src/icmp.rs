@@ -1,5 +1,6 @@
 //! What `ping` and `traceroute` share: opening the ICMP extension through the chain (with a
-//! clear word when the proxy lacks it), the target, and how answers are named.
+//! clear word when the proxy lacks it), the target, and how answers are named; and the
+//! current-thread runtime the client commands run on (`runtime`).
 
 use std::net::IpAddr;
 use std::time::Duration;

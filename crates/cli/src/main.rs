@@ -1,7 +1,8 @@
 //! `socksgate`: the command-line entry point.
 //!
-//! Exit codes: 0 success; 1 the server failed while running (a listener could not be
-//! opened, …); 2 bad usage or an invalid configuration.
+//! Exit codes: 0 success; 1 a failure while running (the server: a listener could not be
+//! opened, …; a client command), or a negative answer (`explain` denied, `ping` without a
+//! reply, `import` not exact); 2 bad usage or an invalid configuration.
 
 // Doc comments here are --help text, where [OPTIONAL] parts are the convention, not links.
 #![allow(rustdoc::broken_intra_doc_links)]

@@ -1,6 +1,7 @@
 //! Everything starting reads besides the configuration file itself — password and group
-//! files, the PAM library, TLS certificates and keys, keytabs, the admin token, the log
-//! destination — in one sequence that `check`, `serve --check-only` and `serve` share, so
+//! files, the PAM library, TLS certificates and keys, keytabs, the admin token, the
+//! `[process]` account, the fleet's URL, the log destination — in one sequence that `check`,
+//! `serve --check-only`, `serve` and (without the log and the keytab) reloads share, so
 //! that what `check` accepts starts, and each failure is reported as the file's own errors
 //! are: file:line:column: field.
 

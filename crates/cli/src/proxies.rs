@@ -1,4 +1,5 @@
-//! The chain of proxies for `connect` and `forward`: `-x URL` flags, or the environment.
+//! The chain of proxies for every client command (`connect`, `forward`, `ping`,
+//! `traceroute`, `socksify`, `tun`): `-x URL` flags, or the environment.
 
 use anyhow::{bail, Context};
 use std::path::PathBuf;

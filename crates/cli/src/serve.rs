@@ -1,5 +1,6 @@
-//! `socksgate serve`: load the configuration, open the listeners, serve until SIGTERM or
-//! SIGINT, then drain.
+//! `socksgate serve`: load the configuration, open the listeners (or take those systemd
+//! passed), give up root, serve — reloading on SIGHUP or when a watched file changes,
+//! reopening the log on SIGUSR1 — until SIGTERM or SIGINT, then drain.
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,6 +1,10 @@
-//! `socksgate socksify --tun`: the program runs in a network namespace of its own whose
-//! only way out is a TUN device read by socksgate's user-space stack (`socksgate-tun`), so
-//! every connection it makes goes through the proxies, whatever the program is made of.
+//! TUN mode from the command line. `socksgate socksify --tun`: the program runs in a network
+//! namespace of its own whose only way out is a TUN device read by socksgate's user-space
+//! stack (`socksgate-tun`), so every connection it makes goes through the proxies, whatever
+//! the program is made of. `socksgate tun`: the namespace socksgate runs in (a host, a
+//! container) is captured by policy routing, with a watchdog process (`__tun-watch`) that
+//! removes the rules and routes if socksgate dies; `__tun-exec` sets up the program's names
+//! inside its namespace, then runs it.
 
 use std::ffi::OsString;
 use std::io::Write;

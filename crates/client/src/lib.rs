@@ -1,6 +1,7 @@
-//! A tokio SOCKS client: CONNECT, BIND and UDP ASSOCIATE through one proxy or a chain of
-//! them, each hop SOCKS4, SOCKS4a or SOCKS5 (with local or remote name resolution, with or
-//! without a password), driven by `socksgate-proto`'s client machine.
+//! A tokio SOCKS client: CONNECT, BIND, UDP ASSOCIATE and socksgate's ICMP echo extension
+//! through one proxy or a chain of them, each hop SOCKS4, SOCKS4a or SOCKS5 (with local or
+//! remote name resolution; without authentication, with a password or, with the `gssapi`
+//! feature, GSS-API; plain or in TLS), driven by `socksgate-proto`'s client machine.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), socksgate_client::ChainError> {

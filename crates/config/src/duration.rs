@@ -1,5 +1,6 @@
 //! Durations written the way operators write them: `500ms`, `10s`, `5m`, `2h`, `1d`, or a
-//! bare number of seconds; `off` where a timeout may be disabled.
+//! bare number of seconds (`off`, where a timeout may be disabled, is read by the fields
+//! that allow it, not here).
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Where a field is written in a configuration file, for errors found after it was read
 //! (a password file that does not exist, a key that cannot be used): the same
-//! file:line:column: field an error found while reading it has.
+//! file:line:column: field an error found while reading it has; and every file a
+//! configuration names, with its field (`Config::named_files`).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

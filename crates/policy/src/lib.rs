@@ -13,7 +13,7 @@
 //! link-local (cloud metadata) and other internal addresses whatever the rules say — checked
 //! on the address a name resolves to, so DNS cannot be used to get around it. A name a
 //! `route` rule sends upstream is the upstream's to resolve: it is not resolved here (only a
-//! private address given as such is refused).
+//! private address given as such, or a local name such as `localhost`, is refused).
 //!
 //! A destination given as a name can match a name pattern at once, but an address block
 //! only once the name is resolved: when evaluation reaches such a rule (or must apply

@@ -12,14 +12,20 @@
 //!   reserved block, mapped back to the name when the program connects to it or asks for its
 //!   name — so names are resolved by the proxy, not here, and fake addresses by nobody.
 //! * `getpeername`: the destination the program asked for, not the proxy.
-//! * `close`, `close_range`, `closefrom`, `dup`, `dup2`, `dup3`: bookkeeping of redirected sockets, and of
-//!   the shim's own descriptors (`own`), which a program that closes or overwrites them takes
-//!   back without the shim ever touching its descriptor again.
+//! * `close`, `close_range`, `closefrom`, `fclose`, `dup`, `dup2`, `dup3`, `fcntl`/`fcntl64`
+//!   (`F_DUPFD`): bookkeeping of redirected sockets, and of the shim's own descriptors
+//!   (`own`), which a program that closes or overwrites them takes back without the shim
+//!   ever touching its descriptor again.
+//! * `syscall`: libuv's raw `sendmmsg`/`recvmmsg` and raw `close`/`close_range`/`dup*`/`fcntl`
+//!   go where their libc wrappers go.
 //!
 //! The hooks, by family, are in `hooks` (`tcp`, `descriptors`, `names`, `datagrams`): each
 //! file one unsafe boundary. Shared state is behind fork- and signal-safe locks (`lock`);
 //! buffers become slices only in `memory`; the real functions are found without locks
-//! (`real`); errno and descriptor helpers sit beneath every module (`sys`).
+//! (`real`); errno and descriptor helpers sit beneath every module (`sys`). The handshake
+//! through the chain is `tunnel`'s; remembered destinations and fake names are `state`'s,
+//! each table with a lock-free bitmap beside it (`marks`); the environment `socksify` set is
+//! read in `settings`; socket addresses cross between Rust and C in `address`.
 //!
 //! Unsafe code lives here (the C ABI programs call) and in `socksgate-sys` (the C ABI of the
 //! system's libraries), nowhere else in socksgate. A panic never unwinds
@@ -28,9 +34,10 @@
 //! Limits: statically linked programs and Go binaries do not load the library; setuid
 //! programs ignore LD_PRELOAD.
 //!
-//! UDP (`udp`): datagram calls (`sendto`, `sendmsg`, `sendmmsg`, `send`, `write`,
-//! `recvfrom`, `recvmsg`, `recvmmsg`, `recv`, `read`, and `connect` on a datagram socket) go
-//! through a UDP association with the proxy when the destination is redirected.
+//! UDP (`udp`): datagram calls (`sendto`, `sendmsg`, `sendmmsg`, `send`, `write`, `writev`,
+//! `recvfrom`, `recvmsg`, `recvmmsg`, `recv`, `read`, `readv` and the `_chk` variants, and
+//! `connect` on a datagram socket) go through a UDP association with the proxy when the
+//! destination is redirected.
 
 mod address;
 mod lock;

@@ -1,5 +1,5 @@
 //! GSS-API method framing for SOCKS5 (RFC 1961). Framing only: producing and checking the
-//! tokens is the GSS-API library's job, in `socksgate-auth`.
+//! tokens is the GSS-API library's job, in `socksgate-gssapi` (over `socksgate-sys`).
 //!
 //! Every message but the abort has the same shape (RFC 1961 §3.4, §4.3, §5):
 //!

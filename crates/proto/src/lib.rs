@@ -9,8 +9,10 @@
 //! * two handshake state machines, [`server::ServerHandshake`] and
 //!   [`client::ClientHandshake`]: bytes in, bytes to send and events out.
 //!
-//! It also reads proxy URLs ([`hop::Hop`]: `socks5h://user:pass@host:port`), which every
-//! client of socksgate understands.
+//! It also holds the addresses every message carries ([`addr`]), socksgate's ICMP extension
+//! messages ([`icmp`]), HAProxy's PROXY header v1 and v2 ([`proxy_header`]), and reads proxy
+//! URLs ([`hop::Hop`]: `socks5h://user:pass@host:port`), which every client of socksgate
+//! understands.
 //!
 //! Contract: nothing here reads a socket, a file or a clock, spawns, or allocates per byte.
 //! Decoders tell "need more bytes" ([`DecodeError::Incomplete`], with how many) from

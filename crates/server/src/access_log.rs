@@ -12,16 +12,38 @@ use socksgate_proto::{Address, Command, Reply, Version};
 use crate::counters::Tally;
 use crate::subject::Subject;
 
-/// A `tracing` event at the session's level (the deciding rule's `log` option). Outside
-/// the session's debug span (`parent: None`): the record names the client itself, and its
-/// fields are the access log's whole schema.
-macro_rules! at_level {
-    ($level:expr, target: $target:expr, $($event:tt)*) => {
+/// A session's access event, at the session's level (the deciding rule's `log` option):
+/// the fields every event has, then `$extra` (what a session or an association adds), then
+/// its duration. Outside the session's debug span (`parent: None`): the record names the
+/// client itself, and its fields are the access log's whole schema.
+macro_rules! access_event {
+    ($record:expr, $outcome:expr, $detail:expr, $message:literal, $($extra:tt)*) => {
+        access_event!(@at $record.log,
+            target: "socksgate::access",
+            parent: None,
+            client = %$record.subject.client(),
+            listener = %$record.subject.listener(),
+            via = %OrDash($record.subject.via()),
+            protocol = %OrDash($record.version),
+            user = $record.subject.logged_user().unwrap_or("-"),
+            claimed_user = $record.subject.claimed_user().unwrap_or("-"),
+            command = %OrDash($record.command),
+            target = %OrDash($record.target.as_ref()),
+            outcome = $outcome,
+            reply = %OrDash($record.reply.map(ReplyCode)),
+            rule = %OrDash($record.rule.as_deref()),
+            detail = %OrDash($detail),
+            $($extra)*
+            duration_ms = $record.duration_ms(),
+            $message
+        )
+    };
+    (@at $level:expr, $($event:tt)*) => {
         match $level {
             LogLevel::Off => {}
-            LogLevel::Debug => tracing::debug!(target: $target, parent: None, $($event)*),
-            LogLevel::Info => tracing::info!(target: $target, parent: None, $($event)*),
-            LogLevel::Warn => tracing::warn!(target: $target, parent: None, $($event)*),
+            LogLevel::Debug => tracing::debug!($($event)*),
+            LogLevel::Info => tracing::info!($($event)*),
+            LogLevel::Warn => tracing::warn!($($event)*),
         }
     };
 }
@@ -116,47 +138,25 @@ impl AccessRecord {
         if let Some(udp) = &self.udp {
             return self.emit_association(outcome, detail, udp);
         }
-        at_level!(
-            self.log,
-            target: "socksgate::access",
-            client = %self.subject.client(),
-            listener = %self.subject.listener(),
-            via = %OrDash(self.subject.via()),
-            protocol = %OrDash(self.version),
-            user = self.subject.logged_user().unwrap_or("-"),
-            claimed_user = self.subject.claimed_user().unwrap_or("-"),
-            command = %OrDash(self.command),
-            target = %OrDash(self.target.as_ref()),
+        access_event!(
+            self,
             outcome,
-            reply = %OrDash(self.reply.map(ReplyCode)),
-            rule = %OrDash(self.rule.as_deref()),
-            detail = %OrDash(detail),
+            detail,
+            "session",
             peer = %OrDash(self.peer.as_deref()),
             rejected_peers = self.rejected_peers,
             bytes_up = self.counters.up.load(Ordering::Relaxed),
             bytes_down = self.counters.down.load(Ordering::Relaxed),
-            duration_ms = self.duration_ms(),
-            "session"
         );
     }
 
     fn emit_association(&self, outcome: &str, detail: Option<&dyn fmt::Display>, udp: &UdpStats) {
         let drops = &udp.drops;
-        at_level!(
-            self.log,
-            target: "socksgate::access",
-            client = %self.subject.client(),
-            listener = %self.subject.listener(),
-            via = %OrDash(self.subject.via()),
-            protocol = %OrDash(self.version),
-            user = self.subject.logged_user().unwrap_or("-"),
-            claimed_user = self.subject.claimed_user().unwrap_or("-"),
-            command = %OrDash(self.command),
-            target = %OrDash(self.target.as_ref()),
+        access_event!(
+            self,
             outcome,
-            reply = %OrDash(self.reply.map(ReplyCode)),
-            rule = %OrDash(self.rule.as_deref()),
-            detail = %OrDash(detail),
+            detail,
+            "association",
             datagrams_up = udp.datagrams_up,
             datagrams_down = udp.datagrams_down,
             bytes_up = udp.bytes_up,
@@ -168,8 +168,6 @@ impl AccessRecord {
             dropped_unresolved = drops.unresolved,
             dropped_unreachable = drops.unreachable,
             dropped_denied = drops.denied,
-            duration_ms = self.duration_ms(),
-            "association"
         );
     }
 

@@ -1,5 +1,6 @@
 //! Why a session ended before or instead of relaying: each cause, the word the access log
-//! and the metrics give it, its detail, and the reply a refused request gets.
+//! and the metrics give it, and its detail (the reply a refusal gets is
+//! `reply::for_refusal`'s).
 
 use std::io;
 

@@ -7,8 +7,8 @@
 //! with the code [`reply`] chooses, relays with `splice(2)` on Linux, and writes one
 //! access-log event (`tracing` target `socksgate::access`).
 //!
-//! This crate reads no file, flag or environment variable: everything comes in the
-//! [`Config`].
+//! This crate reads no flag or environment variable, and no file but those the [`Config`]
+//! names (TLS material, the admin token) and the kernel's `net.core.somaxconn`.
 
 mod access_log;
 mod admin;

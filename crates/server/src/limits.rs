@@ -1,5 +1,6 @@
 //! Limits that span sessions: sessions at once per scope (the server, or a rule) and user or
-//! source, bandwidth shared by a user's sessions, and new connections per second per source.
+//! source, UDP associations at once server-wide, bandwidth shared by a user's sessions, and
+//! new connections per second per source.
 //! All of them outlive reloads: a reload must not forgive what is in use.
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! Counters of what the server did, for the admin listener's `/metrics` (Prometheus text
 //! format 0.0.4). They outlive reloads; each session adds to them once, when it ends (so a
-//! session's bytes count when it ends), plus the two latencies as they are measured.
+//! session's bytes count when it ends), plus the two latencies as they are measured and
+//! each upstream attempt as it is made.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -5,11 +5,14 @@
 //! whole response. An error in either direction ends both. With an idle timeout, a relay
 //! that moved nothing either way for that long is ended.
 //!
-//! The relay is one hand-written future over both directions ([`Flow`]): waiting costs no
-//! future state beyond the two flows (the sockets keep the wakers), so an idle session is a
-//! few hundred bytes. Small messages are read into a per-thread buffer and written straight on;
-//! on Linux a direction that fills that buffer switches to `splice(2)` through a pooled pipe
-//! until the burst ends, so bulk data never enters user space.
+//! The relay is one hand-written future over both directions: a [`Flow`] each when both
+//! sides are bare TCP, a `BufferedFlow` each (pooled buffers) when either is wrapped (TLS,
+//! RFC 1961 protection). Waiting costs no future state beyond the two flows (the sockets
+//! keep the wakers): the relay's own state is a few hundred bytes. A [`Flow`] reads small
+//! messages into a per-thread buffer and writes them straight on; on Linux a direction that
+//! fills that buffer switches to `splice(2)` through a pooled pipe until the burst ends, so
+//! bulk data never enters user space. A relay also ends when the fleet halts its session
+//! (the user is over the byte quota).
 
 use std::future::Future;
 use std::io;

@@ -1,4 +1,7 @@
-//! The one place where an outcome becomes a SOCKS reply code.
+//! The outcome → reply-code table, and the mapping of refusals and connect errors to it.
+//! The commands that fail in ways of their own (BIND and UDP set-up, an unknown command,
+//! routes) send this table's code for their case directly; a malformed request's 0x08 or
+//! 0x01 is queued by `socksgate-proto`'s machine.
 //!
 //! | outcome | SOCKS5 | SOCKS4 |
 //! | --- | --- | --- |

@@ -1,4 +1,5 @@
-//! Socket helpers: listeners with the kernel's full accept queue; for BIND and UDP
+//! Socket helpers: listeners with the kernel's full accept queue; TCP keepalive on the
+//! connections that last (a relay, a UDP association's control connection); for BIND and UDP
 //! ASSOCIATE, dual-stack binding, address normalisation, and finding the local address
 //! that routes to a peer.
 

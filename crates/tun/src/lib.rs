@@ -3,7 +3,9 @@
 //! into a SOCKS session through a chain — TCP into CONNECT, UDP into UDP ASSOCIATE, ICMP
 //! echo into socksgate's ICMP extension — and answers its DNS queries with fake addresses
 //! that stand for names the proxy resolves. Unlike `LD_PRELOAD`, this catches statically
-//! linked programs, Go binaries and anything else that makes system calls directly.
+//! linked programs, Go binaries and anything else that makes system calls directly. With
+//! [`routing`] (`socksgate tun`), the namespace socksgate itself runs in (a host, a
+//! container) is captured instead, by policy routing.
 
 mod dns;
 mod icmp;

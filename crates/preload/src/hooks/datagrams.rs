@@ -1,4 +1,6 @@
-//! The datagram calls: redirected when the socket has (or needs) an association.
+//! The datagram calls: redirected when the socket has (or needs) an association. And
+//! `syscall`, which sends libuv's raw `sendmmsg`/`recvmmsg` here and raw descriptor calls
+//! (`close`, `close_range`, `dup*`, `fcntl`) to `descriptors`.
 
 use std::net::SocketAddr;
 

@@ -1,6 +1,5 @@
-//! `close`, `close_range`, `closefrom`, `dup`, `dup2`, `dup3`, `fcntl(F_DUPFD…)`: the shim
-//! follows the program's
-//! descriptors, and keeps its own apart (`own`).
+//! `close`, `close_range`, `closefrom`, `fclose`, `dup`, `dup2`, `dup3`, `fcntl`/`fcntl64`
+//! (`F_DUPFD…`): the shim follows the program's descriptors, and keeps its own apart (`own`).
 
 use libc::c_int;
 

@@ -1,4 +1,5 @@
-//! `connect` and `getpeername`: TCP sockets redirected through the chain.
+//! `connect` (a TCP socket through the chain; a datagram socket to its association) and
+//! `getpeername`, and TCP Fast Open's first send (`fast_open`).
 
 use std::net::{IpAddr, SocketAddr};
 

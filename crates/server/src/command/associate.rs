@@ -7,9 +7,13 @@
 //! peer, and its port is DST.PORT of the request or, when that is 0, the port of its first
 //! datagram; it is fixed from then on. (DST.ADDR is not used to narrow the client's IP: a
 //! client behind NAT names an address the server never sees.) Datagrams from outside reach
-//! the client only from where the client has sent, unless the filtering is loosened. The
-//! association ends with its control connection, or when it has been idle too long; all its
-//! state goes with it.
+//! the client only from where the client has sent, unless the filtering is loosened. A
+//! `route` rule sends the association through an upstream group instead: the client's
+//! datagrams go on through the upstream chain's own association, and the answers come back
+//! from it. The association ends with its control
+//! connection, when it has been idle too long, when the relay socket fails, when the fleet
+//! halts it (the user is over the byte quota), or, routed, when the upstream ends it; all
+//! its state goes with it.
 
 use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
