@@ -288,13 +288,7 @@ impl Chain {
                     .any(|e| matches!(e, ClientEvent::Granted { .. }))
             })
             .await?;
-        let bound = events
-            .iter()
-            .find_map(|event| match event {
-                ClientEvent::Granted { bound } => Some(bound.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(Address::unspecified);
+        let bound = granted_bound(&events);
         Ok(BindListener {
             chain: self.clone(),
             index,
@@ -427,13 +421,7 @@ impl Chain {
         let (_, events) = self
             .handshake_until(&mut stream, index, command, target, |_| false)
             .await?;
-        let bound = events
-            .into_iter()
-            .find_map(|event| match event {
-                ClientEvent::Granted { bound } => Some(bound),
-                _ => None,
-            })
-            .unwrap_or_else(Address::unspecified);
+        let bound = granted_bound(&events);
         Ok((stream, bound))
     }
 
@@ -676,4 +664,15 @@ async fn connect_any(addresses: &[SocketAddr], outbound: &Outbound) -> io::Resul
         }
     }
     Err(last)
+}
+
+/// BND.ADDR of the grant among a hop's events (unspecified when the reply had none).
+fn granted_bound(events: &[ClientEvent]) -> Address {
+    events
+        .iter()
+        .find_map(|event| match event {
+            ClientEvent::Granted { bound } => Some(bound.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(Address::unspecified)
 }

@@ -31,6 +31,7 @@
 mod duration;
 mod error;
 mod fleet;
+mod keyword;
 mod locate;
 mod model;
 mod raw;
@@ -388,17 +389,13 @@ fn validate_listener(
                         .at(origin, Some(name.span()))
                         .field(&field)
                 };
-                let method = match name.get_ref().as_str() {
-                    "none" => Method::NO_AUTH,
-                    "password" if auth.backend.is_some() => Method::PASSWORD,
-                    "password" => {
-                        return Err(error(
-                            "\"password\" needs [auth] password_file or pam_service",
-                        ))
-                    }
-                    "gssapi" => Method::GSSAPI,
-                    _ => return Err(error("expected \"none\", \"password\" or \"gssapi\"")),
-                };
+                let method = keyword::one_of(name.get_ref(), rules::METHODS)
+                    .map_err(|message| error(&message))?;
+                if method == Method::PASSWORD && auth.backend.is_none() {
+                    return Err(error(
+                        "\"password\" needs [auth] password_file or pam_service",
+                    ));
+                }
                 if !methods.contains(&method) {
                     methods.push(method);
                 }
@@ -717,22 +714,19 @@ fn upstream_tls(
     })
 }
 
+/// The GSS-API protection levels (RFC 1961 §4), as `[gssapi]` names them.
+const PROTECTIONS: &[(&str, Protection)] = &[
+    ("none", Protection::None),
+    ("integrity", Protection::Integrity),
+    ("confidentiality", Protection::Confidentiality),
+];
+
 fn protection_level(
     name: &toml::Spanned<String>,
     field: &str,
     origin: &Origin<'_>,
 ) -> Result<Protection, ConfigError> {
-    match name.get_ref().as_str() {
-        "none" => Ok(Protection::None),
-        "integrity" => Ok(Protection::Integrity),
-        "confidentiality" => Ok(Protection::Confidentiality),
-        _ => Err(ConfigError::new(
-            origin,
-            "expected \"none\", \"integrity\" or \"confidentiality\"",
-        )
-        .at(origin, Some(name.span()))
-        .field(field)),
-    }
+    keyword::keyword(name, field, PROTECTIONS, origin)
 }
 
 fn validate_gssapi(raw: &raw::RawGssapi, origin: &Origin<'_>) -> Result<Gssapi, ConfigError> {

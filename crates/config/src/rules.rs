@@ -13,6 +13,7 @@ use socksgate_proto::{Command, Method};
 use toml::Spanned;
 
 use crate::error::{ConfigError, Origin as TextOrigin};
+use crate::keyword::{keyword, one_of, word_for};
 use crate::raw::{RawAddresses, RawClientRule, RawPolicy, RawPort, RawRule};
 
 pub(crate) fn validate_policy(
@@ -104,20 +105,7 @@ fn validate_rule(
     };
     let log = match &raw.log {
         None => LogLevel::Info,
-        Some(level) => match level.get_ref().as_str() {
-            "off" => LogLevel::Off,
-            "debug" => LogLevel::Debug,
-            "info" => LogLevel::Info,
-            "warn" => LogLevel::Warn,
-            _ => {
-                return Err(ConfigError::new(
-                    origin,
-                    "expected \"off\", \"debug\", \"info\" or \"warn\"",
-                )
-                .at(origin, Some(level.span()))
-                .field(field("log")))
-            }
-        },
+        Some(level) => keyword(level, &field("log"), LOG_LEVELS, origin)?,
     };
     let bandwidth = rate_field(raw.bandwidth.as_ref(), &field("bandwidth"), origin)?;
     let bandwidth_per_user = rate_field(
@@ -175,21 +163,42 @@ pub(crate) fn list<T, E: ToString>(
         .collect()
 }
 
+/// A rule's `action`.
+const ACTIONS: &[(&str, Action)] = &[
+    ("allow", Action::Allow),
+    ("deny", Action::Deny),
+    ("route", Action::Route),
+];
+
+/// A rule's `log` level.
+const LOG_LEVELS: &[(&str, LogLevel)] = &[
+    ("off", LogLevel::Off),
+    ("debug", LogLevel::Debug),
+    ("info", LogLevel::Info),
+    ("warn", LogLevel::Warn),
+];
+
+/// The SOCKS5 methods, as listeners and rules name them.
+pub(crate) const METHODS: &[(&str, Method)] = &[
+    ("none", Method::NO_AUTH),
+    ("password", Method::PASSWORD),
+    ("gssapi", Method::GSSAPI),
+];
+
+/// The commands, as rules (and `socksgate explain`) name them.
+const COMMANDS: &[(&str, Command)] = &[
+    ("connect", Command::CONNECT),
+    ("bind", Command::BIND),
+    ("udp", Command::UDP_ASSOCIATE),
+    ("icmp", Command::ICMP_ECHO),
+];
+
 fn action(
     value: &Spanned<String>,
     field: &str,
     origin: &TextOrigin<'_>,
 ) -> Result<Action, ConfigError> {
-    match value.get_ref().as_str() {
-        "allow" => Ok(Action::Allow),
-        "deny" => Ok(Action::Deny),
-        "route" => Ok(Action::Route),
-        _ => Err(
-            ConfigError::new(origin, "expected \"allow\", \"deny\" or \"route\"")
-                .at(origin, Some(value.span()))
-                .field(field),
-        ),
-    }
+    keyword(value, field, ACTIONS, origin)
 }
 
 fn parse_listener(text: &str) -> Result<SocketAddr, String> {
@@ -198,37 +207,18 @@ fn parse_listener(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_method(text: &str) -> Result<Method, String> {
-    match text {
-        "none" => Ok(Method::NO_AUTH),
-        "password" => Ok(Method::PASSWORD),
-        "gssapi" => Ok(Method::GSSAPI),
-        _ => Err(format!(
-            "{text:?}: expected \"none\", \"password\" or \"gssapi\""
-        )),
-    }
+    one_of(text, METHODS).map_err(|expected| format!("{text:?}: {expected}"))
 }
 
 /// A command as rules (and `socksgate explain`) name it: connect, bind, udp or icmp.
 pub fn parse_command(text: &str) -> Result<Command, String> {
-    match text {
-        "connect" => Ok(Command::CONNECT),
-        "bind" => Ok(Command::BIND),
-        "udp" => Ok(Command::UDP_ASSOCIATE),
-        "icmp" => Ok(Command::ICMP_ECHO),
-        _ => Err(format!(
-            "{text:?}: expected \"connect\", \"bind\", \"udp\" or \"icmp\""
-        )),
-    }
+    one_of(text, COMMANDS).map_err(|expected| format!("{text:?}: {expected}"))
 }
 
 /// The name rules use for a command (the inverse of [`parse_command`]).
+/// A code that is none of the four is named `connect`.
 pub fn command_name(command: Command) -> &'static str {
-    match command {
-        Command::BIND => "bind",
-        Command::UDP_ASSOCIATE => "udp",
-        Command::ICMP_ECHO => "icmp",
-        _ => "connect",
-    }
+    word_for(&command, COMMANDS).unwrap_or("connect")
 }
 
 /// A rule's `interface`, `source_address` and `mark`, when it has any.

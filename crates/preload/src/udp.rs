@@ -330,28 +330,14 @@ pub(crate) fn receive(fd: c_int, buffer: &mut [u8], flags: c_int) -> Result<Rece
     // kernel writes what is read, and only that is looked at.
     let mut datagram: Vec<u8> = Vec::with_capacity(LARGEST_DATAGRAM + HEADER_ROOM);
     loop {
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut from_length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: `datagram` and `from` are writable for their lengths.
-        let received = unsafe {
-            real::recvfrom(
-                fd,
-                datagram.as_mut_ptr().cast(),
-                datagram.capacity(),
-                flags & !libc::MSG_TRUNC,
-                (&raw mut from).cast(),
-                &mut from_length,
-            )
-        };
-        if received < 0 {
-            return Err(errno());
-        }
-        // SAFETY: the kernel wrote `received` bytes (at most the capacity) at the start.
-        unsafe { datagram.set_len(received as usize) };
-        // SAFETY: the kernel wrote a valid address of `from_length` bytes.
-        let sender = unsafe { crate::address::read((&raw const from).cast(), from_length) }
-            .map(crate::address::canonical);
+        let room = datagram.capacity();
+        // SAFETY: `datagram` is writable for its capacity.
+        let (received, sender) =
+            unsafe { recv_from(fd, datagram.as_mut_ptr(), room, flags & !libc::MSG_TRUNC) }?;
+        // SAFETY: without MSG_TRUNC the kernel wrote `received` bytes (at most the capacity)
+        // at the start.
+        unsafe { datagram.set_len(received) };
+        let sender = sender.map(crate::address::canonical);
         let relayed = (sender == Some(relay))
             .then(|| UdpHeader::split(&datagram).ok())
             .flatten()
@@ -414,16 +400,46 @@ impl Received {
 
 /// One datagram of a socket without an association, as `receive` gives it.
 fn receive_plain(fd: c_int, buffer: &mut [u8], flags: c_int) -> Result<Received, c_int> {
+    // SAFETY: `buffer` is writable for its length.
+    let (whole, source) = unsafe {
+        recv_from(
+            fd,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            flags | libc::MSG_TRUNC,
+        )
+    }?;
+    let source = source.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    Ok(Received {
+        copied: whole.min(buffer.len()),
+        whole,
+        source,
+    })
+}
+
+/// One real `recvfrom` of at most `room` bytes into `data`: what the kernel returns (with
+/// `MSG_TRUNC`, the datagram's whole length) and the sender, when it names one.
+///
+/// # Safety
+///
+/// `data` must be writable for `room` bytes.
+unsafe fn recv_from(
+    fd: c_int,
+    data: *mut u8,
+    room: usize,
+    flags: c_int,
+) -> Result<(usize, Option<SocketAddr>), c_int> {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut from_length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `buffer` and `from` are writable for their lengths.
+    // SAFETY: `data` is writable for `room` bytes (the caller's promise), `from` for its
+    // length.
     let received = unsafe {
         real::recvfrom(
             fd,
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            flags | libc::MSG_TRUNC,
+            data.cast(),
+            room,
+            flags,
             (&raw mut from).cast(),
             &mut from_length,
         )
@@ -432,14 +448,8 @@ fn receive_plain(fd: c_int, buffer: &mut [u8], flags: c_int) -> Result<Received,
         return Err(errno());
     }
     // SAFETY: the kernel wrote a valid address of `from_length` bytes (or none).
-    let source = unsafe { crate::address::read((&raw const from).cast(), from_length) }
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-    let whole = received as usize;
-    Ok(Received {
-        copied: whole.min(buffer.len()),
-        whole,
-        source,
-    })
+    let sender = unsafe { crate::address::read((&raw const from).cast(), from_length) };
+    Ok((received as usize, sender))
 }
 
 /// Ends `fd`'s association, if any.

@@ -119,13 +119,8 @@ impl Status {
 
 impl Wire for Status {
     fn decode(input: &[u8]) -> Result<(Self, usize), DecodeError> {
-        let mut reader = Reader::new(input);
-        if input.first().is_none_or(|&v| v == VERSION) {
-            reader.require(2)?;
-        }
-        reader.version(VERSION)?;
-        let status = Self(reader.u8()?);
-        Ok((status, reader.position()))
+        let (status, used) = Reader::version_then_byte(input, VERSION)?;
+        Ok((Self(status), used))
     }
 
     fn encode(&self, out: &mut Vec<u8>) {

@@ -122,14 +122,13 @@ pub struct MethodSelection {
 
 impl Wire for MethodSelection {
     fn decode(input: &[u8]) -> Result<(Self, usize), DecodeError> {
-        let mut reader = Reader::new(input);
-        // Ask for the whole message at once: a blocking reader then needs one read.
-        if input.first().is_none_or(|&v| v == VERSION) {
-            reader.require(2)?;
-        }
-        reader.version(VERSION)?;
-        let method = Method(reader.u8()?);
-        Ok((Self { method }, reader.position()))
+        let (method, used) = Reader::version_then_byte(input, VERSION)?;
+        Ok((
+            Self {
+                method: Method(method),
+            },
+            used,
+        ))
     }
 
     fn encode(&self, out: &mut Vec<u8>) {

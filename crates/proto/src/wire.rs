@@ -175,6 +175,23 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A two-byte reply, a version that must equal `version` and one byte (a method
+    /// selection, a login status), as the byte and the length used. The whole reply is asked
+    /// for at once (unless the version byte is wrong already): a blocking reader then needs
+    /// one read.
+    pub(crate) fn version_then_byte(
+        input: &'a [u8],
+        version: u8,
+    ) -> Result<(u8, usize), DecodeError> {
+        let mut reader = Self::new(input);
+        if input.first().is_none_or(|&first| first == version) {
+            reader.require(2)?;
+        }
+        reader.version(version)?;
+        let byte = reader.u8()?;
+        Ok((byte, reader.position()))
+    }
+
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         let bytes = self.take(2)?;
         Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
