@@ -16,6 +16,17 @@ pub enum HandshakeFailure {
     Socks(ClientError),
 }
 
+/// The reply code a refused handshake got; a panic naming what happened instead (a
+/// granted request, a broken connection, a protocol error).
+pub fn rejected_with<T: std::fmt::Debug>(
+    result: Result<T, HandshakeFailure>,
+) -> socksgate_proto::Reply {
+    match result {
+        Err(HandshakeFailure::Socks(ClientError::Rejected(reply))) => reply,
+        other => panic!("expected a failure reply, got {other:?}"),
+    }
+}
+
 /// Runs `machine` over `stream` until the relay may start. Reads exactly the bytes the
 /// machine asks for, so nothing after the final reply is consumed.
 pub fn handshake(

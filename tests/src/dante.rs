@@ -1,23 +1,16 @@
 //! Dante's SOCKS server (danted) on a loopback port.
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::interop::{skip_or_fail, tool};
 
 /// danted on a loopback port, with `extra` appended to its configuration.
 pub struct Danted {
-    child: Child,
+    _child: crate::interop::KillOnDrop,
     /// Where it listens.
     pub address: SocketAddr,
     log: std::path::PathBuf,
-}
-
-impl Drop for Danted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Danted {
@@ -89,7 +82,7 @@ impl Danted {
             .unwrap();
         crate::client::wait_until_listening(address, "danted");
         Some(Self {
-            child,
+            _child: crate::interop::KillOnDrop(child),
             address,
             log,
         })

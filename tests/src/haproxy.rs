@@ -1,22 +1,15 @@
 //! HAProxy on loopback, for the tests of socksgate behind a load balancer.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::interop::tool;
 
 /// A running HAProxy, stopped when dropped.
 pub struct Haproxy {
-    child: Child,
+    _child: crate::interop::KillOnDrop,
     /// Its frontend's address.
     pub front: SocketAddr,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Haproxy {
@@ -25,8 +18,7 @@ impl Haproxy {
     /// without haproxy.
     pub fn start(name: &str, config: &str, front: SocketAddr) -> Option<Self> {
         let program = tool("haproxy")?;
-        let dir = std::env::temp_dir().join(format!("sg-haproxy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for HAProxy's configuration");
+        let dir = crate::server::scratch_dir("haproxy");
         let path = dir.join(name);
         std::fs::write(&path, config).expect("HAProxy's configuration written");
         let child = Command::new(program)
@@ -38,6 +30,9 @@ impl Haproxy {
             .spawn()
             .expect("haproxy starts");
         crate::client::wait_until_listening(front, "haproxy");
-        Some(Self { child, front })
+        Some(Self {
+            _child: crate::interop::KillOnDrop(child),
+            front,
+        })
     }
 }

@@ -77,3 +77,29 @@ pub fn run(program: &std::path::Path, args: &[&str], env: &[(&str, &str)], secon
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// A child process killed and reaped when dropped: when its test ends, passed or not, so a
+/// failed test leaves no server behind holding a port or the harness's output.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}

@@ -37,11 +37,7 @@ impl Kdc {
         let dir =
             std::env::temp_dir().join(format!("socksgate-kdc-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port("127.0.0.1");
         let krb5_conf = dir.join("krb5.conf");
         std::fs::write(
             &krb5_conf,

@@ -21,8 +21,20 @@ pub mod server;
 pub mod sshd;
 pub mod target;
 
-pub use client::{assert_echoes, handshake, raw_exchange, socks5_connect};
+pub use client::{assert_echoes, handshake, raw_exchange, rejected_with, socks5_connect};
 pub use interop::tool;
 pub use netns::NetNs;
-pub use server::{AccessEntry, StaticResolver, TestServer};
+pub use server::{
+    count_where, fresh_scratch_dir, scratch_dir, scratch_file, AccessEntry, StaticResolver,
+    TestServer,
+};
 pub use target::{endless_source, DnsResponder, EchoTarget, HttpTarget, UdpEcho};
+
+/// A TCP port nothing listens on at `ip` now (the kernel's pick for a listener that is
+/// closed at once): for a server a test starts on a known port, or a target that refuses.
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}

@@ -249,11 +249,26 @@ impl socksgate_server::Resolver for StaticResolver {
     }
 }
 
+/// How many events of `log` have `field` equal to `value` (an event without the field has
+/// not).
+pub fn count_where(log: &[AccessEntry], field: &str, value: &str) -> usize {
+    log.iter()
+        .filter(|event| event.get(field).is_some_and(|found| found == value))
+        .count()
+}
+
 /// A directory of this test process for `group`'s files (`$TMPDIR/sg-GROUP-PID`).
 pub fn scratch_dir(group: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sg-{group}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir
+}
+
+/// [`scratch_dir`], emptied first: for a test that must not find an earlier run's files.
+pub fn fresh_scratch_dir(group: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg-{group}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    scratch_dir(group)
 }
 
 /// Writes `text` to `name` in `group`'s scratch directory; its path.

@@ -2,25 +2,18 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::interop::{run, skip_or_fail, tool};
 
 /// A running sshd; stopped when dropped.
 pub struct Sshd {
-    child: Child,
+    _child: crate::interop::KillOnDrop,
     /// Its port on 127.0.0.1.
     pub port: u16,
     /// The private key it accepts (for the current user).
     pub client_key: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Sshd {
@@ -54,11 +47,7 @@ impl Sshd {
             assert!(made.success, "ssh-keygen: {}", made.stderr);
         }
         std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port("127.0.0.1");
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,
@@ -82,7 +71,7 @@ impl Sshd {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(Self {
-            child,
+            _child: crate::interop::KillOnDrop(child),
             port,
             client_key: dir.join("client"),
         })

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use socksgate_gssapi::{Acceptor, ClientContext, Context, Delivery, ServerContext};
 use socksgate_tests::kdc::Kdc;
+use socksgate_tests::scratch_dir;
 
 /// Every protection level (RFC 1961 §4), for servers that grant them all.
 const EVERY_LEVEL: [socksgate_config::Protection; 3] = [
@@ -956,8 +957,7 @@ mod dante {
         let all = [Protection::Integrity, Protection::Confidentiality];
         let config = socks::gss_config(&[Method::GSSAPI], &all, false);
         let server = TestServer::start_with_resolver(config, resolver);
-        let dir = std::env::temp_dir().join(format!("sg-dante-client-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("dante-client");
         let conf = dir.join("socks.conf");
         std::fs::write(
             &conf,

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use socksgate_config::Listener;
 use socksgate_tests::interop::{run, tool};
+use socksgate_tests::scratch_dir;
 use socksgate_tests::{HttpTarget, TestServer};
 
 const BODY: &str = "<html><body><p id=\"greeting\">hello through socksgate</p></body></html>";
@@ -145,8 +146,7 @@ mod proxychains {
         };
         let target = HttpTarget::start(BODY);
         let server = TestServer::start();
-        let dir = std::env::temp_dir().join(format!("sg-proxychains-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("proxychains");
         let conf = dir.join("proxychains.conf");
         std::fs::write(
             &conf,
@@ -190,8 +190,7 @@ mod dante_socksify {
         let target = target_host.run(|| HttpTarget::start_at([198, 51, 100, 10].into(), BODY));
         client_host.run(|| {
             let server = TestServer::start();
-            let dir = std::env::temp_dir().join(format!("sg-socksify-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = scratch_dir("socksify");
             let conf = dir.join("socks.conf");
             std::fs::write(
                 &conf,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use socksgate_tests::interop::{run, tool, tool_at};
+use socksgate_tests::scratch_dir;
 use socksgate_tests::{DnsResponder, NetNs, TestServer, UdpEcho};
 
 /// Debian's Python, which has Debian's python3-socks (the PATH may hold another Python).
@@ -100,8 +101,7 @@ fn socks_conf(port: u16) -> std::path::PathBuf {
         Ok(_) => "debug: 1\nlogoutput: stderr\n",
         Err(_) => "",
     };
-    let dir = std::env::temp_dir().join(format!("sg-dante-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(&format!("dante-{port}"));
     let conf = dir.join("socks.conf");
     std::fs::write(
         &conf,

@@ -18,6 +18,7 @@ use socksgate_proto::Reply;
 use socksgate_tests::client::{
     connect_from, connect_via, recv_via, send_via, udp_associate, HandshakeFailure,
 };
+use socksgate_tests::rejected_with;
 use socksgate_tests::{
     assert_echoes, raw_exchange, socks5_connect, EchoTarget, TestServer, UdpEcho,
 };
@@ -39,13 +40,6 @@ fn trusting_userids(mut config: Config) -> Config {
     config
 }
 
-fn denied_with(result: Result<TcpStream, HandshakeFailure>) -> Reply {
-    match result {
-        Err(HandshakeFailure::Socks(ClientError::Rejected(reply))) => reply,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_denied_connect_gets_0x02_and_the_log_names_the_rule() {
     let echo = EchoTarget::start();
@@ -59,12 +53,12 @@ fn a_denied_connect_gets_0x02_and_the_log_names_the_rule() {
     assert_echoes(&mut allowed, b"allowed");
     drop(allowed);
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), "127.0.0.1:22")),
+        rejected_with(socks5_connect(server.addr(), "127.0.0.1:22")),
         Reply::NOT_ALLOWED
     );
     // Nothing matches port 60000: the default with rules present is deny.
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), "127.0.0.1:60000")),
+        rejected_with(socks5_connect(server.addr(), "127.0.0.1:60000")),
         Reply::NOT_ALLOWED
     );
     let log = server.wait_for_sessions(3);
@@ -171,12 +165,12 @@ fn time_windows_follow_the_injected_clock() {
     assert!(socks5_connect(server.addr(), &target).is_ok());
     at(2, 18, 0); // Wednesday 18:00: the window has closed
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &target)),
+        rejected_with(socks5_connect(server.addr(), &target)),
         Reply::NOT_ALLOWED
     );
     at(5, 10, 0); // Saturday 10:00
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &target)),
+        rejected_with(socks5_connect(server.addr(), &target)),
         Reply::NOT_ALLOWED
     );
     at(4, 17, 59); // Friday 17:59
@@ -190,16 +184,16 @@ fn private_destinations_are_denied_by_address_and_by_name() {
         TestServer::start_with(config_with("[policy]\ndeny_private_destinations = true\n"));
     let port = echo.addr.port();
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &format!("127.0.0.1:{port}"))),
+        rejected_with(socks5_connect(server.addr(), &format!("127.0.0.1:{port}"))),
         Reply::NOT_ALLOWED
     );
     // "localhost" resolves (through /etc/hosts) to loopback: the name does not get around it.
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &format!("localhost:{port}"))),
+        rejected_with(socks5_connect(server.addr(), &format!("localhost:{port}"))),
         Reply::NOT_ALLOWED
     );
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), "169.254.169.254:80")),
+        rejected_with(socks5_connect(server.addr(), "169.254.169.254:80")),
         Reply::NOT_ALLOWED
     );
     let log = server.wait_for_sessions(3);
@@ -220,7 +214,7 @@ fn a_rule_limits_sessions_per_source() {
     let mut second = socks5_connect(server.addr(), &target).unwrap();
     assert_echoes(&mut second, b"two");
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &target)),
+        rejected_with(socks5_connect(server.addr(), &target)),
         Reply::NOT_ALLOWED
     );
     drop(first);
@@ -243,7 +237,7 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     let _first = socks5_connect(server.addr(), &target).unwrap();
     let _second = socks5_connect(server.addr(), &target).unwrap();
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &target)),
+        rejected_with(socks5_connect(server.addr(), &target)),
         Reply::NOT_ALLOWED
     );
     let log = server.wait_for_sessions(1);
@@ -410,7 +404,7 @@ fn udp_datagrams_are_judged_one_destination_at_a_time() {
     assert_eq!(log[0]["dropped"], "1", "{log:#?}");
     // A CONNECT matches no rule here.
     assert_eq!(
-        denied_with(socks5_connect(server.addr(), &to(allowed.port).to_string())),
+        rejected_with(socks5_connect(server.addr(), &to(allowed.port).to_string())),
         Reply::NOT_ALLOWED
     );
 }
@@ -584,7 +578,7 @@ fn a_name_the_rules_cannot_resolve_gets_0x04_not_a_bare_close() {
                   [[rule]]\naction = \"allow\"\n";
     let knows_nothing = socksgate_tests::server::StaticResolver(Default::default());
     let server = TestServer::start_with_resolver(config_with(policy), Arc::new(knows_nothing));
-    let reply = denied_with(socks5_connect(server.addr(), "nowhere.example:80"));
+    let reply = rejected_with(socks5_connect(server.addr(), "nowhere.example:80"));
     assert_eq!(reply, Reply::HOST_UNREACHABLE);
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["outcome"], "unresolved", "{log:?}");

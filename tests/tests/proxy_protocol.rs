@@ -14,6 +14,7 @@ use socksgate_proto::client::{ClientHandshake, ClientProtocol};
 use socksgate_proto::Command as SocksCommand;
 use socksgate_tests::client::connect_from;
 use socksgate_tests::haproxy::Haproxy;
+use socksgate_tests::rejected_with;
 use socksgate_tests::{assert_echoes, handshake, EchoTarget, TestServer};
 
 /// A server whose listener trusts 127.0.0.1 (where HAProxy connects from) to send PROXY
@@ -223,8 +224,8 @@ fn udp_behind_a_balancer_belongs_to_the_real_client() {
 /// 127.0.0.3, through the same balancer, is refused.
 #[test]
 fn udp_through_haproxy_belongs_to_the_client_and_its_from_rule_decides() {
-    use socksgate_proto::client::{ClientError, ClientEvent};
-    use socksgate_tests::client::{recv_via, send_via, HandshakeFailure};
+    use socksgate_proto::client::ClientEvent;
+    use socksgate_tests::client::{recv_via, send_via};
     let text = "[[rule]]\naction = \"allow\"\nfrom = [\"127.0.0.2\"]\ncommands = [\"udp\"]\n\n\
                 [[rule]]\naction = \"deny\"\n";
     let mut config = Config::parse(text, Path::new("balanced-udp.toml")).unwrap();
@@ -275,15 +276,7 @@ fn udp_through_haproxy_belongs_to_the_client_and_its_from_rule_decides() {
     );
 
     let refused = associate([127, 0, 0, 3]);
-    assert!(
-        matches!(
-            refused,
-            Err(HandshakeFailure::Socks(ClientError::Rejected(
-                socksgate_proto::Reply::NOT_ALLOWED
-            )))
-        ),
-        "{refused:?}"
-    );
+    assert_eq!(rejected_with(refused), socksgate_proto::Reply::NOT_ALLOWED);
     drop(control);
     let log = server.wait_for_sessions(2);
     let denied = log.iter().find(|entry| entry["outcome"] == "denied");

@@ -7,9 +7,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
+use socksgate_proto::client::{ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::{Address, Command, Reply};
 use socksgate_tests::client::{connect_from, HandshakeFailure};
+use socksgate_tests::rejected_with;
 use socksgate_tests::{handshake, TestServer};
 
 /// Sends a BIND request and returns the control connection, the machine (waiting for the
@@ -145,15 +146,7 @@ fn the_wait_for_a_peer_times_out_with_ttl_expired() {
     let server = TestServer::start_with(config);
     let (mut control, machine, _) = bind(server.addr(), ClientProtocol::socks5(), "127.0.0.1:0");
     let result = second_reply(&mut control, machine);
-    assert!(
-        matches!(
-            result,
-            Err(HandshakeFailure::Socks(ClientError::Rejected(
-                Reply::TTL_EXPIRED
-            )))
-        ),
-        "{result:?}"
-    );
+    assert_eq!(rejected_with(result), Reply::TTL_EXPIRED);
 }
 
 #[test]
@@ -209,14 +202,6 @@ fn a_bind_whose_peer_name_does_not_resolve_is_refused() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let refused = handshake(&mut control, machine);
-    assert!(
-        matches!(
-            refused,
-            Err(HandshakeFailure::Socks(ClientError::Rejected(
-                Reply::HOST_UNREACHABLE
-            )))
-        ),
-        "{refused:?}"
-    );
+    assert_eq!(rejected_with(refused), Reply::HOST_UNREACHABLE);
     assert_eq!(server.wait_for_sessions(1)[0]["outcome"], "unresolved");
 }

@@ -10,26 +10,11 @@ use std::time::{Duration, Instant};
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::{Command, Reply};
 use socksgate_tests::client::{connect_via, HandshakeFailure};
+use socksgate_tests::free_port;
+use socksgate_tests::rejected_with;
 use socksgate_tests::{
     assert_echoes, handshake, raw_exchange, socks5_connect, EchoTarget, NetNs, TestServer,
 };
-
-fn refused_with(result: Result<TcpStream, HandshakeFailure>) -> Reply {
-    match result {
-        Err(HandshakeFailure::Socks(ClientError::Rejected(reply))) => reply,
-        Err(other) => panic!("expected a SOCKS5 failure reply, got {other:?}"),
-        Ok(_) => panic!("expected a failure reply, got a connection"),
-    }
-}
-
-/// A port on 127.0.0.1 with nothing listening.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 mod section_4_requests {
     use super::*;
@@ -121,9 +106,9 @@ mod section_6_replies {
     #[test]
     fn closed_port_is_connection_refused_0x05() {
         let server = TestServer::start();
-        let target = format!("127.0.0.1:{}", closed_port());
+        let target = format!("127.0.0.1:{}", free_port("127.0.0.1"));
         assert_eq!(
-            refused_with(socks5_connect(server.addr(), &target)),
+            rejected_with(socks5_connect(server.addr(), &target)),
             Reply::CONNECTION_REFUSED
         );
         let log = server.wait_for_sessions(1);
@@ -135,7 +120,7 @@ mod section_6_replies {
     fn failure_reply_is_followed_by_close() {
         let server = TestServer::start();
         let mut bytes = vec![0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1];
-        bytes.extend(closed_port().to_be_bytes());
+        bytes.extend(free_port("127.0.0.1").to_be_bytes());
         let started = Instant::now();
         let answer = raw_exchange(server.addr(), &bytes).unwrap();
         assert_eq!(
@@ -153,7 +138,7 @@ mod section_6_replies {
         };
         namespace.run(|| {
             let server = TestServer::start();
-            let reply = refused_with(socks5_connect(server.addr(), "198.51.100.7:80"));
+            let reply = rejected_with(socks5_connect(server.addr(), "198.51.100.7:80"));
             assert_eq!(reply, Reply::NETWORK_UNREACHABLE);
         });
     }
@@ -165,7 +150,7 @@ mod section_6_replies {
         };
         namespace.run(|| {
             let server = TestServer::start();
-            let reply = refused_with(socks5_connect(server.addr(), "192.0.2.1:80"));
+            let reply = rejected_with(socks5_connect(server.addr(), "192.0.2.1:80"));
             assert_eq!(reply, Reply::HOST_UNREACHABLE);
         });
     }
@@ -178,7 +163,7 @@ mod section_6_replies {
         };
         namespace.run(|| {
             let server = TestServer::start();
-            let reply = refused_with(socks5_connect(server.addr(), "no-such-host.invalid:80"));
+            let reply = rejected_with(socks5_connect(server.addr(), "no-such-host.invalid:80"));
             assert_eq!(reply, Reply::HOST_UNREACHABLE);
             let log = server.wait_for_sessions(1);
             assert_eq!(log[0]["outcome"], "unresolved");
@@ -203,7 +188,7 @@ mod section_6_replies {
             config.timeouts.connect = Duration::from_millis(700);
             let server = TestServer::start_with(config);
             let started = Instant::now();
-            let reply = refused_with(socks5_connect(server.addr(), "203.0.113.9:80"));
+            let reply = rejected_with(socks5_connect(server.addr(), "203.0.113.9:80"));
             assert_eq!(reply, Reply::TTL_EXPIRED);
             assert!(started.elapsed() >= Duration::from_millis(700));
             assert!(started.elapsed() < Duration::from_secs(5));
@@ -272,7 +257,7 @@ mod socks4 {
         let refused = connect_via(
             server.addr(),
             protocol,
-            &format!("127.0.0.1:{}", closed_port()),
+            &format!("127.0.0.1:{}", free_port("127.0.0.1")),
         );
         assert!(matches!(
             refused,

@@ -13,7 +13,9 @@ use socksgate_config::{Config, LoginThrottle};
 use socksgate_proto::client::ClientError;
 use socksgate_proto::Method;
 use socksgate_tests::client::{socks5_login, HandshakeFailure};
+use socksgate_tests::count_where;
 use socksgate_tests::interop::{run, skip_or_fail, tool};
+use socksgate_tests::scratch_dir;
 use socksgate_tests::server::password_file;
 use socksgate_tests::{assert_echoes, raw_exchange, EchoTarget, HttpTarget, TestServer};
 
@@ -167,8 +169,7 @@ mod password_files {
         let Some(htpasswd) = tool("htpasswd") else {
             return;
         };
-        let dir = std::env::temp_dir().join(format!("sg-htpasswd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("htpasswd");
         let path = dir.join("apache.htpasswd");
         let path_text = path.to_str().unwrap();
         assert!(
@@ -205,8 +206,7 @@ mod password_files {
 
     #[test]
     fn errors_name_the_file_and_line_and_plaintext_is_refused() {
-        let dir = std::env::temp_dir().join(format!("sg-badfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("badfile");
         let path = dir.join("bad.htpasswd");
         let good = hash_password(b"x", 4).unwrap();
         std::fs::write(&path, format!("# users\nalice:{good}\nbob:hunter2\n")).unwrap();
@@ -304,8 +304,7 @@ mod interop {
         let target = HttpTarget::start(BODY);
         // proxychains separates fields with spaces, so this password has none.
         let server = file_server(&[("bob", "builder")]);
-        let dir = std::env::temp_dir().join(format!("sg-pc-auth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("pc-auth");
         let conf = dir.join("proxychains.conf");
         std::fs::write(
             &conf,
@@ -540,10 +539,7 @@ mod throttling {
         assert!(from_elsewhere, "bob's login from 127.0.0.2 succeeded");
         assert!(prompt < Duration::from_secs(1), "bob waited {prompt:?}");
         let log = server.wait_for_sessions(202);
-        let checked = log
-            .iter()
-            .filter(|e| e["detail"] == "wrong password")
-            .count();
+        let checked = count_where(&log, "detail", "wrong password");
         eprintln!("200 guesses at once: {checked} checked, the slowest took {slowest:?}");
         assert!(checked <= 20, "{checked} of the 200 guesses were checked");
     }

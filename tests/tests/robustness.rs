@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use socksgate_tests::count_where;
 use socksgate_tests::{assert_echoes, raw_exchange, socks5_connect, EchoTarget, TestServer};
 
 /// The server still completes a normal session.
@@ -26,12 +27,7 @@ fn garbage_first_byte_is_closed_without_reply() {
     assert_eq!(raw_exchange(server.addr(), &[0x00; 64]).unwrap(), b"");
     still_serves(&server, &echo);
     let log = server.wait_for_sessions(3);
-    assert_eq!(
-        log.iter()
-            .filter(|e| e["outcome"] == "bad-handshake")
-            .count(),
-        2
-    );
+    assert_eq!(count_where(&log, "outcome", "bad-handshake"), 2);
 }
 
 #[test]
@@ -79,10 +75,7 @@ fn truncated_handshakes_close_only_their_session() {
     }
     still_serves(&server, &echo);
     let log = server.wait_for_sessions(6);
-    assert_eq!(
-        log.iter().filter(|e| e["outcome"] == "client-gone").count(),
-        5
-    );
+    assert_eq!(count_where(&log, "outcome", "client-gone"), 5);
 }
 
 #[test]
@@ -121,12 +114,7 @@ fn stalled_clients_do_not_block_others_and_time_out() {
         "closed by the handshake timeout"
     );
     let log = server.wait_for_sessions(21);
-    assert_eq!(
-        log.iter()
-            .filter(|e| e["outcome"] == "handshake-timeout")
-            .count(),
-        20
-    );
+    assert_eq!(count_where(&log, "outcome", "handshake-timeout"), 20);
 }
 
 #[test]
@@ -188,7 +176,7 @@ fn many_bad_sessions_then_good_ones() {
         still_serves(&server, &echo);
     }
     let log = server.wait_for_sessions(220);
-    let closed = |outcome: &str| log.iter().filter(|e| e["outcome"] == outcome).count();
+    let closed = |outcome: &str| count_where(&log, "outcome", outcome);
     assert_eq!(closed("closed"), 20, "the good sessions");
     // An unknown command, in SOCKS5 and in SOCKS4.
     assert_eq!(closed("unsupported-command"), 80, "{log:#?}");

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use socksgate_config::{Config, Listener};
-use socksgate_proto::client::ClientError;
 use socksgate_proto::Reply;
-use socksgate_tests::client::{recv_via, send_via, udp_associate, HandshakeFailure};
+use socksgate_tests::client::{recv_via, send_via, udp_associate};
+use socksgate_tests::rejected_with;
 use socksgate_tests::{assert_echoes, socks5_connect, EchoTarget, TestServer, UdpEcho};
 
 /// A front server whose every request is routed through `group` (TOML for [[upstream]]).
@@ -180,27 +180,11 @@ fn replies_say_whether_the_target_or_the_upstream_failed() {
         .unwrap();
     // The target refuses: the upstream's 0x05 is passed on.
     let refused = socks5_connect(front_ok.addr(), &closed.to_string());
-    assert!(
-        matches!(
-            refused,
-            Err(HandshakeFailure::Socks(ClientError::Rejected(
-                Reply::CONNECTION_REFUSED
-            )))
-        ),
-        "{refused:?}"
-    );
+    assert_eq!(rejected_with(refused), Reply::CONNECTION_REFUSED);
     // No member works: general failure.
     let front_dead = front(&group(&[&[format!("socks5://{closed}")]], ""));
     let failed = socks5_connect(front_dead.addr(), "127.0.0.1:9");
-    assert!(
-        matches!(
-            failed,
-            Err(HandshakeFailure::Socks(ClientError::Rejected(
-                Reply::GENERAL_FAILURE
-            )))
-        ),
-        "{failed:?}"
-    );
+    assert_eq!(rejected_with(failed), Reply::GENERAL_FAILURE);
     assert_eq!(
         front_dead.wait_for_sessions(1)[0]["outcome"],
         "upstream-failed"

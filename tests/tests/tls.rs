@@ -5,11 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use socksgate_config::{Config, ListenerTls};
+use socksgate_tests::free_port;
 use socksgate_tests::interop::{run, tool};
 use socksgate_tests::pki::{tls_with_certificate, Authority, Pem};
 use socksgate_tests::target::EchoTarget;
@@ -180,15 +181,6 @@ fn a_client_certificate_names_the_user_and_bad_ones_are_refused_with_the_reason(
     }
 }
 
-/// A port nothing listens on yet.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn curl_through_stunnel_reaches_its_target_over_the_tls_listener() {
     let (Some(stunnel), Some(curl)) = (tool("stunnel4"), tool("curl")) else {
@@ -199,7 +191,7 @@ fn curl_through_stunnel_reaches_its_target_over_the_tls_listener() {
     let target = HttpTarget::start(BODY);
     // stunnel in client mode: plain SOCKS in on a local port, TLS out to socksgate,
     // checking socksgate's certificate against the test's authority.
-    let local = free_port();
+    let local = free_port("127.0.0.1");
     let config = ca.dir().join("stunnel.conf");
     std::fs::write(
         &config,

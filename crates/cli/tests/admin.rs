@@ -5,12 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socksgate_tests::client::wait_until_listening;
+use socksgate_tests::free_port;
 use socksgate_tests::interop::{run, tool};
 
 const TOKEN: &str = "4f6c2d9a8e1b7c3f5a0d2e4b6c8a1f3e";
@@ -23,17 +24,10 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
     socksgate_tests::server::scratch_file("admin", name, text)
 }
 
-/// A port free on every address (the admin listener takes it on 0.0.0.0).
-fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `socksgate serve -c CONFIG`, once its admin listener accepts.
-struct Serving(Child);
+struct Serving {
+    _process: socksgate_tests::interop::KillOnDrop,
+}
 
 impl Serving {
     fn start(config: &Path, admin: u16) -> Self {
@@ -44,14 +38,9 @@ impl Serving {
             .spawn()
             .unwrap();
         wait_until_listening(format!("127.0.0.1:{admin}"), "the admin listener");
-        Self(child)
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Self {
+            _process: socksgate_tests::interop::KillOnDrop(child),
+        }
     }
 }
 
@@ -124,7 +113,7 @@ fn finding_5_check_refuses_an_admin_listener_off_loopback_without_authentication
 fn finding_5_the_admin_listener_off_loopback_wants_the_token() {
     let Some(curl) = tool("curl") else { return };
     let token = temp_file("token", &format!("{TOKEN}\n"));
-    let admin = free_port();
+    let admin = free_port("0.0.0.0");
     let config = temp_file(
         "token-admin.toml",
         &format!(
@@ -166,7 +155,7 @@ fn finding_5_the_admin_listener_can_want_a_client_certificate_instead() {
     let server = ca.server("admin-server");
     let operator = ca.client("operator");
     let stranger = Authority::new("stranger").client("stranger");
-    let admin = free_port();
+    let admin = free_port("0.0.0.0");
     let config = temp_file(
         "tls-admin.toml",
         &format!(
@@ -207,7 +196,7 @@ fn finding_5_the_admin_listener_can_want_a_client_certificate_instead() {
 #[test]
 fn finding_5_idle_connections_cannot_hold_the_admin_listener() {
     use std::io::{Read, Write};
-    let admin = free_port();
+    let admin = free_port("0.0.0.0");
     let config = temp_file(
         "capped-admin.toml",
         &format!(

@@ -6,9 +6,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use socksgate_tests::count_where;
+use socksgate_tests::fresh_scratch_dir;
+use socksgate_tests::interop::KillOnDrop;
 use socksgate_tests::interop::{run, tool};
 use socksgate_tests::sshd::Sshd;
 use socksgate_tests::{DnsResponder, HttpTarget, TestServer};
@@ -16,10 +19,7 @@ use socksgate_tests::{DnsResponder, HttpTarget, TestServer};
 const BIN: &str = env!("CARGO_BIN_EXE_socksgate");
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-client-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    fresh_scratch_dir(&format!("client-{name}"))
 }
 
 /// Runs `command` with `input` on its standard input (then end of file); its output.
@@ -53,19 +53,8 @@ fn ssh_reaches_a_local_sshd_through_socksgate_connect() {
     assert_eq!(log[0]["target"], format!("localhost:{}", sshd.port));
 }
 
-/// A running `socksgate forward`, killed when dropped (also when a test fails, which would
-/// otherwise leave it holding the test harness's output open).
-struct Forwarder(Child);
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `socksgate forward` with `args`; returns it and the local addresses it reports.
-fn forward(args: &[&str], count: usize) -> (Forwarder, Vec<SocketAddr>) {
+fn forward(args: &[&str], count: usize) -> (KillOnDrop, Vec<SocketAddr>) {
     let mut child = Command::new(BIN)
         .arg("forward")
         .args(args)
@@ -83,7 +72,7 @@ fn forward(args: &[&str], count: usize) -> (Forwarder, Vec<SocketAddr>) {
             break;
         }
     }
-    (Forwarder(child), locals)
+    (KillOnDrop(child), locals)
 }
 
 #[test]
@@ -279,11 +268,7 @@ fn forward_udp_caps_its_senders_and_ends_idle_associations() {
     // All idle now: their associations end within the idle second (and a little).
     let ended = server.wait_for_sessions(5);
     assert!(
-        ended
-            .iter()
-            .filter(|e| e["command"] == "udp associate")
-            .count()
-            >= 5,
+        count_where(&ended, "command", "udp associate") >= 5,
         "{ended:#?}"
     );
     // A sender that was turned away gets an association now.
@@ -293,11 +278,7 @@ fn forward_udp_caps_its_senders_and_ends_idle_associations() {
     let (len, _) = late.recv_from(&mut reply).unwrap();
     assert_eq!(&reply[..len], b"again");
     drop(child);
-    let associations = server
-        .access_log()
-        .iter()
-        .filter(|e| e["command"] == "udp associate")
-        .count();
+    let associations = count_where(&server.access_log(), "command", "udp associate");
     assert!(associations <= 6, "{associations} associations for 6 flows");
 }
 

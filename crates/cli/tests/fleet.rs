@@ -7,48 +7,32 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socksgate_proto::client::{ClientError, ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::password::Credentials;
 use socksgate_proto::{Address, Command as SocksCommand, Reply};
 use socksgate_tests::client::{wait_until_listening, HandshakeFailure};
+use socksgate_tests::free_port;
 use socksgate_tests::haproxy::Haproxy;
 use socksgate_tests::interop::tool;
+use socksgate_tests::interop::KillOnDrop;
 use socksgate_tests::redis::Redis;
 use socksgate_tests::{handshake, EchoTarget, UdpEcho};
 
 const QUOTA: u64 = 10_000_000;
-
-/// A child process killed when the test ends, passed or not.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Fleet {
     dir: PathBuf,
     port: u16,
     admin: u16,
     front: SocketAddr,
-    nodes: Vec<Option<Killed>>,
+    nodes: Vec<Option<KillOnDrop>>,
     _haproxy: Haproxy,
     redis: Redis,
-}
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn node_ip(index: usize) -> String {
@@ -105,7 +89,7 @@ impl Fleet {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            nodes.push(Some(Killed(child)));
+            nodes.push(Some(KillOnDrop(child)));
         }
         for index in 0..3 {
             wait_until_listening(format!("{}:{admin}", node_ip(index)), "a node");

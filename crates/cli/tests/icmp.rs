@@ -15,6 +15,7 @@ use socksgate_config::Config;
 use socksgate_proto::client::{ClientEvent, ClientHandshake, ClientProtocol};
 use socksgate_proto::icmp::IcmpMessage;
 use socksgate_proto::{Address, Wire};
+use socksgate_tests::count_where;
 use socksgate_tests::netns::RoutedPath;
 use socksgate_tests::{handshake, NetNs, TestServer};
 
@@ -349,11 +350,7 @@ fn chains_and_routes_carry_the_command_to_a_hop_that_serves_it() {
     assert_eq!(trace.stdout.lines().count(), 4, "{}", trace.stdout);
     let upstream_log = site.server.access_log();
     assert!(
-        upstream_log
-            .iter()
-            .filter(|entry| entry["command"] == "icmp echo")
-            .count()
-            >= 2,
+        count_where(&upstream_log, "command", "icmp echo") >= 2,
         "{upstream_log:#?}"
     );
 }

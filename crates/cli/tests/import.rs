@@ -251,11 +251,7 @@ fn a_converted_dante_config_decides_like_dante() {
     let text = String::from_utf8_lossy(&converted.stdout).into_owned();
     assert_eq!(converted.status.code(), Some(0), "{text}");
     // Its own port (Dante holds the converted one).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = socksgate_tests::free_port("127.0.0.1");
     let text = text.replace(
         &format!("127.0.0.1:{}", dante.address.port()),
         &format!("127.0.0.1:{port}"),

@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use socksgate_tests::free_port;
+
 fn socksgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_socksgate"))
 }
@@ -144,17 +146,8 @@ fn point_1_check_and_serve_agree_on_every_file_a_configuration_names() {
     }
 }
 
-/// A free loopback port (for a server the test starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `socksgate serve -c config`, stopped when dropped; ready once its port answers.
-struct Served(std::process::Child);
+struct Served(socksgate_tests::interop::KillOnDrop);
 
 impl Served {
     fn start(config: &std::path::Path, port: u16) -> Self {
@@ -185,14 +178,7 @@ impl Served {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Self(child)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Self(socksgate_tests::interop::KillOnDrop(child))
     }
 }
 
@@ -206,7 +192,7 @@ fn point_2_explain_takes_the_users_groups_from_where_the_server_does() {
         &[("alice", "wonderland"), ("bob", "builder")],
     );
     let groups = scratch("explain-groups", "staff: alice\n");
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let config = scratch(
         "explain-groups.toml",
         &format!(
@@ -346,7 +332,7 @@ fn point_4_socksify_says_why_the_proxy_failed() {
         stderr(&output),
         "socksgate socksify: curlx: command not found\n"
     );
-    let down = free_port();
+    let down = free_port("127.0.0.1");
     let Some(output) =
         socksify_python(&format!("socks5://127.0.0.1:{down}"), &[], "10.1.2.3:80", 3)
     else {
@@ -359,7 +345,7 @@ fn point_4_socksify_says_why_the_proxy_failed() {
     assert_eq!(said.lines().count(), 1, "{said}");
 
     let users = socksgate_tests::server::password_file("socksify-users", &[("alice", "right")]);
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let config = scratch(
         "socksify-auth.toml",
         &format!(
@@ -386,7 +372,7 @@ fn point_4_socksify_says_why_the_proxy_failed() {
 
     // --debug: the target's refusal, through the proxy, is the proxy's answer; a loopback
     // connection without --include-loopback goes direct, and says so.
-    let closed = free_port();
+    let closed = free_port("127.0.0.1");
     let output = socksify_python(
         &format!("socks5://alice:right@127.0.0.1:{port}"),
         &["--include-loopback", "--debug"],
@@ -574,7 +560,7 @@ fn point_7_debug_shows_each_step_of_a_session_and_no_secret() {
         ("file", "debug", &[][..]),
         ("env", "info", &[("RUST_LOG", "socksgate=debug")][..]),
     ] {
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let config = scratch(
             &format!("debug-{name}.toml"),
             &format!(
@@ -635,7 +621,7 @@ fn point_7_debug_shows_each_step_of_a_session_and_no_secret() {
     }
     // In JSON, the access event's fields are its documented schema: no span added to it,
     // while the debug steps carry the session's.
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let config = scratch(
         "debug-json.toml",
         &format!(
@@ -736,7 +722,7 @@ fn a_server_that_gave_up_root_still_reloads() {
     }
     let dir = socksgate_tests::server::scratch_dir("newcomer-reload");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let log = dir.join("server.log");
     let config = dir.join("server.toml");
     let text = format!(

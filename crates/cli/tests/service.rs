@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use socksgate_tests::interop::KillOnDrop;
 use socksgate_tests::interop::{skip_or_fail, tool};
 
 const SOCKSGATE: &str = env!("CARGO_BIN_EXE_socksgate");
@@ -81,7 +82,7 @@ fn root_is_dropped_after_binding_and_systemd_is_told_each_state() {
         let length = notifications.recv(&mut buffer).unwrap();
         String::from_utf8_lossy(&buffer[..length]).into_owned()
     };
-    let mut server = Stopped(
+    let mut server = KillOnDrop(
         Command::new(SOCKSGATE)
             .args(["serve", "-c"])
             .arg(&config)
@@ -112,16 +113,6 @@ fn root_is_dropped_after_binding_and_systemd_is_told_each_state() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert_eq!(next(), "STOPPING=1");
     assert!(server.0.wait().unwrap().success());
-}
-
-/// A server process killed when the test ends, passed or not.
-struct Stopped(std::process::Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -207,11 +198,7 @@ fn json_access_events_go_to_a_log_file_that_sigusr1_reopens() {
     let dir = scratch("log-file");
     let log = dir.join("socksgate.log");
     let config = dir.join("socksgate.toml");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = socksgate_tests::free_port("127.0.0.1");
     std::fs::write(
         &config,
         format!(
@@ -221,7 +208,7 @@ fn json_access_events_go_to_a_log_file_that_sigusr1_reopens() {
         ),
     )
     .unwrap();
-    let server = Stopped(
+    let server = KillOnDrop(
         Command::new(SOCKSGATE)
             .args(["serve", "-c"])
             .arg(&config)
@@ -278,7 +265,7 @@ fn logs_can_go_to_standard_output() {
         "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[log]\noutput = \"stdout\"\n",
     )
     .unwrap();
-    let mut server = Stopped(
+    let mut server = KillOnDrop(
         Command::new(SOCKSGATE)
             .args(["serve", "-c"])
             .arg(&config)
@@ -321,11 +308,7 @@ fn socket_activation_serves_on_the_socket_systemd_passes() {
         return;
     };
     let dir = scratch("activation");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = socksgate_tests::free_port("127.0.0.1");
     let config = dir.join("socksgate.toml");
     std::fs::write(
         &config,
@@ -333,7 +316,7 @@ fn socket_activation_serves_on_the_socket_systemd_passes() {
     )
     .unwrap();
     let log = dir.join("activation.log");
-    let mut activator = Stopped(
+    let mut activator = KillOnDrop(
         Command::new(&activate)
             .arg(format!("--listen=127.0.0.1:{port}"))
             .args([SOCKSGATE, "serve", "-c"])
@@ -354,12 +337,8 @@ fn socket_activation_serves_on_the_socket_systemd_passes() {
     let _ = activator.0.kill();
 
     // A socket for another port than the configuration's.
-    let other = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut mismatched = Stopped(
+    let other = socksgate_tests::free_port("127.0.0.1");
+    let mut mismatched = KillOnDrop(
         Command::new(&activate)
             .arg(format!("--listen=127.0.0.1:{other}"))
             .args([SOCKSGATE, "serve", "-c"])

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use socksgate_tests::count_where;
 use socksgate_tests::interop::{run, tool, Run};
 use socksgate_tests::{TestServer, UdpEcho};
 
@@ -183,10 +184,7 @@ fn finding_5_interrupted_connects_complete_and_the_programs_timeouts_survive() {
     assert_eq!(result.stdout.trim(), "ok 50", "{}", result.stderr);
     // And they went through the proxy.
     let log = server.wait_for_sessions(50);
-    let carried = log
-        .iter()
-        .filter(|e| e["target"] == echo.addr.to_string())
-        .count();
+    let carried = count_where(&log, "target", &echo.addr.to_string());
     assert_eq!(carried, 50, "connects the proxy carried");
 }
 
@@ -206,10 +204,7 @@ fn finding_2_a_daemon_closing_descriptors_keeps_its_own_and_its_udp() {
     let result = socksified(&server, &program, &[&echo.port.to_string()]);
     assert_says(&result, "ok");
     let log = server.wait_for_sessions(4);
-    let associations = log
-        .iter()
-        .filter(|e| e["command"] == "udp associate")
-        .count();
+    let associations = count_where(&log, "command", "udp associate");
     assert!(
         associations >= 2,
         "the association was not opened again: {log:#?}"
@@ -236,11 +231,7 @@ fn finding_3_forks_of_a_multithreaded_program_never_hang() {
     // Every child went through the proxy (its own echo is reached by nobody else).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let through = loop {
-        let through = server
-            .access_log()
-            .iter()
-            .filter(|e| e["target"] == children.addr.to_string())
-            .count();
+        let through = count_where(&server.access_log(), "target", &children.addr.to_string());
         if through >= 1000 || std::time::Instant::now() > deadline {
             break through;
         }
@@ -265,10 +256,7 @@ fn finding_3_close_from_a_signal_handler_never_deadlocks() {
     let result = socksified(&server, &program, &[&echo.addr.port().to_string(), "2000"]);
     assert_says(&result, "ok 2000");
     let log = server.wait_for_sessions(2000);
-    let carried = log
-        .iter()
-        .filter(|e| e["target"] == echo.addr.to_string())
-        .count();
+    let carried = count_where(&log, "target", &echo.addr.to_string());
     assert_eq!(carried, 2000, "connects the proxy carried");
 }
 
@@ -396,11 +384,7 @@ print("ok")
     assert_says(&result, "ok");
     let log = server.wait_for_sessions(1);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let associations = server
-        .access_log()
-        .iter()
-        .filter(|e| e["command"] == "udp associate")
-        .count();
+    let associations = count_where(&server.access_log(), "command", "udp associate");
     assert_eq!(associations, 1, "{log:#?}");
 }
 
@@ -413,11 +397,7 @@ fn finding_5_the_programs_timeout_bounds_the_whole_handshake() {
     let (Some(program), Some(python)) = (compiled("handshake_deadline"), tool("python3")) else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = socksgate_tests::free_port("127.0.0.1");
     // A SOCKS5 proxy that answers one byte every 0.6 s, for 10 s at most.
     let trickle = format!(
         r#"
@@ -500,10 +480,7 @@ fn a_refused_connect_leaves_the_socket_unconnected() {
     let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
     assert_says(&result, "ok");
     let log = server.wait_for_sessions(2);
-    let carried = log
-        .iter()
-        .filter(|e| e["target"] == echo.addr.to_string())
-        .count();
+    let carried = count_where(&log, "target", &echo.addr.to_string());
     assert_eq!(carried, 1, "{log:#?}");
 }
 
@@ -546,11 +523,7 @@ fn forks_amid_signal_handlers_that_close_and_write_never_hang() {
     assert_says(&result, "ok 300");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let through = loop {
-        let through = server
-            .access_log()
-            .iter()
-            .filter(|e| e["target"] == children.addr.to_string())
-            .count();
+        let through = count_where(&server.access_log(), "target", &children.addr.to_string());
         if through >= 300 || std::time::Instant::now() > deadline {
             break through;
         }
@@ -668,10 +641,7 @@ fn tcp_fast_open_goes_through_the_proxy() {
     let result = socksified(&server, &program, &[&echo.addr.port().to_string()]);
     assert_says(&result, "ok");
     let log = server.wait_for_sessions(2);
-    let carried = log
-        .iter()
-        .filter(|e| e["target"] == echo.addr.to_string())
-        .count();
+    let carried = count_where(&log, "target", &echo.addr.to_string());
     assert_eq!(carried, 2, "{log:#?}");
 }
 

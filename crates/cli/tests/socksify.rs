@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use socksgate_tests::count_where;
 use socksgate_tests::interop::{run, skip_or_fail, tool, Run};
+use socksgate_tests::scratch_dir;
 use socksgate_tests::sshd::Sshd;
 use socksgate_tests::{HttpTarget, StaticResolver, TestServer};
 
@@ -180,8 +182,7 @@ print("ok")
 #[test]
 fn ssh_to_a_local_sshd() {
     let Some(ssh) = tool("ssh") else { return };
-    let dir = std::env::temp_dir().join(format!("sg-socksify-ssh-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("socksify-ssh");
     let Some(sshd) = Sshd::start(&dir) else {
         return;
     };
@@ -258,8 +259,7 @@ assert asyncio.run(fetch()).endswith("{BODY}")
     assert!(through_dante >= 4, "Dante served all four: {log}");
 
     if let Some(ssh) = tool("ssh") {
-        let dir = std::env::temp_dir().join(format!("sg-dante-ssh-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("dante-ssh");
         if let Some(sshd) = Sshd::start(&dir) {
             let args = sshd.ssh_args(&[], &["echo", "ssh-through-dante"]);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -320,8 +320,7 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
     let ours = socksified(&server, &python, &["-c", &script]);
     assert_eq!(ours.stdout.trim(), web.port.to_string(), "{}", ours.stderr);
 
-    let dir = std::env::temp_dir().join(format!("sg-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("compare");
     let conf = dir.join("proxychains.conf");
     // Python under proxychains4, its config with `options` before the proxy list.
     let under_proxychains = |options: &str, script: &str| {
@@ -365,13 +364,8 @@ fn compared_with_proxychains_getpeername_tells_the_truth() {
          s.sendto(q, ('127.0.0.1', {}))\nprint(len(s.recvfrom(512)[0]))",
         dns.port
     );
-    let associations = |server: &TestServer| {
-        server
-            .access_log()
-            .iter()
-            .filter(|e| e["command"] == "udp associate")
-            .count()
-    };
+    let associations =
+        |server: &TestServer| count_where(&server.access_log(), "command", "udp associate");
     let theirs = under_proxychains("proxy_dns\n", &udp);
     assert!(theirs.success, "{}", theirs.stderr);
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -432,10 +426,7 @@ print(c.getpeername()[1])
     assert!(result.success, "dig: {} {}", result.stdout, result.stderr);
     assert_eq!(result.stdout.trim(), dns.answer.to_string());
     let log = server.wait_for_sessions(3);
-    let associations = log
-        .iter()
-        .filter(|e| e["command"] == "udp associate")
-        .count();
+    let associations = count_where(&log, "command", "udp associate");
     assert_eq!(associations, 3, "python's two sockets and dig's: {log:#?}");
     assert_eq!(dns.queries(), 3);
 }
@@ -471,8 +462,7 @@ local $/; my $answer = <$s>; print $answer;"#,
 #[test]
 fn plain_gethostbyname_too() {
     let Some(cc) = tool("cc") else { return };
-    let dir = std::env::temp_dir().join(format!("sg-ghbn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("ghbn");
     let source = dir.join("ghbn.c");
     std::fs::write(
         &source,

@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use socksgate_tests::fresh_scratch_dir;
 use socksgate_tests::interop::tool;
 use socksgate_tests::server::StaticResolver;
 use socksgate_tests::{DnsResponder, HttpTarget, NetNs, TestServer};
@@ -31,10 +32,7 @@ const TARGET_NAME: &str = "target.test";
 /// same pid (pids wrap at 32,768 here) may have left its files, and a stale `ready` file
 /// would make a test signal a session before it started.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-tun-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    fresh_scratch_dir(&format!("tun-{name}"))
 }
 
 /// A C program that fetches `http://ADDRESS:PORT/` with plain sockets and prints the reply.

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 #define POOL 64
 static atomic_int pool[POOL];
 
@@ -52,8 +54,7 @@ int main(int argc, char **argv) {
         atomic_store(&pool[i], -1);
     pthread_t dog;
     pthread_create(&dog, NULL, watchdog, NULL);
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    struct sockaddr_in echo = ipv4("127.0.0.1", argv[1]);
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = close_one;

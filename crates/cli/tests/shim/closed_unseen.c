@@ -51,22 +51,10 @@ static int stream_is_its_own(struct sockaddr_in *tcp_echo, int expected, const c
     }
     if (connect(fd, (struct sockaddr *)tcp_echo, sizeof *tcp_echo) != 0)
         return fail("connect");
-    char buffer[8] = {0};
     if (write(fd, "stream", 6) != 6)
         return fail("write");
-    size_t got = 0;
-    while (got < 6) {
-        ssize_t n = read(fd, buffer + got, 6 - got);
-        if (n <= 0) {
-            fprintf(stderr, "%s: read %zd\n", how, n);
-            return 1;
-        }
-        got += (size_t)n;
-    }
-    if (memcmp(buffer, "stream", 6) != 0) {
-        fprintf(stderr, "%s: echoed %s\n", how, buffer);
+    if (echo_of(fd, "stream", how))
         return 1;
-    }
     close(fd);
     return 0;
 }
@@ -74,10 +62,8 @@ static int stream_is_its_own(struct sockaddr_in *tcp_echo, int expected, const c
 int main(int argc, char **argv) {
     if (argc != 3)
         return 2;
-    struct sockaddr_in udp_echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    struct sockaddr_in tcp_echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
-    inet_pton(AF_INET, "127.0.0.1", &udp_echo.sin_addr);
-    inet_pton(AF_INET, "127.0.0.1", &tcp_echo.sin_addr);
+    struct sockaddr_in udp_echo = ipv4("127.0.0.1", argv[1]);
+    struct sockaddr_in tcp_echo = ipv4("127.0.0.1", argv[2]);
     int fd = associated(&udp_echo);
     if (fd < 0)
         return fail("udp");

@@ -39,8 +39,7 @@ static int echoes(int fd, const char *word) {
 int main(int argc, char **argv) {
     if (argc != 2)
         return 2;
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    struct sockaddr_in echo = ipv4("127.0.0.1", argv[1]);
     int before = open_descriptors();
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (connect(fd, (struct sockaddr *)&echo, sizeof echo) != 0)

@@ -19,10 +19,8 @@
 int main(int argc, char **argv) {
     if (argc != 3)
         return 2;
-    struct sockaddr_in udp_echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    struct sockaddr_in tcp_echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
-    inet_pton(AF_INET, "127.0.0.1", &udp_echo.sin_addr);
-    inet_pton(AF_INET, "127.0.0.1", &tcp_echo.sin_addr);
+    struct sockaddr_in udp_echo = ipv4("127.0.0.1", argv[1]);
+    struct sockaddr_in tcp_echo = ipv4("127.0.0.1", argv[2]);
     int udp = socket(AF_INET, SOCK_DGRAM, 0);
     if (connect(udp, (struct sockaddr *)&udp_echo, sizeof udp_echo) != 0 || send(udp, "kept", 4, 0) != 4)
         return fail("udp");

@@ -12,27 +12,14 @@
 
 #include "shim.h"
 
-static int echoed(int fd, const char *word) {
-    char buffer[16] = {0};
-    size_t length = strlen(word), got = 0;
-    while (got < length) {
-        ssize_t n = read(fd, buffer + got, length - got);
-        if (n <= 0)
-            return fail("read");
-        got += (size_t)n;
-    }
-    return memcmp(buffer, word, length) != 0;
-}
-
 int main(int argc, char **argv) {
     if (argc != 2)
         return 2;
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    struct sockaddr_in echo = ipv4("127.0.0.1", argv[1]);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (sendto(fd, "fast", 4, MSG_FASTOPEN, (struct sockaddr *)&echo, sizeof echo) != 4)
         return fail("sendto(MSG_FASTOPEN)");
-    if (echoed(fd, "fast"))
+    if (echo_of(fd, "fast", "sendto(MSG_FASTOPEN)"))
         return 1;
     close(fd);
     fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -40,7 +27,7 @@ int main(int argc, char **argv) {
     struct msghdr message = {.msg_name = &echo, .msg_namelen = sizeof echo, .msg_iov = &part, .msg_iovlen = 1};
     if (sendmsg(fd, &message, MSG_FASTOPEN) != 4)
         return fail("sendmsg(MSG_FASTOPEN)");
-    if (echoed(fd, "open"))
+    if (echo_of(fd, "open", "sendmsg(MSG_FASTOPEN)"))
         return 1;
     puts("ok");
     return 0;

@@ -9,11 +9,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 int main(int argc, char **argv) {
     if (argc != 2)
         return 2;
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    struct sockaddr_in echo = ipv4("127.0.0.1", argv[1]);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(fd, (struct sockaddr *)&echo, sizeof echo) != 0) {
         perror("connect");

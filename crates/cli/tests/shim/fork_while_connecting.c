@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 static struct sockaddr_in echo, child_echo;
 static atomic_int stop;
 
@@ -44,9 +46,7 @@ static void *connecting(void *unused) {
 int main(int argc, char **argv) {
     if (argc != 4)
         return 2;
-    echo.sin_family = AF_INET;
-    echo.sin_port = htons((unsigned short)atoi(argv[1]));
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    echo = ipv4("127.0.0.1", argv[1]);
     child_echo = echo;
     child_echo.sin_port = htons((unsigned short)atoi(argv[3]));
     pthread_t threads[4];

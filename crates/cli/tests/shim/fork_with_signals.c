@@ -90,6 +90,8 @@ static int child(struct sockaddr_in *target) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)target, sizeof *target) != 0)
         return 1;
+    /* A forked child of a multithreaded program: no stdio here (another thread may have
+       held its lock at the fork), so not echo_of, which speaks on failure. */
     char buffer[4];
     if (write(fd, "kid", 3) != 3)
         return 1;
@@ -110,8 +112,7 @@ int main(int argc, char **argv) {
         return 2;
     for (int i = 0; i < POOL; i++)
         atomic_store(&pool[i], -1);
-    echo = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    echo = ipv4("127.0.0.1", argv[1]);
     struct sockaddr_in children = echo;
     children.sin_port = htons((unsigned short)atoi(argv[3]));
     /* A UDP socket connected through the relay (the echo's port: nobody need answer). */

@@ -34,8 +34,7 @@ static int check(const char *how, ssize_t n, const char *got, const char *want) 
 int main(int argc, char **argv) {
     if (argc != 3)
         return 2;
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    struct sockaddr_in echo = ipv4("127.0.0.1", argv[1]);
     size_t room = (size_t)atoi(argv[2]);
     char buffer[64];
     int fd = socket(AF_INET, SOCK_DGRAM, 0);

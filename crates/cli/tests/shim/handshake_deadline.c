@@ -12,11 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 int main(int argc, char **argv) {
     if (argc != 2)
         return 2;
-    struct sockaddr_in target = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "192.0.2.1", &target.sin_addr);
+    struct sockaddr_in target = ipv4("192.0.2.1", argv[1]);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct timeval second = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &second, sizeof second);

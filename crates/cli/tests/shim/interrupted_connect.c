@@ -14,6 +14,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 static volatile sig_atomic_t ticks;
 static void tick(int signal) {
     (void)signal;
@@ -23,8 +25,7 @@ static void tick(int signal) {
 int main(int argc, char **argv) {
     if (argc != 4)
         return 2;
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
-    inet_pton(AF_INET, argv[1], &echo.sin_addr);
+    struct sockaddr_in echo = ipv4(argv[1], argv[2]);
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = tick; /* no SA_RESTART: blocking calls return EINTR */
@@ -62,26 +63,14 @@ int main(int argc, char **argv) {
         if (connected == 0) {
             /* Completed: a working connection to the echo, not a socket left half way to
              * the proxy (which would swallow these bytes into its handshake). */
-            char buffer[5] = {0};
             ssize_t n;
             do
                 n = write(fd, "ping", 4);
             while (n < 0 && errno == EINTR);
-            size_t got = 0;
-            while (got < 4) {
-                n = read(fd, buffer + got, 4 - got);
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0) {
-                    fprintf(stderr, "round %d: no echo (%zd)\n", round, n);
-                    return 1;
-                }
-                got += (size_t)n;
-            }
-            if (memcmp(buffer, "ping", 4) != 0) {
-                fprintf(stderr, "round %d: echoed %s\n", round, buffer);
+            char context[32];
+            snprintf(context, sizeof context, "round %d", round);
+            if (echo_of(fd, "ping", context))
                 return 1;
-            }
             completed++;
         }
         close(fd);

@@ -40,8 +40,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "getpeername after the refusal: errno %d, port %d\n", errno, ntohs(peer.sin_port));
         return 1;
     }
-    struct sockaddr_in echo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &echo.sin_addr);
+    struct sockaddr_in echo = ipv4("127.0.0.1", argv[1]);
     if (connect(fd, (struct sockaddr *)&echo, sizeof echo) != 0)
         return fail("connect again");
     char buffer[5] = {0};
