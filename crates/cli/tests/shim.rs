@@ -211,36 +211,48 @@ fn finding_2_a_daemon_closing_descriptors_keeps_its_own_and_its_udp() {
     );
 }
 
-/// Finding 3 (fork): 1,000 forks of a program whose four threads keep connecting through
-/// the proxy; every child connects through it too. Before, a child could start with one of
-/// the shim's locks held by a thread it did not have, and hang.
-#[test]
-fn finding_3_forks_of_a_multithreaded_program_never_hang() {
-    let Some(program) = compiled("fork_while_connecting") else {
+/// Runs `program ECHO_PORT FORKS CHILDREN_PORT` socksified: its threads connect to one echo
+/// while it forks `forks` children that each connect to another; it must say `says`, and
+/// every child's connect must have gone through the proxy (the children's echo is reached
+/// by nobody else).
+fn forks_all_go_through(program: &str, forks: usize, says: &str) {
+    let Some(program) = compiled(program) else {
         return;
     };
     let server = TestServer::start();
     let echo = socksgate_tests::EchoTarget::start();
     let children = socksgate_tests::EchoTarget::start();
-    let ports = [
+    let (echo_port, children_port) = (
         echo.addr.port().to_string(),
         children.addr.port().to_string(),
-    ];
-    let result = socksified(&server, &program, &[&ports[0], "1000", &ports[1]]);
-    assert_says(&result, "ok");
-    // Every child went through the proxy (its own echo is reached by nobody else).
+    );
+    let forks_text = forks.to_string();
+    let result = socksified(
+        &server,
+        &program,
+        &[&echo_port, &forks_text, &children_port],
+    );
+    assert_says(&result, says);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let through = loop {
         let through = count_where(&server.access_log(), "target", &children.addr.to_string());
-        if through >= 1000 || std::time::Instant::now() > deadline {
+        if through >= forks || std::time::Instant::now() > deadline {
             break through;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert_eq!(
-        through, 1000,
+        through, forks,
         "children whose connect went through the proxy"
     );
+}
+
+/// Finding 3 (fork): 1,000 forks of a program whose four threads keep connecting through
+/// the proxy; every child connects through it too. Before, a child could start with one of
+/// the shim's locks held by a thread it did not have, and hang.
+#[test]
+fn finding_3_forks_of_a_multithreaded_program_never_hang() {
+    forks_all_go_through("fork_while_connecting", 1000, "ok");
 }
 
 /// Finding 3 (signals): a 1 kHz `SIGALRM` handler closes proxied sockets while the program
@@ -509,30 +521,7 @@ fn a_control_closed_unseen_is_not_mistaken_for_the_programs_next_file() {
 /// through the proxy and gets its echo, and nothing hangs.
 #[test]
 fn forks_amid_signal_handlers_that_close_and_write_never_hang() {
-    let Some(program) = compiled("fork_with_signals") else {
-        return;
-    };
-    let server = TestServer::start();
-    let echo = socksgate_tests::EchoTarget::start();
-    let children = socksgate_tests::EchoTarget::start();
-    let ports = [
-        echo.addr.port().to_string(),
-        children.addr.port().to_string(),
-    ];
-    let result = socksified(&server, &program, &[&ports[0], "300", &ports[1]]);
-    assert_says(&result, "ok 300");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let through = loop {
-        let through = count_where(&server.access_log(), "target", &children.addr.to_string());
-        if through >= 300 || std::time::Instant::now() > deadline {
-            break through;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    assert_eq!(
-        through, 300,
-        "children whose connect went through the proxy"
-    );
+    forks_all_go_through("fork_with_signals", 300, "ok 300");
 }
 
 /// Second review of #22: a second `connect` on a connected socket is `EISCONN` and leaves
