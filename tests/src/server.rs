@@ -206,6 +206,19 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// The access log once at least `count` events have `field` equal to `value` (sessions
+    /// are logged as they end, which may be after the client is done), or after 10 s.
+    pub fn wait_for_count(&self, field: &str, value: &str, count: usize) -> Vec<AccessEntry> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self.access_log();
+            if count_where(&entries, field, value) >= count || Instant::now() > deadline {
+                return entries;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts a graceful shutdown (as SIGTERM does) without waiting for it.
     pub fn begin_shutdown(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {

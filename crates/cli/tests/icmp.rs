@@ -348,7 +348,7 @@ fn chains_and_routes_carry_the_command_to_a_hop_that_serves_it() {
     );
     assert_eq!(trace.code, Some(0), "{trace:#?}");
     assert_eq!(trace.stdout.lines().count(), 4, "{}", trace.stdout);
-    let upstream_log = site.server.access_log();
+    let upstream_log = site.server.wait_for_count("command", "icmp echo", 2);
     assert!(
         count_where(&upstream_log, "command", "icmp echo") >= 2,
         "{upstream_log:#?}"
