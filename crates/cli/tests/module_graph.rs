@@ -55,7 +55,7 @@ fn modules(src: &Path) -> BTreeMap<ModulePath, String> {
     found
 }
 
-/// The source without comments and without the trailing `#[cfg(test)] mod tests` (a test
+/// The source without comments, literals and the trailing `#[cfg(test)] mod tests` (a test
 /// module may reach anywhere; it is not part of the design).
 fn code_of(source: &str) -> String {
     let source = match source.find("#[cfg(test)]\nmod tests") {
@@ -64,13 +64,24 @@ fn code_of(source: &str) -> String {
     };
     let mut code = String::new();
     let mut rest = source;
-    while !rest.is_empty() {
+    while let Some(next) = rest.chars().next() {
+        let after_ident = code.ends_with(is_ident);
         if let Some(after) = rest.strip_prefix("/*") {
             rest = after.split_once("*/").map_or("", |(_, after)| after);
         } else if rest.starts_with("//") {
             rest = rest.split_once('\n').map_or("", |(_, after)| after);
             code.push('\n');
-        } else if rest.starts_with('"') {
+        } else if let Some(raw) = rest
+            .strip_prefix('r')
+            .filter(|raw| !after_ident && raw.trim_start_matches('#').starts_with('"'))
+        {
+            // A raw string, r"…" or r#"…"#: it ends only at a quote with as many hashes.
+            let hashes = raw.len() - raw.trim_start_matches('#').len();
+            let close = format!("\"{}", "#".repeat(hashes));
+            let body = &raw[hashes + 1..];
+            rest = body.split_once(&close).map_or("", |(_, after)| after);
+            code.push_str("\"\"");
+        } else if next == '"' {
             // A string literal is skipped whole, so a "//" inside it is not a comment.
             let mut end = 1;
             let bytes = rest.as_bytes();
@@ -79,8 +90,10 @@ fn code_of(source: &str) -> String {
             }
             rest = rest.get(end + 1..).unwrap_or("");
             code.push_str("\"\"");
+        } else if let Some(length) = char_literal(rest) {
+            rest = &rest[length..];
+            code.push_str("' '");
         } else {
-            let next = rest.chars().next().unwrap();
             code.push(next);
             rest = &rest[next.len_utf8()..];
         }
@@ -88,48 +101,65 @@ fn code_of(source: &str) -> String {
     code
 }
 
+/// The length of the character literal `text` starts with (`'"'`, `'\''`, `'é'`), if it
+/// starts with one rather than a lifetime.
+fn char_literal(text: &str) -> Option<usize> {
+    let inner = text.strip_prefix('\'')?;
+    let mut chars = inner.char_indices();
+    let (_, first) = chars.next()?;
+    if first == '\\' {
+        // An escape: up to the closing quote (`'\n'`, `'\u{1F600}'`).
+        return inner[1..].find('\'').map(|end| end + 3);
+    }
+    match chars.next() {
+        Some((at, '\'')) => Some(1 + at + 1),
+        _ => None,
+    }
+}
+
 fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Reads one use tree at `text` (what follows a `crate::`), returning each path it names.
-fn paths_in_tree(text: &str) -> (Vec<ModulePath>, usize) {
+fn skip_spaces(text: &str, mut at: usize) -> usize {
+    while text[at..].starts_with(char::is_whitespace) {
+        at += 1;
+    }
+    at
+}
+
+/// Reads one use tree at `text` (what follows `use ` or a `crate::`), returning each path it
+/// names, with the name it is given there when `as` renames it.
+fn paths_in_tree(text: &str) -> (Vec<(ModulePath, Option<String>)>, usize) {
     let mut prefix = ModulePath::new();
     let mut at = 0;
-    let bytes = text.as_bytes();
     loop {
-        while at < bytes.len() && (bytes[at] as char).is_whitespace() {
-            at += 1;
-        }
+        at = skip_spaces(text, at);
         if text[at..].starts_with('{') {
             at += 1;
             let mut all = Vec::new();
             loop {
                 let (inner, used) = paths_in_tree(&text[at..]);
                 at += used;
-                all.extend(inner.into_iter().map(|tail| {
+                all.extend(inner.into_iter().map(|(tail, alias)| {
                     let mut path = prefix.clone();
                     path.extend(tail);
-                    path
+                    (path, alias)
                 }));
-                while at < bytes.len() && (bytes[at] as char).is_whitespace() {
-                    at += 1;
-                }
-                match bytes.get(at) {
+                at = skip_spaces(text, at);
+                match text.as_bytes().get(at) {
                     Some(b',') => at += 1,
                     Some(b'}') => return (all, at + 1),
                     _ => return (all, at),
                 }
-                while at < bytes.len() && (bytes[at] as char).is_whitespace() {
-                    at += 1;
-                }
-                if bytes.get(at) == Some(&b'}') {
+                at = skip_spaces(text, at);
+                if text[at..].starts_with('}') {
                     return (all, at + 1);
                 }
             }
         }
         let start = at;
-        while at < bytes.len() && is_ident(bytes[at] as char) {
+        while text[at..].starts_with(is_ident) {
             at += 1;
         }
         if at > start {
@@ -137,13 +167,40 @@ fn paths_in_tree(text: &str) -> (Vec<ModulePath>, usize) {
         }
         if text[at..].starts_with("::") {
             at += 2;
-        } else {
-            return (vec![prefix], at);
+            continue;
         }
+        let mut alias = None;
+        let after = skip_spaces(text, at);
+        if let Some(renamed) = text[after..].strip_prefix("as ") {
+            let name_at = skip_spaces(renamed, 0);
+            let length = renamed[name_at..]
+                .find(|c: char| !is_ident(c))
+                .unwrap_or(renamed.len() - name_at);
+            alias = Some(renamed[name_at..name_at + length].to_owned());
+            at = after + 3 + name_at + length;
+        }
+        return (vec![(prefix, alias)], at);
     }
 }
 
-/// Every module path `module`'s code names, made absolute.
+/// `relative` (what follows `crate::`, `super::` or `self::` in `module`) as an absolute
+/// path.
+fn absolute(module: &ModulePath, word: &str, relative: &[String]) -> ModulePath {
+    let mut base = match word {
+        "crate" => ModulePath::new(),
+        "super" => module[..module.len().saturating_sub(1)].to_vec(),
+        _ => module.clone(),
+    };
+    let mut rest = relative;
+    while let Some(("super", tail)) = rest.split_first().map(|(h, t)| (h.as_str(), t)) {
+        base.pop();
+        rest = tail;
+    }
+    base.extend(rest.iter().filter(|part| *part != "self").cloned());
+    base
+}
+
+/// Every path `module`'s code names through `crate::`, `super::` or `self::`, made absolute.
 fn references(module: &ModulePath, code: &str) -> Vec<ModulePath> {
     let mut found = Vec::new();
     for (at, _) in code.match_indices("::") {
@@ -157,31 +214,80 @@ fn references(module: &ModulePath, code: &str) -> Vec<ModulePath> {
             continue;
         }
         let (paths, _) = paths_in_tree(&code[at + 2..]);
-        for relative in paths {
-            let mut base = match word {
-                "crate" => ModulePath::new(),
-                "super" => module[..module.len().saturating_sub(1)].to_vec(),
-                _ => module.clone(),
-            };
-            let mut rest = relative.as_slice();
-            while let Some(("super", tail)) = rest.split_first().map(|(h, t)| (h.as_str(), t)) {
-                base.pop();
-                rest = tail;
-            }
-            base.extend(rest.iter().filter(|part| *part != "self").cloned());
-            found.push(base);
-        }
+        found.extend(
+            paths
+                .into_iter()
+                .map(|(relative, _)| absolute(module, word, &relative)),
+        );
     }
     found
 }
 
-/// The deepest module of `known` that `path` lies in.
-fn module_of(path: &ModulePath, known: &BTreeSet<ModulePath>) -> ModulePath {
-    (0..=path.len())
-        .rev()
-        .map(|length| path[..length].to_vec())
-        .find(|prefix| known.contains(prefix))
-        .unwrap_or_default()
+/// The names `module`'s `use` items bring in from this crate, each with the absolute path it
+/// stands for: how a re-export (`pub use inner::Item;`, then `crate::Item`) is followed.
+fn use_items(
+    module: &ModulePath,
+    code: &str,
+    known: &BTreeSet<ModulePath>,
+) -> BTreeMap<String, ModulePath> {
+    let mut items = BTreeMap::new();
+    for (at, _) in code.match_indices("use ") {
+        if code[..at].ends_with(is_ident) {
+            continue;
+        }
+        let (paths, _) = paths_in_tree(&code[at + 4..]);
+        for (path, alias) in paths {
+            let Some(first) = path.first() else { continue };
+            let target = if matches!(first.as_str(), "crate" | "super" | "self") {
+                absolute(module, first, &path[1..])
+            } else {
+                let mut child = module.clone();
+                child.push(first.clone());
+                if !known.contains(&child) {
+                    continue; // another crate's
+                }
+                let mut target = module.clone();
+                target.extend(path.iter().cloned());
+                target
+            };
+            let leaf = path.iter().rev().find(|part| *part != "self");
+            let Some(name) = alias.or_else(|| leaf.cloned()) else {
+                continue;
+            };
+            if name != "_" {
+                items.insert(name, target);
+            }
+        }
+    }
+    items
+}
+
+/// The deepest module of `known` that `path` lies in, following `use` re-exports.
+fn module_of(
+    path: &ModulePath,
+    known: &BTreeSet<ModulePath>,
+    uses: &BTreeMap<ModulePath, BTreeMap<String, ModulePath>>,
+) -> ModulePath {
+    let mut path = path.clone();
+    for _ in 0..8 {
+        let module = (0..=path.len())
+            .rev()
+            .map(|length| path[..length].to_vec())
+            .find(|prefix| known.contains(prefix))
+            .unwrap_or_default();
+        let imported = path
+            .get(module.len())
+            .and_then(|name| uses.get(&module)?.get(name));
+        match imported {
+            Some(target) if *target != path[..=module.len()] => {
+                let mut followed = target.clone();
+                followed.extend(path[module.len() + 1..].iter().cloned());
+                path = followed;
+            }
+            _ => return module,
+        }
+    }
+    ModulePath::new()
 }
 
 /// The groups of nodes that reach each other (strongly connected components of more than
@@ -215,13 +321,20 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 
 /// The cycles among sibling modules of one crate, each as `in parent: a, b reach each other`.
 fn cycles_in(src: &Path) -> Vec<String> {
-    let sources = modules(src);
+    let sources: BTreeMap<ModulePath, String> = modules(src)
+        .into_iter()
+        .map(|(module, source)| (module, code_of(&source)))
+        .collect();
     let known: BTreeSet<ModulePath> = sources.keys().cloned().collect();
+    let uses: BTreeMap<ModulePath, BTreeMap<String, ModulePath>> = sources
+        .iter()
+        .map(|(module, code)| (module.clone(), use_items(module, code, &known)))
+        .collect();
     // At each parent, its children's graph.
     let mut levels: BTreeMap<ModulePath, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for (module, source) in &sources {
-        for named in references(module, &code_of(source)) {
-            let target = module_of(&named, &known);
+    for (module, code) in &sources {
+        for named in references(module, code) {
+            let target = module_of(&named, &known, &uses);
             let common = module
                 .iter()
                 .zip(&target)
@@ -276,20 +389,54 @@ fn no_two_modules_of_a_crate_import_each_other() {
     assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
 }
 
+/// A planted crate in which each feature of the reader carries an edge no other one does:
+/// the cycle a → b → c → a and b ↔ d (so a, b, c and d reach each other) holds only if a
+/// nested use group with a rename (a → b), a re-export through the crate root (b → c),
+/// `super::super` (d → b) and a path after a `'"'` literal (c → a) are all read; and e
+/// joins them if a comment, a string, a raw string or a test module in c counts (c → e,
+/// where e → c).
 #[test]
-fn the_check_sees_a_cycle_through_a_third_module_and_in_a_use_tree() {
+fn the_check_reads_each_kind_of_path_and_nothing_else() {
     let planted = std::env::temp_dir().join(format!("module-graph-{}", std::process::id()));
-    std::fs::create_dir_all(planted.join("a")).unwrap();
-    std::fs::write(planted.join("lib.rs"), "mod a; mod b; mod c;\n").unwrap();
-    std::fs::write(planted.join("a.rs"), "use crate::{b::Thing, c};\n").unwrap();
-    std::fs::write(planted.join("a/inner.rs"), "use super::super::b;\n").unwrap();
-    std::fs::write(planted.join("b.rs"), "// use crate::a;\nuse crate::c::X;\n").unwrap();
-    std::fs::write(planted.join("c.rs"), "fn f() { crate::a::inner::g() }\n").unwrap();
+    std::fs::create_dir_all(planted.join("d")).unwrap();
+    let files = [
+        (
+            "lib.rs",
+            "mod a;\nmod b;\nmod c;\nmod d;\nmod e;\npub use c::Item;\n",
+        ),
+        ("a.rs", "use crate::{b::{Thing, Other as Another}};\n"),
+        ("b.rs", "use crate::d;\nfn f() { let _ = crate::Item; }\n"),
+        ("d.rs", "mod inner;\n"),
+        ("d/inner.rs", "use super::super::b::Thing;\n"),
+        (
+            "c.rs",
+            "// use crate::e;\nconst S: &str = \"crate::e::X\";\n\
+             const R: &str = r#\"x\" crate::e::Z \"#;\n\
+             fn g() { let _ = '\"'; crate::a::h(); }\n\
+             #[cfg(test)]\nmod tests {\n    use crate::e;\n}\n",
+        ),
+        ("e.rs", "use crate::c::g;\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(planted.join(name), text).unwrap();
+    }
     let found = cycles_in(&planted);
     std::fs::remove_dir_all(&planted).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found[0].ends_with("in crate: a, b, c reach each other"),
+        found[0].ends_with("in crate: a, b, c, d reach each other"),
         "{found:?}"
     );
+}
+
+#[test]
+fn literals_are_not_code() {
+    assert_eq!(code_of("let q = '\"'; crate::x"), "let q = ' '; crate::x");
+    assert_eq!(
+        code_of("fn f<'a>(x: &'a str) {}"),
+        "fn f<'a>(x: &'a str) {}"
+    );
+    assert_eq!(code_of("r#\"a \" b\"# c"), "\"\" c");
+    assert_eq!(code_of("for r in x {} \"s\""), "for r in x {} \"\"");
+    assert_eq!(code_of("'\\n' '\\u{1F600}' y"), "' ' ' ' y");
 }

@@ -53,8 +53,6 @@ mod udp;
 
 pub mod hooks;
 
-pub(crate) use hooks::tcp::target_of;
-
 /// Every lock of the shim, in the order `fork` takes them.
 fn locks() -> [&'static dyn lock::ForkLock; 4] {
     [

@@ -2,10 +2,12 @@
 //! fake addresses handed out for names.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use libc::c_int;
+use socksgate_proto::{Address, DomainName};
 
+use crate::address::is_fake;
 use crate::lock::Guarded;
 use crate::marks::Marks;
 use crate::own::Identity;
@@ -133,4 +135,17 @@ fn fake_address_in(
 /// The name a fake address stands for.
 pub(crate) fn name_of(address: Ipv4Addr) -> Option<String> {
     NAMES.with(|names| names.as_ref()?.by_address.get(&address).cloned())
+}
+
+/// The target to ask the proxies for: the name behind a fake address, or the address.
+pub(crate) fn target_of(destination: SocketAddr) -> Address {
+    if let IpAddr::V4(v4) = destination.ip() {
+        let settings = settings();
+        if is_fake(destination.ip(), settings.fake_base, settings.fake_size) {
+            if let Some(name) = name_of(v4).and_then(|n| DomainName::new(&n).ok()) {
+                return Address::domain(name, destination.port());
+            }
+        }
+    }
+    Address::from(destination)
 }

@@ -19,10 +19,11 @@ use socksgate_proto::{Address, Command, Host, Wire};
 use crate::address::SockAddr;
 use crate::lock::Guarded;
 use crate::marks::Marks;
+use crate::real;
 use crate::settings::settings;
+use crate::state::target_of;
 use crate::sys::errno;
 use crate::tunnel;
-use crate::{real, target_of};
 
 pub(crate) struct Association {
     /// The TCP control connection: the association lives as long as it. -1 once the program

@@ -1,14 +1,15 @@
 //! `connect` (a TCP socket through the chain; a datagram socket to its association) and
 //! `getpeername`, and TCP Fast Open's first send (`fast_open`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use libc::{c_int, sockaddr, socklen_t};
-use socksgate_proto::{Address, Command, DomainName};
+use socksgate_proto::Command;
 
 use crate::address::SockAddr;
 use crate::address::{canonical, is_fake};
 use crate::settings::settings;
+use crate::state::target_of;
 use crate::sys::{is_stream, set_errno};
 use crate::{address, debug, real, state, tunnel, udp};
 
@@ -69,19 +70,6 @@ fn goes_through_the_proxies(destination: SocketAddr) -> bool {
     !settings.chain.is_empty()
         && (is_fake(destination.ip(), settings.fake_base, settings.fake_size)
             || !settings.is_direct(destination.ip()))
-}
-
-/// The target to ask the proxies for: the name behind a fake address, or the address.
-pub(crate) fn target_of(destination: SocketAddr) -> Address {
-    if let IpAddr::V4(v4) = destination.ip() {
-        let settings = settings();
-        if is_fake(destination.ip(), settings.fake_base, settings.fake_size) {
-            if let Some(name) = state::name_of(v4).and_then(|n| DomainName::new(&n).ok()) {
-                return Address::domain(name, destination.port());
-            }
-        }
-    }
-    Address::from(destination)
 }
 
 /// Replaces `getpeername(2)`: a redirected socket's peer is its real destination.
