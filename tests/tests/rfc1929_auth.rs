@@ -508,12 +508,13 @@ mod throttling {
                         b"guess",
                         "127.0.0.1:9"
                     )));
-                    attempt.elapsed()
+                    (attempt.elapsed(), Instant::now())
                 })
             })
             .collect();
         // Bob logs in once all 200 have reached the server (each is in progress, or has
-        // ended and been logged: never counted short), not after a guessed pause.
+        // ended and been logged: never counted short), not after a guessed pause; that he
+        // did so during the attack is checked below.
         let reached = Instant::now() + Duration::from_secs(10);
         while server.stats().sessions() + server.access_log().len() < 200 {
             assert!(
@@ -525,11 +526,18 @@ mod throttling {
         let login = Instant::now();
         let from_elsewhere = login_from([127, 0, 0, 2].into(), proxy, b"bob", b"builder");
         let prompt = login.elapsed();
-        let slowest = attackers
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .max()
-            .unwrap();
+        let bob_done = Instant::now();
+        let ended: Vec<(Duration, Instant)> =
+            attackers.into_iter().map(|t| t.join().unwrap()).collect();
+        let slowest = ended.iter().map(|(took, _)| *took).max().unwrap();
+        // Bob's login was served during the attack, not after it: the guesses the throttle
+        // holds (the source's pending logins; the rest fail unchecked at once) were still
+        // waiting for their failure replies when he was in.
+        let still_waiting = ended.iter().filter(|(_, at)| *at > bob_done).count();
+        assert!(
+            still_waiting >= 1,
+            "no guess was still pending when bob was in: the attack was over"
+        );
 
         let login = Instant::now();
         let victim = login_from([127, 0, 0, 1].into(), proxy, b"alice", b"correct");

@@ -274,7 +274,7 @@ async fn bind_relay(config: &Udp) -> io::Result<UdpSocket> {
     Err(last_error)
 }
 
-/// Counts live associations for as long as it exists.
+/// Counts an association as open (`Stats::associations`) for as long as it exists.
 struct AssociationGauge<'a>(&'a Stats);
 
 impl<'a> AssociationGauge<'a> {
