@@ -127,19 +127,26 @@ pub fn udp_associate(
     proxy: SocketAddr,
     client: &std::net::UdpSocket,
 ) -> Result<(TcpStream, SocketAddr), HandshakeFailure> {
-    let machine = ClientHandshake::new(
-        ClientProtocol::socks5(),
-        Command::UDP_ASSOCIATE,
-        Address::from(client.local_addr().map_err(HandshakeFailure::Io)?),
-    )
-    .map_err(HandshakeFailure::Socks)?;
+    let client_address = Address::from(client.local_addr().map_err(HandshakeFailure::Io)?);
     let mut control = TcpStream::connect(proxy).map_err(HandshakeFailure::Io)?;
-    let events = handshake(&mut control, machine)?;
+    let relay = udp_associate_on(&mut control, client_address)?;
+    Ok((control, relay))
+}
+
+/// Opens a UDP association (SOCKS5, no authentication) on a control connection already open
+/// (after a PROXY header, from a chosen address), for datagrams from `client`; the relay's
+/// address.
+pub fn udp_associate_on(
+    control: &mut TcpStream,
+    client: Address,
+) -> Result<SocketAddr, HandshakeFailure> {
+    let machine = ClientHandshake::new(ClientProtocol::socks5(), Command::UDP_ASSOCIATE, client)
+        .map_err(HandshakeFailure::Socks)?;
+    let events = handshake(control, machine)?;
     let Some(ClientEvent::Granted { bound }) = events.last() else {
         panic!("no grant in {events:?}");
     };
-    let relay = bound.socket_addr().expect("the relay is an IP address");
-    Ok((control, relay))
+    Ok(bound.socket_addr().expect("the relay is an IP address"))
 }
 
 /// Sends `payload` for `target` through the relay, as one standalone datagram.

@@ -39,6 +39,19 @@ impl NetNs {
         Some(namespace)
     }
 
+    /// A veth pair from this namespace (`here`, with address `here_cidr`) to `peer` (`there`,
+    /// `there_cidr`), both ends up.
+    pub fn veth(&self, here: &str, here_cidr: &str, peer: &NetNs, there: &str, there_cidr: &str) {
+        self.ip(&format!(
+            "link add {here} type veth peer name {there} netns {}",
+            peer.name()
+        ));
+        self.ip(&format!("addr add {here_cidr} dev {here}"));
+        self.ip(&format!("link set {here} up"));
+        peer.ip(&format!("addr add {there_cidr} dev {there}"));
+        peer.ip(&format!("link set {there} up"));
+    }
+
     /// Two hosts one router hop apart: a client host (192.0.2.1) and a target host whose
     /// service address is 198.51.100.10, reached through 192.0.2.2 over a veth pair. Used
     /// where a client connects directly to loopback and local networks (Dante's socksify),
@@ -46,14 +59,7 @@ impl NetNs {
     pub fn two_hosts() -> Option<(Self, Self)> {
         let target_host = Self::create(&["addr add 198.51.100.10/32 dev lo"])?;
         let client_host = Self::create(&[])?;
-        client_host.ip(&format!(
-            "link add sga type veth peer name sgb netns {}",
-            target_host.name()
-        ));
-        client_host.ip("addr add 192.0.2.1/30 dev sga");
-        client_host.ip("link set sga up");
-        target_host.ip("addr add 192.0.2.2/30 dev sgb");
-        target_host.ip("link set sgb up");
+        client_host.veth("sga", "192.0.2.1/30", &target_host, "sgb", "192.0.2.2/30");
         client_host.ip("route add 198.51.100.10/32 via 192.0.2.2");
         Some((client_host, target_host))
     }
@@ -85,14 +91,7 @@ impl NetNs {
             (&router2, "r2b", "10.3.0.1/24", &target, "t0", "10.3.0.2/24"),
         ];
         for (left, left_name, left_address, right, right_name, right_address) in links {
-            left.ip(&format!(
-                "link add {left_name} type veth peer name {right_name} netns {}",
-                right.name()
-            ));
-            left.ip(&format!("addr add {left_address} dev {left_name}"));
-            left.ip(&format!("link set {left_name} up"));
-            right.ip(&format!("addr add {right_address} dev {right_name}"));
-            right.ip(&format!("link set {right_name} up"));
+            left.veth(left_name, left_address, right, right_name, right_address);
         }
         for router in [&router1, &router2] {
             router.sysctl("net.ipv4.ip_forward", "1");

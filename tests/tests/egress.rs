@@ -26,15 +26,13 @@ fn two_uplinks() -> Option<(NetNs, NetNs)> {
     let target = NetNs::create(&[&format!("addr add {TARGET}/32 dev lo")])?;
     let gateway = NetNs::create(&[])?;
     for uplink in [1, 2] {
-        let (here, there) = (format!("up{uplink}"), format!("down{uplink}"));
-        gateway.ip(&format!(
-            "link add {here} type veth peer name {there} netns {}",
-            target.name()
-        ));
-        gateway.ip(&format!("addr add 10.6{uplink}.0.1/24 dev {here}"));
-        gateway.ip(&format!("link set {here} up"));
-        target.ip(&format!("addr add 10.6{uplink}.0.2/24 dev {there}"));
-        target.ip(&format!("link set {there} up"));
+        gateway.veth(
+            &format!("up{uplink}"),
+            &format!("10.6{uplink}.0.1/24"),
+            &target,
+            &format!("down{uplink}"),
+            &format!("10.6{uplink}.0.2/24"),
+        );
     }
     gateway.ip(&format!("route add {TARGET}/32 via 10.61.0.2 dev up1"));
     gateway.ip(&format!(

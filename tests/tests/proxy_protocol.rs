@@ -182,24 +182,13 @@ fn a_group_that_sends_proxy_headers_names_the_client_to_its_upstream() {
 /// relayed, and the balancer's host (127.0.0.1) cannot use the relay.
 #[test]
 fn udp_behind_a_balancer_belongs_to_the_real_client() {
-    use socksgate_proto::client::ClientEvent;
-    use socksgate_tests::client::{recv_via, send_via};
+    use socksgate_tests::client::{recv_via, send_via, udp_associate_on};
     let server = server_behind_balancer();
     let echo = socksgate_tests::UdpEcho::start();
     let port = server.addr().port();
     let mut control = TcpStream::connect(server.addr()).unwrap();
     write!(control, "PROXY TCP4 127.0.0.3 127.0.0.1 40002 {port}\r\n").unwrap();
-    let machine = ClientHandshake::new(
-        ClientProtocol::socks5(),
-        SocksCommand::UDP_ASSOCIATE,
-        "0.0.0.0:0".parse().unwrap(),
-    )
-    .unwrap();
-    let events = handshake(&mut control, machine).unwrap();
-    let Some(ClientEvent::Granted { bound }) = events.last() else {
-        panic!("{events:?}")
-    };
-    let relay = bound.socket_addr().unwrap();
+    let relay = udp_associate_on(&mut control, "0.0.0.0:0".parse().unwrap()).unwrap();
     let target = format!("127.0.0.1:{}", echo.port).parse().unwrap();
     let balancer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     send_via(&balancer, relay, &target, b"from the balancer");
@@ -224,8 +213,7 @@ fn udp_behind_a_balancer_belongs_to_the_real_client() {
 /// 127.0.0.3, through the same balancer, is refused.
 #[test]
 fn udp_through_haproxy_belongs_to_the_client_and_its_from_rule_decides() {
-    use socksgate_proto::client::ClientEvent;
-    use socksgate_tests::client::{recv_via, send_via};
+    use socksgate_tests::client::{recv_via, send_via, udp_associate_on};
     let text = "[[rule]]\naction = \"allow\"\nfrom = [\"127.0.0.2\"]\ncommands = [\"udp\"]\n\n\
                 [[rule]]\naction = \"deny\"\n";
     let mut config = Config::parse(text, Path::new("balanced-udp.toml")).unwrap();
@@ -242,20 +230,10 @@ fn udp_through_haproxy_belongs_to_the_client_and_its_from_rule_decides() {
         control
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let machine = ClientHandshake::new(
-            ClientProtocol::socks5(),
-            SocksCommand::UDP_ASSOCIATE,
-            "0.0.0.0:0".parse().unwrap(),
-        )
-        .unwrap();
-        handshake(&mut control, machine).map(|events| (control, events))
+        udp_associate_on(&mut control, "0.0.0.0:0".parse().unwrap()).map(|relay| (control, relay))
     };
 
-    let (control, events) = associate([127, 0, 0, 2]).unwrap();
-    let Some(ClientEvent::Granted { bound }) = events.last() else {
-        panic!("{events:?}")
-    };
-    let relay = bound.socket_addr().unwrap();
+    let (control, relay) = associate([127, 0, 0, 2]).unwrap();
     let from_balancer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     send_via(
         &from_balancer,

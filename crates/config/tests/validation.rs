@@ -11,6 +11,15 @@ fn parse(text: &str) -> Result<Config, socksgate_config::ConfigError> {
     Config::parse(text, Path::new("gate.toml"))
 }
 
+/// `text` is refused, the error naming `field` (and, when given, its `line`).
+fn assert_rejected(text: &str, field: &str, line: Option<usize>) {
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+    if let Some(line) = line {
+        assert_eq!(error.position.map(|p| p.0), Some(line), "{error}");
+    }
+}
+
 #[test]
 fn empty_file_is_the_loopback_default() {
     let config = parse("").unwrap();
@@ -206,9 +215,7 @@ fn bind_and_udp_sections() {
             "bind.advertise_address",
         ),
     ] {
-        let error = parse(text).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
-        assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
+        assert_rejected(text, field, Some(2));
     }
 }
 
@@ -236,9 +243,7 @@ fn the_icmp_section_is_off_by_default_and_checked() {
         ("[icmp]\nsocket = \"dgram\"\n", "icmp.socket"),
         ("[icmp]\nrate = 0\n", "icmp.rate"),
     ] {
-        let error = parse(text).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
-        assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
+        assert_rejected(text, field, Some(2));
     }
 }
 
@@ -424,9 +429,7 @@ fn authentication_mistakes_are_named() {
             3,
         ),
     ] {
-        let error = parse(text).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
-        assert_eq!(error.position.map(|p| p.0), Some(line), "{error}");
+        assert_rejected(text, field, Some(line));
     }
 }
 
@@ -555,9 +558,7 @@ fn policy_mistakes_are_named() {
             2,
         ),
     ] {
-        let error = parse(text).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
-        assert_eq!(error.position.map(|p| p.0), Some(line), "{error}");
+        assert_rejected(text, field, Some(line));
     }
     let error = parse("[[rule]]\nuser = \"x\"\naction = \"allow\"\n").unwrap_err();
     assert_eq!(error.field.as_deref(), Some("rule[0].user"), "{error}");
@@ -617,8 +618,7 @@ route = "corp"
             "upstream[0].chains",
         ),
     ] {
-        let error = parse(text).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some(field), "{text}: {error}");
+        assert_rejected(text, field, None);
     }
 }
 

@@ -22,6 +22,15 @@ fn bound() -> Address {
     "192.0.2.9:4321".parse().unwrap()
 }
 
+/// A machine that has selected "no authentication" for a SOCKS5 greeting, its answer sent:
+/// waiting for the request (RFC 1928 §4).
+fn past_the_greeting() -> ServerHandshake {
+    let mut handshake = ServerHandshake::new(ServerOptions::default());
+    handshake.feed(&[0x05, 0x01, 0x00]).unwrap();
+    handshake.output_written(2);
+    handshake
+}
+
 #[test]
 fn rfc1928_section_3_first_configured_method_the_client_offers_wins() {
     let options = ServerOptions {
@@ -101,9 +110,7 @@ fn rfc1928_section_4_request_is_handed_over_and_unknown_commands_pass_through() 
 
 #[test]
 fn rfc1928_section_5_unknown_address_type_gets_reply_0x08() {
-    let mut handshake = ServerHandshake::new(ServerOptions::default());
-    handshake.feed(&[0x05, 0x01, 0x00]).unwrap();
-    handshake.output_written(2);
+    let mut handshake = past_the_greeting();
     assert_eq!(
         handshake.feed(&[0x05, 0x01, 0x00, 0x02, 1, 2, 3, 4, 0, 80]),
         Err(ServerError::Protocol(
@@ -116,9 +123,7 @@ fn rfc1928_section_5_unknown_address_type_gets_reply_0x08() {
 
 #[test]
 fn rfc1928_section_5_invalid_domain_gets_host_unreachable() {
-    let mut handshake = ServerHandshake::new(ServerOptions::default());
-    handshake.feed(&[0x05, 0x01, 0x00]).unwrap();
-    handshake.output_written(2);
+    let mut handshake = past_the_greeting();
     assert!(handshake.feed(&[0x05, 0x01, 0x00, 0x03, 0, 0, 80]).is_err());
     assert_eq!(handshake.pending_output()[..2], [0x05, 0x04]);
 }
@@ -155,9 +160,7 @@ fn rfc1928_section_6_failure_reply_closes() {
 
 #[test]
 fn rfc1928_request_of_the_wrong_version_gets_general_failure() {
-    let mut handshake = ServerHandshake::new(ServerOptions::default());
-    handshake.feed(&[0x05, 0x01, 0x00]).unwrap();
-    handshake.output_written(2);
+    let mut handshake = past_the_greeting();
     assert!(handshake
         .feed(&[0x04, 0x01, 0x00, 0x01, 1, 2, 3, 4, 0, 80])
         .is_err());
