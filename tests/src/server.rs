@@ -279,8 +279,7 @@ pub fn scratch_dir(group: &str) -> std::path::PathBuf {
 
 /// [`scratch_dir`], emptied first: for a test that must not find an earlier run's files.
 pub fn fresh_scratch_dir(group: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg-{group}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(scratch_dir(group));
     scratch_dir(group)
 }
 
