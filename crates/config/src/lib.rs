@@ -110,6 +110,8 @@ impl Config {
             .map(|&address| Listener {
                 address,
                 socks4: methods.contains(&Method::NO_AUTH),
+                socks5: true,
+                http: http_allowed(&methods),
                 methods: methods.clone(),
                 tls: None,
                 proxy_protocol: Vec::new(),
@@ -158,6 +160,7 @@ fn validate(raw: RawConfig, origin: &Origin<'_>) -> Result<Config, ConfigError> 
             .into_iter()
             .map(|listener| Listener {
                 socks4: methods.contains(&Method::NO_AUTH),
+                http: http_allowed(&methods),
                 methods: methods.clone(),
                 ..listener
             })
@@ -403,19 +406,7 @@ fn validate_listener(
             methods
         }
     };
-    let anonymous = methods.contains(&Method::NO_AUTH);
-    let socks4 = match &raw.socks4 {
-        None => anonymous,
-        Some(socks4) if *socks4.get_ref() && !anonymous => {
-            return Err(ConfigError::new(
-                origin,
-                "SOCKS4 cannot authenticate: allow \"none\" in methods, or set socks4 = false",
-            )
-            .at(origin, Some(socks4.span()))
-            .field(format!("listen[{index}].socks4")))
-        }
-        Some(socks4) => *socks4.get_ref(),
-    };
+    let (socks5, socks4, http) = listener_protocols(raw, index, &methods, origin)?;
     let tls = raw.tls.as_ref().map(|tls| listener_tls(tls, origin));
     let proxy_protocol = rules::list(
         &raw.proxy_protocol,
@@ -427,11 +418,101 @@ fn validate_listener(
         address,
         methods,
         socks4,
+        socks5,
+        http,
         tls,
         proxy_protocol,
         trust_socks4_userid: raw.trust_socks4_userid.unwrap_or(false),
     })
 }
+
+/// Whether HTTP proxy clients can use a listener with these methods: they authenticate
+/// with Basic credentials (the password method) or not at all; GSS-API is SOCKS's only.
+fn http_allowed(methods: &[Method]) -> bool {
+    methods.contains(&Method::NO_AUTH) || methods.contains(&Method::PASSWORD)
+}
+
+/// The protocols a listener serves — SOCKS5, SOCKS4 (and 4a), HTTP — from `protocols`, or
+/// the older `socks4` switch, or what its methods allow.
+fn listener_protocols(
+    raw: &raw::RawListener,
+    index: usize,
+    methods: &[Method],
+    origin: &Origin<'_>,
+) -> Result<(bool, bool, bool), ConfigError> {
+    let anonymous = methods.contains(&Method::NO_AUTH);
+    let socks4_refused = |span| {
+        ConfigError::new(
+            origin,
+            "SOCKS4 cannot authenticate: allow \"none\" in methods, or leave socks4 out",
+        )
+        .at(origin, Some(span))
+    };
+    let Some(list) = &raw.protocols else {
+        let socks4 = match &raw.socks4 {
+            None => anonymous,
+            Some(socks4) if *socks4.get_ref() && !anonymous => {
+                return Err(socks4_refused(socks4.span()).field(format!("listen[{index}].socks4")))
+            }
+            Some(socks4) => *socks4.get_ref(),
+        };
+        return Ok((true, socks4, http_allowed(methods)));
+    };
+    let field = format!("listen[{index}].protocols");
+    if let Some(socks4) = &raw.socks4 {
+        return Err(ConfigError::new(
+            origin,
+            "set either protocols or socks4, not both (list \"socks4\" in protocols)",
+        )
+        .at(origin, Some(socks4.span()))
+        .field(format!("listen[{index}].socks4")));
+    }
+    if list.get_ref().is_empty() {
+        return Err(ConfigError::new(origin, "list at least one protocol")
+            .at(origin, Some(list.span()))
+            .field(&field));
+    }
+    let (mut socks5, mut socks4, mut http) = (false, false, false);
+    for name in list.get_ref() {
+        let protocol = keyword::one_of(name.get_ref(), PROTOCOLS).map_err(|message| {
+            ConfigError::new(origin, &message)
+                .at(origin, Some(name.span()))
+                .field(&field)
+        })?;
+        match protocol {
+            Protocol::Socks5 => socks5 = true,
+            Protocol::Socks4 if !anonymous => {
+                return Err(socks4_refused(name.span()).field(&field))
+            }
+            Protocol::Socks4 => socks4 = true,
+            Protocol::Http if !http_allowed(methods) => {
+                return Err(ConfigError::new(
+                    origin,
+                    "HTTP clients authenticate with a password or not at all: \
+                     allow \"password\" or \"none\" in methods",
+                )
+                .at(origin, Some(name.span()))
+                .field(&field))
+            }
+            Protocol::Http => http = true,
+        }
+    }
+    Ok((socks5, socks4, http))
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    Socks5,
+    Socks4,
+    Http,
+}
+
+/// The protocols a listener's `protocols` names.
+const PROTOCOLS: &[(&str, Protocol)] = &[
+    ("socks5", Protocol::Socks5),
+    ("socks4", Protocol::Socks4),
+    ("http", Protocol::Http),
+];
 
 fn validate_admin(raw: &raw::RawAdmin, origin: &Origin<'_>) -> Result<Option<Admin>, ConfigError> {
     let Some(address) = text_field(

@@ -97,6 +97,12 @@ pub struct Listener {
     /// Whether SOCKS4 and SOCKS4a are served (they cannot authenticate, so only where
     /// "none" is allowed).
     pub socks4: bool,
+    /// Whether SOCKS5 is served (`protocols`; default: yes).
+    pub socks5: bool,
+    /// Whether HTTP proxy clients are served — CONNECT and forwarded `http://` requests —
+    /// on the same port, told apart by their first byte (`protocols`; default: where the
+    /// methods allow "none" or "password", which `Proxy-Authorization: Basic` carries).
+    pub http: bool,
     /// SOCKS inside TLS on this listener.
     pub tls: Option<ListenerTls>,
     /// Load balancers whose connections begin with a PROXY protocol header (v1 or v2)
@@ -130,6 +136,8 @@ impl Listener {
             address,
             methods: vec![Method::NO_AUTH],
             socks4: true,
+            socks5: true,
+            http: true,
             tls: None,
             proxy_protocol: Vec::new(),
             trust_socks4_userid: false,

@@ -140,6 +140,7 @@ pub(crate) struct RawListener {
     pub(crate) address: Spanned<String>,
     pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) socks4: Option<Spanned<bool>>,
+    pub(crate) protocols: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) tls: Option<RawListenerTls>,
     pub(crate) proxy_protocol: Option<Vec<Spanned<String>>>,
     pub(crate) trust_socks4_userid: Option<bool>,

@@ -31,7 +31,15 @@ pub(crate) fn to_toml(config: &Config, redact: bool) -> String {
             })
             .collect();
         let _ = writeln!(out, "methods = [{}]", methods.join(", "));
-        let _ = writeln!(out, "socks4 = {}", listener.socks4);
+        let protocols: Vec<&str> = [
+            (listener.socks5, "\"socks5\""),
+            (listener.socks4, "\"socks4\""),
+            (listener.http, "\"http\""),
+        ]
+        .into_iter()
+        .filter_map(|(served, name)| served.then_some(name))
+        .collect();
+        let _ = writeln!(out, "protocols = [{}]", protocols.join(", "));
         if listener.trust_socks4_userid {
             let _ = writeln!(out, "trust_socks4_userid = true");
         }

@@ -191,6 +191,7 @@ const COMMANDS: &[(&str, Command)] = &[
     ("bind", Command::BIND),
     ("udp", Command::UDP_ASSOCIATE),
     ("icmp", Command::ICMP_ECHO),
+    ("http", Command::HTTP_REQUEST),
 ];
 
 fn action(
@@ -210,13 +211,14 @@ fn parse_method(text: &str) -> Result<Method, String> {
     one_of(text, METHODS).map_err(|expected| format!("{text:?}: {expected}"))
 }
 
-/// A command as rules (and `socksgate explain`) name it: connect, bind, udp or icmp.
+/// A command as rules (and `socksgate explain`) name it: connect, bind, udp, icmp, or http
+/// (an HTTP request forwarded to an `http://` target; HTTP's CONNECT is `connect`).
 pub fn parse_command(text: &str) -> Result<Command, String> {
     one_of(text, COMMANDS).map_err(|expected| format!("{text:?}: {expected}"))
 }
 
 /// The name rules use for a command (the inverse of [`parse_command`]).
-/// A code that is none of the four is named `connect`.
+/// A code that is none of the five is named `connect`.
 pub fn command_name(command: Command) -> &'static str {
     word_for(&command, COMMANDS).unwrap_or("connect")
 }

@@ -32,6 +32,10 @@ wire_code! {
         /// socksgate's ICMP extension: echo requests to the target, answers back
         /// (`docs/extensions/icmp.md`; a private code that Tor and gost do not use).
         ICMP_ECHO = 0xf8 => "icmp echo",
+        /// Never on the SOCKS wire (a SOCKS request with it is refused, 0x07): the command
+        /// an HTTP request forwarded to an `http://` target is decided and logged as, so
+        /// that rules can tell it from a tunnel (HTTP's CONNECT is [`Command::CONNECT`]).
+        HTTP_REQUEST = 0xf9 => "http",
     }
 }
 

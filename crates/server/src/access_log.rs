@@ -24,7 +24,7 @@ macro_rules! access_event {
             client = %$record.subject.client(),
             listener = %$record.subject.listener(),
             via = %OrDash($record.subject.via()),
-            protocol = %OrDash($record.version),
+            protocol = %OrDash($record.protocol()),
             user = $record.subject.logged_user().unwrap_or("-"),
             claimed_user = $record.subject.claimed_user().unwrap_or("-"),
             command = %OrDash($record.command),
@@ -32,6 +32,8 @@ macro_rules! access_event {
             outcome = $outcome,
             reply = %OrDash($record.reply.map(ReplyCode)),
             rule = %OrDash($record.rule.as_deref()),
+            method = %OrDash($record.http.as_ref().map(|http| &http.method).filter(|m| !m.is_empty())),
+            status = %OrDash($record.http.as_ref().and_then(|http| http.status)),
             detail = %OrDash($detail),
             $($extra)*
             duration_ms = $record.duration_ms(),
@@ -70,6 +72,17 @@ pub(crate) struct AccessRecord {
     pub(crate) rule: Option<String>,
     /// The level of this session's event (the deciding rule's `log` option).
     pub(crate) log: LogLevel,
+    /// An HTTP request: its method and the status it got.
+    pub(crate) http: Option<Box<HttpExchange>>,
+}
+
+/// What the access log says of an HTTP request beyond what every session has.
+#[derive(Debug)]
+pub(crate) struct HttpExchange {
+    /// The request's method (a token: RFC 9110 §9.1).
+    pub(crate) method: String,
+    /// The status it got, from socksgate or from the target; `None` before any.
+    pub(crate) status: Option<u16>,
 }
 
 /// Datagrams and bytes each way, and drops by reason, of one association.
@@ -130,6 +143,45 @@ impl AccessRecord {
             udp: None,
             rule: None,
             log: LogLevel::Info,
+            http: None,
+        }
+    }
+
+    /// The record of one request of an HTTP client's connection: the connection's subject,
+    /// its own start, method, command and target.
+    pub(crate) fn for_http_request(
+        &self,
+        method: &str,
+        target: Option<&Address>,
+        command: Command,
+    ) -> Self {
+        let mut record = Self::new(self.subject.client(), self.subject.listener());
+        record.subject = self.subject.clone();
+        record.command = Some(command);
+        record.target = target.cloned();
+        record.http = Some(Box::new(HttpExchange {
+            method: method.to_owned(),
+            status: None,
+        }));
+        record
+    }
+
+    /// The protocol the client spoke: `http`, or the SOCKS version.
+    pub(crate) fn protocol(&self) -> Option<&'static str> {
+        if self.http.is_some() {
+            return Some("http");
+        }
+        self.version.map(|version| match version {
+            Version::Socks4 => "socks4",
+            Version::Socks4a => "socks4a",
+            Version::Socks5 => "socks5",
+        })
+    }
+
+    /// Records the status an HTTP request got (a SOCKS session has none).
+    pub(crate) fn set_status(&mut self, status: u16) {
+        if let Some(http) = &mut self.http {
+            http.status = Some(status);
         }
     }
 

@@ -8,7 +8,7 @@ mod icmp;
 
 pub(crate) use associate::{associate, AssociationEnd, PreparedAssociation};
 pub(crate) use bind::bind;
-pub(crate) use connect::connect;
+pub(crate) use connect::{connect, reach};
 pub(crate) use icmp::{icmp, IcmpSession};
 
 use std::future::Future;

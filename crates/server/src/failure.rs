@@ -49,6 +49,17 @@ pub(crate) enum Failure {
     UntrustedProxyHeader,
     /// The source opened connections faster than `limits.connection_rate_per_source`.
     RateLimited,
+    /// An HTTP request broke the protocol (answered with its status, then closed).
+    BadRequest(socksgate_http::HttpError),
+    /// An HTTP request came without the credentials the listener or the rules need
+    /// (answered 407): not a failed login, the client is asked for one.
+    CredentialsNeeded,
+    /// The target's HTTP response was not usable (the client got 502).
+    BadResponse(String),
+    /// The target did not answer an HTTP request in time (the client got 504).
+    ResponseTimeout,
+    /// The listener does not serve the protocol the client spoke (which).
+    ProtocolNotServed(&'static str),
 }
 
 impl Failure {
@@ -72,6 +83,11 @@ impl Failure {
             Self::ProxyHeader(_) => "bad-proxy-header",
             Self::UntrustedProxyHeader => "untrusted-proxy-header",
             Self::RateLimited => "rate-limited",
+            Self::BadRequest(_) => "bad-request",
+            Self::CredentialsNeeded => "auth-required",
+            Self::BadResponse(_) => "bad-response",
+            Self::ResponseTimeout => "response-timeout",
+            Self::ProtocolNotServed(_) => "protocol-not-served",
         }
     }
 
@@ -90,6 +106,9 @@ impl Failure {
             | Self::ProxyHeader(why)
             | Self::Gssapi(why) => Some(why.clone()),
             Self::RateLimited => Some("limits.connection_rate_per_source".to_owned()),
+            Self::BadRequest(error) => Some(error.to_string()),
+            Self::BadResponse(why) => Some(why.clone()),
+            Self::ProtocolNotServed(protocol) => Some(format!("{protocol} is not served here")),
             _ => None,
         }
     }

@@ -15,10 +15,12 @@ mod admin;
 mod authorize;
 mod command;
 mod counters;
+mod ended;
 mod failure;
 pub mod fleet;
 #[cfg(feature = "gssapi")]
 mod gss;
+mod http;
 mod icmp;
 mod limits;
 mod listener;
@@ -202,6 +204,13 @@ impl Shared {
                 .map(|listener| {
                     let setup = ListenerSetup {
                         options: listener_options(listener),
+                        protocols: Protocols {
+                            socks5: listener.socks5,
+                            http: listener.http.then_some(http::HttpAccess {
+                                anonymous: listener.methods.contains(&Method::NO_AUTH),
+                                password: listener.methods.contains(&Method::PASSWORD),
+                            }),
+                        },
                         tls: tls.acceptors.get(&listener.address).cloned(),
                         proxy_protocol: listener.proxy_protocol.clone().into(),
                         trust_socks4_userid: listener.trust_socks4_userid,
@@ -217,10 +226,19 @@ impl Shared {
     }
 }
 
+/// Which protocols a listener serves besides SOCKS4 (which `ServerOptions` says).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Protocols {
+    pub(crate) socks5: bool,
+    /// HTTP proxy clients, and what they may do without credentials.
+    pub(crate) http: Option<http::HttpAccess>,
+}
+
 /// What one listener accepts.
 #[derive(Clone)]
 pub(crate) struct ListenerSetup {
     pub(crate) options: ServerOptions,
+    pub(crate) protocols: Protocols,
     /// SOCKS inside TLS, when configured.
     pub(crate) tls: Option<TlsAcceptor>,
     /// Load balancers that send a PROXY protocol header (empty: none do).

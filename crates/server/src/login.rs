@@ -6,7 +6,47 @@ use std::time::{Duration, Instant};
 
 use socksgate_auth::{Credentials, Crowded, Identity, Refusal, Throttle};
 
+use crate::subject::Subject;
 use crate::Shared;
+
+/// Credentials (RFC 1929's, or HTTP's Basic) checked and, when they hold, the session's
+/// proven user. A client certificate that already named the user makes credentials for
+/// someone else fail unchecked, never taken over it; so does a back end that maps the name
+/// to another user than the certificate's. The name the back end settled on (PAM may map
+/// `BOB` to `bob`) is the one rules and limits see.
+pub(crate) async fn log_in(
+    shared: &Shared,
+    subject: &mut Subject,
+    credentials: Credentials,
+) -> Result<(), Refusal> {
+    const NOT_THE_CERTIFICATES: Refusal =
+        Refusal::Unusable("credentials for another user than the client certificate's");
+    let attempted = credentials.username_lossy();
+    // The name tried and, below, the verdict; never the password. Debug-quoted: a client's
+    // bytes never make a line of their own.
+    tracing::debug!(user = ?attempted, "login attempt");
+    let verdict = match subject.conflicts_with(&attempted) {
+        Some(_) => {
+            subject.claim(attempted, false);
+            Err(NOT_THE_CERTIFICATES)
+        }
+        None => {
+            subject.attempt(&attempted);
+            let source = shared.source_group(subject.client().ip());
+            authenticate(shared, source, credentials).await
+        }
+    };
+    let proven = verdict.and_then(|identity| {
+        subject
+            .prove(identity)
+            .map_err(|_| NOT_THE_CERTIFICATES)
+    });
+    match &proven {
+        Ok(()) => tracing::debug!("login accepted"),
+        Err(refusal) => tracing::debug!(%refusal, "login refused"),
+    }
+    proven
+}
 
 /// Checks credentials on a blocking thread (at most a few at once), as the throttle allows:
 /// a login past a suspect's pending cap fails unchecked, a failure's reply is held back as

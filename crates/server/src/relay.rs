@@ -30,8 +30,7 @@ mod flow;
 #[cfg(target_os = "linux")]
 mod pipe;
 
-pub(crate) use bucket::{Caps, SharedCap};
-use bucket::{Direction, Limiter};
+pub(crate) use bucket::{Caps, Direction, Limiter, SharedCap};
 
 /// Descriptors the relay may hold beyond the sessions' own sockets: the pooled pipes.
 #[cfg(target_os = "linux")]

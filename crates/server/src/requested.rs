@@ -1,5 +1,6 @@
-//! A session whose request is known: the client, the handshake waiting for its reply, and
-//! the request, handed to the command that serves it; and how replies go out.
+//! A session whose request is known: the client, what its reply is written in (the SOCKS
+//! handshake waiting for it, or HTTP), and the request, handed to the command that serves
+//! it; and how replies go out.
 
 use std::io;
 use std::time::Duration;
@@ -15,10 +16,23 @@ use crate::Shared;
 /// After a failure reply, how long the client gets to read it and close.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How a session's replies are written.
+pub(crate) enum Answer {
+    /// By the SOCKS handshake machine, which waits for the reply.
+    Socks(ServerHandshake),
+    /// In HTTP: a reply code becomes a status (`reply_status`); success is
+    /// `200 Connection established` for a CONNECT (`tunnel`), and nothing for a forwarded
+    /// request, whose answer is the target's.
+    Http {
+        /// Whether the request is a CONNECT.
+        tunnel: bool,
+    },
+}
+
 /// A session whose request is known, waiting for its command to run.
 pub(crate) struct Requested<'a> {
     pub(crate) client: &'a mut ClientStream,
-    pub(crate) machine: ServerHandshake,
+    pub(crate) machine: Answer,
     pub(crate) request: Request,
     /// Bytes the client sent after its request, for the target.
     pub(crate) pipelined: Vec<u8>,
@@ -30,10 +44,24 @@ impl Requested<'_> {
     /// Sends a reply (the first, or BIND's second).
     pub(crate) async fn reply(&mut self, reply: Reply, bound: &Address) -> io::Result<()> {
         self.record.reply = Some(reply);
-        if self.machine.reply(reply, bound).is_err() {
-            return Err(io::Error::other("reply out of order"));
-        }
-        flush(self.client, &mut self.machine).await
+        let tunnel = match &mut self.machine {
+            Answer::Socks(machine) => {
+                if machine.reply(reply, bound).is_err() {
+                    return Err(io::Error::other("reply out of order"));
+                }
+                return flush(self.client, machine).await;
+            }
+            Answer::Http { tunnel } => *tunnel,
+        };
+        let status = reply_status(reply);
+        self.record.set_status(status);
+        let answer = match status {
+            200 if tunnel => socksgate_http::status::CONNECTED.to_vec(),
+            200 => return Ok(()),
+            status => socksgate_http::status::answer(status, &reply.to_string(), &[]),
+        };
+        self.client.write_all(&answer).await?;
+        self.client.flush().await
     }
 
     /// Sends a failure reply and closes the connection (RFC 1928 §6: at once, and no later
@@ -42,6 +70,19 @@ impl Requested<'_> {
         if self.reply(reply, &Address::unspecified()).await.is_ok() {
             linger_close(self.client).await;
         }
+    }
+}
+
+/// The HTTP status for a SOCKS reply code: the command's outcome in the other protocol.
+pub(crate) fn reply_status(reply: Reply) -> u16 {
+    match reply {
+        Reply::SUCCEEDED => 200,
+        Reply::NOT_ALLOWED => 403,
+        Reply::TTL_EXPIRED => 504,
+        Reply::COMMAND_NOT_SUPPORTED => 501,
+        Reply::ADDRESS_TYPE_NOT_SUPPORTED => 400,
+        // Unreachable, refused, or the proxy's own failure on the way: a bad gateway.
+        _ => 502,
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use socksgate_auth::{Identity, Refusal};
+use socksgate_auth::Identity;
 use socksgate_proto::server::{Request, ServerError, ServerEvent, ServerHandshake, ServerOptions};
 use socksgate_proto::{Command, Reply, Step, Version};
 use tokio::io::AsyncReadExt;
@@ -15,16 +15,17 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access_log::AccessRecord;
 use crate::authorize;
-use crate::command::{self, AssociationEnd, Established, IcmpSession};
+use crate::command::{self, Established, IcmpSession};
+use crate::ended::{outcome_of, record_end, Ended};
 use crate::failure::Failure;
 #[cfg(feature = "gssapi")]
 use crate::gss::{Negotiation, Progress};
-use crate::login::authenticate;
-use crate::relay::RelayEnd;
-use crate::requested::{flush, linger_close, Requested};
+use crate::login::log_in;
+use crate::http::HttpNext;
+use crate::requested::{flush, linger_close, Answer, Requested};
 use crate::session_table::Listing;
 use crate::stream::{ClientStream, ClientTcp};
-use crate::{boxed, ListenerSetup, Shared};
+use crate::{boxed, ListenerSetup, Protocols, Shared};
 use socksgate_client::Layered;
 #[cfg(feature = "gssapi")]
 use socksgate_gssapi::{GssLayer, Level};
@@ -39,15 +40,6 @@ enum Next {
     Associate(Box<command::PreparedAssociation>),
     /// Over already (an ICMP session's).
     Ended(Ended),
-}
-
-/// How a granted session ended.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// A CONNECT or BIND relay.
-    Relay(RelayEnd),
-    /// A UDP association.
-    Association(AssociationEnd),
 }
 
 /// Serves one accepted connection to the end, then gives its session slot back.
@@ -162,6 +154,7 @@ fn serve_session(
                     let request = run(
                         &mut client,
                         setup.options,
+                        setup.protocols,
                         trust,
                         shared,
                         &mut *record,
@@ -196,10 +189,7 @@ fn serve_session(
                 "session ended"
             );
         });
-        shared.metrics.session_ended(&record, &ending(&result));
-        if shared.access_log {
-            log_end(&record, result);
-        }
+        record_end(shared, &record, result);
     }
 }
 
@@ -338,55 +328,6 @@ async fn secure(
     Ok(Layered::new(MaybeTls::Tls(Box::new(stream))))
 }
 
-/// The word for how a session ended (the access log's `outcome`, the metrics' label).
-fn outcome_of(result: &Result<Ended, Failure>) -> &'static str {
-    match result {
-        Ok(Ended::Relay(RelayEnd::Closed)) => "closed",
-        Ok(Ended::Relay(RelayEnd::Idle)) => "idle-timeout",
-        Ok(Ended::Relay(RelayEnd::Error(_))) => "reset",
-        Ok(Ended::Relay(RelayEnd::Halted)) => "quota-exceeded",
-        Ok(Ended::Association(end)) => end.outcome(),
-        Err(failure) => failure.outcome(),
-    }
-}
-
-/// How a session ended, for the metrics.
-fn ending(result: &Result<Ended, Failure>) -> crate::metrics::Ending<'_> {
-    let denied_by = match result {
-        Err(Failure::Denied(rule) | Failure::ClientDenied(rule)) => Some(rule.as_str()),
-        _ => None,
-    };
-    crate::metrics::Ending {
-        outcome: outcome_of(result),
-        denied_by,
-        authentication_failed: matches!(
-            result,
-            Err(Failure::Authentication(_) | Failure::Gssapi(_))
-        ),
-        login_throttled: matches!(result, Err(Failure::Authentication(Refusal::Throttled(_)))),
-    }
-}
-
-fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
-    let outcome = outcome_of(&result);
-    match result {
-        Ok(Ended::Relay(RelayEnd::Error(error))) => record.emit(outcome, Some(&error)),
-        Ok(Ended::Association(end)) => record.emit(
-            outcome,
-            end.error().map(|error| error as &dyn std::fmt::Display),
-        ),
-        Err(failure) => {
-            let detail = failure.detail();
-            record.emit(
-                outcome,
-                detail.as_ref().map(|d| d as &dyn std::fmt::Display),
-            )
-        }
-        Ok(Ended::Relay(RelayEnd::Halted)) => record.emit(outcome, Some(&"fleet.quota_per_user")),
-        Ok(Ended::Relay(RelayEnd::Closed | RelayEnd::Idle)) => record.emit(outcome, None),
-    }
-}
-
 /// Why the client rules refuse this client, if they do.
 fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
     let verdict = shared
@@ -395,17 +336,41 @@ fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
     (verdict.action == socksgate_policy::Action::Deny).then(|| verdict.reason.to_string())
 }
 
+#[expect(clippy::too_many_arguments, reason = "a session's whole set-up")]
 async fn run(
     client: &mut ClientStream,
     options: ServerOptions,
+    protocols: Protocols,
     trust_socks4_userid: bool,
     shared: &Shared,
     record: &mut AccessRecord,
     listing: &mut Option<Box<Listing>>,
 ) -> Result<Next, Failure> {
+    // The first byte tells the protocols apart: 0x04 / 0x05 SOCKS, a letter HTTP.
+    let mut input = Vec::with_capacity(256);
+    match tokio::time::timeout_at(handshake_deadline(shared, record), client.read_buf(&mut input))
+        .await
+    {
+        Ok(Ok(0)) => return Err(Failure::ClientGone(io::ErrorKind::UnexpectedEof.into())),
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(Failure::ClientGone(error)),
+        Err(_) => return Err(Failure::HandshakeTimeout),
+    }
+    if socksgate_http::starts_request(input[0]) {
+        let Some(access) = protocols.http else {
+            return Err(Failure::ProtocolNotServed("http"));
+        };
+        return match crate::http::serve(client, input, access, shared, record, listing).await? {
+            HttpNext::Tunnel(established) => Ok(Next::Relay(established)),
+            HttpNext::Requests => Ok(Next::Ended(Ended::Requests)),
+        };
+    }
+    if input[0] == 0x05 && !protocols.socks5 {
+        return Err(Failure::ProtocolNotServed("socks5"));
+    }
     let handshake = tokio::time::timeout_at(
         handshake_deadline(shared, record),
-        read_request(client, options, shared, record),
+        read_request(client, options, shared, record, input),
     );
     let (machine, request, pipelined) = match handshake.await {
         Ok(result) => result?,
@@ -430,7 +395,7 @@ async fn run(
     }
     let mut session = Requested {
         client,
-        machine,
+        machine: Answer::Socks(machine),
         request,
         pipelined,
         shared,
@@ -493,9 +458,9 @@ async fn read_request(
     options: ServerOptions,
     shared: &Shared,
     record: &mut AccessRecord,
+    mut input: Vec<u8>,
 ) -> Result<(ServerHandshake, Request, Vec<u8>), Failure> {
     let mut machine = ServerHandshake::new(options);
-    let mut input = Vec::with_capacity(256);
     #[cfg(feature = "gssapi")]
     let mut gss = Negotiation::default();
     loop {
@@ -509,39 +474,7 @@ async fn read_request(
                         record.subject.method_selected(method)
                     }
                     ServerEvent::Credentials(credentials) => {
-                        let attempted = credentials.username_lossy();
-                        // The name tried and, below, the verdict; never the password.
-                        // Debug-quoted: a client's bytes never make a line of their own.
-                        tracing::debug!(user = ?attempted, "login attempt");
-                        // A client certificate already named the user: credentials for
-                        // someone else are refused unchecked, not taken over it.
-                        const NOT_THE_CERTIFICATES: Refusal = Refusal::Unusable(
-                            "credentials for another user than the client certificate's",
-                        );
-                        let verdict = match record.subject.conflicts_with(&attempted) {
-                            Some(_) => {
-                                record.subject.claim(attempted, false);
-                                Err(NOT_THE_CERTIFICATES)
-                            }
-                            None => {
-                                record.subject.attempt(&attempted);
-                                let source = shared.source_group(record.subject.client().ip());
-                                authenticate(shared, source, credentials).await
-                            }
-                        };
-                        // The name the back end settled on (PAM may map `BOB` to `bob`), not
-                        // the one typed: rules and limits see one name. A back end that maps
-                        // it to another user than the certificate's is refused likewise.
-                        let proven = verdict.and_then(|identity| {
-                            record
-                                .subject
-                                .prove(identity)
-                                .map_err(|_| NOT_THE_CERTIFICATES)
-                        });
-                        match &proven {
-                            Ok(()) => tracing::debug!("login accepted"),
-                            Err(refusal) => tracing::debug!(%refusal, "login refused"),
-                        }
+                        let proven = log_in(shared, &mut record.subject, credentials).await;
                         let _ = machine.authenticated(proven.is_ok());
                         flush(client, &mut machine)
                             .await

@@ -1,5 +1,6 @@
 //! CONNECT: reach the target, reply with the outbound address, relay.
 
+use socksgate_client::ProxyStream;
 use socksgate_proto::{Address, Reply};
 
 use super::{established, through_route, Established};
@@ -13,10 +14,24 @@ pub(crate) async fn connect(
     mut session: Requested<'_>,
     grant: Grant,
 ) -> Result<Established, Failure> {
+    let (target, bound) = crate::boxed(reach(&mut session, &grant)).await?;
+    session
+        .reply(Reply::SUCCEEDED, &bound)
+        .await
+        .map_err(Failure::ClientGone)?;
+    established(&mut session, target, grant).await
+}
+
+/// Reaches the request's target, directly or through the grant's route: the connection
+/// and its local address (a route's: the last hop's reply). On failure the client has had
+/// the reply that says why.
+pub(crate) async fn reach(
+    session: &mut Requested<'_>,
+    grant: &Grant,
+) -> Result<(ProxyStream, Address), Failure> {
     let shared = session.shared;
     if let Some(route) = &grant.route {
-        let route = route.clone();
-        return crate::boxed(connect_through(session, &route, grant)).await;
+        return reach_through(session, route, grant).await;
     }
     let started = std::time::Instant::now();
     let connected = match grant.addresses.clone() {
@@ -48,21 +63,17 @@ pub(crate) async fn connect(
     let bound = target
         .local_addr()
         .map_or(Address::unspecified(), Address::from);
-    session
-        .reply(Reply::SUCCEEDED, &bound)
-        .await
-        .map_err(Failure::ClientGone)?;
-    established(&mut session, target, grant).await
+    Ok((target.into(), bound))
 }
 
-/// CONNECT through an upstream group: the last hop's reply is passed on.
-async fn connect_through(
-    mut session: Requested<'_>,
+/// Reaches the target through an upstream group: the last hop's reply is passed on.
+async fn reach_through(
+    session: &mut Requested<'_>,
     route: &str,
-    grant: Grant,
-) -> Result<Established, Failure> {
+    grant: &Grant,
+) -> Result<(ProxyStream, Address), Failure> {
     let target = session.request.target.clone();
-    let (upstream, bound) = through_route(&mut session, route, &grant.outbound, |chain| {
+    let reached = through_route(session, route, &grant.outbound, |chain| {
         let target = target.clone();
         async move { chain.connect_reporting(&target).await }
     })
@@ -72,9 +83,5 @@ async fn connect_through(
         .rule
         .take()
         .map(|rule| format!("{rule} via {route}"));
-    session
-        .reply(Reply::SUCCEEDED, &bound)
-        .await
-        .map_err(Failure::ClientGone)?;
-    established(&mut session, upstream, grant).await
+    Ok(reached)
 }
