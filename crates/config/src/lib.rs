@@ -481,9 +481,7 @@ fn listener_protocols(
         })?;
         match protocol {
             Protocol::Socks5 => socks5 = true,
-            Protocol::Socks4 if !anonymous => {
-                return Err(socks4_refused(name.span()).field(&field))
-            }
+            Protocol::Socks4 if !anonymous => return Err(socks4_refused(name.span()).field(&field)),
             Protocol::Socks4 => socks4 = true,
             Protocol::Http if !http_allowed(methods) => {
                 return Err(ConfigError::new(

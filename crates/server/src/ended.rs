@@ -86,4 +86,3 @@ fn log_end(record: &AccessRecord, result: Result<Ended, Failure>) {
         ) => record.emit(outcome, None),
     }
 }
-

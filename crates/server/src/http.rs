@@ -100,13 +100,25 @@ pub(crate) async fn serve(
         if head.is_connect() {
             return connect(client, head, incoming, access, shared, record, listing).await;
         }
-        let mut request =
-            record.for_http_request(&head.method, Some(head.target.address()), Command::HTTP_REQUEST);
+        let mut request = record.for_http_request(
+            &head.method,
+            Some(head.target.address()),
+            Command::HTTP_REQUEST,
+        );
         let credentials = head.credentials.take();
         let result = async {
             admit(client, credentials, access, shared, record).await?;
             request.subject = record.subject.clone();
-            forwarded(client, &head, &mut incoming, access, shared, &mut request, &mut kept).await
+            forwarded(
+                client,
+                &head,
+                &mut incoming,
+                access,
+                shared,
+                &mut request,
+                &mut kept,
+            )
+            .await
         }
         .await;
         let persists = matches!(result, Ok(true));
@@ -144,7 +156,9 @@ async fn read_head(
         match read {
             Ok(Ok(0)) if !started && incoming.bytes.is_empty() => return Ok(None),
             Ok(Ok(0)) => {
-                return Err(Failure::ClientGone(std::io::ErrorKind::UnexpectedEof.into()))
+                return Err(Failure::ClientGone(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ))
             }
             Ok(Ok(_)) => {
                 if !started {
@@ -194,7 +208,11 @@ async fn admit(
                 // Another user on a connection already logged in: never taken over it.
                 record.set_status(407);
                 let text = "credentials for another user on this connection";
-                answer(client, &socksgate_http::status::authentication_required(REALM, text)).await;
+                answer(
+                    client,
+                    &socksgate_http::status::authentication_required(REALM, text),
+                )
+                .await;
                 return Err(Failure::Authentication(Refusal::Unusable(
                     "credentials for another user on this connection",
                 )));
@@ -202,7 +220,11 @@ async fn admit(
             if let Err(refusal) = log_in(shared, &mut record.subject, credentials).await {
                 record.set_status(407);
                 let text = "the proxy refused these credentials";
-                answer(client, &socksgate_http::status::authentication_required(REALM, text)).await;
+                answer(
+                    client,
+                    &socksgate_http::status::authentication_required(REALM, text),
+                )
+                .await;
                 return Err(Failure::Authentication(refusal));
             }
             Ok(())
@@ -211,7 +233,11 @@ async fn admit(
         _ => {
             record.set_status(407);
             let text = "the proxy needs a user name and password";
-            answer(client, &socksgate_http::status::authentication_required(REALM, text)).await;
+            answer(
+                client,
+                &socksgate_http::status::authentication_required(REALM, text),
+            )
+            .await;
             Err(Failure::CredentialsNeeded)
         }
     }
@@ -243,7 +269,11 @@ async fn decide(
             // A rule for users refused an anonymous client: ask who it is.
             record.set_status(407);
             let text = "the proxy's rules need a user name and password";
-            answer(client, &socksgate_http::status::authentication_required(REALM, text)).await;
+            answer(
+                client,
+                &socksgate_http::status::authentication_required(REALM, text),
+            )
+            .await;
             Err(Failure::CredentialsNeeded)
         }
         Err(failure) => {

@@ -36,11 +36,8 @@ pub(crate) async fn log_in(
             authenticate(shared, source, credentials).await
         }
     };
-    let proven = verdict.and_then(|identity| {
-        subject
-            .prove(identity)
-            .map_err(|_| NOT_THE_CERTIFICATES)
-    });
+    let proven =
+        verdict.and_then(|identity| subject.prove(identity).map_err(|_| NOT_THE_CERTIFICATES));
     match &proven {
         Ok(()) => tracing::debug!("login accepted"),
         Err(refusal) => tracing::debug!(%refusal, "login refused"),

@@ -20,8 +20,8 @@ use crate::ended::{outcome_of, record_end, Ended};
 use crate::failure::Failure;
 #[cfg(feature = "gssapi")]
 use crate::gss::{Negotiation, Progress};
-use crate::login::log_in;
 use crate::http::HttpNext;
+use crate::login::log_in;
 use crate::requested::{flush, linger_close, Answer, Requested};
 use crate::session_table::Listing;
 use crate::stream::{ClientStream, ClientTcp};
@@ -348,8 +348,11 @@ async fn run(
 ) -> Result<Next, Failure> {
     // The first byte tells the protocols apart: 0x04 / 0x05 SOCKS, a letter HTTP.
     let mut input = Vec::with_capacity(256);
-    match tokio::time::timeout_at(handshake_deadline(shared, record), client.read_buf(&mut input))
-        .await
+    match tokio::time::timeout_at(
+        handshake_deadline(shared, record),
+        client.read_buf(&mut input),
+    )
+    .await
     {
         Ok(Ok(0)) => return Err(Failure::ClientGone(io::ErrorKind::UnexpectedEof.into())),
         Ok(Ok(_)) => {}

@@ -164,14 +164,20 @@ where
                 ..ResponseShape::default()
             };
             let answer = socksgate_http::forward::response(&head, shape);
-            paced.write(to, &answer).await.map_err(Failure::ClientGone)?;
+            paced
+                .write(to, &answer)
+                .await
+                .map_err(Failure::ClientGone)?;
             to.flush().await.map_err(Failure::ClientGone)?;
             return Ok(Answered::Upgraded);
         }
         if (100..200).contains(&head.status) {
             // 100 Continue, 103 Early Hints: passed on, then the final response follows.
             let interim = socksgate_http::forward::response(&head, ResponseShape::default());
-            paced.write(to, &interim).await.map_err(Failure::ClientGone)?;
+            paced
+                .write(to, &interim)
+                .await
+                .map_err(Failure::ClientGone)?;
             to.flush().await.map_err(Failure::ClientGone)?;
             continue;
         }
@@ -184,7 +190,10 @@ where
             upgrade: false,
         };
         let answer = socksgate_http::forward::response(&head, shape);
-        paced.write(to, &answer).await.map_err(Failure::ClientGone)?;
+        paced
+            .write(to, &answer)
+            .await
+            .map_err(Failure::ClientGone)?;
         body::copy(head.body, dechunk, incoming, from, to, paced, idle)
             .await
             .map_err(|error| match error {
@@ -252,14 +261,30 @@ where
         .map_err(Failure::ClientGone)?;
     client_write.flush().await.map_err(Failure::ClientGone)?;
     let upward = async {
-        body::copy(Framing::UntilClose, false, from_client, client_read, target_write, up, None)
-            .await?;
+        body::copy(
+            Framing::UntilClose,
+            false,
+            from_client,
+            client_read,
+            target_write,
+            up,
+            None,
+        )
+        .await?;
         target_write.shutdown().await.map_err(BodyError::Write)
     };
     let mut from_target = Incoming::default();
     let downward = async {
-        body::copy(Framing::UntilClose, false, &mut from_target, target_read, client_write, down, None)
-            .await?;
+        body::copy(
+            Framing::UntilClose,
+            false,
+            &mut from_target,
+            target_read,
+            client_write,
+            down,
+            None,
+        )
+        .await?;
         client_write.shutdown().await.map_err(BodyError::Write)
     };
     let (upward, downward) = tokio::join!(upward, downward);

@@ -1,0 +1,507 @@
+//! HTTP proxy clients on the SOCKS port (issue #25): real clients (curl, wget, Python's
+//! requests, git) against a real origin (CPython's http.server, tests/http/origin.py),
+//! CONNECT (RFC 9110 §9.3.6), forwarding (RFC 9112 §3.2.2), Basic authentication (RFC 7617),
+//! hop-by-hop fields (RFC 9110 §7.6.1), and every malformed request refused with its status
+//! (RFC 9112 §6.3, §11.2) while the server keeps serving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socksgate_auth::PasswordFile;
+use socksgate_config::{Config, ListenerTls};
+use socksgate_proto::Method;
+use socksgate_tests::interop::{run, skip_or_fail, tool, KillOnDrop};
+use socksgate_tests::server::password_file;
+use socksgate_tests::{count_where, fresh_scratch_dir, TestServer};
+
+/// The origin server, on loopback: its port, and its process (killed when dropped).
+struct Origin {
+    port: u16,
+    process: KillOnDrop,
+}
+
+impl Origin {
+    /// Starts tests/http/origin.py (HTTPS with `tls`), or `None` without python3.
+    fn start(tls: Option<&socksgate_tests::pki::Pem>) -> Option<Self> {
+        let Some(python) = tool("python3") else {
+            skip_or_fail("python3 is not installed");
+            return None;
+        };
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("http/origin.py");
+        let mut command = Command::new(python);
+        command
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(pem) = tls {
+            command.arg(&pem.cert).arg(&pem.key);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("origin said {line:?}"));
+        Some(Self {
+            port,
+            process: KillOnDrop(child),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The connections it accepted so far (it reports each on stderr; read once it ended).
+    fn connections(mut self) -> usize {
+        let _ = self.process.0.kill();
+        let mut text = String::new();
+        self.process
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text.lines()
+            .filter(|line| line.starts_with("connection "))
+            .count()
+    }
+}
+
+fn curl(args: &[&str]) -> socksgate_tests::interop::Run {
+    let curl = tool("curl").unwrap();
+    let mut all = vec!["-sS", "--max-time", "20"];
+    all.extend_from_slice(args);
+    run(&curl, &all, &[], 40)
+}
+
+fn proxy_url(server: &TestServer) -> String {
+    format!("http://{}", server.addr())
+}
+
+#[test]
+fn curl_gets_posts_and_uploads_through_the_socks_port() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let proxy = proxy_url(&server);
+    // A plain GET, forwarded in absolute form.
+    let got = curl(&["-x", &proxy, &origin.url("/")]);
+    assert!(got.success, "{}", got.stderr);
+    assert_eq!(got.stdout, "hello from the origin");
+    // A POST with a Content-Length body, and a chunked upload, both bigger than one read.
+    let dir = fresh_scratch_dir("http-upload");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = dir.join("payload");
+    std::fs::write(&file, &payload).unwrap();
+    let digest = sha256_hex(&payload);
+    let data = format!("@{}", file.display());
+    let posted = curl(&["-x", &proxy, "--data-binary", &data, &origin.url("/post")]);
+    assert!(posted.success, "{}", posted.stderr);
+    assert!(posted.stdout.contains(&digest), "{}", posted.stdout);
+    let chunked = curl(&[
+        "-x",
+        &proxy,
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-T",
+        &file.display().to_string(),
+        &origin.url("/put"),
+    ]);
+    assert!(chunked.success, "{}", chunked.stderr);
+    assert!(chunked.stdout.contains(&digest), "{}", chunked.stdout);
+    assert!(
+        chunked.stdout.contains("\"length\": 300000"),
+        "{}",
+        chunked.stdout
+    );
+    // A chunked response is relayed whole.
+    let streamed = curl(&["-x", &proxy, &origin.url("/chunked")]);
+    assert_eq!(streamed.stdout, "chunked body from the origin");
+    // SOCKS5 on the same port, in the same run.
+    let socks = curl(&[
+        "--socks5-hostname",
+        &server.addr().to_string(),
+        &origin.url("/"),
+    ]);
+    assert_eq!(socks.stdout, "hello from the origin");
+    let log = server.wait_for_sessions(5);
+    assert_eq!(count_where(&log, "protocol", "http"), 4, "{log:#?}");
+    assert_eq!(count_where(&log, "protocol", "socks5"), 1, "{log:#?}");
+    assert_eq!(count_where(&log, "command", "http"), 4, "{log:#?}");
+    assert!(log
+        .iter()
+        .any(|entry| entry["method"] == "PUT" && entry["status"] == "200"));
+}
+
+#[test]
+fn several_urls_share_one_client_connection_and_one_origin_connection() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let proxy = proxy_url(&server);
+    let urls = [origin.url("/a"), origin.url("/b"), origin.url("/c")];
+    let got = curl(&["-v", "-x", &proxy, &urls[0], &urls[1], &urls[2]]);
+    assert!(got.success, "{}", got.stderr);
+    assert_eq!(got.stdout, "hello from the origin".repeat(3));
+    assert!(
+        got.stderr.contains("Re-using existing connection"),
+        "{}",
+        got.stderr
+    );
+    let log = server.wait_for_sessions(3);
+    // Three requests, each logged, all from one client connection.
+    let clients: std::collections::HashSet<&String> =
+        log.iter().map(|entry| &entry["client"]).collect();
+    assert_eq!(clients.len(), 1, "{log:#?}");
+    drop(server);
+    assert_eq!(
+        origin.connections(),
+        1,
+        "the origin connection was not reused"
+    );
+}
+
+#[test]
+fn hop_by_hop_fields_stay_behind_and_via_is_added() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let got = curl(&[
+        "-x",
+        &proxy_url(&server),
+        "-H",
+        "Connection: X-Secret",
+        "-H",
+        "X-Secret: for the proxy only",
+        "-H",
+        "Keep-Alive: timeout=5",
+        "-H",
+        "TE: trailers",
+        "-H",
+        "X-Kept: end to end",
+        &origin.url("/headers?x=1"),
+    ]);
+    assert!(got.success, "{}", got.stderr);
+    let fields = &got.stdout;
+    assert!(fields.contains("\"x-kept\": \"end to end\""), "{fields}");
+    assert!(fields.contains("\"via\": \"1.1 socksgate\""), "{fields}");
+    assert!(
+        fields.contains("\"request-line\": \"GET /headers?x=1 HTTP/1.1\""),
+        "{fields}"
+    );
+    assert!(
+        fields.contains(&format!("\"host\": \"127.0.0.1:{}\"", origin.port)),
+        "{fields}"
+    );
+    for gone in ["x-secret", "keep-alive", "\"te\"", "proxy-connection"] {
+        assert!(!fields.contains(gone), "{gone} passed on: {fields}");
+    }
+}
+
+#[test]
+fn https_targets_are_reached_with_connect() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let authority = socksgate_tests::pki::Authority::new("http-origin");
+    let pem = authority.server("origin");
+    let Some(origin) = Origin::start(Some(&pem)) else {
+        return;
+    };
+    let server = TestServer::start();
+    let url = format!("https://localhost:{}/", origin.port);
+    let cacert = authority.cert.display().to_string();
+    let got = curl(&["-x", &proxy_url(&server), "--cacert", &cacert, &url]);
+    assert!(got.success, "{}", got.stderr);
+    assert_eq!(got.stdout, "hello from the origin");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["protocol"], "http");
+    assert_eq!(log[0]["method"], "CONNECT");
+    assert_eq!(log[0]["command"], "connect");
+    assert_eq!(log[0]["status"], "200");
+    assert_eq!(log[0]["target"], format!("localhost:{}", origin.port));
+}
+
+fn password_server(users: &[(&str, &str)], name: &str) -> TestServer {
+    let mut config: Config = TestServer::loopback_config();
+    config.listeners[0].methods = vec![Method::PASSWORD];
+    config.listeners[0].socks4 = false;
+    let path = password_file(name, users);
+    let file = PasswordFile::open(&path, None, false).unwrap();
+    TestServer::start_with_authenticator(config, Some(Arc::new(file)))
+}
+
+#[test]
+fn basic_credentials_are_checked_like_rfc_1929() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = password_server(&[("alice", "s3cret")], "http-basic");
+    let proxy = proxy_url(&server);
+    let url = origin.url("/");
+    let status = |extra: &[&str]| {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}", "-x", &proxy];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args).stdout
+    };
+    assert_eq!(status(&[]), "407");
+    assert_eq!(status(&["--proxy-user", "alice:wrong"]), "407");
+    assert_eq!(status(&["--proxy-user", "alice:s3cret"]), "200");
+    // The challenge names the scheme and realm (RFC 7617 §2).
+    let challenge = curl(&["-i", "-x", &proxy, &url]);
+    assert!(
+        challenge
+            .stdout
+            .contains("Proxy-Authenticate: Basic realm=\"socksgate\""),
+        "{}",
+        challenge.stdout
+    );
+    // The same users for SOCKS5 on the same port.
+    let socks = curl(&[
+        "--socks5",
+        &server.addr().to_string(),
+        "--proxy-user",
+        "alice:s3cret",
+        &url,
+    ]);
+    assert_eq!(socks.stdout, "hello from the origin");
+    let log = server.wait_for_sessions(5);
+    assert_eq!(count_where(&log, "outcome", "auth-required"), 2, "{log:#?}");
+    assert_eq!(count_where(&log, "outcome", "auth-failed"), 1, "{log:#?}");
+    assert_eq!(count_where(&log, "user", "alice"), 2, "{log:#?}");
+    assert!(
+        !format!("{log:?}").contains("s3cret"),
+        "a password was logged"
+    );
+}
+
+#[test]
+fn a_tls_listener_is_an_https_proxy() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let authority = socksgate_tests::pki::Authority::new("https-proxy");
+    let pem = authority.server("proxy");
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: pem.cert.clone(),
+        key: pem.key.clone(),
+        client_ca: None,
+    });
+    let server = TestServer::start_with(config);
+    let proxy = format!("https://localhost:{}", server.addr().port());
+    let cacert = authority.cert.display().to_string();
+    let got = curl(&["-x", &proxy, "--proxy-cacert", &cacert, &origin.url("/")]);
+    assert!(got.success, "{}", got.stderr);
+    assert_eq!(got.stdout, "hello from the origin");
+    let tunnelled = curl(&[
+        "-p",
+        "-x",
+        &proxy,
+        "--proxy-cacert",
+        &cacert,
+        &origin.url("/"),
+    ]);
+    assert_eq!(
+        tunnelled.stdout, "hello from the origin",
+        "{}",
+        tunnelled.stderr
+    );
+    let log = server.wait_for_sessions(2);
+    assert_eq!(count_where(&log, "protocol", "http"), 2, "{log:#?}");
+    assert_eq!(count_where(&log, "method", "CONNECT"), 1, "{log:#?}");
+}
+
+/// Sends `request` as one write and reads the answer to the close (5 s at most).
+fn exchange(proxy: SocketAddr, request: &[u8]) -> (String, bool) {
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let closed = match stream.read_to_end(&mut answer) {
+        Ok(_) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+#[test]
+fn malformed_and_smuggling_requests_get_their_status_and_the_connection_closes() {
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let target = format!("127.0.0.1:{}", origin.port);
+    let cases: Vec<(String, &str)> = vec![
+        // RFC 9112 §6.3 item 3 / §11.2: both framings.
+        (
+            format!(
+                "POST http://{target}/ HTTP/1.1\r\nHost: {target}\r\nContent-Length: 4\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+            "400",
+        ),
+        // Differing Content-Length values (§6.3 item 5).
+        (
+            format!(
+                "POST http://{target}/ HTTP/1.1\r\nHost: {target}\r\nContent-Length: 4\r\n\
+                 Content-Length: 5\r\n\r\nabcde"
+            ),
+            "400",
+        ),
+        // A Content-Length that is not a decimal number.
+        (
+            format!("POST http://{target}/ HTTP/1.1\r\nHost: {target}\r\nContent-Length: +4\r\n\r\nabcd"),
+            "400",
+        ),
+        // obs-fold (§5.2).
+        (
+            format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\nX-A: 1\r\n folded\r\n\r\n"),
+            "400",
+        ),
+        // An invalid field name, a space before the colon (§5.1), a NUL in a value.
+        (format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\nX(A): 1\r\n\r\n"), "400"),
+        (format!("GET http://{target}/ HTTP/1.1\r\nHost : {target}\r\n\r\n"), "400"),
+        (format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\nX: a\0b\r\n\r\n"), "400"),
+        // A transfer coding other than chunked, and chunked not last.
+        (
+            format!("POST http://{target}/ HTTP/1.1\r\nHost: {target}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            "501",
+        ),
+        (
+            format!("POST http://{target}/ HTTP/1.1\r\nHost: {target}\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            "400",
+        ),
+        // A broken chunked body: the target sees nothing of a request it could misread.
+        (
+            format!(
+                "POST http://{target}/ HTTP/1.1\r\nHost: {target}\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5\nhello\r\n0\r\n\r\n"
+            ),
+            "-",
+        ),
+        // No Host in HTTP/1.1, two Hosts (RFC 9112 §3.2).
+        (format!("GET http://{target}/ HTTP/1.1\r\n\r\n"), "400"),
+        (format!("GET http://{target}/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), "400"),
+        // Origin-form to a proxy; https:// forwarded; a version socksgate does not speak.
+        (format!("GET / HTTP/1.1\r\nHost: {target}\r\n\r\n"), "400"),
+        (format!("GET https://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n"), "400"),
+        (format!("GET http://{target}/ HTTP/2.0\r\nHost: {target}\r\n\r\n"), "505"),
+        // Over-long request line and head.
+        (format!("GET http://{target}/{} HTTP/1.1\r\n\r\n", "a".repeat(9000)), "414"),
+        (
+            format!(
+                "GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n{}\r\n",
+                "X-Filler: 0123456789012345678901234567890123456789\r\n".repeat(800)
+            ),
+            "431",
+        ),
+        // CONNECT without a port.
+        ("CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n".to_owned(), "400"),
+    ];
+    for (request, status) in &cases {
+        let (answer, closed) = exchange(server.addr(), request.as_bytes());
+        assert!(closed, "not closed after {request:?}");
+        if *status == "-" {
+            // Refused mid-body: after the head went on, so the client sees only the close
+            // (no second response on a connection whose request was half-sent).
+            assert!(
+                !answer.contains("hello from the origin") && !answer.contains("sha256"),
+                "{request:?} → {answer:?}"
+            );
+            continue;
+        }
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?} → {answer:?}"
+        );
+        let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body.lines().count(), 1, "{answer:?}");
+    }
+    // The server kept serving through all of it.
+    let (answer, _) = exchange(
+        server.addr(),
+        format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(answer.ends_with("hello from the origin"), "{answer:?}");
+    let log = server.wait_for_sessions(cases.len() + 1);
+    assert_eq!(
+        count_where(&log, "outcome", "bad-request"),
+        cases.len(),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn rules_tell_forwarded_requests_from_tunnels() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let mut config = Config::parse(
+        "[[rule]]\ncommands = [\"http\"]\naction = \"deny\"\n\n[[rule]]\naction = \"allow\"\n",
+        std::path::Path::new("http-rules.toml"),
+    )
+    .unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    let server = TestServer::start_with(config);
+    let proxy = proxy_url(&server);
+    let denied = curl(&["-i", "-x", &proxy, &origin.url("/")]);
+    assert!(
+        denied.stdout.starts_with("HTTP/1.1 403 "),
+        "{}",
+        denied.stdout
+    );
+    let tunnelled = curl(&["-p", "-x", &proxy, &origin.url("/")]);
+    assert_eq!(tunnelled.stdout, "hello from the origin");
+    let log = server.wait_for_sessions(2);
+    let refusal = log
+        .iter()
+        .find(|entry| entry["outcome"] == "denied")
+        .unwrap();
+    assert_eq!(refusal["rule"], "rule http-rules.toml:1");
+    assert_eq!(refusal["status"], "403");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
