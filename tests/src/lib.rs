@@ -18,6 +18,7 @@ pub mod netns;
 pub mod pki;
 pub mod redis;
 pub mod server;
+pub mod squid;
 pub mod sshd;
 pub mod target;
 

@@ -505,3 +505,153 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect()
 }
+
+fn squid_or_skip(name: &str, extra: &str) -> Option<socksgate_tests::squid::Squid> {
+    let squid = socksgate_tests::squid::Squid::start(name, extra);
+    if squid.is_none() {
+        skip_or_fail("squid is not installed");
+    }
+    squid
+}
+
+#[test]
+fn a_route_goes_through_squid_as_an_http_hop() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let Some(squid) = squid_or_skip("hop", "") else {
+        return;
+    };
+    let text = format!(
+        "[[upstream]]\nname = \"corp\"\nchains = [[\"http://127.0.0.1:{}\"]]\n\n\
+         [[rule]]\ncommands = [\"connect\", \"http\"]\naction = \"route\"\nroute = \"corp\"\n",
+        squid.port
+    );
+    let mut config = Config::parse(&text, std::path::Path::new("squid-route.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    let server = TestServer::start_with(config);
+    // A SOCKS5 client and an HTTP client of socksgate, both carried by squid's CONNECT.
+    let socks = curl(&["--socks5", &server.addr().to_string(), &origin.url("/")]);
+    assert_eq!(socks.stdout, "hello from the origin", "{}", socks.stderr);
+    let http = curl(&["-x", &proxy_url(&server), &origin.url("/")]);
+    assert_eq!(http.stdout, "hello from the origin", "{}", http.stderr);
+    let lines = squid.access_log(2);
+    let tunnels = lines
+        .iter()
+        .filter(|line| line.contains(&format!("CONNECT 127.0.0.1:{}", origin.port)))
+        .count();
+    assert_eq!(tunnels, 2, "{lines:#?}");
+    let log = server.wait_for_sessions(2);
+    assert!(
+        log.iter().all(|entry| entry["rule"].ends_with("via corp")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_route_through_an_http_hop_cannot_carry_udp() {
+    let text = "[[upstream]]\nname = \"corp\"\nchains = [[\"http://127.0.0.1:3128\"]]\n\n\
+                [[rule]]\naction = \"route\"\nroute = \"corp\"\n";
+    let error = Config::parse(text, std::path::Path::new("udp-route.toml")).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("udp-route.toml:7"), "{message}");
+    assert!(
+        message.contains(
+            "UDP cannot pass hop 1 (http://127.0.0.1:3128): an HTTP proxy carries only TCP"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn squid_uses_socksgate_as_its_parent() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let parent = format!(
+        "cache_peer 127.0.0.1 parent {} 0 no-query no-digest default\nnever_direct allow all\n",
+        server.addr().port()
+    );
+    let Some(squid) = squid_or_skip("child", &parent) else {
+        return;
+    };
+    let squid_url = format!("http://127.0.0.1:{}", squid.port);
+    let got = curl(&["-x", &squid_url, &origin.url("/")]);
+    assert_eq!(got.stdout, "hello from the origin", "{}", got.stderr);
+    let tunnelled = curl(&["-p", "-x", &squid_url, &origin.url("/")]);
+    assert_eq!(
+        tunnelled.stdout, "hello from the origin",
+        "{}",
+        tunnelled.stderr
+    );
+    // (Squid also opens and closes connections to probe its parent: sessions of no request.)
+    let log = server.wait_for_count("protocol", "http", 2);
+    assert!(log.iter().any(|entry| entry["method"] == "GET"), "{log:#?}");
+    assert!(
+        log.iter().any(|entry| entry["method"] == "CONNECT"),
+        "{log:#?}"
+    );
+    let lines = squid.access_log(2);
+    assert!(
+        lines.iter().any(|line| line.contains("PARENT/127.0.0.1")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn the_client_library_chains_through_an_http_hop_with_credentials() {
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = password_server(&[("alice", "p@ss:word")], "http-hop");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("http://alice:p%40ss%3Aword@{}", server.addr());
+    let hop: socksgate_proto::hop::Hop = url.parse().unwrap();
+    let chain: socksgate_client::Chain = std::iter::once(hop).collect();
+    let target: socksgate_proto::Address = format!("127.0.0.1:{}", origin.port).parse().unwrap();
+    let answer = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = chain.connect(&target).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    assert!(answer.ends_with("hello from the origin"), "{answer}");
+    // Wrong credentials: the hop's 407 is an authentication failure, naming the hop.
+    let wrong_hop: socksgate_proto::hop::Hop = format!("http://alice:nope@{}", server.addr())
+        .parse()
+        .unwrap();
+    let wrong: socksgate_client::Chain = std::iter::once(wrong_hop).collect();
+    let error = runtime.block_on(wrong.connect(&target)).unwrap_err();
+    assert_eq!(error.hop, 1);
+    assert!(
+        error
+            .to_string()
+            .contains("refused the username or password"),
+        "{error}"
+    );
+    // UDP is refused before anything is sent.
+    let refusal = runtime.block_on(chain.udp_associate()).unwrap_err();
+    assert!(
+        refusal.to_string().contains("carries only TCP"),
+        "{refusal}"
+    );
+    let log = server.wait_for_sessions(2);
+    assert_eq!(count_where(&log, "outcome", "closed"), 1, "{log:#?}");
+    assert_eq!(count_where(&log, "outcome", "auth-failed"), 1, "{log:#?}");
+    assert_eq!(count_where(&log, "user", "alice"), 2, "{log:#?}");
+}

@@ -113,6 +113,10 @@ pub enum HopFailure {
     Gssapi(String),
     /// The TLS handshake with the proxy failed (its certificate, or ours, refused).
     Tls(io::Error),
+    /// The hop cannot carry what was asked (UDP, BIND or ICMP through an HTTP proxy): why.
+    NotCarried(String),
+    /// An HTTP proxy's answer to CONNECT was not HTTP (why).
+    NotHttp(String),
 }
 
 /// A failure, and the hop it happened at.
@@ -139,6 +143,8 @@ impl fmt::Display for ChainError {
             HopFailure::Io(error) => write!(f, "connection lost: {error}"),
             HopFailure::Gssapi(why) => write!(f, "GSS-API: {why}"),
             HopFailure::Tls(error) => write!(f, "TLS: {error}"),
+            HopFailure::NotCarried(why) => f.write_str(why),
+            HopFailure::NotHttp(why) => write!(f, "not an HTTP proxy's answer: {why}"),
         }
     }
 }
@@ -278,16 +284,20 @@ impl Chain {
     /// Asks the last hop to accept one connection from `peer` (BIND); returns where the peer
     /// must connect, and a listener to wait for it.
     pub async fn bind(&self, peer: &Address) -> Result<BindListener, ChainError> {
+        self.beyond_tcp("BIND")?;
         let (mut stream, last) = self.reach_last_hop().await?;
         let index = last
             .ok_or_else(|| self.error(0, HopFailure::Io(io::Error::other("BIND needs a proxy"))))?;
-        let (machine, events) = self
+        let (Some(machine), events) = self
             .handshake_until(&mut stream, index, Command::BIND, peer, |events| {
                 events
                     .iter()
                     .any(|e| matches!(e, ClientEvent::Granted { .. }))
             })
-            .await?;
+            .await?
+        else {
+            return Err(self.error(index, HopFailure::Io(io::Error::other("no BIND machine"))));
+        };
         let bound = granted_bound(&events);
         Ok(BindListener {
             chain: self.clone(),
@@ -303,6 +313,7 @@ impl Chain {
     /// only carry the connection. A proxy without the extension answers 0x07
     /// (`HopFailure::Refused` with `ClientError::Rejected(Reply::COMMAND_NOT_SUPPORTED)`).
     pub async fn icmp_echo(&self, target: &Address) -> Result<IcmpEcho, ChainError> {
+        self.beyond_tcp("ICMP")?;
         let Some(last) = self.hops.last() else {
             return Err(self.error(0, HopFailure::Io(io::Error::other("ICMP needs a proxy"))));
         };
@@ -312,6 +323,20 @@ impl Chain {
         }
         let (stream, probed) = self.request_with_reply(Command::ICMP_ECHO, target).await?;
         Ok(IcmpEcho::new(stream, probed))
+    }
+
+    /// Refuses a command beyond TCP (`what`: UDP, BIND, ICMP) on a chain with an HTTP proxy.
+    pub(crate) fn beyond_tcp(&self, what: &str) -> Result<(), ChainError> {
+        match socksgate_proto::hop::beyond_tcp_refusal(&self.hops, what) {
+            None => Ok(()),
+            Some(why) => Err(self.error(
+                self.hops
+                    .iter()
+                    .position(|hop| hop.flavour.carries_only_tcp())
+                    .unwrap_or(0),
+                HopFailure::NotCarried(why),
+            )),
+        }
     }
 
     /// Connects to the first hop, and CONNECTs through each hop to the next one; returns
@@ -447,7 +472,7 @@ impl Chain {
         command: Command,
         target: &Address,
         enough: impl Fn(&[ClientEvent]) -> bool,
-    ) -> Result<(ClientHandshake, Vec<ClientEvent>), ChainError> {
+    ) -> Result<(Option<ClientHandshake>, Vec<ClientEvent>), ChainError> {
         let limit = self.egress.timeouts.handshake;
         let exchange = self.handshake_now(stream, index, command, target, enough);
         self.within(limit, index, HopFailure::Io, exchange).await
@@ -460,15 +485,30 @@ impl Chain {
         command: Command,
         target: &Address,
         enough: impl Fn(&[ClientEvent]) -> bool,
-    ) -> Result<(ClientHandshake, Vec<ClientEvent>), ChainError> {
+    ) -> Result<(Option<ClientHandshake>, Vec<ClientEvent>), ChainError> {
         let hop = &self.hops[index];
         let target = self.as_hop_wants(index, target).await?;
+        if hop.flavour == Flavour::Http {
+            if command != Command::CONNECT {
+                let why = format!("an HTTP proxy carries only TCP connections, not {command}");
+                return Err(self.error(index, HopFailure::NotCarried(why)));
+            }
+            crate::http_hop::connect(stream, hop, &target)
+                .await
+                .map_err(|failure| self.error(index, failure))?;
+            // CONNECT's answer names no address.
+            let granted = ClientEvent::Granted {
+                bound: Address::unspecified(),
+            };
+            return Ok((None, vec![granted]));
+        }
         let machine = ClientHandshake::new(protocol(hop, self.gssapi.is_some()), command, target)
             .map_err(|error| self.error(index, HopFailure::Refused(error)))?;
         let host = hop.address.host.to_string();
         let gssapi = self.gssapi.as_ref().map(|options| (options, host.as_str()));
         drive(stream, machine, gssapi, enough)
             .await
+            .map(|(machine, events)| (Some(machine), events))
             .map_err(|failure| self.error(index, failure))
     }
 
@@ -639,7 +679,8 @@ fn protocol(hop: &Hop, gssapi: bool) -> ClientProtocol {
     match hop.flavour {
         Flavour::Socks4 => ClientProtocol::Socks4 { user_id: user_id() },
         Flavour::Socks4a => ClientProtocol::Socks4a { user_id: user_id() },
-        Flavour::Socks5 | Flavour::Socks5h => ClientProtocol::Socks5 {
+        // An HTTP hop is spoken to with CONNECT (`http_hop`), never with this.
+        Flavour::Socks5 | Flavour::Socks5h | Flavour::Http => ClientProtocol::Socks5 {
             credentials: hop.credentials.clone(),
             gssapi,
         },

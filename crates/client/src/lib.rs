@@ -21,6 +21,7 @@
 mod chain;
 #[cfg(feature = "gssapi")]
 mod gss;
+mod http_hop;
 mod icmp;
 mod layered;
 mod outbound;

@@ -34,6 +34,7 @@ pub struct UdpChain {
 impl Chain {
     /// Opens a UDP association through every hop.
     pub async fn udp_associate(&self) -> Result<UdpChain, ChainError> {
+        self.beyond_tcp("UDP")?;
         let mut relays = Vec::with_capacity(self.hops().len());
         let mut controls = Vec::with_capacity(self.hops().len());
         #[cfg(feature = "gssapi")]

@@ -328,7 +328,8 @@ pub(crate) fn parse_bandwidth(text: &str) -> Option<u64> {
     number.checked_mul(bytes_per_unit).filter(|&rate| rate > 0)
 }
 
-/// Every `route` rule names a group that exists, and only `route` rules name one.
+/// Every `route` rule names a group that exists, and only `route` rules name one; a group
+/// with an HTTP proxy in a chain carries only TCP, so its rules list only TCP commands.
 pub(crate) fn check_routes(
     policy: &Policy,
     raw: &[Spanned<RawRule>],
@@ -353,6 +354,37 @@ pub(crate) fn check_routes(
                 )
                 .at(origin, Some(name.span()))
                 .field(field))
+            }
+            (Action::Route, Some(name)) => {
+                let Some(group) = upstreams.iter().find(|g| g.name == *name.get_ref()) else {
+                    continue;
+                };
+                let beyond_tcp = [
+                    (Command::UDP_ASSOCIATE, "UDP"),
+                    (Command::BIND, "BIND"),
+                    (Command::ICMP_ECHO, "ICMP"),
+                ];
+                let asked = beyond_tcp.iter().find(|(command, _)| {
+                    rule.commands.is_empty() || rule.commands.contains(command)
+                });
+                let refusal = asked.and_then(|(_, what)| {
+                    group
+                        .chains
+                        .iter()
+                        .find_map(|chain| socksgate_proto::hop::beyond_tcp_refusal(chain, what))
+                });
+                if let Some(why) = refusal {
+                    return Err(ConfigError::new(
+                        origin,
+                        format!(
+                            "upstream {:?}: {why}; give this rule commands = [\"connect\"] \
+                             (and \"http\")",
+                            group.name
+                        ),
+                    )
+                    .at(origin, Some(name.span()))
+                    .field(field));
+                }
             }
             (Action::Allow | Action::Deny, Some(name)) => {
                 return Err(

@@ -4,12 +4,13 @@
 //! first bytes stay in the stream.
 
 use base64::Engine;
+use socksgate_proto::password::Credentials;
 use socksgate_proto::Address;
 
 use crate::response::{self, ResponseError};
 
-/// The CONNECT request for `target`, with `credentials` (user, password) when given.
-pub fn request(target: &Address, credentials: Option<(&str, &str)>) -> Vec<u8> {
+/// The CONNECT request for `target`, with `credentials` when given.
+pub fn request(target: &Address, credentials: Option<&Credentials>) -> Vec<u8> {
     let authority = match target.host {
         socksgate_proto::addr::Host::Ip(std::net::IpAddr::V6(ip)) => {
             format!("[{ip}]:{}", target.port)
@@ -17,9 +18,13 @@ pub fn request(target: &Address, credentials: Option<(&str, &str)>) -> Vec<u8> {
         _ => target.to_string(),
     };
     let mut text = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some((user, password)) = credentials {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        text.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    if let Some(credentials) = credentials {
+        let mut pair = zeroize::Zeroizing::new(credentials.username().to_vec());
+        pair.push(b':');
+        pair.extend_from_slice(credentials.password());
+        let token =
+            zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*pair));
+        text.push_str(&format!("Proxy-Authorization: Basic {}\r\n", &*token));
     }
     text.push_str("\r\n");
     text.into_bytes()
@@ -44,7 +49,8 @@ mod tests {
     #[test]
     fn the_request_carries_the_credentials() {
         let target: Address = "[::1]:22".parse().unwrap();
-        let text = String::from_utf8(request(&target, Some(("Aladdin", "open sesame")))).unwrap();
+        let credentials = Credentials::new("Aladdin", "open sesame").unwrap();
+        let text = String::from_utf8(request(&target, Some(&credentials))).unwrap();
         assert_eq!(
             text,
             "CONNECT [::1]:22 HTTP/1.1\r\nHost: [::1]:22\r\n\

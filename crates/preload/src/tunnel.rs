@@ -249,6 +249,9 @@ fn handshake(
             ..failure
         }
     };
+    if hop.flavour == Flavour::Http {
+        return http_connect(fd, number, hop, command, &target, deadline, &refused, &lost);
+    }
     let user_id = || {
         hop.credentials
             .as_ref()
@@ -258,7 +261,8 @@ fn handshake(
     let protocol = match hop.flavour {
         Flavour::Socks4 => ClientProtocol::Socks4 { user_id: user_id() },
         Flavour::Socks4a => ClientProtocol::Socks4a { user_id: user_id() },
-        Flavour::Socks5 | Flavour::Socks5h => ClientProtocol::Socks5 {
+        // An HTTP hop took `http_connect` above.
+        Flavour::Socks5 | Flavour::Socks5h | Flavour::Http => ClientProtocol::Socks5 {
             credentials: hop.credentials.clone(),
             gssapi: false,
         },
@@ -292,6 +296,58 @@ fn handshake(
             }
             Step::Idle => return Err(lost(libc::EPROTO)),
         }
+    }
+}
+
+/// CONNECT through an HTTP proxy (RFC 9110 §9.3.6), with Basic credentials from its URL.
+/// The answer's head is read a byte at a time, so that the target's first bytes stay on the
+/// socket for the program. The status becomes the SOCKS reply it stands for.
+#[allow(clippy::too_many_arguments)]
+fn http_connect(
+    fd: c_int,
+    number: usize,
+    hop: &Hop,
+    command: Command,
+    target: &Address,
+    deadline: std::time::Instant,
+    refused: &dyn Fn(ClientError) -> Failure,
+    lost: &dyn Fn(c_int) -> Failure,
+) -> Result<Address, Failure> {
+    let broken = |why: String| Failure {
+        errno: libc::ECONNREFUSED,
+        hop: number,
+        cause: Cause::Broken(why),
+    };
+    if command != Command::CONNECT {
+        return Err(broken(format!(
+            "an HTTP proxy carries only TCP connections, not {command}"
+        )));
+    }
+    let request = socksgate_http::tunnel::request(target, hop.credentials.as_ref());
+    time_left(fd, deadline).map_err(lost)?;
+    send_all(fd, &request).map_err(lost)?;
+    let mut head = Vec::with_capacity(128);
+    while !socksgate_http::tunnel::head_complete(&head) {
+        if head.len() >= socksgate_http::request::MAX_HEAD {
+            return Err(broken("an answer head longer than 32 KiB".to_owned()));
+        }
+        let mut byte = [0u8; 1];
+        time_left(fd, deadline).map_err(lost)?;
+        recv_exact(fd, &mut byte).map_err(lost)?;
+        head.push(byte[0]);
+    }
+    let status = match socksgate_http::tunnel::answer(&head) {
+        Ok(Some((status, _, _))) => status,
+        Ok(None) => return Err(broken("an incomplete HTTP answer".to_owned())),
+        Err(error) => return Err(broken(format!("not an HTTP proxy's answer: {error}"))),
+    };
+    match status {
+        200..=299 => Ok(Address::unspecified()),
+        407 => Err(refused(ClientError::AuthenticationFailed)),
+        403 => Err(refused(ClientError::Rejected(Reply::NOT_ALLOWED))),
+        502 | 503 => Err(refused(ClientError::Rejected(Reply::HOST_UNREACHABLE))),
+        504 => Err(refused(ClientError::Rejected(Reply::TTL_EXPIRED))),
+        _ => Err(refused(ClientError::Rejected(Reply::GENERAL_FAILURE))),
     }
 }
 

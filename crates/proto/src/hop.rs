@@ -19,12 +19,20 @@ pub enum Flavour {
     Socks5,
     /// SOCKS5 with names resolved by the proxy (`socks5h://`, as curl).
     Socks5h,
+    /// An HTTP proxy (`http://`, `https://` inside TLS): CONNECT (RFC 9110 §9.3.6) with
+    /// Basic credentials; names go to the proxy. It carries TCP only: no UDP, BIND or ICMP.
+    Http,
 }
 
 impl Flavour {
     /// Whether the proxy is given names as they are (rather than addresses).
     pub fn resolves_names(self) -> bool {
-        matches!(self, Self::Socks4a | Self::Socks5h)
+        matches!(self, Self::Socks4a | Self::Socks5h | Self::Http)
+    }
+
+    /// Whether the proxy carries TCP connections only (an HTTP proxy).
+    pub fn carries_only_tcp(self) -> bool {
+        self == Self::Http
     }
 
     fn scheme(self) -> &'static str {
@@ -33,8 +41,22 @@ impl Flavour {
             Self::Socks4a => "socks4a",
             Self::Socks5 => "socks5",
             Self::Socks5h => "socks5h",
+            Self::Http => "http",
         }
     }
+}
+
+/// Why a chain cannot carry what a command needs beyond TCP (UDP, BIND, ICMP): the first
+/// HTTP proxy in it, named; `None` when every hop can.
+pub fn beyond_tcp_refusal(hops: &[Hop], what: &str) -> Option<String> {
+    let (index, hop) = hops
+        .iter()
+        .enumerate()
+        .find(|(_, hop)| hop.flavour.carries_only_tcp())?;
+    Some(format!(
+        "{what} cannot pass hop {} ({hop}): an HTTP proxy carries only TCP connections",
+        index + 1
+    ))
 }
 
 /// A proxy: its protocol, address and (SOCKS5) credentials.
@@ -69,6 +91,9 @@ impl fmt::Display for Hop {
 
 impl Hop {
     fn scheme(&self) -> String {
+        if self.flavour == Flavour::Http {
+            return if self.tls { "https" } else { "http" }.to_owned();
+        }
         let tls = if self.tls { "s" } else { "" };
         format!("{}{tls}", self.flavour.scheme())
     }
@@ -183,7 +208,8 @@ impl FromStr for Hop {
 
     /// `socks5h://user:pass@host:port`; the scheme is one of socks4, socks4a, socks5,
     /// socks5h (`socks://` means socks5, as curl takes it), or socks5s, socks5hs for SOCKS5
-    /// inside TLS; the port defaults to 1080; user and password are percent-decoded.
+    /// inside TLS, or http, https for an HTTP proxy (CONNECT); the port defaults to 1080
+    /// (as curl's does); user and password are percent-decoded.
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         let error = |why: &str| UrlError(format!("{:?}: {why}", redacted(url)));
         let (scheme, rest) = url
@@ -196,9 +222,12 @@ impl FromStr for Hop {
             "socks5h" => (Flavour::Socks5h, false),
             "socks5s" => (Flavour::Socks5, true),
             "socks5hs" => (Flavour::Socks5h, true),
+            "http" => (Flavour::Http, false),
+            "https" => (Flavour::Http, true),
             _ => {
                 return Err(error(
-                    "the scheme must be socks4, socks4a, socks5, socks5h, socks5s or socks5hs",
+                    "the scheme must be socks4, socks4a, socks5, socks5h, socks5s, socks5hs, \
+                     http or https",
                 ))
             }
         };
@@ -280,12 +309,30 @@ mod tests {
             Some(over_tls)
         );
         assert_eq!(v6.address.to_string(), "[::1]:1080");
+        for (url, tls) in [
+            ("http://u:p%40ss@squid:3128", false),
+            ("https://squid:3129", true),
+        ] {
+            let http: Hop = url.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert!(http.flavour == Flavour::Http && http.tls == tls, "{url}");
+            assert!(http.flavour.resolves_names() && http.flavour.carries_only_tcp());
+            assert_eq!(http.url_with_password().parse::<Hop>().ok(), Some(http));
+        }
+        let chain: Vec<Hop> = ["socks5://a:1", "http://b:2"]
+            .iter()
+            .map(|url| url.parse().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(
+            beyond_tcp_refusal(&chain, "UDP").as_deref(),
+            Some("UDP cannot pass hop 2 (http://b:2): an HTTP proxy carries only TCP connections")
+        );
+        assert_eq!(beyond_tcp_refusal(&chain[..1], "UDP"), None);
         let again: Hop = hop
             .url_with_password()
             .parse()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again, hop);
-        assert!("http://proxy:3128".parse::<Hop>().is_err());
+        assert!("ftp://proxy:3128".parse::<Hop>().is_err());
         assert!("proxy:1080".parse::<Hop>().is_err());
     }
 

@@ -1,0 +1,54 @@
+//! An HTTP proxy as a hop: CONNECT to the next hop or the target (RFC 9110 §9.3.6), with
+//! Basic credentials from the hop's URL (RFC 7617). The answer's head is read byte by byte
+//! so that nothing after it (the target's first bytes) is taken from the tunnel; its
+//! status becomes the reply a SOCKS proxy would have given.
+
+use socksgate_http::tunnel;
+use socksgate_proto::client::ClientError;
+use socksgate_proto::hop::Hop;
+use socksgate_proto::{Address, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::chain::HopFailure;
+use crate::ProxyStream;
+
+/// CONNECTs through `hop` (reached over `stream`) to `target`.
+pub(crate) async fn connect(
+    stream: &mut ProxyStream,
+    hop: &Hop,
+    target: &Address,
+) -> Result<(), HopFailure> {
+    let request = tunnel::request(target, hop.credentials.as_ref());
+    stream.write_all(&request).await.map_err(HopFailure::Io)?;
+    stream.flush().await.map_err(HopFailure::Io)?;
+    let mut head = Vec::with_capacity(128);
+    while !tunnel::head_complete(&head) {
+        if head.len() >= socksgate_http::request::MAX_HEAD {
+            return Err(broken("an answer head longer than 32 KiB"));
+        }
+        let byte = stream.read_u8().await.map_err(HopFailure::Io)?;
+        head.push(byte);
+    }
+    let (status, _reason, _) = match tunnel::answer(&head) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Err(broken("an incomplete answer")),
+        Err(error) => return Err(broken(&error.to_string())),
+    };
+    match status {
+        200..=299 => Ok(()),
+        407 => Err(HopFailure::Refused(ClientError::AuthenticationFailed)),
+        status => {
+            let reply = match status {
+                403 => Reply::NOT_ALLOWED,
+                502 | 503 => Reply::HOST_UNREACHABLE,
+                504 => Reply::TTL_EXPIRED,
+                _ => Reply::GENERAL_FAILURE,
+            };
+            Err(HopFailure::Refused(ClientError::Rejected(reply)))
+        }
+    }
+}
+
+fn broken(why: &str) -> HopFailure {
+    HopFailure::NotHttp(why.to_owned())
+}
