@@ -42,7 +42,7 @@ pub(crate) struct Question {
     /// the decision depends on it).
     #[arg(long, value_name = "IP")]
     pub(crate) resolve: Vec<IpAddr>,
-    /// connect, bind, udp or icmp.
+    /// connect, bind, udp, icmp or http (a forwarded HTTP request).
     pub(crate) command: String,
     /// The target, HOST:PORT.
     pub(crate) target: String,

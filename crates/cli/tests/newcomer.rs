@@ -494,7 +494,7 @@ fn point_6_messages_say_it_once_and_say_where() {
     assert_eq!(code, Some(2));
     assert_eq!(
         text,
-        "socksgate connect: the proxy in ALL_PROXY: \"sock5://***@127.0.0.1:1080\": the scheme must be socks4, socks4a, socks5, socks5h, socks5s or socks5hs\n"
+        "socksgate connect: the proxy in ALL_PROXY: \"sock5://***@127.0.0.1:1080\": the scheme must be socks4, socks4a, socks5, socks5h, socks5s, socks5hs, http or https\n"
     );
     let (code, text) = said(&["serve", "--listen", "127.0.0.1"], &[]);
     assert_eq!(code, Some(2));

@@ -495,7 +495,15 @@ impl Chain {
             }
             crate::http_hop::connect(stream, hop, &target)
                 .await
-                .map_err(|failure| self.error(index, failure))?;
+                .map_err(|failure| {
+                    use crate::http_hop::HttpHopError;
+                    let failure = match failure {
+                        HttpHopError::Io(error) => HopFailure::Io(error),
+                        HttpHopError::Refused(error) => HopFailure::Refused(error),
+                        HttpHopError::NotHttp(why) => HopFailure::NotHttp(why),
+                    };
+                    self.error(index, failure)
+                })?;
             // CONNECT's answer names no address.
             let granted = ClientEvent::Granted {
                 bound: Address::unspecified(),

@@ -9,24 +9,34 @@ use socksgate_proto::hop::Hop;
 use socksgate_proto::{Address, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::chain::HopFailure;
 use crate::ProxyStream;
+
+/// Why CONNECT through an HTTP hop failed (the chain makes it a `HopFailure`).
+#[derive(Debug)]
+pub(crate) enum HttpHopError {
+    /// The connection broke.
+    Io(std::io::Error),
+    /// The proxy refused: its status as the SOCKS answer it stands for.
+    Refused(ClientError),
+    /// What answered is not an HTTP proxy (why).
+    NotHttp(String),
+}
 
 /// CONNECTs through `hop` (reached over `stream`) to `target`.
 pub(crate) async fn connect(
     stream: &mut ProxyStream,
     hop: &Hop,
     target: &Address,
-) -> Result<(), HopFailure> {
+) -> Result<(), HttpHopError> {
     let request = tunnel::request(target, hop.credentials.as_ref());
-    stream.write_all(&request).await.map_err(HopFailure::Io)?;
-    stream.flush().await.map_err(HopFailure::Io)?;
+    stream.write_all(&request).await.map_err(HttpHopError::Io)?;
+    stream.flush().await.map_err(HttpHopError::Io)?;
     let mut head = Vec::with_capacity(128);
     while !tunnel::head_complete(&head) {
         if head.len() >= socksgate_http::request::MAX_HEAD {
             return Err(broken("an answer head longer than 32 KiB"));
         }
-        let byte = stream.read_u8().await.map_err(HopFailure::Io)?;
+        let byte = stream.read_u8().await.map_err(HttpHopError::Io)?;
         head.push(byte);
     }
     let (status, _reason, _) = match tunnel::answer(&head) {
@@ -36,7 +46,7 @@ pub(crate) async fn connect(
     };
     match status {
         200..=299 => Ok(()),
-        407 => Err(HopFailure::Refused(ClientError::AuthenticationFailed)),
+        407 => Err(HttpHopError::Refused(ClientError::AuthenticationFailed)),
         status => {
             let reply = match status {
                 403 => Reply::NOT_ALLOWED,
@@ -44,11 +54,11 @@ pub(crate) async fn connect(
                 504 => Reply::TTL_EXPIRED,
                 _ => Reply::GENERAL_FAILURE,
             };
-            Err(HopFailure::Refused(ClientError::Rejected(reply)))
+            Err(HttpHopError::Refused(ClientError::Rejected(reply)))
         }
     }
 }
 
-fn broken(why: &str) -> HopFailure {
-    HopFailure::NotHttp(why.to_owned())
+fn broken(why: &str) -> HttpHopError {
+    HttpHopError::NotHttp(why.to_owned())
 }

@@ -610,8 +610,14 @@ route = "corp"
             "rule[0].route",
         ),
         (
-            "[[upstream]]\nname = \"x\"\nchains = [[\"http://proxy\"]]\n",
+            "[[upstream]]\nname = \"x\"\nchains = [[\"ftp://proxy\"]]\n",
             "upstream[0].chains",
+        ),
+        // An HTTP hop carries TCP only: a route rule for every command is refused.
+        (
+            "[[upstream]]\nname = \"x\"\nchains = [[\"http://proxy:3128\"]]\n\n\
+             [[rule]]\naction = \"route\"\nroute = \"x\"\n",
+            "rule[0].route",
         ),
         (
             "[[upstream]]\nname = \"x\"\nchains = []\n",

@@ -39,6 +39,28 @@ pub(crate) struct Metrics {
     upstream_attempts: Mutex<BTreeMap<(String, String, bool), u64>>,
     /// Counts per authenticated user, when switched on.
     users: UserCounters,
+    /// Sessions ended, by the protocol the client spoke ("-" before it was known).
+    protocols: Mutex<BTreeMap<&'static str, u64>>,
+    /// HTTP requests (CONNECT and forwarded) ended, by method and status class.
+    http_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+/// The methods `/metrics` names; any other counts as `other` (a client chooses the
+/// method: labels must stay few).
+const HTTP_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH", "TRACE",
+];
+
+/// An HTTP status's class as `/metrics` labels it: `2xx`…, or `-` for none yet.
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "-",
+    }
 }
 
 /// Sessions and bytes per authenticated user, for at most `limit` users; the others are
@@ -88,6 +110,25 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .entry((command, ending.outcome))
             .or_insert(0) += 1;
+        *self
+            .protocols
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(record.protocol().unwrap_or("-"))
+            .or_insert(0) += 1;
+        if let Some(http) = &record.http {
+            let method = HTTP_METHODS
+                .iter()
+                .find(|known| **known == http.method)
+                .copied()
+                .unwrap_or(if http.method.is_empty() { "-" } else { "other" });
+            *self
+                .http_requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry((method, status_class(http.status)))
+                .or_insert(0) += 1;
+        }
         // UDP associations count their payload bytes here too.
         let up = record.counters.up.load(Ordering::Relaxed);
         let down = record.counters.down.load(Ordering::Relaxed);
@@ -172,6 +213,38 @@ impl Metrics {
             text.sample(
                 sessions,
                 &[("command", command), ("outcome", outcome)],
+                count,
+            );
+        }
+        let by_protocol = "socksgate_sessions_by_protocol_total";
+        text.family(
+            by_protocol,
+            "counter",
+            "Sessions ended, by the protocol the client spoke (each HTTP request counts).",
+        );
+        for (protocol, count) in self
+            .protocols
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            text.sample(by_protocol, &[("protocol", protocol)], count);
+        }
+        let http_requests = "socksgate_http_requests_total";
+        text.family(
+            http_requests,
+            "counter",
+            "HTTP requests (CONNECT and forwarded) ended, by method and status class.",
+        );
+        for ((method, status), count) in self
+            .http_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            text.sample(
+                http_requests,
+                &[("method", method), ("status", status)],
                 count,
             );
         }
