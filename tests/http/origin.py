@@ -1,7 +1,7 @@
 """An HTTP/1.1 origin server for the HTTP proxy tests, on CPython's http.server.
 
 Prints its port on the first line of stdout. GET /headers answers the request's header
-fields as JSON; GET /chunked answers a chunked body; POST and PUT answer the length and
+fields as JSON; GET /chunked answers a chunked body; GET /page an HTML page; POST and PUT answer the length and
 SHA-256 of the body they received (Content-Length or chunked); any other GET answers
 "hello from the origin". Each connection's client port goes to stderr as it is accepted.
 With CERT and KEY arguments it serves HTTPS.
@@ -50,6 +50,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fields = {name.lower(): value for name, value in self.headers.items()}
             fields["request-line"] = self.requestline
             self.answer(json.dumps(fields).encode())
+        elif self.path.startswith("/page"):
+            page = (
+                b"<html><head><title>socksgate</title></head><body style='font: 32px sans-serif'>"
+                b"<h1 id='greeting'>hello through socksgate's HTTP proxy</h1></body></html>"
+            )
+            self.answer(page, "text/html")
         elif self.path.startswith("/chunked"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")

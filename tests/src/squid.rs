@@ -60,15 +60,16 @@ impl Squid {
         })
     }
 
-    /// Its access log's lines so far, waiting up to 5 s for `lines` of them (squid writes
-    /// a line as a transaction ends).
-    pub fn access_log(&self, lines: usize) -> Vec<String> {
+    /// Its access log's lines so far, waiting up to 5 s for `lines` of them that contain
+    /// `needle` (squid writes a line as a transaction ends; the start-up probe writes one).
+    pub fn access_log(&self, needle: &str, lines: usize) -> Vec<String> {
         let path = self.dir.join("access.log");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let seen: Vec<String> = text.lines().map(str::to_owned).collect();
-            if seen.len() >= lines || std::time::Instant::now() > deadline {
+            let matching = seen.iter().filter(|line| line.contains(needle)).count();
+            if matching >= lines || std::time::Instant::now() > deadline {
                 return seen;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -20,14 +20,33 @@ fn still_serves(server: &TestServer, echo: &EchoTarget) {
 fn garbage_first_byte_is_closed_without_reply() {
     let server = TestServer::start();
     let echo = EchoTarget::start();
+    assert_eq!(raw_exchange(server.addr(), &[0x00; 64]).unwrap(), b"");
+    // A TLS ClientHello on a plain listener is neither SOCKS nor HTTP.
     assert_eq!(
-        raw_exchange(server.addr(), b"GET / HTTP/1.1\r\n\r\n").unwrap(),
+        raw_exchange(server.addr(), &[0x16, 0x03, 0x01, 0x00]).unwrap(),
         b""
     );
-    assert_eq!(raw_exchange(server.addr(), &[0x00; 64]).unwrap(), b"");
+    // A letter starts an HTTP request (the listener serves HTTP too): a request in
+    // origin-form is no proxy request, and gets a 400 (RFC 9112 §3.2).
+    let answer = raw_exchange(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
     still_serves(&server, &echo);
-    let log = server.wait_for_sessions(3);
+    let log = server.wait_for_sessions(4);
     assert_eq!(count_where(&log, "outcome", "bad-handshake"), 2);
+    assert_eq!(count_where(&log, "outcome", "bad-request"), 1);
+}
+
+#[test]
+fn a_listener_without_http_closes_an_http_client_without_reply() {
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].http = false;
+    let server = TestServer::start_with(config);
+    let echo = EchoTarget::start();
+    let request = b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(raw_exchange(server.addr(), request).unwrap(), b"");
+    still_serves(&server, &echo);
+    let log = server.wait_for_sessions(2);
+    assert_eq!(count_where(&log, "outcome", "protocol-not-served"), 1);
 }
 
 #[test]
