@@ -29,7 +29,7 @@ pub use server::{
     count_where, fresh_scratch_dir, scratch_dir, scratch_file, AccessEntry, StaticResolver,
     TestServer,
 };
-pub use target::{endless_source, DnsResponder, EchoTarget, HttpTarget, UdpEcho};
+pub use target::{download_rates, endless_source, DnsResponder, EchoTarget, HttpTarget, UdpEcho};
 
 /// A TCP port nothing listens on at `ip` now (the kernel's pick for a listener that is
 /// closed at once): for a server a test starts on a known port, or a target that refuses.

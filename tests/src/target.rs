@@ -275,3 +275,32 @@ pub fn endless_source() -> SocketAddr {
     });
     address
 }
+
+/// Bytes per second each stream delivers over 5 s, after a first second (bursts, start-up)
+/// that is not counted: for bandwidth caps.
+pub fn download_rates(streams: Vec<std::net::TcpStream>) -> Vec<f64> {
+    use std::io::Read;
+    let begin = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let end = begin + std::time::Duration::from_secs(5);
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut counted = 0usize;
+                loop {
+                    let read = stream.read(&mut buffer).unwrap();
+                    assert!(read > 0, "the target stopped");
+                    let now = std::time::Instant::now();
+                    if now >= end {
+                        return counted as f64 / 5.0;
+                    }
+                    if now >= begin {
+                        counted += read;
+                    }
+                }
+            })
+        })
+        .collect();
+    readers.into_iter().map(|r| r.join().unwrap()).collect()
+}

@@ -873,3 +873,95 @@ fn chromium_loads_a_page_through_the_http_proxy_and_saves_a_screenshot() {
         "{log:#?}"
     );
 }
+
+/// An HTTP CONNECT through `proxy` as `user`: the tunnel, or the status that refused it.
+fn http_connect(
+    proxy: SocketAddr,
+    user: &str,
+    password: &str,
+    target: &str,
+) -> Result<TcpStream, String> {
+    use base64::Engine;
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let request = format!(
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if head.starts_with("HTTP/1.1 200 ") {
+        Ok(stream)
+    } else {
+        Err(head.lines().next().unwrap_or("").to_owned())
+    }
+}
+
+/// One user is one user whichever protocol she speaks: the rules, her session cap and her
+/// bandwidth cap count her SOCKS5 and HTTP sessions together.
+#[test]
+fn rules_limits_and_bandwidth_are_shared_by_a_users_socks_and_http_sessions() {
+    let target = socksgate_tests::endless_source().to_string();
+    let mut config = Config::parse(
+        "[limits]\nmax_sessions_per_user = 2\nbandwidth_per_user = \"1MB/s\"\n\n\
+         [[rule]]\nusers = [\"bob\"]\naction = \"deny\"\n\n[[rule]]\naction = \"allow\"\n",
+        std::path::Path::new("shared.toml"),
+    )
+    .unwrap();
+    let listeners = TestServer::loopback_config().listeners;
+    config.listeners = listeners;
+    config.listeners[0].methods = vec![Method::PASSWORD];
+    config.listeners[0].socks4 = false;
+    let path = password_file("http-shared", &[("alice", "pw"), ("bob", "pw")]);
+    let file = PasswordFile::open(&path, None, false).unwrap();
+    let server = TestServer::start_with_authenticator(config, Some(Arc::new(file)));
+    // The rules: bob is refused in both protocols.
+    assert_eq!(
+        http_connect(server.addr(), "bob", "pw", &target)
+            .err()
+            .as_deref(),
+        Some("HTTP/1.1 403 Forbidden")
+    );
+    assert!(socksgate_tests::client::socks5_login(server.addr(), b"bob", b"pw", &target).is_err());
+    // The session cap: alice's SOCKS5 session and HTTP tunnel fill it; a third, in either
+    // protocol, is refused.
+    let socks =
+        socksgate_tests::client::socks5_login(server.addr(), b"alice", b"pw", &target).unwrap();
+    let tunnel = http_connect(server.addr(), "alice", "pw", &target).unwrap();
+    assert_eq!(
+        http_connect(server.addr(), "alice", "pw", &target)
+            .err()
+            .as_deref(),
+        Some("HTTP/1.1 403 Forbidden")
+    );
+    assert!(
+        socksgate_tests::client::socks5_login(server.addr(), b"alice", b"pw", &target).is_err()
+    );
+    // The bandwidth cap: both sessions together move 1 MB/s, each a share of it.
+    let rates = socksgate_tests::download_rates(vec![socks, tunnel]);
+    let together: f64 = rates.iter().sum();
+    assert!(
+        (together - 1_000_000.0).abs() <= 100_000.0,
+        "alice's two sessions together: {together:.0} B/s through 1 MB/s ({rates:?})"
+    );
+    assert!(
+        rates.iter().all(|&rate| rate > 100_000.0),
+        "both move: {rates:?}"
+    );
+    let log = server.wait_for_sessions(4);
+    let limited = log
+        .iter()
+        .filter(|entry| entry["detail"].contains("max_sessions_per_user"))
+        .count();
+    assert!(limited >= 1, "{log:#?}");
+}

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -275,34 +275,6 @@ fn server_wide_limits_refuse_the_next_session_per_source_and_per_user() {
     ));
 }
 
-/// Bytes per second each stream received over five seconds, from one second after the call
-/// (the burst at the start is not counted).
-fn download_rates(streams: Vec<TcpStream>) -> Vec<f64> {
-    let begin = Instant::now() + Duration::from_secs(1);
-    let end = begin + Duration::from_secs(5);
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            std::thread::spawn(move || {
-                let mut buffer = vec![0u8; 64 * 1024];
-                let mut counted = 0usize;
-                loop {
-                    let read = stream.read(&mut buffer).unwrap();
-                    assert!(read > 0, "the target stopped");
-                    let now = Instant::now();
-                    if now >= end {
-                        return counted as f64 / 5.0;
-                    }
-                    if now >= begin {
-                        counted += read;
-                    }
-                }
-            })
-        })
-        .collect();
-    readers.into_iter().map(|r| r.join().unwrap()).collect()
-}
-
 fn assert_within_ten_percent(rate: f64, cap: f64, what: &str) {
     assert!(
         (rate - cap).abs() <= cap * 0.10,
@@ -318,7 +290,7 @@ fn a_rule_bandwidth_cap_holds_within_ten_percent_over_five_seconds() {
         "[[rule]]\naction = \"allow\"\nbandwidth = \"1MB/s\"\n",
     ));
     let stream = socks5_connect(server.addr(), &target).unwrap();
-    let rates = download_rates(vec![stream]);
+    let rates = socksgate_tests::download_rates(vec![stream]);
     assert_within_ten_percent(rates[0], 1_000_000.0, "one session");
 }
 
@@ -344,7 +316,7 @@ fn a_per_user_bandwidth_cap_is_shared_by_the_users_sessions() {
         as_user("alice"),
         as_user("bob"),
     ];
-    let rates = download_rates(streams);
+    let rates = socksgate_tests::download_rates(streams);
     let alice: f64 = rates[..3].iter().sum();
     assert_within_ten_percent(alice, 1_000_000.0, "alice's three sessions together");
     assert!(
