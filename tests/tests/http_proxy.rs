@@ -965,3 +965,129 @@ fn rules_limits_and_bandwidth_are_shared_by_a_users_socks_and_http_sessions() {
         .count();
     assert!(limited >= 1, "{log:#?}");
 }
+
+/// An origin that accepts one WebSocket upgrade and then echoes: what it received in the
+/// upgrade request's head comes back through the channel.
+fn websocket_origin() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (heads, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+        stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n",
+            )
+            .unwrap();
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => stream.write_all(&buffer[..n]).unwrap(),
+            }
+        }
+    });
+    (address, received)
+}
+
+#[test]
+fn a_websocket_upgrade_becomes_a_tunnel() {
+    let (origin, heads) = websocket_origin();
+    let server = TestServer::start();
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET http://{origin}/chat HTTP/1.1\r\nHost: {origin}\r\nConnection: keep-alive, Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\nframe-sent-with-the-request"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1);
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(
+        head.contains("Upgrade: websocket\r\n") && head.contains("Connection: Upgrade\r\n"),
+        "{head}"
+    );
+    let forwarded = heads.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        forwarded.starts_with("GET /chat HTTP/1.1\r\n"),
+        "{forwarded}"
+    );
+    assert!(forwarded.contains("Upgrade: websocket\r\n"), "{forwarded}");
+    assert!(forwarded.contains("Connection: Upgrade\r\n"), "{forwarded}");
+    // The bytes the client sent with its request, then more: both echoed through.
+    let mut echoed = vec![0u8; "frame-sent-with-the-request".len()];
+    stream.read_exact(&mut echoed).unwrap();
+    assert_eq!(echoed, b"frame-sent-with-the-request");
+    stream.write_all(b"second frame").unwrap();
+    let mut echoed = [0u8; 12];
+    stream.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"second frame");
+    drop(stream);
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["status"], "101", "{log:#?}");
+}
+
+#[test]
+fn a_chain_reaches_an_https_proxy_hop() {
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let authority = socksgate_tests::pki::Authority::new("https-hop");
+    let pem = authority.server("hop");
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: pem.cert.clone(),
+        key: pem.key.clone(),
+        client_ca: None,
+    });
+    let server = TestServer::start_with(config);
+    let hop: socksgate_proto::hop::Hop = format!("https://localhost:{}", server.addr().port())
+        .parse()
+        .unwrap();
+    let tls = socksgate_tls::ClientTls {
+        ca: Some(authority.cert.clone()),
+        ..socksgate_tls::ClientTls::default()
+    };
+    let chain = std::iter::once(hop)
+        .collect::<socksgate_client::Chain>()
+        .with_tls(&tls)
+        .unwrap();
+    let target: socksgate_proto::Address = format!("127.0.0.1:{}", origin.port).parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = chain.connect(&target).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    assert!(answer.ends_with("hello from the origin"), "{answer}");
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["method"], "CONNECT", "{log:#?}");
+}

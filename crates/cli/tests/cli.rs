@@ -1177,3 +1177,30 @@ fn the_embedded_default_serves_ipv4_alone_where_there_is_no_ipv6() {
         "{all}"
     );
 }
+
+#[test]
+fn the_http_proxy_examples_are_valid_and_explain_knows_the_http_command() {
+    let examples = checked_examples("docs/http-proxy.md", 3, &Examples::default());
+    let (listener, shown) = &examples[0];
+    assert!(
+        listener.contains("protocols = [\"socks5\", \"http\"]"),
+        "{listener}"
+    );
+    assert!(
+        shown.contains("protocols = [\"socks5\", \"http\"]"),
+        "{shown}"
+    );
+    let rules = examples
+        .iter()
+        .find(|(block, _)| block.contains("commands = [\"http\"]"))
+        .unwrap();
+    let path = temp_file("http-rules.toml", &rules.0);
+    let (code, text) = explain(&path, &["--from", "10.1.2.3", "http", "93.184.215.14:80"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("http-rules.toml:"), "{text}");
+    let (code, text) = explain(
+        &path,
+        &["--from", "10.1.2.3", "connect", "93.184.215.14:443"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+}
