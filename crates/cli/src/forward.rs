@@ -68,7 +68,10 @@ pub(crate) fn run(
         if tcp.is_empty() && udp.is_empty() {
             return Err(crate::exit::usage("nothing to forward: give -L and/or -U"));
         }
-        let chain = Arc::new(proxies.chain()?);
+        let chain = Arc::new(match udp.is_empty() {
+            true => proxies.chain()?,
+            false => proxies.chain_beyond_tcp("UDP")?,
+        });
         let tcp: Vec<Forwarding> = tcp.iter().map(|s| parse(s)).collect::<Result<_, _>>()?;
         let udp: Vec<Forwarding> = udp.iter().map(|s| parse(s)).collect::<Result<_, _>>()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -64,7 +64,7 @@ struct Stats {
 }
 
 async fn ping(request: &Ping) -> anyhow::Result<Stats> {
-    let chain = request.proxies.chain()?;
+    let chain = request.proxies.chain_beyond_tcp("ICMP")?;
     let mut echo = icmp::open(&chain, &icmp::target(&request.host)?).await?;
     let v6 = matches!(echo.target().host, Host::Ip(std::net::IpAddr::V6(_)));
     let proxy = chain

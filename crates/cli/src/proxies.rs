@@ -72,6 +72,16 @@ fn seconds(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl ProxyArgs {
+    /// The chain for a command that needs more than TCP (`what`: UDP, ICMP): a chain with
+    /// an HTTP proxy cannot carry it, which is said before anything is sent.
+    pub(crate) fn chain_beyond_tcp(&self, what: &str) -> anyhow::Result<Chain> {
+        let chain = self.chain()?;
+        match socksgate_proto::hop::beyond_tcp_refusal(chain.hops(), what) {
+            Some(why) => Err(crate::exit::usage(why)),
+            None => Ok(chain),
+        }
+    }
+
     /// The chain, with the TLS settings when any is given.
     pub(crate) fn chain(&self) -> anyhow::Result<Chain> {
         let chain =

@@ -72,7 +72,7 @@ struct Heard {
 }
 
 async fn trace(request: &Traceroute) -> anyhow::Result<()> {
-    let chain = request.proxies.chain()?;
+    let chain = request.proxies.chain_beyond_tcp("ICMP")?;
     let mut echo = icmp::open(&chain, &icmp::target(&request.host)?).await?;
     let v6 = matches!(echo.target().host, Host::Ip(IpAddr::V6(_)));
     let probed = icmp::probed(&echo);

@@ -1204,3 +1204,37 @@ fn the_http_proxy_examples_are_valid_and_explain_knows_the_http_command() {
     );
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// UDP and ICMP through an HTTP proxy are refused when the URL is read, naming the hop,
+/// before anything is sent (exit 2, as for any unusable proxy URL).
+#[test]
+fn udp_and_icmp_through_an_http_hop_are_refused_at_once() {
+    for args in [
+        &[
+            "forward",
+            "-x",
+            "http://127.0.0.1:9",
+            "-U",
+            "5353:10.0.0.53:53",
+        ][..],
+        &[
+            "ping",
+            "-x",
+            "socks5://127.0.0.1:9",
+            "-x",
+            "http://127.0.0.1:9",
+            "-c",
+            "1",
+            "127.0.0.1",
+        ],
+        &["traceroute", "-x", "https://127.0.0.1:9", "127.0.0.1"],
+    ] {
+        let output = socksgate().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot pass hop") && stderr.contains("an HTTP proxy carries only TCP"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
