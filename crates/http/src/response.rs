@@ -53,6 +53,10 @@ pub fn parse(input: &[u8], method: &str) -> Result<Option<(ResponseHead, usize)>
     let (Some(minor_version), Some(status)) = (parsed.version, parsed.code) else {
         return Err(ResponseError("malformed status line".into()));
     };
+    if !(100..=599).contains(&status) {
+        // RFC 9110 §15: a status is three digits, 1xx to 5xx (httparse takes "054").
+        return Err(ResponseError(format!("status {status:03} is not 100 to 599")));
+    }
     let reason = parsed.reason.unwrap_or("").to_owned();
     let headers = owned(parsed.headers);
     let length = content_length(&headers).map_err(|why| ResponseError(why.into()))?;
@@ -187,6 +191,9 @@ mod tests {
         )
         .is_err());
         assert!(head("HTTP/1.1 2000 OK\r\n\r\n", "GET").is_err());
+        // Found by the http_response fuzz target: three digits that are no status.
+        assert!(head("HTTP/1.1 054 x\r\n\r\n", "GET").is_err());
+        assert!(head("HTTP/1.1 011\r\n\r\n", "GET").is_err());
         assert!(parse(b"HTTP/1.1 200 OK\r\nX: y\r\n", "GET")
             .unwrap()
             .is_none());
