@@ -138,6 +138,18 @@ impl ProxyArgs {
     }
 }
 
+/// Says, when the chain has an HTTP proxy, that what runs through it gets TCP only: its
+/// UDP (DNS over UDP too) and ICMP will be refused — said once, as the URL is read, rather
+/// than found out flow by flow.
+pub(crate) fn note_tcp_only(chain: &Chain, command: &str) {
+    if let Some(why) = socksgate_proto::hop::beyond_tcp_refusal(chain.hops(), "UDP or ICMP") {
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("socksgate {command}: only TCP will pass: {why}\n"),
+        );
+    }
+}
+
 /// A target given as a host (a name, an IPv4 or a bare IPv6 address) and a port.
 pub(crate) fn target(host: &str, port: u16) -> anyhow::Result<socksgate_proto::Address> {
     format!("{host}:{port}")

@@ -71,6 +71,7 @@ fn prepare(request: &Socksify) -> anyhow::Result<std::process::Command> {
         ));
     };
     let chain = proxies::chain(&request.proxies)?;
+    proxies::note_tcp_only(&chain, "socksify");
     if let Some(hop) = chain.hops().iter().find(|hop| hop.tls) {
         bail!(
             "{hop}: socksify speaks plain SOCKS to its proxies; for a TLS proxy, run a \

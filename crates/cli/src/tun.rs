@@ -38,6 +38,7 @@ pub(crate) fn socksify(request: &Socksify) -> ExitCode {
 
 fn session(request: &Socksify) -> anyhow::Result<ExitCode> {
     let chain = proxies::chain(&request.proxies)?;
+    proxies::note_tcp_only(&chain, "socksify --tun");
     let resolv_conf = resolv_conf()?;
     // Before the runtime starts a thread: a user namespace needs a single-threaded process.
     namespace::enter_user_namespace_unless_root()?;
@@ -222,9 +223,9 @@ pub(crate) fn capture(request: &Tun) -> ExitCode {
 }
 
 async fn capture_until_stopped(request: &Tun) -> anyhow::Result<()> {
-    let chain = request
-        .proxies
-        .chain()?
+    let chain = request.proxies.chain()?;
+    proxies::note_tcp_only(&chain, "tun");
+    let chain = chain
         .with_mark(socksgate_tun::routing::MARK)
         .resolve_first_hop()
         .await?;

@@ -6,7 +6,7 @@
 use socksgate_http::tunnel;
 use socksgate_proto::client::ClientError;
 use socksgate_proto::hop::Hop;
-use socksgate_proto::{Address, Reply};
+use socksgate_proto::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ProxyStream;
@@ -18,7 +18,7 @@ pub(crate) enum HttpHopError {
     Io(std::io::Error),
     /// The proxy refused: its status as the SOCKS answer it stands for.
     Refused(ClientError),
-    /// What answered is not an HTTP proxy (why).
+    /// What answered is not an HTTP proxy, or the request cannot be put to one (why).
     NotHttp(String),
 }
 
@@ -28,7 +28,8 @@ pub(crate) async fn connect(
     hop: &Hop,
     target: &Address,
 ) -> Result<(), HttpHopError> {
-    let request = tunnel::request(target, hop.credentials.as_ref());
+    let request =
+        tunnel::request(target, hop.credentials.as_ref()).map_err(HttpHopError::NotHttp)?;
     stream.write_all(&request).await.map_err(HttpHopError::Io)?;
     stream.flush().await.map_err(HttpHopError::Io)?;
     let mut head = Vec::with_capacity(128);
@@ -44,19 +45,10 @@ pub(crate) async fn connect(
         Ok(None) => return Err(broken("an incomplete answer")),
         Err(error) => return Err(broken(&error.to_string())),
     };
-    match status {
-        200..=299 => Ok(()),
-        407 => Err(HttpHopError::Refused(ClientError::AuthenticationFailed)),
-        status => {
-            let reply = match status {
-                403 => Reply::NOT_ALLOWED,
-                502 | 503 => Reply::HOST_UNREACHABLE,
-                504 => Reply::TTL_EXPIRED,
-                _ => Reply::GENERAL_FAILURE,
-            };
-            Err(HttpHopError::Refused(ClientError::Rejected(reply)))
-        }
+    if (200..300).contains(&status) {
+        return Ok(());
     }
+    Err(HttpHopError::Refused(tunnel::refusal(status)))
 }
 
 fn broken(why: &str) -> HttpHopError {

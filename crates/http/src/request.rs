@@ -289,6 +289,9 @@ fn origin(uri: &str) -> Result<Target, HttpError> {
         return Err(HttpError::bad_request("user information in the URI"));
     }
     let address = host_and_port(authority, Some(80))?;
+    if address.port == 0 {
+        return Err(HttpError::bad_request("a request to port 0"));
+    }
     let path = match path.strip_prefix('?') {
         Some(_) => format!("/{path}"),
         None if path.is_empty() => "/".to_owned(),

@@ -55,7 +55,9 @@ pub fn parse(input: &[u8], method: &str) -> Result<Option<(ResponseHead, usize)>
     };
     if !(100..=599).contains(&status) {
         // RFC 9110 §15: a status is three digits, 1xx to 5xx (httparse takes "054").
-        return Err(ResponseError(format!("status {status:03} is not 100 to 599")));
+        return Err(ResponseError(format!(
+            "status {status:03} is not 100 to 599"
+        )));
     }
     let reason = parsed.reason.unwrap_or("").to_owned();
     let headers = owned(parsed.headers);

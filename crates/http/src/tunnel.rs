@@ -4,19 +4,35 @@
 //! first bytes stay in the stream.
 
 use base64::Engine;
+use socksgate_proto::client::ClientError;
 use socksgate_proto::password::Credentials;
-use socksgate_proto::Address;
+use socksgate_proto::{Address, Reply};
 
 use crate::response::{self, ResponseError};
 
-/// The CONNECT request for `target`, with `credentials` when given.
-pub fn request(target: &Address, credentials: Option<&Credentials>) -> Vec<u8> {
-    let authority = match target.host {
-        socksgate_proto::addr::Host::Ip(std::net::IpAddr::V6(ip)) => {
-            format!("[{ip}]:{}", target.port)
+/// The CONNECT request for `target`, with `credentials` when given; refused (why) for a
+/// name that is no host name — a SOCKS client may send `inner:22` as a "name", which a
+/// lenient proxy would read as another port than the one the rules saw — and for a user
+/// name with a colon, which Basic cannot carry (RFC 7617 §2).
+pub fn request(target: &Address, credentials: Option<&Credentials>) -> Result<Vec<u8>, String> {
+    use socksgate_proto::addr::Host;
+    let authority = match &target.host {
+        Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", target.port),
+        Host::Ip(_) => target.to_string(),
+        Host::Domain(name) => {
+            let registered = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if !name.as_str().bytes().all(registered) {
+                return Err(format!(
+                    "{:?} is not a host name an HTTP proxy can be asked for",
+                    name.as_str()
+                ));
+            }
+            target.to_string()
         }
-        _ => target.to_string(),
     };
+    if credentials.is_some_and(|credentials| credentials.username().contains(&b':')) {
+        return Err("a user name with a colon cannot be sent as Basic credentials".into());
+    }
     let mut text = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some(credentials) = credentials {
         let mut pair = zeroize::Zeroizing::new(credentials.username().to_vec());
@@ -27,7 +43,20 @@ pub fn request(target: &Address, credentials: Option<&Credentials>) -> Vec<u8> {
         text.push_str(&format!("Proxy-Authorization: Basic {}\r\n", &*token));
     }
     text.push_str("\r\n");
-    text.into_bytes()
+    Ok(text.into_bytes())
+}
+
+/// The SOCKS answer a proxy's refusal of CONNECT stands for: a chain reports it as it
+/// would a SOCKS hop's (407 is a refused login; 403 the hop's rules; 502 and 503 a target
+/// it could not reach; 504 one that did not answer in time).
+pub fn refusal(status: u16) -> ClientError {
+    match status {
+        407 => ClientError::AuthenticationFailed,
+        403 => ClientError::Rejected(Reply::NOT_ALLOWED),
+        502 | 503 => ClientError::Rejected(Reply::HOST_UNREACHABLE),
+        504 => ClientError::Rejected(Reply::TTL_EXPIRED),
+        _ => ClientError::Rejected(Reply::GENERAL_FAILURE),
+    }
 }
 
 /// The proxy's answer to CONNECT, once its head is complete: status, reason phrase and the
@@ -36,10 +65,10 @@ pub fn answer(input: &[u8]) -> Result<Option<(u16, String, usize)>, ResponseErro
     Ok(response::parse(input, "CONNECT")?.map(|(head, used)| (head.status, head.reason, used)))
 }
 
-/// Whether the head of an answer is complete in `input` (it ends with an empty line): a
-/// reader that reads byte by byte asks this before parsing.
+/// Whether the head of an answer is complete in `input` (it ends with an empty line, its
+/// line ends CRLF or LF): a reader that reads byte by byte asks this before parsing.
 pub fn head_complete(input: &[u8]) -> bool {
-    input.ends_with(b"\r\n\r\n") || input.ends_with(b"\n\n")
+    input.ends_with(b"\n\r\n") || input.ends_with(b"\n\n")
 }
 
 #[cfg(test)]
@@ -50,12 +79,24 @@ mod tests {
     fn the_request_carries_the_credentials() {
         let target: Address = "[::1]:22".parse().unwrap();
         let credentials = Credentials::new("Aladdin", "open sesame").unwrap();
-        let text = String::from_utf8(request(&target, Some(&credentials))).unwrap();
+        let text = String::from_utf8(request(&target, Some(&credentials)).unwrap()).unwrap();
         assert_eq!(
             text,
             "CONNECT [::1]:22 HTTP/1.1\r\nHost: [::1]:22\r\n\
              Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn names_that_are_no_host_names_are_not_sent() {
+        let sneaky = Address::domain(
+            socksgate_proto::addr::DomainName::new("inner:22").unwrap(),
+            443,
+        );
+        assert!(request(&sneaky, None).is_err());
+        let colon = Credentials::new("a:b", "c").unwrap();
+        assert!(request(&"example.com:443".parse().unwrap(), Some(&colon)).is_err());
+        assert!(head_complete(b"HTTP/1.1 200 OK\n\r\n"));
     }
 
     #[test]

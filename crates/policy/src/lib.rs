@@ -376,7 +376,9 @@ impl Rule {
             && any_of(&self.users, |user| Some(user.as_str()) == request.user)
             && any_of(&self.groups, |group| request.groups.contains(group))
             && any_of(&self.methods, |method| *method == request.method)
-            && any_of(&self.commands, |command| *command == request.command)
+            && any_of(&self.commands, |command| {
+                command_covers(*command, request.command)
+            })
             && (scope == Scope::NoDestination
                 || any_of(&self.ports, |range| range.contains(request.port)))
             && self
@@ -441,7 +443,9 @@ impl Rule {
             && covered(&earlier.users, &self.users, PartialEq::eq)
             && covered(&earlier.groups, &self.groups, PartialEq::eq)
             && covered(&earlier.methods, &self.methods, PartialEq::eq)
-            && covered(&earlier.commands, &self.commands, PartialEq::eq)
+            && covered(&earlier.commands, &self.commands, |e, l| {
+                command_covers(*e, *l)
+            })
             && covered(&earlier.to, &self.to, HostPattern::covers)
             && covered(&earlier.ports, &self.ports, PortRange::covers)
             && optional(earlier.days, self.days, Days::covers)
@@ -579,4 +583,12 @@ impl Policy {
         }
         shadowed
     }
+}
+
+/// Whether a rule's command matches a request's: the same command, or `connect` for an
+/// HTTP request forwarded to its target — the proxy connects there on the client's behalf
+/// all the same, so a rule about `connect` (a deny for a network, say) holds for HTTP
+/// clients too, and `http` alone names forwarded requests only.
+pub fn command_covers(rule: Command, request: Command) -> bool {
+    rule == request || (rule == Command::CONNECT && request == Command::HTTP_REQUEST)
 }

@@ -323,7 +323,8 @@ fn http_connect(
             "an HTTP proxy carries only TCP connections, not {command}"
         )));
     }
-    let request = socksgate_http::tunnel::request(target, hop.credentials.as_ref());
+    let request =
+        socksgate_http::tunnel::request(target, hop.credentials.as_ref()).map_err(broken)?;
     time_left(fd, deadline).map_err(lost)?;
     send_all(fd, &request).map_err(lost)?;
     let mut head = Vec::with_capacity(128);
@@ -341,14 +342,10 @@ fn http_connect(
         Ok(None) => return Err(broken("an incomplete HTTP answer".to_owned())),
         Err(error) => return Err(broken(format!("not an HTTP proxy's answer: {error}"))),
     };
-    match status {
-        200..=299 => Ok(Address::unspecified()),
-        407 => Err(refused(ClientError::AuthenticationFailed)),
-        403 => Err(refused(ClientError::Rejected(Reply::NOT_ALLOWED))),
-        502 | 503 => Err(refused(ClientError::Rejected(Reply::HOST_UNREACHABLE))),
-        504 => Err(refused(ClientError::Rejected(Reply::TTL_EXPIRED))),
-        _ => Err(refused(ClientError::Rejected(Reply::GENERAL_FAILURE))),
+    if (200..300).contains(&status) {
+        return Ok(Address::unspecified());
     }
+    Err(refused(socksgate_http::tunnel::refusal(status)))
 }
 
 /// The errno a program expects for a proxy's refusal.

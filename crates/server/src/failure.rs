@@ -58,6 +58,8 @@ pub(crate) enum Failure {
     BadResponse(String),
     /// The target did not answer an HTTP request in time (the client got 504).
     ResponseTimeout,
+    /// The fleet stopped the session: its user is over the byte quota.
+    QuotaExceeded,
     /// The listener does not serve the protocol the client spoke (which).
     ProtocolNotServed(&'static str),
 }
@@ -88,6 +90,7 @@ impl Failure {
             Self::BadResponse(_) => "bad-response",
             Self::ResponseTimeout => "response-timeout",
             Self::ProtocolNotServed(_) => "protocol-not-served",
+            Self::QuotaExceeded => "quota-exceeded",
         }
     }
 
@@ -109,6 +112,7 @@ impl Failure {
             Self::BadRequest(error) => Some(error.to_string()),
             Self::BadResponse(why) => Some(why.clone()),
             Self::ProtocolNotServed(protocol) => Some(format!("{protocol} is not served here")),
+            Self::QuotaExceeded => Some("fleet.quota_per_user".to_owned()),
             _ => None,
         }
     }

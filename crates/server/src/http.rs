@@ -2,13 +2,14 @@
 //! TLS listener) told the session it is HTTP. CONNECT (RFC 9110 §9.3.6) is a SOCKS
 //! CONNECT answered in HTTP, relayed the same way; a request for an `http://` target
 //! (RFC 9112 §3.2.2) is forwarded, and the connection then carries the client's next
-//! request, each authorised on its own target and logged as it ends.
+//! request, each authenticated, authorised on its own target and logged as it ends.
 //!
 //! The same users, throttle, rules, limits and caps as SOCKS: `Proxy-Authorization: Basic`
 //! goes through `login::log_in` like RFC 1929 credentials, a request is decided by
-//! `authorize` (CONNECT as `connect`, a forwarded request as `http`), and its target is
-//! reached by `command::reach` (directly or through the rule's route). Every refusal is a
-//! status with a one-line body, and closes the connection.
+//! `authorize` (CONNECT as `connect`, a forwarded request as `http`, which rules about
+//! `connect` cover too), and its target is reached by `command::reach` (directly or through
+//! the rule's route). Every refusal is a status with a one-line body, and closes the
+//! connection. A WebSocket upgrade, once the target agreed, is relayed like a CONNECT.
 
 mod body;
 mod forward;
@@ -16,13 +17,14 @@ mod io;
 
 use std::time::Duration;
 
-use socksgate_auth::Refusal;
+use socksgate_auth::Credentials;
 use socksgate_client::ProxyStream;
 use socksgate_http::{HttpError, RequestHead, Target};
 use socksgate_proto::server::Request;
-use socksgate_proto::{Address, Command, Version};
+use socksgate_proto::{Address, Command, Method, Version};
 use tokio::io::AsyncWriteExt;
 
+use self::forward::Exchanged;
 use self::io::Incoming;
 use crate::access_log::{AccessRecord, HttpExchange};
 use crate::authorize::{self, Grant};
@@ -33,6 +35,7 @@ use crate::login::log_in;
 use crate::requested::{linger_close, reply_status, Answer, Requested};
 use crate::session_table::Listing;
 use crate::stream::{ClientStream, ClientTcp};
+use crate::subject::Subject;
 use crate::Shared;
 
 /// The realm of socksgate's `407` challenge.
@@ -52,11 +55,39 @@ pub(crate) struct HttpAccess {
 
 /// What an HTTP client's connection leads to.
 pub(crate) enum HttpNext {
-    /// A CONNECT granted and answered: relayed like a SOCKS CONNECT (the session's record
-    /// is the CONNECT's).
+    /// A CONNECT granted and answered, or a WebSocket upgrade the target agreed to:
+    /// relayed like a SOCKS CONNECT (the session's record is that request's).
     Tunnel(Established),
     /// Forwarded requests until the connection ended, each recorded as it ended.
     Requests,
+}
+
+/// An HTTP client's connection, between its requests.
+struct Connection<'a> {
+    client: &'a mut ClientStream,
+    /// What the client sent and no request has used yet.
+    incoming: Incoming,
+    access: HttpAccess,
+    shared: &'a Shared,
+    /// Who the client is before any request's credentials: its address (or the one a
+    /// balancer named), the listener, a client certificate's user.
+    base: Subject,
+    /// The credentials a request last proved, and the subject they made: the next request
+    /// with the very same credentials is not checked again (a browser sends them on each).
+    verified: Option<(Credentials, Subject)>,
+    /// The target connection the last request left open.
+    kept: Option<KeptTarget>,
+}
+
+/// A target connection an earlier request left open, for the next request to the same
+/// target under the same rule.
+struct KeptTarget {
+    target: Address,
+    /// The rule that decided it, as decided (before a route's "via").
+    decided_by: Option<String>,
+    /// The rule as logged.
+    logged_rule: Option<String>,
+    stream: ProxyStream,
 }
 
 /// Serves an HTTP client whose first bytes are `input`.
@@ -72,10 +103,15 @@ pub(crate) async fn serve(
         method: String::new(),
         status: None,
     }));
-    let mut incoming = Incoming::new(input);
-    // The target connection the last request left open, for the next one to the same
-    // target under the same rule.
-    let mut kept: Option<KeptTarget> = None;
+    let mut connection = Connection {
+        client,
+        incoming: Incoming::new(input),
+        access,
+        shared,
+        base: record.subject.clone(),
+        verified: None,
+        kept: None,
+    };
     let mut first = true;
     loop {
         let deadline = if first {
@@ -83,97 +119,383 @@ pub(crate) async fn serve(
         } else {
             tokio::time::Instant::now() + BETWEEN_REQUESTS
         };
-        let head = match read_head(client, &mut incoming, deadline, first, shared).await {
+        let head = match connection.read_head(deadline).await {
             Ok(Some(head)) => head,
             // The client closed (or went quiet) between requests: a normal end.
             Ok(None) => return Ok(HttpNext::Requests),
-            Err(failure) if first => return Err(failure),
-            Err(failure @ Failure::BadRequest(_)) => {
-                let request = record.for_http_request("", None, Command::HTTP_REQUEST);
+            Err((failure, status)) if first => {
+                if let Some(status) = status {
+                    record.set_status(status);
+                }
+                return Err(failure);
+            }
+            Err((failure, Some(status))) => {
+                let mut request = record.for_http_request("", None, Command::HTTP_REQUEST);
+                request.set_status(status);
                 record_end(shared, &request, Err(failure));
                 return Ok(HttpNext::Requests);
             }
-            Err(_) => return Ok(HttpNext::Requests),
+            Err((_, None)) => return Ok(HttpNext::Requests),
         };
         first = false;
-        let mut head = head;
         if head.is_connect() {
-            return connect(client, head, incoming, access, shared, record, listing).await;
+            return connection.connect(head, record, listing).await;
         }
         let mut request = record.for_http_request(
             &head.method,
             Some(head.target.address()),
             Command::HTTP_REQUEST,
         );
-        let credentials = head.credentials.take();
-        let result = async {
-            admit(client, credentials, access, shared, record).await?;
-            request.subject = record.subject.clone();
-            forwarded(
-                client,
-                &head,
-                &mut incoming,
-                access,
-                shared,
-                &mut request,
-                &mut kept,
-            )
-            .await
-        }
-        .await;
-        let persists = matches!(result, Ok(true));
-        record_end(shared, &request, result.map(|_| Ended::Forwarded));
-        if !persists {
-            return Ok(HttpNext::Requests);
+        request.subject = connection.base.clone();
+        let result = connection.forwarded(head, &mut request).await;
+        match result {
+            Ok(Forwarded::Answered { persists }) => {
+                record_end(shared, &request, Ok(Ended::Forwarded));
+                if !persists {
+                    return Ok(HttpNext::Requests);
+                }
+            }
+            Ok(Forwarded::Upgraded(established, upgraded_listing)) => {
+                // The session's record and listing are the upgraded request's from here.
+                *record = request;
+                *listing = upgraded_listing;
+                return Ok(HttpNext::Tunnel(established));
+            }
+            Err(failure) => {
+                record_end(shared, &request, Err(failure));
+                return Ok(HttpNext::Requests);
+            }
         }
     }
 }
 
-/// Reads the next request head. `Ok(None)`: the client closed, or did not begin another
-/// request in time, between requests. A malformed head is answered here.
-async fn read_head(
-    client: &mut ClientStream,
-    incoming: &mut Incoming,
-    deadline: tokio::time::Instant,
-    first: bool,
-    shared: &Shared,
-) -> Result<Option<RequestHead>, Failure> {
-    let mut started = first;
-    let mut deadline = deadline;
-    loop {
-        match socksgate_http::request::parse(&incoming.bytes) {
-            Ok(Some((head, used))) => {
-                incoming.consume(used);
-                return Ok(Some(head));
-            }
-            Ok(None) => {}
-            Err(error) => {
-                answer(client, &error.answer()).await;
-                return Err(Failure::BadRequest(error));
-            }
-        }
-        let read = tokio::time::timeout_at(deadline, incoming.fill(client, None)).await;
-        match read {
-            Ok(Ok(0)) if !started && incoming.bytes.is_empty() => return Ok(None),
-            Ok(Ok(0)) => {
-                return Err(Failure::ClientGone(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                ))
-            }
-            Ok(Ok(_)) => {
-                if !started {
-                    // The next request began: its head within the handshake timeout.
-                    started = true;
-                    deadline = tokio::time::Instant::now() + shared.timeouts.handshake;
+/// How a forwarded request ended.
+enum Forwarded {
+    /// Answered; whether the client's connection carries another request.
+    Answered { persists: bool },
+    /// A WebSocket upgrade the target agreed to: a tunnel from here, with its listing.
+    Upgraded(Established, Option<Box<Listing>>),
+}
+
+impl Connection<'_> {
+    /// Reads the next request head. `Ok(None)`: the client closed, or did not begin another
+    /// request in time, between requests. A malformed head is answered here: the failure
+    /// comes with the status sent.
+    async fn read_head(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<RequestHead>, (Failure, Option<u16>)> {
+        // A request began when any of its bytes are here (pipelined, or the first read).
+        let mut started = !self.incoming.bytes.is_empty();
+        let mut deadline = deadline;
+        loop {
+            // Parsed again only when a head could be complete (an empty line arrived) or
+            // over a cap, so a head sent a byte at a time costs one parse, not thousands.
+            if self.incoming.may_hold_a_head() {
+                match socksgate_http::request::parse(&self.incoming.bytes) {
+                    Ok(Some((head, used))) => {
+                        self.incoming.consume(used);
+                        return Ok(Some(head));
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        let status = error.status;
+                        answer(self.client, &error.answer()).await;
+                        return Err((Failure::BadRequest(error), Some(status)));
+                    }
                 }
             }
-            Ok(Err(error)) => return Err(Failure::ClientGone(error)),
-            Err(_) if !started => return Ok(None),
-            Err(_) => {
-                let error = HttpError::new(408, "the request head did not arrive in time");
-                answer(client, &error.answer()).await;
-                return Err(Failure::HandshakeTimeout);
+            let read = tokio::time::timeout_at(deadline, self.incoming.fill(self.client, None));
+            match read.await {
+                Ok(Ok(0)) if !started => return Ok(None),
+                Ok(Ok(0)) => {
+                    let gone = std::io::ErrorKind::UnexpectedEof.into();
+                    return Err((Failure::ClientGone(gone), None));
+                }
+                Ok(Ok(_)) => {
+                    if !started {
+                        // The next request began: its head within the handshake timeout.
+                        started = true;
+                        deadline = tokio::time::Instant::now() + self.shared.timeouts.handshake;
+                    }
+                }
+                Ok(Err(error)) => return Err((Failure::ClientGone(error), None)),
+                Err(_) if !started => return Ok(None),
+                Err(_) => {
+                    let error = HttpError::new(408, "the request head did not arrive in time");
+                    answer(self.client, &error.answer()).await;
+                    return Err((Failure::HandshakeTimeout, Some(408)));
+                }
             }
+        }
+    }
+
+    /// Sets the request's subject from its credentials (checked, unless they are the very
+    /// ones the connection's last request proved), or asks for them (`407`) where the
+    /// listener needs them. Each request stands on its own credentials: one without them
+    /// is anonymous (or the client certificate's user), whatever came before.
+    async fn admit(
+        &mut self,
+        credentials: Option<Credentials>,
+        record: &mut AccessRecord,
+    ) -> Result<(), Failure> {
+        record.subject = self.base.clone();
+        match credentials {
+            Some(credentials) if self.access.password => {
+                if let Some((known, subject)) = &self.verified {
+                    if *known == credentials {
+                        record.subject = subject.clone();
+                        return Ok(());
+                    }
+                }
+                match log_in(self.shared, &mut record.subject, credentials.clone()).await {
+                    Ok(()) => {
+                        record.subject.method_selected(Method::PASSWORD);
+                        self.verified = Some((credentials, record.subject.clone()));
+                        Ok(())
+                    }
+                    Err(refusal) => {
+                        self.ask_for_credentials(record, "the proxy refused these credentials")
+                            .await;
+                        Err(Failure::Authentication(refusal))
+                    }
+                }
+            }
+            _ if self.access.anonymous || record.subject.user().is_some() => Ok(()),
+            _ => {
+                self.ask_for_credentials(record, "the proxy needs a user name and password")
+                    .await;
+                Err(Failure::CredentialsNeeded)
+            }
+        }
+    }
+
+    /// Answers `407` with the Basic challenge, and closes.
+    async fn ask_for_credentials(&mut self, record: &mut AccessRecord, why: &str) {
+        record.set_status(407);
+        let challenge = socksgate_http::status::authentication_required(REALM, why);
+        answer(self.client, &challenge).await;
+    }
+
+    /// Decides a request as the rules say; a refusal is answered (`403`, or `407` when a
+    /// rule refused an anonymous client that could log in).
+    async fn decide(
+        &mut self,
+        request: &Request,
+        record: &mut AccessRecord,
+    ) -> Result<Grant, Failure> {
+        let decision = authorize::authorize(self.shared, &record.subject, request).await;
+        tracing::debug!(
+            user = record.subject.user().unwrap_or("-"),
+            rule = decision.rule.as_deref().unwrap_or("-"),
+            allowed = decision.result.is_ok(),
+            "policy decided"
+        );
+        record.rule = decision.rule;
+        match decision.result {
+            Ok(grant) => {
+                record.log = grant.options.log;
+                Ok(grant)
+            }
+            // A rule (not a limit: its refusal names more than the rule) refused an
+            // anonymous client: ask who it is.
+            Err(Failure::Denied(why))
+                if self.access.password
+                    && record.subject.user().is_none()
+                    && record.rule.as_deref() == Some(why.as_str()) =>
+            {
+                let text = "the proxy's rules need a user name and password";
+                self.ask_for_credentials(record, text).await;
+                Err(Failure::CredentialsNeeded)
+            }
+            Err(failure) => {
+                let status = reply_status(crate::reply::for_refusal(&failure));
+                record.set_status(status);
+                let text = match &failure {
+                    Failure::Denied(_) => "the proxy's rules do not allow this request",
+                    other => other.outcome(),
+                };
+                answer(
+                    self.client,
+                    &socksgate_http::status::answer(status, text, &[]),
+                )
+                .await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// A CONNECT: admitted, decided, reached and answered `200`, then relayed by the
+    /// session (whose record is the CONNECT's).
+    async fn connect(
+        mut self,
+        mut head: RequestHead,
+        record: &mut AccessRecord,
+        listing: &mut Option<Box<Listing>>,
+    ) -> Result<HttpNext, Failure> {
+        let Target::Tunnel(target) = &head.target else {
+            return Err(Failure::BadRequest(HttpError::bad_request("not a CONNECT")));
+        };
+        let target = target.clone();
+        if let Some(http) = &mut record.http {
+            http.method = head.method.clone();
+        }
+        record.command = Some(Command::CONNECT);
+        record.target = Some(target.clone());
+        tracing::debug!(method = %head.method, %target, "http request");
+        self.admit(head.credentials.take(), record).await?;
+        let request = as_request(Command::CONNECT, &target);
+        let grant = self.decide(&request, record).await?;
+        let shared = self.shared;
+        if let Some(keepalive) = shared.timeouts.keepalive {
+            crate::sockets::keep_alive(self.client.tcp(), keepalive);
+        }
+        if let Some(table) = &shared.session_table {
+            *listing = Some(Box::new(table.list(record)));
+        }
+        let session = Requested {
+            client: self.client,
+            machine: Answer::Http { tunnel: true },
+            request,
+            pipelined: self.incoming.bytes,
+            shared,
+            record,
+        };
+        command::connect(session, grant).await.map(HttpNext::Tunnel)
+    }
+
+    /// A forwarded request: admitted, decided, its target reached (or the kept connection
+    /// to it reused), exchanged.
+    async fn forwarded(
+        &mut self,
+        mut head: RequestHead,
+        record: &mut AccessRecord,
+    ) -> Result<Forwarded, Failure> {
+        let target = head.target.address().clone();
+        tracing::debug!(method = %head.method, %target, "http request");
+        self.admit(head.credentials.take(), record).await?;
+        let request = as_request(Command::HTTP_REQUEST, &target);
+        let grant = self.decide(&request, record).await?;
+        let decided_by = record.rule.clone();
+        let listing = self
+            .shared
+            .session_table
+            .as_ref()
+            .map(|table| Box::new(table.list(record)));
+        // A kept connection the target has closed meanwhile (or written to unasked) is not
+        // used; one that closes before answering is tried once more with a new connection,
+        // when the request can be sent again (it has no body).
+        let mut reused = self
+            .kept
+            .take()
+            .filter(|kept| kept.target == target && kept.decided_by == decided_by)
+            .and_then(|mut kept| forward::still_open(&mut kept.stream).then_some(kept))
+            .map(|kept| {
+                record.rule = kept.logged_rule;
+                kept.stream
+            });
+        loop {
+            let was_reused = reused.is_some();
+            let mut stream = match reused.take() {
+                Some(stream) => stream,
+                None => self.reach(&request, &grant, record).await?,
+            };
+            let mut status = None;
+            let exchanged = forward::exchange(
+                self.client,
+                &mut self.incoming,
+                &mut stream,
+                &head,
+                &grant.caps,
+                &record.counters,
+                self.shared.timeouts.idle,
+                &mut status,
+            )
+            .await;
+            if let Some(status) = status {
+                record.set_status(status);
+            }
+            match exchanged {
+                Ok(Exchanged::Answered {
+                    client_persists,
+                    target_persists,
+                }) => {
+                    if target_persists {
+                        self.kept = Some(KeptTarget {
+                            target,
+                            decided_by,
+                            logged_rule: record.rule.clone(),
+                            stream,
+                        });
+                    }
+                    if !client_persists {
+                        linger_close(self.client).await;
+                    }
+                    return Ok(Forwarded::Answered {
+                        persists: client_persists,
+                    });
+                }
+                Ok(Exchanged::Upgraded) => {
+                    let established = Established {
+                        other: stream,
+                        caps: grant.caps,
+                        _slots: grant._slots.into_boxed_slice(),
+                    };
+                    return Ok(Forwarded::Upgraded(established, listing));
+                }
+                Err(Failure::BadResponse(_))
+                    if was_reused
+                        && status.is_none()
+                        && head.body == socksgate_http::Framing::Empty =>
+                {
+                    continue;
+                }
+                Err(failure) => {
+                    self.refuse_after(&failure, status.is_some(), record).await;
+                    return Err(failure);
+                }
+            }
+        }
+    }
+
+    /// Reaches the target as the grant says; a failure has been answered (`502`, `504`).
+    async fn reach(
+        &mut self,
+        request: &Request,
+        grant: &Grant,
+        record: &mut AccessRecord,
+    ) -> Result<ProxyStream, Failure> {
+        let mut session = Requested {
+            client: &mut *self.client,
+            machine: Answer::Http { tunnel: false },
+            request: request.clone(),
+            pipelined: Vec::new(),
+            shared: self.shared,
+            record,
+        };
+        Ok(command::reach(&mut session, grant).await?.0)
+    }
+
+    /// After an exchange failed: socksgate's own answer when nothing of the target's
+    /// reached the client yet, and the connection closed.
+    async fn refuse_after(&mut self, failure: &Failure, answered: bool, record: &mut AccessRecord) {
+        let own = match failure {
+            _ if answered => None,
+            Failure::BadResponse(why) => Some((502, why.clone())),
+            Failure::ResponseTimeout => Some((504, "the target did not answer in time".to_owned())),
+            Failure::Reset(error) => Some((502, error.to_string())),
+            _ => None,
+        };
+        match own {
+            Some((status, why)) => {
+                record.set_status(status);
+                answer(
+                    self.client,
+                    &socksgate_http::status::answer(status, &why, &[]),
+                )
+                .await;
+            }
+            None => linger_close(self.client).await,
         }
     }
 }
@@ -185,111 +507,7 @@ async fn answer(client: &mut ClientStream, bytes: &[u8]) {
     }
 }
 
-/// Checks the request's credentials, or asks for them (`407`) where the listener needs
-/// them. A connection keeps the user its first accepted credentials proved; credentials
-/// for that same user on its later requests are not checked again.
-async fn admit(
-    client: &mut ClientStream,
-    credentials: Option<socksgate_auth::Credentials>,
-    access: HttpAccess,
-    shared: &Shared,
-    record: &mut AccessRecord,
-) -> Result<(), Failure> {
-    match credentials {
-        Some(credentials) if access.password => {
-            let same_user = record
-                .subject
-                .user()
-                .is_some_and(|user| user.as_bytes() == credentials.username());
-            if same_user {
-                return Ok(());
-            }
-            if record.subject.user().is_some() {
-                // Another user on a connection already logged in: never taken over it.
-                record.set_status(407);
-                let text = "credentials for another user on this connection";
-                answer(
-                    client,
-                    &socksgate_http::status::authentication_required(REALM, text),
-                )
-                .await;
-                return Err(Failure::Authentication(Refusal::Unusable(
-                    "credentials for another user on this connection",
-                )));
-            }
-            if let Err(refusal) = log_in(shared, &mut record.subject, credentials).await {
-                record.set_status(407);
-                let text = "the proxy refused these credentials";
-                answer(
-                    client,
-                    &socksgate_http::status::authentication_required(REALM, text),
-                )
-                .await;
-                return Err(Failure::Authentication(refusal));
-            }
-            Ok(())
-        }
-        _ if access.anonymous || record.subject.user().is_some() => Ok(()),
-        _ => {
-            record.set_status(407);
-            let text = "the proxy needs a user name and password";
-            answer(
-                client,
-                &socksgate_http::status::authentication_required(REALM, text),
-            )
-            .await;
-            Err(Failure::CredentialsNeeded)
-        }
-    }
-}
-
-/// Decides a request as the rules say; a refusal is answered (`403`, or `407` when
-/// credentials could change the verdict).
-async fn decide(
-    client: &mut ClientStream,
-    request: &Request,
-    access: HttpAccess,
-    shared: &Shared,
-    record: &mut AccessRecord,
-) -> Result<Grant, Failure> {
-    let decision = authorize::authorize(shared, &record.subject, request).await;
-    tracing::debug!(
-        user = record.subject.user().unwrap_or("-"),
-        rule = decision.rule.as_deref().unwrap_or("-"),
-        allowed = decision.result.is_ok(),
-        "policy decided"
-    );
-    record.rule = decision.rule;
-    match decision.result {
-        Ok(grant) => {
-            record.log = grant.options.log;
-            Ok(grant)
-        }
-        Err(Failure::Denied(_)) if access.password && record.subject.user().is_none() => {
-            // A rule for users refused an anonymous client: ask who it is.
-            record.set_status(407);
-            let text = "the proxy's rules need a user name and password";
-            answer(
-                client,
-                &socksgate_http::status::authentication_required(REALM, text),
-            )
-            .await;
-            Err(Failure::CredentialsNeeded)
-        }
-        Err(failure) => {
-            let status = reply_status(crate::reply::for_refusal(&failure));
-            record.set_status(status);
-            let text = match failure {
-                Failure::Denied(_) => "the proxy's rules do not allow this request".to_owned(),
-                ref other => other.outcome().to_owned(),
-            };
-            answer(client, &socksgate_http::status::answer(status, &text, &[])).await;
-            Err(failure)
-        }
-    }
-}
-
-/// The SOCKS request a HTTP request is decided as.
+/// The SOCKS request an HTTP request is decided as.
 fn as_request(command: Command, target: &Address) -> Request {
     Request {
         version: Version::Socks5,
@@ -297,137 +515,4 @@ fn as_request(command: Command, target: &Address) -> Request {
         target: target.clone(),
         user_id: Vec::new(),
     }
-}
-
-/// A CONNECT: admitted, decided, reached and answered `200`, then relayed by the session.
-async fn connect(
-    client: &mut ClientStream,
-    mut head: RequestHead,
-    incoming: Incoming,
-    access: HttpAccess,
-    shared: &Shared,
-    record: &mut AccessRecord,
-    listing: &mut Option<Box<Listing>>,
-) -> Result<HttpNext, Failure> {
-    let Target::Tunnel(target) = &head.target else {
-        return Err(Failure::BadResponse("not a CONNECT".into()));
-    };
-    let target = target.clone();
-    if let Some(http) = &mut record.http {
-        http.method = head.method.clone();
-    }
-    record.command = Some(Command::CONNECT);
-    record.target = Some(target.clone());
-    tracing::debug!(method = %head.method, %target, "http request");
-    admit(client, head.credentials.take(), access, shared, record).await?;
-    let request = as_request(Command::CONNECT, &target);
-    let grant = decide(client, &request, access, shared, record).await?;
-    if let Some(keepalive) = shared.timeouts.keepalive {
-        crate::sockets::keep_alive(client.tcp(), keepalive);
-    }
-    if let Some(table) = &shared.session_table {
-        *listing = Some(Box::new(table.list(record)));
-    }
-    let session = Requested {
-        client,
-        machine: Answer::Http { tunnel: true },
-        request,
-        pipelined: incoming.bytes,
-        shared,
-        record,
-    };
-    command::connect(session, grant).await.map(HttpNext::Tunnel)
-}
-
-/// A target connection an earlier request left open.
-struct KeptTarget {
-    target: Address,
-    rule: Option<String>,
-    stream: ProxyStream,
-}
-
-/// A forwarded request, decided and exchanged: whether the client's connection carries
-/// another request.
-async fn forwarded(
-    client: &mut ClientStream,
-    head: &RequestHead,
-    incoming: &mut Incoming,
-    access: HttpAccess,
-    shared: &Shared,
-    record: &mut AccessRecord,
-    kept: &mut Option<KeptTarget>,
-) -> Result<bool, Failure> {
-    let target = head.target.address().clone();
-    tracing::debug!(method = %head.method, %target, "http request");
-    let request = as_request(Command::HTTP_REQUEST, &target);
-    let grant = decide(client, &request, access, shared, record).await?;
-    let _listing = shared
-        .session_table
-        .as_ref()
-        .map(|table| table.list(record));
-    let reusable = kept
-        .take()
-        .filter(|kept| kept.target == target && kept.rule == record.rule);
-    let mut stream = match reusable {
-        Some(kept) => kept.stream,
-        None => {
-            let mut session = Requested {
-                client: &mut *client,
-                machine: Answer::Http { tunnel: false },
-                request,
-                pipelined: Vec::new(),
-                shared,
-                record: &mut *record,
-            };
-            command::reach(&mut session, &grant).await?.0
-        }
-    };
-    let mut status = None;
-    let exchanged = forward::exchange(
-        client,
-        incoming,
-        &mut stream,
-        head,
-        &grant.caps,
-        &record.counters,
-        shared.timeouts.idle,
-        &mut status,
-    )
-    .await;
-    if let Some(status) = status {
-        record.set_status(status);
-    }
-    let exchanged = match exchanged {
-        Ok(exchanged) => exchanged,
-        Err(failure) => {
-            // Nothing of the response reached the client yet: it gets socksgate's answer.
-            let answered = match &failure {
-                Failure::BadResponse(why) if status.is_none() => Some((502, why.clone())),
-                Failure::ResponseTimeout if status.is_none() => {
-                    Some((504, "the target did not answer in time".to_owned()))
-                }
-                Failure::Reset(error) if status.is_none() => Some((502, error.to_string())),
-                _ => None,
-            };
-            match answered {
-                Some((code, why)) => {
-                    record.set_status(code);
-                    answer(client, &socksgate_http::status::answer(code, &why, &[])).await;
-                }
-                None => linger_close(client).await,
-            }
-            return Err(failure);
-        }
-    };
-    if exchanged.target_persists {
-        *kept = Some(KeptTarget {
-            target,
-            rule: record.rule.clone(),
-            stream,
-        });
-    }
-    if !exchanged.client_persists {
-        linger_close(client).await;
-    }
-    Ok(exchanged.client_persists)
 }

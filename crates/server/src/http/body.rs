@@ -56,42 +56,48 @@ where
             }
         }
         Framing::Chunked => {
+            // All that one read brought is scanned, then written in one piece (its data
+            // pieces alone when de-chunking): a body of one-byte chunks costs a write per
+            // read, not one per chunk.
             let mut scanner = Scanner::new();
+            let mut data = Vec::new();
             loop {
-                match scanner.next(&incoming.bytes).map_err(BodyError::Chunked)? {
-                    Piece::NeedMore => {
-                        fill(incoming, from, idle, true).await?;
-                    }
-                    Piece::Data(n) => {
-                        paced
-                            .write(to, &incoming.bytes[..n])
-                            .await
-                            .map_err(BodyError::Write)?;
-                        incoming.consume(n);
-                    }
-                    Piece::Framing(n) => {
-                        if !dechunk {
-                            paced
-                                .write(to, &incoming.bytes[..n])
-                                .await
-                                .map_err(BodyError::Write)?;
+                let mut at = 0;
+                let mut ended = false;
+                while at < incoming.bytes.len() {
+                    match scanner
+                        .next(&incoming.bytes[at..])
+                        .map_err(BodyError::Chunked)?
+                    {
+                        Piece::NeedMore => break,
+                        Piece::Data(n) => {
+                            if dechunk {
+                                data.extend_from_slice(&incoming.bytes[at..at + n]);
+                            }
+                            at += n;
                         }
-                        incoming.consume(n);
-                        if incoming.bytes.is_empty() {
-                            fill(incoming, from, idle, true).await?;
+                        Piece::Framing(n) => at += n,
+                        Piece::End(n) => {
+                            at += n;
+                            ended = true;
+                            break;
                         }
-                    }
-                    Piece::End(n) => {
-                        if !dechunk {
-                            paced
-                                .write(to, &incoming.bytes[..n])
-                                .await
-                                .map_err(BodyError::Write)?;
-                        }
-                        incoming.consume(n);
-                        break;
                     }
                 }
+                let passed = if dechunk {
+                    &data[..]
+                } else {
+                    &incoming.bytes[..at]
+                };
+                if !passed.is_empty() {
+                    paced.write(to, passed).await.map_err(BodyError::Write)?;
+                }
+                data.clear();
+                incoming.consume(at);
+                if ended {
+                    break;
+                }
+                fill(incoming, from, idle, true).await?;
             }
         }
         Framing::UntilClose => loop {

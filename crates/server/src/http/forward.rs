@@ -2,33 +2,60 @@
 //! hop-by-hop fields, `Via`), its body sent while the response is read (a client that
 //! waits for `100 Continue`, or a server that answers before reading the body, neither
 //! blocks), interim responses passed on, the response's body streamed back, and a
-//! WebSocket upgrade turned into a tunnel.
+//! WebSocket upgrade handed over as a tunnel.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use socksgate_client::ProxyStream;
 use socksgate_http::forward::ResponseShape;
 use socksgate_http::response::{self, ResponseHead};
-use socksgate_http::{Framing, RequestHead};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use socksgate_http::{Framing, HttpError, RequestHead};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::body::{self, BodyError};
-use super::io::{Incoming, Paced};
+use super::io::{Incoming, Paced, HALTED};
 use crate::counters::Tally;
 use crate::failure::Failure;
 use crate::relay::{Caps, Direction};
 use crate::stream::ClientStream;
 
-/// How an exchange left the two connections.
-pub(super) struct Exchanged {
-    /// The client's connection can carry another request.
-    pub(super) client_persists: bool,
-    /// The target's connection can carry another request.
-    pub(super) target_persists: bool,
+/// The most interim (1xx) responses one request may get before its final one.
+const MAX_INTERIM: usize = 16;
+
+/// How an exchange ended.
+pub(super) enum Exchanged {
+    /// The response was relayed whole.
+    Answered {
+        /// The client's connection can carry another request.
+        client_persists: bool,
+        /// The target's connection can carry another request.
+        target_persists: bool,
+    },
+    /// A WebSocket upgrade: the `101` was passed on, and what either side sent after its
+    /// head has reached the other. The two connections are a tunnel from here.
+    Upgraded,
+}
+
+/// Whether a target connection kept from an earlier request is still usable: it has
+/// neither closed nor sent anything unasked (a 408 before closing, say). Polled once,
+/// without waiting.
+pub(super) fn still_open(stream: &mut ProxyStream) -> bool {
+    let mut probe = [0u8; 1];
+    let mut buffer = ReadBuf::new(&mut probe);
+    let mut task = Context::from_waker(Waker::noop());
+    // A peek would be exact on TCP, but the stream may be TLS: a byte read here means the
+    // connection is dropped anyway.
+    matches!(
+        Pin::new(stream).poll_read(&mut task, &mut buffer),
+        Poll::Pending
+    )
 }
 
 /// Forwards `head` (whose body starts in `from_client`) on `target` and answers the
-/// client with the target's response.
+/// client with the target's response. `status` is set once a final response head (or a
+/// `101`) reached the client.
 #[expect(clippy::too_many_arguments, reason = "one exchange's whole context")]
 pub(super) async fn exchange(
     client: &mut ClientStream,
@@ -41,22 +68,29 @@ pub(super) async fn exchange(
     status: &mut Option<u16>,
 ) -> Result<Exchanged, Failure> {
     let Some(request) = socksgate_http::forward::request(head, !head.persistent) else {
-        return Err(Failure::BadResponse("CONNECT is not forwarded".into()));
+        return Err(Failure::BadRequest(HttpError::bad_request(
+            "CONNECT is not forwarded",
+        )));
     };
     target.write_all(&request).await.map_err(Failure::Reset)?;
+    // A TLS or RFC 1961 layer may hold the head until flushed (a request without a body
+    // writes nothing else).
+    target.flush().await.map_err(Failure::Reset)?;
     // Heads count as bytes moved, as everything a SOCKS session relays does.
     counters.add_up(request.len());
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut target_read, mut target_write) = tokio::io::split(target);
-    let count_up = |n: usize| counters.add_up(n);
-    let count_down = |n: usize| counters.add_down(n);
     let mut up = Paced {
         limiter: caps.limiter(Direction::Up),
-        count: &count_up,
+        counters,
+        up: true,
+        idle,
     };
     let mut down = Paced {
         limiter: caps.limiter(Direction::Down),
-        count: &count_down,
+        counters,
+        up: false,
+        idle,
     };
     let send = body::copy(
         head.body,
@@ -90,9 +124,12 @@ pub(super) async fn exchange(
                     // reading may still be answering (413, 401): wait for that.
                     Err(BodyError::Read(error)) => return Err(Failure::ClientGone(error)),
                     Err(BodyError::Chunked(error)) => {
-                        return Err(Failure::BadRequest(socksgate_http::HttpError::bad_request(
+                        return Err(Failure::BadRequest(HttpError::bad_request(
                             error.to_string(),
                         )))
+                    }
+                    Err(BodyError::Write(error)) if error.to_string() == HALTED => {
+                        return Err(Failure::QuotaExceeded)
                     }
                     Err(BodyError::Write(error)) => send_failed = Some(error),
                 },
@@ -102,18 +139,20 @@ pub(super) async fn exchange(
         (answered, sent, send_failed)
     };
     let Answered::Response(response) = answered else {
-        // A WebSocket upgrade: a tunnel from here, with what either side already sent.
-        let pending = std::mem::take(&mut from_target.bytes);
-        return tunnel(
-            (&mut client_read, &mut client_write),
-            (&mut target_read, &mut target_write),
-            from_client,
-            &pending,
-            (&mut up, &mut down),
-        )
-        .await;
+        // What the target sent after its 101, and the client after its request, go
+        // across; the session then relays the two connections as a tunnel.
+        down.write(&mut client_write, &from_target.bytes)
+            .await
+            .map_err(Failure::ClientGone)?;
+        client_write.flush().await.map_err(Failure::ClientGone)?;
+        let pending = std::mem::take(&mut from_client.bytes);
+        up.write(&mut target_write, &pending)
+            .await
+            .map_err(Failure::Reset)?;
+        target_write.flush().await.map_err(Failure::Reset)?;
+        return Ok(Exchanged::Upgraded);
     };
-    Ok(Exchanged {
+    Ok(Exchanged::Answered {
         // A body the target answered before reading leaves the client's stream mid-body.
         client_persists: sent && response.client_persists,
         target_persists: sent
@@ -150,9 +189,15 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    loop {
+    let client_gone = |error: std::io::Error| {
+        if error.to_string() == HALTED {
+            Failure::QuotaExceeded
+        } else {
+            Failure::ClientGone(error)
+        }
+    };
+    for _ in 0..=MAX_INTERIM {
         let head = read_response(incoming, from, &request.method, idle).await?;
-        *status = Some(head.status);
         if head.status == 101 {
             if !request.websocket {
                 return Err(Failure::BadResponse(
@@ -164,21 +209,20 @@ where
                 ..ResponseShape::default()
             };
             let answer = socksgate_http::forward::response(&head, shape);
-            paced
-                .write(to, &answer)
-                .await
-                .map_err(Failure::ClientGone)?;
+            paced.write(to, &answer).await.map_err(client_gone)?;
             to.flush().await.map_err(Failure::ClientGone)?;
+            *status = Some(101);
             return Ok(Answered::Upgraded);
         }
         if (100..200).contains(&head.status) {
             // 100 Continue, 103 Early Hints: passed on, then the final response follows.
-            let interim = socksgate_http::forward::response(&head, ResponseShape::default());
-            paced
-                .write(to, &interim)
-                .await
-                .map_err(Failure::ClientGone)?;
-            to.flush().await.map_err(Failure::ClientGone)?;
+            // Never to an HTTP/1.0 client, which would take it for the response (RFC 9110
+            // §15.2).
+            if request.minor_version == 1 {
+                let interim = socksgate_http::forward::response(&head, ResponseShape::default());
+                paced.write(to, &interim).await.map_err(client_gone)?;
+                to.flush().await.map_err(Failure::ClientGone)?;
+            }
             continue;
         }
         // An HTTP/1.0 client cannot read chunks: it gets the data, ended by the close.
@@ -190,14 +234,12 @@ where
             upgrade: false,
         };
         let answer = socksgate_http::forward::response(&head, shape);
-        paced
-            .write(to, &answer)
-            .await
-            .map_err(Failure::ClientGone)?;
+        paced.write(to, &answer).await.map_err(client_gone)?;
+        *status = Some(head.status);
         body::copy(head.body, dechunk, incoming, from, to, paced, idle)
             .await
             .map_err(|error| match error {
-                BodyError::Write(error) => Failure::ClientGone(error),
+                BodyError::Write(error) => client_gone(error),
                 BodyError::Read(error) => Failure::Reset(error),
                 BodyError::Chunked(error) => Failure::BadResponse(error.to_string()),
             })?;
@@ -206,6 +248,9 @@ where
             target_persists: head.persistent,
         }));
     }
+    Err(Failure::BadResponse(format!(
+        "more than {MAX_INTERIM} interim responses"
+    )))
 }
 
 /// Reads a response head: a target that closes first, sends a malformed head, or is
@@ -237,66 +282,5 @@ async fn read_response<R: AsyncRead + Unpin>(
             }
             Err(error) => return Err(Failure::BadResponse(error.to_string())),
         }
-    }
-}
-
-/// After a `101`: bytes both ways until both sides close, under the caps, counted.
-async fn tunnel<CR, CW, TR, TW>(
-    client: (&mut CR, &mut CW),
-    target: (&mut TR, &mut TW),
-    from_client: &mut Incoming,
-    from_target: &[u8],
-    (up, down): (&mut Paced<'_>, &mut Paced<'_>),
-) -> Result<Exchanged, Failure>
-where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    TR: AsyncRead + Unpin,
-    TW: AsyncWrite + Unpin,
-{
-    let (client_read, client_write) = client;
-    let (target_read, target_write) = target;
-    down.write(client_write, from_target)
-        .await
-        .map_err(Failure::ClientGone)?;
-    client_write.flush().await.map_err(Failure::ClientGone)?;
-    let upward = async {
-        body::copy(
-            Framing::UntilClose,
-            false,
-            from_client,
-            client_read,
-            target_write,
-            up,
-            None,
-        )
-        .await?;
-        target_write.shutdown().await.map_err(BodyError::Write)
-    };
-    let mut from_target = Incoming::default();
-    let downward = async {
-        body::copy(
-            Framing::UntilClose,
-            false,
-            &mut from_target,
-            target_read,
-            client_write,
-            down,
-            None,
-        )
-        .await?;
-        client_write.shutdown().await.map_err(BodyError::Write)
-    };
-    let (upward, downward) = tokio::join!(upward, downward);
-    match upward.and(downward) {
-        Ok(()) => Ok(Exchanged {
-            client_persists: false,
-            target_persists: false,
-        }),
-        Err(BodyError::Read(error) | BodyError::Write(error)) => Err(Failure::Reset(error)),
-        Err(BodyError::Chunked(_)) => Ok(Exchanged {
-            client_persists: false,
-            target_persists: false,
-        }),
     }
 }
