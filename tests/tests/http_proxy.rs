@@ -295,7 +295,8 @@ fn basic_credentials_are_checked_like_rfc_1929() {
     let log = server.wait_for_sessions(5);
     assert_eq!(count_where(&log, "outcome", "auth-required"), 2, "{log:#?}");
     assert_eq!(count_where(&log, "outcome", "auth-failed"), 1, "{log:#?}");
-    assert_eq!(count_where(&log, "user", "alice"), 2, "{log:#?}");
+    // The failed login names the user it tried, as a SOCKS one does.
+    assert_eq!(count_where(&log, "user", "alice"), 3, "{log:#?}");
     assert!(
         !format!("{log:?}").contains("s3cret"),
         "a password was logged"
@@ -954,8 +955,9 @@ fn rules_limits_and_bandwidth_are_shared_by_a_users_socks_and_http_sessions() {
         (together - 1_000_000.0).abs() <= 100_000.0,
         "alice's two sessions together: {together:.0} B/s through 1 MB/s ({rates:?})"
     );
+    // (How the one cap is shared between them is the token bucket's; both must move.)
     assert!(
-        rates.iter().all(|&rate| rate > 100_000.0),
+        rates.iter().all(|&rate| rate > 50_000.0),
         "both move: {rates:?}"
     );
     let log = server.wait_for_sessions(4);
@@ -1090,4 +1092,242 @@ fn a_chain_reaches_an_https_proxy_hop() {
     assert!(answer.ends_with("hello from the origin"), "{answer}");
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["method"], "CONNECT", "{log:#?}");
+}
+
+/// A target that answers every request on a connection with `answer` (read to the end of
+/// each request head first), then closes the connection after `idle` without another
+/// request. Counts its connections.
+fn scripted_origin(
+    answer: &'static [u8],
+    idle: Duration,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(idle));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                    if head.ends_with(b"\r\n\r\n") {
+                        head.clear();
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, connections)
+}
+
+/// Sends `requests` (one write) on one connection and reads until the proxy closes it.
+fn on_one_connection(proxy: SocketAddr, requests: &str) -> String {
+    exchange(proxy, requests.as_bytes()).0
+}
+
+#[test]
+fn a_hostile_target_gets_the_client_a_502_and_nothing_of_its_own() {
+    let server = TestServer::start();
+    for (answer, why) in [
+        (&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..], "both framings"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "two lengths"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", "a 101 nobody asked for"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP"),
+        (b"HTTP/1.1 054 Odd\r\n\r\n", "no status"),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n",
+            "endless interim responses",
+        ),
+    ] {
+        let (origin, _) = scripted_origin(answer, Duration::from_secs(5));
+        let answer = on_one_connection(
+            server.addr(),
+            &format!("GET http://{origin}/ HTTP/1.0\r\n\r\n"),
+        );
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{why}: {answer:?}");
+        assert!(!answer.contains("Continue") && !answer.contains("SSH"), "{why}: {answer:?}");
+    }
+    let log = server.wait_for_sessions(6);
+    assert_eq!(count_where(&log, "outcome", "bad-response"), 6, "{log:#?}");
+    assert_eq!(count_where(&log, "status", "502"), 6, "{log:#?}");
+}
+
+#[test]
+fn a_kept_target_connection_the_target_closed_is_not_reused() {
+    // The origin closes a kept-alive connection after 300 ms without a request (Apache
+    // does after 5 s): the client's second request, a second later, goes on a new one.
+    let (origin, connections) = scripted_origin(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Duration::from_millis(300),
+    );
+    let server = TestServer::start();
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    let mut answers = String::new();
+    for _ in 0..2 {
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while !answer.ends_with(b"\r\n\r\nok") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "{answer:?}");
+            answer.push(byte[0]);
+        }
+        answers.push_str(&String::from_utf8_lossy(&answer));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn each_request_on_a_connection_stands_on_its_own_credentials() {
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = password_server(&[("alice", "s3cret"), ("bob", "pw")], "http-each");
+    let target = format!("127.0.0.1:{}", origin.port);
+    let alice = "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"; // alice:s3cret
+    let wrong = "Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n"; // alice:wrong
+    let bob = "Proxy-Authorization: Basic Ym9iOnB3\r\n"; // bob:pw
+    let get = |credentials: &str| {
+        format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n{credentials}\r\n")
+    };
+    // Pipelined in one write: alice, alice again (not checked again), bob (checked: a
+    // user of his own), then one without credentials, which is asked for them.
+    let answer = on_one_connection(
+        server.addr(),
+        &[get(alice), get(alice), get(bob), get("")].concat(),
+    );
+    assert_eq!(
+        answer.matches("hello from the origin").count(),
+        3,
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with(
+            "407 Proxy Authentication Required: the proxy needs a user name and password\n"
+        ),
+        "{answer}"
+    );
+    // A wrong password after a right one is a failed login, not alice.
+    let answer = on_one_connection(server.addr(), &[get(alice), get(wrong)].concat());
+    assert_eq!(
+        answer.matches("hello from the origin").count(),
+        1,
+        "{answer}"
+    );
+    assert!(answer.contains("HTTP/1.1 407 "), "{answer}");
+    let log = server.wait_for_sessions(7);
+    let users: Vec<(&str, &str)> = log
+        .iter()
+        .map(|entry| (entry["user"].as_str(), entry["outcome"].as_str()))
+        .collect();
+    assert_eq!(
+        count_where(&log, "outcome", "auth-required"),
+        1,
+        "{users:?}"
+    );
+    assert_eq!(count_where(&log, "outcome", "auth-failed"), 1, "{users:?}");
+    assert!(users.contains(&("bob", "closed")), "{users:?}");
+    assert_eq!(
+        users
+            .iter()
+            .filter(|(user, outcome)| *user == "alice" && *outcome == "closed")
+            .count(),
+        3,
+        "{users:?}"
+    );
+}
+
+#[test]
+fn rules_about_connect_and_methods_hold_for_forwarded_requests() {
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    // A gateway written before HTTP clients: a deny for connect to one network, and a rule
+    // for password users only.
+    let text = format!(
+        "[[rule]]\ncommands = [\"connect\"]\nto = [\"127.0.0.1/32\"]\nports = [\"{port}\"]\n\
+         methods = [\"none\"]\naction = \"deny\"\n\n[[rule]]\nmethods = [\"password\"]\naction = \"allow\"\n",
+        port = origin.port
+    );
+    let mut config = Config::parse(&text, std::path::Path::new("old-rules.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.listeners[0].methods = vec![Method::NO_AUTH, Method::PASSWORD];
+    config.listeners[0].socks4 = false;
+    let path = password_file("http-methods", &[("alice", "pw")]);
+    let file = PasswordFile::open(&path, None, false).unwrap();
+    let server = TestServer::start_with_authenticator(config, Some(Arc::new(file)));
+    let target = format!("127.0.0.1:{}", origin.port);
+    let get = format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n");
+    let anonymous = on_one_connection(server.addr(), &format!("{get}\r\n"));
+    // The connect rule refused it; an anonymous client that could log in is asked to.
+    assert!(anonymous.starts_with("HTTP/1.1 407 "), "{anonymous}");
+    let logged_in = on_one_connection(
+        server.addr(),
+        &format!("{get}Proxy-Authorization: Basic YWxpY2U6cHc=\r\n\r\n"),
+    );
+    assert!(logged_in.ends_with("hello from the origin"), "{logged_in}");
+    let log = server.wait_for_sessions(2);
+    assert!(
+        log.iter()
+            .any(|entry| entry["rule"] == "rule old-rules.toml:1"),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|entry| entry["rule"] == "rule old-rules.toml:8"),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn an_http_1_0_client_gets_a_chunked_response_as_data_and_no_interim_responses() {
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let target = format!("127.0.0.1:{}", origin.port);
+    let answer = on_one_connection(
+        server.addr(),
+        &format!("GET http://{target}/chunked HTTP/1.0\r\n\r\n"),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(!answer.contains("Transfer-Encoding"), "{answer}");
+    assert!(answer.contains("Connection: close\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\nchunked body from the origin"),
+        "{answer}"
+    );
+    // Two pipelined HTTP/1.1 requests: both answered, in order.
+    let answer = on_one_connection(
+        server.addr(),
+        &format!(
+            "GET http://{target}/a HTTP/1.1\r\nHost: {target}\r\n\r\n\
+             GET http://{target}/chunked HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    let first = answer.find("hello from the origin").unwrap();
+    let second = answer.find("Transfer-Encoding: chunked").unwrap();
+    assert!(first < second, "{answer}");
+    assert!(answer.ends_with("0\r\n\r\n"), "{answer}");
 }
