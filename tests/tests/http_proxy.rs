@@ -720,11 +720,11 @@ fn python_requests_uses_socksgate_for_http_and_https() {
          \x20   for _ in range(3):\n\
          \x20       print(session.get('{plain}', proxies=proxies, timeout=10).text)\n\
          \x20   print(session.post('{post}', data=b'x' * 100000, proxies=proxies, timeout=10).json()['length'])\n\
-         \x20   print(session.get('{secure}', proxies=proxies, verify='{ca}', timeout=10).text)\n",
+         \x20   print(session.get('https://localhost:{secure_port}/', proxies=proxies, verify='{ca}', timeout=10).text)\n",
         proxy = proxy_url(&server),
         plain = origin.url("/"),
         post = origin.url("/post"),
-        secure = format!("https://localhost:{}/", secure.port),
+        secure_port = secure.port,
         ca = authority.cert.display(),
     );
     let result = run(&python, &["-c", &script], &[], 60);

@@ -336,7 +336,6 @@ fn client_refusal(shared: &Shared, record: &AccessRecord) -> Option<String> {
     (verdict.action == socksgate_policy::Action::Deny).then(|| verdict.reason.to_string())
 }
 
-#[expect(clippy::too_many_arguments, reason = "a session's whole set-up")]
 async fn run(
     client: &mut ClientStream,
     options: ServerOptions,
