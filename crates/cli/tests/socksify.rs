@@ -511,3 +511,26 @@ print(address)
         "resolving alone sends nothing to the proxy"
     );
 }
+
+/// An HTTP proxy as the hop (socksgate's own HTTP port here): TCP goes through CONNECT,
+/// names are the proxy's to resolve, and socksify says at once that only TCP will pass.
+#[test]
+fn curl_through_an_http_proxy_hop() {
+    let Some(curl) = tool("curl") else { return };
+    let web = HttpTarget::start(BODY);
+    let server = server();
+    let url = format!("http://{}", server.addr());
+    let result = socksified_via(&url, &curl, &["-sS", &web.url(PROXY_ONLY_NAME)]);
+    assert_eq!(result.stdout, BODY, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("only TCP will pass: UDP or ICMP cannot pass hop 1"),
+        "{}",
+        result.stderr
+    );
+    let log = server.wait_for_sessions(1);
+    assert_eq!(log[0]["protocol"], "http", "{log:#?}");
+    assert_eq!(log[0]["method"], "CONNECT", "{log:#?}");
+    assert_eq!(log[0]["target"], format!("{PROXY_ONLY_NAME}:{}", web.port));
+}

@@ -700,3 +700,40 @@ fn a_udp_flow_whose_association_the_proxy_ends_gets_a_new_one() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(text(&output.stdout), "first\nsecond\n", "{output:?}");
 }
+
+/// TUN mode through an HTTP proxy hop (the site's socksgate, on its HTTP side): a program's
+/// TCP goes through CONNECT, its name resolved by the proxy; socksify says at once that
+/// only TCP will pass.
+#[test]
+fn tun_mode_reaches_a_target_through_an_http_proxy_hop() {
+    let Some(curl) = tool("curl") else {
+        return;
+    };
+    let Some(site) = site() else {
+        return;
+    };
+    let proxy = format!("http://{}", site.server.addr());
+    let url = format!("http://{TARGET_NAME}:{}/", site.http.port);
+    let output = site.socksgate(&[
+        "socksify",
+        "--tun",
+        "-x",
+        &proxy,
+        "--",
+        curl.to_str().unwrap(),
+        "-sS",
+        "-m",
+        "10",
+        &url,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stdout, "through the tunnel", "{stderr}");
+    assert!(stderr.contains("only TCP will pass"), "{stderr}");
+    let log = site.server.wait_for_sessions(1);
+    assert!(
+        log.iter().any(|entry| entry["method"] == "CONNECT"
+            && entry["target"] == format!("{TARGET_NAME}:{}", site.http.port)),
+        "{log:#?}"
+    );
+}
