@@ -291,3 +291,79 @@ fn upstream_health_shows_each_chain_in_or_out_of_service() {
         "1"
     );
 }
+
+/// HTTP clients are counted by protocol, and their requests by method and status class.
+#[test]
+fn http_requests_are_counted_by_protocol_method_and_status() {
+    let text = "[admin]\naddress = \"127.0.0.1:0\"\n\n\
+                [[rule]]\naction = \"deny\"\nports = [\"9\"]\n\n\
+                [[rule]]\naction = \"allow\"\n";
+    let mut config = Config::parse(text, Path::new("http-metrics.toml")).unwrap();
+    config.listeners = TestServer::loopback_config().listeners;
+    config.timeouts.shutdown = Duration::from_secs(2);
+    let server = TestServer::start_with(config);
+    let admin = server.admin_addr().unwrap();
+    let echo = EchoTarget::start();
+    let http = |request: String| {
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        (stream, String::from_utf8_lossy(&head).into_owned())
+    };
+    // A tunnel (200), a forwarded request refused by the rules (403), a malformed one (400).
+    let (mut tunnel, status) = http(format!(
+        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n",
+        echo.addr
+    ));
+    assert_eq!(status, "HTTP/1.1 200");
+    let mut rest = [0u8; 27];
+    tunnel.read_exact(&mut rest).unwrap(); // " Connection established\r\n\r\n"
+    assert_echoes(&mut tunnel, b"hello");
+    drop(tunnel);
+    assert_eq!(
+        http("GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: x\r\n\r\n".to_owned()).1,
+        "HTTP/1.1 403"
+    );
+    assert_eq!(
+        http("GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned()).1,
+        "HTTP/1.1 400"
+    );
+    server.wait_for_sessions(3);
+    let (_, scrape) = get(admin, "/metrics");
+    for (series, value) in [
+        (
+            "socksgate_sessions_by_protocol_total{protocol=\"http\"}",
+            "3",
+        ),
+        (
+            "socksgate_http_requests_total{method=\"CONNECT\",status=\"2xx\"}",
+            "1",
+        ),
+        (
+            "socksgate_http_requests_total{method=\"GET\",status=\"4xx\"}",
+            "1",
+        ),
+        (
+            "socksgate_http_requests_total{method=\"-\",status=\"4xx\"}",
+            "1",
+        ),
+        (
+            "socksgate_sessions_total{command=\"http\",outcome=\"denied\"}",
+            "1",
+        ),
+        (
+            "socksgate_sessions_total{command=\"-\",outcome=\"bad-request\"}",
+            "1",
+        ),
+    ] {
+        assert_eq!(
+            sample(&scrape, series).as_deref(),
+            Some(value),
+            "{series}\n{scrape}"
+        );
+    }
+}
