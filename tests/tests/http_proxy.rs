@@ -1318,6 +1318,19 @@ fn an_http_1_0_client_gets_a_chunked_response_as_data_and_no_interim_responses()
         answer.ends_with("\r\n\r\nchunked body from the origin"),
         "{answer}"
     );
+    // An HTTP/1.0 client that keeps its connection is told it is kept, and its next
+    // request answered on it.
+    let keep = format!("GET http://{target}/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let answer = on_one_connection(
+        server.addr(),
+        &format!("{keep}GET http://{target}/b HTTP/1.0\r\n\r\n"),
+    );
+    assert_eq!(
+        answer.matches("hello from the origin").count(),
+        2,
+        "{answer}"
+    );
+    assert!(answer.contains("Connection: keep-alive\r\n"), "{answer}");
     // Two pipelined HTTP/1.1 requests: both answered, in order.
     let answer = on_one_connection(
         server.addr(),

@@ -60,7 +60,21 @@ pub fn request(head: &RequestHead, close: bool) -> Option<Vec<u8>> {
     out.extend_from_slice(
         format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", head.method).as_bytes(),
     );
+    let mut length_sent = false;
     for header in &head.headers {
+        if header.is("content-length") {
+            // One field with the one length, however the client wrote it ("7, 7", twice):
+            // the next server must not have to be as lenient as RFC 9110 §8.6 lets us be.
+            if !length_sent {
+                let length = match head.body {
+                    crate::Framing::Length(length) => length,
+                    _ => 0,
+                };
+                out.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes());
+                length_sent = true;
+            }
+            continue;
+        }
         if !header.is("host") && passed_on(header, &connection, head.websocket) {
             push_field(&mut out, header);
         }
@@ -85,6 +99,9 @@ pub struct ResponseShape {
     pub dechunk: bool,
     /// A `101` to a WebSocket upgrade: `Upgrade` passed on, the connection a tunnel next.
     pub upgrade: bool,
+    /// The client speaks HTTP/1.0 and keeps the connection: it is told so
+    /// (`Connection: keep-alive`), or it would wait for the close to end the response.
+    pub keep_alive: bool,
 }
 
 /// The response head for the client.
@@ -110,6 +127,8 @@ pub fn response(head: &ResponseHead, shape: ResponseShape) -> Vec<u8> {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     } else if shape.close {
         out.extend_from_slice(b"Connection: close\r\n");
+    } else if shape.keep_alive {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -141,6 +160,16 @@ mod tests {
     }
 
     #[test]
+    fn one_content_length_goes_on() {
+        let head = request_head(
+            "POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\ncontent-length: 3\r\n\r\n",
+        );
+        let sent = String::from_utf8(request(&head, false).unwrap()).unwrap();
+        assert_eq!(sent.matches("Content-Length").count(), 1, "{sent}");
+        assert!(sent.contains("Content-Length: 3\r\n"), "{sent}");
+    }
+
+    #[test]
     fn a_websocket_upgrade_keeps_its_fields() {
         let head = request_head(
             "GET http://a/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -163,7 +192,7 @@ mod tests {
         let shape = ResponseShape {
             close: true,
             dechunk: true,
-            upgrade: false,
+            ..ResponseShape::default()
         };
         let sent = String::from_utf8(response(&head, shape)).unwrap();
         assert_eq!(

@@ -6,6 +6,9 @@ use crate::fields::{content_length, list_of, owned};
 use crate::request::{Framing, MAX_FIELDS, MAX_HEAD};
 use crate::Header;
 
+/// Fields kept free under [`MAX_FIELDS`] in a response for those socksgate adds.
+const RESERVED_FIELDS: usize = 4;
+
 /// A response head.
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -60,6 +63,14 @@ pub fn parse(input: &[u8], method: &str) -> Result<Option<(ResponseHead, usize)>
         )));
     }
     let reason = parsed.reason.unwrap_or("").to_owned();
+    if parsed.headers.len() > MAX_FIELDS - RESERVED_FIELDS {
+        // Room for what socksgate adds (Via, Connection), so that what it passes on is
+        // within the same cap for the client.
+        return Err(ResponseError(format!(
+            "more than {} header fields",
+            MAX_FIELDS - RESERVED_FIELDS
+        )));
+    }
     let headers = owned(parsed.headers);
     let length = content_length(&headers).map_err(|why| ResponseError(why.into()))?;
     let has_transfer_encoding = headers.iter().any(|header| header.is("transfer-encoding"));

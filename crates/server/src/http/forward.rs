@@ -232,6 +232,7 @@ where
             close: !client_persists,
             dechunk,
             upgrade: false,
+            keep_alive: client_persists && request.minor_version == 0,
         };
         let answer = socksgate_http::forward::response(&head, shape);
         paced.write(to, &answer).await.map_err(client_gone)?;
