@@ -1344,3 +1344,58 @@ fn an_http_1_0_client_gets_a_chunked_response_as_data_and_no_interim_responses()
     assert!(first < second, "{answer}");
     assert!(answer.ends_with("0\r\n\r\n"), "{answer}");
 }
+
+/// On an HTTPS listener that asks for client certificates, the certificate names the user
+/// of an HTTP client as of a SOCKS one: curl's --proxy-cert; without one, no session.
+#[test]
+fn a_client_certificate_names_the_https_proxy_user() {
+    if tool("curl").is_none() {
+        return skip_or_fail("curl is not installed");
+    }
+    let Some(origin) = Origin::start(None) else {
+        return;
+    };
+    let authority = socksgate_tests::pki::Authority::new("https-proxy-users");
+    let pem = authority.server("proxy");
+    let carol = authority.client("carol");
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: pem.cert.clone(),
+        key: pem.key.clone(),
+        client_ca: Some(authority.cert.clone()),
+    });
+    config.listeners[0].methods = vec![Method::NO_AUTH];
+    let server = TestServer::start_with(config);
+    let proxy = format!("https://localhost:{}", server.addr().port());
+    let cacert = authority.cert.display().to_string();
+    let (cert, key) = (
+        carol.cert.display().to_string(),
+        carol.key.display().to_string(),
+    );
+    let with_certificate = curl(&[
+        "-x",
+        &proxy,
+        "--proxy-cacert",
+        &cacert,
+        "--proxy-cert",
+        &cert,
+        "--proxy-key",
+        &key,
+        &origin.url("/"),
+    ]);
+    assert_eq!(
+        with_certificate.stdout, "hello from the origin",
+        "{}",
+        with_certificate.stderr
+    );
+    let without = curl(&["-x", &proxy, "--proxy-cacert", &cacert, &origin.url("/")]);
+    assert!(!without.success, "{}", without.stdout);
+    let log = server.wait_for_sessions(2);
+    assert!(
+        log.iter().any(|entry| entry["user"] == "carol"
+            && entry["protocol"] == "http"
+            && entry["status"] == "200"),
+        "{log:#?}"
+    );
+    assert_eq!(count_where(&log, "outcome", "tls-failed"), 1, "{log:#?}");
+}
