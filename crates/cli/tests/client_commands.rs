@@ -314,3 +314,51 @@ fn forward_udp_opens_a_new_association_when_the_proxy_ends_one() {
     assert_eq!(&reply[..len], b"second");
     drop(child);
 }
+
+/// An HTTP proxy as a hop of a chain (the first server's HTTP side, then a SOCKS5 hop):
+/// `connect` and `forward -L` go through CONNECT to the next hop.
+#[test]
+fn connect_and_forward_pass_an_http_proxy_hop() {
+    let first = TestServer::start();
+    let second = TestServer::start();
+    let echo = socksgate_tests::EchoTarget::start();
+    let web = HttpTarget::start("forwarded through an HTTP hop");
+    let hop1 = format!("http://{}", first.addr());
+    let hop2 = format!("socks5h://{}", second.addr());
+    let mut command = Command::new(BIN);
+    socksgate_tests::client::without_proxy_environment(&mut command).args([
+        "connect",
+        "-x",
+        &hop1,
+        "-x",
+        &hop2,
+        "127.0.0.1",
+        &echo.addr.port().to_string(),
+    ]);
+    let output = fed(&mut command, b"ping through an http hop");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, b"ping through an http hop");
+    let tcp = format!("127.0.0.1:0:127.0.0.1:{}", web.port);
+    let (child, locals) = forward(&["-x", &hop1, "-x", &hop2, "-L", &tcp], 1);
+    let mut http = TcpStream::connect(locals[0]).unwrap();
+    http.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.ends_with("forwarded through an HTTP hop"), "{page}");
+    drop(child);
+    let first_log = first.wait_for_sessions(2);
+    assert_eq!(
+        count_where(&first_log, "method", "CONNECT"),
+        2,
+        "{first_log:#?}"
+    );
+    assert_eq!(
+        count_where(&first_log, "target", &second.addr().to_string()),
+        2
+    );
+    assert_eq!(second.wait_for_sessions(2).len(), 2);
+}
