@@ -60,7 +60,7 @@ pub fn request(head: &RequestHead, close: bool) -> Option<Vec<u8>> {
     out.extend_from_slice(
         format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", head.method).as_bytes(),
     );
-    let mut length_sent = false;
+    let (mut length_sent, mut coding_sent) = (false, false);
     for header in &head.headers {
         if header.is("content-length") {
             // One field with the one length, however the client wrote it ("7, 7", twice):
@@ -72,6 +72,16 @@ pub fn request(head: &RequestHead, close: bool) -> Option<Vec<u8>> {
                 };
                 out.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes());
                 length_sent = true;
+            }
+            continue;
+        }
+        if header.is("transfer-encoding") {
+            // Exactly what socksgate read it as (`chunked` alone is accepted), not the
+            // client's spelling of it (" ,Chunked\t"), which the next server may not read
+            // the same way.
+            if !coding_sent {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                coding_sent = true;
             }
             continue;
         }
@@ -167,6 +177,16 @@ mod tests {
         let sent = String::from_utf8(request(&head, false).unwrap()).unwrap();
         assert_eq!(sent.matches("Content-Length").count(), 1, "{sent}");
         assert!(sent.contains("Content-Length: 3\r\n"), "{sent}");
+        // The coding as socksgate read it, not as the client spelt it.
+        let head = request_head(
+            "POST http://a/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,Chunked\t\r\n\r\n",
+        );
+        let sent = String::from_utf8(request(&head, false).unwrap()).unwrap();
+        assert!(
+            sent.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{sent}"
+        );
+        assert_eq!(sent.matches("ransfer-").count(), 1, "{sent}");
     }
 
     #[test]

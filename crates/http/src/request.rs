@@ -200,7 +200,11 @@ fn check(
     } else {
         says("keep-alive") && !says("close")
     };
+    // Only a GET without a body, in HTTP/1.1 (RFC 6455 §4.1): the tunnel starts where the
+    // head ends.
     let websocket = method == "GET"
+        && minor_version == 1
+        && body == Framing::Empty
         && connection.iter().any(|token| token == "upgrade")
         && list_of(&headers, "upgrade")
             .iter()
@@ -600,6 +604,13 @@ mod tests {
         )
         .unwrap();
         assert!(!head.websocket);
+        // A body, or HTTP/1.0: no tunnel could start where the head ends.
+        for text in [
+            "GET http://a/ HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n",
+            "GET http://a/ HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(!parsed(text).unwrap().websocket, "{text:?}");
+        }
     }
 
     proptest::proptest! {

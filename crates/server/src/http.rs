@@ -41,6 +41,12 @@ use crate::Shared;
 /// The realm of socksgate's `407` challenge.
 const REALM: &str = "socksgate";
 
+/// The methods a request may be sent twice with (RFC 9110 §9.2.2).
+const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+
+/// How long socksgate's own answer may wait for a client that does not read it.
+const ANSWER_TIME: Duration = Duration::from_secs(10);
+
 /// How long a client's persistent connection may wait for its next request.
 const BETWEEN_REQUESTS: Duration = Duration::from_secs(60);
 
@@ -156,6 +162,10 @@ pub(crate) async fn serve(
                 }
             }
             Ok(Forwarded::Upgraded(established, upgraded_listing)) => {
+                // A tunnel lives as long as a CONNECT's: a client that vanishes is noticed.
+                if let Some(keepalive) = shared.timeouts.keepalive {
+                    crate::sockets::keep_alive(connection.client.tcp(), keepalive);
+                }
                 // The session's record and listing are the upgraded request's from here.
                 *record = request;
                 *listing = upgraded_listing;
@@ -185,9 +195,22 @@ impl Connection<'_> {
         &mut self,
         deadline: tokio::time::Instant,
     ) -> Result<Option<RequestHead>, (Failure, Option<u16>)> {
-        // A request began when any of its bytes are here (pipelined, or the first read).
+        // Empty lines before a request are ignored (RFC 9112 §2.2): a stray CRLF after a
+        // body does not begin one.
+        let blank = self
+            .incoming
+            .bytes
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        self.incoming.consume(blank);
+        // A request began when any of its bytes are here (pipelined, or the first read):
+        // its head within the handshake timeout.
         let mut started = !self.incoming.bytes.is_empty();
         let mut deadline = deadline;
+        if started {
+            deadline = deadline.min(tokio::time::Instant::now() + self.shared.timeouts.handshake);
+        }
         loop {
             // Parsed again only when a head could be complete (an empty line arrived) or
             // over a cap, so a head sent a byte at a time costs one parse, not thousands.
@@ -261,7 +284,9 @@ impl Connection<'_> {
                     }
                 }
             }
-            _ if self.access.anonymous || record.subject.user().is_some() => Ok(()),
+            // A listener that needs a password needs it of HTTP clients too, as SOCKS5 on
+            // it offers only the password method, client certificate or not.
+            _ if self.access.anonymous => Ok(()),
             _ => {
                 self.ask_for_credentials(record, "the proxy needs a user name and password")
                     .await;
@@ -400,7 +425,7 @@ impl Connection<'_> {
                 Some(stream) => stream,
                 None => self.reach(&request, &grant, record).await?,
             };
-            let mut status = None;
+            let mut progress = forward::Progress::default();
             let exchanged = forward::exchange(
                 self.client,
                 &mut self.incoming,
@@ -409,10 +434,10 @@ impl Connection<'_> {
                 &grant.caps,
                 &record.counters,
                 self.shared.timeouts.idle,
-                &mut status,
+                &mut progress,
             )
             .await;
-            if let Some(status) = status {
+            if let Some(status) = progress.status {
                 record.set_status(status);
             }
             match exchanged {
@@ -443,15 +468,22 @@ impl Connection<'_> {
                     };
                     return Ok(Forwarded::Upgraded(established, listing));
                 }
-                Err(Failure::BadResponse(_))
+                // A kept connection the target closed as the request went out, before a
+                // byte of an answer: sent again on a new connection, if sending it twice
+                // does no harm (RFC 9112 §9.3.1.1: idempotent, and no body to resend).
+                Err(Failure::Reset(_))
                     if was_reused
-                        && status.is_none()
-                        && head.body == socksgate_http::Framing::Empty =>
+                        && !progress.target_answered
+                        && !progress.client_written
+                        && head.body == socksgate_http::Framing::Empty
+                        && IDEMPOTENT.contains(&head.method.as_str()) =>
                 {
+                    record.rule = decided_by.clone();
                     continue;
                 }
                 Err(failure) => {
-                    self.refuse_after(&failure, status.is_some(), record).await;
+                    self.refuse_after(&failure, progress.client_written, record)
+                        .await;
                     return Err(failure);
                 }
             }
@@ -502,7 +534,11 @@ impl Connection<'_> {
 
 /// Writes one of socksgate's own answers, then closes as after a SOCKS failure reply.
 async fn answer(client: &mut ClientStream, bytes: &[u8]) {
-    if client.write_all(bytes).await.is_ok() && client.flush().await.is_ok() {
+    let sent = async { client.write_all(bytes).await.is_ok() && client.flush().await.is_ok() };
+    if tokio::time::timeout(ANSWER_TIME, sent)
+        .await
+        .unwrap_or(false)
+    {
         linger_close(client).await;
     }
 }

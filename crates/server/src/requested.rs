@@ -60,8 +60,14 @@ impl Requested<'_> {
             200 => return Ok(()),
             status => socksgate_http::status::answer(status, &reply.to_string(), &[]),
         };
-        self.client.write_all(&answer).await?;
-        self.client.flush().await
+        // A client that does not read its answer does not hold the session up.
+        let sent = async {
+            self.client.write_all(&answer).await?;
+            self.client.flush().await
+        };
+        tokio::time::timeout(self.shared.timeouts.handshake, sent)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// Sends a failure reply and closes the connection (RFC 1928 §6: at once, and no later

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use socksgate_http::chunked::{Piece, Scanner};
 use socksgate_http::Framing;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::{Incoming, Paced};
 
@@ -113,7 +113,7 @@ where
             }
         },
     }
-    to.flush().await.map_err(BodyError::Write)
+    paced.flush(to).await.map_err(BodyError::Write)
 }
 
 /// Reads more; the end of the stream is an error where the body is not over (`needed`).

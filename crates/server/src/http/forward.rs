@@ -12,7 +12,7 @@ use socksgate_client::ProxyStream;
 use socksgate_http::forward::ResponseShape;
 use socksgate_http::response::{self, ResponseHead};
 use socksgate_http::{Framing, HttpError, RequestHead};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::{self, BodyError};
 use super::io::{Incoming, Paced, HALTED};
@@ -53,9 +53,19 @@ pub(super) fn still_open(stream: &mut ProxyStream) -> bool {
     )
 }
 
+/// How far an exchange got, for the caller's answer and its retry.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    /// The status of the final response head (or the `101`) that reached the client.
+    pub(super) status: Option<u16>,
+    /// Whether anything of the target's (an interim response too) reached the client.
+    pub(super) client_written: bool,
+    /// Whether any byte came back from the target.
+    pub(super) target_answered: bool,
+}
+
 /// Forwards `head` (whose body starts in `from_client`) on `target` and answers the
-/// client with the target's response. `status` is set once a final response head (or a
-/// `101`) reached the client.
+/// client with the target's response, noting its `progress`.
 #[expect(clippy::too_many_arguments, reason = "one exchange's whole context")]
 pub(super) async fn exchange(
     client: &mut ClientStream,
@@ -65,27 +75,26 @@ pub(super) async fn exchange(
     caps: &Caps,
     counters: &Tally,
     idle: Option<Duration>,
-    status: &mut Option<u16>,
+    progress: &mut Progress,
 ) -> Result<Exchanged, Failure> {
     let Some(request) = socksgate_http::forward::request(head, !head.persistent) else {
         return Err(Failure::BadRequest(HttpError::bad_request(
             "CONNECT is not forwarded",
         )));
     };
-    target.write_all(&request).await.map_err(Failure::Reset)?;
-    // A TLS or RFC 1961 layer may hold the head until flushed (a request without a body
-    // writes nothing else).
-    target.flush().await.map_err(Failure::Reset)?;
-    // Heads count as bytes moved, as everything a SOCKS session relays does.
-    counters.add_up(request.len());
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut target_read, mut target_write) = tokio::io::split(target);
     let mut up = Paced {
         limiter: caps.limiter(Direction::Up),
         counters,
         up: true,
         idle,
     };
+    // Heads count as bytes moved, as everything a SOCKS session relays does. A TLS or
+    // RFC 1961 layer may hold the head until flushed (a request without a body writes
+    // nothing else).
+    up.write(target, &request).await.map_err(Failure::Reset)?;
+    up.flush(target).await.map_err(Failure::Reset)?;
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut target_read, mut target_write) = tokio::io::split(target);
     let mut down = Paced {
         limiter: caps.limiter(Direction::Down),
         counters,
@@ -109,7 +118,7 @@ pub(super) async fn exchange(
         &mut client_write,
         &mut down,
         idle,
-        status,
+        progress,
     );
     // In a block, so that both halves' futures are gone (with their borrows) after it.
     let (answered, sent, send_failed) = {
@@ -144,12 +153,14 @@ pub(super) async fn exchange(
         down.write(&mut client_write, &from_target.bytes)
             .await
             .map_err(Failure::ClientGone)?;
-        client_write.flush().await.map_err(Failure::ClientGone)?;
+        down.flush(&mut client_write)
+            .await
+            .map_err(Failure::ClientGone)?;
         let pending = std::mem::take(&mut from_client.bytes);
         up.write(&mut target_write, &pending)
             .await
             .map_err(Failure::Reset)?;
-        target_write.flush().await.map_err(Failure::Reset)?;
+        up.flush(&mut target_write).await.map_err(Failure::Reset)?;
         return Ok(Exchanged::Upgraded);
     };
     Ok(Exchanged::Answered {
@@ -183,7 +194,7 @@ async fn respond<R, W>(
     to: &mut W,
     paced: &mut Paced<'_>,
     idle: Option<Duration>,
-    status: &mut Option<u16>,
+    progress: &mut Progress,
 ) -> Result<Answered, Failure>
 where
     R: AsyncRead + Unpin,
@@ -197,7 +208,7 @@ where
         }
     };
     for _ in 0..=MAX_INTERIM {
-        let head = read_response(incoming, from, &request.method, idle).await?;
+        let head = read_response(incoming, from, &request.method, idle, progress).await?;
         if head.status == 101 {
             if !request.websocket {
                 return Err(Failure::BadResponse(
@@ -209,9 +220,10 @@ where
                 ..ResponseShape::default()
             };
             let answer = socksgate_http::forward::response(&head, shape);
+            progress.client_written = true;
             paced.write(to, &answer).await.map_err(client_gone)?;
-            to.flush().await.map_err(Failure::ClientGone)?;
-            *status = Some(101);
+            paced.flush(to).await.map_err(Failure::ClientGone)?;
+            progress.status = Some(101);
             return Ok(Answered::Upgraded);
         }
         if (100..200).contains(&head.status) {
@@ -220,8 +232,9 @@ where
             // §15.2).
             if request.minor_version == 1 {
                 let interim = socksgate_http::forward::response(&head, ResponseShape::default());
+                progress.client_written = true;
                 paced.write(to, &interim).await.map_err(client_gone)?;
-                to.flush().await.map_err(Failure::ClientGone)?;
+                paced.flush(to).await.map_err(Failure::ClientGone)?;
             }
             continue;
         }
@@ -235,8 +248,9 @@ where
             keep_alive: client_persists && request.minor_version == 0,
         };
         let answer = socksgate_http::forward::response(&head, shape);
+        progress.client_written = true;
         paced.write(to, &answer).await.map_err(client_gone)?;
-        *status = Some(head.status);
+        progress.status = Some(head.status);
         body::copy(head.body, dechunk, incoming, from, to, paced, idle)
             .await
             .map_err(|error| match error {
@@ -261,23 +275,36 @@ async fn read_response<R: AsyncRead + Unpin>(
     from: &mut R,
     method: &str,
     idle: Option<Duration>,
+    progress: &mut Progress,
 ) -> Result<ResponseHead, Failure> {
     loop {
-        match response::parse(&incoming.bytes, method) {
-            Ok(Some((head, used))) => {
-                incoming.consume(used);
-                return Ok(head);
+        // Parsed only once a head may be complete: a target trickling a head a byte at a
+        // time costs one parse.
+        if incoming.may_hold_a_head() {
+            match response::parse(&incoming.bytes, method) {
+                Ok(Some((head, used))) => {
+                    incoming.consume(used);
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(Failure::BadResponse(error.to_string())),
             }
-            Ok(None) => {}
-            Err(error) => return Err(Failure::BadResponse(error.to_string())),
         }
         match incoming.fill(from, idle).await {
+            // Closed before a byte of an answer: the connection, not the response, failed
+            // (a kept one the target had given up on), which a retry may mend.
+            Ok(0) if !progress.target_answered => {
+                return Err(Failure::Reset(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the target closed without answering",
+                )))
+            }
             Ok(0) => {
                 return Err(Failure::BadResponse(
                     "the target closed without a complete response".into(),
                 ))
             }
-            Ok(_) => {}
+            Ok(_) => progress.target_answered = true,
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(Failure::ResponseTimeout)
             }

@@ -56,7 +56,7 @@ impl Incoming {
     /// cap: only then is it worth parsing. Each byte is searched once.
     pub(super) fn may_hold_a_head(&mut self) -> bool {
         use socksgate_http::request::{MAX_HEAD, MAX_REQUEST_LINE};
-        let from = self.searched.saturating_sub(2);
+        let from = self.searched.min(self.bytes.len()).saturating_sub(2);
         let window = &self.bytes[from..];
         let ended = window.windows(2).any(|pair| pair == b"\n\n")
             || window.windows(3).any(|three| three == b"\n\r\n");
@@ -113,6 +113,18 @@ impl Paced<'_> {
             bytes = &bytes[allowed..];
         }
         Ok(())
+    }
+}
+
+impl Paced<'_> {
+    /// Flushes `to` (a TLS stream takes its peer's time only here), within the idle time.
+    pub(super) async fn flush<W: AsyncWrite + Unpin>(&mut self, to: &mut W) -> io::Result<()> {
+        match self.idle {
+            None => to.flush().await,
+            Some(idle) => tokio::time::timeout(idle, to.flush())
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        }
     }
 }
 
