@@ -78,6 +78,15 @@ impl Origin {
     }
 }
 
+/// The origin, when curl is installed too (a test of curl's skips, or fails in CI, without).
+fn curl_and_origin() -> Option<Origin> {
+    if tool("curl").is_none() {
+        skip_or_fail("curl is not installed");
+        return None;
+    }
+    Origin::start(None)
+}
+
 fn curl(args: &[&str]) -> socksgate_tests::interop::Run {
     let curl = tool("curl").unwrap();
     let mut all = vec!["-sS", "--max-time", "20"];
@@ -91,10 +100,7 @@ fn proxy_url(server: &TestServer) -> String {
 
 #[test]
 fn curl_gets_posts_and_uploads_through_the_socks_port() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let server = TestServer::start();
@@ -150,10 +156,7 @@ fn curl_gets_posts_and_uploads_through_the_socks_port() {
 
 #[test]
 fn several_urls_share_one_client_connection_and_one_origin_connection() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let server = TestServer::start();
@@ -182,10 +185,7 @@ fn several_urls_share_one_client_connection_and_one_origin_connection() {
 
 #[test]
 fn hop_by_hop_fields_stay_behind_and_via_is_added() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let server = TestServer::start();
@@ -256,10 +256,7 @@ fn password_server(users: &[(&str, &str)], name: &str) -> TestServer {
 
 #[test]
 fn basic_credentials_are_checked_like_rfc_1929() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let server = password_server(&[("alice", "s3cret")], "http-basic");
@@ -305,20 +302,12 @@ fn basic_credentials_are_checked_like_rfc_1929() {
 
 #[test]
 fn a_tls_listener_is_an_https_proxy() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let authority = socksgate_tests::pki::Authority::new("https-proxy");
     let pem = authority.server("proxy");
-    let mut config = TestServer::loopback_config();
-    config.listeners[0].tls = Some(ListenerTls {
-        cert: pem.cert.clone(),
-        key: pem.key.clone(),
-        client_ca: None,
-    });
+    let config = tls_listener(&pem, None);
     let server = TestServer::start_with(config);
     let proxy = format!("https://localhost:{}", server.addr().port());
     let cacert = authority.cert.display().to_string();
@@ -341,6 +330,34 @@ fn a_tls_listener_is_an_https_proxy() {
     let log = server.wait_for_sessions(2);
     assert_eq!(count_where(&log, "protocol", "http"), 2, "{log:#?}");
     assert_eq!(count_where(&log, "method", "CONNECT"), 1, "{log:#?}");
+}
+
+/// `GET /` on a connection `chain` opened to `target`: the whole answer.
+async fn get_through(chain: &socksgate_client::Chain, target: &socksgate_proto::Address) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = chain.connect(target).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The loopback configuration with its listener in TLS on `pem`, asking for client
+/// certificates from `clients` when given.
+fn tls_listener(
+    pem: &socksgate_tests::pki::Pem,
+    clients: Option<&socksgate_tests::pki::Authority>,
+) -> Config {
+    let mut config = TestServer::loopback_config();
+    config.listeners[0].tls = Some(ListenerTls {
+        cert: pem.cert.clone(),
+        key: pem.key.clone(),
+        client_ca: clients.map(|authority| authority.cert.clone()),
+    });
+    config
 }
 
 /// Sends `request` as one write and reads the answer to the close (5 s at most).
@@ -468,10 +485,7 @@ fn malformed_and_smuggling_requests_get_their_status_and_the_connection_closes()
 
 #[test]
 fn rules_tell_forwarded_requests_from_tunnels() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let mut config = Config::parse(
@@ -517,10 +531,7 @@ fn squid_or_skip(name: &str, extra: &str) -> Option<socksgate_tests::squid::Squi
 
 #[test]
 fn a_route_goes_through_squid_as_an_http_hop() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let Some(squid) = squid_or_skip("hop", "") else {
@@ -569,10 +580,7 @@ fn a_route_through_an_http_hop_cannot_carry_udp() {
 
 #[test]
 fn squid_uses_socksgate_as_its_parent() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let server = TestServer::start();
@@ -620,17 +628,7 @@ fn the_client_library_chains_through_an_http_hop_with_credentials() {
     let hop: socksgate_proto::hop::Hop = url.parse().unwrap();
     let chain: socksgate_client::Chain = std::iter::once(hop).collect();
     let target: socksgate_proto::Address = format!("127.0.0.1:{}", origin.port).parse().unwrap();
-    let answer = runtime.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = chain.connect(&target).await.unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.unwrap();
-        String::from_utf8_lossy(&answer).into_owned()
-    });
+    let answer = runtime.block_on(get_through(&chain, &target));
     assert!(answer.ends_with("hello from the origin"), "{answer}");
     // Wrong credentials: the hop's 407 is an authentication failure, naming the hop.
     let wrong_hop: socksgate_proto::hop::Hop = format!("http://alice:nope@{}", server.addr())
@@ -1055,12 +1053,7 @@ fn a_chain_reaches_an_https_proxy_hop() {
     };
     let authority = socksgate_tests::pki::Authority::new("https-hop");
     let pem = authority.server("hop");
-    let mut config = TestServer::loopback_config();
-    config.listeners[0].tls = Some(ListenerTls {
-        cert: pem.cert.clone(),
-        key: pem.key.clone(),
-        client_ca: None,
-    });
+    let config = tls_listener(&pem, None);
     let server = TestServer::start_with(config);
     let hop: socksgate_proto::hop::Hop = format!("https://localhost:{}", server.addr().port())
         .parse()
@@ -1078,17 +1071,7 @@ fn a_chain_reaches_an_https_proxy_hop() {
         .enable_all()
         .build()
         .unwrap();
-    let answer = runtime.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = chain.connect(&target).await.unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.unwrap();
-        String::from_utf8_lossy(&answer).into_owned()
-    });
+    let answer = runtime.block_on(get_through(&chain, &target));
     assert!(answer.ends_with("hello from the origin"), "{answer}");
     let log = server.wait_for_sessions(1);
     assert_eq!(log[0]["method"], "CONNECT", "{log:#?}");
@@ -1349,21 +1332,13 @@ fn an_http_1_0_client_gets_a_chunked_response_as_data_and_no_interim_responses()
 /// of an HTTP client as of a SOCKS one: curl's --proxy-cert; without one, no session.
 #[test]
 fn a_client_certificate_names_the_https_proxy_user() {
-    if tool("curl").is_none() {
-        return skip_or_fail("curl is not installed");
-    }
-    let Some(origin) = Origin::start(None) else {
+    let Some(origin) = curl_and_origin() else {
         return;
     };
     let authority = socksgate_tests::pki::Authority::new("https-proxy-users");
     let pem = authority.server("proxy");
     let carol = authority.client("carol");
-    let mut config = TestServer::loopback_config();
-    config.listeners[0].tls = Some(ListenerTls {
-        cert: pem.cert.clone(),
-        key: pem.key.clone(),
-        client_ca: Some(authority.cert.clone()),
-    });
+    let mut config = tls_listener(&pem, Some(&authority));
     config.listeners[0].methods = vec![Method::NO_AUTH];
     let server = TestServer::start_with(config);
     let proxy = format!("https://localhost:{}", server.addr().port());
