@@ -10,6 +10,7 @@
 //! other services — so callers run it off their async threads. Passwords are never logged:
 //! the types that hold them redact `Debug` and wipe themselves when dropped.
 
+mod cache;
 mod hash;
 #[cfg(feature = "pam")]
 mod pam;
@@ -19,6 +20,7 @@ mod throttle;
 
 use std::fmt;
 
+pub use cache::LoginCache;
 pub use hash::{constant_time_eq, hash_password, HashError, PasswordHash};
 #[cfg(feature = "pam")]
 pub use pam::Pam;
