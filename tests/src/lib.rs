@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod dante;
+pub mod freeradius;
 pub mod haproxy;
 pub mod impaired;
 pub mod interop;

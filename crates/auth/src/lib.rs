@@ -15,6 +15,7 @@ mod hash;
 #[cfg(feature = "pam")]
 mod pam;
 mod password_file;
+pub mod radius;
 mod recent;
 mod throttle;
 
