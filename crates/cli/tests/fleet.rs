@@ -492,7 +492,12 @@ fn the_fleet_deployment_material_is_valid() {
         let unit = unit.replace("/usr/bin/socksgate", env!("CARGO_BIN_EXE_socksgate"));
         std::fs::write(&instance, unit).unwrap();
         let said = passes(&analyze, &["verify"], &instance);
-        assert!(said.trim().is_empty(), "{said}");
+        // Only warnings about our unit count (verify also warns about other packages' units).
+        let ours: Vec<&str> = said
+            .lines()
+            .filter(|line| line.contains("socksgate"))
+            .collect();
+        assert!(ours.is_empty(), "{said}");
     }
     let manifests = Path::new(dist).join("kubernetes.yaml");
     if let Some(validate) = tool("kubernetes-validate") {
